@@ -1,0 +1,222 @@
+//! The AAA server's configuration file (`--config aaa.toml`) and its authorization
+//! policy: which gateway serves an APN in this realm, and which home AAA serves the
+//! users of another realm (visited role). Unknown or bad fields are errors that name
+//! the field and the file.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole `aaa.toml`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AaaConfig {
+    /// Diameter identity: Origin-Host (a FQDN).
+    pub origin_host: String,
+    /// Diameter identity: Origin-Realm, the realm whose subscribers this AAA serves,
+    /// e.g. `epc.mnc001.mcc001.3gppnetwork.org`.
+    pub origin_realm: String,
+    /// Where the Diameter server listens (TCP, RFC 6733; 3868 by default).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The subscriber file (relative paths are relative to this config file).
+    pub subscribers: PathBuf,
+    /// Where the last SQN of each subscriber is persisted.
+    pub sqn_state: PathBuf,
+    /// The gateway (LMA / PDN GW) serving each APN for this realm's own subscribers,
+    /// and, in the visited role, the visited gateway picked for roamers.
+    #[serde(default)]
+    pub gateways: BTreeMap<String, IpAddr>,
+    /// Visited role: the home AAA of each other realm, by realm name.
+    #[serde(default)]
+    pub home_realms: BTreeMap<String, SocketAddr>,
+    /// Seconds to wait for a home AAA before answering DIAMETER_UNABLE_TO_DELIVER.
+    #[serde(default = "default_relay_timeout")]
+    pub relay_timeout_secs: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 3868))
+}
+
+fn default_relay_timeout() -> u64 {
+    5
+}
+
+/// Errors reading `aaa.toml`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl AaaConfig {
+    /// Reads and checks the file; relative paths inside it become relative to it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut config: AaaConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for file in [&mut config.subscribers, &mut config.sqn_state] {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
+        if config.origin_host.is_empty() || config.origin_realm.is_empty() {
+            return Err(ConfigError::Parse {
+                path: path.into(),
+                message: "origin_host and origin_realm must not be empty".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The realm part of an NAI (`user@realm`), if it names another realm than ours,
+    /// together with that realm's home AAA. `None` when the user is ours (or the NAI
+    /// has no realm).
+    pub fn home_aaa_for(&self, nai: &str) -> Option<(&str, SocketAddr)> {
+        let realm = nai_realm(nai)?;
+        if realm.eq_ignore_ascii_case(&self.origin_realm) {
+            return None;
+        }
+        self.home_realms
+            .iter()
+            .find(|(name, _)| realm.eq_ignore_ascii_case(name) || realm_ends_with(realm, name))
+            .map(|(name, addr)| (name.as_str(), *addr))
+    }
+
+    /// The gateway serving `apn` for a subscriber allowed `allowed` APNs.
+    pub fn gateway_for(&self, apn: &str, allowed: &[String]) -> Result<IpAddr, Authorization> {
+        if !allowed.iter().any(|a| a.eq_ignore_ascii_case(apn)) {
+            return Err(Authorization::NotSubscribed);
+        }
+        self.visited_gateway_for(apn)
+            .ok_or(Authorization::NoGateway)
+    }
+
+    /// The gateway this realm picks for `apn`, whoever's subscriber it is.
+    pub fn visited_gateway_for(&self, apn: &str) -> Option<IpAddr> {
+        self.gateways
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(apn))
+            .map(|(_, addr)| *addr)
+    }
+}
+
+/// Why an APN is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Authorization {
+    /// The subscriber has no subscription for the APN (TS 29.273
+    /// DIAMETER_ERROR_USER_NO_APN_SUBSCRIPTION).
+    #[error("the subscriber has no subscription for this APN")]
+    NotSubscribed,
+    /// No gateway is configured for the APN in this realm.
+    #[error("no gateway serves this APN")]
+    NoGateway,
+}
+
+/// The realm of an NAI: what follows the last `@`.
+pub fn nai_realm(nai: &str) -> Option<&str> {
+    nai.rsplit_once('@')
+        .map(|(_, realm)| realm)
+        .filter(|r| !r.is_empty())
+}
+
+/// Whether `realm` is `suffix` or a sub-domain of it (`nai.epc.x` ends with `epc.x`).
+fn realm_ends_with(realm: &str, suffix: &str) -> bool {
+    let (realm, suffix) = (realm.to_ascii_lowercase(), suffix.to_ascii_lowercase());
+    realm
+        .strip_suffix(&suffix)
+        .is_some_and(|head| head.ends_with('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VISITED: &str = r#"
+origin_host = "aaa.visited.example"
+origin_realm = "epc.mnc002.mcc001.3gppnetwork.org"
+listen = "127.0.0.20:3868"
+subscribers = "subscribers.toml"
+sqn_state = "/var/lib/aaa/sqn.toml"
+[gateways]
+internet = "127.0.0.21"
+[home_realms]
+"epc.mnc001.mcc001.3gppnetwork.org" = "127.0.0.10:3868"
+"#;
+
+    fn load(text: &str) -> Result<AaaConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aaa.toml");
+        std::fs::write(&path, text).unwrap();
+        AaaConfig::load(&path)
+    }
+
+    #[test]
+    fn visited_role_finds_the_home_aaa_by_realm() {
+        let config = load(VISITED).unwrap();
+        assert!(
+            config.subscribers.ends_with("subscribers.toml") && config.subscribers.is_absolute()
+        );
+        assert_eq!(config.sqn_state, PathBuf::from("/var/lib/aaa/sqn.toml"));
+        let home = config.home_aaa_for("0001010000000001@nai.epc.mnc001.mcc001.3gppnetwork.org");
+        assert_eq!(
+            home,
+            Some((
+                "epc.mnc001.mcc001.3gppnetwork.org",
+                "127.0.0.10:3868".parse().unwrap()
+            ))
+        );
+        assert_eq!(
+            config.home_aaa_for("0001020000000001@epc.mnc002.mcc001.3gppnetwork.org"),
+            None
+        );
+        assert_eq!(config.home_aaa_for("0001020000000001"), None);
+        assert_eq!(
+            config.home_aaa_for("x@evil-epc.mnc001.mcc001.3gppnetwork.org"),
+            None
+        );
+    }
+
+    #[test]
+    fn apn_policy() {
+        let config = load(VISITED).unwrap();
+        let allowed = vec!["internet".to_string(), "ims".to_string()];
+        assert_eq!(
+            config.gateway_for("Internet", &allowed),
+            Ok("127.0.0.21".parse().unwrap())
+        );
+        assert_eq!(
+            config.gateway_for("ims", &allowed),
+            Err(Authorization::NoGateway)
+        );
+        assert_eq!(
+            config.gateway_for("corp", &allowed),
+            Err(Authorization::NotSubscribed)
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = load(&format!("listen_port = 3\n{VISITED}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("listen_port") && err.contains("aaa.toml"),
+            "{err}"
+        );
+    }
+}

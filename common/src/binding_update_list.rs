@@ -1,0 +1,1036 @@
+//! The MAG's proxy registration (RFC 5213 section 6): the Binding Update List, building
+//! Proxy Binding Updates, retransmitting them with exponential backoff, matching Proxy
+//! Binding Acknowledgements by sequence number, refreshing bindings before they expire
+//! and de-registering them. Sans-IO: typed messages and virtual time in, typed messages
+//! and events out; the driver encodes, sends and keeps the clock.
+//!
+//! Retransmission (RFC 5213 section 6.9.4, RFC 6275 section 11.8): a PBU without an
+//! answer is sent again after `init_min_delay_between_bus`, the delay doubling on every
+//! retransmission up to `max_delay_between_bus`; after `max_retransmissions` the
+//! registration fails with [`RegistrationFailure::Timeout`]. Every transmission carries a
+//! new sequence number and a fresh timestamp; a PBA answering any transmission of the
+//! current exchange is accepted, so a late answer to an earlier copy is not wasted.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use crate::mh::{
+    AccessTechnologyType, BindingAckStatus, BuFlags, GreKey, HandoffIndicator,
+    Ipv4HomeAddressReplyStatus, Lifetime, NtpTimestamp, ProxyBindingAck, ProxyBindingUpdate,
+    VendorSpecific,
+};
+
+/// Seconds between the NTP era (1900) and the Unix epoch (1970).
+const NTP_UNIX_OFFSET_SECS: u64 = 2_208_988_800;
+
+/// Converts a wall-clock time to the 64-bit NTP format of the Timestamp option.
+pub fn ntp_timestamp(time: SystemTime) -> NtpTimestamp {
+    let since_unix = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_unix.as_secs().wrapping_add(NTP_UNIX_OFFSET_SECS);
+    let frac = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
+    NtpTimestamp((secs << 32) | frac)
+}
+
+/// The MAG's protocol settings (RFC 5213 section 6.9.4 and section 9).
+#[derive(Debug, Clone)]
+pub struct MagConfig {
+    /// First retransmission delay (InitMinDelayBetweenBUs).
+    pub init_min_delay_between_bus: Duration,
+    /// Largest retransmission delay (MaxDelayBetweenBUs, RFC 6275 MAX_BINDACK_TIMEOUT).
+    pub max_delay_between_bus: Duration,
+    /// Retransmissions after the first PBU before the exchange fails.
+    pub max_retransmissions: u32,
+    /// Lifetime asked for in every registration.
+    pub requested_lifetime: Lifetime,
+    /// Fraction of the granted lifetime after which the binding is refreshed.
+    pub refresh_ratio: f64,
+    /// Access Technology Type sent in every PBU (WLAN for an ePDG).
+    pub access_technology: AccessTechnologyType,
+    /// Whether PBUs carry the Timestamp option (RFC 5213 section 5.5).
+    pub use_timestamps: bool,
+}
+
+impl Default for MagConfig {
+    fn default() -> Self {
+        MagConfig {
+            init_min_delay_between_bus: Duration::from_secs(1),
+            max_delay_between_bus: Duration::from_secs(32),
+            max_retransmissions: 3,
+            requested_lifetime: Lifetime::from_secs(3600),
+            refresh_ratio: 0.8,
+            access_technology: AccessTechnologyType::Ieee80211,
+            use_timestamps: true,
+        }
+    }
+}
+
+/// What identifies one binding: the mobile node's NAI and the APN (DESIGN.md section 3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MobileNodeKey {
+    pub mn_id: Arc<str>,
+    pub apn: Option<Arc<str>>,
+}
+
+impl MobileNodeKey {
+    pub fn new(mn_id: &str, apn: Option<&str>) -> Self {
+        MobileNodeKey {
+            mn_id: Arc::from(mn_id),
+            apn: apn.map(Arc::from),
+        }
+    }
+}
+
+impl std::fmt::Display for MobileNodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.apn {
+            Some(apn) => write!(f, "{} apn={}", self.mn_id, apn),
+            None => write!(f, "{}", self.mn_id),
+        }
+    }
+}
+
+/// A request to register a mobile node at an LMA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationRequest {
+    pub key: MobileNodeKey,
+    /// The LMA: its address, and for IPv4 transport the UDP port (5436 by default).
+    pub lma: SocketAddr,
+    /// Ask for an IPv6 home network prefix (HNP option `::/0`).
+    pub request_home_network_prefix: bool,
+    /// Ask for an IPv4 home address (IPv4 Home Address Request `0.0.0.0/0`).
+    pub request_ipv4_home_address: bool,
+    /// The GRE key the LMA must use toward this MAG (RFC 5845 downlink key).
+    pub downlink_gre_key: Option<GreKey>,
+    pub handoff: HandoffIndicator,
+    /// Extra vendor options, e.g. the 3GPP PDN GW address when chaining (TS 29.275).
+    pub vendor: Vec<VendorSpecific>,
+}
+
+/// What the LMA granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub lma: SocketAddr,
+    pub home_network_prefix: Option<Ipv6Net>,
+    pub ipv4_home_address: Option<Ipv4Net>,
+    pub ipv4_default_router: Option<Ipv4Addr>,
+    /// The GRE key this MAG must use toward the LMA (RFC 5845 uplink key).
+    pub uplink_gre_key: Option<GreKey>,
+    pub lifetime: Lifetime,
+    /// The 3GPP and other vendor options of the PBA (e.g. charging ID, PCO).
+    pub vendor: Vec<VendorSpecific>,
+}
+
+/// Why a registration did not happen or did not last.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationFailure {
+    /// The LMA answered with a rejecting status.
+    #[error("LMA rejected the binding with status {0:?}")]
+    Rejected(BindingAckStatus),
+    /// The LMA accepted but did not assign what was asked for.
+    #[error("LMA accepted but {0}")]
+    Incomplete(&'static str),
+    /// The LMA refused the IPv4 home address (RFC 5844 IPv4 Home Address Reply status).
+    #[error("LMA refused the IPv4 home address: {0:?}")]
+    Ipv4Refused(Ipv4HomeAddressReplyStatus),
+    /// No PBA after every retransmission.
+    #[error("no Proxy Binding Acknowledgement after {0} transmissions")]
+    Timeout(u32),
+    /// A registration for this key is already in the list.
+    #[error("a binding for this mobile node and APN already exists")]
+    Duplicate,
+}
+
+/// What the driver feeds in.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Register(RegistrationRequest),
+    Deregister(MobileNodeKey),
+    /// A PBA received from `from` (already parsed and checked).
+    Ack {
+        from: SocketAddr,
+        ack: ProxyBindingAck,
+    },
+    /// The driver's timer for `poll_timeout()` fired.
+    Timeout,
+}
+
+/// What the driver carries out or reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Encode and send this PBU to the LMA.
+    Send {
+        to: SocketAddr,
+        pbu: ProxyBindingUpdate,
+    },
+    /// The first registration succeeded.
+    Registered {
+        key: MobileNodeKey,
+        registration: Registration,
+    },
+    /// A refresh succeeded (addresses unchanged, lifetime extended).
+    Refreshed {
+        key: MobileNodeKey,
+        registration: Registration,
+    },
+    /// The registration failed; the entry is gone.
+    Failed {
+        key: MobileNodeKey,
+        reason: RegistrationFailure,
+    },
+    /// A registered binding was lost (refresh rejected or unanswered); the entry is gone.
+    Lost {
+        key: MobileNodeKey,
+        reason: RegistrationFailure,
+    },
+    /// De-registration finished (acknowledged, or given up after retransmissions).
+    Deregistered {
+        key: MobileNodeKey,
+        acknowledged: bool,
+    },
+}
+
+/// Counters for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub pbus_sent: u64,
+    pub retransmissions: u64,
+    pub pbas_matched: u64,
+    /// PBAs that matched no outstanding sequence number, or came from the wrong LMA.
+    pub pbas_unmatched: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// First registration, waiting for the PBA.
+    Registering,
+    /// Registered; refresh due at the deadline.
+    Registered,
+    /// Refresh sent, waiting for the PBA.
+    Refreshing,
+    /// Lifetime-zero PBU sent, waiting for the PBA.
+    Deregistering,
+}
+
+/// One Binding Update List entry (RFC 5213 section 6.1).
+#[derive(Debug)]
+struct BindingUpdateListEntry {
+    request: RegistrationRequest,
+    phase: Phase,
+    /// What the LMA granted, once registered.
+    granted: Option<Registration>,
+    /// Sequence numbers sent in the current exchange.
+    outstanding: Vec<u16>,
+    transmissions: u32,
+    next_delay: Duration,
+    deadline: Option<Instant>,
+    /// Bumped on every deadline change so stale heap items are ignored.
+    generation: u64,
+}
+
+/// The MAG's Binding Update List: every mobile node this MAG has registered or is
+/// registering, keyed by (MN-ID, APN).
+pub struct BindingUpdateList {
+    config: MagConfig,
+    entries: HashMap<MobileNodeKey, BindingUpdateListEntry>,
+    by_sequence: HashMap<u16, MobileNodeKey>,
+    deadlines: BinaryHeap<Reverse<(Instant, u64, MobileNodeKey)>>,
+    next_sequence: u16,
+    next_generation: u64,
+    /// Wall clock at `epoch`, so timestamps follow virtual time.
+    epoch: (Instant, SystemTime),
+    stats: Stats,
+}
+
+impl BindingUpdateList {
+    /// `now` and `wall_clock` are the same moment: monotonic and wall-clock time.
+    pub fn new(config: MagConfig, now: Instant, wall_clock: SystemTime) -> Self {
+        BindingUpdateList {
+            config,
+            entries: HashMap::new(),
+            by_sequence: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            next_sequence: 0,
+            next_generation: 0,
+            epoch: (now, wall_clock),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// What the LMA granted this mobile node, if it is registered.
+    pub fn registration(&self, key: &MobileNodeKey) -> Option<&Registration> {
+        self.entries.get(key).and_then(|e| e.granted.as_ref())
+    }
+
+    /// The earliest moment `handle(Input::Timeout, ..)` has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    pub fn handle(&mut self, input: Input, now: Instant, out: &mut Vec<Output>) {
+        match input {
+            Input::Register(request) => self.register(request, now, out),
+            Input::Deregister(key) => self.deregister(key, now, out),
+            Input::Ack { from, ack } => self.acknowledge(from, ack, now, out),
+            Input::Timeout => self.expire(now, out),
+        }
+        self.prune_stale_deadlines();
+    }
+
+    /// Drops superseded deadlines from the top of the heap so `poll_timeout` is exact.
+    fn prune_stale_deadlines(&mut self) {
+        while let Some(Reverse((_, generation, key))) = self.deadlines.peek() {
+            match self.entries.get(key) {
+                Some(entry) if entry.generation == *generation => break,
+                _ => {
+                    self.deadlines.pop();
+                }
+            }
+        }
+    }
+
+    fn register(&mut self, request: RegistrationRequest, now: Instant, out: &mut Vec<Output>) {
+        if self.entries.contains_key(&request.key) {
+            out.push(Output::Failed {
+                key: request.key,
+                reason: RegistrationFailure::Duplicate,
+            });
+            return;
+        }
+        let key = request.key.clone();
+        let entry = BindingUpdateListEntry {
+            request,
+            phase: Phase::Registering,
+            granted: None,
+            outstanding: Vec::new(),
+            transmissions: 0,
+            next_delay: self.config.init_min_delay_between_bus,
+            deadline: None,
+            generation: 0,
+        };
+        self.entries.insert(key.clone(), entry);
+        self.transmit(&key, now, out);
+    }
+
+    fn deregister(&mut self, key: MobileNodeKey, now: Instant, out: &mut Vec<Output>) {
+        let Some(entry) = self.entries.get_mut(&key) else {
+            // Nothing registered: de-registration is already true.
+            out.push(Output::Deregistered {
+                key,
+                acknowledged: false,
+            });
+            return;
+        };
+        if entry.phase == Phase::Registering {
+            // Not yet granted: forget it, and tell whoever waits for the registration.
+            self.remove(&key);
+            out.push(Output::Deregistered {
+                key,
+                acknowledged: false,
+            });
+            return;
+        }
+        entry.phase = Phase::Deregistering;
+        self.start_exchange(&key, now, out);
+    }
+
+    /// Starts a new request/response exchange (refresh or de-registration) for `key`.
+    fn start_exchange(&mut self, key: &MobileNodeKey, now: Instant, out: &mut Vec<Output>) {
+        self.forget_outstanding(key);
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.transmissions = 0;
+            entry.next_delay = self.config.init_min_delay_between_bus;
+        }
+        self.transmit(key, now, out);
+    }
+
+    /// Sends (or re-sends) the entry's current PBU and arms the retransmission timer.
+    fn transmit(&mut self, key: &MobileNodeKey, now: Instant, out: &mut Vec<Output>) {
+        let sequence = self.next_sequence;
+        self.next_sequence = self.next_sequence.wrapping_add(1);
+        let timestamp = self.config.use_timestamps.then(|| self.timestamp_at(now));
+        if let Some(stale) = self.by_sequence.insert(sequence, key.clone()) {
+            // The 16-bit space wrapped onto an exchange still waiting: that copy is lost.
+            if let Some(other) = self.entries.get_mut(&stale) {
+                other.outstanding.retain(|s| *s != sequence);
+            }
+        }
+        let Some(entry) = self.entries.get_mut(key) else {
+            self.by_sequence.remove(&sequence);
+            return;
+        };
+        let pbu = build_pbu(&self.config, entry, sequence, timestamp);
+        entry.outstanding.push(sequence);
+        entry.transmissions += 1;
+        let delay = entry.next_delay;
+        entry.next_delay = (delay * 2).min(self.config.max_delay_between_bus);
+        let to = entry.request.lma;
+        self.stats.pbus_sent += 1;
+        if entry.transmissions > 1 {
+            self.stats.retransmissions += 1;
+        }
+        self.arm(key, now + delay);
+        out.push(Output::Send { to, pbu });
+    }
+
+    fn acknowledge(
+        &mut self,
+        from: SocketAddr,
+        ack: ProxyBindingAck,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(key) = self.by_sequence.get(&ack.sequence).cloned() else {
+            self.stats.pbas_unmatched += 1;
+            return;
+        };
+        let Some(entry) = self.entries.get(&key) else {
+            self.stats.pbas_unmatched += 1;
+            return;
+        };
+        let mn_id_matches = ack.mn_id.as_deref().is_none_or(|id| id == &*key.mn_id);
+        if from.ip() != entry.request.lma.ip() || !mn_id_matches {
+            self.stats.pbas_unmatched += 1;
+            return;
+        }
+        let phase = entry.phase;
+        self.stats.pbas_matched += 1;
+        self.forget_outstanding(&key);
+        match phase {
+            Phase::Deregistering => {
+                self.remove(&key);
+                out.push(Output::Deregistered {
+                    key,
+                    acknowledged: true,
+                });
+            }
+            Phase::Registering | Phase::Refreshing => match self.grant(&key, from, &ack) {
+                Ok(registration) => {
+                    let refresh_in = Duration::from_secs_f64(
+                        f64::from(registration.lifetime.as_secs()) * self.config.refresh_ratio,
+                    );
+                    if let Some(entry) = self.entries.get_mut(&key) {
+                        entry.granted = Some(registration.clone());
+                        entry.phase = Phase::Registered;
+                    }
+                    self.arm(&key, now + refresh_in);
+                    out.push(if phase == Phase::Registering {
+                        Output::Registered { key, registration }
+                    } else {
+                        Output::Refreshed { key, registration }
+                    });
+                }
+                Err(reason) => {
+                    self.remove(&key);
+                    out.push(if phase == Phase::Registering {
+                        Output::Failed { key, reason }
+                    } else {
+                        Output::Lost { key, reason }
+                    });
+                }
+            },
+            // Nothing outstanding while registered: a duplicate of an answered PBA.
+            Phase::Registered => {}
+        }
+    }
+
+    /// Checks a PBA against what was asked (RFC 5213 section 6.9.1.2, RFC 5844 3.2).
+    fn grant(
+        &self,
+        key: &MobileNodeKey,
+        from: SocketAddr,
+        ack: &ProxyBindingAck,
+    ) -> Result<Registration, RegistrationFailure> {
+        let entry = self
+            .entries
+            .get(key)
+            .ok_or(RegistrationFailure::Incomplete("the entry vanished"))?;
+        if !is_accepted(ack.status) {
+            return Err(RegistrationFailure::Rejected(ack.status));
+        }
+        if ack.lifetime.is_zero() {
+            return Err(RegistrationFailure::Incomplete("granted a zero lifetime"));
+        }
+        let request = &entry.request;
+        let home_network_prefix = ack.home_network_prefixes.first().copied();
+        if request.request_home_network_prefix
+            && home_network_prefix.is_none_or(|p| p.prefix_len() == 0)
+        {
+            return Err(RegistrationFailure::Incomplete(
+                "no home network prefix was assigned",
+            ));
+        }
+        let mut ipv4_home_address = None;
+        if request.request_ipv4_home_address {
+            match ack.ipv4_home_address_reply {
+                Some((Ipv4HomeAddressReplyStatus::Success, address))
+                    if !address.addr().is_unspecified() =>
+                {
+                    ipv4_home_address = Some(address)
+                }
+                Some((Ipv4HomeAddressReplyStatus::Success, _)) | None => {
+                    return Err(RegistrationFailure::Incomplete(
+                        "no IPv4 home address was assigned",
+                    ))
+                }
+                Some((status, _)) => return Err(RegistrationFailure::Ipv4Refused(status)),
+            }
+        }
+        if request.downlink_gre_key.is_some() && ack.gre_key.is_none() {
+            return Err(RegistrationFailure::Incomplete(
+                "no uplink GRE key was assigned",
+            ));
+        }
+        if let Some(held) = &entry.granted {
+            // A refresh must keep what the first registration granted.
+            if held.home_network_prefix != home_network_prefix
+                && request.request_home_network_prefix
+            {
+                return Err(RegistrationFailure::Incomplete(
+                    "the home network prefix changed on refresh",
+                ));
+            }
+        }
+        Ok(Registration {
+            lma: from,
+            home_network_prefix: if request.request_home_network_prefix {
+                home_network_prefix
+            } else {
+                None
+            },
+            ipv4_home_address,
+            ipv4_default_router: ack.ipv4_default_router,
+            uplink_gre_key: ack.gre_key,
+            lifetime: ack.lifetime,
+            vendor: ack.vendor.clone(),
+        })
+    }
+
+    fn expire(&mut self, now: Instant, out: &mut Vec<Output>) {
+        while let Some(Reverse((at, generation, key))) = self.deadlines.peek().cloned() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(entry) = self.entries.get(&key) else {
+                continue;
+            };
+            if entry.generation != generation {
+                continue;
+            }
+            match entry.phase {
+                Phase::Registered => {
+                    if let Some(entry) = self.entries.get_mut(&key) {
+                        entry.phase = Phase::Refreshing;
+                    }
+                    self.start_exchange(&key, now, out);
+                }
+                phase if entry.transmissions <= self.config.max_retransmissions => {
+                    let _ = phase;
+                    self.transmit(&key, now, out);
+                }
+                phase => {
+                    let reason = RegistrationFailure::Timeout(entry.transmissions);
+                    self.remove(&key);
+                    out.push(match phase {
+                        Phase::Registering => Output::Failed { key, reason },
+                        Phase::Refreshing => Output::Lost { key, reason },
+                        _ => Output::Deregistered {
+                            key,
+                            acknowledged: false,
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    fn arm(&mut self, key: &MobileNodeKey, at: Instant) {
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.generation = generation;
+            entry.deadline = Some(at);
+            self.deadlines.push(Reverse((at, generation, key.clone())));
+        }
+    }
+
+    fn forget_outstanding(&mut self, key: &MobileNodeKey) {
+        if let Some(entry) = self.entries.get_mut(key) {
+            for sequence in entry.outstanding.drain(..) {
+                if self.by_sequence.get(&sequence) == Some(key) {
+                    self.by_sequence.remove(&sequence);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &MobileNodeKey) {
+        self.forget_outstanding(key);
+        self.entries.remove(key);
+        // Heap items for it are skipped lazily: the entry is gone.
+    }
+
+    fn timestamp_at(&self, now: Instant) -> NtpTimestamp {
+        let (epoch, wall) = self.epoch;
+        let wall_now = if now >= epoch {
+            wall + (now - epoch)
+        } else {
+            wall - (epoch - now)
+        };
+        ntp_timestamp(wall_now)
+    }
+}
+
+/// The PBU for an entry's current exchange (RFC 5213 section 6.9.1.1, RFC 5844 3.1,
+/// RFC 5845 3.1): requests on first registration, held values on refresh and
+/// de-registration.
+fn build_pbu(
+    config: &MagConfig,
+    entry: &BindingUpdateListEntry,
+    sequence: u16,
+    timestamp: Option<NtpTimestamp>,
+) -> ProxyBindingUpdate {
+    let request = &entry.request;
+    let held = entry.granted.as_ref();
+    let lifetime = if entry.phase == Phase::Deregistering {
+        Lifetime(0)
+    } else {
+        config.requested_lifetime
+    };
+    let any_prefix = Ipv6Net::new(std::net::Ipv6Addr::UNSPECIFIED, 0).unwrap_or_default();
+    let home_network_prefixes = if request.request_home_network_prefix {
+        vec![held
+            .and_then(|h| h.home_network_prefix)
+            .unwrap_or(any_prefix)]
+    } else {
+        Vec::new()
+    };
+    let ipv4_home_address_request = request.request_ipv4_home_address.then(|| {
+        held.and_then(|h| h.ipv4_home_address)
+            .unwrap_or_else(|| Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).unwrap_or_default())
+    });
+    let handoff = if held.is_some() {
+        HandoffIndicator::HandoffStateNotChanged
+    } else {
+        request.handoff
+    };
+    ProxyBindingUpdate {
+        sequence,
+        flags: BuFlags(BuFlags::ACK | BuFlags::HOME_REGISTRATION | BuFlags::PROXY),
+        lifetime,
+        mn_id: request.key.mn_id.to_string(),
+        apn: request.key.apn.as_deref().map(str::to_string),
+        home_network_prefixes,
+        handoff,
+        access_technology: config.access_technology,
+        timestamp,
+        link_local_address: None,
+        link_layer_id: None,
+        gre_key: request.downlink_gre_key,
+        ipv4_home_address_request,
+        ipv4_care_of_address: None,
+        restart_counter: None,
+        vendor: request.vendor.clone(),
+        other: Vec::new(),
+    }
+}
+
+/// Status values under 128 accept the binding (RFC 6275 section 6.1.8).
+fn is_accepted(status: BindingAckStatus) -> bool {
+    match status {
+        BindingAckStatus::Accepted | BindingAckStatus::AcceptedPrefixDiscoveryNecessary => true,
+        BindingAckStatus::Other(value) => value < 128,
+        _ => false,
+    }
+}
+
+/// The LMA address family decides the transport: IPv4 uses UDP 5436 (RFC 5844), IPv6
+/// the Mobility Header directly (RFC 5213).
+pub fn is_ipv4_transport(lma: &SocketAddr) -> bool {
+    matches!(lma.ip(), IpAddr::V4(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv6Addr;
+
+    fn lma() -> SocketAddr {
+        "127.0.0.2:5436".parse().unwrap()
+    }
+
+    fn request(n: u32) -> RegistrationRequest {
+        RegistrationRequest {
+            key: MobileNodeKey::new(&format!("0001010{n:08}@nai.epc"), Some("internet")),
+            lma: lma(),
+            request_home_network_prefix: true,
+            request_ipv4_home_address: true,
+            downlink_gre_key: Some(GreKey(1000 + n)),
+            handoff: HandoffIndicator::AttachmentOverNewInterface,
+            vendor: Vec::new(),
+        }
+    }
+
+    fn accept(pbu: &ProxyBindingUpdate, n: u8) -> ProxyBindingAck {
+        ProxyBindingAck {
+            status: BindingAckStatus::Accepted,
+            sequence: pbu.sequence,
+            lifetime: pbu.lifetime,
+            mn_id: Some(pbu.mn_id.clone()),
+            apn: pbu.apn.clone(),
+            home_network_prefixes: vec![Ipv6Net::new(
+                Ipv6Addr::new(0x2001, 0xdb8, 0, n.into(), 0, 0, 0, 0),
+                64,
+            )
+            .unwrap()],
+            handoff: Some(pbu.handoff),
+            access_technology: Some(pbu.access_technology),
+            timestamp: pbu.timestamp,
+            link_local_address: None,
+            link_layer_id: None,
+            gre_key: Some(GreKey(7)),
+            ipv4_home_address_reply: Some((
+                Ipv4HomeAddressReplyStatus::Success,
+                Ipv4Net::new(Ipv4Addr::new(10, 45, 0, n), 16).unwrap(),
+            )),
+            ipv4_default_router: Some(Ipv4Addr::new(10, 45, 0, 1)),
+            restart_counter: None,
+            vendor: Vec::new(),
+            other: Vec::new(),
+        }
+    }
+
+    fn sent(out: &[Output]) -> Vec<ProxyBindingUpdate> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { pbu, .. } => Some(pbu.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn bul(t0: Instant) -> BindingUpdateList {
+        BindingUpdateList::new(
+            MagConfig::default(),
+            t0,
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        )
+    }
+
+    #[test]
+    fn first_pbu_asks_for_everything() {
+        let t0 = Instant::now();
+        let mut list = bul(t0);
+        let mut out = Vec::new();
+        list.handle(Input::Register(request(1)), t0, &mut out);
+        let pbus = sent(&out);
+        assert_eq!(pbus.len(), 1);
+        let pbu = &pbus[0];
+        assert!(pbu.flags.contains(BuFlags::PROXY | BuFlags::ACK));
+        assert_eq!(
+            pbu.home_network_prefixes,
+            vec!["::/0".parse::<Ipv6Net>().unwrap()]
+        );
+        assert_eq!(
+            pbu.ipv4_home_address_request,
+            Some("0.0.0.0/0".parse().unwrap())
+        );
+        assert_eq!(pbu.gre_key, Some(GreKey(1001)));
+        assert_eq!(pbu.apn.as_deref(), Some("internet"));
+        assert_eq!(pbu.lifetime, Lifetime::from_secs(3600));
+        assert_eq!(pbu.access_technology, AccessTechnologyType::Ieee80211);
+        // 1_700_000_000 s after 1970, in NTP seconds.
+        assert_eq!(
+            pbu.timestamp.unwrap().0 >> 32,
+            1_700_000_000 + NTP_UNIX_OFFSET_SECS
+        );
+        assert_eq!(list.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn accepted_pba_registers_and_refreshes_before_expiry() {
+        let t0 = Instant::now();
+        let mut list = bul(t0);
+        let mut out = Vec::new();
+        list.handle(Input::Register(request(1)), t0, &mut out);
+        let pbu = sent(&out).remove(0);
+        out.clear();
+        let ack = accept(&pbu, 9);
+        list.handle(Input::Ack { from: lma(), ack }, t0, &mut out);
+        let Output::Registered { registration, .. } = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            registration.ipv4_home_address,
+            Some("10.45.0.9/16".parse().unwrap())
+        );
+        assert_eq!(registration.uplink_gre_key, Some(GreKey(7)));
+        // Refresh at 80% of 3600 s.
+        let refresh_at = t0 + Duration::from_secs(2880);
+        assert_eq!(list.poll_timeout(), Some(refresh_at));
+        out.clear();
+        list.handle(
+            Input::Timeout,
+            refresh_at - Duration::from_millis(1),
+            &mut out,
+        );
+        assert!(out.is_empty());
+        list.handle(Input::Timeout, refresh_at, &mut out);
+        let refresh = sent(&out).remove(0);
+        assert_eq!(
+            refresh.home_network_prefixes,
+            vec!["2001:db8:0:9::/64".parse::<Ipv6Net>().unwrap()]
+        );
+        assert_eq!(
+            refresh.ipv4_home_address_request,
+            Some("10.45.0.9/16".parse().unwrap())
+        );
+        assert_eq!(refresh.handoff, HandoffIndicator::HandoffStateNotChanged);
+        assert_ne!(refresh.sequence, pbu.sequence);
+        out.clear();
+        list.handle(
+            Input::Ack {
+                from: lma(),
+                ack: accept(&refresh, 9),
+            },
+            refresh_at,
+            &mut out,
+        );
+        assert!(matches!(out[0], Output::Refreshed { .. }), "{out:?}");
+    }
+
+    #[test]
+    fn retransmits_with_doubling_delay_then_fails() {
+        let t0 = Instant::now();
+        let mut list = bul(t0);
+        let mut out = Vec::new();
+        list.handle(Input::Register(request(1)), t0, &mut out);
+        let mut at = t0;
+        let mut sequences = vec![sent(&out)[0].sequence];
+        for delay in [1, 2, 4] {
+            at += Duration::from_secs(delay);
+            assert_eq!(list.poll_timeout(), Some(at));
+            out.clear();
+            list.handle(Input::Timeout, at, &mut out);
+            let pbus = sent(&out);
+            assert_eq!(pbus.len(), 1, "retransmission after {delay} s");
+            sequences.push(pbus[0].sequence);
+        }
+        sequences.dedup();
+        assert_eq!(
+            sequences.len(),
+            4,
+            "every transmission has its own sequence number"
+        );
+        at += Duration::from_secs(8);
+        out.clear();
+        list.handle(Input::Timeout, at, &mut out);
+        assert_eq!(
+            out,
+            vec![Output::Failed {
+                key: request(1).key,
+                reason: RegistrationFailure::Timeout(4)
+            }]
+        );
+        assert!(list.is_empty());
+        assert_eq!(list.poll_timeout(), None);
+        out.clear();
+        list.handle(Input::Timeout, at + Duration::from_secs(100), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(list.stats().retransmissions, 3);
+    }
+
+    #[test]
+    fn late_answer_to_an_earlier_copy_is_accepted() {
+        let t0 = Instant::now();
+        let mut list = bul(t0);
+        let mut out = Vec::new();
+        list.handle(Input::Register(request(1)), t0, &mut out);
+        let first = sent(&out).remove(0);
+        list.handle(Input::Timeout, t0 + Duration::from_secs(1), &mut out);
+        out.clear();
+        list.handle(
+            Input::Ack {
+                from: lma(),
+                ack: accept(&first, 3),
+            },
+            t0 + Duration::from_secs(1),
+            &mut out,
+        );
+        assert!(matches!(out[0], Output::Registered { .. }));
+    }
+
+    #[test]
+    fn rejects_and_strays() {
+        let t0 = Instant::now();
+        let mut list = bul(t0);
+        let mut out = Vec::new();
+        list.handle(Input::Register(request(1)), t0, &mut out);
+        let pbu = sent(&out).remove(0);
+        out.clear();
+        // From another LMA: ignored.
+        let elsewhere: SocketAddr = "127.0.0.9:5436".parse().unwrap();
+        list.handle(
+            Input::Ack {
+                from: elsewhere,
+                ack: accept(&pbu, 1),
+            },
+            t0,
+            &mut out,
+        );
+        // Unknown sequence: ignored.
+        let mut stray = accept(&pbu, 1);
+        stray.sequence = pbu.sequence.wrapping_add(100);
+        list.handle(
+            Input::Ack {
+                from: lma(),
+                ack: stray,
+            },
+            t0,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        assert_eq!(list.stats().pbas_unmatched, 2);
+        let mut reject = accept(&pbu, 1);
+        reject.status = BindingAckStatus::InsufficientResources;
+        list.handle(
+            Input::Ack {
+                from: lma(),
+                ack: reject,
+            },
+            t0,
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            vec![Output::Failed {
+                key: request(1).key,
+                reason: RegistrationFailure::Rejected(BindingAckStatus::InsufficientResources)
+            }]
+        );
+        assert!(list.is_empty());
+    }
+
+    #[test]
+    fn ipv4_refusal_and_missing_prefix_fail() {
+        let t0 = Instant::now();
+        let mut list = bul(t0);
+        let mut out = Vec::new();
+        list.handle(Input::Register(request(1)), t0, &mut out);
+        let pbu = sent(&out).remove(0);
+        out.clear();
+        let mut ack = accept(&pbu, 1);
+        ack.ipv4_home_address_reply = Some((
+            Ipv4HomeAddressReplyStatus::DynamicIpv4HomeAddressAssignmentNotAvailable,
+            Ipv4Net::default(),
+        ));
+        list.handle(Input::Ack { from: lma(), ack }, t0, &mut out);
+        assert!(
+            matches!(
+                out[0],
+                Output::Failed {
+                    reason: RegistrationFailure::Ipv4Refused(_),
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+
+        list.handle(Input::Register(request(2)), t0, &mut out);
+        let pbu = sent(&out).pop().unwrap();
+        out.clear();
+        let mut ack = accept(&pbu, 2);
+        ack.home_network_prefixes.clear();
+        list.handle(Input::Ack { from: lma(), ack }, t0, &mut out);
+        assert!(
+            matches!(
+                out[0],
+                Output::Failed {
+                    reason: RegistrationFailure::Incomplete(_),
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn deregistration_sends_lifetime_zero_with_held_addresses() {
+        let t0 = Instant::now();
+        let mut list = bul(t0);
+        let mut out = Vec::new();
+        list.handle(Input::Register(request(1)), t0, &mut out);
+        let pbu = sent(&out).remove(0);
+        list.handle(
+            Input::Ack {
+                from: lma(),
+                ack: accept(&pbu, 4),
+            },
+            t0,
+            &mut out,
+        );
+        out.clear();
+        list.handle(Input::Deregister(request(1).key), t0, &mut out);
+        let dereg = sent(&out).remove(0);
+        assert_eq!(dereg.lifetime, Lifetime(0));
+        assert_eq!(
+            dereg.home_network_prefixes,
+            vec!["2001:db8:0:4::/64".parse::<Ipv6Net>().unwrap()]
+        );
+        out.clear();
+        let mut ack = accept(&dereg, 4);
+        ack.lifetime = Lifetime(0);
+        list.handle(Input::Ack { from: lma(), ack }, t0, &mut out);
+        assert_eq!(
+            out,
+            vec![Output::Deregistered {
+                key: request(1).key,
+                acknowledged: true
+            }]
+        );
+        assert!(list.is_empty());
+    }
+
+    #[test]
+    fn duplicate_registration_is_refused() {
+        let t0 = Instant::now();
+        let mut list = bul(t0);
+        let mut out = Vec::new();
+        list.handle(Input::Register(request(1)), t0, &mut out);
+        out.clear();
+        list.handle(Input::Register(request(1)), t0, &mut out);
+        assert_eq!(
+            out,
+            vec![Output::Failed {
+                key: request(1).key,
+                reason: RegistrationFailure::Duplicate
+            }]
+        );
+        assert_eq!(list.len(), 1);
+    }
+
+    #[test]
+    fn ntp_conversion() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_500);
+        let ts = ntp_timestamp(t);
+        assert_eq!(ts.0 >> 32, NTP_UNIX_OFFSET_SECS + 1);
+        assert_eq!(ts.0 & 0xffff_ffff, 1 << 31);
+    }
+}

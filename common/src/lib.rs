@@ -1,0 +1,14 @@
+//! Sans-IO protocol libraries shared by every node of the PMIPv6 S2b gateway pair.
+//!
+//! Every module here is pure protocol logic: wire formats (a checked view plus a typed
+//! `Repr`, smoltcp style) and state machines advanced by `handle(input, now)` and asked
+//! `poll_timeout()`. None of them opens a socket or reads a clock (DESIGN.md section 2).
+
+pub mod binding_update_list;
+pub mod diameter;
+pub mod eap;
+pub mod esp;
+pub mod ike;
+pub mod mh;
+pub mod pcap;
+pub mod tunnel;

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The project's one test command: formatting, lints, then every test of the workspace.
+# Needs what scripts/setup.sh installs (tshark); run that first on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== build the node binaries the cross-process tests start"
+cargo build --workspace --bins
+
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi

@@ -1,0 +1,405 @@
+//! Helpers shared by the cross-process scenario tests: finding and starting the node
+//! binaries, waiting for their readiness log line, and a blocking MAG that drives the
+//! sans-IO [`BindingUpdateList`] over the real transports (IPv4 UDP 5436, IPv6 raw
+//! Mobility Header).
+
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use pmip_common::binding_update_list::{self as bul, BindingUpdateList, MagConfig};
+use pmip_common::mh::{
+    ChecksumContext, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck, IPPROTO_MH,
+};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// The workspace's target directory for the profile the tests were built with.
+fn target_dir() -> Result<PathBuf> {
+    // Test executables live in target/<profile>/deps/.
+    let exe = std::env::current_exe().context("finding the test executable")?;
+    let deps = exe
+        .parent()
+        .context("test executable has no parent folder")?;
+    Ok(deps
+        .parent()
+        .context("deps folder has no parent")?
+        .to_path_buf())
+}
+
+/// The path of a node binary of this workspace, building it if it is missing.
+pub fn node_binary(name: &str) -> Result<PathBuf> {
+    let path = target_dir()?.join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--bin", name])
+            .status()
+            .with_context(|| format!("building {name}"))?;
+        if !status.success() {
+            bail!("cargo build --bin {name} failed");
+        }
+    }
+    Ok(path)
+}
+
+/// A node process whose stdout and stderr are collected; killed when dropped.
+pub struct Node {
+    name: String,
+    child: Child,
+    output: Arc<(Mutex<String>, Condvar)>,
+}
+
+impl Node {
+    /// Starts `binary` with `args`.
+    pub fn start(binary: &str, args: &[&str]) -> Result<Node> {
+        let path = node_binary(binary)?;
+        let mut child = Command::new(&path)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", path.display()))?;
+        let output = Arc::new((Mutex::new(String::new()), Condvar::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(|l| l.ok()) {
+                    let (text, changed) = &*output;
+                    if let Ok(mut text) = text.lock() {
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
+                    changed.notify_all();
+                }
+            });
+        }
+        Ok(Node {
+            name: binary.to_string(),
+            child,
+            output,
+        })
+    }
+
+    /// Everything the node printed so far.
+    pub fn output(&self) -> String {
+        self.output.0.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Waits until the node prints a line containing `needle`.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let (text, changed) = &*self.output;
+        let mut guard = text
+            .lock()
+            .map_err(|_| anyhow::anyhow!("output lock poisoned"))?;
+        loop {
+            if guard.contains(needle) {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                bail!(
+                    "{} exited ({status}) before printing {needle:?}:\n{}",
+                    self.name,
+                    *guard
+                );
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                bail!(
+                    "{} did not print {needle:?} within {timeout:?}:\n{}",
+                    self.name,
+                    *guard
+                );
+            }
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            guard = changed
+                .wait_timeout(guard, wait)
+                .map_err(|_| anyhow::anyhow!("output lock poisoned"))?
+                .0;
+        }
+    }
+
+    /// Waits for the process to exit by itself and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.code());
+            }
+            if Instant::now() >= deadline {
+                bail!("{} still running after {timeout:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `contents` to `name` inside `dir` and returns the path.
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// One socket toward the LMA: UDP 5436 over IPv4 (RFC 5844) or a raw Mobility Header
+/// socket over IPv6 whose checksum the kernel fills and verifies.
+pub struct MhSocket {
+    socket: Socket,
+    local: IpAddr,
+    ipv6: bool,
+}
+
+impl MhSocket {
+    /// Binds a socket at `local` (port 0 for an ephemeral UDP port; ignored for IPv6).
+    pub fn bind(local: SocketAddr) -> Result<MhSocket> {
+        let socket = match local.ip() {
+            IpAddr::V4(_) => {
+                let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+                s.bind(&SockAddr::from(local))
+                    .with_context(|| format!("binding UDP {local}"))?;
+                s
+            }
+            IpAddr::V6(_) => {
+                let s = Socket::new(
+                    Domain::IPV6,
+                    Type::RAW,
+                    Some(Protocol::from(i32::from(IPPROTO_MH))),
+                )
+                .context("opening a raw Mobility Header socket (needs root)")?;
+                set_ipv6_checksum_offset(&s, 4)?;
+                s.bind(&SockAddr::from(SocketAddr::new(local.ip(), 0)))
+                    .with_context(|| format!("binding raw MH at {}", local.ip()))?;
+                s
+            }
+        };
+        let ipv6 = local.is_ipv6();
+        Ok(MhSocket {
+            socket,
+            local: local.ip(),
+            ipv6,
+        })
+    }
+
+    /// The address PBAs come back to.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        let addr = self
+            .socket
+            .local_addr()?
+            .as_socket()
+            .context("socket has no IP address")?;
+        Ok(SocketAddr::new(self.local, addr.port()))
+    }
+
+    /// Sends Mobility Header bytes to the LMA.
+    pub fn send(&self, to: SocketAddr, bytes: &[u8]) -> Result<()> {
+        let to = if self.ipv6 {
+            SocketAddr::new(to.ip(), 0)
+        } else {
+            to
+        };
+        self.socket
+            .send_to(bytes, &SockAddr::from(to))
+            .with_context(|| format!("sending to {to}"))?;
+        Ok(())
+    }
+
+    /// Receives one Mobility Header message, or `None` after `timeout`.
+    pub fn recv(&self, timeout: Duration) -> Result<Option<(SocketAddr, Vec<u8>)>> {
+        self.socket
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 65536];
+        match self.socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                // SAFETY: recv_from initialised the first n bytes.
+                let bytes: Vec<u8> = buf[..n]
+                    .iter()
+                    .map(|b| unsafe { b.assume_init() })
+                    .collect();
+                let from = from.as_socket().context("reply from a non-IP address")?;
+                Ok(Some((from, bytes)))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The checksum context for messages this socket receives (the kernel checks raw
+    /// IPv6; UDP carries the RFC 5844 rule).
+    pub fn checksum_for(&self, from: SocketAddr) -> ChecksumContext {
+        match (from.ip(), self.local) {
+            (IpAddr::V4(source), IpAddr::V4(destination)) => ChecksumContext::Ipv4Udp {
+                source,
+                destination,
+            },
+            _ => ChecksumContext::Skip,
+        }
+    }
+
+    fn checksum_to(&self, to: SocketAddr) -> ChecksumContext {
+        match (self.local, to.ip()) {
+            (IpAddr::V4(source), IpAddr::V4(destination)) => ChecksumContext::Ipv4Udp {
+                source,
+                destination,
+            },
+            _ => ChecksumContext::Skip,
+        }
+    }
+
+    /// Sends one message and waits for one answer (any Mobility Header message).
+    pub fn exchange(
+        &self,
+        to: SocketAddr,
+        message: &MobilityHeaderRepr,
+        timeout: Duration,
+    ) -> Result<Option<MobilityHeaderRepr>> {
+        self.send(to, &message.to_bytes(self.checksum_to(to)))?;
+        match self.recv(timeout)? {
+            Some((from, bytes)) => {
+                let reply = MobilityHeaderRepr::parse(&bytes, self.checksum_for(from))
+                    .with_context(|| format!("parsing the reply from {from}"))?;
+                Ok(Some(reply))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+fn set_ipv6_checksum_offset(socket: &Socket, offset: libc::c_int) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket fd and a c_int option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_RAW,
+            libc::IPV6_CHECKSUM,
+            &offset as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("setting IPV6_CHECKSUM on the raw MH socket");
+    }
+    Ok(())
+}
+
+/// A blocking MAG for tests: the real [`BindingUpdateList`] with a thin loop around one
+/// [`MhSocket`].
+pub struct TestMag {
+    pub socket: MhSocket,
+    pub list: BindingUpdateList,
+    /// Every event the list reported, in order.
+    pub events: Vec<bul::Output>,
+    /// PBAs that failed to parse.
+    pub unparsable: usize,
+}
+
+impl TestMag {
+    pub fn new(local: SocketAddr, config: MagConfig) -> Result<TestMag> {
+        Ok(TestMag {
+            socket: MhSocket::bind(local)?,
+            list: BindingUpdateList::new(config, Instant::now(), SystemTime::now()),
+            events: Vec::new(),
+            unparsable: 0,
+        })
+    }
+
+    /// Feeds one input and carries out the outputs (sends PBUs, records events).
+    pub fn input(&mut self, input: bul::Input) -> Result<()> {
+        let mut out = Vec::new();
+        self.list.handle(input, Instant::now(), &mut out);
+        self.carry_out(out)
+    }
+
+    fn carry_out(&mut self, out: Vec<bul::Output>) -> Result<()> {
+        for output in out {
+            match output {
+                bul::Output::Send { to, pbu } => {
+                    let message = MobilityHeaderRepr {
+                        payload_proto: pmip_common::mh::IPPROTO_NONE,
+                        message: MobilityMessage::BindingUpdate(pbu.to_binding_update()),
+                    };
+                    self.socket
+                        .send(to, &message.to_bytes(self.socket.checksum_to(to)))?;
+                }
+                event => self.events.push(event),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the loop until `done(events)` is true or `timeout` passes.
+    pub fn run_until(
+        &mut self,
+        timeout: Duration,
+        done: impl Fn(&[bul::Output]) -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.events) {
+            let now = Instant::now();
+            if now >= deadline {
+                bail!(
+                    "MAG loop timed out after {timeout:?} with {} events",
+                    self.events.len()
+                );
+            }
+            let wake = self.list.poll_timeout().unwrap_or(deadline).min(deadline);
+            let wait = wake.saturating_duration_since(now);
+            match self.socket.recv(wait)? {
+                Some((from, bytes)) => {
+                    let parsed = MobilityHeaderRepr::parse(&bytes, self.socket.checksum_for(from));
+                    match parsed.map(|m| m.message) {
+                        Ok(MobilityMessage::BindingAck(ba)) => match ProxyBindingAck::try_from(&ba)
+                        {
+                            Ok(ack) => self.input(bul::Input::Ack { from, ack })?,
+                            Err(_) => self.unparsable += 1,
+                        },
+                        _ => self.unparsable += 1,
+                    }
+                }
+                None => {
+                    if self
+                        .list
+                        .poll_timeout()
+                        .is_some_and(|t| t <= Instant::now())
+                    {
+                        self.input(bul::Input::Timeout)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

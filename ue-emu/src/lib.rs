@@ -1,0 +1,1 @@
+//! The UE emulator (DESIGN.md section 6): not built yet; see the ePDG issue.
