@@ -100,6 +100,8 @@ pub enum BindingAckStatus {
     NotHomeAgentForThisMobileNode,
     DuplicateAddressDetectionFailed,
     SequenceNumberOutOfWindow,
+    /// 151, RFC 5149: the MN is not authorized for the requested service (APN).
+    ServiceAuthorizationFailed,
     ProxyRegNotEnabled,
     NotLmaForThisMobileNode,
     MagNotAuthorizedForProxyReg,
@@ -154,20 +156,24 @@ pub enum AccessTechnologyType {
 }
 
 /// The 3GPP vendor-specific mobility option (RFC 5094 with vendor 10415, TS 29.275
-/// section 5.4/5.5): one sub-type each.
+/// section 12.1.1): after the vendor ID come the Sub-Type octet, an octet holding the M
+/// (more fragments) flag in its lowest bit, and the sub-type's data.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ThreeGppOption {
-    /// Protocol Configuration Options (TS 24.008 10.5.6.3), opaque.
+    /// Protocol Configuration Options (sub-type 1; TS 24.008 10.5.6.3), opaque.
     ProtocolConfigurationOptions(Vec<u8>),
-    /// PMIPv6 error code (TS 29.275).
-    ErrorCode(u16),
-    /// PDN GW IP address: the home gateway a visited gateway should chain to.
+    /// 3GPP specific PMIPv6 error code (sub-type 2, TS 29.275 section 12.1.1.3): one octet.
+    ErrorCode(u8),
+    /// PMIPv6 PDN GW IP address (sub-type 3): the home gateway a visited gateway should
+    /// chain to; 4 or 16 octets.
     PdnGwIpAddress(std::net::IpAddr),
-    /// Charging ID (TS 29.275).
+    /// Charging ID (sub-type 7): four octets.
     ChargingId(u32),
-    /// PDN type: IPv4, IPv6 or IPv4v6 (TS 29.275).
-    PdnType(PdnType),
-    /// A sub-type we do not interpret, kept as it was.
+    /// PMIPv6 PDN type indication (sub-type 6): the PDN type and the cause octet.
+    PdnTypeIndication { pdn_type: PdnType, cause: u8 },
+    /// A sub-type we do not interpret, or one whose M (fragment) flag or length we do not
+    /// handle: `data` is every octet after the sub-type (starting with the Reserved/M
+    /// octet), kept as it was and re-emitted unchanged.
     Other { sub_type: u8, data: Vec<u8> },
 }
 
@@ -364,8 +370,8 @@ pub enum ChecksumContext {
         source: Ipv6Addr,
         destination: Ipv6Addr,
     },
-    /// Inside UDP port 5436 over IPv4 (RFC 5844): what the checksum covers there is
-    /// defined by RFC 5844; see the codec.
+    /// Inside UDP port 5436 over IPv4 (RFC 5844): see the codec's module doc for what the
+    /// checksum covers there.
     Ipv4Udp {
         source: Ipv4Addr,
         destination: Ipv4Addr,
@@ -378,22 +384,22 @@ pub enum ChecksumContext {
 /// A Proxy Binding Update as the LMA's logic sees it (RFC 5213 section 6.9, RFC 5844,
 /// RFC 5845, TS 29.275): the options of a BU with the P flag, validated and named. Built
 /// from a [`BindingUpdateRepr`] by `ProxyBindingUpdate::try_from`, whose error names the
-/// PBA status to answer with; turned back into one by `into_binding_update`.
+/// PBA status to answer with; turned back into one by `to_binding_update`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProxyBindingUpdate {
     pub sequence: u16,
     /// The A flag and the other flags besides P, as received.
     pub flags: BuFlags,
     pub lifetime: Lifetime,
-    /// MN-ID: the NAI (mandatory, status 160 when missing).
+    /// MN-ID: the NAI (mandatory: MISSING_MN_IDENTIFIER_OPTION, 160, when missing).
     pub mn_id: String,
     /// Service Selection: the APN.
     pub apn: Option<String>,
     /// Home Network Prefixes requested or held: `::/0` asks the LMA to allocate.
     pub home_network_prefixes: Vec<Ipv6Net>,
-    /// Mandatory (161 when missing).
+    /// Mandatory (MISSING_HANDOFF_INDICATOR_OPTION, 161, when missing).
     pub handoff: HandoffIndicator,
-    /// Mandatory (162 when missing).
+    /// Mandatory (MISSING_ACCESS_TECH_TYPE_OPTION, 162, when missing).
     pub access_technology: AccessTechnologyType,
     pub timestamp: Option<NtpTimestamp>,
     pub link_local_address: Option<Ipv6Addr>,
@@ -402,7 +408,8 @@ pub struct ProxyBindingUpdate {
     pub gre_key: Option<GreKey>,
     /// `0.0.0.0/0` asks the LMA to allocate an IPv4 home address (RFC 5844).
     pub ipv4_home_address_request: Option<Ipv4Net>,
-    /// RFC 5844 IPv4 Care-of Address option (type 32 reused per RFC 5844 section 3.1? see codec).
+    /// The MAG's IPv4 proxy care-of address (IPv4 Care-of Address option, type 32, as
+    /// RFC 5844 section 3.1 uses it when the transport is IPv6 but the MAG has IPv4).
     pub ipv4_care_of_address: Option<Ipv4Addr>,
     pub restart_counter: Option<u32>,
     pub vendor: Vec<VendorSpecific>,
