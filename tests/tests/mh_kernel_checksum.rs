@@ -1,0 +1,154 @@
+//! The Linux kernel as an independent computer of the IPv6 Mobility Header checksum
+//! (RFC 6275 section 6.1.1): a raw socket with `IPV6_CHECKSUM` set has the kernel fill
+//! the checksum of every message it sends. We send messages with a zero checksum that
+//! way, receive them on a plain raw socket, and require the kernel's checksum to equal
+//! the one our codec computes for the same addresses. Needs root.
+
+use std::mem::MaybeUninit;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use pmip_common::mh::*;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+fn raw_mh_socket() -> Result<Socket> {
+    let socket = Socket::new(
+        Domain::IPV6,
+        Type::RAW,
+        Some(Protocol::from(i32::from(IPPROTO_MH))),
+    )
+    .context("opening a raw Mobility Header socket (this test needs root)")?;
+    socket.bind(&SockAddr::from(SocketAddr::new(
+        Ipv6Addr::LOCALHOST.into(),
+        0,
+    )))?;
+    Ok(socket)
+}
+
+fn set_kernel_checksum(socket: &Socket) -> Result<()> {
+    let offset: libc::c_int = 4;
+    // SAFETY: a valid fd and a c_int option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_RAW,
+            libc::IPV6_CHECKSUM,
+            &offset as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        bail!("IPV6_CHECKSUM: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Heartbeats received within `wait`: sequence number and the bytes as they arrived.
+fn received(socket: &Socket, wait: Duration) -> Result<Vec<(u32, Vec<u8>)>> {
+    let deadline = Instant::now() + wait;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(seen);
+        }
+        socket.set_read_timeout(Some(left))?;
+        let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
+        match socket.recv(&mut buf) {
+            Ok(n) => {
+                // SAFETY: recv initialised the first n bytes.
+                let bytes: Vec<u8> = buf[..n]
+                    .iter()
+                    .map(|b| unsafe { b.assume_init() })
+                    .collect();
+                if let Ok(MobilityHeaderRepr {
+                    message: MobilityMessage::Heartbeat(hb),
+                    ..
+                }) = MobilityHeaderRepr::parse(&bytes, ChecksumContext::Skip)
+                {
+                    seen.push((hb.sequence, bytes));
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(seen)
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn heartbeat(sequence: u32, options: Vec<MobilityOption>) -> MobilityHeaderRepr {
+    MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::Heartbeat(HeartbeatRepr {
+            unsolicited: false,
+            response: false,
+            sequence,
+            options,
+        }),
+    }
+}
+
+#[test]
+fn kernel_computes_the_same_ipv6_checksums_as_our_codec() -> Result<()> {
+    let receiver = raw_mh_socket()?; // no IPV6_CHECKSUM: bytes arrive as they were sent
+    let sender = raw_mh_socket()?;
+    set_kernel_checksum(&sender)?; // the kernel fills the checksum field on send
+    let context = ChecksumContext::Ipv6 {
+        source: Ipv6Addr::LOCALHOST,
+        destination: Ipv6Addr::LOCALHOST,
+    };
+    let to = SockAddr::from(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 0));
+    let base = 0x5213_0000 + std::process::id() % 0x1000 * 16;
+
+    // Odd-length option data and several padding cases, so every path of the sum runs.
+    let samples = [
+        heartbeat(base + 1, Vec::new()),
+        heartbeat(
+            base + 2,
+            vec![MobilityOption::MobileNodeIdentifier(
+                MobileNodeIdentifier::Nai(
+                    "0001011234567890@nai.epc.mnc001.mcc001.3gppnetwork.org".into(),
+                ),
+            )],
+        ),
+        heartbeat(
+            base + 3,
+            vec![
+                MobilityOption::RestartCounter(7),
+                MobilityOption::ServiceSelection("ims".into()),
+                MobilityOption::Timestamp(NtpTimestamp(0xe000_0000_8000_0000)),
+                MobilityOption::GreKey(GreKey(0xffff_fffe)),
+            ],
+        ),
+    ];
+    for message in &samples {
+        sender.send_to(&message.to_bytes(ChecksumContext::Skip), &to)?;
+    }
+
+    let seen = received(&receiver, Duration::from_millis(500))?;
+    for (i, message) in samples.iter().enumerate() {
+        let sequence = base + 1 + i as u32;
+        let (_, arrived) = seen
+            .iter()
+            .find(|(s, _)| *s == sequence)
+            .with_context(|| format!("message {sequence:#x} never arrived"))?;
+        let ours = message.to_bytes(context);
+        assert_ne!(&arrived[4..6], &[0, 0], "the kernel filled no checksum");
+        assert_eq!(
+            arrived[4..6],
+            ours[4..6],
+            "message {i}: kernel checksum vs ours"
+        );
+        assert_eq!(arrived, &ours, "message {i}: the bytes differ elsewhere");
+        assert!(verify_checksum(context, arrived));
+    }
+    Ok(())
+}
