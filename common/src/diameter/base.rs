@@ -118,6 +118,37 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// What an SWm node (ePDG or 3GPP AAA server) advertises: Auth-Application-Id 16777264,
+    /// the same in a Vendor-Specific-Application-Id of 3GPP (10415), and Supported-Vendor-Id
+    /// 3GPP for the 3GPP AVPs (TS 29.273 section 7.1; RFC 6733 section 5.3). Vendor-Id 0
+    /// means "ignored" (RFC 6733 section 5.3.3).
+    pub fn swm(
+        origin_host: &str,
+        origin_realm: &str,
+        host_ip_addresses: Vec<std::net::IpAddr>,
+        product_name: &str,
+    ) -> Self {
+        use super::codes::vendor;
+        Capabilities {
+            origin_host: origin_host.to_owned(),
+            origin_realm: origin_realm.to_owned(),
+            host_ip_addresses: host_ip_addresses.into_iter().map(Address::Ip).collect(),
+            vendor_id: 0,
+            product_name: product_name.to_owned(),
+            origin_state_id: None,
+            supported_vendor_ids: vec![vendor::TGPP],
+            auth_application_ids: vec![application::SWM],
+            inband_security_ids: Vec::new(),
+            acct_application_ids: Vec::new(),
+            vendor_specific_application_ids: vec![VendorSpecificApplicationId::auth(
+                vendor::TGPP,
+                application::SWM,
+            )],
+            firmware_revision: None,
+            other: Vec::new(),
+        }
+    }
+
     fn push_avps(&self, out: &mut Message) {
         self.push_identity(out);
         self.push_applications(out);

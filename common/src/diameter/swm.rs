@@ -14,6 +14,10 @@
 //! MIP6-Agent-Info AVPs, as RFC 5447 section 4.2.1 allows "where the NAS receives HA
 //! information from an MN's home network and locally allocated HA information from the
 //! visited network": the roaming case, home gateway and visited gateway.
+//!
+//! An answer with the E bit set follows the generic answer-message of RFC 6733 section 7.2
+//! (no Auth-Application-Id): check `message.header.flags.error()` and read
+//! [`Message::result_code`] before the typed parse.
 
 use std::net::IpAddr;
 
@@ -164,6 +168,15 @@ impl From<PdnType> for i32 {
             PdnType::Ipv4OrIpv6 => 3,
             PdnType::Unknown(v) => v,
         }
+    }
+}
+
+/// A Session-Id in the format RFC 6733 section 8.8 recommends:
+/// `<DiameterIdentity>;<high 32 bits>;<low 32 bits>[;<optional value>]`.
+pub fn session_id(origin_host: &str, high: u32, low: u32, optional: Option<&str>) -> String {
+    match optional {
+        Some(extra) => format!("{origin_host};{high};{low};{extra}"),
+        None => format!("{origin_host};{high};{low}"),
     }
 }
 

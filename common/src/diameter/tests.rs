@@ -232,7 +232,7 @@ fn avp_errors_map_to_result_codes_with_failed_avp() {
 
 fn sample_der() -> DiameterEapRequest {
     DiameterEapRequest {
-        session_id: "epdg.example.org;1;2".into(),
+        session_id: session_id("epdg.example.org", 1, 2, None),
         origin_host: "epdg.example.org".into(),
         origin_realm: "example.org".into(),
         destination_realm: "wlan.mnc001.mcc001.3gppnetwork.org".into(),
@@ -965,24 +965,14 @@ proptest! {
 // ---------------------------------------------------------------------------------------
 
 fn swm_caps(host: &str, realm: &str) -> Capabilities {
-    Capabilities {
-        origin_host: format!("{host}.{realm}"),
-        origin_realm: realm.into(),
-        host_ip_addresses: vec![Address::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST))],
-        vendor_id: 0,
-        product_name: "pmip-s2b".into(),
-        origin_state_id: Some(1),
-        supported_vendor_ids: vec![vendor::TGPP],
-        auth_application_ids: vec![application::SWM],
-        inband_security_ids: vec![],
-        acct_application_ids: vec![],
-        vendor_specific_application_ids: vec![VendorSpecificApplicationId::auth(
-            vendor::TGPP,
-            application::SWM,
-        )],
-        firmware_revision: None,
-        other: vec![],
-    }
+    let mut caps = Capabilities::swm(
+        &format!("{host}.{realm}"),
+        realm,
+        vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        "pmip-s2b",
+    );
+    caps.origin_state_id = Some(1);
+    caps
 }
 
 /// Jitter source giving 2000 ms every time: Tw = Twinit exactly.
