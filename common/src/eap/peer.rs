@@ -351,7 +351,7 @@ impl Peer {
         repr: &AkaRepr,
         out: &mut Vec<PeerOutput>,
     ) -> Option<Vec<u8>> {
-        self.identity_rounds += 1;
+        self.identity_rounds = self.identity_rounds.saturating_add(1);
         let requests = [
             attribute_type::AT_PERMANENT_ID_REQ,
             attribute_type::AT_FULLAUTH_ID_REQ,

@@ -1060,3 +1060,52 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn altered_identity_request_is_caught_by_at_checkcode() {
+    // An attacker turns AT_PERMANENT_ID_REQ into AT_ANY_ID_REQ: the peer's hash of the
+    // identity round differs from the server's.
+    let mut subscribers = store(0);
+    let mut server = Server::new(ServerConfig::default());
+    let mut peer = peer_with(k(), 0, Some(b"anonymous@example.org"), false);
+    let t = converse(
+        &mut server,
+        &mut peer,
+        &mut subscribers,
+        ServerInput::Start,
+        &mut rng(),
+        |from_server, p| {
+            if from_server && aka_subtype(p) == Some(Subtype::Identity) {
+                p[8] = attribute_type::AT_ANY_ID_REQ;
+            }
+        },
+    );
+    assert!(t.peer.contains_problem(&PeerProblem::CheckcodeMismatch));
+    assert!(matches!(
+        t.server_failure(),
+        Some(ServerFailure::ClientError(_))
+    ));
+}
+
+#[test]
+fn endless_identity_requests_get_a_client_error() {
+    let mut peer = peer_with(k(), 0, None, false);
+    for identifier in 0..=255u8 {
+        let request = EapRepr::Request {
+            identifier,
+            data: TypeData::Aka(AkaRepr::new(Subtype::Identity, vec![Attribute::AnyIdReq])),
+        }
+        .to_bytes()
+        .expect("emit");
+        let out = peer.handle(&request);
+        let Some(PeerOutput::Send(answer)) = out.last() else {
+            panic!("{out:?}");
+        };
+        let expected = if identifier < 3 {
+            Subtype::Identity
+        } else {
+            Subtype::ClientError
+        };
+        assert_eq!(aka_subtype(answer), Some(expected));
+    }
+}
