@@ -8,11 +8,26 @@ command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian"
-  export DEBIAN_FRONTEND=noninteractive
+  # Root installs directly; anyone else through sudo, which must not prompt.
+  as_root=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      as_root=(sudo -n)
+    else
+      echo "setup: installing ${need_apt[*]} needs root (or password-less sudo)" >&2
+      exit 1
+    fi
+  fi
   # tshark asks whether non-root users may capture; answer once, non-interactively.
-  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+  echo "wireshark-common wireshark-common/install-setuid boolean false" |
+    "${as_root[@]}" debconf-set-selections
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 
-echo "setup: tshark $(tshark --version 2>/dev/null | head -n 1)"
+if ! version="$(tshark --version 2>/dev/null | head -n 1)" || [ -z "$version" ]; then
+  echo "setup: tshark is not usable after installation" >&2
+  exit 1
+fi
+echo "setup: $version"
