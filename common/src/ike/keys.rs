@@ -220,6 +220,22 @@ pub fn verify_shared_key_auth(
     )
 }
 
+/// The data of NAT_DETECTION_SOURCE_IP / NAT_DETECTION_DESTINATION_IP (section 2.23):
+/// SHA-1(SPIi | SPIr | IP | Port), the SPIr zero in an IKE_SA_INIT request.
+pub fn nat_detection_hash(spi_i: u64, spi_r: u64, addr: std::net::SocketAddr) -> [u8; 20] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(&spi_i.to_be_bytes());
+    ctx.update(&spi_r.to_be_bytes());
+    match addr.ip() {
+        std::net::IpAddr::V4(a) => ctx.update(&a.octets()),
+        std::net::IpAddr::V6(a) => ctx.update(&a.octets()),
+    }
+    ctx.update(&addr.port().to_be_bytes());
+    let mut out = [0u8; 20];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +317,30 @@ mod tests {
         let pfs = ChildSaKeys::derive(&ike, &esp, Some(b"gir"), &[3; 16], &[4; 16]).unwrap();
         assert_ne!(pfs, child);
         assert_eq!(esp.keymat_len_per_direction(), 48);
+    }
+
+    #[test]
+    fn nat_detection_hash_is_sha1_of_spis_address_and_port() {
+        let h = nat_detection_hash(1, 0, "192.0.2.1:500".parse().unwrap());
+        let want = ring::digest::digest(
+            &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            &[
+                &1u64.to_be_bytes()[..],
+                &[0; 8],
+                &[192, 0, 2, 1],
+                &500u16.to_be_bytes(),
+            ]
+            .concat(),
+        );
+        assert_eq!(&h[..], want.as_ref());
+        // SHA-1("abc") shows ring's SHA-1 is the FIPS 180 one.
+        assert_eq!(
+            hex::encode(ring::digest::digest(
+                &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                b"abc"
+            )),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
     }
 
     #[test]
