@@ -19,7 +19,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use pmip_common::ike::keys::{nat_detection_hash, shared_key_auth, signed_octets};
 use pmip_common::ike::wire::*;
-use pmip_common::ike::{DhPrivate, Encr, EspSuite, IkeSaKeys, IkeSuite, Integ, Random};
+use pmip_common::ike::{DhPrivate, Encr, EspSuite, IkeSaKeys, IkeSuite, Random};
 use pmip_common::pcap::PcapWriter;
 use serde_json::Value;
 
@@ -237,38 +237,11 @@ fn exchange(suite: IkeSuite, spi_i: u64, spi_r: u64) -> Exchange {
     }
 }
 
-fn encr_label(e: Encr) -> &'static str {
-    match e {
-        Encr::AesCbc { key_bits: 128 } => "AES-CBC-128 [RFC3602]",
-        Encr::AesCbc { .. } => "AES-CBC-256 [RFC3602]",
-        Encr::AesGcm16 { key_bits: 128 } => "AES-GCM-128 with 16 octet ICV [RFC5282]",
-        Encr::AesGcm16 { .. } => "AES-GCM-256 with 16 octet ICV [RFC5282]",
-    }
-}
-
-fn integ_label(i: Option<Integ>) -> &'static str {
-    match i {
-        None => "NONE [RFC4306]",
-        Some(Integ::HmacSha1_96) => "HMAC_SHA1_96 [RFC2404]",
-        Some(Integ::HmacSha2_256_128) => "HMAC_SHA2_256_128 [RFC4868]",
-    }
-}
-
-/// One record of Wireshark's `ikev2_decryption_table` UAT: octet fields as bare hex,
-/// the algorithm menus as quoted labels.
+/// One record of Wireshark's `ikev2_decryption_table`, as `--keylog` writes it.
 fn decryption_record(x: &Exchange) -> String {
-    let s = x.keys.suite();
-    let hex = |b: &[u8]| b.iter().map(|o| format!("{o:02x}")).collect::<String>();
     format!(
-        "uat:ikev2_decryption_table:{:016x},{:016x},{},{},\"{}\",{},{},\"{}\"",
-        x.spi_i,
-        x.spi_r,
-        hex(&x.keys.sk_ei),
-        hex(&x.keys.sk_er),
-        encr_label(s.encr),
-        hex(&x.keys.sk_ai),
-        hex(&x.keys.sk_ar),
-        integ_label(s.integ),
+        "uat:ikev2_decryption_table:{}",
+        x.keys.wireshark_decryption_record(x.spi_i, x.spi_r)
     )
 }
 

@@ -922,6 +922,123 @@ impl EspSuite {
             transforms,
         }
     }
+
+    /// The suites enabled by default, in preference order.
+    pub fn defaults() -> Vec<EspSuite> {
+        let mut out = vec![
+            EspSuite {
+                encr: Encr::AES_GCM_16_256,
+                integ: None,
+            },
+            EspSuite {
+                encr: Encr::AES_GCM_16_128,
+                integ: None,
+            },
+        ];
+        for encr in [Encr::AES_CBC_256, Encr::AES_CBC_128] {
+            for integ in [Integ::HmacSha2_256_128, Integ::HmacSha1_96] {
+                out.push(EspSuite {
+                    encr,
+                    integ: Some(integ),
+                });
+            }
+        }
+        out
+    }
+
+    /// Whether the combination is one ESP allows: integrity exactly when not AEAD.
+    pub fn is_valid(&self) -> bool {
+        self.encr.is_aead() == self.integ.is_none()
+    }
+
+    /// Whether an offered ESP proposal (with a 4-octet SPI) includes this suite and
+    /// allows running without extended sequence numbers.
+    pub fn offered_in(&self, p: &Proposal) -> bool {
+        let has = |want: &Transform| p.transforms.iter().any(|t| t == want);
+        let integ_ok = match self.integ {
+            Some(i) => has(&Transform::new(TransformId::Integ(i.id()))),
+            None => p
+                .transforms
+                .iter()
+                .all(|t| !matches!(t.id, TransformId::Integ(i) if i != IntegId::None)),
+        };
+        let esn_ok = p
+            .transforms
+            .iter()
+            .all(|t| !matches!(t.id, TransformId::Esn(_)))
+            || has(&Transform::new(TransformId::Esn(super::wire::EsnId::NoEsn)));
+        p.protocol_id == ProtocolId::Esp
+            && p.spi.len() == 4
+            && has(&self.encr.transform())
+            && integ_ok
+            && esn_ok
+    }
+
+    /// The responder's choice: the first of our suites some offered proposal includes,
+    /// with that proposal's number and the initiator's SPI.
+    pub fn select(configured: &[EspSuite], offered: &SaPayload) -> Option<(u8, u32, EspSuite)> {
+        configured.iter().find_map(|s| {
+            offered.proposals.iter().find(|p| s.offered_in(p)).map(|p| {
+                let spi = u32::from_be_bytes([p.spi[0], p.spi[1], p.spi[2], p.spi[3]]);
+                (p.number, spi, *s)
+            })
+        })
+    }
+
+    /// The suite and the responder's SPI from a chosen ESP proposal.
+    pub fn from_chosen_proposal(p: &Proposal) -> Result<(u32, Self), CryptoError> {
+        let spi = <[u8; 4]>::try_from(p.spi.as_slice())
+            .map_err(|_| CryptoError::NoProposalChosen("ESP proposal without a 4-octet SPI"))?;
+        if p.protocol_id != ProtocolId::Esp {
+            return Err(CryptoError::NoProposalChosen("not an ESP proposal"));
+        }
+        let (mut encr, mut integ) = (None, None);
+        for t in &p.transforms {
+            match t.id {
+                TransformId::Encr(_) => {
+                    encr = Some(
+                        Encr::from_transform(t).ok_or(CryptoError::UnsupportedTransform(t.id))?,
+                    )
+                }
+                TransformId::Integ(IntegId::None) => {}
+                TransformId::Integ(id) => {
+                    integ = Some(Integ::from_id(id).ok_or(CryptoError::UnsupportedTransform(t.id))?)
+                }
+                TransformId::Esn(super::wire::EsnId::NoEsn) => {}
+                _ => return Err(CryptoError::UnsupportedTransform(t.id)),
+            }
+        }
+        let suite = EspSuite {
+            encr: encr.ok_or(CryptoError::NoProposalChosen("no encryption transform"))?,
+            integ,
+        };
+        if suite.is_valid() {
+            Ok((u32::from_be_bytes(spi), suite))
+        } else {
+            Err(CryptoError::NoProposalChosen(
+                "integrity transform missing or with an AEAD cipher",
+            ))
+        }
+    }
+}
+
+/// Names such as `aes256gcm16` or `aes128-sha256`.
+impl FromStr for EspSuite {
+    type Err = CryptoError;
+    fn from_str(s: &str) -> Result<Self, CryptoError> {
+        let mut parts = s.split('-');
+        let encr: Encr = parts
+            .next()
+            .ok_or_else(|| CryptoError::UnknownName(s.to_string()))?
+            .parse()?;
+        let integ = parts.next().map(str::parse::<Integ>).transpose()?;
+        let suite = EspSuite { encr, integ };
+        if parts.next().is_none() && suite.is_valid() {
+            Ok(suite)
+        } else {
+            Err(CryptoError::UnknownName(s.to_string()))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1197,6 +1314,49 @@ mod tests {
         assert!("aes128gcm16-sha1-prfsha1-ecp256"
             .parse::<IkeSuite>()
             .is_err());
+    }
+
+    #[test]
+    fn esp_suites_negotiate_with_the_initiators_spi() {
+        let offered = SaPayload {
+            proposals: vec![
+                "aes128-sha1"
+                    .parse::<EspSuite>()
+                    .unwrap()
+                    .proposal(1, 0x1234_5678),
+                "aes256gcm16"
+                    .parse::<EspSuite>()
+                    .unwrap()
+                    .proposal(2, 0x9abc_def0),
+            ],
+        };
+        let (n, spi, s) = EspSuite::select(&EspSuite::defaults(), &offered).unwrap();
+        assert_eq!((n, spi), (2, 0x9abc_def0));
+        assert_eq!(s.encr, Encr::AES_GCM_16_256);
+        let answer = s.proposal(n, 0x0102_0304);
+        assert_eq!(
+            EspSuite::from_chosen_proposal(&answer),
+            Ok((0x0102_0304, s))
+        );
+        for e in EspSuite::defaults() {
+            assert!(e.offered_in(&e.proposal(1, 7)));
+            assert_eq!(
+                EspSuite::from_chosen_proposal(&e.proposal(1, 7)),
+                Ok((7, e))
+            );
+        }
+        let mut ike = IkeSuite::DEFAULT.proposal(1);
+        ike.spi = vec![0; 4];
+        assert_eq!(
+            EspSuite::select(
+                &EspSuite::defaults(),
+                &SaPayload {
+                    proposals: vec![ike]
+                }
+            ),
+            None
+        );
+        assert!("aes128gcm16-sha1".parse::<EspSuite>().is_err());
     }
 
     #[test]

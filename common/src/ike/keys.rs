@@ -236,6 +236,95 @@ pub fn nat_detection_hash(spi_i: u64, spi_r: u64, addr: std::net::SocketAddr) ->
     out
 }
 
+impl IkeSaKeys {
+    /// One record of Wireshark's IKEv2 decryption table (`ikev2_decryption_table`, the
+    /// file of that name in a Wireshark profile, or `tshark -o uat:ikev2_decryption_table:RECORD`),
+    /// so the SK payloads of this IKE SA can be read in Wireshark: `--keylog` writes these.
+    pub fn wireshark_decryption_record(&self, spi_i: u64, spi_r: u64) -> String {
+        let hex = |b: &[u8]| b.iter().map(|o| format!("{o:02x}")).collect::<String>();
+        let encr = match self.suite.encr {
+            crate::ike::Encr::AesCbc { key_bits: 128 } => "AES-CBC-128 [RFC3602]",
+            crate::ike::Encr::AesCbc { .. } => "AES-CBC-256 [RFC3602]",
+            crate::ike::Encr::AesGcm16 { key_bits: 128 } => {
+                "AES-GCM-128 with 16 octet ICV [RFC5282]"
+            }
+            crate::ike::Encr::AesGcm16 { .. } => "AES-GCM-256 with 16 octet ICV [RFC5282]",
+        };
+        let integ = match self.suite.integ {
+            None => "NONE [RFC4306]",
+            Some(crate::ike::Integ::HmacSha1_96) => "HMAC_SHA1_96 [RFC2404]",
+            Some(crate::ike::Integ::HmacSha2_256_128) => "HMAC_SHA2_256_128 [RFC4868]",
+        };
+        format!(
+            "{spi_i:016x},{spi_r:016x},{},{},\"{encr}\",{},{},\"{integ}\"",
+            hex(&self.sk_ei),
+            hex(&self.sk_er),
+            hex(&self.sk_ai),
+            hex(&self.sk_ar),
+        )
+    }
+}
+
+/// The secret behind COOKIE notifies (section 2.6): a responder under load answers an
+/// IKE_SA_INIT with Cookie = <VersionIDofSecret> | SHA-256(Ni | IPi | SPIi | <secret>)
+/// and keeps no state until the initiator returns it. The secret is changed from time to
+/// time; the previous one stays valid for a while.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CookieSecret {
+    pub version: u32,
+    pub secret: [u8; 32],
+}
+
+impl std::fmt::Debug for CookieSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieSecret")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CookieSecret {
+    /// A fresh secret drawn from `rng`.
+    pub fn generate(version: u32, rng: &mut dyn super::crypto::Random) -> Self {
+        let mut secret = [0u8; 32];
+        rng.fill(&mut secret);
+        CookieSecret { version, secret }
+    }
+
+    /// The 36-octet cookie for an initiator (RFC 7296 allows 1 to 64).
+    pub fn cookie(&self, ni: &[u8], initiator_ip: std::net::IpAddr, spi_i: u64) -> Vec<u8> {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(ni);
+        match initiator_ip {
+            std::net::IpAddr::V4(a) => ctx.update(&a.octets()),
+            std::net::IpAddr::V6(a) => ctx.update(&a.octets()),
+        }
+        ctx.update(&spi_i.to_be_bytes());
+        ctx.update(&self.secret);
+        let mut out = self.version.to_be_bytes().to_vec();
+        out.extend_from_slice(ctx.finish().as_ref());
+        out
+    }
+
+    /// Whether a returned cookie was made by this secret or by `previous`.
+    pub fn verify(
+        &self,
+        previous: Option<&CookieSecret>,
+        cookie: &[u8],
+        ni: &[u8],
+        initiator_ip: std::net::IpAddr,
+        spi_i: u64,
+    ) -> bool {
+        let version = cookie
+            .get(..4)
+            .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
+        [Some(self), previous].into_iter().flatten().any(|s| {
+            version == Some(s.version)
+                && super::crypto::constant_time_eq(&s.cookie(ni, initiator_ip, spi_i), cookie)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +430,47 @@ mod tests {
             )),
             "a9993e364706816aba3e25717850c26c9cd0d89d"
         );
+    }
+
+    #[test]
+    fn cookies_verify_under_the_current_and_previous_secret_only() {
+        let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        let old = CookieSecret {
+            version: 1,
+            secret: [1; 32],
+        };
+        let new = CookieSecret {
+            version: 2,
+            secret: [2; 32],
+        };
+        let c = old.cookie(b"nonce", ip, 42);
+        assert_eq!(c.len(), 36);
+        assert!(old.verify(None, &c, b"nonce", ip, 42));
+        assert!(new.verify(Some(&old), &c, b"nonce", ip, 42));
+        assert!(!new.verify(None, &c, b"nonce", ip, 42));
+        assert!(!old.verify(None, &c, b"nonce", ip, 43));
+        assert!(!old.verify(None, &c, b"other", ip, 42));
+        assert!(!old.verify(None, &c, b"nonce", "192.0.2.8".parse().unwrap(), 42));
+        assert!(!old.verify(None, &c[..10], b"nonce", ip, 42));
+        assert!(!old.verify(None, &[], b"nonce", ip, 42));
+    }
+
+    #[test]
+    fn wireshark_record_names_the_keys_and_algorithms() {
+        let keys = IkeSaKeys::derive(
+            &suite("aes128-sha1-prfsha1-modp2048"),
+            b"s",
+            &[1; 16],
+            &[2; 16],
+            1,
+            2,
+        )
+        .unwrap();
+        let r = keys.wireshark_decryption_record(0x11, 0xabc);
+        assert!(r.starts_with("0000000000000011,0000000000000abc,"));
+        assert!(r.contains(",\"AES-CBC-128 [RFC3602]\","));
+        assert!(r.ends_with(",\"HMAC_SHA1_96 [RFC2404]\""));
+        assert_eq!(r.split(',').count(), 8);
     }
 
     #[test]
