@@ -1,9 +1,10 @@
 //! IKEv2 (RFC 7296) for the ePDG and the UE emulator, sans-IO: the wire codec
 //! ([`wire`]), the crypto suites ([`crypto`]), key derivation and AUTH ([`keys`]) and
-//! the SK payload ([`sk`]). The initiator and responder state machines build on these.
+//! the SK payload ([`sk`]), and the initiator and responder state machines ([`sa`]).
 
 pub mod crypto;
 pub mod keys;
+pub mod sa;
 pub mod sk;
 pub mod wire;
 
