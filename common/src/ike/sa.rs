@@ -1090,7 +1090,11 @@ pub struct InitiatorSa {
     esp_spi: u32,
     state: InitiatorState,
     init_deadline: Option<(Instant, u32)>,
+    cookie_rounds: u32,
 }
+
+/// How many COOKIE answers in a row an initiator follows before giving up.
+const MAX_COOKIE_ROUNDS: u32 = 3;
 
 impl InitiatorSa {
     /// Starts IKE_SA_INIT; the request is in `out`.
@@ -1135,6 +1139,7 @@ impl InitiatorSa {
                 retried_groups: Vec::new(),
             },
             init_deadline: None,
+            cookie_rounds: 0,
             config,
         };
         sa.send_init(now, out);
@@ -1298,6 +1303,12 @@ impl InitiatorSa {
             ))));
         }
         if let Some(c) = m.notifies().find(|n| n.notify_type == NotifyType::Cookie) {
+            // Section 2.6: retry with the cookie; a responder that keeps asking (more than
+            // a few times) is given up on, so a forged COOKIE cannot keep us looping.
+            self.cookie_rounds += 1;
+            if self.cookie_rounds > MAX_COOKIE_ROUNDS {
+                return self.give_up(CloseReason::NotifyReceived(NotifyType::Cookie), out);
+            }
             if let InitiatorState::SentInit { cookie, .. } = &mut self.state {
                 *cookie = Some(c.data.clone());
             }
@@ -2215,6 +2226,71 @@ mod tests {
         assert_eq!(deadlines[0], policy.initial);
         assert_eq!(deadlines[1], policy.initial * 3);
         assert_eq!(Lab::closed(&lab.ue_events), Some(&CloseReason::Timeout));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn garbage_and_mutated_datagrams_never_panic_either_side(
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            at in proptest::prelude::any::<usize>(),
+            x in 1u8..,
+        ) {
+            let mut lab = Lab::new(ue_config(IkeSuite::defaults()), ResponderConfig::default());
+            let copies: Arc<std::sync::Mutex<Vec<Vec<u8>>>> = Arc::default();
+            let keep = copies.clone();
+            lab.tamper = Box::new(move |_, b| {
+                keep.lock().unwrap().push(b.clone());
+                Some(b)
+            });
+            lab.run();
+            let mut out = Vec::new();
+            let now = lab.now;
+            let epdg = lab.epdg.as_mut().unwrap();
+            epdg.handle(&garbage, false, &mut lab.rng, &mut out);
+            lab.ue.handle(&garbage, true, now, &mut lab.rng, &mut out);
+            let _ = lab.responder.handle_ike_sa_init(
+                &garbage,
+                lab.ue_seen_at,
+                lab.ue_seen_at,
+                0,
+                &mut lab.rng,
+            );
+            for mut d in copies.lock().unwrap().clone() {
+                let i = at % d.len();
+                d[i] ^= x;
+                epdg.handle(&d, false, &mut lab.rng, &mut out);
+                lab.ue.handle(&d, false, now, &mut lab.rng, &mut out);
+            }
+            proptest::prop_assert!(out.iter().all(|o| !matches!(o, Output::Event(Event::Closed(_)))));
+        }
+    }
+
+    #[test]
+    fn a_responder_that_keeps_asking_for_cookies_is_given_up_on() {
+        let mut lab = Lab::new(
+            ue_config(IkeSuite::defaults()),
+            ResponderConfig {
+                cookie_threshold: 0,
+                ..ResponderConfig::default()
+            },
+        );
+        // Every cookie the UE returns is damaged, so the ePDG keeps asking.
+        lab.tamper = Box::new(|_, b| {
+            let mut m = IkeMessage::parse(&b).ok()?;
+            if let Some(Payload::Notify(n)) = m.payloads.first_mut() {
+                if n.notify_type == NotifyType::Cookie {
+                    n.data[5] ^= 1;
+                }
+            }
+            Some(m.to_bytes())
+        });
+        lab.run();
+        assert!(lab.epdg.is_none());
+        assert_eq!(
+            Lab::closed(&lab.ue_events),
+            Some(&CloseReason::NotifyReceived(NotifyType::Cookie))
+        );
+        assert_eq!(lab.sent_to_epdg, 1 + MAX_COOKIE_ROUNDS as usize);
     }
 
     #[test]

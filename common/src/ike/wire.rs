@@ -269,8 +269,9 @@ wire_enum! {
 }
 
 wire_enum! {
-    /// Notify message types (RFC 7296 section 3.10.1, RFC 5998, RFC 7383, RFC 7427),
-    /// below 16384 errors, from 16384 on status types.
+    /// Notify message types (RFC 7296 section 3.10.1, RFC 5998, RFC 7383, RFC 7427, and
+    /// the private error types of TS 24.302 an ePDG sends), below 16384 errors, from 16384
+    /// on status types.
     pub enum NotifyType: u16 {
         UnsupportedCriticalPayload = 1,
         InvalidIkeSpi = 4,
@@ -289,6 +290,23 @@ wire_enum! {
         InvalidSelectors = 39,
         TemporaryFailure = 43,
         ChildSaNotFound = 44,
+        /// TS 24.302 section 8.1.2.2 private error types, from here to UNAUTHENTICATED_EMERGENCY_NOT_SUPPORTED.
+        PdnConnectionRejection = 8192,
+        MaxConnectionReached = 8193,
+        SemanticErrorInTheTftOperation = 8241,
+        SyntacticalErrorInTheTftOperation = 8242,
+        SemanticErrorsInPacketFilters = 8244,
+        SyntacticalErrorsInPacketFilters = 8245,
+        Non3gppAccessToEpcNotAllowed = 9000,
+        UserUnknown = 9001,
+        NoApnSubscription = 9002,
+        AuthorizationRejected = 9003,
+        IllegalMe = 9006,
+        NetworkFailure = 10500,
+        RatTypeNotAllowed = 11001,
+        ImeiNotAccepted = 11005,
+        PlmnNotAllowed = 11011,
+        UnauthenticatedEmergencyNotSupported = 11055,
         InitialContact = 16384,
         SetWindowSize = 16385,
         AdditionalTsPossible = 16386,
@@ -2013,5 +2031,8 @@ pub(crate) mod tests {
         assert!(n.notify_type.is_error());
         assert!(!NotifyType::EapOnlyAuthentication.is_error());
         assert_eq!(u16::from(NotifyType::EapOnlyAuthentication), 16417);
+        assert_eq!(NotifyType::from(9002), NotifyType::NoApnSubscription);
+        assert_eq!(u16::from(NotifyType::NetworkFailure), 10500);
+        assert!(NotifyType::PdnConnectionRejection.is_error());
     }
 }
