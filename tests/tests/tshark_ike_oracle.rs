@@ -578,3 +578,219 @@ fn tshark_decrypts_and_decodes_our_ike_sa_init_and_ike_auth() {
         check(n, exchange, message, &fields);
     }
 }
+
+/// A whole attach as the state machines run it (UE `InitiatorSa` against the ePDG's
+/// `Responder`/`ResponderSa`, EAP relayed by stand-in applications), recorded on the
+/// wire and decoded by tshark with the ePDG's keylog record.
+#[test]
+fn tshark_decodes_an_attach_driven_by_the_state_machines() {
+    use pmip_common::ike::sa::*;
+    use std::time::Instant;
+
+    let ue_addr: SocketAddr = "192.0.2.10:500".parse().unwrap();
+    let epdg_addr: SocketAddr = "198.51.100.1:500".parse().unwrap();
+    let mut rng = Counter(9);
+    let now = Instant::now();
+    let config = InitiatorConfig {
+        suites: vec!["aes256gcm16-prfsha256-ecp256".parse().unwrap()],
+        esp_suites: EspSuite::defaults(),
+        idi: Identification::Rfc822Addr(NAI.into()),
+        idr: Some(Identification::Fqdn(APN.into())),
+        cp_request: vec![
+            ConfigAttribute::InternalIp4Address(None),
+            ConfigAttribute::InternalIp6Address(None),
+            ConfigAttribute::PCscfIp4Address(None),
+        ],
+        tsi: vec![TrafficSelector::any_ipv4()],
+        tsr: vec![TrafficSelector::any_ipv4()],
+        local: ue_addr,
+        remote: epdg_addr,
+        force_port_4500: true,
+        retransmit: RetransmitPolicy::default(),
+    };
+    let responder = Responder::new(ResponderConfig::default(), &mut rng);
+    let mut out = Vec::new();
+    let mut ue = InitiatorSa::start(config, now, &mut rng, &mut out).unwrap();
+    let mut epdg: Option<ResponderSa> = None;
+    // (from the UE, datagram, port 4500)
+    let mut wire: Vec<(bool, Vec<u8>, bool)> = Vec::new();
+    let mut to_epdg: Vec<(Vec<u8>, bool)> = Vec::new();
+    let mut established = 0;
+    let msk = vec![0x4d; 64];
+    let take = |out: &mut Vec<Output>| std::mem::take(out);
+    for o in take(&mut out) {
+        if let Output::Send { bytes, port_4500 } = o {
+            to_epdg.push((bytes, port_4500));
+        }
+    }
+    for _ in 0..20 {
+        let Some((d, via_4500)) = to_epdg.pop() else {
+            break;
+        };
+        wire.push((true, d.clone(), via_4500));
+        let mut epdg_out = Vec::new();
+        match epdg.as_mut() {
+            Some(sa) => sa.handle(&d, via_4500, &mut rng, &mut epdg_out),
+            None => match responder.handle_ike_sa_init(&d, ue_addr, epdg_addr, 0, &mut rng) {
+                InitReply::NewSa(sa, r) => {
+                    epdg = Some(*sa);
+                    epdg_out.push(Output::Send {
+                        bytes: r,
+                        port_4500: false,
+                    });
+                }
+                other => panic!("{other:?}"),
+            },
+        }
+        let sa = epdg.as_mut().unwrap();
+        let mut more = Vec::new();
+        for o in &epdg_out {
+            match o {
+                Output::Event(Event::AuthRequested(_)) => {
+                    assert!(sa.send_eap(vec![1, 1, 0, 5, 1], &mut rng, &mut more));
+                }
+                Output::Event(Event::EapResponse(_)) => {
+                    let acceptance = Acceptance {
+                        cp_reply: vec![
+                            ConfigAttribute::InternalIp4Address(Some(Ipv4Addr::new(10, 45, 0, 7))),
+                            ConfigAttribute::InternalIp6Address(Some((
+                                "2001:db8:45:7::".parse().unwrap(),
+                                64,
+                            ))),
+                            ConfigAttribute::PCscfIp4Address(Some(Ipv4Addr::new(10, 46, 0, 2))),
+                        ],
+                        tsi: vec![TrafficSelector::AddrRange {
+                            ip_protocol: 0,
+                            start_port: 0,
+                            end_port: 65535,
+                            start_address: Ipv4Addr::new(10, 45, 0, 7).into(),
+                            end_address: Ipv4Addr::new(10, 45, 0, 7).into(),
+                        }],
+                        tsr: vec![TrafficSelector::any_ipv4()],
+                    };
+                    assert!(sa.eap_success(
+                        vec![3, 1, 0, 4],
+                        msk.clone(),
+                        acceptance,
+                        0xe0e0_e0e0,
+                        &mut rng,
+                        &mut more
+                    ));
+                }
+                Output::Event(Event::Established(_)) => established += 1,
+                Output::Event(Event::Closed(r)) => panic!("ePDG closed: {r:?}"),
+                _ => {}
+            }
+        }
+        epdg_out.extend(more);
+        for o in epdg_out {
+            let Output::Send { bytes, port_4500 } = o else {
+                continue;
+            };
+            wire.push((false, bytes.clone(), port_4500));
+            let mut ue_out = Vec::new();
+            ue.handle(&bytes, port_4500, now, &mut rng, &mut ue_out);
+            let mut more = Vec::new();
+            for o in &ue_out {
+                match o {
+                    Output::Event(Event::EapRequest(eap)) if eap[0] == 1 => {
+                        let mut response = vec![2, eap[1], 0, 0, 1];
+                        response.extend_from_slice(NAI.as_bytes());
+                        let len = (response.len() as u16).to_be_bytes();
+                        response[2..4].copy_from_slice(&len);
+                        assert!(ue.send_eap(response, now, &mut rng, &mut more));
+                    }
+                    Output::Event(Event::EapRequest(eap)) if eap[0] == 3 => {
+                        assert!(ue.complete_eap(msk.clone(), now, &mut rng, &mut more));
+                    }
+                    Output::Event(Event::Established(_)) => established += 1,
+                    Output::Event(Event::Closed(r)) => panic!("UE closed: {r:?}"),
+                    _ => {}
+                }
+            }
+            ue_out.extend(more);
+            for o in ue_out {
+                if let Output::Send { bytes, port_4500 } = o {
+                    to_epdg.push((bytes, port_4500));
+                }
+            }
+        }
+    }
+    assert_eq!(established, 2, "both sides established");
+    // IKE_SA_INIT pair and three IKE_AUTH pairs.
+    assert_eq!(wire.len(), 8);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("attach.pcap");
+    let mut pcap = PcapWriter::create(&path).unwrap();
+    let mut t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    for (from_ue, d, port_4500) in &wire {
+        let (mut src, mut dst) = if *from_ue {
+            (ue_addr, epdg_addr)
+        } else {
+            (epdg_addr, ue_addr)
+        };
+        let mut payload = d.clone();
+        if *port_4500 {
+            src.set_port(4500);
+            dst.set_port(4500);
+            payload.splice(0..0, [0u8; 4]);
+        }
+        pcap.write_udp(t, src, dst, &payload).unwrap();
+        t += Duration::from_millis(5);
+    }
+    pcap.flush().unwrap();
+    drop(pcap);
+
+    let sa = epdg.as_ref().unwrap();
+    let record = format!(
+        "uat:ikev2_decryption_table:{}",
+        sa.keys()
+            .wireshark_decryption_record(sa.initiator_spi(), sa.responder_spi())
+    );
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&path)
+        .args(["-V", "-T", "json", "--no-duplicate-keys", "-o", &record])
+        .output()
+        .expect("tshark must be installed (scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let packets: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(packets.len(), wire.len());
+    let mut eap_codes = Vec::new();
+    for (n, packet) in packets.iter().enumerate() {
+        let mut fields = Vec::new();
+        walk(packet, &mut fields);
+        assert!(
+            !fields
+                .iter()
+                .any(|(k, _)| k.starts_with("_ws.malformed") || k.starts_with("_ws.expert")),
+            "packet {n}: malformed or expert info:\n{}",
+            serde_json::to_string_pretty(packet).unwrap_or_default()
+        );
+        let (_, d, _) = &wire[n];
+        let header = IkeHeader::new_checked(&d[..]).unwrap();
+        assert_eq!(
+            values(&fields, "isakmp.messageid"),
+            vec![format!("0x{:08x}", header.message_id())],
+            "packet {n}"
+        );
+        eap_codes.extend(values(&fields, "eap.code").iter().map(|c| c.to_string()));
+        if n == 7 {
+            assert_eq!(
+                values(&fields, "isakmp.cfg.attr.internal_ip4_address"),
+                vec!["10.45.0.7"]
+            );
+            assert_eq!(values(&fields, "isakmp.auth.method"), vec!["2"]);
+        }
+    }
+    assert_eq!(
+        eap_codes,
+        vec!["1", "2", "3"],
+        "EAP Request, Response, Success"
+    );
+}
