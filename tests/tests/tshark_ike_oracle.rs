@@ -606,6 +606,8 @@ fn tshark_decodes_an_attach_driven_by_the_state_machines() {
         local: ue_addr,
         remote: epdg_addr,
         force_port_4500: true,
+        eap_only: true,
+        peer_verifier: None,
         retransmit: RetransmitPolicy::default(),
     };
     let responder = Responder::new(ResponderConfig::default(), &mut rng);

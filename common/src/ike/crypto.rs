@@ -50,6 +50,10 @@ pub enum CryptoError {
     IntegrityCheckFailed,
     #[error("unknown algorithm name {0:?}")]
     UnknownName(String),
+    #[error("invalid private key: {0}")]
+    InvalidKey(String),
+    #[error("signing failed")]
+    SigningFailed,
 }
 
 /// Constant-time equality of two byte strings.

@@ -1,7 +1,9 @@
 //! IKEv2 (RFC 7296) for the ePDG and the UE emulator, sans-IO: the wire codec
 //! ([`wire`]), the crypto suites ([`crypto`]), key derivation and AUTH ([`keys`]) and
-//! the SK payload ([`sk`]), and the initiator and responder state machines ([`sa`]).
+//! the SK payload ([`sk`]), certificate AUTH ([`auth`]), and the initiator and responder
+//! state machines ([`sa`]).
 
+pub mod auth;
 pub mod crypto;
 pub mod keys;
 pub mod sa;

@@ -11,6 +11,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use super::auth::{PeerVerifier, Signer};
 use super::crypto::{CryptoError, DhGroup, DhPrivate, EspSuite, IkeSuite, Random};
 use super::keys::{
     nat_detection_hash, shared_key_auth, signed_octets, verify_shared_key_auth, ChildSaKeys,
@@ -108,8 +111,11 @@ pub enum CloseReason {
     Timeout,
     /// The peer deleted the IKE SA.
     DeletedByPeer,
-    /// We deleted it, and the peer acknowledged.
+    /// We deleted it.
     Deleted,
+    /// (Initiator) The responder did not prove its identity: no AUTH where one was
+    /// needed, or one our verifier refused.
+    PeerNotAuthenticated,
 }
 
 /// Why a datagram was dropped.
@@ -460,6 +466,9 @@ pub struct ResponderConfig {
     pub cookie_threshold: usize,
     /// Our identity in IDr when the UE sent none.
     pub identity: Identification,
+    /// Our certificate and key, for UEs that do not offer EAP-only authentication
+    /// (RFC 5998). Without one such UEs get AUTHENTICATION_FAILED.
+    pub signer: Option<Arc<dyn Signer>>,
     pub retransmit: RetransmitPolicy,
 }
 
@@ -470,6 +479,7 @@ impl Default for ResponderConfig {
             esp_suites: EspSuite::defaults(),
             cookie_threshold: 1000,
             identity: Identification::Fqdn("epdg".into()),
+            signer: None,
             retransmit: RetransmitPolicy::default(),
         }
     }
@@ -809,9 +819,9 @@ impl ResponderSa {
                     return self.fail(id, NotifyType::InvalidSyntax, None, rng, out);
                 };
                 let eap_only = has(NotifyType::EapOnlyAuthentication);
-                if has_auth || !eap_only {
-                    // Only EAP-only authentication (RFC 5998) is implemented so far; a UE
-                    // that wants our certificate, or uses a PSK, is refused.
+                if has_auth || (!eap_only && self.config.signer.is_none()) {
+                    // The UE must authenticate with EAP (no PSK), and we need a
+                    // certificate unless it accepts EAP-only authentication.
                     return self.fail(id, NotifyType::AuthenticationFailed, None, rng, out);
                 }
                 let Some((proposal_number, peer_spi, esp)) =
@@ -961,12 +971,31 @@ impl ResponderSa {
         };
         let mut payloads = Vec::new();
         if message_id == 1 {
-            // The first answer names us (section 2.16); no AUTH with EAP-only (RFC 5998).
+            // The first answer names us and, unless the UE accepts EAP-only (RFC 5998),
+            // proves it with our certificate and a signature (section 2.16).
             let idr = request
                 .idr
                 .clone()
                 .unwrap_or_else(|| self.config.identity.clone());
-            payloads.push(Payload::IdR(idr));
+            payloads.push(Payload::IdR(idr.clone()));
+            if let (false, Some(signer)) = (request.eap_only, self.config.signer.clone()) {
+                let octets = signed_octets(
+                    self.core.keys.suite().prf,
+                    &self.init_response,
+                    &self.ni,
+                    &self.core.keys.sk_pr,
+                    &idr.body_bytes(),
+                );
+                let Ok(signature) = signer.sign(&octets) else {
+                    self.fail(message_id, NotifyType::AuthenticationFailed, None, rng, out);
+                    return true;
+                };
+                payloads.push(Payload::Cert(signer.certificate()));
+                payloads.push(Payload::Auth(AuthPayload {
+                    method: signer.method(),
+                    data: signature,
+                }));
+            }
         }
         payloads.push(Payload::Eap(eap));
         self.core
@@ -1057,6 +1086,10 @@ pub struct InitiatorConfig {
     pub remote: SocketAddr,
     /// Move to port 4500 after IKE_SA_INIT even without a NAT.
     pub force_port_4500: bool,
+    /// Offer EAP-only authentication (RFC 5998): the ePDG may then skip its certificate.
+    pub eap_only: bool,
+    /// Checks the ePDG's certificate AUTH. Without one, only an EAP-only ePDG is accepted.
+    pub peer_verifier: Option<Arc<dyn PeerVerifier>>,
     pub retransmit: RetransmitPolicy,
 }
 
@@ -1436,10 +1469,12 @@ impl InitiatorSa {
             NotifyType::InitialContact,
             vec![],
         )));
-        payloads.push(Payload::Notify(NotifyPayload::new(
-            NotifyType::EapOnlyAuthentication,
-            vec![],
-        )));
+        if self.config.eap_only {
+            payloads.push(Payload::Notify(NotifyPayload::new(
+                NotifyType::EapOnlyAuthentication,
+                vec![],
+            )));
+        }
         self.core
             .request(ExchangeType::IkeAuth, payloads, now, rng, out);
     }
@@ -1460,6 +1495,9 @@ impl InitiatorSa {
             return self.give_up(CloseReason::NotifyReceived(t), out);
         }
         match std::mem::replace(&mut self.state, InitiatorState::AwaitingApp) {
+            InitiatorState::SentAuth if !self.responder_authenticated(&m) => {
+                self.give_up(CloseReason::PeerNotAuthenticated, out);
+            }
             InitiatorState::SentAuth | InitiatorState::SentEap => {
                 let eap = m.find(|p| match p {
                     Payload::Eap(e) => Some(e.clone()),
@@ -1486,6 +1524,43 @@ impl InitiatorSa {
                 ))));
             }
         }
+    }
+
+    /// The first IKE_AUTH response: a certificate AUTH our verifier accepts, or none at
+    /// all if we offered EAP-only authentication.
+    fn responder_authenticated(&self, m: &IkeMessage) -> bool {
+        let auth = m.find(|p| match p {
+            Payload::Auth(a) => Some(a),
+            _ => None,
+        });
+        let Some(auth) = auth else {
+            return self.config.eap_only;
+        };
+        let (Some(verifier), Some(idr)) = (
+            self.config.peer_verifier.as_ref(),
+            m.find(|p| match p {
+                Payload::IdR(i) => Some(i),
+                _ => None,
+            }),
+        ) else {
+            return false;
+        };
+        let certificates: Vec<CertPayload> = m
+            .payloads
+            .iter()
+            .filter_map(|p| match p {
+                Payload::Cert(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect();
+        let octets = signed_octets(
+            self.core.keys.suite().prf,
+            &self.init_response,
+            &self.ni,
+            &self.core.keys.sk_pr,
+            &idr.body_bytes(),
+        );
+        verifier.verify(&certificates, auth, &octets)
     }
 
     fn final_response(&mut self, m: IkeMessage, msk: &[u8], out: &mut Vec<Output>) {
@@ -1664,6 +1739,8 @@ mod tests {
             local: "192.0.2.10:500".parse().unwrap(),
             remote: "198.51.100.1:500".parse().unwrap(),
             force_port_4500: false,
+            eap_only: true,
+            peer_verifier: None,
             retransmit: RetransmitPolicy::default(),
         }
     }
@@ -1831,8 +1908,7 @@ mod tests {
             };
             for o in out.iter() {
                 match o {
-                    Output::Event(Event::AuthRequested(r)) => {
-                        assert!(r.eap_only);
+                    Output::Event(Event::AuthRequested(_)) => {
                         // The AAA's EAP-Request/AKA-Challenge, opaque here.
                         assert!(sa.send_eap(
                             vec![1, 7, 0, 8, 23, 1, 0, 0],
@@ -1981,6 +2057,54 @@ mod tests {
     }
 
     #[test]
+    fn an_epdg_with_a_certificate_authenticates_with_a_signature() {
+        let signer = crate::ike::auth::tests::signer();
+        let pinned = crate::ike::auth::PinnedEcdsaP256Key(signer.public_key().to_vec());
+        let epdg = ResponderConfig {
+            signer: Some(Arc::new(signer)),
+            ..ResponderConfig::default()
+        };
+        let ue = InitiatorConfig {
+            eap_only: false,
+            peer_verifier: Some(Arc::new(pinned)),
+            ..ue_config(IkeSuite::defaults())
+        };
+        let mut lab = Lab::new(ue, epdg.clone());
+        lab.run();
+        assert_both_established(&lab);
+
+        // A UE that pins another key refuses the ePDG.
+        let other = crate::ike::auth::tests::signer();
+        let ue = InitiatorConfig {
+            eap_only: false,
+            peer_verifier: Some(Arc::new(crate::ike::auth::PinnedEcdsaP256Key(
+                other.public_key().to_vec(),
+            ))),
+            ..ue_config(IkeSuite::defaults())
+        };
+        let mut lab = Lab::new(ue, epdg);
+        lab.run();
+        assert_eq!(
+            Lab::closed(&lab.ue_events),
+            Some(&CloseReason::PeerNotAuthenticated)
+        );
+
+        // An ePDG without a certificate refuses a UE that does not offer EAP-only.
+        let ue = InitiatorConfig {
+            eap_only: false,
+            ..ue_config(IkeSuite::defaults())
+        };
+        let mut lab = Lab::new(ue, ResponderConfig::default());
+        lab.run();
+        assert_eq!(
+            Lab::closed(&lab.ue_events),
+            Some(&CloseReason::NotifyReceived(
+                NotifyType::AuthenticationFailed
+            ))
+        );
+    }
+
+    #[test]
     fn a_nat_moves_the_ue_to_port_4500() {
         let mut lab = Lab::new(ue_config(IkeSuite::defaults()), ResponderConfig::default());
         lab.ue_seen_at = "203.0.113.5:61000".parse().unwrap();
@@ -2021,8 +2145,6 @@ mod tests {
         );
         assert_eq!(lab.ue.keys().unwrap().suite().dh, DhGroup::Ecp256);
     }
-
-    use std::sync::Arc;
 
     #[test]
     fn above_the_half_open_threshold_a_cookie_is_required() {
