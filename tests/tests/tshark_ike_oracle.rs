@@ -633,7 +633,7 @@ fn tshark_decodes_an_attach_driven_by_the_state_machines() {
         let mut epdg_out = Vec::new();
         match epdg.as_mut() {
             Some(sa) => sa.handle(&d, via_4500, &mut rng, &mut epdg_out),
-            None => match responder.handle_ike_sa_init(&d, ue_addr, epdg_addr, 0, &mut rng) {
+            None => match responder.handle_ike_sa_init(&d, ue_addr, epdg_addr, 0, now, &mut rng) {
                 InitReply::NewSa(sa, r) => {
                     epdg = Some(*sa);
                     epdg_out.push(Output::Send {

@@ -392,6 +392,26 @@ impl Core {
         }
     }
 
+    /// Sends an INFORMATIONAL with Delete of the IKE SA and closes at once: the peer's
+    /// answer is not awaited (section 1.4.1 lets the deleting side forget the SA).
+    fn delete(&mut self, now: Instant, rng: &mut dyn Random, out: &mut Vec<Output>) {
+        if self.closed {
+            return;
+        }
+        self.outstanding = None;
+        self.request(
+            ExchangeType::Informational,
+            vec![Payload::Delete(DeletePayload {
+                protocol_id: ProtocolId::Ike,
+                spis: vec![],
+            })],
+            now,
+            rng,
+            out,
+        );
+        self.close(CloseReason::Deleted, out);
+    }
+
     fn child_keys(&self, esp: &EspSuite, ni: &[u8], nr: &[u8]) -> Result<ChildSaKeys, CryptoError> {
         ChildSaKeys::derive(&self.keys, esp, None, ni, nr)
     }
@@ -466,6 +486,9 @@ pub struct ResponderConfig {
     pub cookie_threshold: usize,
     /// Our identity in IDr when the UE sent none.
     pub identity: Identification,
+    /// A new IKE SA that has not finished IKE_AUTH by then is dropped (with its UE's
+    /// AAA session and binding, by the application on [`CloseReason::Timeout`]).
+    pub half_open_timeout: Duration,
     /// Our certificate and key, for UEs that do not offer EAP-only authentication
     /// (RFC 5998). Without one such UEs get AUTHENTICATION_FAILED.
     pub signer: Option<Arc<dyn Signer>>,
@@ -479,6 +502,7 @@ impl Default for ResponderConfig {
             esp_suites: EspSuite::defaults(),
             cookie_threshold: 1000,
             identity: Identification::Fqdn("epdg".into()),
+            half_open_timeout: Duration::from_secs(60),
             signer: None,
             retransmit: RetransmitPolicy::default(),
         }
@@ -525,7 +549,7 @@ impl Responder {
         self.previous_cookie_secret = Some(old);
     }
 
-    /// Answers an IKE_SA_INIT request that arrived from `remote` at `local`, with
+    /// Answers an IKE_SA_INIT request that arrived from `remote` at `local` at `now`, with
     /// `half_open` IKE SAs not yet authenticated.
     pub fn handle_ike_sa_init(
         &self,
@@ -533,6 +557,7 @@ impl Responder {
         remote: SocketAddr,
         local: SocketAddr,
         half_open: usize,
+        now: Instant,
         rng: &mut dyn Random,
     ) -> InitReply {
         let m = match IkeMessage::parse(datagram) {
@@ -658,6 +683,7 @@ impl Responder {
                 outstanding: None,
                 closed: false,
             },
+            half_open_deadline: Some(now + self.config.half_open_timeout),
             config: self.config.clone(),
             nat: nat_detected(&m, 0, remote, local),
             init_request: datagram.to_vec(),
@@ -700,6 +726,7 @@ enum ResponderState {
 #[derive(Debug)]
 pub struct ResponderSa {
     core: Core,
+    half_open_deadline: Option<Instant>,
     config: ResponderConfig,
     nat: bool,
     init_request: Vec<u8>,
@@ -733,11 +760,27 @@ impl ResponderSa {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.core.poll_timeout()
+        let half_open = self.half_open_deadline.filter(|_| self.is_half_open());
+        [self.core.poll_timeout(), half_open]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
+    /// Retransmits our outstanding request, or ends the SA when its retransmissions are
+    /// spent or IKE_AUTH did not finish within [`ResponderConfig::half_open_timeout`].
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
+        if self.is_half_open() && self.half_open_deadline.is_some_and(|d| now >= d) {
+            self.core.close(CloseReason::Timeout, out);
+            return;
+        }
         self.core.handle_timeout(now, out)
+    }
+
+    /// Deletes the IKE SA (say, when the binding behind it is revoked): sends an
+    /// INFORMATIONAL with Delete and closes.
+    pub fn delete(&mut self, now: Instant, rng: &mut dyn Random, out: &mut Vec<Output>) {
+        self.core.delete(now, rng, out);
     }
 
     fn fail(
@@ -1688,22 +1731,15 @@ impl InitiatorSa {
         true
     }
 
-    /// Deletes the IKE SA: sends an INFORMATIONAL with Delete and closes.
+    /// Deletes the IKE SA (once IKE_SA_INIT is done): sends an INFORMATIONAL with
+    /// Delete and closes.
     pub fn delete(&mut self, now: Instant, rng: &mut dyn Random, out: &mut Vec<Output>) {
-        if matches!(self.state, InitiatorState::Established) && self.core.outstanding.is_none() {
-            self.core.request(
-                ExchangeType::Informational,
-                vec![Payload::Delete(DeletePayload {
-                    protocol_id: ProtocolId::Ike,
-                    spis: vec![],
-                })],
-                now,
-                rng,
-                out,
-            );
-            // The SA ends at once: the peer's answer is not awaited.
+        if !matches!(
+            self.state,
+            InitiatorState::SentInit { .. } | InitiatorState::Closed
+        ) {
             self.state = InitiatorState::Closed;
-            self.core.close(CloseReason::Deleted, out);
+            self.core.delete(now, rng, out);
         }
     }
 }
@@ -1865,6 +1901,7 @@ mod tests {
                                 self.ue_seen_at,
                                 local,
                                 self.half_open,
+                                self.now,
                                 &mut self.rng,
                             ) {
                                 InitReply::Stateless(r) => out.push(Output::Send {
@@ -2338,7 +2375,7 @@ mod tests {
         lab.run();
         let start = lab.now;
         let mut deadlines = Vec::new();
-        while lab.tick() {
+        while Lab::closed(&lab.ue_events).is_none() && lab.tick() {
             deadlines.push(lab.now - start);
         }
         let policy = RetransmitPolicy::default();
@@ -2375,6 +2412,7 @@ mod tests {
                 lab.ue_seen_at,
                 lab.ue_seen_at,
                 0,
+                now,
                 &mut lab.rng,
             );
             for mut d in copies.lock().unwrap().clone() {
@@ -2413,6 +2451,59 @@ mod tests {
             Some(&CloseReason::NotifyReceived(NotifyType::Cookie))
         );
         assert_eq!(lab.sent_to_epdg, 1 + MAX_COOKIE_ROUNDS as usize);
+    }
+
+    #[test]
+    fn a_ue_that_never_finishes_ike_auth_is_dropped_after_the_half_open_timeout() {
+        let mut lab = Lab::new(
+            ue_config(IkeSuite::defaults()),
+            ResponderConfig {
+                half_open_timeout: Duration::from_secs(30),
+                ..ResponderConfig::default()
+            },
+        );
+        let start = lab.now;
+        // The UE goes silent after IKE_SA_INIT.
+        lab.tamper = Box::new(|_, _| None);
+        lab.run();
+        assert!(lab.epdg.as_ref().unwrap().is_half_open());
+        let deadline = lab.epdg.as_ref().unwrap().poll_timeout().unwrap();
+        assert_eq!(deadline - start, Duration::from_secs(30));
+        let mut out = Vec::new();
+        lab.epdg
+            .as_mut()
+            .unwrap()
+            .handle_timeout(deadline - Duration::from_millis(1), &mut out);
+        assert!(out.is_empty());
+        lab.epdg
+            .as_mut()
+            .unwrap()
+            .handle_timeout(deadline, &mut out);
+        assert!(matches!(
+            out.as_slice(),
+            [Output::Event(Event::Closed(CloseReason::Timeout))]
+        ));
+        assert!(!lab.epdg.as_ref().unwrap().is_half_open());
+    }
+
+    #[test]
+    fn the_epdg_deletes_an_established_sa() {
+        let mut lab = Lab::new(ue_config(IkeSuite::defaults()), ResponderConfig::default());
+        lab.run();
+        assert_both_established(&lab);
+        assert_eq!(lab.epdg.as_ref().unwrap().poll_timeout(), None);
+        let mut out = Vec::new();
+        lab.epdg
+            .as_mut()
+            .unwrap()
+            .delete(lab.now, &mut lab.rng, &mut out);
+        lab.route_epdg(out);
+        lab.run();
+        assert_eq!(Lab::closed(&lab.epdg_events), Some(&CloseReason::Deleted));
+        assert_eq!(
+            Lab::closed(&lab.ue_events),
+            Some(&CloseReason::DeletedByPeer)
+        );
     }
 
     #[test]
