@@ -302,9 +302,8 @@ impl Core {
         if header.flags.initiator == self.original_initiator {
             return discard(Discard::Unexpected("message from our own role"), out);
         }
-        if via_4500 {
-            self.port_4500 = true;
-        }
+        // Only an authenticated message moves us to port 4500 (section 2.23).
+        let float = |core: &mut Core| core.port_4500 |= via_4500;
         let id = header.message_id;
         if header.flags.response {
             let Some(o) = &self.outstanding else {
@@ -317,6 +316,7 @@ impl Core {
             return match self.peer_sk().open(datagram) {
                 Ok(m) => {
                     self.outstanding = None;
+                    float(self);
                     Some(Incoming::Response(m, exchange))
                 }
                 Err(e) => discard(Discard::Sk(e), out),
@@ -344,11 +344,13 @@ impl Core {
             Err(e) => return discard(Discard::Sk(e), out),
         };
         if retransmission {
+            float(self);
             if let Some((_, bytes)) = &self.last_response {
                 self.send(bytes.clone(), out);
             }
             return None;
         }
+        float(self);
         self.next_peer_request += 1;
         Some(Incoming::Request(m))
     }
@@ -1445,6 +1447,9 @@ impl InitiatorSa {
         let (Some(chosen), Some(ke), Some(nr)) = (chosen, ke, nr) else {
             return self.give_up(CloseReason::NotifyReceived(NotifyType::InvalidSyntax), out);
         };
+        if m.responder_spi == 0 {
+            return self.give_up(CloseReason::NotifyReceived(NotifyType::InvalidSyntax), out);
+        }
         let suite = match IkeSuite::from_chosen_proposal(&chosen) {
             Ok(s) if self.config.suites.contains(&s) => s,
             _ => {
@@ -1820,6 +1825,8 @@ mod tests {
         ue_msk: Vec<u8>,
         aaa: Aaa,
         sent_to_epdg: usize,
+        /// The port of each datagram the ePDG sent: 4500 or not.
+        epdg_ports: Vec<bool>,
         /// Called on each datagram to the ePDG; returning None drops it.
         tamper: Tamper,
     }
@@ -1846,6 +1853,7 @@ mod tests {
                 ue_msk: MSK.to_vec(),
                 aaa: Aaa::Accept,
                 sent_to_epdg: 0,
+                epdg_ports: Vec::new(),
                 tamper: Box::new(|_, b| Some(b)),
             };
             lab.route_ue(out);
@@ -1869,7 +1877,10 @@ mod tests {
         fn route_epdg(&mut self, out: Vec<Output>) {
             for o in out {
                 match o {
-                    Output::Send { bytes, port_4500 } => self.to_ue.push_back((bytes, port_4500)),
+                    Output::Send { bytes, port_4500 } => {
+                        self.epdg_ports.push(port_4500);
+                        self.to_ue.push_back((bytes, port_4500))
+                    }
                     Output::Event(e) => self.epdg_events.push(e),
                 }
             }
@@ -2149,6 +2160,8 @@ mod tests {
         assert_both_established(&lab);
         assert!(lab.ue.uses_port_4500());
         assert!(lab.epdg.as_ref().unwrap().nat_detected());
+        // The IKE_SA_INIT response on 500, every IKE_AUTH response on 4500.
+        assert_eq!(lab.epdg_ports, vec![false, true, true, true]);
     }
 
     #[test]
