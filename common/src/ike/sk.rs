@@ -312,6 +312,18 @@ mod tests {
 
     proptest! {
         #[test]
+        fn any_payloads_seal_and_open_under_every_suite(
+            payloads in proptest::collection::vec(crate::ike::wire::tests::payload(), 0..6),
+            suite in 0..SUITES.len(),
+            seed in any::<u64>(),
+        ) {
+            let k = keys(SUITES[suite]);
+            let m = message(payloads);
+            let bytes = k.responder_sk().seal(&m, &mut StdRng::seed_from_u64(seed)).unwrap();
+            prop_assert_eq!(k.responder_sk().open(&bytes), Ok(m));
+        }
+
+        #[test]
         fn opening_garbage_never_panics(b in proptest::collection::vec(any::<u8>(), 0..200), sk in any::<bool>()) {
             let k = keys(if sk { SUITES[0] } else { SUITES[2] });
             let mut b = b;
