@@ -994,6 +994,9 @@ impl ResponderSa {
     }
 
     fn owed(&mut self) -> Option<(u32, AuthRequest, u32, u8)> {
+        if self.core.closed {
+            return None;
+        }
         match std::mem::replace(&mut self.state, ResponderState::AwaitingIkeAuth) {
             ResponderState::AwaitingApp {
                 message_id,
@@ -2497,6 +2500,11 @@ mod tests {
             [Output::Event(Event::Closed(CloseReason::Timeout))]
         ));
         assert!(!lab.epdg.as_ref().unwrap().is_half_open());
+        // A late answer from the application goes nowhere.
+        let mut out = Vec::new();
+        let sa = lab.epdg.as_mut().unwrap();
+        assert!(!sa.send_eap(vec![1, 1, 0, 4], &mut lab.rng, &mut out));
+        assert!(out.is_empty());
     }
 
     #[test]
