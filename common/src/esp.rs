@@ -35,6 +35,7 @@ use cbc::cipher::{
 use ring::{aead, hmac};
 use thiserror::Error;
 
+use crate::ike::sa::ChildSa;
 use crate::ike::{Encr, EspSuite, Integ, Random};
 
 /// The UDP port of IKE after NAT detection and of UDP-encapsulated ESP (RFC 3948).
@@ -626,6 +627,41 @@ impl InboundSa {
         }
         Ok(d)
     }
+}
+
+/// Which end of the IKE SA that made a CHILD_SA we are: it decides which half of the
+/// KEYMAT protects which direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IkeRole {
+    /// The UE (it sent IKE_SA_INIT).
+    Initiator,
+    /// The ePDG.
+    Responder,
+}
+
+/// The two SAs of an established CHILD_SA: we open with the peer's sending keys under
+/// our inbound SPI and seal with ours under the peer's SPI (RFC 7296 section 2.17: the
+/// initiator-to-responder keys come first in KEYMAT).
+pub fn child_sa_pair(child: &ChildSa, role: IkeRole) -> Result<(InboundSa, OutboundSa), EspError> {
+    let (receive, send) = match role {
+        IkeRole::Initiator => (
+            &child.keys.responder_to_initiator,
+            &child.keys.initiator_to_responder,
+        ),
+        IkeRole::Responder => (
+            &child.keys.initiator_to_responder,
+            &child.keys.responder_to_initiator,
+        ),
+    };
+    Ok((
+        InboundSa::new(
+            child.inbound_spi,
+            child.suite,
+            &receive.encr,
+            &receive.integ,
+        )?,
+        OutboundSa::new(child.outbound_spi, child.suite, &send.encr, &send.integ)?,
+    ))
 }
 
 /// Removes Padding, Pad Length and Next Header from a decrypted payload, checking that

@@ -366,6 +366,68 @@ fn udp_4500_tells_esp_ike_and_keepalive_apart() {
     }
 }
 
+#[test]
+fn a_child_sa_gives_each_end_matching_sas() {
+    use crate::ike::keys::EspDirectionKeys;
+    for suite in EspSuite::defaults() {
+        let (e1, a1) = keys(suite, 1);
+        let (e2, a2) = keys(suite, 2);
+        let keys = crate::ike::ChildSaKeys {
+            initiator_to_responder: EspDirectionKeys {
+                encr: e1,
+                integ: a1,
+            },
+            responder_to_initiator: EspDirectionKeys {
+                encr: e2,
+                integ: a2,
+            },
+        };
+        let ue = ChildSa {
+            suite,
+            inbound_spi: 0x1111,
+            outbound_spi: 0x2222,
+            keys: keys.clone(),
+            tsi: Vec::new(),
+            tsr: Vec::new(),
+        };
+        let epdg = ChildSa {
+            inbound_spi: 0x2222,
+            outbound_spi: 0x1111,
+            keys,
+            ..ue.clone()
+        };
+        let (mut ue_in, mut ue_out) = child_sa_pair(&ue, IkeRole::Initiator).unwrap();
+        let (mut epdg_in, mut epdg_out) = child_sa_pair(&epdg, IkeRole::Responder).unwrap();
+        let (mut packet, mut plain) = (Vec::new(), Vec::new());
+        ue_out
+            .encapsulate_ip(&ipv4_packet(50), &mut Counter(1), &mut packet)
+            .unwrap();
+        epdg_in.decapsulate_ip(&packet, &mut plain).unwrap();
+        assert_eq!(plain, ipv4_packet(50));
+        packet.clear();
+        epdg_out
+            .encapsulate_ip(&ipv6_packet(50), &mut Counter(1), &mut packet)
+            .unwrap();
+        ue_in.decapsulate_ip(&packet, &mut plain).unwrap();
+        assert_eq!(plain, ipv6_packet(50));
+        // A second delivery is a replay.
+        assert!(matches!(
+            ue_in.decapsulate(&packet, &mut plain),
+            Err(EspError::Replay(_))
+        ));
+        packet.clear();
+        ue_out
+            .encapsulate_ip(&ipv4_packet(50), &mut Counter(1), &mut packet)
+            .unwrap();
+        // Each direction has its own keys: our own packet reflected back is refused.
+        packet[..4].copy_from_slice(&0x1111u32.to_be_bytes());
+        assert_eq!(
+            ue_in.decapsulate(&packet, &mut plain),
+            Err(EspError::BadIcv)
+        );
+    }
+}
+
 fn any_suite() -> impl Strategy<Value = EspSuite> {
     proptest::sample::select(EspSuite::defaults())
 }
