@@ -197,6 +197,28 @@ fn ipv4_fragments_are_refused() {
     assert_eq!(decapsulate_ip(&out), Err(TunnelError::Fragmented));
 }
 
+#[test]
+fn ipv6_extension_headers_before_gre_are_skipped() {
+    let mut gre = Vec::new();
+    GreRepr::keyed(ProtocolType::Ipv4, 77).emit_with_payload(&inner_v4(), &mut gre);
+    let header = Ipv6Header {
+        traffic_class: 0,
+        flow_label: Ipv6FlowLabel::ZERO,
+        payload_length: (8 + gre.len()) as u16,
+        next_header: IpNumber::IPV6_DESTINATION_OPTIONS,
+        hop_limit: 64,
+        source: Ipv6Addr::LOCALHOST.octets(),
+        destination: Ipv6Addr::LOCALHOST.octets(),
+    };
+    let mut packet = header.to_bytes().to_vec();
+    // Destination Options: next header GRE, length 0 (8 octets), one PadN of 4.
+    packet.extend_from_slice(&[IPPROTO_GRE, 0, 1, 4, 0, 0, 0, 0]);
+    packet.extend_from_slice(&gre);
+    let d = decapsulate_ip(&packet).unwrap();
+    assert_eq!(d.key, 77);
+    assert_eq!(d.inner, &inner_v4()[..]);
+}
+
 fn any_protocol_type() -> impl Strategy<Value = ProtocolType> {
     prop_oneof![
         Just(ProtocolType::Ipv4),
@@ -262,5 +284,44 @@ proptest! {
         let view = GrePacket::new_checked(&out[..]).unwrap();
         prop_assert_eq!(GreRepr::parse(&view).unwrap(), repr);
         prop_assert_eq!(view.payload(), &payload[..]);
+    }
+
+    #[test]
+    fn encapsulation_round_trips(
+        v6_outer in any::<bool>(),
+        addresses in any::<([u8; 16], [u8; 16])>(),
+        v6_inner in any::<bool>(),
+        mut inner in proptest::collection::vec(any::<u8>(), 1..1500),
+        key in any::<u32>(),
+        sequence_number in any::<Option<u32>>(),
+        checksum_present in any::<bool>(),
+        hop_limit in 1u8..,
+    ) {
+        let (s, d) = addresses;
+        let outer = if v6_outer {
+            OuterHeader { source: Ipv6Addr::from(s).into(), destination: Ipv6Addr::from(d).into(), hop_limit }
+        } else {
+            OuterHeader {
+                source: Ipv4Addr::new(s[0], s[1], s[2], s[3]).into(),
+                destination: Ipv4Addr::new(d[0], d[1], d[2], d[3]).into(),
+                hop_limit,
+            }
+        };
+        inner[0] = (inner[0] & 0x0f) | if v6_inner { 0x60 } else { 0x40 };
+        let protocol_type = if v6_inner { ProtocolType::Ipv6 } else { ProtocolType::Ipv4 };
+        let gre = GreRepr { checksum_present, sequence_number, ..GreRepr::keyed(protocol_type, key) };
+        let mut out = Vec::new();
+        encapsulate(&outer, &gre, &inner, &mut out).unwrap();
+        let d = decapsulate_ip(&out).unwrap();
+        prop_assert_eq!(d.outer_source, Some(outer.source));
+        prop_assert_eq!(d.outer_destination, Some(outer.destination));
+        prop_assert_eq!(d.gre, gre);
+        prop_assert_eq!(d.key, key);
+        prop_assert_eq!(d.inner, &inner[..]);
+        // What a raw IPv6 socket delivers: the GRE packet alone.
+        let header_len = if v6_outer { 40 } else { 20 };
+        let d = decapsulate_gre(&out[header_len..]).unwrap();
+        prop_assert_eq!(d.outer_source, None);
+        prop_assert_eq!(d.inner, &inner[..]);
     }
 }
