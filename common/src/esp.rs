@@ -22,6 +22,8 @@
 //! which RFC 4106 section 3.1 allows and which never repeats under one key because the
 //! sequence number never cycles.
 
+use std::ops::Range;
+
 mod replay;
 #[cfg(test)]
 mod tests;
@@ -310,13 +312,6 @@ impl Transform {
         n[GCM_SALT_LEN..].copy_from_slice(iv);
         aead::Nonce::assume_unique_for_key(n)
     }
-
-    fn truncated_hmac(&self, data: &[u8]) -> Option<hmac::Tag> {
-        match self {
-            Transform::AesCbc { integ_key, .. } => Some(hmac::sign(integ_key, data)),
-            Transform::AesGcm { .. } => None,
-        }
-    }
 }
 
 /// Compares in time independent of where the first difference is.
@@ -423,7 +418,11 @@ impl OutboundSa {
                     .map_err(|_| EspError::InvalidLength("payload too long for AES-GCM"))?;
                 out.extend_from_slice(tag.as_ref());
             }
-            Transform::AesCbc { cipher, integ, .. } => {
+            Transform::AesCbc {
+                cipher,
+                integ,
+                integ_key,
+            } => {
                 let (iv, text) = out[iv_start..].split_at_mut(iv_len);
                 let text_len = text.len();
                 let encrypted = match cipher {
@@ -443,10 +442,7 @@ impl OutboundSa {
                     ));
                 }
                 let icv_len = integ.icv_len();
-                let tag = self
-                    .transform
-                    .truncated_hmac(&out[start..])
-                    .ok_or(EspError::UnsupportedSuite("no integrity key"))?;
+                let tag = hmac::sign(integ_key, &out[start..]);
                 out.extend_from_slice(&tag.as_ref()[..icv_len]);
             }
         }
@@ -523,15 +519,36 @@ impl InboundSa {
 
     /// Opens an ESP packet (RFC 4303 section 3.4): SPI, anti-replay check, ICV (and
     /// decryption), window update, then the trailer. `out` is cleared and receives the
-    /// payload without padding and trailer. The window moves only for packets whose ICV
-    /// verified.
+    /// payload without padding and trailer (nothing on error). The window moves only for
+    /// packets whose ICV verified.
     pub fn decapsulate(
         &mut self,
         packet: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<Decapsulated, EspError> {
         out.clear();
-        let view = EspPacket::new_checked(packet)?;
+        out.extend_from_slice(packet);
+        match self.decapsulate_in_place(out) {
+            Ok((d, payload)) => {
+                out.copy_within(payload.clone(), 0);
+                out.truncate(payload.len());
+                Ok(d)
+            }
+            Err(e) => {
+                out.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// Like [`InboundSa::decapsulate`], but decrypts in the packet's own buffer and
+    /// returns where the payload now lies in it; no copy. On error the buffer's content
+    /// is unspecified.
+    pub fn decapsulate_in_place(
+        &mut self,
+        packet: &mut [u8],
+    ) -> Result<(Decapsulated, Range<usize>), EspError> {
+        let view = EspPacket::new_checked(&*packet)?;
         if view.spi() != self.spi {
             return Err(EspError::WrongSpi {
                 expected: self.spi,
@@ -547,60 +564,59 @@ impl InboundSa {
                 "ESP packet shorter than IV, trailer and ICV",
             ));
         }
-        let iv = &packet[ESP_HEADER_LEN..ESP_HEADER_LEN + iv_len];
-        let body = &packet[ESP_HEADER_LEN + iv_len..];
+        let text_start = ESP_HEADER_LEN + iv_len;
+        let text_end = packet.len() - icv_len;
+        let (header, body) = packet.split_at_mut(text_start);
+        let iv = &header[ESP_HEADER_LEN..];
         match &self.transform {
             Transform::AesGcm { key, salt } => {
-                out.extend_from_slice(body);
                 let nonce = Transform::nonce(salt, iv);
-                let aad = aead::Aad::from(&packet[..ESP_HEADER_LEN]);
-                let len = key
-                    .open_in_place(nonce, aad, out)
-                    .map_err(|_| EspError::BadIcv)?
-                    .len();
-                out.truncate(len);
+                let aad = aead::Aad::from(&header[..ESP_HEADER_LEN]);
+                key.open_in_place(nonce, aad, body)
+                    .map_err(|_| EspError::BadIcv)?;
             }
-            Transform::AesCbc { cipher, .. } => {
-                let (authenticated, icv) = packet.split_at(packet.len() - icv_len);
-                let tag = self
-                    .transform
-                    .truncated_hmac(authenticated)
-                    .ok_or(EspError::UnsupportedSuite("no integrity key"))?;
-                if !constant_time_eq(&tag.as_ref()[..icv_len], icv) {
+            Transform::AesCbc {
+                cipher, integ_key, ..
+            } => {
+                let tag = {
+                    let mut context = hmac::Context::with_key(integ_key);
+                    context.update(header);
+                    context.update(&body[..text_end - text_start]);
+                    context.sign()
+                };
+                if !constant_time_eq(&tag.as_ref()[..icv_len], &body[text_end - text_start..]) {
                     return Err(EspError::BadIcv);
                 }
-                let ciphertext = &body[..body.len() - icv_len];
+                let ciphertext = &mut body[..text_end - text_start];
                 if !ciphertext.len().is_multiple_of(AES_BLOCK_LEN) {
                     return Err(EspError::InvalidLength(
                         "AES-CBC ciphertext not a multiple of the block",
                     ));
                 }
-                out.extend_from_slice(ciphertext);
                 let decrypted = match cipher {
                     CbcCipher::Aes128(c) => {
                         cbc::Decryptor::<Aes128>::inner_iv_slice_init((**c).clone(), iv)
-                            .map(|d| d.decrypt_padded_mut::<NoPadding>(out).is_ok())
+                            .map(|d| d.decrypt_padded_mut::<NoPadding>(ciphertext).is_ok())
                     }
                     CbcCipher::Aes256(c) => {
                         cbc::Decryptor::<Aes256>::inner_iv_slice_init((**c).clone(), iv)
-                            .map(|d| d.decrypt_padded_mut::<NoPadding>(out).is_ok())
+                            .map(|d| d.decrypt_padded_mut::<NoPadding>(ciphertext).is_ok())
                     }
                 };
                 if decrypted != Ok(true) {
-                    out.clear();
                     return Err(EspError::InvalidLength("AES-CBC decryption failed"));
                 }
             }
         }
         self.replay_window.accept(sequence_number)?;
-        let result = strip_trailer(out);
-        if result.is_err() {
-            out.clear();
-        }
-        result.map(|next_header| Decapsulated {
-            sequence_number,
-            next_header,
-        })
+        let (next_header, payload_len) = parse_trailer(&packet[text_start..text_end])?;
+        Ok((
+            Decapsulated {
+                sequence_number,
+                next_header,
+            },
+            text_start..text_start + payload_len,
+        ))
     }
 
     /// Opens an ESP packet that must carry an IPv4 or IPv6 packet whose version agrees
@@ -664,10 +680,11 @@ pub fn child_sa_pair(child: &ChildSa, role: IkeRole) -> Result<(InboundSa, Outbo
     ))
 }
 
-/// Removes Padding, Pad Length and Next Header from a decrypted payload, checking that
-/// the padding is 1, 2, 3, ... (RFC 4303 section 2.4); returns Next Header.
-fn strip_trailer(plaintext: &mut Vec<u8>) -> Result<u8, EspError> {
-    let (next_header, pad_len) = match plaintext.as_slice() {
+/// Checks Padding, Pad Length and Next Header at the end of a decrypted payload (the
+/// padding must be 1, 2, 3, ..., RFC 4303 section 2.4); returns Next Header and the
+/// length of the payload before them.
+fn parse_trailer(plaintext: &[u8]) -> Result<(u8, usize), EspError> {
+    let (next_header, pad_len) = match plaintext {
         [.., pad_len, next_header] => (*next_header, usize::from(*pad_len)),
         _ => {
             return Err(EspError::Truncated(
@@ -687,6 +704,5 @@ fn strip_trailer(plaintext: &mut Vec<u8>) -> Result<u8, EspError> {
     {
         return Err(EspError::BadPadding);
     }
-    plaintext.truncate(payload_len);
-    Ok(next_header)
+    Ok((next_header, payload_len))
 }

@@ -139,6 +139,20 @@ fn every_flipped_bit_is_detected() {
 }
 
 #[test]
+fn in_place_decapsulation_points_at_the_payload() {
+    for suite in EspSuite::defaults() {
+        let (mut tx, mut rx) = pair(suite, 3);
+        let inner = ipv6_packet(77);
+        let mut packet = Vec::new();
+        tx.encapsulate_ip(&inner, &mut Counter(9), &mut packet)
+            .unwrap();
+        let (d, range) = rx.decapsulate_in_place(&mut packet).unwrap();
+        assert_eq!(d.next_header, NEXT_HEADER_IPV6);
+        assert_eq!(&packet[range], &inner[..]);
+    }
+}
+
+#[test]
 fn wrong_keys_give_bad_icv() {
     for suite in EspSuite::defaults() {
         let (mut tx, _) = pair(suite, 9);
@@ -147,10 +161,9 @@ fn wrong_keys_give_bad_icv() {
         let mut packet = Vec::new();
         tx.encapsulate_ip(&ipv6_packet(60), &mut Counter(3), &mut packet)
             .unwrap();
-        assert_eq!(
-            rx.decapsulate(&packet, &mut Vec::new()),
-            Err(EspError::BadIcv)
-        );
+        let mut out = vec![1, 2, 3];
+        assert_eq!(rx.decapsulate(&packet, &mut out), Err(EspError::BadIcv));
+        assert!(out.is_empty(), "out is cleared on failure");
     }
 }
 
@@ -213,18 +226,17 @@ fn sequence_number_never_cycles() {
 
 #[test]
 fn padding_is_checked() {
-    let mut p = vec![9, 9, 1, 2, 3, 3, NEXT_HEADER_IPV4];
-    assert_eq!(strip_trailer(&mut p), Ok(NEXT_HEADER_IPV4));
-    assert_eq!(p, [9, 9]);
-    let mut p = vec![9, 9, 1, 7, 3, 3, NEXT_HEADER_IPV4];
-    assert_eq!(strip_trailer(&mut p), Err(EspError::BadPadding));
-    let mut p = vec![1, 2, 5, NEXT_HEADER_IPV4];
-    assert_eq!(strip_trailer(&mut p), Err(EspError::BadPadding));
-    let mut p = vec![NEXT_HEADER_IPV4];
-    assert!(matches!(strip_trailer(&mut p), Err(EspError::Truncated(_))));
-    let mut p = vec![0, 59];
-    assert_eq!(strip_trailer(&mut p), Ok(59));
-    assert!(p.is_empty());
+    let p = [9, 9, 1, 2, 3, 3, NEXT_HEADER_IPV4];
+    assert_eq!(parse_trailer(&p), Ok((NEXT_HEADER_IPV4, 2)));
+    let p = [9, 9, 1, 7, 3, 3, NEXT_HEADER_IPV4];
+    assert_eq!(parse_trailer(&p), Err(EspError::BadPadding));
+    let p = [1, 2, 5, NEXT_HEADER_IPV4];
+    assert_eq!(parse_trailer(&p), Err(EspError::BadPadding));
+    assert!(matches!(
+        parse_trailer(&[NEXT_HEADER_IPV4]),
+        Err(EspError::Truncated(_))
+    ));
+    assert_eq!(parse_trailer(&[0, 59]), Ok((59, 0)));
 }
 
 #[test]
