@@ -413,10 +413,13 @@ impl OutboundSa {
                 let (header, text) = out[start..].split_at_mut(text_start - start);
                 let nonce = Transform::nonce(salt, &header[ESP_HEADER_LEN..]);
                 let aad = aead::Aad::from(&header[..ESP_HEADER_LEN]); // SPI || Sequence Number
-                let tag = key
-                    .seal_in_place_separate_tag(nonce, aad, text)
-                    .map_err(|_| EspError::InvalidLength("payload too long for AES-GCM"))?;
-                out.extend_from_slice(tag.as_ref());
+                match key.seal_in_place_separate_tag(nonce, aad, text) {
+                    Ok(tag) => out.extend_from_slice(tag.as_ref()),
+                    Err(_) => {
+                        out.truncate(start);
+                        return Err(EspError::InvalidLength("payload too long for AES-GCM"));
+                    }
+                }
             }
             Transform::AesCbc {
                 cipher,
