@@ -104,10 +104,17 @@ enum Expect {
     NatKeepalive,
 }
 
-/// One row of Wireshark's `esp_sa` table (tshark 4.0 column order: protocol, source,
-/// destination, SPI, encryption algorithm, encryption key, authentication algorithm,
-/// authentication key).
-fn esp_sa_record(spi: u32, suite: EspSuite, encryption_key: &[u8], integrity_key: &[u8]) -> String {
+/// One row of Wireshark's `esp_sa` table as tshark 4.0 (Debian bookworm) takes it with
+/// `-o uat:esp_sa:...`: protocol (`IPv4`/`IPv6`), source, destination (`*` = any), SPI,
+/// encryption algorithm and key, authentication algorithm and key, algorithms by their
+/// display names, keys as `0x` hex (for AES-GCM the AES key then the 4-octet salt).
+fn esp_sa_record(
+    ipv6: bool,
+    spi: u32,
+    suite: EspSuite,
+    encryption_key: &[u8],
+    integrity_key: &[u8],
+) -> String {
     use pmip_common::ike::{Encr, Integ};
     let encryption = match suite.encr {
         Encr::AesGcm16 { .. } => "AES-GCM with 16 octet ICV [RFC4106]",
@@ -125,7 +132,8 @@ fn esp_sa_record(spi: u32, suite: EspSuite, encryption_key: &[u8], integrity_key
         format!("0x{}", hex(integrity_key))
     };
     format!(
-        "uat:esp_sa:\"IPv4\",\"*\",\"*\",\"{spi:#010x}\",\"{encryption}\",\"0x{}\",\"{authentication}\",\"{integrity}\"",
+        "uat:esp_sa:\"{}\",\"*\",\"*\",\"{spi:#010x}\",\"{encryption}\",\"0x{}\",\"{authentication}\",\"{integrity}\"",
+        if ipv6 { "IPv6" } else { "IPv4" },
         hex(encryption_key)
     )
 }
@@ -289,15 +297,35 @@ fn tshark_decodes_our_gre_and_decrypts_our_esp() {
         }
     }
 
-    // ESP-in-UDP: UE -> ePDG on port 4500 for four suites, each with an IPv4 and an
-    // IPv6 echo request, and a NAT-keepalive.
-    let ue = SocketAddr::new(Ipv4Addr::new(192, 0, 2, 10).into(), ESP_IN_UDP_PORT);
-    let epdg = SocketAddr::new(Ipv4Addr::new(198, 51, 100, 1).into(), ESP_IN_UDP_PORT);
+    // ESP-in-UDP: UE -> ePDG on port 4500 over IPv4 and IPv6 for several suites, each
+    // with an IPv4 and an IPv6 echo request, and a NAT-keepalive.
+    let ue_v4 = SocketAddr::new(Ipv4Addr::new(192, 0, 2, 10).into(), ESP_IN_UDP_PORT);
+    let epdg_v4 = SocketAddr::new(Ipv4Addr::new(198, 51, 100, 1).into(), ESP_IN_UDP_PORT);
+    let ue_v6 = SocketAddr::new(
+        "2001:db8:a::10".parse::<Ipv6Addr>().unwrap().into(),
+        ESP_IN_UDP_PORT,
+    );
+    let epdg_v6 = SocketAddr::new(
+        "2001:db8:e::1".parse::<Ipv6Addr>().unwrap().into(),
+        ESP_IN_UDP_PORT,
+    );
     let mut records = Vec::new();
-    for (i, name) in ["aes128gcm16", "aes256gcm16", "aes128-sha1", "aes256-sha256"]
-        .iter()
-        .enumerate()
+    for (i, (name, ipv6)) in [
+        ("aes128gcm16", false),
+        ("aes256gcm16", false),
+        ("aes128-sha1", false),
+        ("aes256-sha256", false),
+        ("aes256gcm16", true),
+        ("aes128-sha256", true),
+    ]
+    .iter()
+    .enumerate()
     {
+        let (ue, epdg) = if *ipv6 {
+            (ue_v6, epdg_v6)
+        } else {
+            (ue_v4, epdg_v4)
+        };
         let suite: EspSuite = name.parse().unwrap();
         let spi = 0xc000_0001 + i as u32;
         let encryption_key: Vec<u8> = (0..suite.encr.key_len())
@@ -306,7 +334,13 @@ fn tshark_decodes_our_gre_and_decrypts_our_esp() {
         let integrity_key: Vec<u8> = (0..suite.integ.map_or(0, |a| a.key_len()))
             .map(|k| (k * 11 + i) as u8 ^ 0x5a)
             .collect();
-        records.push(esp_sa_record(spi, suite, &encryption_key, &integrity_key));
+        records.push(esp_sa_record(
+            *ipv6,
+            spi,
+            suite,
+            &encryption_key,
+            &integrity_key,
+        ));
         let mut sa = OutboundSa::new(spi, suite, &encryption_key, &integrity_key).unwrap();
         let mut rng = Counter(i as u8);
         for inner in [
@@ -328,7 +362,7 @@ fn tshark_decodes_our_gre_and_decrypts_our_esp() {
             });
         }
     }
-    pcap.write_udp(t, ue, epdg, &NAT_KEEPALIVE).unwrap();
+    pcap.write_udp(t, ue_v4, epdg_v4, &NAT_KEEPALIVE).unwrap();
     expected.push(Expect::NatKeepalive);
     pcap.flush().unwrap();
     drop(pcap);
