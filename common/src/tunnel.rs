@@ -338,6 +338,19 @@ pub struct OuterHeader {
     pub hop_limit: u8,
 }
 
+impl OuterHeader {
+    /// The octets the outer header and `gre` add to an inner packet (IPv4 without
+    /// options: 20, IPv6 without extension headers: 40): subtract from the path MTU to
+    /// get the largest inner packet that fits.
+    pub fn overhead(&self, gre: &GreRepr) -> usize {
+        let ip = match self.source {
+            IpAddr::V4(_) => Ipv4Header::MIN_LEN,
+            IpAddr::V6(_) => Ipv6Header::LEN,
+        };
+        ip + gre.header_len()
+    }
+}
+
 /// Appends to `out` the outer IPv4 or IPv6 header (protocol 47; IPv4 with DF set and a
 /// correct header checksum), then `gre` and the inner packet.
 ///

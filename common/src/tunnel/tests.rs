@@ -104,6 +104,7 @@ fn encapsulates_and_decapsulates_ipv4_and_ipv6_both_ways() {
             // etherparse sees a valid outer header with protocol 47.
             let ip = IpSlice::from_slice(&out).unwrap();
             assert_eq!(ip.payload().ip_number, IpNumber::GRE);
+            assert_eq!(out.len(), outer.overhead(&gre) + inner.len());
             let d = decapsulate_ip(&out).unwrap();
             assert_eq!(d.outer_source, Some(outer.source));
             assert_eq!(d.outer_destination, Some(outer.destination));
