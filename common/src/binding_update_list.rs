@@ -21,19 +21,14 @@ use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::mh::{
     AccessTechnologyType, BindingAckStatus, BuFlags, GreKey, HandoffIndicator,
-    Ipv4HomeAddressReplyStatus, Lifetime, NtpTimestamp, ProxyBindingAck, ProxyBindingUpdate,
+    Ipv4HomeAddressReplyStatus, Lifetime, ProxyBindingAck, ProxyBindingUpdate, Timestamp,
     VendorSpecific,
 };
 
-/// Seconds between the NTP era (1900) and the Unix epoch (1970).
-const NTP_UNIX_OFFSET_SECS: u64 = 2_208_988_800;
-
-/// Converts a wall-clock time to the 64-bit NTP format of the Timestamp option.
-pub fn ntp_timestamp(time: SystemTime) -> NtpTimestamp {
-    let since_unix = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since_unix.as_secs().wrapping_add(NTP_UNIX_OFFSET_SECS);
-    let frac = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
-    NtpTimestamp((secs << 32) | frac)
+/// The Timestamp option value of a wall-clock time (RFC 5213 section 8.8); the former
+/// name of [`Timestamp::from_system_time`], kept while callers move over.
+pub fn ntp_timestamp(time: SystemTime) -> Timestamp {
+    Timestamp::from_system_time(time)
 }
 
 /// The MAG's protocol settings (RFC 5213 section 6.9.4 and section 9).
@@ -587,7 +582,7 @@ impl BindingUpdateList {
         // Heap items for it are skipped lazily: the entry is gone.
     }
 
-    fn timestamp_at(&self, now: Instant) -> NtpTimestamp {
+    fn timestamp_at(&self, now: Instant) -> Timestamp {
         let (epoch, wall) = self.epoch;
         let wall_now = if now >= epoch {
             wall + (now - epoch)
@@ -605,7 +600,7 @@ fn build_pbu(
     config: &MagConfig,
     entry: &BindingUpdateListEntry,
     sequence: u16,
-    timestamp: Option<NtpTimestamp>,
+    timestamp: Option<Timestamp>,
 ) -> ProxyBindingUpdate {
     let request = &entry.request;
     let held = entry.granted.as_ref();
@@ -756,11 +751,8 @@ mod tests {
         assert_eq!(pbu.apn.as_deref(), Some("internet"));
         assert_eq!(pbu.lifetime, Lifetime::from_secs(3600));
         assert_eq!(pbu.access_technology, AccessTechnologyType::Ieee80211);
-        // 1_700_000_000 s after 1970, in NTP seconds.
-        assert_eq!(
-            pbu.timestamp.unwrap().0 >> 32,
-            1_700_000_000 + NTP_UNIX_OFFSET_SECS
-        );
+        // 1_700_000_000 s after 1970, RFC 5213 48.16 fixed point.
+        assert_eq!(pbu.timestamp.unwrap().0 >> 16, 1_700_000_000);
         assert_eq!(list.poll_timeout(), Some(t0 + Duration::from_secs(1)));
     }
 
@@ -1027,10 +1019,10 @@ mod tests {
     }
 
     #[test]
-    fn ntp_conversion() {
+    fn timestamp_conversion() {
         let t = UNIX_EPOCH + Duration::from_millis(1_500);
         let ts = ntp_timestamp(t);
-        assert_eq!(ts.0 >> 32, NTP_UNIX_OFFSET_SECS + 1);
-        assert_eq!(ts.0 & 0xffff_ffff, 1 << 31);
+        assert_eq!(ts.0 >> 16, 1);
+        assert_eq!(ts.0 & 0xffff, 1 << 15);
     }
 }

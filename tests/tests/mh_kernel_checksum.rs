@@ -124,7 +124,7 @@ fn kernel_computes_the_same_ipv6_checksums_as_our_codec() -> Result<()> {
             vec![
                 MobilityOption::RestartCounter(7),
                 MobilityOption::ServiceSelection("ims".into()),
-                MobilityOption::Timestamp(NtpTimestamp(0xe000_0000_8000_0000)),
+                MobilityOption::Timestamp(Timestamp(0xe000_0000_8000_0000)),
                 MobilityOption::GreKey(GreKey(0xffff_fffe)),
             ],
         ),

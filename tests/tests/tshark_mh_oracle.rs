@@ -42,8 +42,8 @@ const UNIX_SECS: u64 = 1_700_000_000;
 
 /// A Timestamp option value as RFC 5213 section 8.8 lays it out: seconds since
 /// 1970-01-01 00:00 UTC in the high 48 bits, 1/65536 fractions of a second in the low 16.
-fn rfc5213_timestamp(unix_secs: u64, fraction: u16) -> NtpTimestamp {
-    NtpTimestamp((unix_secs << 16) | u64::from(fraction))
+fn rfc5213_timestamp(unix_secs: u64, fraction: u16) -> Timestamp {
+    Timestamp((unix_secs << 16) | u64::from(fraction))
 }
 
 fn three_gpp(option: ThreeGppOption) -> MobilityOption {
@@ -372,7 +372,7 @@ fn hex_colons(bytes: &[u8]) -> String {
 
 /// How tshark prints a Timestamp option (RFC 5213 section 8.8, 48.16 fixed point since
 /// the Unix epoch) with TZ=UTC: `Nov 14, 2023 22:13:20.500000000 UTC`.
-fn tshark_time(timestamp: NtpTimestamp) -> String {
+fn tshark_time(timestamp: Timestamp) -> String {
     let secs = timestamp.0 >> 16;
     let nanos = (timestamp.0 & 0xffff) * 1_000_000_000 / 65_536;
     let days = (secs / 86_400) as i64;

@@ -406,13 +406,13 @@ fn parse_option(option_type: u8, data: &[u8]) -> Result<MobilityOption, MhError>
         }
         opt::TIMESTAMP => {
             exact(data, 8, "Timestamp length")?;
-            O::Timestamp(NtpTimestamp(u64::from_be_bytes([
+            O::Timestamp(Timestamp(u64::from_be_bytes([
                 data[0], data[1], data[2], data[3], data[4], data[5], data[6], data[7],
             ])))
         }
         opt::RESTART_COUNTER => {
-            exact(data, 6, "Restart Counter length")?;
-            O::RestartCounter(be32(&data[2..]))
+            exact(data, 4, "Restart Counter length")?;
+            O::RestartCounter(be32(data))
         }
         opt::IPV4_HOME_ADDRESS => {
             exact(data, 6, "IPv4 Home Address length")?;
@@ -797,8 +797,8 @@ fn alignment(option: &MobilityOption) -> (usize, usize) {
         }
         O::MobileNetworkPrefix(_) | O::HomeNetworkPrefix(_) => (8, 4),
         O::VendorSpecific(_) => (4, 2),
-        O::RestartCounter(_)
-        | O::Ipv4HomeAddress { .. }
+        O::RestartCounter(_) => (4, 2),
+        O::Ipv4HomeAddress { .. }
         | O::Ipv4AddressAcknowledgement { .. }
         | O::NatDetection { .. }
         | O::Ipv4CareOfAddress(_)
@@ -895,10 +895,7 @@ fn write_option_data(option: &MobilityOption, sink: &mut Sink<'_>) {
             sink.put(id);
         }
         O::Timestamp(t) => sink.put(&t.0.to_be_bytes()),
-        O::RestartCounter(c) => {
-            sink.put(&[0, 0]);
-            sink.put(&c.to_be_bytes());
-        }
+        O::RestartCounter(c) => sink.put(&c.to_be_bytes()),
         O::Ipv4HomeAddress {
             prefix_len,
             address,

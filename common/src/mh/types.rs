@@ -2,6 +2,7 @@
 //! codes, flags and the small newtypes the standards name (lifetime, GRE key, timestamp).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
@@ -33,10 +34,40 @@ impl Lifetime {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GreKey(pub u32);
 
-/// A 64-bit NTP-format timestamp (RFC 5213 section 8.8): seconds since 1900 in the high
-/// 32 bits, the fraction in the low 32 bits.
+/// The value of the Timestamp option (RFC 5213 section 8.8): a fixed-point count of
+/// seconds since 1970-01-01 00:00 UTC, the integer seconds in the high 48 bits and
+/// 1/65536 fractions of a second in the low 16 bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NtpTimestamp(pub u64);
+pub struct Timestamp(pub u64);
+
+/// The former name of [`Timestamp`], kept while callers move over.
+pub type NtpTimestamp = Timestamp;
+
+impl Timestamp {
+    /// One second in the fixed-point format.
+    pub const ONE_SECOND: u64 = 1 << 16;
+
+    /// The timestamp of a wall-clock time; times before 1970 give zero.
+    pub fn from_system_time(time: SystemTime) -> Self {
+        let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since.as_secs() & 0xffff_ffff_ffff;
+        let frac = (u64::from(since.subsec_nanos()) << 16) / 1_000_000_000;
+        Timestamp((secs << 16) | frac)
+    }
+
+    /// The wall-clock time this timestamp names.
+    pub fn to_system_time(self) -> SystemTime {
+        let secs = self.0 >> 16;
+        let nanos = ((self.0 & 0xffff) * 1_000_000_000) >> 16;
+        UNIX_EPOCH + Duration::new(secs, nanos as u32)
+    }
+
+    /// How far apart two timestamps are, whichever is later.
+    pub fn distance(self, other: Timestamp) -> Duration {
+        let ticks = self.0.abs_diff(other.0);
+        Duration::from_nanos(((u128::from(ticks) * 1_000_000_000) >> 16) as u64)
+    }
+}
 
 /// Flags of a Binding Update (RFC 6275 6.1.7, RFC 3963, RFC 5213 8.1, RFC 5555, RFC 5845).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -241,7 +272,7 @@ pub enum MobilityOption {
     /// Link-local Address (type 26, RFC 5213).
     LinkLocalAddress(Ipv6Addr),
     /// Timestamp (type 27, RFC 5213).
-    Timestamp(NtpTimestamp),
+    Timestamp(Timestamp),
     /// Restart Counter (type 28, RFC 5847).
     RestartCounter(u32),
     /// IPv4 Home Address (type 29, RFC 5555).
@@ -340,8 +371,9 @@ pub enum BindingRevocationType {
 
 /// Binding Revocation Indication or Acknowledgement (RFC 5846 sections 6.1 to 6.3).
 /// `trigger_or_status` is the Revocation Trigger in an indication and the Status in an
-/// acknowledgement; `flags` are the P/G/V bits (indication) or P/G (acknowledgement),
-/// kept as the wire's high bits of the flags octet.
+/// acknowledgement; `flags` is the flags octet as on the wire: P (proxy binding, 0x80),
+/// V (IPv4 home address binding only, 0x40) and G (global revocation, 0x20), see
+/// [`BindingRevocationRepr::PROXY`] and its siblings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BindingRevocationRepr {
     pub revocation_type: BindingRevocationType,
@@ -349,6 +381,15 @@ pub struct BindingRevocationRepr {
     pub sequence: u16,
     pub flags: u8,
     pub options: Vec<MobilityOption>,
+}
+
+impl BindingRevocationRepr {
+    /// P: the revocation concerns a proxy (PMIPv6) binding.
+    pub const PROXY: u8 = 0x80;
+    /// V: only the IPv4 home address binding is revoked.
+    pub const IPV4_HOA_ONLY: u8 = 0x40;
+    /// G: global revocation of every binding of the peer.
+    pub const GLOBAL: u8 = 0x20;
 }
 
 /// The message a Mobility Header carries.
@@ -401,7 +442,7 @@ pub struct ProxyBindingUpdate {
     pub handoff: HandoffIndicator,
     /// Mandatory (MISSING_ACCESS_TECH_TYPE_OPTION, 162, when missing).
     pub access_technology: AccessTechnologyType,
-    pub timestamp: Option<NtpTimestamp>,
+    pub timestamp: Option<Timestamp>,
     pub link_local_address: Option<Ipv6Addr>,
     pub link_layer_id: Option<Vec<u8>>,
     /// The MAG's downlink GRE key (RFC 5845).
@@ -428,7 +469,7 @@ pub struct ProxyBindingAck {
     pub home_network_prefixes: Vec<Ipv6Net>,
     pub handoff: Option<HandoffIndicator>,
     pub access_technology: Option<AccessTechnologyType>,
-    pub timestamp: Option<NtpTimestamp>,
+    pub timestamp: Option<Timestamp>,
     pub link_local_address: Option<Ipv6Addr>,
     pub link_layer_id: Option<Vec<u8>>,
     /// The LMA's uplink GRE key (RFC 5845).

@@ -55,7 +55,7 @@ fn pbu_bytes_are_as_rfc_5213_lays_them_out() {
 #[test]
 fn options_are_placed_at_their_alignment() {
     let mut pbu = minimal_pbu();
-    pbu.timestamp = Some(NtpTimestamp(0x0102_0304_0506_0708));
+    pbu.timestamp = Some(Timestamp(0x0102_0304_0506_0708));
     pbu.gre_key = Some(GreKey(0xdead_beef));
     pbu.ipv4_home_address_request = Some("0.0.0.0/0".parse().unwrap());
     let bytes = pbu.to_message().to_bytes(ChecksumContext::Skip);
@@ -268,6 +268,22 @@ fn pbu_validation_names_the_missing_option_status() {
 }
 
 #[test]
+fn timestamp_is_rfc_5213_fixed_point_since_1970() {
+    use std::time::{Duration, UNIX_EPOCH};
+    // 2023-11-14 22:13:20.5 UTC: 0x6553f100 seconds, half a second is 0x8000.
+    let time = UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
+    let t = Timestamp::from_system_time(time);
+    assert_eq!(
+        t.0.to_be_bytes(),
+        [0, 0, 0x65, 0x53, 0xf1, 0x00, 0x80, 0x00]
+    );
+    assert_eq!(t.to_system_time(), time);
+    let later = Timestamp::from_system_time(time + Duration::from_secs(7));
+    assert_eq!(later.distance(t), Duration::from_secs(7));
+    assert_eq!(t.distance(later), Duration::from_secs(7));
+}
+
+#[test]
 fn every_code_point_converts_back_unchanged() {
     for v in 0..=255u8 {
         assert_eq!(u8::from(BindingAckStatus::from(v)), v);
@@ -353,7 +369,7 @@ fn option() -> impl Strategy<Value = MobilityOption> {
         any::<u8>().prop_map(|v| O::AccessTechnologyType(AccessTechnologyType::from(v))),
         bytes(30).prop_map(O::MobileNodeLinkLayerIdentifier),
         ipv6_addr().prop_map(O::LinkLocalAddress),
-        any::<u64>().prop_map(|t| O::Timestamp(NtpTimestamp(t))),
+        any::<u64>().prop_map(|t| O::Timestamp(Timestamp(t))),
         any::<u32>().prop_map(O::RestartCounter),
         (0u8..=32, ipv4_addr(), any::<bool>()).prop_map(|(prefix_len, address, request_prefix)| {
             O::Ipv4HomeAddress {
@@ -518,7 +534,7 @@ fn proxy_binding_update() -> impl Strategy<Value = ProxyBindingUpdate> {
                 home_network_prefixes,
                 handoff: HandoffIndicator::from(hi),
                 access_technology: AccessTechnologyType::from(att),
-                timestamp: timestamp.map(NtpTimestamp),
+                timestamp: timestamp.map(Timestamp),
                 link_local_address,
                 link_layer_id,
                 gre_key: gre_key.map(GreKey),
