@@ -15,7 +15,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
@@ -666,6 +666,7 @@ pub fn is_ipv4_transport(lma: &SocketAddr) -> bool {
 mod tests {
     use super::*;
     use std::net::Ipv6Addr;
+    use std::time::UNIX_EPOCH;
 
     fn lma() -> SocketAddr {
         "127.0.0.2:5436".parse().unwrap()
