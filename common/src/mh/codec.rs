@@ -656,23 +656,23 @@ impl MobilityHeaderRepr {
         let mut sink = Sink::new(out);
         self.write(&mut sink);
         let len = sink.pos;
-        let Some(mh) = out.get_mut(..len) else {
-            return;
-        };
-        if mh.len() >= MH_FIXED_LEN {
-            mh[1] = u8::try_from(len / 8 - 1).unwrap_or(u8::MAX);
-            mh[4] = 0;
-            mh[5] = 0;
-            if let Some(sum) = mobility_header_checksum(checksum, mh) {
-                mh[4..6].copy_from_slice(&sum.to_be_bytes());
-            }
-        }
+        finish(out, len, checksum);
     }
 
-    /// Allocates and emits.
+    /// Allocates and emits, in one pass for any message within the wire limits.
     pub fn to_bytes(&self, checksum: ChecksumContext) -> Vec<u8> {
-        let mut out = vec![0u8; self.buffer_len()];
-        self.emit(&mut out, checksum);
+        let mut out = vec![0u8; MH_MAX_LEN];
+        let mut sink = Sink::new(&mut out);
+        self.write(&mut sink);
+        let len = sink.pos;
+        if len > MH_MAX_LEN {
+            // Beyond the wire limit: size first, then write (check_limits says why).
+            let mut out = vec![0u8; len];
+            self.emit(&mut out, checksum);
+            return out;
+        }
+        out.truncate(len);
+        finish(&mut out, len, checksum);
         out
     }
 
@@ -743,6 +743,21 @@ impl MobilityHeaderRepr {
 
 // ---------------------------------------------------------------------------------------
 // Emitting
+
+/// Fills Header Len and the checksum of the `len`-octet message written into `out`.
+fn finish(out: &mut [u8], len: usize, checksum: ChecksumContext) {
+    let Some(mh) = out.get_mut(..len) else {
+        return;
+    };
+    if mh.len() >= MH_FIXED_LEN {
+        mh[1] = u8::try_from(len / 8 - 1).unwrap_or(u8::MAX);
+        mh[4] = 0;
+        mh[5] = 0;
+        if let Some(sum) = mobility_header_checksum(checksum, mh) {
+            mh[4..6].copy_from_slice(&sum.to_be_bytes());
+        }
+    }
+}
 
 /// A bounded writer: counts every octet, stores those that fit, never panics.
 struct Sink<'a> {
@@ -846,19 +861,16 @@ fn option_type(option: &MobilityOption) -> u8 {
     }
 }
 
-/// Writes type, length and data; data beyond 255 octets is cut.
+/// Writes type, length and data in one pass (the length octet is patched once the data
+/// is written); data beyond 255 octets is cut.
 fn write_option(option: &MobilityOption, sink: &mut Sink<'_>) {
-    let mut counter = Sink::counting();
-    write_option_data(option, &mut counter);
-    let len = counter.pos.min(255);
-    sink.put(&[option_type(option), len as u8]);
-    if counter.pos <= 255 {
-        write_option_data(option, sink);
-    } else {
-        // Too long for the Length octet: write the first 255 octets only.
-        let mut buf = vec![0u8; counter.pos];
-        write_option_data(option, &mut Sink::new(&mut buf));
-        sink.put(&buf[..255]);
+    sink.put(&[option_type(option), 0]);
+    let start = sink.pos;
+    write_option_data(option, sink);
+    let len = (sink.pos - start).min(255);
+    sink.pos = start + len;
+    if let Some(length) = sink.out.get_mut(start - 1) {
+        *length = len as u8;
     }
 }
 

@@ -161,6 +161,39 @@ fn length_errors_are_typed_never_panics() {
 }
 
 #[test]
+fn over_long_data_is_cut_and_reported_never_a_panic() {
+    let mut pbu = minimal_pbu();
+    pbu.mn_id = "n".repeat(300);
+    let message = pbu.to_message();
+    assert!(message.check_limits().is_err());
+    let bytes = message.to_bytes(ChecksumContext::Skip);
+    assert_eq!(bytes.len(), message.buffer_len());
+    let parsed = MobilityHeaderRepr::parse(&bytes, ChecksumContext::Skip).unwrap();
+    let MobilityMessage::BindingUpdate(bu) = parsed.message else {
+        panic!("not a BU")
+    };
+    // The option's data (subtype + NAI) was cut at 255 octets.
+    assert_eq!(ProxyBindingUpdate::try_from(&bu).unwrap().mn_id.len(), 254);
+
+    let mut huge = minimal_pbu().to_binding_update();
+    for _ in 0..12 {
+        huge.options
+            .push(MobilityOption::BindingAuthorizationData(vec![1; 250]));
+    }
+    let huge = MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::BindingUpdate(huge),
+    };
+    assert!(huge.check_limits().is_err());
+    assert_eq!(
+        huge.to_bytes(ChecksumContext::Skip).len(),
+        huge.buffer_len()
+    );
+    let mut short = [0u8; 10];
+    huge.emit(&mut short, ChecksumContext::Skip);
+}
+
+#[test]
 fn unknown_mh_type_is_reported_for_a_binding_error() {
     let mut bytes = minimal_pbu().to_message().to_bytes(ChecksumContext::Skip);
     bytes[2] = 200;
