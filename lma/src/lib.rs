@@ -1,1 +1,21 @@
-//! The LMA / SAE GW: binding cache, address pools and PBU handling, sans-IO, with thin tokio drivers.
+//! The LMA / SAE GW (PDN gateway side of PMIPv6, RFC 5213): binding cache, address
+//! pools and Proxy Binding Update handling.
+//!
+//! The signaling logic is sans-IO ([`anchor::Lma`]: `handle(input, now, &mut out)` and
+//! `poll_timeout()`, DESIGN.md section 2); the `lma` binary wraps it in thin tokio
+//! drivers for the IPv4 UDP 5436 and raw IPv6 Mobility Header sockets.
+
+pub mod anchor;
+pub mod binding_cache;
+pub mod config;
+pub mod deadlines;
+pub mod gre_keys;
+pub mod pools;
+pub mod restart;
+pub mod transport;
+
+pub use anchor::{
+    BindingInfo, DownReason, Input, Lma, LmaSettings, Outcome, Output, PbuReport, Stats,
+};
+pub use binding_cache::{Addresses, BindingCache, BindingCacheEntry, BindingId};
+pub use transport::MagAddress;

@@ -1,0 +1,907 @@
+//! The LMA's signaling logic (RFC 5213 section 5.3, RFC 5844, RFC 5845, RFC 5847): a
+//! plain struct advanced by [`Lma::handle`] and asked [`Lma::poll_timeout`]. No sockets,
+//! no clock: the driver passes every received Mobility Header message with the path it
+//! came on, and `now`; the core answers with messages to send and binding events.
+//!
+//! What a Proxy Binding Update gets, in the order of the checks:
+//!
+//! 1. From a MAG outside `allowed_mags`: status 154 MAG_NOT_AUTHORIZED_FOR_PROXY_REG, or
+//!    nothing (`unauthorized_mag = "drop"`).
+//! 2. A mandatory option missing (RFC 5213 5.3.1, via `ProxyBindingUpdate::try_from`):
+//!    160 (MN-ID), 161 (Handoff Indicator), 162 (Access Technology Type), 158 (neither a
+//!    Home Network Prefix nor an IPv4 Home Address Request); a BU without the P flag: 131.
+//! 3. Ordering (RFC 5213 5.5): with a Timestamp, 156 TIMESTAMP_MISMATCH outside the
+//!    validity window (the PBA carries the LMA's time) and 157 when not later than the
+//!    last accepted one; without, 156 when timestamps are required, else the sequence
+//!    number must be newer than the last accepted one (RFC 6275 9.5.1: 135, the PBA
+//!    carrying the last accepted number).
+//! 4. Lifetime 0: de-registration (5.3.5): the binding and its addresses are released.
+//! 5. No GRE Key option while GRE is required: 163 GRE_KEY_OPTION_REQUIRED (RFC 5845).
+//! 6. Existing binding (re-registration, 5.3.2 to 5.3.4): the prefixes and IPv4 address
+//!    in the PBU must be `::/0` / `0.0.0.0` or the ones held, else 159
+//!    BCE_PBU_PREFIX_SET_DO_NOT_MATCH (IPv4: 171 with IPv4 reply status 130); the
+//!    addresses stay, the lifetime is extended, the MAG and downlink key are updated
+//!    (handoff). A PBU asking for `::/0` again (a retransmitted first PBU, or the mobile
+//!    node attaching anew) keeps the held addresses: one binding per (NAI, APN).
+//! 7. New binding: a specific prefix is 155 NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX; an
+//!    address family without a pool is 170 / 172 (RFC 5844); then one /64, one IPv4
+//!    address and one uplink GRE key are allocated, all or none: an empty pool is 130
+//!    INSUFFICIENT_RESOURCES (for IPv4 with IPv4 Home Address Reply status 132).
+//!
+//! Granted lifetimes are capped at `max_lifetime`. Every PBA mirrors the PBU's MN-ID,
+//! Service Selection, Home Network Prefix, Handoff Indicator, Access Technology Type,
+//! link-layer and link-local options and Timestamp (RFC 5213 5.3.6, RFC 5149), and adds
+//! the uplink GRE key, the IPv4 Home Address Reply and Default-Router options on
+//! success. Heartbeat requests get a response with the same sequence number and the
+//! restart counter (RFC 5847); an unknown MH type gets a Binding Error with status 2
+//! (RFC 6275 9.2); truncated, malformed and bad-checksum messages are dropped and
+//! counted. Nothing here panics on any input, and a rejected PBU leaves no state.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant, SystemTime};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use pmip_common::mh::{
+    BaFlags, BindingAckRepr, BindingAckStatus, BindingErrorRepr, BindingErrorStatus,
+    BindingUpdateRepr, BuFlags, HeartbeatRepr, Ipv4HomeAddressReplyStatus, Lifetime, MhError,
+    MobilityHeader, MobilityHeaderRepr, MobilityMessage, MobilityOption, ProxyBindingAck,
+    ProxyBindingUpdate, Timestamp, IPPROTO_NONE,
+};
+
+use crate::binding_cache::{Addresses, BindingCache, BindingId, BindingState};
+use crate::config::{MagFilter, UnauthorizedMag};
+use crate::deadlines::DeadlineQueue;
+use crate::gre_keys::UplinkKeyAllocator;
+use crate::pools::{Ipv4Pool, PoolError, PrefixPool};
+use crate::transport::MagAddress;
+
+/// RFC 5844 section 8: NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE.
+pub const STATUS_NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE: BindingAckStatus =
+    BindingAckStatus::Other(170);
+/// RFC 5844 section 8: NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS.
+pub const STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS: BindingAckStatus =
+    BindingAckStatus::Other(171);
+/// RFC 5844 section 8: NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE.
+pub const STATUS_NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE: BindingAckStatus =
+    BindingAckStatus::Other(172);
+
+/// The core's settings (checked by [`crate::config::resolve`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LmaSettings {
+    pub ipv4_pool: Option<Ipv4Net>,
+    /// Reported in the IPv4 Default-Router Address option and never assigned.
+    pub ipv4_default_router: Option<Ipv4Addr>,
+    pub ipv6_pool: Option<Ipv6Net>,
+    /// The longest lifetime granted.
+    pub max_lifetime: Lifetime,
+    /// How far a PBU's Timestamp may be from the LMA's clock (TimestampValidityWindow).
+    pub timestamp_window: Duration,
+    /// Refuse PBUs without a Timestamp option (156) instead of ordering by sequence.
+    pub require_timestamp: bool,
+    /// Refuse PBUs without a GRE Key option (163): TS 29.275 tunnels are keyed GRE.
+    pub require_gre_key: bool,
+    pub unauthorized_mag: UnauthorizedMag,
+    pub allowed_mags: Vec<MagFilter>,
+    /// RFC 5847 restart counter reported in Heartbeat responses.
+    pub restart_counter: u32,
+}
+
+/// What the driver feeds in.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// A Mobility Header message (any type) as received, and the path it came on.
+    Mobility { from: MagAddress, bytes: &'a [u8] },
+    /// The timer armed for [`Lma::poll_timeout`] fired.
+    Timeout,
+}
+
+/// The tunnel end a binding needs in the data plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindingInfo {
+    pub id: BindingId,
+    pub mag: MagAddress,
+    pub addresses: Addresses,
+    /// The key the LMA puts in GRE packets toward the MAG.
+    pub downlink_gre_key: Option<pmip_common::mh::GreKey>,
+}
+
+/// Why a binding went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownReason {
+    Deregistered,
+    Expired,
+}
+
+/// What became of one PBU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Registered,
+    Refreshed,
+    Deregistered,
+    /// A de-registration from a MAG that no longer holds the binding (the mobile node
+    /// moved on): acknowledged, binding kept (RFC 5213 5.3.5).
+    DeregistrationFromOldMag,
+    Rejected,
+}
+
+/// One PBU as the log line reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PbuReport {
+    pub mag: MagAddress,
+    pub mn_id: Option<String>,
+    pub apn: Option<String>,
+    pub sequence: u16,
+    pub outcome: Outcome,
+    pub status: BindingAckStatus,
+    pub lifetime: Lifetime,
+    pub addresses: Addresses,
+    /// Why it was rejected.
+    pub reason: Option<&'static str>,
+}
+
+/// What the driver carries out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send these Mobility Header bytes (checksum filled for the path) to the MAG.
+    Send { to: MagAddress, bytes: Vec<u8> },
+    /// A binding was created, or its tunnel (MAG, keys, addresses) changed: install or
+    /// replace its routes.
+    BindingUp(BindingInfo),
+    /// A binding is gone: remove its routes.
+    BindingDown {
+        binding: BindingInfo,
+        reason: DownReason,
+    },
+    /// One PBU was handled (one log line).
+    Report(PbuReport),
+}
+
+/// Counters, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub received: u64,
+    pub truncated: u64,
+    pub malformed: u64,
+    pub bad_checksum: u64,
+    pub unauthorized_dropped: u64,
+    pub unknown_mh_type: u64,
+    /// Messages an LMA does not act on (acknowledgements, errors, responses).
+    pub ignored: u64,
+    pub pbus_accepted: u64,
+    pub pbus_rejected: u64,
+    pub heartbeats_answered: u64,
+    pub expired: u64,
+    /// Answers not sent because they would exceed the Mobility Header's length limit.
+    pub oversized_answers: u64,
+}
+
+/// Why a PBU is refused, and what the PBA says.
+#[derive(Debug, Clone, Copy)]
+struct Rejection {
+    status: BindingAckStatus,
+    reason: &'static str,
+    ipv4_reply: Option<Ipv4HomeAddressReplyStatus>,
+    /// The sequence number to answer with, when not the PBU's (status 135).
+    sequence: Option<u16>,
+}
+
+impl Rejection {
+    fn new(status: BindingAckStatus, reason: &'static str) -> Self {
+        Rejection {
+            status,
+            reason,
+            ipv4_reply: None,
+            sequence: None,
+        }
+    }
+    fn ipv4(
+        status: BindingAckStatus,
+        reply: Ipv4HomeAddressReplyStatus,
+        reason: &'static str,
+    ) -> Self {
+        Rejection {
+            ipv4_reply: Some(reply),
+            ..Rejection::new(status, reason)
+        }
+    }
+}
+
+/// What an accepted PBU got.
+#[derive(Debug, Clone, Copy)]
+struct Granted {
+    addresses: Addresses,
+    lifetime: Lifetime,
+    outcome: Outcome,
+}
+
+/// `::/0` (or any zero-length prefix): "assign me a prefix".
+fn is_any_prefix(prefix: &Ipv6Net) -> bool {
+    prefix.prefix_len() == 0
+}
+
+/// Whether `new` is later than `old` (sequence numbers compare modulo 2^16).
+fn sequence_after(new: u16, old: u16) -> bool {
+    (new.wrapping_sub(old) as i16) > 0
+}
+
+/// The LMA's signaling state: bindings, pools, timers.
+#[derive(Debug, Clone)]
+pub struct Lma {
+    settings: LmaSettings,
+    cache: BindingCache,
+    ipv4_pool: Option<Ipv4Pool>,
+    prefix_pool: Option<PrefixPool>,
+    uplink_keys: UplinkKeyAllocator,
+    deadlines: DeadlineQueue<BindingId>,
+    /// `now` and the wall clock at the same moment: the wall clock follows `now`.
+    epoch: (Instant, SystemTime),
+    stats: Stats,
+}
+
+impl Lma {
+    /// `now` and `wall_clock` are the same moment (monotonic and wall-clock time).
+    pub fn new(
+        settings: LmaSettings,
+        now: Instant,
+        wall_clock: SystemTime,
+    ) -> Result<Self, PoolError> {
+        let ipv4_pool = settings
+            .ipv4_pool
+            .map(|net| Ipv4Pool::new(net, settings.ipv4_default_router))
+            .transpose()?;
+        let prefix_pool = settings.ipv6_pool.map(PrefixPool::new).transpose()?;
+        Ok(Lma {
+            settings,
+            cache: BindingCache::new(),
+            ipv4_pool,
+            prefix_pool,
+            uplink_keys: UplinkKeyAllocator::default(),
+            deadlines: DeadlineQueue::new(),
+            epoch: (now, wall_clock),
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn settings(&self) -> &LmaSettings {
+        &self.settings
+    }
+
+    pub fn cache(&self) -> &BindingCache {
+        &self.cache
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Free IPv4 home addresses.
+    pub fn available_ipv4(&self) -> u32 {
+        self.ipv4_pool.as_ref().map_or(0, Ipv4Pool::available)
+    }
+
+    /// Free home network prefixes.
+    pub fn available_prefixes(&self) -> u32 {
+        self.prefix_pool.as_ref().map_or(0, PrefixPool::available)
+    }
+
+    /// The earliest moment `handle(Input::Timeout, ..)` has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.peek().map(|(at, _)| at)
+    }
+
+    /// Advances the state machine by one input at `now`, appending what to do to `out`.
+    pub fn handle(&mut self, input: Input<'_>, now: Instant, out: &mut Vec<Output>) {
+        match input {
+            Input::Mobility { from, bytes } => self.receive(from, bytes, now, out),
+            Input::Timeout => self.expire(now, out),
+        }
+        let cache = &self.cache;
+        self.deadlines
+            .prune_front(|at, id| cache.get(id).is_none_or(|e| e.state.expires != at));
+    }
+
+    fn wall_clock(&self, now: Instant) -> SystemTime {
+        let (epoch, wall) = self.epoch;
+        if now >= epoch {
+            wall + (now - epoch)
+        } else {
+            wall.checked_sub(epoch - now).unwrap_or(wall)
+        }
+    }
+
+    fn is_allowed(&self, mag: IpAddr) -> bool {
+        self.settings.allowed_mags.iter().any(|f| f.contains(mag))
+    }
+
+    fn send(&mut self, to: MagAddress, message: MobilityMessage, out: &mut Vec<Output>) {
+        let repr = MobilityHeaderRepr {
+            payload_proto: IPPROTO_NONE,
+            message,
+        };
+        if repr.check_limits().is_err() {
+            self.stats.oversized_answers += 1;
+            return;
+        }
+        out.push(Output::Send {
+            to,
+            bytes: repr.to_bytes(to.send_checksum()),
+        });
+    }
+
+    fn receive(&mut self, from: MagAddress, bytes: &[u8], now: Instant, out: &mut Vec<Output>) {
+        self.stats.received += 1;
+        let authorized = self.is_allowed(from.ip());
+        if !authorized && self.settings.unauthorized_mag == UnauthorizedMag::Drop {
+            self.stats.unauthorized_dropped += 1;
+            return;
+        }
+        let view = match MobilityHeader::new_checked(bytes) {
+            Ok(view) => view,
+            Err(MhError::Truncated(_)) => {
+                self.stats.truncated += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        if !view.verify_checksum(from.receive_checksum()) {
+            self.stats.bad_checksum += 1;
+            return;
+        }
+        let message = match MobilityHeaderRepr::parse_view(&view) {
+            Ok(repr) => repr.message,
+            Err(MhError::UnknownMhType(_)) => {
+                self.stats.unknown_mh_type += 1;
+                if authorized {
+                    // RFC 6275 section 9.2: Binding Error, status 2.
+                    let error = BindingErrorRepr {
+                        status: BindingErrorStatus::UnrecognizedMhType,
+                        home_address: Ipv6Addr::UNSPECIFIED,
+                        options: Vec::new(),
+                    };
+                    self.send(from, MobilityMessage::BindingError(error), out);
+                }
+                return;
+            }
+            Err(MhError::Truncated(_)) => {
+                self.stats.truncated += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        match message {
+            MobilityMessage::BindingUpdate(bu) => {
+                self.binding_update(from, authorized, &bu, now, out)
+            }
+            MobilityMessage::Heartbeat(hb) if authorized && !hb.response && !hb.unsolicited => {
+                self.stats.heartbeats_answered += 1;
+                let response = HeartbeatRepr {
+                    unsolicited: false,
+                    response: true,
+                    sequence: hb.sequence,
+                    options: vec![MobilityOption::RestartCounter(
+                        self.settings.restart_counter,
+                    )],
+                };
+                self.send(from, MobilityMessage::Heartbeat(response), out);
+            }
+            _ => self.stats.ignored += 1,
+        }
+    }
+
+    fn binding_update(
+        &mut self,
+        from: MagAddress,
+        authorized: bool,
+        bu: &BindingUpdateRepr,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let wall = self.wall_clock(now);
+        let pbu = if authorized {
+            ProxyBindingUpdate::try_from(bu).map_err(|e| Rejection::new(e.status, e.reason))
+        } else {
+            Err(Rejection::new(
+                BindingAckStatus::MagNotAuthorizedForProxyReg,
+                "MAG not in allowed_mags",
+            ))
+        };
+        let result = pbu.and_then(|pbu| {
+            let granted = self.process(&pbu, from, now, wall, out)?;
+            Ok((pbu, granted))
+        });
+        match result {
+            Ok((pbu, granted)) => {
+                self.stats.pbus_accepted += 1;
+                let ack = self.accept_ack(&pbu, &granted);
+                self.send(from, MobilityMessage::BindingAck(ack), out);
+                out.push(Output::Report(PbuReport {
+                    mag: from,
+                    mn_id: Some(pbu.mn_id),
+                    apn: pbu.apn,
+                    sequence: pbu.sequence,
+                    outcome: granted.outcome,
+                    status: BindingAckStatus::Accepted,
+                    lifetime: granted.lifetime,
+                    addresses: granted.addresses,
+                    reason: None,
+                }));
+            }
+            Err(rejection) => {
+                self.stats.pbus_rejected += 1;
+                let ack = reject_ack(bu, &rejection, wall);
+                self.send(from, MobilityMessage::BindingAck(ack), out);
+                let option = |pick: fn(&MobilityOption) -> Option<&String>| {
+                    bu.options.iter().find_map(pick).cloned()
+                };
+                out.push(Output::Report(PbuReport {
+                    mag: from,
+                    mn_id: option(|o| match o {
+                        MobilityOption::MobileNodeIdentifier(
+                            pmip_common::mh::MobileNodeIdentifier::Nai(nai),
+                        ) => Some(nai),
+                        _ => None,
+                    }),
+                    apn: option(|o| match o {
+                        MobilityOption::ServiceSelection(apn) => Some(apn),
+                        _ => None,
+                    }),
+                    sequence: bu.sequence,
+                    outcome: Outcome::Rejected,
+                    status: rejection.status,
+                    lifetime: Lifetime(0),
+                    addresses: Addresses::default(),
+                    reason: Some(rejection.reason),
+                }));
+            }
+        }
+    }
+
+    /// Checks and carries out a valid PBU (steps 3 to 7 of the module doc).
+    fn process(
+        &mut self,
+        pbu: &ProxyBindingUpdate,
+        from: MagAddress,
+        now: Instant,
+        wall: SystemTime,
+        out: &mut Vec<Output>,
+    ) -> Result<Granted, Rejection> {
+        let existing = self.cache.find(&pbu.mn_id, pbu.apn.as_deref());
+        let held = existing.and_then(|id| self.cache.get(id));
+        match pbu.timestamp {
+            Some(ts) => {
+                if ts.distance(Timestamp::from_system_time(wall)) > self.settings.timestamp_window {
+                    return Err(Rejection::new(
+                        BindingAckStatus::TimestampMismatch,
+                        "timestamp outside the validity window",
+                    ));
+                }
+                if let Some(last) = held.and_then(|e| e.state.last_timestamp) {
+                    if ts <= last {
+                        return Err(Rejection::new(
+                            BindingAckStatus::TimestampLowerThanPrevAccepted,
+                            "timestamp not later than the last accepted one",
+                        ));
+                    }
+                }
+            }
+            None if self.settings.require_timestamp => {
+                return Err(Rejection::new(
+                    BindingAckStatus::TimestampMismatch,
+                    "no Timestamp option, and timestamps are required",
+                ));
+            }
+            None => {
+                if let Some(entry) = held {
+                    if !sequence_after(pbu.sequence, entry.state.last_sequence) {
+                        return Err(Rejection {
+                            sequence: Some(entry.state.last_sequence),
+                            ..Rejection::new(
+                                BindingAckStatus::SequenceNumberOutOfWindow,
+                                "sequence number not newer than the last accepted one",
+                            )
+                        });
+                    }
+                }
+            }
+        }
+        if pbu.lifetime.is_zero() {
+            return self.deregister(existing, pbu, from, out);
+        }
+        if pbu.gre_key.is_none() && self.settings.require_gre_key {
+            return Err(Rejection::new(
+                BindingAckStatus::GreKeyOptionRequired,
+                "no GRE Key option, and GRE encapsulation is required",
+            ));
+        }
+        match existing {
+            Some(id) => self.reregister(id, pbu, from, now, out),
+            None => self.register(pbu, from, now, out),
+        }
+    }
+
+    fn granted_lifetime(&self, requested: Lifetime) -> Lifetime {
+        requested.min(self.settings.max_lifetime)
+    }
+
+    /// Allocates what `addresses` lacks and the PBU asks for, into `taken`. On error the
+    /// caller releases `taken`.
+    fn allocate(
+        &mut self,
+        held: &Addresses,
+        pbu: &ProxyBindingUpdate,
+        taken: &mut Addresses,
+    ) -> Result<(), Rejection> {
+        if !pbu.home_network_prefixes.is_empty() && held.home_network_prefix.is_none() {
+            let pool = self.prefix_pool.as_mut().ok_or(Rejection::new(
+                STATUS_NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE,
+                "no ipv6_pool: IPv6 home network prefixes are not served",
+            ))?;
+            taken.home_network_prefix = Some(pool.allocate().ok_or(Rejection::new(
+                BindingAckStatus::InsufficientResources,
+                "ipv6_pool exhausted",
+            ))?);
+        }
+        if let (Some(request), None) = (pbu.ipv4_home_address_request, held.ipv4_home_address) {
+            let pool = self.ipv4_pool.as_mut().ok_or(Rejection::ipv4(
+                STATUS_NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE,
+                Ipv4HomeAddressReplyStatus::AdministrativelyProhibited,
+                "no ipv4_pool: IPv4 home addresses are not served",
+            ))?;
+            let wanted = request.addr();
+            if wanted.is_unspecified() {
+                taken.ipv4_home_address = Some(pool.allocate().ok_or(Rejection::ipv4(
+                    BindingAckStatus::InsufficientResources,
+                    Ipv4HomeAddressReplyStatus::DynamicIpv4HomeAddressAssignmentNotAvailable,
+                    "ipv4_pool exhausted",
+                ))?);
+            } else if !pool.contains(wanted) {
+                return Err(Rejection::ipv4(
+                    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+                    Ipv4HomeAddressReplyStatus::InvalidIpv4Address,
+                    "requested IPv4 home address outside ipv4_pool",
+                ));
+            } else if pool.allocate_exact(wanted) {
+                taken.ipv4_home_address = Some(wanted);
+            } else {
+                return Err(Rejection::ipv4(
+                    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+                    Ipv4HomeAddressReplyStatus::IncorrectIpv4HomeAddress,
+                    "requested IPv4 home address is held by another binding",
+                ));
+            }
+        }
+        if pbu.gre_key.is_some() && held.uplink_gre_key.is_none() {
+            let cache = &self.cache;
+            taken.uplink_gre_key = Some(
+                self.uplink_keys
+                    .allocate(|k| cache.by_uplink_gre_key(k).is_some())
+                    .ok_or(Rejection::new(
+                        BindingAckStatus::InsufficientResources,
+                        "no free uplink GRE key",
+                    ))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Returns addresses to their pools (uplink keys are free once unindexed).
+    fn release(&mut self, addresses: &Addresses) {
+        if let (Some(prefix), Some(pool)) = (addresses.home_network_prefix, &mut self.prefix_pool) {
+            pool.release(prefix);
+        }
+        if let (Some(address), Some(pool)) = (addresses.ipv4_home_address, &mut self.ipv4_pool) {
+            pool.release(address);
+        }
+    }
+
+    fn arm(&mut self, id: BindingId, now: Instant, lifetime: Lifetime) -> Instant {
+        let expires = now + Duration::from_secs(u64::from(lifetime.as_secs()));
+        self.deadlines.push(expires, id);
+        expires
+    }
+
+    fn info(&self, id: BindingId) -> Option<BindingInfo> {
+        self.cache.get(id).map(|e| BindingInfo {
+            id,
+            mag: e.state.mag,
+            addresses: e.addresses(),
+            downlink_gre_key: e.state.downlink_gre_key,
+        })
+    }
+
+    fn register(
+        &mut self,
+        pbu: &ProxyBindingUpdate,
+        from: MagAddress,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> Result<Granted, Rejection> {
+        if pbu.home_network_prefixes.iter().any(|p| !is_any_prefix(p)) {
+            return Err(Rejection::new(
+                BindingAckStatus::NotAuthorizedForHomeNetworkPrefix,
+                "a specific home network prefix for a mobile node without a binding",
+            ));
+        }
+        let mut taken = Addresses::default();
+        if let Err(rejection) = self.allocate(&Addresses::default(), pbu, &mut taken) {
+            self.release(&taken);
+            return Err(rejection);
+        }
+        let lifetime = self.granted_lifetime(pbu.lifetime);
+        let state = BindingState {
+            mag: from,
+            downlink_gre_key: pbu.gre_key,
+            access_technology: pbu.access_technology,
+            handoff: pbu.handoff,
+            last_sequence: pbu.sequence,
+            last_timestamp: pbu.timestamp,
+            lifetime,
+            expires: now,
+        };
+        let id = match self
+            .cache
+            .insert(&pbu.mn_id, pbu.apn.as_deref(), taken, state)
+        {
+            Ok(id) => id,
+            Err(_) => {
+                self.release(&taken);
+                return Err(Rejection::new(
+                    BindingAckStatus::InsufficientResources,
+                    "the binding cache refused the entry",
+                ));
+            }
+        };
+        let expires = self.arm(id, now, lifetime);
+        if let Some(state) = self.cache.state_mut(id) {
+            state.expires = expires;
+        }
+        if let Some(info) = self.info(id) {
+            out.push(Output::BindingUp(info));
+        }
+        Ok(Granted {
+            addresses: taken,
+            lifetime,
+            outcome: Outcome::Registered,
+        })
+    }
+
+    fn reregister(
+        &mut self,
+        id: BindingId,
+        pbu: &ProxyBindingUpdate,
+        from: MagAddress,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> Result<Granted, Rejection> {
+        let Some(entry) = self.cache.get(id) else {
+            return Err(Rejection::new(
+                BindingAckStatus::ReasonUnspecified,
+                "binding vanished",
+            ));
+        };
+        let held = entry.addresses();
+        let before = (entry.state.mag, entry.state.downlink_gre_key);
+        let last_timestamp = entry.state.last_timestamp;
+        let prefix_matches =
+            |p: &Ipv6Net| is_any_prefix(p) || Some(p.trunc()) == held.home_network_prefix;
+        if !pbu.home_network_prefixes.iter().all(prefix_matches) {
+            return Err(Rejection::new(
+                BindingAckStatus::BcePbuPrefixSetDoNotMatch,
+                "home network prefix differs from the one the binding holds",
+            ));
+        }
+        if let Some(request) = pbu.ipv4_home_address_request {
+            let wanted = request.addr();
+            if !wanted.is_unspecified() && held.ipv4_home_address.is_some_and(|held| held != wanted)
+            {
+                return Err(Rejection::ipv4(
+                    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+                    Ipv4HomeAddressReplyStatus::IncorrectIpv4HomeAddress,
+                    "IPv4 home address differs from the one the binding holds",
+                ));
+            }
+        }
+        // A family asked for now that the binding does not hold yet.
+        let mut taken = Addresses::default();
+        if let Err(rejection) = self.allocate(&held, pbu, &mut taken) {
+            self.release(&taken);
+            return Err(rejection);
+        }
+        let addresses = Addresses {
+            home_network_prefix: held.home_network_prefix.or(taken.home_network_prefix),
+            ipv4_home_address: held.ipv4_home_address.or(taken.ipv4_home_address),
+            uplink_gre_key: held.uplink_gre_key.or(taken.uplink_gre_key),
+        };
+        if addresses != held && self.cache.set_addresses(id, addresses).is_err() {
+            self.release(&taken);
+            return Err(Rejection::new(
+                BindingAckStatus::InsufficientResources,
+                "the binding cache refused the new addresses",
+            ));
+        }
+        let lifetime = self.granted_lifetime(pbu.lifetime);
+        let expires = self.arm(id, now, lifetime);
+        if let Some(state) = self.cache.state_mut(id) {
+            state.mag = from;
+            state.downlink_gre_key = pbu.gre_key;
+            state.access_technology = pbu.access_technology;
+            state.handoff = pbu.handoff;
+            state.last_sequence = pbu.sequence;
+            state.last_timestamp = pbu.timestamp.or(last_timestamp);
+            state.lifetime = lifetime;
+            state.expires = expires;
+        }
+        if addresses != held || before != (from, pbu.gre_key) {
+            if let Some(info) = self.info(id) {
+                out.push(Output::BindingUp(info));
+            }
+        }
+        Ok(Granted {
+            addresses,
+            lifetime,
+            outcome: Outcome::Refreshed,
+        })
+    }
+
+    fn deregister(
+        &mut self,
+        existing: Option<BindingId>,
+        pbu: &ProxyBindingUpdate,
+        from: MagAddress,
+        out: &mut Vec<Output>,
+    ) -> Result<Granted, Rejection> {
+        let deregistered = |addresses, outcome| Granted {
+            addresses,
+            lifetime: Lifetime(0),
+            outcome,
+        };
+        let Some((id, entry)) = existing.and_then(|id| Some((id, self.cache.get(id)?))) else {
+            // Nothing bound: the de-registration is already true.
+            return Ok(deregistered(Addresses::default(), Outcome::Deregistered));
+        };
+        let held = entry.addresses();
+        if entry.state.mag.ip() != from.ip() {
+            return Ok(deregistered(held, Outcome::DeregistrationFromOldMag));
+        }
+        let prefix_matches =
+            |p: &Ipv6Net| is_any_prefix(p) || Some(p.trunc()) == held.home_network_prefix;
+        if !pbu.home_network_prefixes.iter().all(prefix_matches) {
+            return Err(Rejection::new(
+                BindingAckStatus::BcePbuPrefixSetDoNotMatch,
+                "de-registration names a prefix the binding does not hold",
+            ));
+        }
+        let info = self.info(id);
+        if let Some(entry) = self.cache.remove(id) {
+            self.release(&entry.addresses());
+        }
+        if let Some(binding) = info {
+            out.push(Output::BindingDown {
+                binding,
+                reason: DownReason::Deregistered,
+            });
+        }
+        Ok(deregistered(held, Outcome::Deregistered))
+    }
+
+    fn expire(&mut self, now: Instant, out: &mut Vec<Output>) {
+        while let Some((at, id)) = self.deadlines.pop_due(now) {
+            let current = self.cache.get(id).is_some_and(|e| e.state.expires == at);
+            if !current {
+                continue;
+            }
+            let info = self.info(id);
+            if let Some(entry) = self.cache.remove(id) {
+                self.release(&entry.addresses());
+                self.stats.expired += 1;
+            }
+            if let Some(binding) = info {
+                out.push(Output::BindingDown {
+                    binding,
+                    reason: DownReason::Expired,
+                });
+            }
+        }
+    }
+
+    /// The PBA for an accepted PBU (RFC 5213 5.3.6, RFC 5844 3.2.3.2, RFC 5845 3.3).
+    fn accept_ack(&self, pbu: &ProxyBindingUpdate, granted: &Granted) -> BindingAckRepr {
+        let a = &granted.addresses;
+        let deregistration = granted.lifetime.is_zero();
+        let home_network_prefixes = if deregistration || pbu.home_network_prefixes.is_empty() {
+            pbu.home_network_prefixes.clone()
+        } else {
+            a.home_network_prefix.into_iter().collect()
+        };
+        let prefix_len = self
+            .ipv4_pool
+            .as_ref()
+            .map_or(32, |p| p.network().prefix_len());
+        let ipv4_home_address_reply = pbu.ipv4_home_address_request.map(|request| {
+            let address = match a.ipv4_home_address {
+                Some(address) if !deregistration => {
+                    Ipv4Net::new(address, prefix_len).unwrap_or(request)
+                }
+                _ => request,
+            };
+            (Ipv4HomeAddressReplyStatus::Success, address)
+        });
+        let ipv4_default_router = match (&ipv4_home_address_reply, deregistration) {
+            (Some(_), false) => self.settings.ipv4_default_router,
+            _ => None,
+        };
+        ProxyBindingAck {
+            status: BindingAckStatus::Accepted,
+            sequence: pbu.sequence,
+            lifetime: granted.lifetime,
+            mn_id: Some(pbu.mn_id.clone()),
+            apn: pbu.apn.clone(),
+            home_network_prefixes,
+            handoff: Some(pbu.handoff),
+            access_technology: Some(pbu.access_technology),
+            timestamp: pbu.timestamp,
+            link_local_address: pbu.link_local_address,
+            link_layer_id: pbu.link_layer_id.clone(),
+            gre_key: pbu.gre_key.and(a.uplink_gre_key),
+            ipv4_home_address_reply,
+            ipv4_default_router,
+            restart_counter: None,
+            vendor: Vec::new(),
+            other: Vec::new(),
+        }
+        .to_binding_ack()
+    }
+}
+
+/// The PBA refusing a BU (RFC 5213 5.3.6): built from the raw options, since the BU may
+/// lack the very options a typed PBU needs.
+fn reject_ack(bu: &BindingUpdateRepr, rejection: &Rejection, wall: SystemTime) -> BindingAckRepr {
+    use MobilityOption as O;
+    let mismatch = rejection.status == BindingAckStatus::TimestampMismatch;
+    let mut options: Vec<MobilityOption> = bu
+        .options
+        .iter()
+        .filter(|o| match o {
+            O::MobileNodeIdentifier(_)
+            | O::ServiceSelection(_)
+            | O::HomeNetworkPrefix(_)
+            | O::HandoffIndicator(_)
+            | O::AccessTechnologyType(_)
+            | O::MobileNodeLinkLayerIdentifier(_)
+            | O::LinkLocalAddress(_) => true,
+            O::Timestamp(_) => !mismatch,
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    if mismatch {
+        // RFC 5213 5.5: the LMA's current time, so the MAG can see the offset.
+        options.push(O::Timestamp(Timestamp::from_system_time(wall)));
+    }
+    if let Some(status) = rejection.ipv4_reply {
+        let requested = bu.options.iter().find_map(|o| match o {
+            O::Ipv4HomeAddressRequest(r) => Some(*r),
+            _ => None,
+        });
+        if let Some(address) = requested {
+            options.push(O::Ipv4HomeAddressReply { status, address });
+        }
+    }
+    let proxy = bu.flags.contains(BuFlags::PROXY);
+    BindingAckRepr {
+        status: rejection.status,
+        flags: BaFlags(if proxy { BaFlags::PROXY } else { 0 }),
+        sequence: rejection.sequence.unwrap_or(bu.sequence),
+        lifetime: Lifetime(0),
+        options,
+    }
+}
+
+#[cfg(test)]
+mod tests;

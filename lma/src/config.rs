@@ -1,0 +1,426 @@
+//! The LMA's configuration: the `lma.toml` file (serde, unknown fields refused), the
+//! command-line flags that override it, and their check into the settings the sans-IO
+//! core ([`LmaSettings`]) and the socket drivers use. Every error names the field and
+//! where its value came from (the file or the flag). `lma.example.toml` documents each
+//! field.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use pmip_common::mh::Lifetime;
+use serde::Deserialize;
+
+use crate::anchor::LmaSettings;
+use crate::pools::{Ipv4Pool, PrefixPool};
+
+/// The largest lifetime the 16-bit field (units of 4 s) carries.
+pub const MAX_LIFETIME_SECS: u32 = u16::MAX as u32 * 4;
+
+/// What to do with a PBU from a MAG that is not in `allowed_mags` (RFC 5213 5.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum UnauthorizedMag {
+    /// Answer with status 154, MAG_NOT_AUTHORIZED_FOR_PROXY_REG.
+    #[default]
+    Reject,
+    /// Drop it silently (and count it).
+    Drop,
+}
+
+/// A MAG address or a prefix of MAG addresses: `192.0.2.1` or `192.0.2.0/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct MagFilter(pub IpNet);
+
+impl MagFilter {
+    pub fn contains(&self, address: IpAddr) -> bool {
+        // An IPv4-mapped IPv6 source matches an IPv4 entry.
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.contains(&address)
+    }
+}
+
+impl FromStr for MagFilter {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(net) = s.parse::<IpNet>() {
+            return Ok(MagFilter(net.trunc()));
+        }
+        s.parse::<IpAddr>()
+            .map(|a| MagFilter(IpNet::from(a)))
+            .map_err(|_| format!("`{s}` is neither an IP address nor an address/prefix"))
+    }
+}
+
+impl TryFrom<String> for MagFilter {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// One layer of settings: the file, or the flags over it. Every field is optional so
+/// that a flag given overrides the file and a flag not given leaves it alone.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    pub listen_v4: Option<SocketAddr>,
+    pub listen_v6: Option<Ipv6Addr>,
+    pub ipv4_pool: Option<Ipv4Net>,
+    pub ipv4_default_router: Option<Ipv4Addr>,
+    pub ipv6_pool: Option<Ipv6Net>,
+    pub max_lifetime_secs: Option<u32>,
+    pub timestamp_window_ms: Option<u64>,
+    pub require_timestamp: Option<bool>,
+    pub require_gre_key: Option<bool>,
+    pub unauthorized_mag: Option<UnauthorizedMag>,
+    pub allowed_mags: Option<Vec<MagFilter>>,
+    pub restart_counter_file: Option<PathBuf>,
+    pub socket_buffer_bytes: Option<usize>,
+}
+
+/// Errors reading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A value that parsed but cannot be used: `place` is the file or the flag.
+    #[error("{place}: {field}: {message}")]
+    Invalid {
+        place: String,
+        field: &'static str,
+        message: String,
+    },
+}
+
+impl ConfigLayer {
+    /// Reads and parses a `lma.toml`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses `lma.toml` text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut layer: ConfigLayer = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        if let Some(file) = &mut layer.restart_counter_file {
+            if file.is_relative() {
+                *file = path.parent().unwrap_or(Path::new(".")).join(&*file);
+            }
+        }
+        Ok(layer)
+    }
+}
+
+/// Everything the binary needs, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub core: LmaSettings,
+    pub listen_v4: Option<SocketAddr>,
+    pub listen_v6: Option<Ipv6Addr>,
+    pub restart_counter_file: Option<PathBuf>,
+    pub socket_buffer_bytes: usize,
+    /// Things worth a warning in the log, not worth refusing to start.
+    pub warnings: Vec<String>,
+}
+
+/// Defaults of the optional fields.
+pub mod defaults {
+    /// RFC 5213 section 9.3 leaves it to configuration; an hour is common.
+    pub const MAX_LIFETIME_SECS: u32 = 3600;
+    /// RFC 5213 section 9.3, TimestampValidityWindow: 300 ms.
+    pub const TIMESTAMP_WINDOW_MS: u64 = 300;
+    /// Large enough for a burst of a few thousand PBUs.
+    pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+}
+
+/// Merges the flags over the file and checks the result. `file` is the config file's
+/// path and contents, if one was given.
+pub fn resolve(
+    file: Option<(&Path, ConfigLayer)>,
+    flags: &ConfigLayer,
+) -> Result<Settings, ConfigError> {
+    let (path, file) = match file {
+        Some((path, layer)) => (Some(path), layer),
+        None => (None, ConfigLayer::default()),
+    };
+    // Where a field's value came from, for errors.
+    let place = |field: &str, from_flag: bool| -> String {
+        if from_flag {
+            format!("--{}", field.replace('_', "-"))
+        } else {
+            match path {
+                Some(p) => p.display().to_string(),
+                None => "configuration (no --config file)".to_string(),
+            }
+        }
+    };
+    macro_rules! pick {
+        ($field:ident) => {
+            (
+                flags.$field.clone().or(file.$field.clone()),
+                flags.$field.is_some(),
+            )
+        };
+    }
+    let invalid = |field: &'static str, from_flag: bool, message: String| ConfigError::Invalid {
+        place: place(field, from_flag),
+        field,
+        message,
+    };
+    let mut warnings = Vec::new();
+
+    let (listen_v4, v4_flag) = pick!(listen_v4);
+    let (listen_v6, _) = pick!(listen_v6);
+    if listen_v4.is_none() && listen_v6.is_none() {
+        return Err(invalid(
+            "listen_v4",
+            false,
+            "neither listen_v4 nor listen_v6 is set: nothing to listen on".into(),
+        ));
+    }
+    if let Some(addr) = listen_v4 {
+        if !addr.is_ipv4() {
+            return Err(invalid(
+                "listen_v4",
+                v4_flag,
+                format!("{addr} is not an IPv4 socket address"),
+            ));
+        }
+        if addr.ip().is_unspecified() {
+            return Err(invalid(
+                "listen_v4",
+                v4_flag,
+                format!(
+                    "{addr}: give the LMA's own address, not 0.0.0.0: the Mobility Header \
+                     checksum over IPv4 covers the destination address (RFC 5844)"
+                ),
+            ));
+        }
+    }
+
+    let (ipv4_pool, v4pool_flag) = pick!(ipv4_pool);
+    let (ipv6_pool, v6pool_flag) = pick!(ipv6_pool);
+    if ipv4_pool.is_none() && ipv6_pool.is_none() {
+        return Err(invalid(
+            "ipv4_pool",
+            false,
+            "neither ipv4_pool nor ipv6_pool is set: nothing to assign".into(),
+        ));
+    }
+    let (ipv4_default_router, router_flag) = pick!(ipv4_default_router);
+    if ipv4_default_router.is_some() && ipv4_pool.is_none() {
+        return Err(invalid(
+            "ipv4_default_router",
+            router_flag,
+            "set without ipv4_pool".into(),
+        ));
+    }
+    // By default the first host address of the IPv4 pool is the default router.
+    let ipv4_default_router = ipv4_default_router.or_else(|| {
+        ipv4_pool
+            .filter(|p| p.prefix_len() < 31)
+            .and_then(|p| p.hosts().next())
+    });
+    if let Some(pool) = ipv4_pool {
+        Ipv4Pool::new(pool, ipv4_default_router)
+            .map_err(|e| invalid("ipv4_pool", v4pool_flag, e.to_string()))?;
+    }
+    if let Some(pool) = ipv6_pool {
+        PrefixPool::new(pool).map_err(|e| invalid("ipv6_pool", v6pool_flag, e.to_string()))?;
+    }
+
+    let (max_lifetime, lifetime_flag) = pick!(max_lifetime_secs);
+    let max_lifetime = max_lifetime.unwrap_or(defaults::MAX_LIFETIME_SECS);
+    if !(4..=MAX_LIFETIME_SECS).contains(&max_lifetime) {
+        return Err(invalid(
+            "max_lifetime_secs",
+            lifetime_flag,
+            format!(
+                "{max_lifetime} is outside 4..={MAX_LIFETIME_SECS} (the field counts units of 4 s)"
+            ),
+        ));
+    }
+    let (window, window_flag) = pick!(timestamp_window_ms);
+    let window = window.unwrap_or(defaults::TIMESTAMP_WINDOW_MS);
+    if window == 0 || window > 24 * 3600 * 1000 {
+        return Err(invalid(
+            "timestamp_window_ms",
+            window_flag,
+            format!("{window} ms: give a window between 1 ms and a day"),
+        ));
+    }
+    let (allowed_mags, mags_flag) = pick!(allowed_mags);
+    let allowed_mags = allowed_mags.unwrap_or_default();
+    if allowed_mags.is_empty() {
+        warnings.push(format!(
+            "{}: allowed_mags is empty: every MAG is refused (list `0.0.0.0/0` and `::/0` to allow all)",
+            place("allowed_mags", mags_flag)
+        ));
+    }
+    let (socket_buffer, buffer_flag) = pick!(socket_buffer_bytes);
+    let socket_buffer_bytes = socket_buffer.unwrap_or(defaults::SOCKET_BUFFER_BYTES);
+    if socket_buffer_bytes < 4096 {
+        return Err(invalid(
+            "socket_buffer_bytes",
+            buffer_flag,
+            format!("{socket_buffer_bytes} is smaller than 4096"),
+        ));
+    }
+
+    let core = LmaSettings {
+        ipv4_pool,
+        ipv4_default_router,
+        ipv6_pool,
+        max_lifetime: Lifetime::from_secs(max_lifetime),
+        timestamp_window: Duration::from_millis(window),
+        require_timestamp: pick!(require_timestamp).0.unwrap_or(false),
+        require_gre_key: pick!(require_gre_key).0.unwrap_or(true),
+        unauthorized_mag: pick!(unauthorized_mag).0.unwrap_or_default(),
+        allowed_mags,
+        restart_counter: 0,
+    };
+    Ok(Settings {
+        core,
+        listen_v4,
+        listen_v6,
+        restart_counter_file: pick!(restart_counter_file).0,
+        socket_buffer_bytes,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ConfigLayer, ConfigError> {
+        ConfigLayer::parse(text, Path::new("/etc/lma.toml"))
+    }
+
+    const GOOD: &str = r#"
+        listen_v4 = "192.0.2.1:5436"
+        listen_v6 = "2001:db8::1"
+        ipv4_pool = "10.45.0.0/22"
+        ipv6_pool = "2001:db8:45::/54"
+        max_lifetime_secs = 7200
+        timestamp_window_ms = 7000
+        unauthorized_mag = "drop"
+        allowed_mags = ["192.0.2.7", "2001:db8:1::/48"]
+    "#;
+
+    #[test]
+    fn the_file_parses_and_flags_override_it() {
+        let layer = parse(GOOD).unwrap();
+        let flags = ConfigLayer {
+            max_lifetime_secs: Some(600),
+            ..ConfigLayer::default()
+        };
+        let s = resolve(Some((Path::new("/etc/lma.toml"), layer)), &flags).unwrap();
+        assert_eq!(s.core.max_lifetime, Lifetime::from_secs(600));
+        assert_eq!(s.core.timestamp_window, Duration::from_millis(7000));
+        assert_eq!(s.core.unauthorized_mag, UnauthorizedMag::Drop);
+        assert!(s.core.require_gre_key);
+        assert_eq!(
+            s.core.ipv4_default_router,
+            Some("10.45.0.1".parse().unwrap())
+        );
+        assert!(s.core.allowed_mags[0].contains("192.0.2.7".parse().unwrap()));
+        assert!(s.core.allowed_mags[1].contains("2001:db8:1::9".parse().unwrap()));
+        assert!(s.warnings.is_empty());
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_with_the_file() {
+        let err = parse("listen_v4 = \"192.0.2.1:5436\"\nlisten_v5 = 1\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("/etc/lma.toml"), "{text}");
+        assert!(text.contains("listen_v5"), "{text}");
+    }
+
+    #[test]
+    fn a_bad_value_is_named() {
+        let err = parse("ipv4_pool = \"10.0.0.0/33\"\n").unwrap_err();
+        assert!(err.to_string().contains("ipv4_pool"), "{err}");
+        let err = parse("allowed_mags = [\"not-an-address\"]\n").unwrap_err();
+        assert!(err.to_string().contains("not-an-address"), "{err}");
+        let err = parse("unauthorized_mag = \"maybe\"\n").unwrap_err();
+        assert!(err.to_string().contains("unauthorized_mag"), "{err}");
+    }
+
+    #[test]
+    fn checks_name_the_field_and_its_place() {
+        let layer = parse(GOOD).unwrap();
+        let flags = ConfigLayer {
+            max_lifetime_secs: Some(0),
+            ..ConfigLayer::default()
+        };
+        let err = resolve(Some((Path::new("/etc/lma.toml"), layer.clone())), &flags).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--max-lifetime-secs: max_lifetime_secs:"),
+            "{err}"
+        );
+        let mut unspecified = layer.clone();
+        unspecified.listen_v4 = Some("0.0.0.0:5436".parse().unwrap());
+        let err = resolve(
+            Some((Path::new("/etc/lma.toml"), unspecified)),
+            &ConfigLayer::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("/etc/lma.toml: listen_v4:"),
+            "{err}"
+        );
+        let mut tiny = layer;
+        tiny.ipv4_pool = Some("10.0.0.0/30".parse().unwrap());
+        tiny.ipv4_default_router = Some("10.0.0.1".parse().unwrap());
+        tiny.ipv6_pool = None;
+        // A /30 has two hosts; one is the router, one is left.
+        assert!(resolve(
+            Some((Path::new("x"), tiny.clone())),
+            &ConfigLayer::default()
+        )
+        .is_ok());
+        tiny.ipv4_pool = Some("10.0.0.1/32".parse().unwrap());
+        let err = resolve(Some((Path::new("x"), tiny)), &ConfigLayer::default()).unwrap_err();
+        assert!(err.to_string().contains("ipv4_pool"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_mag_list_warns() {
+        let layer =
+            parse("listen_v4 = \"192.0.2.1:5436\"\nipv6_pool = \"2001:db8::/48\"\n").unwrap();
+        let s = resolve(Some((Path::new("x"), layer)), &ConfigLayer::default()).unwrap();
+        assert_eq!(s.warnings.len(), 1);
+        assert_eq!(s.core.max_lifetime, Lifetime::from_secs(3600));
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../lma.example.toml");
+        let layer = parse(text).unwrap();
+        resolve(
+            Some((Path::new("lma.example.toml"), layer)),
+            &ConfigLayer::default(),
+        )
+        .unwrap();
+    }
+}
