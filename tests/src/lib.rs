@@ -197,6 +197,9 @@ impl MhSocket {
                 s
             }
         };
+        // A test MAG sends bursts of a thousand PBUs before it reads the answers: room
+        // for them all (past rmem_max when root).
+        set_receive_buffer(&socket, 8 << 20);
         let ipv6 = local.is_ipv6();
         Ok(MhSocket {
             socket,
@@ -293,6 +296,22 @@ impl MhSocket {
             }
             None => Ok(None),
         }
+    }
+}
+
+fn set_receive_buffer(socket: &Socket, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    let _ = socket.set_recv_buffer_size(bytes as usize);
+    // SAFETY: a valid socket fd and a c_int option of the right size; failing without
+    // CAP_NET_ADMIN leaves the size set above.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &bytes as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 

@@ -435,8 +435,8 @@ fn bad_inputs(socket: &MhSocket, lma: SocketAddr, lma_node: &mut Node) -> Result
     let mut replay = first.clone();
     replay.sequence = 122;
     replay.home_network_prefixes = granted.home_network_prefixes.clone();
-    replay.timestamp = Some(NtpTimestamp(
-        first.timestamp.map(|t| t.0).unwrap_or(0) - (1 << 32),
+    replay.timestamp = Some(Timestamp(
+        first.timestamp.map(|t| t.0).unwrap_or(0) - Timestamp::ONE_SECOND,
     ));
     replay.handoff = HandoffIndicator::HandoffStateNotChanged;
     assert_eq!(
@@ -472,10 +472,15 @@ fn bad_inputs(socket: &MhSocket, lma: SocketAddr, lma_node: &mut Node) -> Result
         granted.ipv4_home_address_reply
     );
 
-    // Unknown MH type: Binding Error, status 2 (RFC 6275 section 9.2).
+    // Unknown MH type: Binding Error, status 2 (RFC 6275 section 9.2). The checksum is
+    // computed after the type is changed, as a sender of that type would (over IPv4 the
+    // LMA verifies it; over raw IPv6 the kernel fills it).
     let unknown = {
         let mut bytes = message(good(130, "x@test")).to_bytes(ChecksumContext::Skip);
         bytes[2] = 200; // MH Type
+        if let Some(sum) = mobility_header_checksum(checksum_for(socket, lma)?, &bytes) {
+            bytes[4..6].copy_from_slice(&sum.to_be_bytes());
+        }
         bytes
     };
     let reply = send_raw(socket, lma, unknown)?;
