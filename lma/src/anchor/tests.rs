@@ -421,7 +421,8 @@ fn without(mut bu: BindingUpdateRepr, drop: impl Fn(&MobilityOption) -> bool) ->
 fn missing_mandatory_options_name_their_status() {
     let mut b = Bench::new();
     let good = b.pbu(5, "m@x", 0).to_binding_update();
-    let cases: [(BindingAckStatus, fn(&MobilityOption) -> bool); 4] = [
+    type Drop = fn(&MobilityOption) -> bool;
+    let cases: [(BindingAckStatus, Drop); 4] = [
         (BindingAckStatus::MissingMnIdentifierOption, |o| {
             matches!(o, MobilityOption::MobileNodeIdentifier(_))
         }),
