@@ -1,0 +1,918 @@
+//! The tokio driver of the ePDG: UDP 500/4500 for IKE, one Diameter connection to the
+//! AAA, one UDP socket toward the LMAs. One task owns every state machine (IKE SAs,
+//! attach procedures, the Diameter peer, the binding update list); socket readers feed it
+//! through a channel, and it sleeps until the earliest `poll_timeout()`.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use pmip_common::binding_update_list::{self as bul, BindingUpdateList, MagConfig, MobileNodeKey};
+use pmip_common::diameter::base::{Capabilities, DisconnectCause};
+use pmip_common::diameter::peer::{self, Peer, PeerConfig, PeerEvent, Role};
+use pmip_common::diameter::swm::SwmMessage;
+use pmip_common::diameter::{Framer, Message};
+use pmip_common::ike::auth::Signer;
+use pmip_common::ike::sa::{
+    Event as IkeEvent, InitReply, Output as IkeOutput, Responder, ResponderConfig, ResponderSa,
+};
+use pmip_common::ike::wire::Identification;
+use pmip_common::ike::IkeSuite;
+use pmip_common::mh::{
+    ChecksumContext, GreKey, Lifetime, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck,
+    IPPROTO_NONE,
+};
+use pmip_common::pcap::PcapWriter;
+use rand::rngs::OsRng;
+use rand::RngCore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::attach::{self, Attach, AttachConfig, Outcome};
+use crate::config::Config;
+
+/// What the socket tasks tell the main loop.
+#[derive(Debug)]
+enum Event {
+    Ike {
+        data: Vec<u8>,
+        from: SocketAddr,
+        natt: bool,
+    },
+    Mh {
+        data: Vec<u8>,
+        from: SocketAddr,
+    },
+    DiameterUp(OwnedWriteHalf),
+    DiameterConnectFailed(String),
+    DiameterBytes(Vec<u8>),
+    DiameterDown,
+}
+
+/// One UE: its IKE SA and its attach procedure.
+struct Ue {
+    sa: ResponderSa,
+    attach: Attach,
+    remote: IpAddr,
+    port_500: u16,
+    port_4500: Option<u16>,
+}
+
+/// The whole ePDG.
+pub struct Epdg {
+    config: Config,
+    attach_config: Arc<AttachConfig>,
+    responder: Responder,
+    ues: HashMap<u64, Ue>,
+    by_session: HashMap<String, u64>,
+    by_key: HashMap<MobileNodeKey, u64>,
+    list: BindingUpdateList,
+    diameter: Peer,
+    framer: Framer,
+    writer: Option<OwnedWriteHalf>,
+    connecting: bool,
+    reconnect_at: Option<Instant>,
+    ike500: Arc<UdpSocket>,
+    ike4500: Arc<UdpSocket>,
+    mh: Arc<UdpSocket>,
+    local_500: SocketAddr,
+    local_4500: SocketAddr,
+    local_mh: SocketAddr,
+    pcap: Option<PcapWriter>,
+    keylog: Option<File>,
+    rng: OsRng,
+    next_gre_key: u32,
+    next_session: u32,
+    work: VecDeque<(u64, attach::Input)>,
+    tx: mpsc::Sender<Event>,
+    rx: Option<mpsc::Receiver<Event>>,
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The ePDG's certificate and key: from files, or a lab certificate made now.
+fn signer(config: &Config) -> Result<Arc<dyn Signer>> {
+    use pmip_common::ike::auth::EcdsaP256Signer;
+    let (key, cert) = match (&config.private_key, &config.certificate) {
+        (Some(k), Some(c)) => (read_file(k)?, read_file(c)?),
+        _ => {
+            let generated = rcgen::generate_simple_self_signed(vec![config.ike_identity.clone()])
+                .context("generating a lab certificate")?;
+            (
+                generated.signing_key.serialize_der(),
+                generated.cert.der().to_vec(),
+            )
+        }
+    };
+    let signer = EcdsaP256Signer::from_pkcs8(&key, cert)
+        .map_err(|e| anyhow::anyhow!("loading the ePDG key: {e}"))?;
+    Ok(Arc::new(signer))
+}
+
+impl Epdg {
+    /// Binds every socket and prepares the state machines.
+    pub async fn bind(config: Config) -> Result<Epdg> {
+        let ike500 = UdpSocket::bind(config.ike_listen)
+            .await
+            .with_context(|| format!("binding IKE UDP {}", config.ike_listen))?;
+        let ike4500 = UdpSocket::bind(config.natt_listen)
+            .await
+            .with_context(|| format!("binding IKE UDP {}", config.natt_listen))?;
+        let mh = UdpSocket::bind(SocketAddr::new(config.mh_local.into(), 0))
+            .await
+            .with_context(|| format!("binding the MH socket at {}", config.mh_local))?;
+        let local_500 = ike500.local_addr()?;
+        let local_4500 = ike4500.local_addr()?;
+        let local_mh = mh.local_addr()?;
+        let mut rng = OsRng;
+        let suites = if config.ike_suites.is_empty() {
+            IkeSuite::defaults()
+        } else {
+            config
+                .ike_suites
+                .iter()
+                .map(|s| s.parse::<IkeSuite>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("ike_suites: {e}"))?
+        };
+        let responder = Responder::new(
+            ResponderConfig {
+                suites,
+                identity: Identification::Fqdn(config.ike_identity.clone()),
+                half_open_timeout: Duration::from_secs(config.half_open_timeout_secs),
+                signer: Some(signer(&config)?),
+                ..ResponderConfig::default()
+            },
+            &mut rng,
+        );
+        let attach_config = Arc::new(AttachConfig {
+            origin_host: config.origin_host.clone(),
+            origin_realm: config.origin_realm.clone(),
+            destination_realm: config.destination_realm.clone(),
+            lma_port: config.lma_port,
+            default_apn: config.default_apn.clone(),
+            dns: config.dns.clone(),
+            pcscf: config.pcscf.clone(),
+            diameter_timeout: Duration::from_millis(config.diameter_timeout_ms),
+        });
+        let list = BindingUpdateList::new(
+            MagConfig {
+                init_min_delay_between_bus: Duration::from_millis(config.pbu_retransmit_ms),
+                max_retransmissions: config.pbu_max_retransmissions,
+                requested_lifetime: Lifetime::from_secs(config.binding_lifetime_secs),
+                ..MagConfig::default()
+            },
+            Instant::now(),
+            SystemTime::now(),
+        );
+        let capabilities = Capabilities::swm(
+            &config.origin_host,
+            &config.origin_realm,
+            vec![IpAddr::from(config.mh_local)],
+            "pmip-mag",
+        );
+        let diameter = Peer::new(
+            PeerConfig::new(capabilities),
+            Role::Initiator,
+            Box::new(|| OsRng.next_u32()),
+        );
+        let pcap = match &config.pcap {
+            Some(p) => {
+                Some(PcapWriter::create(p).with_context(|| format!("creating {}", p.display()))?)
+            }
+            None => None,
+        };
+        let keylog = match &config.keylog {
+            Some(p) => Some(File::create(p).with_context(|| format!("creating {}", p.display()))?),
+            None => None,
+        };
+        let (tx, rx) = mpsc::channel(1024);
+        Ok(Epdg {
+            attach_config,
+            responder,
+            ues: HashMap::new(),
+            by_session: HashMap::new(),
+            by_key: HashMap::new(),
+            list,
+            diameter,
+            framer: Framer::new(1 << 20),
+            writer: None,
+            connecting: false,
+            reconnect_at: None,
+            ike500: Arc::new(ike500),
+            ike4500: Arc::new(ike4500),
+            mh: Arc::new(mh),
+            local_500,
+            local_4500,
+            local_mh,
+            pcap,
+            keylog,
+            rng,
+            next_gre_key: OsRng.next_u32() & 0x00ff_ffff | 1,
+            next_session: 0,
+            work: VecDeque::new(),
+            tx,
+            rx: Some(rx),
+            config,
+        })
+    }
+
+    /// Runs until the task is cancelled (the caller selects on a signal).
+    pub async fn run(mut self) -> Result<()> {
+        let mut rx = self.rx.take().context("run called twice")?;
+        spawn_udp_reader(Arc::clone(&self.ike500), self.tx.clone(), |data, from| {
+            Event::Ike {
+                data,
+                from,
+                natt: false,
+            }
+        });
+        spawn_udp_reader(Arc::clone(&self.ike4500), self.tx.clone(), |data, from| {
+            Event::Ike {
+                data,
+                from,
+                natt: true,
+            }
+        });
+        spawn_udp_reader(Arc::clone(&self.mh), self.tx.clone(), |data, from| {
+            Event::Mh { data, from }
+        });
+        self.connect();
+        info!(
+            ike = %self.local_500,
+            natt = %self.local_4500,
+            mh = %self.local_mh,
+            aaa = %self.config.aaa,
+            "mag listening"
+        );
+        loop {
+            let deadline = self.next_deadline();
+            let sleep = tokio::time::sleep_until(
+                deadline
+                    .map(tokio::time::Instant::from_std)
+                    .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600)),
+            );
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(event) => self.on_event(event).await,
+                    None => return Ok(()),
+                },
+                _ = sleep => self.on_timeout().await,
+            }
+            self.run_work().await;
+            if let Some(p) = self.pcap.as_mut() {
+                let _ = p.flush();
+            }
+        }
+    }
+
+    /// Sends DPR to the AAA and de-registers every binding (best effort, on shutdown).
+    pub async fn shutdown(&mut self) {
+        let mut out = Vec::new();
+        self.diameter
+            .disconnect(DisconnectCause::Rebooting, Instant::now(), &mut out);
+        self.diameter_outputs(out).await;
+    }
+
+    fn connect(&mut self) {
+        if self.connecting || self.writer.is_some() {
+            return;
+        }
+        self.connecting = true;
+        self.reconnect_at = None;
+        let aaa = self.config.aaa;
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            match TcpStream::connect(aaa).await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    let (mut reader, writer) = stream.into_split();
+                    if tx.send(Event::DiameterUp(writer)).await.is_err() {
+                        return;
+                    }
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        match reader.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if tx
+                                    .send(Event::DiameterBytes(buf[..n].to_vec()))
+                                    .await
+                                    .is_err()
+                                {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    let _ = tx.send(Event::DiameterDown).await;
+                }
+                Err(e) => {
+                    let _ = tx
+                        .send(Event::DiameterConnectFailed(format!("{aaa}: {e}")))
+                        .await;
+                }
+            }
+        });
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let ues = self
+            .ues
+            .values()
+            .flat_map(|u| [u.sa.poll_timeout(), u.attach.poll_timeout()]);
+        ues.chain([
+            self.list.poll_timeout(),
+            self.diameter.poll_timeout(),
+            self.reconnect_at,
+        ])
+        .flatten()
+        .min()
+    }
+
+    async fn on_timeout(&mut self) {
+        let now = Instant::now();
+        let mut ike_out = Vec::new();
+        let due: Vec<u64> = self
+            .ues
+            .iter()
+            .filter(|(_, u)| u.sa.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(spi, _)| *spi)
+            .collect();
+        for spi in due {
+            if let Some(ue) = self.ues.get_mut(&spi) {
+                ue.sa.handle_timeout(now, &mut ike_out);
+            }
+            let out = std::mem::take(&mut ike_out);
+            self.ike_outputs(spi, out).await;
+        }
+        for (spi, ue) in &self.ues {
+            if ue.attach.poll_timeout().is_some_and(|t| t <= now) {
+                self.work.push_back((*spi, attach::Input::Timeout));
+            }
+        }
+        if self.list.poll_timeout().is_some_and(|t| t <= now) {
+            let mut out = Vec::new();
+            self.list.handle(bul::Input::Timeout, now, &mut out);
+            self.list_outputs(out).await;
+        }
+        if self.diameter.poll_timeout().is_some_and(|t| t <= now) {
+            let mut out = Vec::new();
+            self.diameter.handle(peer::Input::Timeout, now, &mut out);
+            self.diameter_outputs(out).await;
+        }
+        if self.reconnect_at.is_some_and(|t| t <= now) {
+            self.connect();
+        }
+    }
+
+    async fn on_event(&mut self, event: Event) {
+        let now = Instant::now();
+        match event {
+            Event::Ike { data, from, natt } => self.on_ike(data, from, natt).await,
+            Event::Mh { data, from } => self.on_mh(&data, from).await,
+            Event::DiameterUp(writer) => {
+                self.connecting = false;
+                self.writer = Some(writer);
+                self.framer = Framer::new(1 << 20);
+                info!(aaa = %self.config.aaa, "connected to the AAA");
+                let mut out = Vec::new();
+                self.diameter
+                    .handle(peer::Input::ConnectionUp, now, &mut out);
+                self.diameter_outputs(out).await;
+            }
+            Event::DiameterConnectFailed(e) => {
+                self.connecting = false;
+                warn!("cannot reach the AAA: {e}; retrying in 2 s");
+                self.reconnect_at = Some(now + Duration::from_secs(2));
+            }
+            Event::DiameterBytes(bytes) => {
+                self.framer.push(&bytes);
+                loop {
+                    match self.framer.next_message() {
+                        Ok(Some(m)) => {
+                            let mut out = Vec::new();
+                            self.diameter
+                                .handle(peer::Input::Message(&m), now, &mut out);
+                            self.diameter_outputs(out).await;
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            warn!("bad Diameter stream from the AAA: {e}; reconnecting");
+                            self.writer = None;
+                            let mut out = Vec::new();
+                            self.diameter
+                                .handle(peer::Input::ConnectionDown, now, &mut out);
+                            self.diameter_outputs(out).await;
+                            break;
+                        }
+                    }
+                }
+            }
+            Event::DiameterDown => {
+                let mut out = Vec::new();
+                self.diameter
+                    .handle(peer::Input::ConnectionDown, now, &mut out);
+                self.diameter_outputs(out).await;
+                self.writer = None;
+                self.reconnect_at = Some(now + Duration::from_secs(2));
+            }
+        }
+    }
+
+    async fn diameter_outputs(&mut self, out: Vec<peer::Output>) {
+        for o in out {
+            match o {
+                peer::Output::Send(bytes) => {
+                    if let Some(w) = self.writer.as_mut() {
+                        if let Err(e) = w.write_all(&bytes).await {
+                            warn!("writing to the AAA: {e}");
+                        }
+                    }
+                }
+                peer::Output::Close => {
+                    if let Some(mut w) = self.writer.take() {
+                        let _ = w.shutdown().await;
+                    }
+                    self.reconnect_at = Some(Instant::now() + Duration::from_secs(2));
+                }
+                peer::Output::Event(PeerEvent::Open { applications, .. }) => {
+                    info!(?applications, "Diameter peer open")
+                }
+                peer::Output::Event(PeerEvent::Answer(m)) => self.on_answer(&m),
+                peer::Output::Event(PeerEvent::Down(reason)) => {
+                    warn!(?reason, "Diameter peer down");
+                    self.writer = None;
+                    self.reconnect_at = Some(Instant::now() + Duration::from_secs(2));
+                }
+                peer::Output::Event(e) => debug!(?e, "Diameter peer event"),
+            }
+        }
+    }
+
+    fn on_answer(&mut self, m: &Message) {
+        let Some(spi) = m.session_id().and_then(|s| self.by_session.get(s)).copied() else {
+            debug!("answer for an unknown session");
+            return;
+        };
+        match SwmMessage::parse(m) {
+            Ok(SwmMessage::Dea(dea)) => self
+                .work
+                .push_back((spi, attach::Input::Dea(Box::new(dea)))),
+            Ok(SwmMessage::Aaa(aaa)) => self
+                .work
+                .push_back((spi, attach::Input::Aaa(Box::new(aaa)))),
+            Ok(SwmMessage::Sta(_)) => {}
+            Ok(other) => debug!(?other, "unexpected SWm message"),
+            Err(e) => warn!("unparsable SWm answer: {e}"),
+        }
+    }
+
+    async fn send_diameter(&mut self, message: impl FnOnce(u32, u32) -> Message) -> bool {
+        if !self.diameter.is_open() || self.writer.is_none() {
+            return false;
+        }
+        let (hbh, e2e) = (
+            self.diameter.next_hop_by_hop(),
+            self.diameter.next_end_to_end(),
+        );
+        let Ok(bytes) = message(hbh, e2e).to_vec() else {
+            return false;
+        };
+        match self.writer.as_mut() {
+            Some(w) => w.write_all(&bytes).await.is_ok(),
+            None => false,
+        }
+    }
+
+    async fn on_ike(&mut self, mut data: Vec<u8>, from: SocketAddr, natt: bool) {
+        if natt {
+            // RFC 3948: IKE after a four-octet non-ESP marker; anything else is ESP
+            // (no data plane yet) or a NAT keepalive.
+            if data.len() < 4 || data[..4] != [0, 0, 0, 0] {
+                return;
+            }
+            data.drain(..4);
+        }
+        if data.len() < 28 {
+            return;
+        }
+        self.record_ike(from, natt, false, &data);
+        let mut spi_r = [0u8; 8];
+        spi_r.copy_from_slice(&data[8..16]);
+        let spi_r = u64::from_be_bytes(spi_r);
+        let mut out = Vec::new();
+        if spi_r == 0 {
+            let local = if natt {
+                self.local_4500
+            } else {
+                self.local_500
+            };
+            let half_open = self.ues.values().filter(|u| u.sa.is_half_open()).count();
+            match self.responder.handle_ike_sa_init(
+                &data,
+                from,
+                local,
+                half_open,
+                Instant::now(),
+                &mut self.rng,
+            ) {
+                InitReply::Stateless(reply) => self.send_ike_to(from, natt, &reply).await,
+                InitReply::NewSa(sa, reply) => {
+                    let spi = sa.responder_spi();
+                    if let Some(k) = self.keylog.as_mut() {
+                        let record = sa
+                            .keys()
+                            .wireshark_decryption_record(sa.initiator_spi(), spi);
+                        let _ = writeln!(k, "{record}");
+                        let _ = k.flush();
+                    }
+                    self.next_session = self.next_session.wrapping_add(1);
+                    let session_id = pmip_common::diameter::swm::session_id(
+                        &self.config.origin_host,
+                        (spi >> 32) as u32,
+                        self.next_session,
+                        None,
+                    );
+                    self.next_gre_key = self.next_gre_key.wrapping_add(1).max(1);
+                    let attach = Attach::new(
+                        Arc::clone(&self.attach_config),
+                        session_id.clone(),
+                        GreKey(self.next_gre_key),
+                    );
+                    self.by_session.insert(session_id, spi);
+                    self.ues.insert(
+                        spi,
+                        Ue {
+                            sa: *sa,
+                            attach,
+                            remote: from.ip(),
+                            port_500: from.port(),
+                            port_4500: natt.then_some(from.port()),
+                        },
+                    );
+                    self.send_ike_to(from, natt, &reply).await;
+                }
+                InitReply::Discarded(d) => debug!(%from, ?d, "IKE_SA_INIT discarded"),
+            }
+            return;
+        }
+        let Some(ue) = self.ues.get_mut(&spi_r) else {
+            debug!(%from, "IKE message for an unknown SA");
+            return;
+        };
+        if natt {
+            ue.port_4500 = Some(from.port());
+        } else {
+            ue.port_500 = from.port();
+        }
+        ue.remote = from.ip();
+        ue.sa.handle(&data, natt, &mut self.rng, &mut out);
+        self.ike_outputs(spi_r, out).await;
+    }
+
+    fn record_ike(&mut self, peer: SocketAddr, natt: bool, outbound: bool, data: &[u8]) {
+        let Some(p) = self.pcap.as_mut() else { return };
+        let local = if natt {
+            self.local_4500
+        } else {
+            self.local_500
+        };
+        let local = if local.ip().is_unspecified() {
+            SocketAddr::new(peer.ip(), local.port())
+        } else {
+            local
+        };
+        let mut payload = Vec::with_capacity(data.len() + 4);
+        if natt {
+            payload.extend_from_slice(&[0, 0, 0, 0]);
+        }
+        payload.extend_from_slice(data);
+        let (src, dst) = if outbound {
+            (local, peer)
+        } else {
+            (peer, local)
+        };
+        if let Err(e) = p.write_udp(SystemTime::now(), src, dst, &payload) {
+            debug!("pcap: {e}");
+        }
+    }
+
+    async fn send_ike_to(&mut self, to: SocketAddr, natt: bool, bytes: &[u8]) {
+        self.record_ike(to, natt, true, bytes);
+        let result = if natt {
+            let mut d = vec![0u8; 4];
+            d.extend_from_slice(bytes);
+            self.ike4500.send_to(&d, to).await
+        } else {
+            self.ike500.send_to(bytes, to).await
+        };
+        if let Err(e) = result {
+            warn!(%to, "sending IKE: {e}");
+        }
+    }
+
+    /// Carries out what an IKE SA asked for and turns its events into attach inputs.
+    async fn ike_outputs(&mut self, spi: u64, out: Vec<IkeOutput>) {
+        for o in out {
+            match o {
+                IkeOutput::Send { bytes, port_4500 } => {
+                    let Some(ue) = self.ues.get(&spi) else {
+                        continue;
+                    };
+                    let to = if port_4500 {
+                        SocketAddr::new(ue.remote, ue.port_4500.unwrap_or(4500))
+                    } else {
+                        SocketAddr::new(ue.remote, ue.port_500)
+                    };
+                    self.send_ike_to(to, port_4500, &bytes).await;
+                }
+                IkeOutput::Event(e) => {
+                    let input = match e {
+                        IkeEvent::AuthRequested(r) => attach::Input::AuthRequested(Box::new(r)),
+                        IkeEvent::EapResponse(eap) => attach::Input::EapFromUe(eap),
+                        IkeEvent::Established(_) => attach::Input::IkeEstablished,
+                        IkeEvent::Closed(reason) => attach::Input::IkeClosed(reason),
+                        IkeEvent::Alive | IkeEvent::EapRequest(_) => continue,
+                        IkeEvent::Discarded(d) => {
+                            debug!(spi = format_args!("{spi:016x}"), ?d, "IKE datagram dropped");
+                            continue;
+                        }
+                    };
+                    self.work.push_back((spi, input));
+                }
+            }
+        }
+    }
+
+    /// Runs attach procedures until no input is left.
+    async fn run_work(&mut self) {
+        while let Some((spi, input)) = self.work.pop_front() {
+            let now = Instant::now();
+            let mut out = Vec::new();
+            let closed_first = matches!(input, attach::Input::IkeClosed(_));
+            {
+                let Some(ue) = self.ues.get_mut(&spi) else {
+                    continue;
+                };
+                ue.attach.handle(input, now, &mut out);
+            }
+            let mut ike_out = Vec::new();
+            let mut finished =
+                closed_first && self.ues.get(&spi).is_some_and(|u| u.attach.is_done());
+            for o in out {
+                match o {
+                    attach::Output::SendEap(eap) => {
+                        if let Some(ue) = self.ues.get_mut(&spi) {
+                            ue.sa.send_eap(eap, &mut self.rng, &mut ike_out);
+                        }
+                    }
+                    attach::Output::EapSuccess {
+                        eap,
+                        msk,
+                        acceptance,
+                    } => {
+                        let inbound_spi = self.rng.next_u32() | 0x100;
+                        if let Some(ue) = self.ues.get_mut(&spi) {
+                            info!(
+                                nai = ue.attach.nai(),
+                                apn = ue.attach.apn(),
+                                "PBA accepted: releasing the EAP-Success"
+                            );
+                            ue.sa.eap_success(
+                                eap,
+                                msk,
+                                acceptance,
+                                inbound_spi,
+                                &mut self.rng,
+                                &mut ike_out,
+                            );
+                        }
+                    }
+                    attach::Output::Reject {
+                        notify,
+                        eap_failure,
+                    } => {
+                        if let Some(ue) = self.ues.get_mut(&spi) {
+                            ue.sa
+                                .reject(notify, eap_failure, &mut self.rng, &mut ike_out);
+                        }
+                    }
+                    attach::Output::DeleteIke => {
+                        if let Some(ue) = self.ues.get_mut(&spi) {
+                            ue.sa.delete(now, &mut self.rng, &mut ike_out);
+                        }
+                    }
+                    attach::Output::Der(der) => {
+                        if !self.send_diameter(|h, e| der.to_message(h, e)).await {
+                            self.work.push_back((spi, attach::Input::AaaUnavailable));
+                        }
+                    }
+                    attach::Output::Aar(aar) => {
+                        if !self.send_diameter(|h, e| aar.to_message(h, e)).await {
+                            self.work.push_back((spi, attach::Input::AaaUnavailable));
+                        }
+                    }
+                    attach::Output::Str(str) => {
+                        if !self.send_diameter(|h, e| str.to_message(h, e)).await {
+                            warn!(session = str.session_id, "STR not sent: AAA unreachable");
+                        }
+                    }
+                    attach::Output::Register(request) => {
+                        self.by_key.insert(request.key.clone(), spi);
+                        let mut lout = Vec::new();
+                        self.list
+                            .handle(bul::Input::Register(*request), now, &mut lout);
+                        self.list_outputs(lout).await;
+                    }
+                    attach::Output::Deregister(key) => {
+                        let mut lout = Vec::new();
+                        self.list
+                            .handle(bul::Input::Deregister(key), now, &mut lout);
+                        self.list_outputs(lout).await;
+                    }
+                    attach::Output::Attached(a) => info!(
+                        nai = a.nai,
+                        apn = a.apn,
+                        lma = %a.lma,
+                        ipv4 = a.ipv4.map(|n| n.addr().to_string()).unwrap_or_default(),
+                        ipv6_prefix = a.ipv6_prefix.map(|n| n.to_string()).unwrap_or_default(),
+                        uplink_gre_key = a.uplink_gre_key.map(|k| k.0).unwrap_or_default(),
+                        downlink_gre_key = a.downlink_gre_key.0,
+                        attached = self.ues.values().filter(|u| u.attach.info().is_some()).count(),
+                        "UE attached"
+                    ),
+                    attach::Output::Finished(outcome) => {
+                        finished = true;
+                        match &outcome {
+                            Outcome::Rejected { notify, reason } => {
+                                warn!(
+                                    spi = format_args!("{spi:016x}"),
+                                    ?notify,
+                                    "attach rejected: {reason}"
+                                )
+                            }
+                            Outcome::Detached(r) => {
+                                info!(spi = format_args!("{spi:016x}"), "UE detached: {r}")
+                            }
+                            Outcome::Abandoned(r) => {
+                                info!(spi = format_args!("{spi:016x}"), "attach abandoned: {r}")
+                            }
+                        }
+                    }
+                }
+            }
+            self.ike_outputs(spi, ike_out).await;
+            if finished {
+                self.remove(spi);
+            }
+        }
+    }
+
+    fn remove(&mut self, spi: u64) {
+        if let Some(ue) = self.ues.remove(&spi) {
+            self.by_session.remove(ue.attach.session_id());
+            let key = ue.attach.key();
+            if self.by_key.get(&key) == Some(&spi) {
+                self.by_key.remove(&key);
+            }
+            debug!(
+                spi = format_args!("{spi:016x}"),
+                ike_sas = self.ues.len(),
+                bindings = self.list.len(),
+                "UE state removed"
+            );
+        }
+    }
+
+    async fn list_outputs(&mut self, out: Vec<bul::Output>) {
+        for o in out {
+            match o {
+                bul::Output::Send { to, pbu } => {
+                    let IpAddr::V4(destination) = to.ip() else {
+                        warn!(%to, "IPv6 transport to the LMA is not supported by this driver yet");
+                        continue;
+                    };
+                    let message = MobilityHeaderRepr {
+                        payload_proto: IPPROTO_NONE,
+                        message: MobilityMessage::BindingUpdate(pbu.to_binding_update()),
+                    };
+                    let bytes = message.to_bytes(ChecksumContext::Ipv4Udp {
+                        source: self.config.mh_local,
+                        destination,
+                    });
+                    if let Some(p) = self.pcap.as_mut() {
+                        let _ = p.write_udp(SystemTime::now(), self.local_mh, to, &bytes);
+                    }
+                    debug!(%to, seq = pbu.sequence, lifetime = pbu.lifetime.0, "PBU");
+                    if let Err(e) = self.mh.send_to(&bytes, to).await {
+                        warn!(%to, "sending PBU: {e}");
+                    }
+                }
+                bul::Output::Registered { key, registration } => {
+                    match self.by_key.get(&key) {
+                        Some(spi) => self
+                            .work
+                            .push_back((*spi, attach::Input::Registered(Box::new(registration)))),
+                        None => {
+                            // The UE left while the PBU was out: undo the binding.
+                            let mut lout = Vec::new();
+                            self.list.handle(
+                                bul::Input::Deregister(key),
+                                Instant::now(),
+                                &mut lout,
+                            );
+                            Box::pin(self.list_outputs(lout)).await;
+                        }
+                    }
+                }
+                bul::Output::Failed { key, reason } => {
+                    if let Some(spi) = self.by_key.get(&key) {
+                        self.work
+                            .push_back((*spi, attach::Input::RegistrationFailed(reason)));
+                    }
+                }
+                bul::Output::Lost { key, reason } => {
+                    if let Some(spi) = self.by_key.get(&key) {
+                        self.work
+                            .push_back((*spi, attach::Input::BindingLost(reason)));
+                    }
+                }
+                bul::Output::Refreshed { key, .. } => debug!(%key, "binding refreshed"),
+                bul::Output::Deregistered { key, acknowledged } => {
+                    info!(%key, acknowledged, bindings = self.list.len(), "binding removed")
+                }
+            }
+        }
+    }
+
+    async fn on_mh(&mut self, data: &[u8], from: SocketAddr) {
+        let IpAddr::V4(source) = from.ip() else {
+            return;
+        };
+        if let Some(p) = self.pcap.as_mut() {
+            let _ = p.write_udp(SystemTime::now(), from, self.local_mh, data);
+        }
+        let parsed = MobilityHeaderRepr::parse(
+            data,
+            ChecksumContext::Ipv4Udp {
+                source,
+                destination: self.config.mh_local,
+            },
+        );
+        let ack = match parsed.map(|m| m.message) {
+            Ok(MobilityMessage::BindingAck(ba)) => match ProxyBindingAck::try_from(&ba) {
+                Ok(ack) => ack,
+                Err(e) => {
+                    warn!(%from, "bad PBA: {e:?}");
+                    return;
+                }
+            },
+            Ok(other) => {
+                debug!(%from, ?other, "Mobility Header message ignored");
+                return;
+            }
+            Err(e) => {
+                warn!(%from, "unparsable Mobility Header: {e}");
+                return;
+            }
+        };
+        debug!(%from, seq = ack.sequence, status = ?ack.status, "PBA");
+        let mut out = Vec::new();
+        self.list
+            .handle(bul::Input::Ack { from, ack }, Instant::now(), &mut out);
+        self.list_outputs(out).await;
+    }
+}
+
+fn spawn_udp_reader(
+    socket: Arc<UdpSocket>,
+    tx: mpsc::Sender<Event>,
+    make: impl Fn(Vec<u8>, SocketAddr) -> Event + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match socket.recv_from(&mut buf).await {
+                Ok((n, from)) => {
+                    if tx.send(make(buf[..n].to_vec(), from)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    debug!("UDP receive: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    });
+}
