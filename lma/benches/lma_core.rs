@@ -329,7 +329,7 @@ fn main() {
     let mut criterion = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(if smoke { 1 } else { 20 }))
+        .measurement_time(Duration::from_secs(if smoke { 1 } else { 40 }))
         .configure_from_args();
     let mut group = criterion.benchmark_group("lma_core");
     group.throughput(Throughput::Elements(n as u64));

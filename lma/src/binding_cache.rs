@@ -8,10 +8,12 @@
 //! so the NAI is not stored twice; APN strings are interned, since a gateway serves a
 //! handful of APNs for millions of bindings. A slot's generation changes each time it is
 //! reused, so a [`BindingId`] held elsewhere (a deadline, a data-plane route) never
-//! names a later binding by mistake.
+//! names a later binding by mistake. The address and key indexes hold values the LMA
+//! chose itself (from its pools and key sequence), so they use a cheap multiplicative
+//! hash instead of SipHash: no peer can pick keys that collide.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -104,6 +106,37 @@ pub enum CacheError {
     Full,
 }
 
+/// A multiplicative (Fx-style) hasher for small integer keys the LMA allocated.
+#[derive(Debug, Clone, Copy, Default)]
+struct IndexHasher(u64);
+
+const INDEX_HASH_FACTOR: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl IndexHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(INDEX_HASH_FACTOR);
+    }
+}
+
+impl Hasher for IndexHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.add(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IndexMap<K> = HashMap<K, u32, BuildHasherDefault<IndexHasher>>;
+
 #[derive(Debug, Clone)]
 struct Slot {
     generation: u32,
@@ -117,10 +150,10 @@ pub struct BindingCache {
     free_slots: Vec<u32>,
     hasher: std::collections::hash_map::RandomState,
     by_key: HashTable<u32>,
-    by_ipv4: HashMap<Ipv4Addr, u32>,
+    by_ipv4: IndexMap<u32>,
     /// Keyed by the prefix's upper 64 bits: every home network prefix is a /64.
-    by_prefix: HashMap<u64, u32>,
-    by_uplink_key: HashMap<u32, u32>,
+    by_prefix: IndexMap<u64>,
+    by_uplink_key: IndexMap<u32>,
     apns: HashSet<Arc<str>>,
     len: usize,
 }
@@ -184,7 +217,7 @@ impl BindingCache {
     }
 
     pub fn by_ipv4_home_address(&self, address: Ipv4Addr) -> Option<BindingId> {
-        self.by_ipv4.get(&address).map(|&s| self.id(s))
+        self.by_ipv4.get(&u32::from(address)).map(|&s| self.id(s))
     }
 
     pub fn by_home_network_prefix(&self, prefix: Ipv6Net) -> Option<BindingId> {
@@ -215,7 +248,7 @@ impl BindingCache {
         let free = |holder: Option<&u32>| holder.is_none_or(|h| Some(*h) == slot);
         addresses
             .ipv4_home_address
-            .is_none_or(|a| free(self.by_ipv4.get(&a)))
+            .is_none_or(|a| free(self.by_ipv4.get(&u32::from(a))))
             && addresses
                 .home_network_prefix
                 .is_none_or(|p| free(self.by_prefix.get(&prefix_key(p))))
@@ -226,7 +259,7 @@ impl BindingCache {
 
     fn index_addresses(&mut self, addresses: &Addresses, slot: u32) {
         if let Some(a) = addresses.ipv4_home_address {
-            self.by_ipv4.insert(a, slot);
+            self.by_ipv4.insert(u32::from(a), slot);
         }
         if let Some(p) = addresses.home_network_prefix {
             self.by_prefix.insert(prefix_key(p), slot);
@@ -238,7 +271,7 @@ impl BindingCache {
 
     fn unindex_addresses(&mut self, addresses: &Addresses) {
         if let Some(a) = addresses.ipv4_home_address {
-            self.by_ipv4.remove(&a);
+            self.by_ipv4.remove(&u32::from(a));
         }
         if let Some(p) = addresses.home_network_prefix {
             self.by_prefix.remove(&prefix_key(p));
