@@ -88,7 +88,8 @@ pub struct ConfigLayer {
 /// Errors reading or checking the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading {path}: {source}")]
+    /// The file could not be read (the cause is the error's source).
+    #[error("reading {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
