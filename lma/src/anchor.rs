@@ -296,8 +296,14 @@ impl Lma {
             Input::Timeout => self.expire(now, out),
         }
         let cache = &self.cache;
-        self.deadlines
-            .prune_front(|at, id| cache.get(id).is_none_or(|e| e.state.expires != at));
+        let stale =
+            |at: Instant, id: BindingId| cache.get(id).is_none_or(|e| e.state.expires != at);
+        self.deadlines.prune_front(stale);
+        // Every refresh leaves its predecessor's deadline behind until it falls due:
+        // when they outnumber the live ones, sweep them all at once (amortised O(1)).
+        if self.deadlines.len() > 2 * self.cache.len() + 1024 {
+            self.deadlines.retain(|at, id| !stale(at, id));
+        }
     }
 
     fn wall_clock(&self, now: Instant) -> SystemTime {
@@ -600,9 +606,18 @@ impl Lma {
         }
     }
 
-    fn arm(&mut self, id: BindingId, now: Instant, lifetime: Lifetime) -> Instant {
+    /// Arms the binding's expiry (unless `previous`, its current one, is the same).
+    fn arm(
+        &mut self,
+        id: BindingId,
+        now: Instant,
+        lifetime: Lifetime,
+        previous: Option<Instant>,
+    ) -> Instant {
         let expires = now + Duration::from_secs(u64::from(lifetime.as_secs()));
-        self.deadlines.push(expires, id);
+        if previous != Some(expires) {
+            self.deadlines.push(expires, id);
+        }
         expires
     }
 
@@ -657,7 +672,7 @@ impl Lma {
                 ));
             }
         };
-        let expires = self.arm(id, now, lifetime);
+        let expires = self.arm(id, now, lifetime, None);
         if let Some(state) = self.cache.state_mut(id) {
             state.expires = expires;
         }
@@ -688,6 +703,7 @@ impl Lma {
         let held = entry.addresses();
         let before = (entry.state.mag, entry.state.downlink_gre_key);
         let last_timestamp = entry.state.last_timestamp;
+        let previous_expiry = entry.state.expires;
         let prefix_matches =
             |p: &Ipv6Net| is_any_prefix(p) || Some(p.trunc()) == held.home_network_prefix;
         if !pbu.home_network_prefixes.iter().all(prefix_matches) {
@@ -726,7 +742,7 @@ impl Lma {
             ));
         }
         let lifetime = self.granted_lifetime(pbu.lifetime);
-        let expires = self.arm(id, now, lifetime);
+        let expires = self.arm(id, now, lifetime, Some(previous_expiry));
         if let Some(state) = self.cache.state_mut(id) {
             state.mag = from;
             state.downlink_gre_key = pbu.gre_key;

@@ -55,6 +55,12 @@ impl<T: Ord + Copy> DeadlineQueue<T> {
         }
     }
 
+    /// Keeps only the deadlines `keep` accepts (O(n)): for dropping stale ones when they
+    /// pile up, e.g. under a storm of refreshes.
+    pub fn retain(&mut self, keep: impl Fn(Instant, T) -> bool) {
+        self.heap.retain(|Reverse((at, item))| keep(*at, *item));
+    }
+
     /// Deadlines held, stale ones included.
     pub fn len(&self) -> usize {
         self.heap.len()
@@ -84,5 +90,10 @@ mod tests {
         );
         q.prune_front(|_, item| item == 2);
         assert!(q.is_empty());
+        q.push(t0, 3);
+        q.push(t0, 4);
+        q.retain(|_, item| item == 4);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.peek(), Some((t0, 4)));
     }
 }

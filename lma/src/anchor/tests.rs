@@ -987,3 +987,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_refresh_storm_does_not_pile_up_deadlines() {
+    let mut b = Bench::new();
+    let first = b.register("storm@x", 0);
+    // Refreshes at the same instant leave one deadline...
+    for i in 0..100u16 {
+        let mut refresh = b.pbu(i + 2, "storm@x", 1);
+        refresh.timestamp = Some(Timestamp(b.ntp_at(1).0 + u64::from(i) + 1));
+        refresh.home_network_prefixes = first.home_network_prefixes.clone();
+        let (ack, _) = b.exchange(udp(MAG), refresh.to_binding_update(), 1);
+        assert_eq!(ack.status, BindingAckStatus::Accepted);
+    }
+    assert_eq!(b.lma.deadlines.len(), 1, "the first one was stale at the front");
+    // ... and a refresh every second for longer than a lifetime stays bounded.
+    for i in 0..5000u16 {
+        let mut refresh = b.pbu(i + 200, "storm@x", 2 + u64::from(i));
+        refresh.home_network_prefixes = first.home_network_prefixes.clone();
+        let (ack, _) = b.exchange(udp(MAG), refresh.to_binding_update(), 2 + u64::from(i));
+        assert_eq!(ack.status, BindingAckStatus::Accepted);
+    }
+    assert!(b.lma.deadlines.len() <= 1026, "{}", b.lma.deadlines.len());
+    assert_eq!(b.lma.poll_timeout(), Some(b.at(5001 + 600)));
+}
