@@ -308,6 +308,8 @@ impl Attach {
                 self.aaa(held, *aaa, out)
             }
             (State::AwaitingDea { .. } | State::Authorizing { .. }, Input::AaaUnavailable) => {
+                // No connection: no STR can reach the AAA either.
+                self.session = false;
                 self.fail(
                     NotifyType::NetworkFailure,
                     "AAA server unreachable".into(),

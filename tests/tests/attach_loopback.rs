@@ -1,0 +1,517 @@
+//! The whole S2b attach on loopback: the real `lma` and `mag` binaries and `ue-emu
+//! attach`, with an AAA (Diameter SWm with EAP-AKA) run in this process, each node on
+//! its own 127.0.0.x address.
+//!
+//! Checked: the UE's addresses are inside the LMA's pools and are the ones the LMA
+//! logged for the binding; in the ePDG's pcap (decrypted by tshark with the ePDG's
+//! keylog) the EAP-Success comes after the PBA; the failures (unknown APN, LMA down,
+//! AAA down, wrong K) give the UE a clear notify and leave no Diameter session and no
+//! binding behind.
+//!
+//! The AAA here is a small SWm server over the library's EAP-AKA `Server` and Diameter
+//! `Peer`, standing in for the `aaa-stub` binary until it lands.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use integration_tests::{node_binary, write_file, Node};
+use ipnet::{Ipv4Net, Ipv6Net};
+use pmip_common::diameter::base::Capabilities;
+use pmip_common::diameter::codes::result;
+use pmip_common::diameter::peer::{self, Peer, PeerConfig, PeerEvent, Role};
+use pmip_common::diameter::swm::{
+    AaAnswer, AnswerResult, DiameterEapAnswer, Mip6AgentInfo, SessionTerminationAnswer, SwmMessage,
+};
+use pmip_common::diameter::{Framer, Message};
+use pmip_common::eap::{Server, ServerConfig, ServerInput, ServerOutput, Sqn, Subscriber};
+use serde_json::Value;
+
+const K: &str = "465b5ce8b199b49faa5f0a2ee238a6bc";
+const OPC: &str = "cd63cb71954a9f4e48a5994e37a02baf";
+const IMSI: &str = "234150999999999";
+const APN: &str = "internet";
+const IPV4_POOL: &str = "10.45.0.0/22";
+const IPV6_POOL: &str = "2001:db8:45::/54";
+
+fn key(hex_text: &str) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex_text[2 * i..2 * i + 2], 16).unwrap();
+    }
+    k
+}
+
+/// A minimal SWm server: EAP-AKA for one subscriber, one APN served by `lma`.
+struct FakeAaa {
+    addr: SocketAddr,
+    /// Diameter sessions opened by a DER and not yet ended by an STR.
+    sessions: Arc<Mutex<HashSet<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for FakeAaa {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl FakeAaa {
+    fn start(ip: Ipv4Addr, lma: IpAddr) -> Result<FakeAaa> {
+        let listener = TcpListener::bind((ip, 0)).context("binding the AAA")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let sessions = Arc::new(Mutex::new(HashSet::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (Arc::clone(&sessions), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut sqn = 0u64;
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = serve(stream, lma, &s, &st, &mut sqn);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Ok(FakeAaa {
+            addr,
+            sessions,
+            stop,
+        })
+    }
+
+    fn open_sessions(&self) -> usize {
+        self.sessions.lock().map(|s| s.len()).unwrap_or(usize::MAX)
+    }
+}
+
+fn serve(
+    mut stream: std::net::TcpStream,
+    lma: IpAddr,
+    sessions: &Mutex<HashSet<String>>,
+    stop: &AtomicBool,
+    sqn: &mut u64,
+) -> Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let caps = Capabilities::swm("aaa.test", "test", vec![lma], "fake-aaa");
+    let mut peer = Peer::new(PeerConfig::new(caps), Role::Responder, Box::new(|| 7));
+    let mut framer = Framer::new(1 << 20);
+    let mut servers: HashMap<String, Server> = HashMap::new();
+    let mut out = Vec::new();
+    peer.handle(peer::Input::ConnectionUp, Instant::now(), &mut out);
+    let mut buf = vec![0u8; 65536];
+    while !stop.load(Ordering::Relaxed) {
+        for o in std::mem::take(&mut out) {
+            match o {
+                peer::Output::Send(b) => stream.write_all(&b)?,
+                peer::Output::Close => return Ok(()),
+                peer::Output::Event(PeerEvent::Request(m)) => {
+                    if let Some(answer) = answer(&m, lma, &mut servers, sessions, sqn) {
+                        stream.write_all(&answer.to_vec()?)?;
+                    }
+                }
+                peer::Output::Event(PeerEvent::Down(_)) => return Ok(()),
+                peer::Output::Event(_) => {}
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                framer.push(&buf[..n]);
+                while let Some(m) = framer.next_message()? {
+                    peer.handle(peer::Input::Message(&m), Instant::now(), &mut out);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if peer.poll_timeout().is_some_and(|t| t <= Instant::now()) {
+            peer.handle(peer::Input::Timeout, Instant::now(), &mut out);
+        }
+    }
+    Ok(())
+}
+
+fn answer(
+    m: &Message,
+    lma: IpAddr,
+    servers: &mut HashMap<String, Server>,
+    sessions: &Mutex<HashSet<String>>,
+    sqn: &mut u64,
+) -> Option<Message> {
+    let header = m.header;
+    match SwmMessage::parse(m).ok()? {
+        SwmMessage::Der(der) => {
+            sessions.lock().ok()?.insert(der.session_id.clone());
+            let server = servers
+                .entry(der.session_id.clone())
+                .or_insert_with(|| Server::new(ServerConfig::default()));
+            let mut rng = rand::rngs::OsRng;
+            let mut pending = server.handle(ServerInput::Packet(&der.eap_payload), &mut rng);
+            let (mut eap, mut msk, mut failed) = (None, None, false);
+            while !pending.is_empty() {
+                for o in std::mem::take(&mut pending) {
+                    match o {
+                        ServerOutput::SubscriberNeeded { imsi } => {
+                            let sub = (imsi == IMSI).then(|| {
+                                *sqn += 32;
+                                Subscriber {
+                                    k: key(K),
+                                    opc: key(OPC),
+                                    amf: [0x80, 0],
+                                    sqn: Sqn::new(*sqn).unwrap(),
+                                }
+                            });
+                            pending = server.handle(ServerInput::Subscriber(sub), &mut rng);
+                        }
+                        ServerOutput::Send(p) => eap = Some(p),
+                        ServerOutput::Success(s) => msk = Some(s.keys.msk.to_vec()),
+                        ServerOutput::Failure(_) => failed = true,
+                        _ => {}
+                    }
+                }
+            }
+            let code = if msk.is_some() {
+                AnswerResult::SUCCESS
+            } else if failed {
+                AnswerResult::ResultCode(result::DIAMETER_AUTHENTICATION_REJECTED)
+            } else {
+                AnswerResult::ResultCode(result::DIAMETER_MULTI_ROUND_AUTH)
+            };
+            let mut dea = DiameterEapAnswer::new(&der, code, "aaa.test", "test");
+            dea.eap_payload = eap;
+            dea.eap_master_session_key = msk;
+            Some(dea.to_message(&header))
+        }
+        SwmMessage::Aar(aar) => {
+            let known = aar.service_selection.as_deref() == Some(APN);
+            let code = if known {
+                AnswerResult::SUCCESS
+            } else {
+                AnswerResult::tgpp(result::DIAMETER_ERROR_USER_NO_APN_SUBSCRIPTION)
+            };
+            let mut aaa = AaAnswer::new(&aar, code, "aaa.test", "test");
+            if known {
+                aaa.mip6_agent_info.push(Mip6AgentInfo::address(lma));
+            }
+            Some(aaa.to_message(&header))
+        }
+        SwmMessage::Str(str) => {
+            sessions.lock().ok()?.remove(&str.session_id);
+            servers.remove(&str.session_id);
+            Some(
+                SessionTerminationAnswer {
+                    session_id: str.session_id,
+                    result_code: result::DIAMETER_SUCCESS,
+                    origin_host: "aaa.test".into(),
+                    origin_realm: "test".into(),
+                    user_name: None,
+                    error_message: None,
+                    failed_avp: vec![],
+                    proxy_info: str.proxy_info,
+                    other: vec![],
+                }
+                .to_message(&header),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// The nodes of one scenario on 127.0.<net>.x: .1 UE, .2 ePDG, .3 LMA, .4 AAA.
+struct Lab {
+    dir: tempfile::TempDir,
+    net: u8,
+    lma: Option<Node>,
+    aaa: Option<FakeAaa>,
+    mag: Node,
+}
+
+fn ip(net: u8, host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, net, host)
+}
+
+impl Lab {
+    fn start(net: u8, with_lma: bool, with_aaa: bool) -> Result<Lab> {
+        let dir = tempfile::tempdir()?;
+        let lma = if with_lma {
+            let config = write_file(
+                dir.path(),
+                "lma.toml",
+                &format!(
+                    "listen_v4 = \"{}:5436\"\nipv4_pool = \"{IPV4_POOL}\"\nipv6_pool = \"{IPV6_POOL}\"\n\
+                     timestamp_window_ms = 7000\nallowed_mags = [\"{}\"]\n",
+                    ip(net, 3),
+                    ip(net, 2)
+                ),
+            )?;
+            let mut lma = Node::start("lma", &["--config", path(&config)?])?;
+            lma.wait_for("lma listening", Duration::from_secs(30))?;
+            Some(lma)
+        } else {
+            None
+        };
+        let aaa = if with_aaa {
+            Some(FakeAaa::start(ip(net, 4), ip(net, 3).into())?)
+        } else {
+            None
+        };
+        let aaa_addr = aaa
+            .as_ref()
+            .map(|a| a.addr.to_string())
+            .unwrap_or_else(|| format!("{}:3868", ip(net, 4)));
+        let config = write_file(
+            dir.path(),
+            "mag.toml",
+            &format!(
+                "ike_listen = \"{epdg}:500\"\nnatt_listen = \"{epdg}:4500\"\naaa = \"{aaa_addr}\"\n\
+                 mh_local = \"{epdg}\"\ndns = [\"10.45.0.1\"]\npcscf = [\"10.46.0.2\", \"2001:db8:46::2\"]\n\
+                 pbu_retransmit_ms = 200\npbu_max_retransmissions = 2\ndiameter_timeout_ms = 2000\n\
+                 pcap = \"{pcap}\"\nkeylog = \"{keylog}\"\n",
+                epdg = ip(net, 2),
+                pcap = dir.path().join("mag.pcap").display(),
+                keylog = dir.path().join("mag.keylog").display(),
+            ),
+        )?;
+        let mut mag = Node::start("mag", &["--config", path(&config)?])?;
+        mag.wait_for("mag listening", Duration::from_secs(30))?;
+        if with_aaa {
+            mag.wait_for("Diameter peer open", Duration::from_secs(10))?;
+        }
+        Ok(Lab {
+            dir,
+            net,
+            lma,
+            aaa,
+            mag,
+        })
+    }
+
+    /// Runs `ue-emu attach --json` and returns its exit code and report.
+    fn attach(&self, apn: &str, k: &str) -> Result<(Option<i32>, Value)> {
+        let config = write_file(
+            self.dir.path(),
+            "ue.toml",
+            &format!(
+                "imsi = \"{IMSI}\"\nmnc_digits = 2\nk = \"{k}\"\nopc = \"{OPC}\"\n\
+                 epdg = \"{}:500\"\nlocal = \"{}\"\napn = \"{apn}\"\ntimeout_ms = 10000\n",
+                ip(self.net, 2),
+                ip(self.net, 1)
+            ),
+        )?;
+        let out = Command::new(node_binary("ue-emu")?)
+            .args(["attach", "--json", "--config", path(&config)?])
+            .output()
+            .context("running ue-emu")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let report: Value = serde_json::from_str(stdout.trim()).with_context(|| {
+            format!(
+                "ue-emu printed no JSON: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        Ok((out.status.code(), report))
+    }
+
+    /// Waits until `check` holds, up to five seconds.
+    fn eventually(&self, what: &str, check: impl Fn(&Lab) -> bool) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !check(self) {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{what}\nmag:\n{}\nlma:\n{}",
+                self.mag.output(),
+                self.lma.as_ref().map(|l| l.output()).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    fn no_sessions(&self) -> Result<()> {
+        self.eventually("Diameter sessions left at the AAA", |l| {
+            l.aaa.as_ref().map_or(0, |a| a.open_sessions()) == 0
+        })
+    }
+
+    fn lma_lines(&self, outcome: &str) -> Vec<String> {
+        self.lma
+            .as_ref()
+            .map(|l| l.output())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" PBU") && l.contains(&format!("outcome=\"{outcome}\"")))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn path(p: &Path) -> Result<&str> {
+    p.to_str().context("non-UTF-8 path")
+}
+
+/// Frame numbers of the PBAs and of the EAP-Successes in the ePDG's pcap, by tshark
+/// with the ePDG's keylog.
+fn pba_and_eap_success_frames(dir: &Path) -> Result<(Vec<u32>, Vec<u32>)> {
+    let keylog = std::fs::read_to_string(dir.join("mag.keylog"))?;
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(dir.join("mag.pcap"));
+    for record in keylog.lines().filter(|l| !l.is_empty()) {
+        cmd.arg("-o")
+            .arg(format!("uat:ikev2_decryption_table:{record}"));
+    }
+    cmd.args([
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+        "-e",
+        "mip6.mhtype",
+        "-e",
+        "eap.code",
+    ]);
+    let out = cmd.output().context("running tshark (scripts/setup.sh)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut pba, mut success) = (Vec::new(), Vec::new());
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let n: u32 = f.first().and_then(|n| n.parse().ok()).unwrap_or(0);
+        if f.get(1) == Some(&"6") {
+            pba.push(n);
+        }
+        if f.get(2).is_some_and(|c| c.split(',').any(|c| c == "3")) {
+            success.push(n);
+        }
+    }
+    Ok((pba, success))
+}
+
+#[test]
+fn attach_gets_the_lma_addresses_and_eap_success_follows_the_pba() -> Result<()> {
+    let lab = Lab::start(61, true, true)?;
+    let (code, report) = lab.attach(APN, K)?;
+    assert_eq!(code, Some(0), "{report}\n{}", lab.mag.output());
+    assert_eq!(report["result"], "attached");
+    assert_eq!(report["imsi"], IMSI);
+    let ipv4: Ipv4Addr = report["ipv4"].as_str().context("ipv4")?.parse()?;
+    let prefix: Ipv6Net = report["ipv6_prefix"]
+        .as_str()
+        .context("ipv6_prefix")?
+        .parse()?;
+    assert!(IPV4_POOL.parse::<Ipv4Net>()?.contains(&ipv4), "{ipv4}");
+    assert!(IPV6_POOL.parse::<Ipv6Net>()?.contains(&prefix), "{prefix}");
+    assert_eq!(prefix.prefix_len(), 64);
+    assert_eq!(report["dns"][0], "10.45.0.1");
+    assert_eq!(report["pcscf"].as_array().map(Vec::len), Some(2));
+    let steps = report["steps"].as_array().context("steps")?;
+    assert!(steps.iter().all(|s| s["ms"].is_number()));
+
+    // The LMA registered exactly these addresses.
+    let registered = lab.lma_lines("registered");
+    assert_eq!(
+        registered.len(),
+        1,
+        "{}",
+        lab.lma.as_ref().unwrap().output()
+    );
+    assert!(
+        registered[0].contains(&ipv4.to_string()) && registered[0].contains(&prefix.to_string()),
+        "{}",
+        registered[0]
+    );
+    assert!(lab.mag.output().contains("UE attached"));
+
+    // The UE detached: de-registration at the LMA, STR at the AAA.
+    lab.eventually("no de-registration at the LMA", |l| {
+        !l.lma_lines("deregistered").is_empty()
+    })?;
+    lab.no_sessions()?;
+
+    // The gate, seen on the wire.
+    let (pba, success) = pba_and_eap_success_frames(lab.dir.path())?;
+    assert!(!pba.is_empty() && success.len() == 1, "{pba:?} {success:?}");
+    assert!(
+        pba[0] < success[0],
+        "PBA {pba:?} before EAP-Success {success:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn unknown_apn_is_refused_with_no_apn_subscription() -> Result<()> {
+    let lab = Lab::start(62, true, true)?;
+    let (code, report) = lab.attach("nosuch.apn", K)?;
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["result"], "failed");
+    let notify = report["notify"].as_str().unwrap_or_default();
+    assert!(notify.contains("NoApnSubscription"), "{report}");
+    lab.no_sessions()?;
+    assert!(lab.lma_lines("registered").is_empty());
+    Ok(())
+}
+
+#[test]
+fn lma_down_is_a_network_failure_and_leaves_no_session() -> Result<()> {
+    let lab = Lab::start(63, false, true)?;
+    let (code, report) = lab.attach(APN, K)?;
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report["notify"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("NetworkFailure"),
+        "{report}"
+    );
+    lab.no_sessions()?;
+    Ok(())
+}
+
+#[test]
+fn aaa_down_is_a_network_failure() -> Result<()> {
+    let lab = Lab::start(64, true, false)?;
+    let (code, report) = lab.attach(APN, K)?;
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report["notify"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("NetworkFailure"),
+        "{report}"
+    );
+    assert!(lab.lma_lines("registered").is_empty());
+    Ok(())
+}
+
+#[test]
+fn wrong_k_is_an_authentication_failure() -> Result<()> {
+    let lab = Lab::start(65, true, true)?;
+    let (code, report) = lab.attach(APN, "000102030405060708090a0b0c0d0e0f")?;
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report["notify"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("AuthenticationFailed"),
+        "{report}"
+    );
+    lab.no_sessions()?;
+    assert!(lab.lma_lines("registered").is_empty());
+    Ok(())
+}
