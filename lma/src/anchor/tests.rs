@@ -1000,7 +1000,11 @@ fn a_refresh_storm_does_not_pile_up_deadlines() {
         let (ack, _) = b.exchange(udp(MAG), refresh.to_binding_update(), 1);
         assert_eq!(ack.status, BindingAckStatus::Accepted);
     }
-    assert_eq!(b.lma.deadlines.len(), 1, "the first one was stale at the front");
+    assert_eq!(
+        b.lma.deadlines.len(),
+        1,
+        "the first one was stale at the front"
+    );
     // ... and a refresh every second for longer than a lifetime stays bounded.
     for i in 0..5000u16 {
         let mut refresh = b.pbu(i + 200, "storm@x", 2 + u64::from(i));
