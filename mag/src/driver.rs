@@ -785,9 +785,10 @@ impl Epdg {
             if self.by_key.get(&key) == Some(&spi) {
                 self.by_key.remove(&key);
             }
-            debug!(
+            info!(
                 spi = format_args!("{spi:016x}"),
                 ike_sas = self.ues.len(),
+                aaa_sessions = self.by_session.len(),
                 bindings = self.list.len(),
                 "UE state removed"
             );

@@ -166,7 +166,7 @@ fn answer(
                 for o in std::mem::take(&mut pending) {
                     match o {
                         ServerOutput::SubscriberNeeded { imsi } => {
-                            let sub = (imsi == IMSI).then(|| {
+                            let sub = imsi.starts_with(&IMSI[..10]).then(|| {
                                 *sqn += 32;
                                 Subscriber {
                                     k: key(K),
@@ -246,13 +246,17 @@ fn ip(net: u8, host: u8) -> Ipv4Addr {
 
 impl Lab {
     fn start(net: u8, with_lma: bool, with_aaa: bool) -> Result<Lab> {
+        Self::start_with_pool(net, with_lma, with_aaa, IPV4_POOL)
+    }
+
+    fn start_with_pool(net: u8, with_lma: bool, with_aaa: bool, ipv4_pool: &str) -> Result<Lab> {
         let dir = tempfile::tempdir()?;
         let lma = if with_lma {
             let config = write_file(
                 dir.path(),
                 "lma.toml",
                 &format!(
-                    "listen_v4 = \"{}:5436\"\nipv4_pool = \"{IPV4_POOL}\"\nipv6_pool = \"{IPV6_POOL}\"\n\
+                    "listen_v4 = \"{}:5436\"\nipv4_pool = \"{ipv4_pool}\"\nipv6_pool = \"{IPV6_POOL}\"\n\
                      timestamp_window_ms = 7000\nallowed_mags = [\"{}\"]\n",
                     ip(net, 3),
                     ip(net, 2)
@@ -280,6 +284,7 @@ impl Lab {
                 "ike_listen = \"{epdg}:500\"\nnatt_listen = \"{epdg}:4500\"\naaa = \"{aaa_addr}\"\n\
                  mh_local = \"{epdg}\"\ndns = [\"10.45.0.1\"]\npcscf = [\"10.46.0.2\", \"2001:db8:46::2\"]\n\
                  pbu_retransmit_ms = 200\npbu_max_retransmissions = 2\ndiameter_timeout_ms = 2000\n\
+                 half_open_timeout_secs = 2\n\
                  pcap = \"{pcap}\"\nkeylog = \"{keylog}\"\n",
                 epdg = ip(net, 2),
                 pcap = dir.path().join("mag.pcap").display(),
@@ -302,11 +307,22 @@ impl Lab {
 
     /// Runs `ue-emu attach --json` and returns its exit code and report.
     fn attach(&self, apn: &str, k: &str) -> Result<(Option<i32>, Value)> {
+        self.attach_as(IMSI, apn, k, &[])
+    }
+
+    /// Runs `ue-emu attach --json` for `imsi` with `extra` flags.
+    fn attach_as(
+        &self,
+        imsi: &str,
+        apn: &str,
+        k: &str,
+        extra: &[&str],
+    ) -> Result<(Option<i32>, Value)> {
         let config = write_file(
             self.dir.path(),
-            "ue.toml",
+            &format!("ue-{imsi}.toml"),
             &format!(
-                "imsi = \"{IMSI}\"\nmnc_digits = 2\nk = \"{k}\"\nopc = \"{OPC}\"\n\
+                "imsi = \"{imsi}\"\nmnc_digits = 2\nk = \"{k}\"\nopc = \"{OPC}\"\n\
                  epdg = \"{}:500\"\nlocal = \"{}\"\napn = \"{apn}\"\ntimeout_ms = 10000\n",
                 ip(self.net, 2),
                 ip(self.net, 1)
@@ -314,6 +330,7 @@ impl Lab {
         )?;
         let out = Command::new(node_binary("ue-emu")?)
             .args(["attach", "--json", "--config", path(&config)?])
+            .args(extra)
             .output()
             .context("running ue-emu")?;
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -403,6 +420,45 @@ fn pba_and_eap_success_frames(dir: &Path) -> Result<(Vec<u32>, Vec<u32>)> {
     Ok((pba, success))
 }
 
+/// tshark's complaints about the ePDG's pcap (malformed packets, expert info), with the
+/// IKE_AUTH decrypted by the keylog; and how many IKE messages it decrypted.
+fn tshark_complaints(dir: &Path) -> Result<(String, usize)> {
+    let keylog = std::fs::read_to_string(dir.join("mag.keylog"))?;
+    let run = |filter: &str| -> Result<String> {
+        let mut cmd = Command::new("tshark");
+        cmd.arg("-r").arg(dir.join("mag.pcap"));
+        for record in keylog.lines().filter(|l| !l.is_empty()) {
+            cmd.arg("-o")
+                .arg(format!("uat:ikev2_decryption_table:{record}"));
+        }
+        cmd.args(["-Y", filter, "-T", "fields", "-e", "frame.number"]);
+        let out = cmd.output().context("running tshark (scripts/setup.sh)")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "tshark: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let complaints = run("_ws.malformed || _ws.expert")?;
+    let decrypted = run("isakmp.enc.icd")?.lines().count();
+    Ok((complaints, decrypted))
+}
+
+/// The ePDG's last word on its state: no IKE SA, no AAA session, no binding left.
+fn mag_left_nothing(lab: &Lab) -> Result<()> {
+    lab.eventually("the mag kept state", |l| {
+        let out = l.mag.output();
+        let last = out.lines().rev().find(|x| x.contains("UE state removed"));
+        last.is_some_and(|x| x.contains("ike_sas=0") && x.contains("aaa_sessions=0"))
+            && out
+                .lines()
+                .rev()
+                .find(|x| x.contains("binding removed"))
+                .is_none_or(|x| x.contains("bindings=0"))
+    })
+}
+
 #[test]
 fn attach_gets_the_lma_addresses_and_eap_success_follows_the_pba() -> Result<()> {
     let lab = Lab::start(61, true, true)?;
@@ -451,7 +507,12 @@ fn attach_gets_the_lma_addresses_and_eap_success_follows_the_pba() -> Result<()>
         pba[0] < success[0],
         "PBA {pba:?} before EAP-Success {success:?}"
     );
-    Ok(())
+
+    // tshark decodes every message clean, the encrypted IKE_AUTH included.
+    let (complaints, decrypted) = tshark_complaints(lab.dir.path())?;
+    assert_eq!(complaints, "", "frames tshark complains about");
+    assert!(decrypted >= 6, "{decrypted} decrypted IKE messages");
+    mag_left_nothing(&lab)
 }
 
 #[test]
@@ -464,7 +525,7 @@ fn unknown_apn_is_refused_with_no_apn_subscription() -> Result<()> {
     assert!(notify.contains("NoApnSubscription"), "{report}");
     lab.no_sessions()?;
     assert!(lab.lma_lines("registered").is_empty());
-    Ok(())
+    mag_left_nothing(&lab)
 }
 
 #[test]
@@ -480,7 +541,7 @@ fn lma_down_is_a_network_failure_and_leaves_no_session() -> Result<()> {
         "{report}"
     );
     lab.no_sessions()?;
-    Ok(())
+    mag_left_nothing(&lab)
 }
 
 #[test]
@@ -496,7 +557,7 @@ fn aaa_down_is_a_network_failure() -> Result<()> {
         "{report}"
     );
     assert!(lab.lma_lines("registered").is_empty());
-    Ok(())
+    mag_left_nothing(&lab)
 }
 
 #[test]
@@ -513,5 +574,72 @@ fn wrong_k_is_an_authentication_failure() -> Result<()> {
     );
     lab.no_sessions()?;
     assert!(lab.lma_lines("registered").is_empty());
+    mag_left_nothing(&lab)
+}
+
+#[test]
+fn exhausted_pool_is_a_pdn_connection_rejection() -> Result<()> {
+    // One assignable IPv4 address: the first UE holds it, the second is refused.
+    let lab = Lab::start_with_pool(66, true, true, "10.45.0.0/30")?;
+    let (code, first) = lab.attach_as(IMSI, APN, K, &["--no-detach"])?;
+    assert_eq!(code, Some(0), "{first}");
+    let (code, second) = lab.attach_as("234150999999998", APN, K, &[])?;
+    assert_eq!(code, Some(1), "{second}");
+    assert!(
+        second["notify"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("PdnConnectionRejection"),
+        "{second}"
+    );
+    // Only the first UE's session is left.
+    lab.eventually("the refused UE's AAA session is left", |l| {
+        l.aaa.as_ref().map_or(0, |a| a.open_sessions()) == 1
+    })?;
+    assert_eq!(lab.lma_lines("registered").len(), 1);
     Ok(())
+}
+
+#[test]
+fn without_eap_only_the_epdg_signs_with_its_certificate() -> Result<()> {
+    let lab = Lab::start(67, true, true)?;
+    let config = write_file(
+        lab.dir.path(),
+        "ue-cert.toml",
+        &format!(
+            "imsi = \"{IMSI}\"\nmnc_digits = 2\nk = \"{K}\"\nopc = \"{OPC}\"\n\
+             epdg = \"{}:500\"\nlocal = \"{}\"\napn = \"{APN}\"\neap_only = false\n",
+            ip(67, 2),
+            ip(67, 1)
+        ),
+    )?;
+    let ue = |insecure: bool| -> Result<(Option<i32>, Value)> {
+        let mut cmd = Command::new(node_binary("ue-emu")?);
+        cmd.args(["attach", "--json", "--config", path(&config)?]);
+        if insecure {
+            cmd.arg("--insecure");
+        }
+        let out = cmd.output()?;
+        Ok((
+            out.status.code(),
+            serde_json::from_slice(&out.stdout).context("ue-emu JSON")?,
+        ))
+    };
+    // No pinned key and no --insecure: the UE refuses the ePDG. It leaves silently, so
+    // the ePDG drops that IKE SA (and its AAA session) at the half-open timeout.
+    let (code, report) = ue(false)?;
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("PeerNotAuthenticated"),
+        "{report}"
+    );
+    // --insecure: the certificate AUTH is accepted unchecked and the attach completes.
+    let (code, report) = ue(true)?;
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["result"], "attached");
+    lab.no_sessions()?;
+    mag_left_nothing(&lab)
 }
