@@ -66,6 +66,13 @@ pub struct Config {
     pub binding_lifetime_secs: u32,
     /// An IKE SA not authenticated within this many seconds is dropped.
     pub half_open_timeout_secs: u64,
+    /// Liveness check (empty INFORMATIONAL) of every attached UE this often, in seconds;
+    /// a UE that does not answer is detached (0 = never).
+    pub liveness_interval_secs: u64,
+    /// First retransmission of our IKE requests, in milliseconds (doubling after), and
+    /// how many retransmissions before the SA is given up.
+    pub ike_retransmit_ms: u64,
+    pub ike_max_retransmissions: u32,
     /// Our certificate (DER) and PKCS#8 ECDSA P-256 key (DER) for UEs that do not offer
     /// EAP-only authentication. Without them a lab certificate is generated at start.
     pub certificate: Option<PathBuf>,
@@ -98,6 +105,9 @@ impl Default for Config {
             pbu_max_retransmissions: 3,
             binding_lifetime_secs: 3600,
             half_open_timeout_secs: 60,
+            liveness_interval_secs: 60,
+            ike_retransmit_ms: 500,
+            ike_max_retransmissions: 5,
             certificate: None,
             private_key: None,
             pcap: None,

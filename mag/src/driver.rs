@@ -19,6 +19,7 @@ use pmip_common::diameter::{Framer, Message};
 use pmip_common::ike::auth::Signer;
 use pmip_common::ike::sa::{
     Event as IkeEvent, InitReply, Output as IkeOutput, Responder, ResponderConfig, ResponderSa,
+    RetransmitPolicy,
 };
 use pmip_common::ike::wire::Identification;
 use pmip_common::ike::IkeSuite;
@@ -63,6 +64,8 @@ struct Ue {
     remote: IpAddr,
     port_500: u16,
     port_4500: Option<u16>,
+    /// When to check that the UE is still there (attached UEs only).
+    next_liveness: Option<Instant>,
 }
 
 /// The whole ePDG.
@@ -150,6 +153,10 @@ impl Epdg {
                 identity: Identification::Fqdn(config.ike_identity.clone()),
                 half_open_timeout: Duration::from_secs(config.half_open_timeout_secs),
                 signer: Some(signer(&config)?),
+                retransmit: RetransmitPolicy {
+                    initial: Duration::from_millis(config.ike_retransmit_ms),
+                    max_retransmissions: config.ike_max_retransmissions,
+                },
                 ..ResponderConfig::default()
             },
             &mut rng,
@@ -326,10 +333,13 @@ impl Epdg {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let ues = self
-            .ues
-            .values()
-            .flat_map(|u| [u.sa.poll_timeout(), u.attach.poll_timeout()]);
+        let ues = self.ues.values().flat_map(|u| {
+            [
+                u.sa.poll_timeout(),
+                u.attach.poll_timeout(),
+                u.next_liveness,
+            ]
+        });
         ues.chain([
             self.list.poll_timeout(),
             self.diameter.poll_timeout(),
@@ -351,6 +361,21 @@ impl Epdg {
         for spi in due {
             if let Some(ue) = self.ues.get_mut(&spi) {
                 ue.sa.handle_timeout(now, &mut ike_out);
+            }
+            let out = std::mem::take(&mut ike_out);
+            self.ike_outputs(spi, out).await;
+        }
+        let interval = Duration::from_secs(self.config.liveness_interval_secs);
+        let due: Vec<u64> = self
+            .ues
+            .iter()
+            .filter(|(_, u)| u.next_liveness.is_some_and(|t| t <= now))
+            .map(|(spi, _)| *spi)
+            .collect();
+        for spi in due {
+            if let Some(ue) = self.ues.get_mut(&spi) {
+                ue.next_liveness = Some(now + interval);
+                ue.sa.check_liveness(now, &mut self.rng, &mut ike_out);
             }
             let out = std::mem::take(&mut ike_out);
             self.ike_outputs(spi, out).await;
@@ -558,6 +583,7 @@ impl Epdg {
                             remote: from.ip(),
                             port_500: from.port(),
                             port_4500: natt.then_some(from.port()),
+                            next_liveness: None,
                         },
                     );
                     self.send_ike_to(from, natt, &reply).await;
@@ -740,17 +766,24 @@ impl Epdg {
                             .handle(bul::Input::Deregister(key), now, &mut lout);
                         self.list_outputs(lout).await;
                     }
-                    attach::Output::Attached(a) => info!(
-                        nai = a.nai,
-                        apn = a.apn,
-                        lma = %a.lma,
-                        ipv4 = a.ipv4.map(|n| n.addr().to_string()).unwrap_or_default(),
-                        ipv6_prefix = a.ipv6_prefix.map(|n| n.to_string()).unwrap_or_default(),
-                        uplink_gre_key = a.uplink_gre_key.map(|k| k.0).unwrap_or_default(),
-                        downlink_gre_key = a.downlink_gre_key.0,
-                        attached = self.ues.values().filter(|u| u.attach.info().is_some()).count(),
-                        "UE attached"
-                    ),
+                    attach::Output::Attached(a) => {
+                        let interval = self.config.liveness_interval_secs;
+                        if let Some(ue) = self.ues.get_mut(&spi) {
+                            ue.next_liveness =
+                                (interval > 0).then(|| now + Duration::from_secs(interval));
+                        }
+                        info!(
+                            nai = a.nai,
+                            apn = a.apn,
+                            lma = %a.lma,
+                            ipv4 = a.ipv4.map(|n| n.addr().to_string()).unwrap_or_default(),
+                            ipv6_prefix = a.ipv6_prefix.map(|n| n.to_string()).unwrap_or_default(),
+                            uplink_gre_key = a.uplink_gre_key.map(|k| k.0).unwrap_or_default(),
+                            downlink_gre_key = a.downlink_gre_key.0,
+                            attached = self.ues.values().filter(|u| u.attach.info().is_some()).count(),
+                            "UE attached"
+                        )
+                    }
                     attach::Output::Finished(outcome) => {
                         finished = true;
                         match &outcome {

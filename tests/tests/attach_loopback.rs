@@ -284,7 +284,7 @@ impl Lab {
                 "ike_listen = \"{epdg}:500\"\nnatt_listen = \"{epdg}:4500\"\naaa = \"{aaa_addr}\"\n\
                  mh_local = \"{epdg}\"\ndns = [\"10.45.0.1\"]\npcscf = [\"10.46.0.2\", \"2001:db8:46::2\"]\n\
                  pbu_retransmit_ms = 200\npbu_max_retransmissions = 2\ndiameter_timeout_ms = 2000\n\
-                 half_open_timeout_secs = 2\n\
+                 half_open_timeout_secs = 2\nliveness_interval_secs = 1\nike_retransmit_ms = 100\nike_max_retransmissions = 2\n\
                  pcap = \"{pcap}\"\nkeylog = \"{keylog}\"\n",
                 epdg = ip(net, 2),
                 pcap = dir.path().join("mag.pcap").display(),
@@ -641,5 +641,20 @@ fn without_eap_only_the_epdg_signs_with_its_certificate() -> Result<()> {
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["result"], "attached");
     lab.no_sessions()?;
+    mag_left_nothing(&lab)
+}
+
+#[test]
+fn a_silent_ue_is_detached_by_the_liveness_check() -> Result<()> {
+    let lab = Lab::start(68, true, true)?;
+    // The UE leaves without a DELETE: the ePDG's liveness check goes unanswered.
+    let (code, report) = lab.attach_as(IMSI, APN, K, &["--no-detach"])?;
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["detached"], false);
+    lab.eventually("no de-registration of the silent UE", |l| {
+        !l.lma_lines("deregistered").is_empty()
+    })?;
+    lab.no_sessions()?;
+    assert!(lab.mag.output().contains("UE detached"));
     mag_left_nothing(&lab)
 }
