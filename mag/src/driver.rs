@@ -39,6 +39,11 @@ use tracing::{debug, info, warn};
 use crate::attach::{self, Attach, AttachConfig, Outcome};
 use crate::config::Config;
 
+const TCP_SYN: u8 = 1;
+const TCP_ACK: u8 = 2;
+const TCP_PSH: u8 = 4;
+const TCP_PSH_ACK: u8 = TCP_PSH | TCP_ACK;
+
 /// What the socket tasks tell the main loop.
 #[derive(Debug)]
 enum Event {
@@ -80,6 +85,10 @@ pub struct Epdg {
     diameter: Peer,
     framer: Framer,
     writer: Option<OwnedWriteHalf>,
+    /// Our end of the Diameter connection and the next TCP sequence numbers (ours, the
+    /// AAA's) of the segments the pcap is given.
+    diameter_local: Option<SocketAddr>,
+    tcp_seq: (u32, u32),
     connecting: bool,
     reconnect_at: Option<Instant>,
     ike500: Arc<UdpSocket>,
@@ -118,6 +127,11 @@ fn signer(config: &Config) -> Result<Arc<dyn Signer>> {
     };
     let signer = EcdsaP256Signer::from_pkcs8(&key, cert)
         .map_err(|e| anyhow::anyhow!("loading the ePDG key: {e}"))?;
+    info!(
+        public_key = hex::encode(signer.public_key()),
+        generated = config.certificate.is_none(),
+        "ePDG certificate key (pin it as epdg_public_key in ue.toml)"
+    );
     Ok(Arc::new(signer))
 }
 
@@ -213,6 +227,8 @@ impl Epdg {
             diameter,
             framer: Framer::new(1 << 20),
             writer: None,
+            diameter_local: None,
+            tcp_seq: (1, 1),
             connecting: false,
             reconnect_at: None,
             ike500: Arc::new(ike500),
@@ -407,6 +423,8 @@ impl Epdg {
             Event::Mh { data, from } => self.on_mh(&data, from).await,
             Event::DiameterUp(writer) => {
                 self.connecting = false;
+                self.diameter_local = writer.local_addr().ok();
+                self.record_handshake();
                 self.writer = Some(writer);
                 self.framer = Framer::new(1 << 20);
                 info!(aaa = %self.config.aaa, "connected to the AAA");
@@ -421,6 +439,7 @@ impl Epdg {
                 self.reconnect_at = Some(now + Duration::from_secs(2));
             }
             Event::DiameterBytes(bytes) => {
+                self.record_tcp(false, TCP_PSH_ACK, &bytes);
                 self.framer.push(&bytes);
                 loop {
                     match self.framer.next_message() {
@@ -458,6 +477,7 @@ impl Epdg {
         for o in out {
             match o {
                 peer::Output::Send(bytes) => {
+                    self.record_tcp(true, TCP_PSH_ACK, &bytes);
                     if let Some(w) = self.writer.as_mut() {
                         if let Err(e) = w.write_all(&bytes).await {
                             warn!("writing to the AAA: {e}");
@@ -513,6 +533,7 @@ impl Epdg {
         let Ok(bytes) = message(hbh, e2e).to_vec() else {
             return false;
         };
+        self.record_tcp(true, TCP_PSH_ACK, &bytes);
         match self.writer.as_mut() {
             Some(w) => w.write_all(&bytes).await.is_ok(),
             None => false,
@@ -604,6 +625,58 @@ impl Epdg {
         ue.remote = from.ip();
         ue.sa.handle(&data, natt, &mut self.rng, &mut out);
         self.ike_outputs(spi_r, out).await;
+    }
+
+    /// A synthetic three-way handshake, so Wireshark follows the Diameter stream.
+    fn record_handshake(&mut self) {
+        self.tcp_seq = (0, 0);
+        self.record_tcp(true, TCP_SYN, &[]);
+        self.record_tcp(false, TCP_SYN | TCP_ACK, &[]);
+        self.record_tcp(true, TCP_ACK, &[]);
+    }
+
+    /// One TCP segment of the Diameter connection in the pcap.
+    fn record_tcp(&mut self, outbound: bool, flags: u8, payload: &[u8]) {
+        let (Some(pcap), Some(local)) = (self.pcap.as_mut(), self.diameter_local) else {
+            return;
+        };
+        let remote = self.config.aaa;
+        let (src, dst, seq, ack) = if outbound {
+            (local, remote, self.tcp_seq.0, self.tcp_seq.1)
+        } else {
+            (remote, local, self.tcp_seq.1, self.tcp_seq.0)
+        };
+        let builder = match (src.ip(), dst.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64)
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                etherparse::PacketBuilder::ipv6(s.octets(), d.octets(), 64)
+            }
+            _ => return,
+        };
+        let mut builder = builder.tcp(src.port(), dst.port(), seq, 65535);
+        if flags & TCP_SYN != 0 {
+            builder = builder.syn();
+        }
+        if flags & TCP_ACK != 0 {
+            builder = builder.ack(ack);
+        }
+        if flags & TCP_PSH != 0 {
+            builder = builder.psh();
+        }
+        let mut packet = Vec::with_capacity(builder.size(payload.len()));
+        if builder.write(&mut packet, payload).is_err() {
+            return;
+        }
+        let _ = pcap.write_ip(SystemTime::now(), &packet);
+        // A SYN takes one sequence number.
+        let used = payload.len() as u32 + u32::from(flags & TCP_SYN != 0);
+        if outbound {
+            self.tcp_seq.0 = self.tcp_seq.0.wrapping_add(used);
+        } else {
+            self.tcp_seq.1 = self.tcp_seq.1.wrapping_add(used);
+        }
     }
 
     fn record_ike(&mut self, peer: SocketAddr, natt: bool, outbound: bool, data: &[u8]) {

@@ -422,7 +422,7 @@ fn pba_and_eap_success_frames(dir: &Path) -> Result<(Vec<u32>, Vec<u32>)> {
 
 /// tshark's complaints about the ePDG's pcap (malformed packets, expert info), with the
 /// IKE_AUTH decrypted by the keylog; and how many IKE messages it decrypted.
-fn tshark_complaints(dir: &Path) -> Result<(String, usize)> {
+fn tshark_complaints(dir: &Path, diameter_port: u16) -> Result<(String, usize)> {
     let keylog = std::fs::read_to_string(dir.join("mag.keylog"))?;
     let run = |filter: &str| -> Result<String> {
         let mut cmd = Command::new("tshark");
@@ -431,6 +431,8 @@ fn tshark_complaints(dir: &Path) -> Result<(String, usize)> {
             cmd.arg("-o")
                 .arg(format!("uat:ikev2_decryption_table:{record}"));
         }
+        cmd.arg("-d")
+            .arg(format!("tcp.port=={diameter_port},diameter"));
         cmd.args(["-Y", filter, "-T", "fields", "-e", "frame.number"]);
         let out = cmd.output().context("running tshark (scripts/setup.sh)")?;
         anyhow::ensure!(
@@ -440,8 +442,17 @@ fn tshark_complaints(dir: &Path) -> Result<(String, usize)> {
         );
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
-    let complaints = run("_ws.malformed || _ws.expert")?;
+    // Expert info of severity note and above (the synthetic TCP handshake of the Diameter
+    // stream carries "chat" items, which are not complaints).
+    let complaints = run("_ws.malformed || _ws.expert.severity >= 0x400000")?;
     let decrypted = run("isakmp.enc.icd")?.lines().count();
+    // The SWm exchange is in the capture too: DER/DEA, AAR/AAA, STR/STA.
+    for (code, least) in [(268, 4), (265, 2), (275, 2)] {
+        let n = run(&format!("diameter.cmd.code == {code}"))?
+            .lines()
+            .count();
+        anyhow::ensure!(n >= least, "{n} Diameter messages of command {code}");
+    }
     Ok((complaints, decrypted))
 }
 
@@ -509,7 +520,8 @@ fn attach_gets_the_lma_addresses_and_eap_success_follows_the_pba() -> Result<()>
     );
 
     // tshark decodes every message clean, the encrypted IKE_AUTH included.
-    let (complaints, decrypted) = tshark_complaints(lab.dir.path())?;
+    let (complaints, decrypted) =
+        tshark_complaints(lab.dir.path(), lab.aaa.as_ref().context("aaa")?.addr.port())?;
     assert_eq!(complaints, "", "frames tshark complains about");
     assert!(decrypted >= 6, "{decrypted} decrypted IKE messages");
     mag_left_nothing(&lab)
