@@ -652,6 +652,29 @@ fn without_eap_only_the_epdg_signs_with_its_certificate() -> Result<()> {
     let (code, report) = ue(true)?;
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["result"], "attached");
+
+    // Pinned: the key the ePDG logged at start.
+    let out = lab.mag.output();
+    let key = out
+        .split("public_key=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .context("the mag logged no public key")?
+        .trim_matches('"')
+        .to_string();
+    let pinned = write_file(
+        lab.dir.path(),
+        "ue-pinned.toml",
+        &format!(
+            "{}epdg_public_key = \"{key}\"\n",
+            std::fs::read_to_string(&config)?
+        ),
+    )?;
+    let out = Command::new(node_binary("ue-emu")?)
+        .args(["attach", "--json", "--config", path(&pinned)?])
+        .output()?;
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(out.status.code(), Some(0), "{report}");
     lab.no_sessions()?;
     mag_left_nothing(&lab)
 }
