@@ -41,6 +41,10 @@ pub struct Config {
     pub aaa: SocketAddr,
     /// Our IPv4 address toward the LMAs (PBUs leave from an ephemeral UDP port on it).
     pub mh_local: Ipv4Addr,
+    /// Our IPv6 address toward LMAs named by an IPv6 address: the Mobility Header goes
+    /// directly in IPv6 (next header 135, raw socket: root or CAP_NET_RAW). Unset: no
+    /// IPv6 transport.
+    pub mh_local_v6: Option<std::net::Ipv6Addr>,
     /// The LMA's UDP port for IPv4 transport (RFC 5844).
     pub lma_port: u16,
     /// Diameter identities.
@@ -91,6 +95,7 @@ impl Default for Config {
             natt_listen: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 4500),
             aaa: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 3868),
             mh_local: Ipv4Addr::LOCALHOST,
+            mh_local_v6: None,
             lma_port: 5436,
             origin_host: "epdg.epc.mnc015.mcc234.3gppnetwork.org".into(),
             origin_realm: "epc.mnc015.mcc234.3gppnetwork.org".into(),

@@ -94,6 +94,8 @@ pub struct Epdg {
     ike500: Arc<UdpSocket>,
     ike4500: Arc<UdpSocket>,
     mh: Arc<UdpSocket>,
+    /// The raw Mobility Header socket for IPv6 transport, and our address on it.
+    mh6: Option<(Arc<socket2::Socket>, std::net::Ipv6Addr)>,
     local_500: SocketAddr,
     local_4500: SocketAddr,
     local_mh: SocketAddr,
@@ -147,6 +149,10 @@ impl Epdg {
         let mh = UdpSocket::bind(SocketAddr::new(config.mh_local.into(), 0))
             .await
             .with_context(|| format!("binding the MH socket at {}", config.mh_local))?;
+        let mh6 = match config.mh_local_v6 {
+            Some(a) => Some((Arc::new(bind_raw_mh(a)?), a)),
+            None => None,
+        };
         let local_500 = ike500.local_addr()?;
         let local_4500 = ike4500.local_addr()?;
         let local_mh = mh.local_addr()?;
@@ -234,6 +240,7 @@ impl Epdg {
             ike500: Arc::new(ike500),
             ike4500: Arc::new(ike4500),
             mh: Arc::new(mh),
+            mh6,
             local_500,
             local_4500,
             local_mh,
@@ -269,6 +276,9 @@ impl Epdg {
         spawn_udp_reader(Arc::clone(&self.mh), self.tx.clone(), |data, from| {
             Event::Mh { data, from }
         });
+        if let Some((socket, _)) = &self.mh6 {
+            spawn_raw_reader(Arc::clone(socket), self.tx.clone())?;
+        }
         self.connect();
         info!(
             ike = %self.local_500,
@@ -905,13 +915,13 @@ impl Epdg {
         for o in out {
             match o {
                 bul::Output::Send { to, pbu } => {
-                    let IpAddr::V4(destination) = to.ip() else {
-                        warn!(%to, "IPv6 transport to the LMA is not supported by this driver yet");
-                        continue;
-                    };
                     let message = MobilityHeaderRepr {
                         payload_proto: IPPROTO_NONE,
                         message: MobilityMessage::BindingUpdate(pbu.to_binding_update()),
+                    };
+                    let IpAddr::V4(destination) = to.ip() else {
+                        self.send_mh6(to, &message);
+                        continue;
                     };
                     let bytes = message.to_bytes(ChecksumContext::Ipv4Udp {
                         source: self.config.mh_local,
@@ -962,20 +972,47 @@ impl Epdg {
         }
     }
 
-    async fn on_mh(&mut self, data: &[u8], from: SocketAddr) {
-        let IpAddr::V4(source) = from.ip() else {
+    /// A PBU over IPv6 transport: the kernel fills the checksum (IPV6_CHECKSUM).
+    fn send_mh6(&mut self, to: SocketAddr, message: &MobilityHeaderRepr) {
+        let (IpAddr::V6(destination), Some((socket, source))) = (to.ip(), self.mh6.as_ref()) else {
+            warn!(%to, "no IPv6 transport to this LMA: set mh_local_v6");
             return;
         };
-        if let Some(p) = self.pcap.as_mut() {
-            let _ = p.write_udp(SystemTime::now(), from, self.local_mh, data);
+        let bytes = message.to_bytes(ChecksumContext::Skip);
+        let to = SocketAddr::new(to.ip(), 0);
+        if let Err(e) = socket.send_to(&bytes, &socket2::SockAddr::from(to)) {
+            warn!(%to, "sending PBU: {e}");
         }
-        let parsed = MobilityHeaderRepr::parse(
-            data,
-            ChecksumContext::Ipv4Udp {
-                source,
-                destination: self.config.mh_local,
-            },
-        );
+        if let Some(p) = self.pcap.as_mut() {
+            // The copy for the pcap gets the checksum the kernel puts on the wire.
+            let checked = message.to_bytes(ChecksumContext::Ipv6 {
+                source: *source,
+                destination,
+            });
+            let _ = p.write_ipv6_mh(SystemTime::now(), *source, destination, &checked);
+        }
+    }
+
+    async fn on_mh(&mut self, data: &[u8], from: SocketAddr) {
+        let checksum = match from.ip() {
+            IpAddr::V4(source) => {
+                if let Some(p) = self.pcap.as_mut() {
+                    let _ = p.write_udp(SystemTime::now(), from, self.local_mh, data);
+                }
+                ChecksumContext::Ipv4Udp {
+                    source,
+                    destination: self.config.mh_local,
+                }
+            }
+            IpAddr::V6(source) => {
+                if let (Some(p), Some((_, local))) = (self.pcap.as_mut(), self.mh6.as_ref()) {
+                    let _ = p.write_ipv6_mh(SystemTime::now(), source, *local, data);
+                }
+                // The kernel verified it (IPV6_CHECKSUM).
+                ChecksumContext::Skip
+            }
+        };
+        let parsed = MobilityHeaderRepr::parse(data, checksum);
         let ack = match parsed.map(|m| m.message) {
             Ok(MobilityMessage::BindingAck(ba)) => match ProxyBindingAck::try_from(&ba) {
                 Ok(ack) => ack,
@@ -1022,4 +1059,68 @@ fn spawn_udp_reader(
             }
         }
     });
+}
+
+/// The raw IPv6 socket for the Mobility Header (next header 135) at `address`, with the
+/// kernel computing and checking the checksum at offset 4 (RFC 6275 section 6.1.1).
+fn bind_raw_mh(address: std::net::Ipv6Addr) -> Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    use std::os::fd::AsRawFd;
+    let socket = Socket::new(
+        Domain::IPV6,
+        Type::RAW,
+        Some(Protocol::from(i32::from(pmip_common::mh::IPPROTO_MH))),
+    )
+    .context("opening a raw IPv6 Mobility Header socket (needs root or CAP_NET_RAW)")?;
+    let offset: libc::c_int = 4;
+    // SAFETY: a valid socket fd and an int option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_RAW,
+            libc::IPV6_CHECKSUM,
+            &offset as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("setting IPV6_CHECKSUM on the raw Mobility Header socket");
+    }
+    socket
+        .bind(&SockAddr::from(SocketAddr::new(address.into(), 0)))
+        .with_context(|| format!("binding the raw Mobility Header socket to {address}"))?;
+    Ok(socket)
+}
+
+/// Reads the raw socket on a thread of its own (blocking) and feeds the main loop.
+fn spawn_raw_reader(socket: Arc<socket2::Socket>, tx: mpsc::Sender<Event>) -> Result<()> {
+    std::thread::Builder::new()
+        .name("mh6-reader".into())
+        .spawn(move || {
+            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 65536];
+            loop {
+                match socket.recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        // SAFETY: recv_from initialised the first n bytes.
+                        let data: Vec<u8> = buf[..n]
+                            .iter()
+                            .map(|b| unsafe { b.assume_init() })
+                            .collect();
+                        let Some(from) = from.as_socket() else {
+                            continue;
+                        };
+                        if tx.blocking_send(Event::Mh { data, from }).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        debug!("raw MH receive: {e}");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+            }
+        })
+        .context("starting the raw MH reader")?;
+    Ok(())
 }

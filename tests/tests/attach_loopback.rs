@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -250,16 +250,38 @@ impl Lab {
     }
 
     fn start_with_pool(net: u8, with_lma: bool, with_aaa: bool, ipv4_pool: &str) -> Result<Lab> {
+        Self::start_full(net, with_lma, with_aaa, ipv4_pool, None)
+    }
+
+    /// `v6`: the (mag, lma) IPv6 addresses for IPv6 transport of the Mobility Header.
+    fn start_full(
+        net: u8,
+        with_lma: bool,
+        with_aaa: bool,
+        ipv4_pool: &str,
+        v6: Option<(Ipv6Addr, Ipv6Addr)>,
+    ) -> Result<Lab> {
         let dir = tempfile::tempdir()?;
+        let lma_v6 = v6
+            .map(|(mag, lma)| {
+                format!(
+                    "listen_v6 = \"{lma}\"\nallowed_mags = [\"{}\", \"{mag}\"]\n",
+                    ip(net, 2)
+                )
+            })
+            .unwrap_or_else(|| format!("allowed_mags = [\"{}\"]\n", ip(net, 2)));
+        let mag_v6 = v6
+            .map(|(mag, _)| format!("mh_local_v6 = \"{mag}\"\n"))
+            .unwrap_or_default();
+        let gateway: IpAddr = v6.map_or(ip(net, 3).into(), |(_, lma)| lma.into());
         let lma = if with_lma {
             let config = write_file(
                 dir.path(),
                 "lma.toml",
                 &format!(
                     "listen_v4 = \"{}:5436\"\nipv4_pool = \"{ipv4_pool}\"\nipv6_pool = \"{IPV6_POOL}\"\n\
-                     timestamp_window_ms = 7000\nallowed_mags = [\"{}\"]\n",
+                     timestamp_window_ms = 7000\n{lma_v6}",
                     ip(net, 3),
-                    ip(net, 2)
                 ),
             )?;
             let mut lma = Node::start("lma", &["--config", path(&config)?])?;
@@ -269,7 +291,7 @@ impl Lab {
             None
         };
         let aaa = if with_aaa {
-            Some(FakeAaa::start(ip(net, 4), ip(net, 3).into())?)
+            Some(FakeAaa::start(ip(net, 4), gateway)?)
         } else {
             None
         };
@@ -285,7 +307,7 @@ impl Lab {
                  mh_local = \"{epdg}\"\ndns = [\"10.45.0.1\"]\npcscf = [\"10.46.0.2\", \"2001:db8:46::2\"]\n\
                  pbu_retransmit_ms = 200\npbu_max_retransmissions = 2\ndiameter_timeout_ms = 2000\n\
                  half_open_timeout_secs = 2\nliveness_interval_secs = 1\nike_retransmit_ms = 100\nike_max_retransmissions = 2\n\
-                 pcap = \"{pcap}\"\nkeylog = \"{keylog}\"\n",
+                 pcap = \"{pcap}\"\nkeylog = \"{keylog}\"\n{mag_v6}",
                 epdg = ip(net, 2),
                 pcap = dir.path().join("mag.pcap").display(),
                 keylog = dir.path().join("mag.keylog").display(),
@@ -691,5 +713,67 @@ fn a_silent_ue_is_detached_by_the_liveness_check() -> Result<()> {
     })?;
     lab.no_sessions()?;
     assert!(lab.mag.output().contains("UE detached"));
+    mag_left_nothing(&lab)
+}
+
+/// An IPv6 address on the loopback device for the duration of a test (root only), so the
+/// MAG's and the LMA's raw sockets each see only the packets addressed to them.
+struct LoopbackAddress(Ipv6Addr);
+
+impl LoopbackAddress {
+    fn add(addr: Ipv6Addr) -> Result<Self> {
+        let cidr = format!("{addr}/128");
+        let _ = Command::new("ip")
+            .args(["-6", "addr", "del", &cidr, "dev", "lo"])
+            .output();
+        let status = Command::new("ip")
+            .args(["-6", "addr", "add", &cidr, "dev", "lo", "nodad"])
+            .status()
+            .context("running ip -6 addr add (needs iproute2 and root)")?;
+        anyhow::ensure!(
+            status.success(),
+            "ip -6 addr add {addr} failed (needs root)"
+        );
+        Ok(LoopbackAddress(addr))
+    }
+}
+
+impl Drop for LoopbackAddress {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["-6", "addr", "del", &format!("{}/128", self.0), "dev", "lo"])
+            .output();
+    }
+}
+
+#[test]
+fn attach_over_ipv6_transport_to_the_lma() -> Result<()> {
+    let (mag6, lma6): (Ipv6Addr, Ipv6Addr) = ("fd00:45:69::2".parse()?, "fd00:45:69::3".parse()?);
+    let _addresses = (LoopbackAddress::add(mag6)?, LoopbackAddress::add(lma6)?);
+    let lab = Lab::start_full(69, true, true, IPV4_POOL, Some((mag6, lma6)))?;
+    let (code, report) = lab.attach(APN, K)?;
+    assert_eq!(code, Some(0), "{report}\n{}", lab.mag.output());
+    let ipv4 = report["ipv4"].as_str().context("ipv4")?;
+    let registered = lab.lma_lines("registered");
+    assert_eq!(
+        registered.len(),
+        1,
+        "{}",
+        lab.lma.as_ref().unwrap().output()
+    );
+    assert!(
+        registered[0].contains(&format!("mag={mag6}")) || registered[0].contains(&mag6.to_string()),
+        "{}",
+        registered[0]
+    );
+    assert!(registered[0].contains(ipv4), "{}", registered[0]);
+    lab.eventually("no de-registration over IPv6", |l| {
+        !l.lma_lines("deregistered").is_empty()
+    })?;
+    lab.no_sessions()?;
+    // tshark checks the MH checksums the pcap copies carry, over IPv6.
+    let aaa_port = lab.aaa.as_ref().context("aaa")?.addr.port();
+    let (complaints, _) = tshark_complaints(lab.dir.path(), aaa_port)?;
+    assert_eq!(complaints, "", "frames tshark complains about");
     mag_left_nothing(&lab)
 }
