@@ -777,3 +777,37 @@ fn attach_over_ipv6_transport_to_the_lma() -> Result<()> {
     assert_eq!(complaints, "", "frames tshark complains about");
     mag_left_nothing(&lab)
 }
+
+#[test]
+fn an_out_of_sync_usim_resynchronises_with_auts() -> Result<()> {
+    let lab = Lab::start(70, true, true)?;
+    // The USIM has seen SQNs far beyond the AAA's: it answers the first challenge with
+    // AUTS, the AAA challenges again with a fresh SQN, and the attach completes.
+    let config = write_file(
+        lab.dir.path(),
+        "ue-ahead.toml",
+        &format!(
+            "imsi = \"{IMSI}\"\nmnc_digits = 2\nk = \"{K}\"\nopc = \"{OPC}\"\nsqn = 1000000\n\
+             epdg = \"{}:500\"\nlocal = \"{}\"\napn = \"{APN}\"\n",
+            ip(70, 2),
+            ip(70, 1)
+        ),
+    )?;
+    let out = Command::new(node_binary("ue-emu")?)
+        .args(["attach", "--json", "--config", path(&config)?])
+        .output()?;
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .context("steps")?
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert!(
+        steps.iter().any(|s| s.contains("EAP-Request #2")),
+        "{steps:?}"
+    );
+    lab.no_sessions()?;
+    mag_left_nothing(&lab)
+}
