@@ -18,8 +18,8 @@ use pmip_common::diameter::swm::SwmMessage;
 use pmip_common::diameter::{Framer, Message};
 use pmip_common::ike::auth::Signer;
 use pmip_common::ike::sa::{
-    Event as IkeEvent, InitReply, Output as IkeOutput, Responder, ResponderConfig, ResponderSa,
-    RetransmitPolicy,
+    CloseReason, Event as IkeEvent, InitReply, Output as IkeOutput, Responder, ResponderConfig,
+    ResponderSa, RetransmitPolicy,
 };
 use pmip_common::ike::wire::Identification;
 use pmip_common::ike::IkeSuite;
@@ -257,7 +257,9 @@ impl Epdg {
     }
 
     /// Runs until the task is cancelled (the caller selects on a signal).
-    pub async fn run(mut self) -> Result<()> {
+    /// Runs until `stop` completes, then detaches every UE (see [`Epdg::shutdown`]).
+    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+        tokio::pin!(stop);
         let mut rx = self.rx.take().context("run called twice")?;
         spawn_udp_reader(Arc::clone(&self.ike500), self.tx.clone(), |data, from| {
             Event::Ike {
@@ -300,6 +302,10 @@ impl Epdg {
                     None => return Ok(()),
                 },
                 _ = sleep => self.on_timeout().await,
+                _ = &mut stop => {
+                    self.shutdown(&mut rx).await;
+                    return Ok(());
+                }
             }
             self.run_work().await;
             if let Some(p) = self.pcap.as_mut() {
@@ -308,12 +314,39 @@ impl Epdg {
         }
     }
 
-    /// Sends DPR to the AAA and de-registers every binding (best effort, on shutdown).
-    pub async fn shutdown(&mut self) {
+    /// Leaves nothing behind (best effort, within about a second): deletes every IKE SA,
+    /// which de-registers its binding (lifetime-0 PBU) and ends its AAA session (STR);
+    /// waits for the answers, then says goodbye to the AAA (DPR).
+    async fn shutdown(&mut self, rx: &mut mpsc::Receiver<Event>) {
+        let now = Instant::now();
+        let spis: Vec<u64> = self.ues.keys().copied().collect();
+        info!(ike_sas = spis.len(), "shutting down: detaching every UE");
+        for spi in spis {
+            let mut out = Vec::new();
+            if let Some(ue) = self.ues.get_mut(&spi) {
+                ue.sa.delete(now, &mut self.rng, &mut out);
+            }
+            self.ike_outputs(spi, out).await;
+            self.work
+                .push_back((spi, attach::Input::IkeClosed(CloseReason::Deleted)));
+        }
+        self.run_work().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while !self.list.is_empty() {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(event)) => self.on_event(event).await,
+                _ => break,
+            }
+            self.run_work().await;
+        }
         let mut out = Vec::new();
         self.diameter
             .disconnect(DisconnectCause::Rebooting, Instant::now(), &mut out);
         self.diameter_outputs(out).await;
+        if let Some(p) = self.pcap.as_mut() {
+            let _ = p.flush();
+        }
+        info!(bindings = self.list.len(), "mag stopped");
     }
 
     fn connect(&mut self) {

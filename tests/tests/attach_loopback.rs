@@ -811,3 +811,42 @@ fn an_out_of_sync_usim_resynchronises_with_auts() -> Result<()> {
     lab.no_sessions()?;
     mag_left_nothing(&lab)
 }
+
+/// The pid of the process started with this exact configuration file.
+fn pid_of(config: &Path) -> Result<i32> {
+    let needle = config.to_str().context("path")?;
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline)
+            .split('\0')
+            .any(|arg| arg == needle)
+        {
+            return Ok(pid);
+        }
+    }
+    anyhow::bail!("no process runs with {needle}")
+}
+
+#[test]
+fn sigterm_detaches_every_ue_first() -> Result<()> {
+    let mut lab = Lab::start(71, true, true)?;
+    let (code, report) = lab.attach_as(IMSI, APN, K, &["--no-detach"])?;
+    assert_eq!(code, Some(0), "{report}");
+    let pid = pid_of(&lab.dir.path().join("mag.toml"))?;
+    // SAFETY: signalling the mag this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    lab.mag.wait_exit(Duration::from_secs(5))?;
+    let out = lab.mag.output();
+    let stopped = out.lines().find(|l| l.contains("mag stopped"));
+    assert!(stopped.is_some_and(|l| l.contains("bindings=0")), "{out}");
+    assert_eq!(lab.lma_lines("deregistered").len(), 1);
+    lab.no_sessions()
+}
