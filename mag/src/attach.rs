@@ -24,7 +24,7 @@ use pmip_common::diameter::swm::{
 };
 use pmip_common::ike::sa::{Acceptance, AuthRequest, CloseReason};
 use pmip_common::ike::wire::{ConfigAttribute, Identification, NotifyType, TrafficSelector};
-use pmip_common::mh::{GreKey, HandoffIndicator};
+use pmip_common::mh::{GreKey, HandoffIndicator, ThreeGppOption, VendorSpecific};
 
 /// What every attach procedure of one ePDG shares.
 #[derive(Debug, Clone)]
@@ -206,13 +206,31 @@ fn identification_text(id: &Identification) -> Option<String> {
     }
 }
 
-/// The gateway the AAA named: IPv4 address first (the lab's transport), else IPv6.
-fn gateway(infos: &[Mip6AgentInfo]) -> Option<IpAddr> {
-    let addresses = || infos.iter().flat_map(|i| i.home_agent_addresses.iter());
-    addresses()
+/// One gateway's address: IPv4 first (the lab's transport), else IPv6.
+fn address(info: &Mip6AgentInfo) -> Option<IpAddr> {
+    let a = &info.home_agent_addresses;
+    a.iter()
         .find(|a| a.is_ipv4())
-        .or_else(|| addresses().next())
+        .or_else(|| a.first())
         .copied()
+}
+
+/// Where to register, and the home gateway to chain to when roaming. The AAA lists the
+/// home gateway first; a visited AAA proxy appends the visited gateway it picked
+/// (DESIGN.md section 4), so with two gateways the PBU goes to the last one and carries
+/// the first in the 3GPP PDN GW IP address option (TS 29.275).
+fn gateway(infos: &[Mip6AgentInfo]) -> Option<(IpAddr, Option<IpAddr>)> {
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    for a in infos.iter().filter_map(address) {
+        if !addresses.contains(&a) {
+            addresses.push(a);
+        }
+    }
+    match addresses[..] {
+        [] => None,
+        [only] => Some((only, None)),
+        [home, .., visited] => Some((visited, Some(home))),
+    }
 }
 
 /// The TS 24.302 private notify that fits a Diameter failure, else AUTHENTICATION_FAILED.
@@ -452,7 +470,7 @@ impl Attach {
             infos.push(info);
         }
         match gateway(&infos) {
-            Some(lma) => self.register(held, lma, out),
+            Some((lma, home)) => self.register(held, lma, home, out),
             None => {
                 out.push(Output::Aar(Box::new(AaRequest {
                     session_id: self.session_id.clone(),
@@ -491,7 +509,7 @@ impl Attach {
             infos.push(info);
         }
         match gateway(&infos) {
-            Some(lma) => self.register(held, lma, out),
+            Some((lma, home)) => self.register(held, lma, home, out),
             None => self.fail(
                 NotifyType::NoApnSubscription,
                 format!("AAA named no gateway for APN {}", self.apn),
@@ -500,7 +518,7 @@ impl Attach {
         }
     }
 
-    fn register(&mut self, held: Held, lma: IpAddr, out: &mut Vec<Output>) {
+    fn register(&mut self, held: Held, lma: IpAddr, home: Option<IpAddr>, out: &mut Vec<Output>) {
         self.binding = true;
         out.push(Output::Register(Box::new(RegistrationRequest {
             key: self.key(),
@@ -509,7 +527,10 @@ impl Attach {
             request_ipv4_home_address: true,
             downlink_gre_key: Some(self.downlink_gre_key),
             handoff: HandoffIndicator::AttachmentOverNewInterface,
-            vendor: Vec::new(),
+            vendor: home
+                .map(|h| VendorSpecific::ThreeGpp(ThreeGppOption::PdnGwIpAddress(h)))
+                .into_iter()
+                .collect(),
         })));
         self.state = State::Registering { held };
     }

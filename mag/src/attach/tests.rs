@@ -402,3 +402,36 @@ fn answers_of_other_sessions_are_ignored() {
     a.handle(dea(AnswerResult::SUCCESS, None), t0, &mut out);
     assert!(out.is_empty());
 }
+
+#[test]
+fn roaming_registers_at_the_visited_gateway_naming_the_home_one() {
+    let t0 = Instant::now();
+    let mut a = attach();
+    let mut out = Vec::new();
+    a.handle(Input::AuthRequested(auth_request()), t0, &mut out);
+    a.handle(
+        dea(AnswerResult::SUCCESS, Some(vec![3, 1, 0, 4])),
+        t0,
+        &mut out,
+    );
+    out.clear();
+    let Input::Aaa(mut answer) =
+        aaa_answer(AnswerResult::SUCCESS, Some("192.0.2.1".parse().unwrap()))
+    else {
+        unreachable!()
+    };
+    answer
+        .mip6_agent_info
+        .push(Mip6AgentInfo::address("198.51.100.7".parse().unwrap()));
+    a.handle(Input::Aaa(answer), t0, &mut out);
+    let [Output::Register(r)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(r.lma, "198.51.100.7:5436".parse().unwrap());
+    assert_eq!(
+        r.vendor,
+        vec![VendorSpecific::ThreeGpp(ThreeGppOption::PdnGwIpAddress(
+            "192.0.2.1".parse().unwrap()
+        ))]
+    );
+}
