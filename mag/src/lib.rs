@@ -5,3 +5,4 @@
 pub mod attach;
 pub mod config;
 pub mod driver;
+pub mod pki;

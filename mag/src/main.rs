@@ -105,6 +105,13 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
+
+    /// Write a lab PKI into DIR and exit: ca.der (a CA certificate), epdg.der (the
+    /// ePDG's certificate for ike_identity, signed by the CA) and epdg.key.der (its
+    /// PKCS#8 ECDSA P-256 key). Use the last two as certificate / private_key and give
+    /// ca.der to the UEs (epdg_ca in ue.toml).
+    #[arg(long, value_name = "DIR")]
+    generate_lab_pki: Option<PathBuf>,
 }
 
 fn config(cli: Cli) -> Result<Config> {
@@ -158,7 +165,20 @@ fn init_logging(format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let config = config(Cli::parse()).context("configuration")?;
+    let cli = Cli::parse();
+    if let Some(dir) = cli.generate_lab_pki.clone() {
+        let identity = match &cli.config {
+            Some(path) => Config::load(path)?.ike_identity,
+            None => Config::default().ike_identity,
+        };
+        mag::pki::write_lab_pki(&dir, &identity)?;
+        println!(
+            "wrote {0}/ca.der, {0}/epdg.der, {0}/epdg.key.der for {identity}",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let config = config(cli).context("configuration")?;
     init_logging(config.log_format);
     let epdg = Epdg::bind(config).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

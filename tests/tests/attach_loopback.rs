@@ -250,7 +250,7 @@ impl Lab {
     }
 
     fn start_with_pool(net: u8, with_lma: bool, with_aaa: bool, ipv4_pool: &str) -> Result<Lab> {
-        Self::start_full(net, with_lma, with_aaa, ipv4_pool, None)
+        Self::start_full(net, with_lma, with_aaa, ipv4_pool, None, "")
     }
 
     /// `v6`: the (mag, lma) IPv6 addresses for IPv6 transport of the Mobility Header.
@@ -260,6 +260,7 @@ impl Lab {
         with_aaa: bool,
         ipv4_pool: &str,
         v6: Option<(Ipv6Addr, Ipv6Addr)>,
+        extra_mag: &str,
     ) -> Result<Lab> {
         let dir = tempfile::tempdir()?;
         let lma_v6 = v6
@@ -307,7 +308,7 @@ impl Lab {
                  mh_local = \"{epdg}\"\ndns = [\"10.45.0.1\"]\npcscf = [\"10.46.0.2\", \"2001:db8:46::2\"]\n\
                  pbu_retransmit_ms = 200\npbu_max_retransmissions = 2\ndiameter_timeout_ms = 2000\n\
                  half_open_timeout_secs = 2\nliveness_interval_secs = 1\nike_retransmit_ms = 100\nike_max_retransmissions = 2\n\
-                 pcap = \"{pcap}\"\nkeylog = \"{keylog}\"\n{mag_v6}",
+                 pcap = \"{pcap}\"\nkeylog = \"{keylog}\"\n{mag_v6}{extra_mag}",
                 epdg = ip(net, 2),
                 pcap = dir.path().join("mag.pcap").display(),
                 keylog = dir.path().join("mag.keylog").display(),
@@ -750,7 +751,7 @@ impl Drop for LoopbackAddress {
 fn attach_over_ipv6_transport_to_the_lma() -> Result<()> {
     let (mag6, lma6): (Ipv6Addr, Ipv6Addr) = ("fd00:45:69::2".parse()?, "fd00:45:69::3".parse()?);
     let _addresses = (LoopbackAddress::add(mag6)?, LoopbackAddress::add(lma6)?);
-    let lab = Lab::start_full(69, true, true, IPV4_POOL, Some((mag6, lma6)))?;
+    let lab = Lab::start_full(69, true, true, IPV4_POOL, Some((mag6, lma6)), "")?;
     let (code, report) = lab.attach(APN, K)?;
     assert_eq!(code, Some(0), "{report}\n{}", lab.mag.output());
     let ipv4 = report["ipv4"].as_str().context("ipv4")?;
@@ -849,4 +850,54 @@ fn sigterm_detaches_every_ue_first() -> Result<()> {
     assert!(stopped.is_some_and(|l| l.contains("bindings=0")), "{out}");
     assert_eq!(lab.lma_lines("deregistered").len(), 1);
     lab.no_sessions()
+}
+
+#[test]
+fn the_ue_checks_the_epdg_certificate_against_the_lab_ca() -> Result<()> {
+    let pki = tempfile::tempdir()?;
+    let other = tempfile::tempdir()?;
+    for dir in [&pki, &other] {
+        let status = Command::new(node_binary("mag")?)
+            .arg("--generate-lab-pki")
+            .arg(dir.path())
+            .status()?;
+        assert!(status.success());
+    }
+    let extra = format!(
+        "certificate = \"{}\"\nprivate_key = \"{}\"\n",
+        pki.path().join("epdg.der").display(),
+        pki.path().join("epdg.key.der").display()
+    );
+    let lab = Lab::start_full(72, true, true, IPV4_POOL, None, &extra)?;
+    let ue = |ca: &Path| -> Result<(Option<i32>, Value)> {
+        let config = write_file(
+            lab.dir.path(),
+            "ue-ca.toml",
+            &format!(
+                "imsi = \"{IMSI}\"\nmnc_digits = 2\nk = \"{K}\"\nopc = \"{OPC}\"\n\
+                 epdg = \"{}:500\"\nlocal = \"{}\"\napn = \"{APN}\"\neap_only = false\n\
+                 epdg_ca = \"{}\"\n",
+                ip(72, 2),
+                ip(72, 1),
+                ca.display()
+            ),
+        )?;
+        let out = Command::new(node_binary("ue-emu")?)
+            .args(["attach", "--json", "--config", path(&config)?])
+            .output()?;
+        Ok((out.status.code(), serde_json::from_slice(&out.stdout)?))
+    };
+    let (code, report) = ue(&pki.path().join("ca.der"))?;
+    assert_eq!(code, Some(0), "{report}\n{}", lab.mag.output());
+    // A certificate from another CA is refused.
+    let (code, report) = ue(&other.path().join("ca.der"))?;
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("PeerNotAuthenticated"),
+        "{report}"
+    );
+    Ok(())
 }

@@ -39,6 +39,8 @@ pub struct UeConfig {
     pub eap_only: bool,
     /// The ePDG's ECDSA P-256 public key (uncompressed point, hex), pinned.
     pub epdg_public_key: Option<String>,
+    /// The CA certificate (DER) that must have signed the ePDG's certificate.
+    pub epdg_ca: Option<std::path::PathBuf>,
     /// IKE suites in preference order (empty = the library defaults).
     #[serde(default)]
     pub ike_suites: Vec<String>,

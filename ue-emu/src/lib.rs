@@ -63,6 +63,49 @@ impl PeerVerifier for AcceptAnything {
     }
 }
 
+/// Checks the ePDG's certificate against a CA certificate (DER): the first CERT payload
+/// must be an X.509 certificate signed by the CA's key and valid now, and the AUTH must be
+/// an ECDSA P-256 signature (RFC 7296 method 9) by its key.
+#[derive(Debug)]
+pub struct CaVerifier {
+    ca_der: Vec<u8>,
+}
+
+impl CaVerifier {
+    /// Fails when `ca_der` is not a certificate.
+    pub fn new(ca_der: Vec<u8>) -> Result<Self> {
+        x509_parser::parse_x509_certificate(&ca_der)
+            .map_err(|e| anyhow::anyhow!("the CA file is not a DER certificate: {e}"))?;
+        Ok(CaVerifier { ca_der })
+    }
+}
+
+impl PeerVerifier for CaVerifier {
+    fn verify(
+        &self,
+        certificates: &[CertPayload],
+        auth: &AuthPayload,
+        signed_octets: &[u8],
+    ) -> bool {
+        let Ok((_, ca)) = x509_parser::parse_x509_certificate(&self.ca_der) else {
+            return false;
+        };
+        let Some(leaf) = certificates.first() else {
+            return false;
+        };
+        let Ok((_, leaf)) = x509_parser::parse_x509_certificate(&leaf.data) else {
+            return false;
+        };
+        leaf.verify_signature(Some(ca.public_key())).is_ok()
+            && leaf.validity().is_valid()
+            && PinnedEcdsaP256Key(leaf.public_key().subject_public_key.data.to_vec()).verify(
+                certificates,
+                auth,
+                signed_octets,
+            )
+    }
+}
+
 fn notify_name(n: NotifyType) -> String {
     format!("{n:?} ({})", u16::from(n))
 }
@@ -142,11 +185,14 @@ pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport
         eprintln!("WARNING: --insecure: the ePDG's certificate is NOT checked");
         Some(Arc::new(AcceptAnything))
     } else {
-        match &config.epdg_public_key {
-            Some(hex_key) => Some(Arc::new(PinnedEcdsaP256Key(
+        match (&config.epdg_public_key, &config.epdg_ca) {
+            (Some(hex_key), _) => Some(Arc::new(PinnedEcdsaP256Key(
                 hex::decode(hex_key).context("epdg_public_key is not hex")?,
             ))),
-            None => None,
+            (None, Some(ca)) => Some(Arc::new(CaVerifier::new(
+                std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
+            )?)),
+            (None, None) => None,
         }
     };
     let ike_config = InitiatorConfig {
