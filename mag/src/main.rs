@@ -46,6 +46,11 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     mh_local: Option<Ipv4Addr>,
 
+    /// Our IPv6 address toward LMAs named by IPv6 address (raw Mobility Header socket,
+    /// next header 135; needs root or CAP_NET_RAW).
+    #[arg(long, value_name = "ADDR")]
+    mh_local_v6: Option<std::net::Ipv6Addr>,
+
     /// The LMA's UDP port for the Mobility Header over IPv4 [default: 5436].
     #[arg(long, value_name = "PORT")]
     lma_port: Option<u16>,
@@ -61,6 +66,15 @@ struct Cli {
     /// Diameter Destination-Realm (the AAA's realm).
     #[arg(long, value_name = "REALM")]
     destination_realm: Option<String>,
+
+    /// Our IKE identity (IDr, FQDN) when the UE names none; also the lab certificate's name.
+    #[arg(long, value_name = "FQDN")]
+    ike_identity: Option<String>,
+
+    /// IKE suites in preference order, comma-separated, strongSwan style
+    /// (e.g. aes256gcm16-prfsha256-ecp256,aes128-sha256-prfsha256-modp2048).
+    #[arg(long, value_name = "SUITES", value_delimiter = ',')]
+    ike_suites: Vec<String>,
 
     /// The APN for UEs whose IDr names none.
     #[arg(long, value_name = "APN")]
@@ -94,7 +108,27 @@ struct Cli {
     #[arg(long, value_name = "N")]
     pbu_max_retransmissions: Option<u32>,
 
-    /// Record the signaling (IKE, Mobility Header) to this pcap file.
+    /// Binding lifetime asked of the LMA, in seconds [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    binding_lifetime_secs: Option<u32>,
+
+    /// An IKE SA not authenticated within this many seconds is dropped [default: 60].
+    #[arg(long, value_name = "SECS")]
+    half_open_timeout_secs: Option<u64>,
+
+    /// Liveness check of attached UEs every SECS seconds (0 = off) [default: 60].
+    #[arg(long, value_name = "SECS")]
+    liveness_interval_secs: Option<u64>,
+
+    /// First retransmission of our IKE requests in milliseconds (doubling) [default: 500].
+    #[arg(long, value_name = "MS")]
+    ike_retransmit_ms: Option<u64>,
+
+    /// IKE retransmissions before the SA is given up [default: 5].
+    #[arg(long, value_name = "N")]
+    ike_max_retransmissions: Option<u32>,
+
+    /// Record the signaling (IKE, Diameter, Mobility Header) to this pcap file.
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
 
@@ -134,12 +168,28 @@ fn config(cli: Cli) -> Result<Config> {
         diameter_timeout_ms,
         pbu_retransmit_ms,
         pbu_max_retransmissions,
-        log_format
+        log_format,
+        ike_identity,
+        binding_lifetime_secs,
+        half_open_timeout_secs,
+        liveness_interval_secs,
+        ike_retransmit_ms,
+        ike_max_retransmissions
     );
     macro_rules! set_opt {
         ($($f:ident),*) => { $( if cli.$f.is_some() { c.$f = cli.$f; } )* };
     }
-    set_opt!(default_apn, certificate, private_key, pcap, keylog);
+    set_opt!(
+        default_apn,
+        certificate,
+        private_key,
+        pcap,
+        keylog,
+        mh_local_v6
+    );
+    if !cli.ike_suites.is_empty() {
+        c.ike_suites = cli.ike_suites;
+    }
     if !cli.dns.is_empty() {
         c.dns = cli.dns;
     }
@@ -164,8 +214,17 @@ fn init_logging(format: LogFormat) {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mag: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
     if let Some(dir) = cli.generate_lab_pki.clone() {
         let identity = match &cli.config {
             Some(path) => Config::load(path)?.ike_identity,
