@@ -76,6 +76,9 @@ pub enum Input {
     RegistrationFailed(RegistrationFailure),
     /// A registered binding was lost (refresh refused or unanswered).
     BindingLost(RegistrationFailure),
+    /// A newer IKE SA of the same UE and APN took the binding over: end the AAA session
+    /// and the IKE SA, but leave the binding alone.
+    Superseded,
     /// The IKE SA and its CHILD_SA are up.
     IkeEstablished,
     /// The IKE SA is gone.
@@ -288,6 +291,16 @@ impl Attach {
         MobileNodeKey::new(&self.nai, Some(&self.apn))
     }
 
+    /// The GRE key the LMA uses toward us for this UE.
+    pub fn downlink_gre_key(&self) -> GreKey {
+        self.downlink_gre_key
+    }
+
+    /// Takes over a binding made by an older IKE SA of this UE, with its GRE key.
+    pub fn adopt_downlink_gre_key(&mut self, key: GreKey) {
+        self.downlink_gre_key = key;
+    }
+
     pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
@@ -359,6 +372,15 @@ impl Attach {
             (State::Releasing { info }, Input::IkeEstablished) => {
                 out.push(Output::Attached(Box::new(info.clone())));
                 self.state = State::Established { info };
+            }
+            (_, Input::Superseded) => {
+                self.binding = false;
+                out.push(Output::DeleteIke);
+                self.terminate(TerminationCause::UserMoved, out);
+                self.finish(
+                    Outcome::Detached("superseded by a new IKE SA of the same UE".into()),
+                    out,
+                );
             }
             (State::Releasing { .. } | State::Established { .. }, Input::BindingLost(reason)) => {
                 self.binding = false;

@@ -870,6 +870,34 @@ impl Epdg {
                         }
                     }
                     attach::Output::Register(request) => {
+                        // The same UE and APN with a binding from an older IKE SA (the UE
+                        // came back without deleting it): the new SA takes the binding
+                        // over, addresses kept; the old SA and its AAA session go.
+                        let older = self
+                            .by_key
+                            .get(&request.key)
+                            .copied()
+                            .filter(|old| *old != spi && self.ues.contains_key(old));
+                        let granted = self.list.registration(&request.key).cloned();
+                        if let (Some(old), Some(registration)) = (older, granted) {
+                            info!(
+                                key = %request.key,
+                                old = format_args!("{old:016x}"),
+                                new = format_args!("{spi:016x}"),
+                                "binding handed over to the new IKE SA"
+                            );
+                            self.by_key.insert(request.key.clone(), spi);
+                            let key = self.ues.get(&old).map(|u| u.attach.downlink_gre_key());
+                            if let (Some(key), Some(ue)) = (key, self.ues.get_mut(&spi)) {
+                                ue.attach.adopt_downlink_gre_key(key);
+                            }
+                            self.work.push_front((old, attach::Input::Superseded));
+                            self.work.push_back((
+                                spi,
+                                attach::Input::Registered(Box::new(registration)),
+                            ));
+                            continue;
+                        }
                         self.by_key.insert(request.key.clone(), spi);
                         let mut lout = Vec::new();
                         self.list

@@ -901,3 +901,21 @@ fn the_ue_checks_the_epdg_certificate_against_the_lab_ca() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_ue_back_without_deleting_its_old_sa_takes_its_binding_over() -> Result<()> {
+    let lab = Lab::start(73, true, true)?;
+    let (code, first) = lab.attach_as(IMSI, APN, K, &["--no-detach"])?;
+    assert_eq!(code, Some(0), "{first}");
+    let (code, second) = lab.attach(APN, K)?;
+    assert_eq!(code, Some(0), "{second}\n{}", lab.mag.output());
+    assert_eq!(first["ipv4"], second["ipv4"]);
+    assert_eq!(first["ipv6_prefix"], second["ipv6_prefix"]);
+    assert!(lab.mag.output().contains("binding handed over"));
+    assert_eq!(lab.lma_lines("registered").len(), 1);
+    lab.eventually("no de-registration", |l| {
+        !l.lma_lines("deregistered").is_empty()
+    })?;
+    lab.no_sessions()?;
+    mag_left_nothing(&lab)
+}

@@ -435,3 +435,25 @@ fn roaming_registers_at_the_visited_gateway_naming_the_home_one() {
         ))]
     );
 }
+
+#[test]
+fn a_superseded_attach_keeps_the_binding() {
+    let t0 = Instant::now();
+    let mut a = attach();
+    to_registering(&mut a, t0);
+    let mut out = Vec::new();
+    a.handle(Input::Registered(registration()), t0, &mut out);
+    a.handle(Input::IkeEstablished, t0, &mut out);
+    out.clear();
+    a.handle(Input::Superseded, t0, &mut out);
+    assert_eq!(out[0], Output::DeleteIke);
+    assert!(
+        matches!(&out[1], Output::Str(s) if s.termination_cause == TerminationCause::UserMoved)
+    );
+    assert!(matches!(&out[2], Output::Finished(Outcome::Detached(_))));
+    assert!(!out.iter().any(|o| matches!(o, Output::Deregister(_))));
+    // The IKE SA's close that follows changes nothing.
+    out.clear();
+    a.handle(Input::IkeClosed(CloseReason::Deleted), t0, &mut out);
+    assert!(out.is_empty());
+}
