@@ -64,7 +64,11 @@ impl Drop for FakeAaa {
 
 impl FakeAaa {
     fn start(ip: Ipv4Addr, lma: IpAddr) -> Result<FakeAaa> {
-        let listener = TcpListener::bind((ip, 0)).context("binding the AAA")?;
+        Self::start_at(SocketAddr::new(ip.into(), 0), lma)
+    }
+
+    fn start_at(listen: SocketAddr, lma: IpAddr) -> Result<FakeAaa> {
+        let listener = TcpListener::bind(listen).context("binding the AAA")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let sessions = Arc::new(Mutex::new(HashSet::new()));
@@ -916,6 +920,23 @@ fn a_ue_back_without_deleting_its_old_sa_takes_its_binding_over() -> Result<()> 
     lab.eventually("no de-registration", |l| {
         !l.lma_lines("deregistered").is_empty()
     })?;
+    lab.no_sessions()?;
+    mag_left_nothing(&lab)
+}
+
+#[test]
+fn the_mag_reconnects_when_the_aaa_comes_back() -> Result<()> {
+    let mut lab = Lab::start(74, true, false)?;
+    let (code, report) = lab.attach(APN, K)?;
+    assert_eq!(code, Some(1), "{report}");
+    lab.aaa = Some(FakeAaa::start_at(
+        SocketAddr::new(ip(74, 4).into(), 3868),
+        ip(74, 3).into(),
+    )?);
+    lab.mag
+        .wait_for("Diameter peer open", Duration::from_secs(10))?;
+    let (code, report) = lab.attach(APN, K)?;
+    assert_eq!(code, Some(0), "{report}");
     lab.no_sessions()?;
     mag_left_nothing(&lab)
 }
