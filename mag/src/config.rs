@@ -85,6 +85,9 @@ pub struct Config {
     pub pcap: Option<PathBuf>,
     /// Write Wireshark IKEv2 decryption records here.
     pub keylog: Option<PathBuf>,
+    /// Keep a JSON summary of the ePDG's state here (IKE SAs, attached UEs with their
+    /// addresses, bindings, AAA sessions), rewritten whenever it changes.
+    pub status_file: Option<PathBuf>,
     pub log_format: LogFormat,
 }
 
@@ -117,6 +120,7 @@ impl Default for Config {
             private_key: None,
             pcap: None,
             keylog: None,
+            status_file: None,
             log_format: LogFormat::Human,
         }
     }

@@ -105,6 +105,7 @@ pub struct Epdg {
     next_gre_key: u32,
     next_session: u32,
     work: VecDeque<(u64, attach::Input)>,
+    last_status: Option<String>,
     tx: mpsc::Sender<Event>,
     rx: Option<mpsc::Receiver<Event>>,
 }
@@ -250,6 +251,7 @@ impl Epdg {
             next_gre_key: OsRng.next_u32() & 0x00ff_ffff | 1,
             next_session: 0,
             work: VecDeque::new(),
+            last_status: None,
             tx,
             rx: Some(rx),
             config,
@@ -289,6 +291,7 @@ impl Epdg {
             aaa = %self.config.aaa,
             "mag listening"
         );
+        self.write_status();
         loop {
             let deadline = self.next_deadline();
             let sleep = tokio::time::sleep_until(
@@ -311,6 +314,49 @@ impl Epdg {
             if let Some(p) = self.pcap.as_mut() {
                 let _ = p.flush();
             }
+            self.write_status();
+        }
+    }
+
+    /// Rewrites the status file when the state summary changed.
+    fn write_status(&mut self) {
+        let Some(path) = self.config.status_file.clone() else {
+            return;
+        };
+        let mut attached: Vec<serde_json::Value> = self
+            .ues
+            .values()
+            .filter_map(|u| u.attach.info())
+            .map(|a| {
+                serde_json::json!({
+                    "nai": a.nai,
+                    "apn": a.apn,
+                    "lma": a.lma.to_string(),
+                    "ipv4": a.ipv4.map(|n| n.addr().to_string()),
+                    "ipv6_prefix": a.ipv6_prefix.map(|n| n.to_string()),
+                    "uplink_gre_key": a.uplink_gre_key.map(|k| k.0),
+                    "downlink_gre_key": a.downlink_gre_key.0,
+                })
+            })
+            .collect();
+        attached.sort_by_key(|v| v.to_string());
+        let status = serde_json::json!({
+            "ike_sas": self.ues.len(),
+            "aaa_sessions": self.by_session.len(),
+            "bindings": self.list.len(),
+            "diameter_open": self.diameter.is_open(),
+            "attached": attached,
+        });
+        let text = status.to_string();
+        if self.last_status.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        let tmp = path.with_extension("tmp");
+        let written =
+            std::fs::write(&tmp, format!("{text}\n")).and_then(|()| std::fs::rename(&tmp, &path));
+        match written {
+            Ok(()) => self.last_status = Some(text),
+            Err(e) => warn!(path = %path.display(), "writing the status file: {e}"),
         }
     }
 
@@ -346,6 +392,7 @@ impl Epdg {
         if let Some(p) = self.pcap.as_mut() {
             let _ = p.flush();
         }
+        self.write_status();
         info!(bindings = self.list.len(), "mag stopped");
     }
 

@@ -136,6 +136,11 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     keylog: Option<PathBuf>,
 
+    /// Keep a JSON summary of the state in this file (IKE SAs, attached UEs and their
+    /// addresses, bindings, AAA sessions), rewritten whenever it changes.
+    #[arg(long, value_name = "FILE")]
+    status_file: Option<PathBuf>,
+
     /// Log format.
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormat>,

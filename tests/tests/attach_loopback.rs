@@ -312,10 +312,11 @@ impl Lab {
                  mh_local = \"{epdg}\"\ndns = [\"10.45.0.1\"]\npcscf = [\"10.46.0.2\", \"2001:db8:46::2\"]\n\
                  pbu_retransmit_ms = 200\npbu_max_retransmissions = 2\ndiameter_timeout_ms = 2000\n\
                  half_open_timeout_secs = 2\nliveness_interval_secs = 1\nike_retransmit_ms = 100\nike_max_retransmissions = 2\n\
-                 pcap = \"{pcap}\"\nkeylog = \"{keylog}\"\n{mag_v6}{extra_mag}",
+                 pcap = \"{pcap}\"\nkeylog = \"{keylog}\"\nstatus_file = \"{status}\"\n{mag_v6}{extra_mag}",
                 epdg = ip(net, 2),
                 pcap = dir.path().join("mag.pcap").display(),
                 keylog = dir.path().join("mag.keylog").display(),
+                status = dir.path().join("status.json").display(),
             ),
         )?;
         let mut mag = Node::start("mag", &["--config", path(&config)?])?;
@@ -845,6 +846,22 @@ fn sigterm_detaches_every_ue_first() -> Result<()> {
     let mut lab = Lab::start(71, true, true)?;
     let (code, report) = lab.attach_as(IMSI, APN, K, &["--no-detach"])?;
     assert_eq!(code, Some(0), "{report}");
+    // The status file shows the UE with the addresses it got.
+    let status_path = lab.dir.path().join("status.json");
+    let status = || -> Value {
+        std::fs::read(&status_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    };
+    lab.eventually("no attached UE in the status file", |_| {
+        status()["attached"][0]["ipv4"] == report["ipv4"]
+    })?;
+    assert_eq!(status()["ike_sas"], 1);
+    assert_eq!(
+        status()["attached"][0]["ipv6_prefix"],
+        report["ipv6_prefix"]
+    );
     let pid = pid_of(&lab.dir.path().join("mag.toml"))?;
     // SAFETY: signalling the mag this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
@@ -853,6 +870,16 @@ fn sigterm_detaches_every_ue_first() -> Result<()> {
     let stopped = out.lines().find(|l| l.contains("mag stopped"));
     assert!(stopped.is_some_and(|l| l.contains("bindings=0")), "{out}");
     assert_eq!(lab.lma_lines("deregistered").len(), 1);
+    let after = status();
+    assert_eq!(
+        (
+            &after["ike_sas"],
+            &after["bindings"],
+            &after["aaa_sessions"]
+        ),
+        (&Value::from(0), &Value::from(0), &Value::from(0)),
+        "{after}"
+    );
     lab.no_sessions()
 }
 
