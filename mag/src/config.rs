@@ -70,6 +70,9 @@ pub struct Config {
     pub binding_lifetime_secs: u32,
     /// An IKE SA not authenticated within this many seconds is dropped.
     pub half_open_timeout_secs: u64,
+    /// Above this many half-open IKE SAs, IKE_SA_INIT requests must carry a cookie
+    /// (RFC 7296 section 2.6).
+    pub cookie_threshold: usize,
     /// Liveness check (empty INFORMATIONAL) of every attached UE this often, in seconds;
     /// a UE that does not answer is detached (0 = never).
     pub liveness_interval_secs: u64,
@@ -113,6 +116,7 @@ impl Default for Config {
             pbu_max_retransmissions: 3,
             binding_lifetime_secs: 3600,
             half_open_timeout_secs: 60,
+            cookie_threshold: 1000,
             liveness_interval_secs: 60,
             ike_retransmit_ms: 500,
             ike_max_retransmissions: 5,

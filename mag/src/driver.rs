@@ -173,6 +173,7 @@ impl Epdg {
                 suites,
                 identity: Identification::Fqdn(config.ike_identity.clone()),
                 half_open_timeout: Duration::from_secs(config.half_open_timeout_secs),
+                cookie_threshold: config.cookie_threshold,
                 signer: Some(signer(&config)?),
                 retransmit: RetransmitPolicy {
                     initial: Duration::from_millis(config.ike_retransmit_ms),

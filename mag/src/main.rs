@@ -116,6 +116,10 @@ struct Cli {
     #[arg(long, value_name = "SECS")]
     half_open_timeout_secs: Option<u64>,
 
+    /// Above N half-open IKE SAs, IKE_SA_INIT must carry a cookie [default: 1000].
+    #[arg(long, value_name = "N")]
+    cookie_threshold: Option<usize>,
+
     /// Liveness check of attached UEs every SECS seconds (0 = off) [default: 60].
     #[arg(long, value_name = "SECS")]
     liveness_interval_secs: Option<u64>,
@@ -177,6 +181,7 @@ fn config(cli: Cli) -> Result<Config> {
         ike_identity,
         binding_lifetime_secs,
         half_open_timeout_secs,
+        cookie_threshold,
         liveness_interval_secs,
         ike_retransmit_ms,
         ike_max_retransmissions

@@ -967,3 +967,43 @@ fn the_mag_reconnects_when_the_aaa_comes_back() -> Result<()> {
     lab.no_sessions()?;
     mag_left_nothing(&lab)
 }
+
+#[test]
+fn the_ladder_and_cookies() -> Result<()> {
+    // cookie_threshold 0: every IKE_SA_INIT must carry a cookie; the UE follows the
+    // COOKIE answer (RFC 7296 section 2.6).
+    let lab = Lab::start_full(75, true, true, IPV4_POOL, None, "cookie_threshold = 0\n")?;
+    let config = write_file(
+        lab.dir.path(),
+        "ue-ladder.toml",
+        &format!(
+            "imsi = \"{IMSI}\"\nmnc_digits = 2\nk = \"{K}\"\nopc = \"{OPC}\"\n\
+             epdg = \"{}:500\"\nlocal = \"{}\"\napn = \"{APN}\"\n",
+            ip(75, 2),
+            ip(75, 1)
+        ),
+    )?;
+    let out = Command::new(node_binary("ue-emu")?)
+        .args(["attach", "--config", path(&config)?])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for needle in [
+        "IKE_SA_INIT",
+        "EAP-Success (after PBA)",
+        "CFG_REPLY",
+        "result: attached",
+        "ipv4:",
+        "ipv6 prefix:",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
+    assert!(
+        text.lines()
+            .filter(|l| l.trim_end().ends_with(" ms"))
+            .count()
+            >= 4
+    );
+    lab.no_sessions()?;
+    mag_left_nothing(&lab)
+}
