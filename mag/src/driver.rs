@@ -71,6 +71,9 @@ struct Ue {
     port_4500: Option<u16>,
     /// When to check that the UE is still there (attached UEs only).
     next_liveness: Option<Instant>,
+    /// The IKE_SA_INIT request that made this SA, where it came from, and our answer,
+    /// to answer a retransmission of it with the same SA.
+    init: (SocketAddr, Vec<u8>, Vec<u8>),
 }
 
 /// The whole ePDG.
@@ -81,6 +84,8 @@ pub struct Epdg {
     ues: HashMap<u64, Ue>,
     by_session: HashMap<String, u64>,
     by_key: HashMap<MobileNodeKey, u64>,
+    /// IKE SAs by the UE's address and SPIi of their IKE_SA_INIT.
+    by_init: HashMap<(SocketAddr, u64), u64>,
     list: BindingUpdateList,
     diameter: Peer,
     framer: Framer,
@@ -231,6 +236,7 @@ impl Epdg {
             ues: HashMap::new(),
             by_session: HashMap::new(),
             by_key: HashMap::new(),
+            by_init: HashMap::new(),
             list,
             diameter,
             framer: Framer::new(1 << 20),
@@ -649,6 +655,21 @@ impl Epdg {
         let spi_r = u64::from_be_bytes(spi_r);
         let mut out = Vec::new();
         if spi_r == 0 {
+            let mut spi_i = [0u8; 8];
+            spi_i.copy_from_slice(&data[..8]);
+            let spi_i = u64::from_be_bytes(spi_i);
+            // A retransmitted IKE_SA_INIT gets the answer it already had, not a new SA.
+            let cached = self
+                .by_init
+                .get(&(from, spi_i))
+                .and_then(|spi| self.ues.get(spi))
+                .filter(|u| u.init.1 == data)
+                .map(|u| u.init.2.clone());
+            if let Some(reply) = cached {
+                debug!(%from, "IKE_SA_INIT retransmitted: answered again");
+                self.send_ike_to(from, natt, &reply).await;
+                return;
+            }
             let local = if natt {
                 self.local_4500
             } else {
@@ -696,8 +717,10 @@ impl Epdg {
                             port_500: from.port(),
                             port_4500: natt.then_some(from.port()),
                             next_liveness: None,
+                            init: (from, data.clone(), reply.clone()),
                         },
                     );
+                    self.by_init.insert((from, spi_i), spi);
                     self.send_ike_to(from, natt, &reply).await;
                 }
                 InitReply::Discarded(d) => debug!(%from, ?d, "IKE_SA_INIT discarded"),
@@ -1006,6 +1029,10 @@ impl Epdg {
     fn remove(&mut self, spi: u64) {
         if let Some(ue) = self.ues.remove(&spi) {
             self.by_session.remove(ue.attach.session_id());
+            let spi_i = ue.sa.initiator_spi();
+            if self.by_init.get(&(ue.init.0, spi_i)) == Some(&spi) {
+                self.by_init.remove(&(ue.init.0, spi_i));
+            }
             let key = ue.attach.key();
             if self.by_key.get(&key) == Some(&spi) {
                 self.by_key.remove(&key);

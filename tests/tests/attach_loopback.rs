@@ -1007,3 +1007,58 @@ fn the_ladder_and_cookies() -> Result<()> {
     lab.no_sessions()?;
     mag_left_nothing(&lab)
 }
+
+#[test]
+fn a_retransmitted_ike_sa_init_gets_the_same_sa() -> Result<()> {
+    use pmip_common::ike::sa::{InitiatorConfig, InitiatorSa, Output, RetransmitPolicy};
+    use pmip_common::ike::wire::{Identification, TrafficSelector};
+    use pmip_common::ike::{EspSuite, IkeSuite};
+    let lab = Lab::start(76, true, true)?;
+    let socket = std::net::UdpSocket::bind((ip(76, 1), 0))?;
+    socket.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let epdg = SocketAddr::new(ip(76, 2).into(), 500);
+    let mut out = Vec::new();
+    let _sa = InitiatorSa::start(
+        InitiatorConfig {
+            suites: IkeSuite::defaults(),
+            esp_suites: EspSuite::defaults(),
+            idi: Identification::Rfc822Addr("x@test".into()),
+            idr: None,
+            cp_request: vec![],
+            tsi: vec![TrafficSelector::any_ipv4()],
+            tsr: vec![TrafficSelector::any_ipv4()],
+            local: socket.local_addr()?,
+            remote: epdg,
+            force_port_4500: false,
+            eap_only: true,
+            peer_verifier: None,
+            retransmit: RetransmitPolicy::default(),
+        },
+        Instant::now(),
+        &mut rand::rngs::OsRng,
+        &mut out,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(Output::Send { bytes, .. }) = out.first() else {
+        anyhow::bail!("no IKE_SA_INIT: {out:?}");
+    };
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        socket.send_to(bytes, epdg)?;
+        let mut buf = [0u8; 2048];
+        let (n, _) = socket.recv_from(&mut buf)?;
+        answers.push(buf[..n].to_vec());
+    }
+    assert_eq!(answers[0], answers[1], "the same answer, the same SA");
+    let ike_sas = |l: &Lab| -> Value {
+        std::fs::read(l.dir.path().join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map(|v| v["ike_sas"].clone())
+            .unwrap_or_default()
+    };
+    lab.eventually("no IKE SA in the status file", |l| ike_sas(l) == 1)?;
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(ike_sas(&lab), 1);
+    Ok(())
+}
