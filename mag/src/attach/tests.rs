@@ -457,3 +457,40 @@ fn a_superseded_attach_keeps_the_binding() {
     a.handle(Input::IkeClosed(CloseReason::Deleted), t0, &mut out);
     assert!(out.is_empty());
 }
+
+#[test]
+fn diameter_failures_map_to_ts_24_302_notifies() {
+    let cases = [
+        (
+            AnswerResult::tgpp(result::DIAMETER_ERROR_USER_UNKNOWN),
+            NotifyType::UserUnknown,
+        ),
+        (
+            AnswerResult::tgpp(result::DIAMETER_ERROR_USER_NO_APN_SUBSCRIPTION),
+            NotifyType::NoApnSubscription,
+        ),
+        (
+            AnswerResult::tgpp(result::DIAMETER_ERROR_ROAMING_NOT_ALLOWED),
+            NotifyType::PlmnNotAllowed,
+        ),
+        (
+            AnswerResult::tgpp(result::DIAMETER_ERROR_USER_NO_NON_3GPP_SUBSCRIPTION),
+            NotifyType::Non3gppAccessToEpcNotAllowed,
+        ),
+        (
+            AnswerResult::ResultCode(result::DIAMETER_AUTHORIZATION_REJECTED),
+            NotifyType::AuthorizationRejected,
+        ),
+        (
+            AnswerResult::ResultCode(result::DIAMETER_UNABLE_TO_DELIVER),
+            NotifyType::NetworkFailure,
+        ),
+        (
+            AnswerResult::ResultCode(result::DIAMETER_AUTHENTICATION_REJECTED),
+            NotifyType::AuthenticationFailed,
+        ),
+    ];
+    for (answer, notify) in cases {
+        assert_eq!(notify_for(&answer), notify, "{answer:?}");
+    }
+}
