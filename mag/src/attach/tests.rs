@@ -494,3 +494,61 @@ fn diameter_failures_map_to_ts_24_302_notifies() {
         assert_eq!(notify_for(&answer), notify, "{answer:?}");
     }
 }
+
+/// The attach together with the real binding update list, in virtual time: no PBA ever
+/// comes, the list retransmits the PBU (1 s, 2 s, 4 s) and gives up, and only then does
+/// the UE get its notify.
+#[test]
+fn pba_timeout_through_the_binding_update_list_in_virtual_time() {
+    use pmip_common::binding_update_list::{self as bul, BindingUpdateList, MagConfig};
+    use std::time::SystemTime;
+    let t0 = Instant::now();
+    let mut a = attach();
+    let mut list = BindingUpdateList::new(MagConfig::default(), t0, SystemTime::now());
+    let mut out = to_registering(&mut a, t0);
+    let Some(Output::Register(request)) = out.pop() else {
+        panic!()
+    };
+    let mut lout = Vec::new();
+    list.handle(bul::Input::Register(*request), t0, &mut lout);
+    let mut pbus = lout
+        .iter()
+        .filter(|o| matches!(o, bul::Output::Send { .. }))
+        .count();
+    let mut now = t0;
+    let failure = loop {
+        now = list
+            .poll_timeout()
+            .expect("a retransmission or the end is due");
+        lout.clear();
+        list.handle(bul::Input::Timeout, now, &mut lout);
+        pbus += lout
+            .iter()
+            .filter(|o| matches!(o, bul::Output::Send { .. }))
+            .count();
+        if let Some(bul::Output::Failed { reason, .. }) = lout
+            .iter()
+            .find(|o| matches!(o, bul::Output::Failed { .. }))
+            .cloned()
+        {
+            break reason;
+        }
+        // Nothing reaches the UE while the PBU is out.
+        let mut aout = Vec::new();
+        a.handle(Input::Timeout, now, &mut aout);
+        assert!(aout.is_empty(), "{aout:?}");
+    };
+    assert_eq!(pbus, 4, "the PBU and three retransmissions");
+    assert_eq!(now - t0, Duration::from_secs(1 + 2 + 4 + 8));
+    out.clear();
+    a.handle(Input::RegistrationFailed(failure), now, &mut out);
+    assert!(matches!(
+        &out[0],
+        Output::Reject {
+            notify: NotifyType::NetworkFailure,
+            ..
+        }
+    ));
+    assert!(has_str(&out));
+    assert!(list.is_empty());
+}
