@@ -515,9 +515,8 @@ fn pba_timeout_through_the_binding_update_list_in_virtual_time() {
         .iter()
         .filter(|o| matches!(o, bul::Output::Send { .. }))
         .count();
-    let mut now = t0;
-    let failure = loop {
-        now = list
+    let (failure, now) = loop {
+        let now = list
             .poll_timeout()
             .expect("a retransmission or the end is due");
         lout.clear();
@@ -531,7 +530,7 @@ fn pba_timeout_through_the_binding_update_list_in_virtual_time() {
             .find(|o| matches!(o, bul::Output::Failed { .. }))
             .cloned()
         {
-            break reason;
+            break (reason, now);
         }
         // Nothing reaches the UE while the PBU is out.
         let mut aout = Vec::new();
