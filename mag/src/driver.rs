@@ -591,6 +591,28 @@ impl Epdg {
                     info!(?applications, "Diameter peer open")
                 }
                 peer::Output::Event(PeerEvent::Answer(m)) => self.on_answer(&m),
+                peer::Output::Event(PeerEvent::Request(m)) => {
+                    // No AAA-initiated procedure (ASR, RAR, re-authorization) is
+                    // implemented yet: say so rather than leave the AAA waiting.
+                    warn!(
+                        command = m.header.command_code,
+                        session = m.session_id().unwrap_or(""),
+                        "request from the AAA not supported"
+                    );
+                    let answer = m.error_answer(
+                        &self.config.origin_host,
+                        &self.config.origin_realm,
+                        &pmip_common::diameter::Error::CommandUnsupported(m.header.command_code),
+                    );
+                    if let Ok(bytes) = answer.to_vec() {
+                        self.record_tcp(true, TCP_PSH_ACK, &bytes);
+                        if let Some(w) = self.writer.as_mut() {
+                            if let Err(e) = w.write_all(&bytes).await {
+                                warn!("writing to the AAA: {e}");
+                            }
+                        }
+                    }
+                }
                 peer::Output::Event(PeerEvent::Down(reason)) => {
                     warn!(?reason, "Diameter peer down");
                     self.writer = None;

@@ -24,12 +24,18 @@ use anyhow::{Context, Result};
 use integration_tests::{node_binary, write_file, Node};
 use ipnet::{Ipv4Net, Ipv6Net};
 use pmip_common::diameter::base::Capabilities;
+use pmip_common::diameter::codes::application::SWM;
+use pmip_common::diameter::codes::avp::{ORIGIN_HOST, ORIGIN_REALM, SESSION_ID};
+use pmip_common::diameter::codes::command::SESSION_TERMINATION;
 use pmip_common::diameter::codes::result;
 use pmip_common::diameter::peer::{self, Peer, PeerConfig, PeerEvent, Role};
 use pmip_common::diameter::swm::{
     AaAnswer, AnswerResult, DiameterEapAnswer, Mip6AgentInfo, SessionTerminationAnswer, SwmMessage,
 };
-use pmip_common::diameter::{Framer, Message};
+use pmip_common::diameter::{Avp, Framer, Header, Message};
+
+/// Abort-Session-Request (RFC 6733 section 8.5).
+const ABORT_SESSION: u32 = 274;
 use pmip_common::eap::{Server, ServerConfig, ServerInput, ServerOutput, Sqn, Subscriber};
 use serde_json::Value;
 
@@ -53,6 +59,8 @@ struct FakeAaa {
     addr: SocketAddr,
     /// Diameter sessions opened by a DER and not yet ended by an STR.
     sessions: Arc<Mutex<HashSet<String>>>,
+    /// Result-Codes of the mag's answers to the Abort-Session-Requests sent after STRs.
+    asr_results: Arc<Mutex<Vec<u32>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -73,13 +81,18 @@ impl FakeAaa {
         let addr = listener.local_addr()?;
         let sessions = Arc::new(Mutex::new(HashSet::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (Arc::clone(&sessions), Arc::clone(&stop));
+        let asr_results = Arc::new(Mutex::new(Vec::new()));
+        let (s, st, asr) = (
+            Arc::clone(&sessions),
+            Arc::clone(&stop),
+            Arc::clone(&asr_results),
+        );
         std::thread::spawn(move || {
             let mut sqn = 0u64;
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let _ = serve(stream, lma, &s, &st, &mut sqn);
+                        let _ = serve(stream, lma, &s, &asr, &st, &mut sqn);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
@@ -88,6 +101,7 @@ impl FakeAaa {
         Ok(FakeAaa {
             addr,
             sessions,
+            asr_results,
             stop,
         })
     }
@@ -101,6 +115,7 @@ fn serve(
     mut stream: std::net::TcpStream,
     lma: IpAddr,
     sessions: &Mutex<HashSet<String>>,
+    asr_results: &Mutex<Vec<u32>>,
     stop: &AtomicBool,
     sqn: &mut u64,
 ) -> Result<()> {
@@ -121,6 +136,21 @@ fn serve(
                 peer::Output::Event(PeerEvent::Request(m)) => {
                     if let Some(answer) = answer(&m, lma, &mut servers, sessions, sqn) {
                         stream.write_all(&answer.to_vec()?)?;
+                    }
+                    if m.header.command_code == SESSION_TERMINATION {
+                        // An AAA-initiated request the mag does not implement.
+                        let asr = Message::new(Header::request(ABORT_SESSION, SWM, true, 7, 7))
+                            .with(Avp::utf8(SESSION_ID, m.session_id().unwrap_or("x")))
+                            .with(Avp::utf8(ORIGIN_HOST, "aaa.test"))
+                            .with(Avp::utf8(ORIGIN_REALM, "test"));
+                        stream.write_all(&asr.to_vec()?)?;
+                    }
+                }
+                peer::Output::Event(PeerEvent::Answer(m))
+                    if m.header.command_code == ABORT_SESSION =>
+                {
+                    if let Ok(mut r) = asr_results.lock() {
+                        r.push(m.result_code().unwrap_or(0));
                     }
                 }
                 peer::Output::Event(PeerEvent::Down(_)) => return Ok(()),
@@ -538,6 +568,14 @@ fn attach_gets_the_lma_addresses_and_eap_success_follows_the_pba() -> Result<()>
         !l.lma_lines("deregistered").is_empty()
     })?;
     lab.no_sessions()?;
+    // The AAA's Abort-Session-Request (not implemented by the mag) got an answer:
+    // DIAMETER_COMMAND_UNSUPPORTED.
+    lab.eventually("no answer to the ASR", |l| {
+        l.aaa
+            .as_ref()
+            .and_then(|a| a.asr_results.lock().ok().map(|r| r.clone()))
+            .is_some_and(|r| r == vec![result::DIAMETER_COMMAND_UNSUPPORTED])
+    })?;
 
     // The gate, seen on the wire.
     let (pba, success) = pba_and_eap_success_frames(lab.dir.path())?;
