@@ -326,7 +326,9 @@ fn set_receive_buffer(socket: &Socket, bytes: libc::c_int) {
     }
 }
 
-fn set_ipv6_checksum_offset(socket: &Socket, offset: libc::c_int) -> Result<()> {
+/// Has the kernel fill and verify the Mobility Header checksum at `offset` of every
+/// message on this raw IPv6 socket (`IPV6_CHECKSUM`).
+pub fn set_ipv6_checksum_offset(socket: &Socket, offset: libc::c_int) -> Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: a valid socket fd and a c_int option of the right size.
     let rc = unsafe {

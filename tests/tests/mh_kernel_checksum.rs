@@ -6,10 +6,10 @@
 
 use std::mem::MaybeUninit;
 use std::net::{Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use integration_tests::set_ipv6_checksum_offset;
 use pmip_common::mh::*;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -25,24 +25,6 @@ fn raw_mh_socket() -> Result<Socket> {
         0,
     )))?;
     Ok(socket)
-}
-
-fn set_kernel_checksum(socket: &Socket) -> Result<()> {
-    let offset: libc::c_int = 4;
-    // SAFETY: a valid fd and a c_int option of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_RAW,
-            libc::IPV6_CHECKSUM,
-            &offset as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        bail!("IPV6_CHECKSUM: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Heartbeats received within `wait`: sequence number and the bytes as they arrived.
@@ -100,7 +82,7 @@ fn heartbeat(sequence: u32, options: Vec<MobilityOption>) -> MobilityHeaderRepr 
 fn kernel_computes_the_same_ipv6_checksums_as_our_codec() -> Result<()> {
     let receiver = raw_mh_socket()?; // no IPV6_CHECKSUM: bytes arrive as they were sent
     let sender = raw_mh_socket()?;
-    set_kernel_checksum(&sender)?; // the kernel fills the checksum field on send
+    set_ipv6_checksum_offset(&sender, 4)?; // the kernel fills the checksum field on send
     let context = ChecksumContext::Ipv6 {
         source: Ipv6Addr::LOCALHOST,
         destination: Ipv6Addr::LOCALHOST,
