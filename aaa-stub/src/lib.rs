@@ -1,6 +1,9 @@
-//! The 3GPP AAA server speaking Diameter SWm (DESIGN.md sections 3 and 4): subscriber
-//! store with crash-safe SQNs today; the Diameter server, EAP-AKA and APN resolution are
-//! the AAA issue's remaining work.
+//! The 3GPP AAA server speaking Diameter SWm (DESIGN.md sections 3 and 4): the sans-IO
+//! protocol core ([`core`]: EAP-AKA sessions, APN authorization, visited-to-home relay),
+//! the subscriber store with crash-safe SQNs, the configuration, and the pcap recorder
+//! of the binary.
 
 pub mod config;
+pub mod core;
+pub mod pcap;
 pub mod subscriber;

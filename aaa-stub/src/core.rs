@@ -1,0 +1,631 @@
+//! The AAA server's protocol logic, sans-IO (STYLE.md shape 2): SWm requests from the
+//! ePDGs' peer connections and answers from home AAA servers go in, with the time;
+//! answers and relayed requests come out. No sockets, no clock.
+//!
+//! * **Home role** (the user's realm is ours, or the NAI has no realm): one EAP-AKA
+//!   [`Server`] per Session-Id. A DER is answered DIAMETER_MULTI_ROUND_AUTH (1001) with
+//!   the next EAP request while the conversation runs; DIAMETER_SUCCESS with EAP-Success,
+//!   EAP-Master-Session-Key, and (when the DER named a subscribed APN in
+//!   Service-Selection that this realm has a gateway for) APN-Configuration and
+//!   MIP6-Agent-Info with that gateway; an unknown IMSI gets Experimental-Result
+//!   DIAMETER_ERROR_USER_UNKNOWN (5001, 3GPP) and any other authentication failure
+//!   (wrong RES, bad MAC, AUTS that does not verify, client error) EAP-Failure with
+//!   DIAMETER_AUTHENTICATION_REJECTED (4001). Every SQN is committed through
+//!   [`Subscribers::commit_sqn`] before the challenge that uses it is output; if the
+//!   commit fails the DER gets DIAMETER_UNABLE_TO_COMPLY and no challenge leaves.
+//! * **Authorization (AAR)**: the APN in Service-Selection must be in the subscriber's
+//!   list, else Experimental-Result DIAMETER_ERROR_USER_NO_APN_SUBSCRIPTION (5451, the
+//!   code TS 29.273 section 7.2.2.1.4 names for an APN the user has no subscription
+//!   for); a subscribed APN with no gateway configured here, a missing Service-Selection
+//!   or an AAR for a session that never authenticated is DIAMETER_AUTHORIZATION_REJECTED
+//!   (5003). The answer carries the gateway in MIP6-Agent-Info / MIP-Home-Agent-Address.
+//! * **STR** ends the session: STA DIAMETER_SUCCESS, or DIAMETER_UNKNOWN_SESSION_ID.
+//! * **Malformed requests** (missing or bad AVPs) are answered with the RFC 6733 error
+//!   and Failed-AVP that the codec's [`Error`](pmip_common::diameter::Error) names.
+//! * **Visited role** (RFC 6733 section 6): a request whose User-Name (or EAP identity)
+//!   names a realm in `home_realms`, and every later request of that session, is relayed
+//!   to that realm's home AAA with the same Session-Id and End-to-End id, a new
+//!   Hop-by-Hop id and a Route-Record with our Origin-Host; the answer goes back with the
+//!   original Hop-by-Hop id. On a successful *final* DEA, or a successful AAA, we **add**
+//!   the gateway our own table picks for the APN as one more MIP6-Agent-Info (RFC 5447
+//!   section 4.2.1 allows several). **Order: the home gateway(s) first, the visited one
+//!   last.** Each MIP6-Agent-Info this server writes also carries MIP-Home-Agent-Host
+//!   with its Origin-Realm and Origin-Host, so the ePDG can tell them apart by realm as
+//!   well as by position (the ePDG in this project uses position: last = visited). A
+//!   home AAA that cannot be reached, or is silent past `relay_timeout_secs`, gets the
+//!   request answered DIAMETER_UNABLE_TO_DELIVER (3002) with the E bit.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use pmip_common::diameter::codes::{avp, command, result};
+use pmip_common::diameter::swm::{
+    AaAnswer, AnswerResult, ApnConfiguration, DiameterEapAnswer, Mip6AgentInfo, MipHomeAgentHost,
+    PdnType, SessionTerminationAnswer, SwmMessage,
+};
+use pmip_common::diameter::{Avp, Header, Message};
+use pmip_common::eap::{
+    Server, ServerConfig, ServerFailure, ServerInput, ServerOutput, Sqn,
+    Subscriber as EapSubscriber,
+};
+use rand::RngCore;
+
+use crate::config::{AaaConfig, Authorization};
+use crate::subscriber::{Subscriber, SubscriberStore};
+
+/// Identifies one peer connection of the driver.
+pub type ConnId = u64;
+
+/// What the core needs of a subscriber store: a lookup and a durable SQN commit.
+pub trait Subscribers {
+    /// The subscriber and the last SQN used for it.
+    fn lookup(&self, imsi: &str) -> Option<(Subscriber, u64)>;
+    /// Makes `sqn` durable as used; must not return before it is.
+    fn commit_sqn(&mut self, imsi: &str, sqn: u64) -> Result<(), String>;
+}
+
+impl Subscribers for SubscriberStore {
+    fn lookup(&self, imsi: &str) -> Option<(Subscriber, u64)> {
+        Some((self.get(imsi)?, self.sqn(imsi)?))
+    }
+    fn commit_sqn(&mut self, imsi: &str, sqn: u64) -> Result<(), String> {
+        SubscriberStore::commit_sqn(self, imsi, sqn).map_err(|e| e.to_string())
+    }
+}
+
+/// An input to [`Aaa::handle`].
+#[derive(Debug)]
+pub enum Input {
+    /// An application request received on a peer connection.
+    Request { conn: ConnId, message: Message },
+    /// An answer from the home AAA of `realm`.
+    HomeAnswer { realm: String, message: Message },
+    /// The connection to the home AAA of `realm` failed or went down.
+    HomeUnreachable { realm: String },
+    /// The deadline of [`Aaa::poll_timeout`] passed.
+    Timeout,
+}
+
+/// An output of [`Aaa::handle`], to carry out in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send this message on the connection `conn`.
+    Send { conn: ConnId, message: Message },
+    /// Send this request to the home AAA of `realm`, at `addr`.
+    Relay {
+        realm: String,
+        addr: SocketAddr,
+        message: Message,
+    },
+    /// Something worth a log line: peer connection, session, user and result.
+    Log {
+        session: String,
+        user: String,
+        result: String,
+    },
+}
+
+struct Session {
+    server: Server,
+    imsi: Option<String>,
+    authenticated: bool,
+}
+
+struct Pending {
+    conn: ConnId,
+    realm: String,
+    request: Message,
+    apn: Option<String>,
+    deadline: Instant,
+}
+
+/// The AAA server's logic.
+pub struct Aaa<S: Subscribers> {
+    config: AaaConfig,
+    store: S,
+    rng: Box<dyn RngCore + Send>,
+    sessions: HashMap<String, Session>,
+    /// Sessions relayed to a home AAA: Session-Id -> realm.
+    relayed: HashMap<String, String>,
+    /// Relayed requests awaiting their answer, by our Hop-by-Hop id.
+    pending: HashMap<u32, Pending>,
+    next_hop_by_hop: u32,
+}
+
+impl<S: Subscribers> Aaa<S> {
+    pub fn new(config: AaaConfig, store: S, mut rng: Box<dyn RngCore + Send>) -> Self {
+        let next_hop_by_hop = rng.next_u32();
+        Aaa {
+            config,
+            store,
+            rng,
+            sessions: HashMap::new(),
+            relayed: HashMap::new(),
+            pending: HashMap::new(),
+            next_hop_by_hop,
+        }
+    }
+
+    /// Sessions held in the home role.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The next deadline (a relayed request's timeout), if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.deadline).min()
+    }
+
+    pub fn handle(&mut self, input: Input, now: Instant, out: &mut Vec<Output>) {
+        match input {
+            Input::Request { conn, message } => self.on_request(conn, message, now, out),
+            Input::HomeAnswer { message, .. } => self.on_home_answer(message, out),
+            Input::HomeUnreachable { realm } => {
+                let ids: Vec<u32> = self
+                    .pending
+                    .iter()
+                    .filter(|(_, p)| p.realm == realm)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    self.fail_pending(id, "home AAA unreachable", out);
+                }
+            }
+            Input::Timeout => {
+                let ids: Vec<u32> = self
+                    .pending
+                    .iter()
+                    .filter(|(_, p)| p.deadline <= now)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    self.fail_pending(id, "home AAA did not answer in time", out);
+                }
+            }
+        }
+    }
+
+    fn fail_pending(&mut self, id: u32, why: &str, out: &mut Vec<Output>) {
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        let mut answer = p.request.answer();
+        answer.header.flags = answer.header.flags.with_error(true);
+        answer.push(Avp::u32(
+            avp::RESULT_CODE,
+            result::DIAMETER_UNABLE_TO_DELIVER,
+        ));
+        answer.push(Avp::identity(avp::ORIGIN_HOST, &self.config.origin_host));
+        answer.push(Avp::identity(avp::ORIGIN_REALM, &self.config.origin_realm));
+        answer.push(Avp::utf8(avp::ERROR_MESSAGE, why).with_mandatory(false));
+        if let Some(session) = p.request.session_id() {
+            self.relayed.remove(session);
+        }
+        out.push(Output::Log {
+            session: p.request.session_id().unwrap_or("-").into(),
+            user: user_of(&p.request),
+            result: format!("DIAMETER_UNABLE_TO_DELIVER: {why} (realm {})", p.realm),
+        });
+        out.push(Output::Send {
+            conn: p.conn,
+            message: answer,
+        });
+    }
+
+    fn on_request(&mut self, conn: ConnId, message: Message, now: Instant, out: &mut Vec<Output>) {
+        // Route first (the relay must not depend on our parse of the home's AVPs).
+        if let Some((realm, addr)) = self.route(&message) {
+            self.relay(conn, message, realm, addr, now, out);
+            return;
+        }
+        let header = message.header;
+        let parsed = match SwmMessage::parse(&message) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                out.push(Output::Log {
+                    session: message.session_id().unwrap_or("-").into(),
+                    user: user_of(&message),
+                    result: format!("error {}: {error}", error.result_code()),
+                });
+                let answer = message.error_answer(
+                    &self.config.origin_host,
+                    &self.config.origin_realm,
+                    &error,
+                );
+                out.push(Output::Send {
+                    conn,
+                    message: answer,
+                });
+                return;
+            }
+        };
+        let answer = match parsed {
+            SwmMessage::Der(der) => self.on_der(der, &header, out),
+            SwmMessage::Aar(aar) => self.on_aar(aar, &header, out),
+            SwmMessage::Str(str) => {
+                let known = self.sessions.remove(&str.session_id).is_some();
+                let code = if known {
+                    result::DIAMETER_SUCCESS
+                } else {
+                    result::DIAMETER_UNKNOWN_SESSION_ID
+                };
+                out.push(Output::Log {
+                    session: str.session_id.clone(),
+                    user: str.user_name.clone().unwrap_or_default(),
+                    result: format!("STR -> STA {code}"),
+                });
+                SessionTerminationAnswer {
+                    session_id: str.session_id,
+                    result_code: code,
+                    origin_host: self.config.origin_host.clone(),
+                    origin_realm: self.config.origin_realm.clone(),
+                    user_name: str.user_name,
+                    error_message: None,
+                    failed_avp: vec![],
+                    proxy_info: str.proxy_info,
+                    other: vec![],
+                }
+                .to_message(&header)
+            }
+            _ => return,
+        };
+        out.push(Output::Send {
+            conn,
+            message: answer,
+        });
+    }
+
+    /// The home AAA a request goes to, if it is for another realm's user.
+    fn route(&self, message: &Message) -> Option<(String, SocketAddr)> {
+        if let Some(realm) = message.session_id().and_then(|s| self.relayed.get(s)) {
+            let addr = self.config.home_realms.get(realm)?;
+            return Some((realm.clone(), *addr));
+        }
+        if message.header.command_code == command::SESSION_TERMINATION {
+            return None;
+        }
+        let user = user_of(message);
+        self.config
+            .home_aaa_for(&user)
+            .map(|(realm, addr)| (realm.to_string(), addr))
+    }
+
+    fn relay(
+        &mut self,
+        conn: ConnId,
+        request: Message,
+        realm: String,
+        addr: SocketAddr,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let route_record_loop = request
+            .find_all(avp::ROUTE_RECORD, None)
+            .any(|a| a.as_identity().is_ok_and(|h| h == self.config.origin_host));
+        if route_record_loop {
+            let error_answer = {
+                let mut a = request.answer();
+                a.header.flags = a.header.flags.with_error(true);
+                a.push(Avp::u32(avp::RESULT_CODE, result::DIAMETER_LOOP_DETECTED));
+                a.push(Avp::identity(avp::ORIGIN_HOST, &self.config.origin_host));
+                a.push(Avp::identity(avp::ORIGIN_REALM, &self.config.origin_realm));
+                a
+            };
+            out.push(Output::Send {
+                conn,
+                message: error_answer,
+            });
+            return;
+        }
+        self.next_hop_by_hop = self.next_hop_by_hop.wrapping_add(1);
+        let id = self.next_hop_by_hop;
+        let mut forwarded = request.clone();
+        forwarded.header.hop_by_hop = id;
+        forwarded.push(Avp::identity(avp::ROUTE_RECORD, &self.config.origin_host));
+        if let Some(session) = request.session_id() {
+            self.relayed.insert(session.to_string(), realm.clone());
+        }
+        let apn = request
+            .find(avp::SERVICE_SELECTION, None)
+            .and_then(|a| a.as_utf8().ok())
+            .map(str::to_string);
+        out.push(Output::Log {
+            session: request.session_id().unwrap_or("-").into(),
+            user: user_of(&request),
+            result: format!("relayed to home realm {realm} at {addr}"),
+        });
+        self.pending.insert(
+            id,
+            Pending {
+                conn,
+                realm: realm.clone(),
+                request,
+                apn,
+                deadline: now + Duration::from_secs(self.config.relay_timeout_secs),
+            },
+        );
+        out.push(Output::Relay {
+            realm,
+            addr,
+            message: forwarded,
+        });
+    }
+
+    fn on_home_answer(&mut self, mut answer: Message, out: &mut Vec<Output>) {
+        let Some(p) = self.pending.remove(&answer.header.hop_by_hop) else {
+            return; // late (already answered 3002) or unknown
+        };
+        answer.header.hop_by_hop = p.request.header.hop_by_hop;
+        let code = answer.result_code();
+        let session = p.request.session_id().unwrap_or("-").to_string();
+        let final_success = code == Some(result::DIAMETER_SUCCESS)
+            && matches!(
+                answer.header.command_code,
+                command::DIAMETER_EAP | command::AA
+            );
+        if final_success {
+            if let Some(gateway) = p
+                .apn
+                .as_deref()
+                .and_then(|a| self.config.visited_gateway_for(a))
+            {
+                let info = self.agent_info(gateway).to_avp();
+                let at = answer
+                    .avps
+                    .iter()
+                    .rposition(|a| a.is(avp::MIP6_AGENT_INFO, None))
+                    .map_or(answer.avps.len(), |i| i + 1);
+                answer.avps.insert(at, info);
+            }
+        }
+        let is_final = code != Some(result::DIAMETER_MULTI_ROUND_AUTH);
+        if is_final
+            && (answer.header.command_code == command::SESSION_TERMINATION
+                || code != Some(result::DIAMETER_SUCCESS))
+        {
+            self.relayed.remove(&session);
+        }
+        out.push(Output::Log {
+            session,
+            user: user_of(&p.request),
+            result: format!(
+                "home {} answered {}{}",
+                p.realm,
+                code.map_or("experimental".into(), |c| c.to_string()),
+                if final_success {
+                    " (visited gateway added)"
+                } else {
+                    ""
+                }
+            ),
+        });
+        out.push(Output::Send {
+            conn: p.conn,
+            message: answer,
+        });
+    }
+
+    fn agent_info(&self, gateway: IpAddr) -> Mip6AgentInfo {
+        let mut info = Mip6AgentInfo::address(gateway);
+        info.home_agent_host = Some(MipHomeAgentHost {
+            destination_realm: self.config.origin_realm.clone(),
+            destination_host: self.config.origin_host.clone(),
+        });
+        info
+    }
+
+    fn on_der(
+        &mut self,
+        der: pmip_common::diameter::swm::DiameterEapRequest,
+        header: &Header,
+        out: &mut Vec<Output>,
+    ) -> Message {
+        let (host, realm) = (
+            self.config.origin_host.clone(),
+            self.config.origin_realm.clone(),
+        );
+        let session = self
+            .sessions
+            .entry(der.session_id.clone())
+            .or_insert_with(|| Session {
+                server: Server::new(ServerConfig::default()),
+                imsi: None,
+                authenticated: false,
+            });
+        let mut pending = session
+            .server
+            .handle(ServerInput::Packet(&der.eap_payload), &mut *self.rng);
+        let (mut eap, mut success, mut failure, mut store_error) = (None, None, None, None);
+        while !pending.is_empty() {
+            for o in std::mem::take(&mut pending) {
+                match o {
+                    ServerOutput::SubscriberNeeded { imsi } => {
+                        let sub = self.store.lookup(&imsi).and_then(|(s, sqn)| {
+                            Some(EapSubscriber {
+                                k: s.k.0,
+                                opc: s.opc.0,
+                                amf: s.amf,
+                                sqn: Sqn::new(sqn)?,
+                            })
+                        });
+                        session.imsi = Some(imsi);
+                        pending = session
+                            .server
+                            .handle(ServerInput::Subscriber(sub), &mut *self.rng);
+                    }
+                    ServerOutput::SqnUsed { imsi, sqn } => {
+                        if let Err(e) = self.store.commit_sqn(&imsi, sqn.value()) {
+                            store_error = Some(e);
+                        }
+                    }
+                    ServerOutput::Send(p) => eap = Some(p),
+                    ServerOutput::Success(s) => success = Some(s),
+                    ServerOutput::Failure(f) => failure = Some(f),
+                    ServerOutput::Discarded(_) => {}
+                }
+            }
+        }
+        let user = session
+            .imsi
+            .clone()
+            .or(der.user_name.clone())
+            .unwrap_or_default();
+        let mut dea;
+        let outcome;
+        if let Some(e) = store_error {
+            // The SQN is not durable: the challenge must not leave.
+            self.sessions.remove(&der.session_id);
+            dea = DiameterEapAnswer::new(
+                &der,
+                AnswerResult::ResultCode(result::DIAMETER_UNABLE_TO_COMPLY),
+                &host,
+                &realm,
+            );
+            dea.error_message = Some("subscriber store failure".into());
+            outcome = format!("DIAMETER_UNABLE_TO_COMPLY: persisting the SQN failed: {e}");
+        } else if let Some(s) = success {
+            session.authenticated = true;
+            dea = DiameterEapAnswer::new(&der, AnswerResult::SUCCESS, &host, &realm);
+            dea.eap_payload = eap;
+            dea.eap_master_session_key = Some(s.keys.msk.to_vec());
+            dea.user_name = Some(String::from_utf8_lossy(&s.identity).into_owned());
+            let apns = self
+                .store
+                .lookup(&s.imsi)
+                .map(|(sub, _)| sub.apns)
+                .unwrap_or_default();
+            let mut gateway_note = String::new();
+            if let Some(apn) = der.service_selection.as_deref() {
+                match self.config.gateway_for(apn, &apns) {
+                    Ok(gw) => {
+                        let info = self.agent_info(gw);
+                        dea.apn_configuration = Some(ApnConfiguration {
+                            context_identifier: 1,
+                            pdn_type: PdnType::Ipv4v6,
+                            service_selection: apn.to_string(),
+                            mip6_agent_info: Some(info.clone()),
+                            visited_network_identifier: None,
+                            other: vec![],
+                        });
+                        dea.mip6_agent_info.push(info);
+                        gateway_note = format!(", APN {apn} -> gateway {gw}");
+                    }
+                    Err(e) => gateway_note = format!(", APN {apn} not authorized: {e}"),
+                }
+            }
+            outcome = format!("DIAMETER_SUCCESS (EAP-AKA authenticated{gateway_note})");
+        } else if let Some(f) = failure {
+            self.sessions.remove(&der.session_id);
+            let code = if matches!(f, ServerFailure::UnknownSubscriber) {
+                AnswerResult::tgpp(result::DIAMETER_ERROR_USER_UNKNOWN)
+            } else {
+                AnswerResult::ResultCode(result::DIAMETER_AUTHENTICATION_REJECTED)
+            };
+            dea = DiameterEapAnswer::new(&der, code, &host, &realm);
+            dea.eap_payload = Some(eap.unwrap_or_else(|| eap_failure(&der.eap_payload)));
+            outcome = format!("{} ({f:?})", code.code());
+        } else {
+            dea = DiameterEapAnswer::new(
+                &der,
+                AnswerResult::ResultCode(result::DIAMETER_MULTI_ROUND_AUTH),
+                &host,
+                &realm,
+            );
+            dea.eap_payload = eap;
+            outcome = "DIAMETER_MULTI_ROUND_AUTH".into();
+        }
+        out.push(Output::Log {
+            session: der.session_id.clone(),
+            user,
+            result: outcome,
+        });
+        dea.to_message(header)
+    }
+
+    fn on_aar(
+        &mut self,
+        aar: pmip_common::diameter::swm::AaRequest,
+        header: &Header,
+        out: &mut Vec<Output>,
+    ) -> Message {
+        let (host, realm) = (
+            self.config.origin_host.clone(),
+            self.config.origin_realm.clone(),
+        );
+        let session = self.sessions.get(&aar.session_id);
+        let imsi = session
+            .filter(|s| s.authenticated)
+            .and_then(|s| s.imsi.clone());
+        let decision: Result<IpAddr, (AnswerResult, String)> =
+            match (imsi, aar.service_selection.as_deref()) {
+                (None, _) => Err((
+                    AnswerResult::ResultCode(result::DIAMETER_AUTHORIZATION_REJECTED),
+                    "no authenticated session".into(),
+                )),
+                (Some(_), None) => Err((
+                    AnswerResult::ResultCode(result::DIAMETER_AUTHORIZATION_REJECTED),
+                    "no Service-Selection (APN) in the AAR".into(),
+                )),
+                (Some(imsi), Some(apn)) => {
+                    let apns = self
+                        .store
+                        .lookup(&imsi)
+                        .map(|(s, _)| s.apns)
+                        .unwrap_or_default();
+                    self.config.gateway_for(apn, &apns).map_err(|e| match e {
+                        Authorization::NotSubscribed => (
+                            AnswerResult::tgpp(result::DIAMETER_ERROR_USER_NO_APN_SUBSCRIPTION),
+                            format!("APN {apn}: {e}"),
+                        ),
+                        Authorization::NoGateway => (
+                            AnswerResult::ResultCode(result::DIAMETER_AUTHORIZATION_REJECTED),
+                            format!("APN {apn}: {e}"),
+                        ),
+                    })
+                }
+            };
+        let (mut aaa, outcome) = match decision {
+            Ok(gw) => {
+                let mut a = AaAnswer::new(&aar, AnswerResult::SUCCESS, &host, &realm);
+                a.mip6_agent_info.push(self.agent_info(gw));
+                (a, format!("AAR authorized, gateway {gw}"))
+            }
+            Err((code, why)) => {
+                let mut a = AaAnswer::new(&aar, code, &host, &realm);
+                a.error_message = Some(why.clone());
+                (a, format!("AAR rejected {}: {why}", code.code()))
+            }
+        };
+        aaa.user_name = aar.user_name.clone();
+        out.push(Output::Log {
+            session: aar.session_id.clone(),
+            user: aar.user_name.clone().unwrap_or_default(),
+            result: outcome,
+        });
+        aaa.to_message(header)
+    }
+}
+
+/// An EAP-Failure answering the packet `request` (RFC 3748 section 4.2).
+fn eap_failure(request: &[u8]) -> Vec<u8> {
+    let identifier = request.get(1).copied().unwrap_or(0);
+    vec![4, identifier, 0, 4]
+}
+
+/// The user a request is for: User-Name, else the identity of an EAP-Response/Identity.
+pub fn user_of(message: &Message) -> String {
+    if let Some(name) = message
+        .find(avp::USER_NAME, None)
+        .and_then(|a| a.as_utf8().ok())
+    {
+        return name.to_string();
+    }
+    if let Some(eap) = message.find(avp::EAP_PAYLOAD, None) {
+        let p = eap.as_octets();
+        if p.len() > 5 && p[0] == 2 && p[4] == 1 {
+            return String::from_utf8_lossy(&p[5..]).into_owned();
+        }
+    }
+    String::new()
+}
