@@ -31,3 +31,13 @@ if ! version="$(tshark --version 2>/dev/null | head -n 1)" || [ -z "$version" ];
   exit 1
 fi
 echo "setup: $version"
+
+# python-diameter (PyPI): an independent Diameter decoder for the aaa-stub tests
+# (tests/tests/aaa_swm.rs). Installed once; skipped when already importable.
+if ! python3 -c "import diameter.message" 2>/dev/null; then
+  python3 -m pip install --quiet python-diameter ||
+    python3 -m pip install --quiet --break-system-packages python-diameter
+fi
+python3 -c "import diameter.message" ||
+  { echo "setup: python-diameter is not importable" >&2; exit 1; }
+echo "setup: python-diameter ok"

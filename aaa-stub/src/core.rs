@@ -379,11 +379,14 @@ impl<S: Subscribers> Aaa<S> {
                 answer.avps.insert(at, info);
             }
         }
-        let is_final = code != Some(result::DIAMETER_MULTI_ROUND_AUTH);
-        if is_final
-            && (answer.header.command_code == command::SESSION_TERMINATION
-                || code != Some(result::DIAMETER_SUCCESS))
-        {
+        // The session stays routed to the home AAA until it ends: STA, or a final DEA
+        // that is not a success (an AAR reject leaves the session authenticated).
+        let command_code = answer.header.command_code;
+        let ended = command_code == command::SESSION_TERMINATION
+            || command_code == command::DIAMETER_EAP
+                && code != Some(result::DIAMETER_MULTI_ROUND_AUTH)
+                && code != Some(result::DIAMETER_SUCCESS);
+        if ended {
             self.relayed.remove(&session);
         }
         out.push(Output::Log {

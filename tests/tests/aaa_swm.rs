@@ -1,0 +1,673 @@
+//! The real `aaa-stub` binaries over Diameter TCP on loopback, driven by a small SWm
+//! client in this test with the library's EAP-AKA `Peer` (a software USIM) as the UE:
+//! home AAA alone, and a visited AAA relaying to a home AAA. Each test uses its own
+//! 127.0.<net>.x addresses.
+//!
+//! Oracles: tshark decodes the `--pcap` of the AAA (no malformed packet or expert
+//! error; Session-Id, Result-Code, EAP-Payload and the MIP6-Agent-Info address present),
+//! and python-diameter (PyPI, installed by scripts/setup.sh) decodes every message too.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use integration_tests::{write_file, Node};
+use pmip_common::diameter::base::{Capabilities, CapabilitiesExchangeRequest};
+use pmip_common::diameter::codes::{avp, result, vendor};
+use pmip_common::diameter::swm::{
+    AaRequest, AuthRequestType, DiameterEapAnswer, DiameterEapRequest, SessionTerminationRequest,
+    TerminationCause,
+};
+use pmip_common::diameter::{Framer, Message};
+use pmip_common::eap::{PeerConfig, PeerOutput, Sqn, Usim};
+
+const K: &str = "465b5ce8b199b49faa5f0a2ee238a6bc";
+const OPC: &str = "cd63cb71954a9f4e48a5994e37a02baf";
+const IMSI: &str = "001010000000001";
+const HOME_REALM: &str = "epc.mnc001.mcc001.3gppnetwork.org";
+const VISITED_REALM: &str = "epc.mnc002.mcc001.3gppnetwork.org";
+const APN: &str = "internet";
+
+fn key(hex_text: &str) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex_text[2 * i..2 * i + 2], 16).unwrap_or(0);
+    }
+    k
+}
+
+fn ip(net: u8, host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, net, host)
+}
+
+fn nai(imsi: &str) -> String {
+    format!("0{imsi}@nai.{HOME_REALM}")
+}
+
+/// Starts an aaa-stub in `dir` listening on `addr`.
+fn start_aaa(
+    dir: &Path,
+    name: &str,
+    addr: SocketAddr,
+    realm: &str,
+    gateway: IpAddr,
+    home: Option<SocketAddr>,
+    sqn: u64,
+) -> Result<Node> {
+    write_file(
+        dir,
+        &format!("{name}-subscribers.toml"),
+        &format!(
+            "[[subscriber]]\nimsi = \"{IMSI}\"\nk = \"{K}\"\nopc = \"{OPC}\"\nsqn = {sqn}\n\
+             apns = [\"internet\", \"corp\"]\n"
+        ),
+    )?;
+    let homes = home
+        .map(|h| format!("[home_realms]\n\"{HOME_REALM}\" = \"{h}\"\n"))
+        .unwrap_or_default();
+    let config = write_file(
+        dir,
+        &format!("{name}.toml"),
+        &format!(
+            "origin_host = \"{name}.{realm}\"\norigin_realm = \"{realm}\"\nlisten = \"{addr}\"\n\
+             subscribers = \"{name}-subscribers.toml\"\nsqn_state = \"{name}-sqn.toml\"\n\
+             relay_timeout_secs = 2\n[gateways]\ninternet = \"{gateway}\"\n{homes}"
+        ),
+    )?;
+    let pcap = dir.join(format!("{name}.pcap"));
+    let config = config.to_str().context("path")?.to_string();
+    let pcap = pcap.to_str().context("path")?.to_string();
+    let mut node = Node::start("aaa-stub", &["--config", &config, "--pcap", &pcap])?;
+    node.wait_for("aaa listening", Duration::from_secs(30))?;
+    Ok(node)
+}
+
+/// A Diameter client (the ePDG's side of SWm) over blocking TCP.
+struct Client {
+    stream: TcpStream,
+    framer: Framer,
+    next_id: u32,
+}
+
+impl Client {
+    fn connect(to: SocketAddr, local: Ipv4Addr) -> Result<Client> {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.bind(&SocketAddr::new(local.into(), 0).into())?;
+        socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let mut client = Client {
+            stream,
+            framer: Framer::new(1 << 20),
+            next_id: 100,
+        };
+        let cer = CapabilitiesExchangeRequest {
+            capabilities: Capabilities::swm("epdg.test", "test", vec![local.into()], "aaa-test"),
+        }
+        .to_message(1, 1);
+        client.send(&cer)?;
+        let cea = client.read(Duration::from_secs(5))?;
+        if cea.result_code() != Some(result::DIAMETER_SUCCESS) {
+            bail!("CEA {:?}", cea.result_code());
+        }
+        Ok(client)
+    }
+
+    fn send(&mut self, m: &Message) -> Result<()> {
+        self.stream.write_all(&m.to_vec()?)?;
+        Ok(())
+    }
+
+    fn read(&mut self, timeout: Duration) -> Result<Message> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 65536];
+        loop {
+            if let Some(bytes) = self.framer.next_message()? {
+                return Message::from_bytes(&bytes).context("parsing an answer");
+            }
+            if Instant::now() >= deadline {
+                bail!("no Diameter message within {timeout:?}");
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => bail!("connection closed"),
+                Ok(n) => self.framer.push(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Sends `m` (its Hop-by-Hop id replaced) and returns the answer to it.
+    fn request(&mut self, mut m: Message, timeout: Duration) -> Result<Message> {
+        self.next_id += 1;
+        m.header.hop_by_hop = self.next_id;
+        m.header.end_to_end = self.next_id;
+        self.send(&m)?;
+        loop {
+            let a = self.read(timeout)?;
+            if a.header.hop_by_hop == self.next_id && !a.header.flags.request() {
+                return Ok(a);
+            }
+        }
+    }
+}
+
+fn der(session: &str, user: &str, eap: Vec<u8>, apn: Option<&str>) -> Message {
+    DiameterEapRequest {
+        session_id: session.into(),
+        origin_host: "epdg.test".into(),
+        origin_realm: "test".into(),
+        destination_realm: HOME_REALM.into(),
+        destination_host: None,
+        auth_request_type: AuthRequestType::AuthorizeAuthenticate,
+        eap_payload: eap,
+        user_name: Some(user.into()),
+        rat_type: Some(0),
+        service_selection: apn.map(str::to_string),
+        mip6_feature_vector: None,
+        visited_network_identifier: None,
+        route_record: vec![],
+        proxy_info: vec![],
+        other: vec![],
+    }
+    .to_message(0, 0)
+}
+
+fn eap_identity(identity: &str) -> Vec<u8> {
+    let mut p = vec![2, 0, 0, 0, 1];
+    p.extend_from_slice(identity.as_bytes());
+    let len = p.len() as u16;
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    p
+}
+
+/// The end of one EAP-AKA conversation.
+struct Outcome {
+    last: Message,
+    dea: Option<DiameterEapAnswer>,
+    peer_msk: Option<Vec<u8>>,
+    sqns: Vec<u64>,
+    rounds: usize,
+}
+
+fn authenticate(
+    client: &mut Client,
+    session: &str,
+    k: &str,
+    sqn_ms: u64,
+    apn: Option<&str>,
+    timeout: Duration,
+) -> Result<Outcome> {
+    let user = nai(IMSI);
+    let mut peer = pmip_common::eap::Peer::new(
+        PeerConfig {
+            permanent_identity: user.clone().into_bytes(),
+            eap_identity: None,
+            result_indication: false,
+        },
+        Usim::new(&key(k), &key(OPC), Sqn::new(sqn_ms).context("sqn")?),
+    );
+    let mut eap = eap_identity(&user);
+    let (mut peer_msk, mut sqns, mut rounds) = (None, Vec::new(), 0);
+    loop {
+        rounds += 1;
+        let answer = client.request(der(session, &user, eap.clone(), apn), timeout)?;
+        let payload = answer
+            .find(avp::EAP_PAYLOAD, None)
+            .map(|a| a.as_octets().to_vec());
+        let mut next = None;
+        if let Some(p) = &payload {
+            for o in peer.handle(p) {
+                match o {
+                    PeerOutput::Send(b) => next = Some(b),
+                    PeerOutput::Success(keys) => peer_msk = Some(keys.msk.to_vec()),
+                    PeerOutput::SqnAccepted(s) => sqns.push(s.value()),
+                    _ => {}
+                }
+            }
+        }
+        if answer.result_code() == Some(result::DIAMETER_MULTI_ROUND_AUTH) && rounds < 6 {
+            eap = next.context("the peer had nothing to answer")?;
+            continue;
+        }
+        let dea = if answer.header.flags.error() {
+            None
+        } else {
+            Some(DiameterEapAnswer::parse(&answer)?)
+        };
+        return Ok(Outcome {
+            last: answer,
+            dea,
+            peer_msk,
+            sqns,
+            rounds,
+        });
+    }
+}
+
+fn aar(session: &str, apn: &str) -> Message {
+    AaRequest {
+        session_id: session.into(),
+        origin_host: "epdg.test".into(),
+        origin_realm: "test".into(),
+        destination_realm: HOME_REALM.into(),
+        destination_host: None,
+        auth_request_type: AuthRequestType::AuthorizeOnly,
+        user_name: Some(nai(IMSI)),
+        service_selection: Some(apn.into()),
+        visited_network_identifier: None,
+        mip6_agent_info: vec![],
+        route_record: vec![],
+        proxy_info: vec![],
+        other: vec![],
+    }
+    .to_message(0, 0)
+}
+
+fn str_request(session: &str) -> Message {
+    SessionTerminationRequest {
+        session_id: session.into(),
+        origin_host: "epdg.test".into(),
+        origin_realm: "test".into(),
+        destination_realm: HOME_REALM.into(),
+        destination_host: None,
+        termination_cause: TerminationCause::from(1),
+        user_name: Some(nai(IMSI)),
+        route_record: vec![],
+        proxy_info: vec![],
+        other: vec![],
+    }
+    .to_message(0, 0)
+}
+
+fn experimental(m: &Message) -> Option<u32> {
+    let group = m.find(avp::EXPERIMENTAL_RESULT, None)?.as_grouped().ok()?;
+    group
+        .iter()
+        .find(|a| a.is(avp::EXPERIMENTAL_RESULT_CODE, None))?
+        .as_u32()
+        .ok()
+}
+
+fn gateways(dea: &DiameterEapAnswer) -> Vec<IpAddr> {
+    dea.mip6_agent_info
+        .iter()
+        .flat_map(|i| i.home_agent_addresses.clone())
+        .collect()
+}
+
+const T: Duration = Duration::from_secs(5);
+
+/// Runs every negative and positive case against `aaa` (a home AAA, or a visited one
+/// relaying to it) and returns nothing: it asserts.
+fn scenario(to: SocketAddr, client_ip: Ipv4Addr, expected_gateways: &[IpAddr]) -> Result<()> {
+    let mut c = Client::connect(to, client_ip)?;
+    // Success: MSK equal on both sides, gateway(s) in the answer.
+    let ok = authenticate(&mut c, "epdg.test;1;ok", K, 0, Some(APN), T)?;
+    let dea = ok.dea.as_ref().context("a DEA")?;
+    assert_eq!(ok.last.result_code(), Some(result::DIAMETER_SUCCESS));
+    assert_eq!(ok.rounds, 2, "identity, challenge");
+    assert!(dea.eap_master_session_key.is_some());
+    assert_eq!(dea.eap_master_session_key, ok.peer_msk, "MSK differs");
+    assert_eq!(gateways(dea), expected_gateways);
+    // AAR for the APN, then an unsubscribed APN, then STR.
+    let a = c.request(aar("epdg.test;1;ok", APN), T)?;
+    assert_eq!(a.result_code(), Some(result::DIAMETER_SUCCESS), "{a:?}");
+    let a = c.request(aar("epdg.test;1;ok", "unknown-apn"), T)?;
+    assert_eq!(
+        experimental(&a),
+        Some(result::DIAMETER_ERROR_USER_NO_APN_SUBSCRIPTION),
+        "{a:?}"
+    );
+    let a = c.request(str_request("epdg.test;1;ok"), T)?;
+    assert_eq!(a.result_code(), Some(result::DIAMETER_SUCCESS));
+    // Wrong K: the peer rejects the network's AUTN -> EAP-Failure, 4001.
+    let bad = authenticate(
+        &mut c,
+        "epdg.test;2;badk",
+        "00112233445566778899aabbccddeeff",
+        0,
+        Some(APN),
+        T,
+    )?;
+    assert_eq!(
+        bad.last.result_code(),
+        Some(result::DIAMETER_AUTHENTICATION_REJECTED)
+    );
+    assert_eq!(
+        bad.dea
+            .and_then(|d| d.eap_payload)
+            .and_then(|p| p.first().copied()),
+        Some(4),
+        "EAP-Failure"
+    );
+    // AUTS: a USIM far ahead resynchronises and succeeds.
+    let auts = authenticate(&mut c, "epdg.test;3;auts", K, 1 << 20, Some(APN), T)?;
+    assert_eq!(auts.last.result_code(), Some(result::DIAMETER_SUCCESS));
+    assert_eq!(auts.rounds, 3, "identity, challenge, resync challenge");
+    assert!(auts.sqns.iter().all(|s| *s > 1 << 20));
+    // Unknown user.
+    let user = format!("0001019999999999@nai.{HOME_REALM}");
+    let a = c.request(
+        der("epdg.test;4;unknown", &user, eap_identity(&user), Some(APN)),
+        T,
+    )?;
+    assert_eq!(
+        experimental(&a),
+        Some(result::DIAMETER_ERROR_USER_UNKNOWN),
+        "{a:?}"
+    );
+    let group = a
+        .find(avp::EXPERIMENTAL_RESULT, None)
+        .context("exp")?
+        .as_grouped()?;
+    assert!(group
+        .iter()
+        .any(|v| v.is(avp::VENDOR_ID, None) && v.as_u32().ok() == Some(vendor::TGPP)));
+    // Malformed: a DER without Auth-Request-Type -> DIAMETER_MISSING_AVP with Failed-AVP.
+    let mut m = der(
+        "epdg.test;5;bad",
+        &nai(IMSI),
+        eap_identity(&nai(IMSI)),
+        None,
+    );
+    m.avps.retain(|a| !a.is(avp::AUTH_REQUEST_TYPE, None));
+    let a = c.request(m, T)?;
+    assert_eq!(a.result_code(), Some(result::DIAMETER_MISSING_AVP), "{a:?}");
+    let failed = a
+        .find(avp::FAILED_AVP, None)
+        .context("Failed-AVP")?
+        .as_grouped()?;
+    assert!(
+        failed.iter().any(|f| f.is(avp::AUTH_REQUEST_TYPE, None)),
+        "{failed:?}"
+    );
+    Ok(())
+}
+
+/// tshark decodes the pcap cleanly, with the AVPs we meant.
+fn tshark_check(pcap: &Path, gateway: IpAddr) -> Result<()> {
+    let run = |args: &[&str]| -> Result<String> {
+        let out = Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(pcap)
+            .args(args)
+            .output()
+            .context("running tshark (installed by scripts/setup.sh)")?;
+        if !out.status.success() {
+            bail!("tshark: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let bad = run(&["-Y", "_ws.malformed || _ws.expert.severity >= warning"])?;
+    assert!(bad.trim().is_empty(), "tshark found problems:\n{bad}");
+    let fields = run(&[
+        "-Y",
+        "diameter",
+        "-T",
+        "fields",
+        "-e",
+        "diameter.cmd.code",
+        "-e",
+        "diameter.Session-Id",
+        "-e",
+        "diameter.Result-Code",
+        "-e",
+        "diameter.EAP-Payload",
+        "-e",
+        "diameter.MIP-Home-Agent-Address",
+    ])?;
+    assert!(fields.contains("268\t"), "no DER/DEA:\n{fields}");
+    assert!(
+        fields.contains("epdg.test;1;ok"),
+        "no Session-Id:\n{fields}"
+    );
+    assert!(fields.contains("2001"), "no success:\n{fields}");
+    // tshark shows the Address as its bytes: family 1 (IPv4) and the address.
+    let hex: String = match gateway {
+        IpAddr::V4(a) => a.octets().iter().map(|b| format!("{b:02x}")).collect(),
+        IpAddr::V6(a) => a.octets().iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    assert!(
+        fields.contains(&gateway.to_string()) || fields.contains(&format!("0001{hex}")),
+        "no gateway {gateway}:\n{fields}"
+    );
+    assert!(
+        fields
+            .lines()
+            .any(|l| l.starts_with("268\t") && l.split('\t').nth(3).is_some_and(|e| !e.is_empty())),
+        "no EAP-Payload:\n{fields}"
+    );
+    Ok(())
+}
+
+const PY_DECODER: &str = r#"
+import sys, json
+try:
+    from diameter.message import Message
+except ImportError:
+    print("python-diameter is missing: run scripts/setup.sh (pip install python-diameter)", file=sys.stderr)
+    sys.exit(2)
+for line in sys.stdin:
+    raw = bytes.fromhex(line.strip())
+    m = Message.from_bytes(raw)
+    print(json.dumps({"cmd": m.header.command_code, "request": m.header.is_request,
+                      "avps": [a.code for a in m.avps]}))
+"#;
+
+/// python-diameter decodes every message of the pcap (read back from its records).
+fn python_check(pcap: &Path) -> Result<()> {
+    let bytes = std::fs::read(pcap)?;
+    let mut hex_lines = String::new();
+    let mut at = 24;
+    let mut count = 0;
+    while at + 16 <= bytes.len() {
+        let caplen = u32::from_ne_bytes(bytes[at + 8..at + 12].try_into()?) as usize;
+        let packet = bytes
+            .get(at + 16..at + 16 + caplen)
+            .context("truncated pcap")?;
+        at += 16 + caplen;
+        let ihl = usize::from(packet[0] & 0x0f) * 4;
+        let doff = usize::from(packet[ihl + 12] >> 4) * 4;
+        let payload = &packet[ihl + doff..];
+        for b in payload {
+            hex_lines.push_str(&format!("{b:02x}"));
+        }
+        hex_lines.push('\n');
+        count += 1;
+    }
+    let mut child = Command::new("python3")
+        .args(["-c", PY_DECODER])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running python3")?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(hex_lines.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "python-diameter failed to decode: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let decoded: Vec<serde_json::Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(decoded.len(), count);
+    assert!(decoded.iter().any(|d| d["cmd"] == 268
+        && d["request"] == false
+        && d["avps"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|c| c == 462) && a.iter().any(|c| c == 263))));
+    assert!(decoded.iter().any(|d| d["cmd"] == 265));
+    assert!(decoded.iter().any(|d| d["cmd"] == 275));
+    Ok(())
+}
+
+#[test]
+fn aaa_home_alone() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let addr = SocketAddr::new(ip(61, 10).into(), 3868);
+    let gw: IpAddr = ip(61, 3).into();
+    let aaa = start_aaa(dir.path(), "home", addr, HOME_REALM, gw, None, 0)?;
+    let r = scenario(addr, ip(61, 1), &[gw]);
+    if let Err(e) = r {
+        bail!("{e:#}\naaa output:\n{}", aaa.output());
+    }
+    drop(aaa);
+    let pcap = dir.path().join("home.pcap");
+    tshark_check(&pcap, gw)?;
+    python_check(&pcap)?;
+    Ok(())
+}
+
+#[test]
+fn aaa_visited_proxies_to_home() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let home_addr = SocketAddr::new(ip(62, 10).into(), 3868);
+    let visited_addr = SocketAddr::new(ip(62, 20).into(), 3868);
+    let (home_gw, visited_gw): (IpAddr, IpAddr) = (ip(62, 3).into(), ip(62, 23).into());
+    let home = start_aaa(dir.path(), "home", home_addr, HOME_REALM, home_gw, None, 0)?;
+    let visited = start_aaa(
+        dir.path(),
+        "visited",
+        visited_addr,
+        VISITED_REALM,
+        visited_gw,
+        Some(home_addr),
+        0,
+    )?;
+    // Home first, visited second.
+    let r = scenario(visited_addr, ip(62, 1), &[home_gw, visited_gw]);
+    if let Err(e) = r {
+        bail!(
+            "{e:#}\nvisited output:\n{}\nhome output:\n{}",
+            visited.output(),
+            home.output()
+        );
+    }
+    drop(visited);
+    drop(home);
+    let pcap = dir.path().join("visited.pcap");
+    tshark_check(&pcap, visited_gw)?;
+    tshark_check(&pcap, home_gw)?;
+    python_check(&pcap)?;
+    // The home AAA saw the visited AAA's Route-Record.
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(dir.path().join("home.pcap"))
+        .args(["-T", "fields", "-e", "diameter.Route-Record"])
+        .output()?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("visited.{VISITED_REALM}")));
+    Ok(())
+}
+
+#[test]
+fn aaa_visited_with_home_unreachable_answers_3002() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Nobody listens on the home address.
+    let home_addr = SocketAddr::new(ip(63, 10).into(), 3868);
+    let visited_addr = SocketAddr::new(ip(63, 20).into(), 3868);
+    let visited = start_aaa(
+        dir.path(),
+        "visited",
+        visited_addr,
+        VISITED_REALM,
+        ip(63, 23).into(),
+        Some(home_addr),
+        0,
+    )?;
+    let mut c = Client::connect(visited_addr, ip(63, 1))?;
+    let started = Instant::now();
+    let user = nai(IMSI);
+    let a = c.request(
+        der("epdg.test;9;x", &user, eap_identity(&user), Some(APN)),
+        T,
+    )?;
+    assert_eq!(
+        a.result_code(),
+        Some(result::DIAMETER_UNABLE_TO_DELIVER),
+        "{}",
+        visited.output()
+    );
+    assert!(a.header.flags.error());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // A home that accepts TCP but never answers: 3002 after relay_timeout (2 s).
+    let silent = std::net::TcpListener::bind(SocketAddr::new(ip(63, 11).into(), 3868))?;
+    drop(visited);
+    let visited = start_aaa(
+        dir.path(),
+        "visited2",
+        SocketAddr::new(ip(63, 21).into(), 3868),
+        VISITED_REALM,
+        ip(63, 23).into(),
+        Some(silent.local_addr()?),
+        0,
+    )?;
+    let mut c = Client::connect(SocketAddr::new(ip(63, 21).into(), 3868), ip(63, 1))?;
+    let started = Instant::now();
+    let a = c.request(
+        der("epdg.test;9;y", &user, eap_identity(&user), Some(APN)),
+        T,
+    )?;
+    assert_eq!(
+        a.result_code(),
+        Some(result::DIAMETER_UNABLE_TO_DELIVER),
+        "{}",
+        visited.output()
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn aaa_kill_9_never_reuses_an_sqn() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let addr = SocketAddr::new(ip(64, 10).into(), 3868);
+    let gw: IpAddr = ip(64, 3).into();
+    let aaa = start_aaa(dir.path(), "home", addr, HOME_REALM, gw, None, 0)?;
+    let mut c = Client::connect(addr, ip(64, 1))?;
+    let first = authenticate(&mut c, "epdg.test;1;a", K, 0, Some(APN), T)?;
+    assert_eq!(first.last.result_code(), Some(result::DIAMETER_SUCCESS));
+    let first_sqn = *first.sqns.last().context("no SQN accepted")?;
+    // A challenge that is never answered: its SQN is used too.
+    let user = nai(IMSI);
+    let a = c.request(
+        der("epdg.test;1;b", &user, eap_identity(&user), Some(APN)),
+        T,
+    )?;
+    assert_eq!(a.result_code(), Some(result::DIAMETER_MULTI_ROUND_AUTH));
+    aaa.signal(libc::SIGKILL)?;
+    drop(aaa);
+    let _aaa = start_aaa(dir.path(), "home", addr, HOME_REALM, gw, None, 0)?;
+    let mut c = Client::connect(addr, ip(64, 1))?;
+    // A USIM that has seen the first SQN accepts only greater ones (no AUTS round).
+    let next = authenticate(&mut c, "epdg.test;2;a", K, first_sqn, Some(APN), T)?;
+    assert_eq!(next.last.result_code(), Some(result::DIAMETER_SUCCESS));
+    assert_eq!(next.rounds, 2, "no resynchronisation needed");
+    let next_sqn = *next.sqns.last().context("no SQN accepted")?;
+    assert!(next_sqn > first_sqn, "{next_sqn} <= {first_sqn}");
+    Ok(())
+}
