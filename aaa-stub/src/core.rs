@@ -632,3 +632,347 @@ pub fn user_of(message: &Message) -> String {
     }
     String::new()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::subscriber::Key128;
+    use pmip_common::diameter::swm::{AaAnswer, AaRequest, AuthRequestType, DiameterEapRequest};
+    use pmip_common::eap::{Peer, PeerConfig, PeerOutput, Usim};
+    use rand::SeedableRng;
+    use std::collections::BTreeMap;
+
+    const K: [u8; 16] = [0x46; 16];
+    const OPC: [u8; 16] = [0xcd; 16];
+    const IMSI: &str = "001010000000001";
+    const HOME: &str = "epc.mnc001.mcc001.3gppnetwork.org";
+
+    /// An in-memory store that records commits, and can be told to fail them.
+    #[derive(Default)]
+    struct Memory {
+        sqn: u64,
+        commits: Vec<u64>,
+        fail: bool,
+    }
+
+    impl Subscribers for Memory {
+        fn lookup(&self, imsi: &str) -> Option<(Subscriber, u64)> {
+            (imsi == IMSI).then(|| {
+                (
+                    Subscriber {
+                        imsi: IMSI.into(),
+                        k: Key128(K),
+                        opc: Key128(OPC),
+                        amf: [0x80, 0],
+                        apns: vec!["internet".into()],
+                    },
+                    self.sqn,
+                )
+            })
+        }
+        fn commit_sqn(&mut self, _imsi: &str, sqn: u64) -> Result<(), String> {
+            if self.fail {
+                return Err("disk full".into());
+            }
+            self.sqn = sqn;
+            self.commits.push(sqn);
+            Ok(())
+        }
+    }
+
+    fn config(realm: &str, gateway: &str, homes: &[(&str, &str)]) -> AaaConfig {
+        AaaConfig {
+            origin_host: format!("aaa.{realm}"),
+            origin_realm: realm.into(),
+            listen: "127.0.0.1:3868".parse().unwrap(),
+            subscribers: "s.toml".into(),
+            sqn_state: "q.toml".into(),
+            gateways: BTreeMap::from([("internet".to_string(), gateway.parse().unwrap())]),
+            home_realms: homes
+                .iter()
+                .map(|(r, a)| (r.to_string(), a.parse().unwrap()))
+                .collect(),
+            relay_timeout_secs: 2,
+        }
+    }
+
+    fn aaa(config: AaaConfig, store: Memory) -> Aaa<Memory> {
+        Aaa::new(
+            config,
+            store,
+            Box::new(rand::rngs::StdRng::seed_from_u64(7)),
+        )
+    }
+
+    fn nai() -> String {
+        format!("0{IMSI}@nai.{HOME}")
+    }
+
+    fn der(session: &str, eap: Vec<u8>) -> Message {
+        DiameterEapRequest {
+            session_id: session.into(),
+            origin_host: "epdg".into(),
+            origin_realm: "test".into(),
+            destination_realm: HOME.into(),
+            destination_host: None,
+            auth_request_type: AuthRequestType::AuthorizeAuthenticate,
+            eap_payload: eap,
+            user_name: Some(nai()),
+            rat_type: Some(0),
+            service_selection: Some("internet".into()),
+            mip6_feature_vector: None,
+            visited_network_identifier: None,
+            route_record: vec![],
+            proxy_info: vec![],
+            other: vec![],
+        }
+        .to_message(11, 22)
+    }
+
+    fn identity(id: &str) -> Vec<u8> {
+        let mut p = vec![2, 0, 0, 0, 1];
+        p.extend_from_slice(id.as_bytes());
+        let len = p.len() as u16;
+        p[2..4].copy_from_slice(&len.to_be_bytes());
+        p
+    }
+
+    fn sent(out: &[Output]) -> Vec<Message> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { message, .. } => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Runs a whole EAP-AKA conversation; returns the final DEA and the peer's MSK.
+    fn run(aaa: &mut Aaa<Memory>, eap_identity: Option<&str>) -> (Message, Vec<u8>, usize) {
+        let mut peer = Peer::new(
+            PeerConfig {
+                permanent_identity: nai().into_bytes(),
+                eap_identity: eap_identity.map(|s| s.as_bytes().to_vec()),
+                result_indication: false,
+            },
+            Usim::new(&K, &OPC, Sqn::new(0).unwrap()),
+        );
+        let now = Instant::now();
+        let mut eap = identity(eap_identity.unwrap_or(&nai()));
+        let mut msk = Vec::new();
+        for round in 1..6 {
+            let mut out = Vec::new();
+            let request = Input::Request {
+                conn: 1,
+                message: der("s;1", eap.clone()),
+            };
+            aaa.handle(request, now, &mut out);
+            let answer = sent(&out).pop().unwrap();
+            assert_eq!(answer.header.hop_by_hop, 11);
+            let payload = answer.find(avp::EAP_PAYLOAD, None).unwrap().as_octets();
+            let mut next = None;
+            for o in peer.handle(payload) {
+                match o {
+                    PeerOutput::Send(p) => next = Some(p),
+                    PeerOutput::Success(k) => msk = k.msk.to_vec(),
+                    _ => {}
+                }
+            }
+            if answer.result_code() != Some(result::DIAMETER_MULTI_ROUND_AUTH) {
+                return (answer, msk, round);
+            }
+            eap = next.unwrap();
+        }
+        panic!("no end");
+    }
+
+    #[test]
+    fn home_success_commits_the_sqn_and_names_the_gateway() {
+        let mut aaa = aaa(config(HOME, "10.0.0.3", &[]), Memory::default());
+        let (dea, msk, rounds) = run(&mut aaa, None);
+        assert_eq!(rounds, 2);
+        let dea = DiameterEapAnswer::parse(&dea).unwrap();
+        assert!(dea.result.is_success());
+        assert_eq!(dea.eap_master_session_key, Some(msk));
+        assert_eq!(
+            dea.mip6_agent_info[0].home_agent_addresses,
+            vec!["10.0.0.3".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(aaa.store.commits, vec![1]);
+        // AAR for the APN, then STR removes the session.
+        let aar = AaRequest {
+            session_id: "s;1".into(),
+            origin_host: "epdg".into(),
+            origin_realm: "test".into(),
+            destination_realm: HOME.into(),
+            destination_host: None,
+            auth_request_type: AuthRequestType::AuthorizeOnly,
+            user_name: Some(nai()),
+            service_selection: Some("corp".into()),
+            visited_network_identifier: None,
+            mip6_agent_info: vec![],
+            route_record: vec![],
+            proxy_info: vec![],
+            other: vec![],
+        };
+        let mut out = Vec::new();
+        let message = aar.to_message(5, 5);
+        aaa.handle(
+            Input::Request { conn: 1, message },
+            Instant::now(),
+            &mut out,
+        );
+        let answer = AaAnswer::parse(&sent(&out)[0]).unwrap();
+        assert_eq!(
+            answer.result,
+            AnswerResult::tgpp(result::DIAMETER_ERROR_USER_NO_APN_SUBSCRIPTION)
+        );
+        assert_eq!(aaa.session_count(), 1);
+    }
+
+    #[test]
+    fn a_pseudonym_gets_an_identity_request() {
+        let mut aaa = aaa(config(HOME, "10.0.0.3", &[]), Memory::default());
+        let (dea, _, rounds) = run(&mut aaa, Some("anonymous@nai.epc"));
+        assert_eq!(dea.result_code(), Some(result::DIAMETER_SUCCESS));
+        assert_eq!(rounds, 3, "identity, AKA-Identity, challenge");
+    }
+
+    #[test]
+    fn no_challenge_leaves_when_the_sqn_cannot_be_persisted() {
+        let store = Memory {
+            fail: true,
+            ..Memory::default()
+        };
+        let mut aaa = aaa(config(HOME, "10.0.0.3", &[]), store);
+        let mut out = Vec::new();
+        let message = der("s;1", identity(&nai()));
+        aaa.handle(
+            Input::Request { conn: 1, message },
+            Instant::now(),
+            &mut out,
+        );
+        let answer = &sent(&out)[0];
+        assert_eq!(
+            answer.result_code(),
+            Some(result::DIAMETER_UNABLE_TO_COMPLY)
+        );
+        assert!(answer.find(avp::EAP_PAYLOAD, None).is_none());
+        assert_eq!(aaa.session_count(), 0);
+    }
+
+    #[test]
+    fn visited_relays_and_appends_its_gateway_after_the_home_one() {
+        let home_addr = "127.0.0.10:3868";
+        let mut aaa = aaa(
+            config(
+                "epc.mnc002.mcc001.3gppnetwork.org",
+                "10.2.0.3",
+                &[(HOME, home_addr)],
+            ),
+            Memory::default(),
+        );
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let request = der("s;1", identity(&nai()));
+        aaa.handle(
+            Input::Request {
+                conn: 4,
+                message: request.clone(),
+            },
+            now,
+            &mut out,
+        );
+        let relayed = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Relay { message, addr, .. } => Some((message.clone(), *addr)),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(relayed.1, home_addr.parse().unwrap());
+        let relayed = relayed.0;
+        assert_eq!(relayed.session_id(), Some("s;1"));
+        assert_eq!(relayed.header.end_to_end, 22);
+        assert_ne!(relayed.header.hop_by_hop, 11);
+        assert!(
+            relayed.find(avp::ROUTE_RECORD, None).is_some_and(
+                |r| r.as_identity().ok() == Some("aaa.epc.mnc002.mcc001.3gppnetwork.org")
+            )
+        );
+        assert_eq!(aaa.poll_timeout(), Some(now + Duration::from_secs(2)));
+        // The home's final success, with the home gateway.
+        let der = DiameterEapRequest::parse(&relayed).unwrap();
+        let mut dea = DiameterEapAnswer::new(&der, AnswerResult::SUCCESS, "aaa.home", HOME);
+        dea.mip6_agent_info
+            .push(Mip6AgentInfo::address("10.1.0.3".parse().unwrap()));
+        let message = dea.to_message(&relayed.header);
+        let mut out = Vec::new();
+        aaa.handle(
+            Input::HomeAnswer {
+                realm: HOME.into(),
+                message,
+            },
+            now,
+            &mut out,
+        );
+        let answer = sent(&out).pop().unwrap();
+        assert_eq!(answer.header.hop_by_hop, 11);
+        let dea = DiameterEapAnswer::parse(&answer).unwrap();
+        let gateways: Vec<IpAddr> = dea
+            .mip6_agent_info
+            .iter()
+            .flat_map(|i| i.home_agent_addresses.clone())
+            .collect();
+        assert_eq!(
+            gateways,
+            vec![
+                "10.1.0.3".parse::<IpAddr>().unwrap(),
+                "10.2.0.3".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            dea.mip6_agent_info[1]
+                .home_agent_host
+                .as_ref()
+                .map(|h| h.destination_realm.as_str()),
+            Some("epc.mnc002.mcc001.3gppnetwork.org")
+        );
+        assert_eq!(aaa.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_silent_home_gets_unable_to_deliver_at_the_relay_timeout() {
+        let mut aaa = aaa(
+            config(
+                "epc.mnc002.mcc001.3gppnetwork.org",
+                "10.2.0.3",
+                &[(HOME, "127.0.0.10:3868")],
+            ),
+            Memory::default(),
+        );
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let message = der("s;1", identity(&nai()));
+        aaa.handle(Input::Request { conn: 4, message }, now, &mut out);
+        out.clear();
+        aaa.handle(Input::Timeout, now + Duration::from_millis(1999), &mut out);
+        assert!(sent(&out).is_empty());
+        aaa.handle(Input::Timeout, now + Duration::from_secs(2), &mut out);
+        let answer = sent(&out).pop().unwrap();
+        assert_eq!(
+            answer.result_code(),
+            Some(result::DIAMETER_UNABLE_TO_DELIVER)
+        );
+        assert!(answer.header.flags.error());
+        assert_eq!(answer.header.hop_by_hop, 11);
+        // And an unreachable home is answered at once.
+        let mut out = Vec::new();
+        let message = der("s;2", identity(&nai()));
+        aaa.handle(Input::Request { conn: 4, message }, now, &mut out);
+        aaa.handle(Input::HomeUnreachable { realm: HOME.into() }, now, &mut out);
+        assert_eq!(
+            sent(&out).pop().and_then(|m| m.result_code()),
+            Some(result::DIAMETER_UNABLE_TO_DELIVER)
+        );
+    }
+}
