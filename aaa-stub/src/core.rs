@@ -100,6 +100,7 @@ pub enum Output {
     },
     /// Something worth a log line: peer connection, session, user and result.
     Log {
+        conn: ConnId,
         session: String,
         user: String,
         result: String,
@@ -110,7 +111,13 @@ struct Session {
     server: Server,
     imsi: Option<String>,
     authenticated: bool,
+    /// The last DER of a conversation still in progress.
+    last: Instant,
 }
+
+/// How long an unfinished EAP conversation is kept without a DER (the ePDG gave up).
+/// Authenticated sessions live until their STR.
+pub const EAP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Pending {
     conn: ConnId,
@@ -131,6 +138,8 @@ pub struct Aaa<S: Subscribers> {
     /// Relayed requests awaiting their answer, by our Hop-by-Hop id.
     pending: HashMap<u32, Pending>,
     next_hop_by_hop: u32,
+    /// When to look for abandoned EAP conversations.
+    next_sweep: Option<Instant>,
 }
 
 impl<S: Subscribers> Aaa<S> {
@@ -144,6 +153,7 @@ impl<S: Subscribers> Aaa<S> {
             relayed: HashMap::new(),
             pending: HashMap::new(),
             next_hop_by_hop,
+            next_sweep: None,
         }
     }
 
@@ -154,7 +164,25 @@ impl<S: Subscribers> Aaa<S> {
 
     /// The next deadline (a relayed request's timeout), if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.pending.values().map(|p| p.deadline).min()
+        self.pending
+            .values()
+            .map(|p| p.deadline)
+            .chain(self.next_sweep)
+            .min()
+    }
+
+    /// Drops EAP conversations idle for [`EAP_IDLE_TIMEOUT`].
+    fn sweep(&mut self, now: Instant) {
+        if self.next_sweep.is_some_and(|t| t <= now) {
+            self.sessions
+                .retain(|_, s| s.authenticated || now < s.last + EAP_IDLE_TIMEOUT);
+            self.next_sweep = self
+                .sessions
+                .values()
+                .filter(|s| !s.authenticated)
+                .map(|s| s.last + EAP_IDLE_TIMEOUT)
+                .min();
+        }
     }
 
     pub fn handle(&mut self, input: Input, now: Instant, out: &mut Vec<Output>) {
@@ -173,6 +201,7 @@ impl<S: Subscribers> Aaa<S> {
                 }
             }
             Input::Timeout => {
+                self.sweep(now);
                 let ids: Vec<u32> = self
                     .pending
                     .iter()
@@ -203,6 +232,7 @@ impl<S: Subscribers> Aaa<S> {
             self.relayed.remove(session);
         }
         out.push(Output::Log {
+            conn: p.conn,
             session: p.request.session_id().unwrap_or("-").into(),
             user: user_of(&p.request),
             result: format!("DIAMETER_UNABLE_TO_DELIVER: {why} (realm {})", p.realm),
@@ -214,6 +244,22 @@ impl<S: Subscribers> Aaa<S> {
     }
 
     fn on_request(&mut self, conn: ConnId, message: Message, now: Instant, out: &mut Vec<Output>) {
+        let start = out.len();
+        self.on_request_inner(conn, message, now, out);
+        for o in &mut out[start..] {
+            if let Output::Log { conn: c, .. } = o {
+                *c = conn;
+            }
+        }
+    }
+
+    fn on_request_inner(
+        &mut self,
+        conn: ConnId,
+        message: Message,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
         // Route first (the relay must not depend on our parse of the home's AVPs).
         if let Some((realm, addr)) = self.route(&message) {
             self.relay(conn, message, realm, addr, now, out);
@@ -224,6 +270,7 @@ impl<S: Subscribers> Aaa<S> {
             Ok(parsed) => parsed,
             Err(error) => {
                 out.push(Output::Log {
+                    conn: 0,
                     session: message.session_id().unwrap_or("-").into(),
                     user: user_of(&message),
                     result: format!("error {}: {error}", error.result_code()),
@@ -241,7 +288,7 @@ impl<S: Subscribers> Aaa<S> {
             }
         };
         let answer = match parsed {
-            SwmMessage::Der(der) => self.on_der(der, &header, out),
+            SwmMessage::Der(der) => self.on_der(der, &header, now, out),
             SwmMessage::Aar(aar) => self.on_aar(aar, &header, out),
             SwmMessage::Str(str) => {
                 let known = self.sessions.remove(&str.session_id).is_some();
@@ -251,6 +298,7 @@ impl<S: Subscribers> Aaa<S> {
                     result::DIAMETER_UNKNOWN_SESSION_ID
                 };
                 out.push(Output::Log {
+                    conn: 0,
                     session: str.session_id.clone(),
                     user: str.user_name.clone().unwrap_or_default(),
                     result: format!("STR -> STA {code}"),
@@ -331,6 +379,7 @@ impl<S: Subscribers> Aaa<S> {
             .and_then(|a| a.as_utf8().ok())
             .map(str::to_string);
         out.push(Output::Log {
+            conn: 0,
             session: request.session_id().unwrap_or("-").into(),
             user: user_of(&request),
             result: format!("relayed to home realm {realm} at {addr}"),
@@ -390,6 +439,7 @@ impl<S: Subscribers> Aaa<S> {
             self.relayed.remove(&session);
         }
         out.push(Output::Log {
+            conn: p.conn,
             session,
             user: user_of(&p.request),
             result: format!(
@@ -422,12 +472,16 @@ impl<S: Subscribers> Aaa<S> {
         &mut self,
         der: pmip_common::diameter::swm::DiameterEapRequest,
         header: &Header,
+        now: Instant,
         out: &mut Vec<Output>,
     ) -> Message {
         let (host, realm) = (
             self.config.origin_host.clone(),
             self.config.origin_realm.clone(),
         );
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(now + EAP_IDLE_TIMEOUT);
+        }
         let session = self
             .sessions
             .entry(der.session_id.clone())
@@ -435,7 +489,9 @@ impl<S: Subscribers> Aaa<S> {
                 server: Server::new(ServerConfig::default()),
                 imsi: None,
                 authenticated: false,
+                last: now,
             });
+        session.last = now;
         let mut pending = session
             .server
             .handle(ServerInput::Packet(&der.eap_payload), &mut *self.rng);
@@ -539,6 +595,7 @@ impl<S: Subscribers> Aaa<S> {
             outcome = "DIAMETER_MULTI_ROUND_AUTH".into();
         }
         out.push(Output::Log {
+            conn: 0,
             session: der.session_id.clone(),
             user,
             result: outcome,
@@ -602,6 +659,7 @@ impl<S: Subscribers> Aaa<S> {
         };
         aaa.user_name = aar.user_name.clone();
         out.push(Output::Log {
+            conn: 0,
             session: aar.session_id.clone(),
             user: aar.user_name.clone().unwrap_or_default(),
             result: outcome,
@@ -827,6 +885,20 @@ mod tests {
             AnswerResult::tgpp(result::DIAMETER_ERROR_USER_NO_APN_SUBSCRIPTION)
         );
         assert_eq!(aaa.session_count(), 1);
+    }
+
+    #[test]
+    fn an_abandoned_conversation_is_dropped_after_the_idle_timeout() {
+        let mut aaa = aaa(config(HOME, "10.0.0.3", &[]), Memory::default());
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let message = der("s;1", identity(&nai()));
+        aaa.handle(Input::Request { conn: 1, message }, now, &mut out);
+        assert_eq!(aaa.session_count(), 1);
+        assert_eq!(aaa.poll_timeout(), Some(now + EAP_IDLE_TIMEOUT));
+        aaa.handle(Input::Timeout, now + EAP_IDLE_TIMEOUT, &mut out);
+        assert_eq!(aaa.session_count(), 0);
+        assert_eq!(aaa.poll_timeout(), None);
     }
 
     #[test]

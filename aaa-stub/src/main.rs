@@ -70,7 +70,7 @@ enum LogFormat {
 type Pcap = Option<Arc<Mutex<Recorder>>>;
 
 enum Event {
-    Connected(ConnId, UnboundedSender<Message>),
+    Connected(ConnId, SocketAddr, UnboundedSender<Message>),
     Closed(ConnId),
     Input(aaa::Input),
 }
@@ -180,7 +180,7 @@ async fn core_task(
     relay_timeout: Duration,
     pcap: Pcap,
 ) {
-    let mut conns: HashMap<ConnId, UnboundedSender<Message>> = HashMap::new();
+    let mut conns: HashMap<ConnId, (SocketAddr, UnboundedSender<Message>)> = HashMap::new();
     let mut homes: HashMap<String, UnboundedSender<Message>> = HashMap::new();
     let mut out = Vec::new();
     loop {
@@ -190,8 +190,8 @@ async fn core_task(
             _ = sleep_until(deadline) => Event::Input(aaa::Input::Timeout),
         };
         match event {
-            Event::Connected(id, tx) => {
-                conns.insert(id, tx);
+            Event::Connected(id, remote, tx) => {
+                conns.insert(id, (remote, tx));
             }
             Event::Closed(id) => {
                 conns.remove(&id);
@@ -201,7 +201,7 @@ async fn core_task(
         for o in out.drain(..) {
             match o {
                 aaa::Output::Send { conn, message } => {
-                    if let Some(tx) = conns.get(&conn) {
+                    if let Some((_, tx)) = conns.get(&conn) {
                         let _ = tx.send(message);
                     }
                 }
@@ -231,10 +231,16 @@ async fn core_task(
                     ));
                 }
                 aaa::Output::Log {
+                    conn,
                     session,
                     user,
                     result,
-                } => info!(%session, %user, %result, "swm"),
+                } => {
+                    let peer = conns
+                        .get(&conn)
+                        .map_or_else(|| format!("conn {conn}"), |(a, _)| a.to_string());
+                    info!(%peer, %session, %user, %result, "swm");
+                }
             }
         }
     }
@@ -261,7 +267,7 @@ async fn connection(
         _ => return,
     };
     let (answers, mut answers_rx) = unbounded_channel();
-    if events.send(Event::Connected(id, answers)).is_err() {
+    if events.send(Event::Connected(id, remote, answers)).is_err() {
         return;
     }
     let caps = capabilities(&identity, local.ip());
