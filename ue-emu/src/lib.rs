@@ -4,6 +4,7 @@
 //! socket, and reports the ladder with per-step times.
 
 pub mod config;
+pub mod ping;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -51,6 +52,23 @@ pub struct AttachReport {
     pub error: Option<String>,
     /// Whether the IKE SA was deleted again at the end.
     pub detached: bool,
+    /// One entry per `--ping` target, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pings: Vec<PingReport>,
+}
+
+/// What `--ping ADDR` found: echo requests sent inside ESP-in-UDP, replies received.
+#[derive(Debug, Clone, Serialize)]
+pub struct PingReport {
+    pub target: IpAddr,
+    /// The inner source: the assigned IPv4 address, or an address in the /64.
+    pub source: Option<IpAddr>,
+    pub sent: u32,
+    pub received: u32,
+    /// Round-trip times of the replies, in milliseconds.
+    pub rtt_ms: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Accepts any ePDG certificate (`--insecure`).
@@ -143,6 +161,13 @@ pub struct AttachOptions {
     pub hold: Duration,
     /// Leave the IKE SA up at exit.
     pub no_detach: bool,
+    /// Echo targets after the attach (`--ping`, repeatable).
+    pub pings: Vec<IpAddr>,
+    /// Echo requests per target.
+    pub ping_count: u32,
+    /// Time between echo requests to one target, and how long to wait for the last reply.
+    pub ping_interval: Duration,
+    pub ping_wait: Duration,
 }
 
 /// Runs one attach and returns the report (failures included); `Err` only for local
@@ -233,6 +258,7 @@ pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport
         .map_err(|e| anyhow::anyhow!("starting IKE: {e}"))?;
     let deadline = Instant::now() + Duration::from_millis(config.timeout_ms);
     let mut outcome: Option<std::result::Result<(), String>> = None;
+    let mut child: Option<pmip_common::ike::sa::ChildSa> = None;
     let mut eap_rounds = 0;
     let mut buf = vec![0u8; 65536];
     let send = |bytes: &[u8], port_4500: bool| -> Result<()> {
@@ -295,6 +321,7 @@ pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport
                     }
                     Output::Event(Event::Established(e)) => {
                         ladder.step("IKE_AUTH(AUTH) -> AUTH, CFG_REPLY, CHILD_SA");
+                        child = Some(e.child.clone());
                         for a in e.cp_reply.iter().flat_map(|c| c.attributes.iter()) {
                             match a {
                                 ConfigAttribute::InternalIp4Address(Some(v)) => {
@@ -386,6 +413,17 @@ pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport
     match outcome {
         Some(Ok(())) => {
             report.result = "attached".into();
+            if let (Some(child), false) = (&child, options.pings.is_empty()) {
+                let ctx = PingContext {
+                    socket: &socket,
+                    natt,
+                    send: &send,
+                };
+                report.pings = ping_all(&ctx, &mut sa, child, &report, options)?;
+                let received: u32 = report.pings.iter().map(|p| p.received).sum();
+                let sent: u32 = report.pings.iter().map(|p| p.sent).sum();
+                ladder.step(format!("ping: {received}/{sent} echo replies"));
+            }
             if !options.hold.is_zero() {
                 std::thread::sleep(options.hold);
             }
@@ -404,6 +442,163 @@ pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport
     }
     report.steps = ladder.steps;
     Ok(report)
+}
+
+struct PingContext<'a> {
+    socket: &'a UdpSocket,
+    natt: SocketAddr,
+    send: &'a dyn Fn(&[u8], bool) -> Result<()>,
+}
+
+/// The inner source for a target: the assigned IPv4 address, or for IPv6 the assigned
+/// address (interface identifier ::1 when the ePDG gave the bare prefix).
+fn ping_source(report: &AttachReport, target: IpAddr) -> Option<IpAddr> {
+    match target {
+        IpAddr::V4(_) => report.ipv4.map(IpAddr::V4),
+        IpAddr::V6(_) => {
+            let text = report.ipv6_prefix.as_deref()?;
+            let addr: std::net::Ipv6Addr = text.split('/').next()?.parse().ok()?;
+            let mut o = addr.octets();
+            if o[8..].iter().all(|b| *b == 0) {
+                o[15] = 1;
+            }
+            Some(IpAddr::V6(o.into()))
+        }
+    }
+}
+
+/// Sends the echo requests of every target inside ESP-in-UDP to the ePDG's port 4500
+/// and collects the replies. The IKE SA was forced onto port 4500
+/// (`force_port_4500`), so the ePDG knows our UDP port for ESP; IKE messages
+/// arriving meanwhile (liveness checks) are still answered.
+fn ping_all(
+    ctx: &PingContext<'_>,
+    sa: &mut InitiatorSa,
+    child: &pmip_common::ike::sa::ChildSa,
+    report: &AttachReport,
+    options: &AttachOptions,
+) -> Result<Vec<PingReport>> {
+    use pmip_common::esp::{child_sa_pair, IkeRole, UdpEncapsulated};
+    let (mut inbound, mut outbound) =
+        child_sa_pair(child, IkeRole::Initiator).context("building the ESP SAs")?;
+    let mut rng = OsRng;
+    let identifier = (std::process::id() & 0xffff) as u16;
+    let mut results: Vec<PingReport> = options
+        .pings
+        .iter()
+        .map(|t| PingReport {
+            target: *t,
+            source: ping_source(report, *t),
+            sent: 0,
+            received: 0,
+            rtt_ms: Vec::new(),
+            error: None,
+        })
+        .collect();
+    // (target index, sequence) -> send time
+    let mut pending: std::collections::HashMap<(usize, u16), Instant> = Default::default();
+    let count = options.ping_count.clamp(1, 255);
+    let mut next_send = Instant::now();
+    let mut round = 0u32;
+    let mut buf = vec![0u8; 65536];
+    let mut inner = Vec::new();
+    let mut esp = Vec::new();
+    let mut finish_at: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if round < count && now >= next_send {
+            for (i, r) in results.iter_mut().enumerate() {
+                let Some(source) = r.source else {
+                    r.error = Some("no address of this IP version was assigned".into());
+                    continue;
+                };
+                let sequence = ((i as u32) << 8 | round) as u16;
+                let packet =
+                    ping::echo_request(source, r.target, identifier, sequence, &[0x5a; 32])
+                        .context("building an echo request")?;
+                esp.clear();
+                outbound
+                    .encapsulate_ip(&packet, &mut rng, &mut esp)
+                    .context("sealing an echo request in ESP")?;
+                ctx.socket
+                    .send_to(&esp, ctx.natt)
+                    .with_context(|| format!("sending ESP to {}", ctx.natt))?;
+                pending.insert((i, sequence), Instant::now());
+                r.sent += 1;
+            }
+            round += 1;
+            next_send = now + options.ping_interval;
+            if round == count {
+                finish_at = Some(now + options.ping_wait);
+            }
+        }
+        if pending.is_empty() && round >= count {
+            break;
+        }
+        let now = Instant::now();
+        if finish_at.is_some_and(|f| now >= f) {
+            break;
+        }
+        let wake = if round < count {
+            next_send
+        } else {
+            finish_at.unwrap_or(now)
+        };
+        ctx.socket.set_read_timeout(Some(
+            wake.saturating_duration_since(now)
+                .max(Duration::from_millis(1)),
+        ))?;
+        let (n, from) = match ctx.socket.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e).context("receiving from the ePDG"),
+        };
+        if from != ctx.natt {
+            continue;
+        }
+        match UdpEncapsulated::classify(&buf[..n]) {
+            Ok(UdpEncapsulated::Esp(packet)) => {
+                if inbound
+                    .decapsulate_ip(packet.as_bytes(), &mut inner)
+                    .is_err()
+                {
+                    continue;
+                }
+                let Some(reply) = ping::parse_echo_reply(&inner) else {
+                    continue;
+                };
+                if reply.identifier != identifier {
+                    continue;
+                }
+                let index = usize::from(reply.sequence >> 8);
+                if let Some(sent_at) = pending.remove(&(index, reply.sequence)) {
+                    if let Some(r) = results.get_mut(index) {
+                        r.received += 1;
+                        let ms = sent_at.elapsed().as_secs_f64() * 1000.0;
+                        r.rtt_ms.push((ms * 1000.0).round() / 1000.0);
+                    }
+                }
+            }
+            Ok(UdpEncapsulated::Ike(message)) => {
+                let mut out = Vec::new();
+                sa.handle(message, true, Instant::now(), &mut rng, &mut out);
+                for o in out {
+                    if let Output::Send { bytes, port_4500 } = o {
+                        (ctx.send)(&bytes, port_4500)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(results)
 }
 
 /// Deletes the IKE SA and waits for the ePDG's answer.
@@ -449,5 +644,27 @@ pub fn print_summary(r: &AttachReport) {
     }
     if let Some(e) = &r.error {
         println!("  error:       {e}");
+    }
+    for p in &r.pings {
+        let loss = if p.sent == 0 {
+            100.0
+        } else {
+            100.0 * f64::from(p.sent - p.received.min(p.sent)) / f64::from(p.sent)
+        };
+        let rtt = if p.rtt_ms.is_empty() {
+            String::new()
+        } else {
+            let min = p.rtt_ms.iter().cloned().fold(f64::INFINITY, f64::min);
+            let max = p.rtt_ms.iter().cloned().fold(0.0, f64::max);
+            let avg = p.rtt_ms.iter().sum::<f64>() / p.rtt_ms.len() as f64;
+            format!(", rtt min/avg/max {min:.3}/{avg:.3}/{max:.3} ms")
+        };
+        println!(
+            "  ping {}: {} sent, {} received, {loss:.0}% loss{rtt}",
+            p.target, p.sent, p.received
+        );
+        if let Some(e) = &p.error {
+            println!("    error: {e}");
+        }
     }
 }

@@ -41,6 +41,20 @@ enum Command {
         /// Leave the IKE SA up at exit (no INFORMATIONAL DELETE).
         #[arg(long)]
         no_detach: bool,
+        /// After the attach, send ICMP (IPv4) or ICMPv6 (IPv6) echo requests to ADDR from
+        /// the assigned address, inside ESP-in-UDP to the ePDG's port 4500 (no privilege
+        /// needed); repeatable. Reports sent/received/rtt.
+        #[arg(long, value_name = "ADDR")]
+        ping: Vec<std::net::IpAddr>,
+        /// Echo requests per --ping target (1 to 255).
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        ping_count: u32,
+        /// Milliseconds between echo requests.
+        #[arg(long, value_name = "MS", default_value_t = 200)]
+        ping_interval_ms: u64,
+        /// Milliseconds to wait for replies after the last request.
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        ping_wait_ms: u64,
     },
 }
 
@@ -63,6 +77,10 @@ fn run() -> Result<bool> {
         insecure,
         hold_secs,
         no_detach,
+        ping,
+        ping_count,
+        ping_interval_ms,
+        ping_wait_ms,
     } = Cli::parse().command;
     let config = UeConfig::load(&config)?;
     let options = AttachOptions {
@@ -71,6 +89,10 @@ fn run() -> Result<bool> {
         print: !json,
         hold: Duration::from_secs(hold_secs),
         no_detach,
+        pings: ping,
+        ping_count,
+        ping_interval: Duration::from_millis(ping_interval_ms),
+        ping_wait: Duration::from_millis(ping_wait_ms),
     };
     if !json {
         println!("attach imsi={} epdg={}", config.imsi, config.epdg);
@@ -87,5 +109,9 @@ fn run() -> Result<bool> {
             report.error.as_deref().unwrap_or("unknown")
         );
     }
-    Ok(report.result == "attached")
+    let pings_ok = report.pings.iter().all(|p| p.received > 0);
+    if !pings_ok {
+        eprintln!("ue-emu: some --ping target got no echo reply");
+    }
+    Ok(report.result == "attached" && pings_ok)
 }
