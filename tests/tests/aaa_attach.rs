@@ -1,0 +1,157 @@
+//! The real `aaa-stub` behind the real ePDG: `ue-emu attach` through `mag`, `lma` and
+//! `aaa-stub` on loopback (127.0.65.x), for a subscribed and an unsubscribed APN; then
+//! the same UE after an `aaa-stub` restart (its SQN state survives).
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use integration_tests::{node_binary, write_file, Node};
+use serde_json::Value;
+
+const K: &str = "465b5ce8b199b49faa5f0a2ee238a6bc";
+const OPC: &str = "cd63cb71954a9f4e48a5994e37a02baf";
+const IMSI: &str = "001010000000001";
+
+fn ip(host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 65, host)
+}
+
+fn path(p: &Path) -> Result<&str> {
+    p.to_str().context("non-UTF-8 path")
+}
+
+fn start_aaa(dir: &Path) -> Result<Node> {
+    let config = path(&dir.join("aaa.toml"))?.to_string();
+    let mut aaa = Node::start("aaa-stub", &["--config", &config])?;
+    aaa.wait_for("aaa listening", Duration::from_secs(30))?;
+    Ok(aaa)
+}
+
+fn attach(dir: &Path, apn: &str) -> Result<(Option<i32>, Value)> {
+    let config = write_file(
+        dir,
+        "ue.toml",
+        &format!(
+            "imsi = \"{IMSI}\"\nmnc_digits = 2\nk = \"{K}\"\nopc = \"{OPC}\"\n\
+             epdg = \"{}:500\"\nlocal = \"{}\"\napn = \"{apn}\"\ntimeout_ms = 10000\n",
+            ip(2),
+            ip(1)
+        ),
+    )?;
+    let out = Command::new(node_binary("ue-emu")?)
+        .args(["attach", "--json", "--insecure", "--config", path(&config)?])
+        .output()
+        .context("running ue-emu")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.trim()).with_context(|| {
+        format!(
+            "ue-emu printed no JSON: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    Ok((out.status.code(), report))
+}
+
+#[test]
+fn aaa_stub_serves_the_real_epdg() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    write_file(
+        d,
+        "subscribers.toml",
+        &format!(
+            "[[subscriber]]\nimsi = \"{IMSI}\"\nk = \"{K}\"\nopc = \"{OPC}\"\napns = [\"internet\", \"nogw\"]\n"
+        ),
+    )?;
+    write_file(
+        d,
+        "aaa.toml",
+        &format!(
+            "origin_host = \"aaa.epc.mnc001.mcc001.3gppnetwork.org\"\n\
+             origin_realm = \"epc.mnc001.mcc001.3gppnetwork.org\"\nlisten = \"{}:3868\"\n\
+             subscribers = \"subscribers.toml\"\nsqn_state = \"sqn.toml\"\n[gateways]\ninternet = \"{}\"\n",
+            ip(4),
+            ip(3)
+        ),
+    )?;
+    let lma_config = write_file(
+        d,
+        "lma.toml",
+        &format!(
+            "listen_v4 = \"{}:5436\"\nipv4_pool = \"10.65.0.0/22\"\nipv6_pool = \"2001:db8:65::/54\"\n\
+             allowed_mags = [\"{}\"]\n",
+            ip(3),
+            ip(2)
+        ),
+    )?;
+    let mut aaa = start_aaa(d)?;
+    let mut lma = Node::start("lma", &["--config", path(&lma_config)?])?;
+    lma.wait_for("lma listening", Duration::from_secs(30))?;
+    let mag_config = write_file(
+        d,
+        "mag.toml",
+        &format!(
+            "ike_listen = \"{epdg}:500\"\nnatt_listen = \"{epdg}:4500\"\naaa = \"{aaa}:3868\"\n\
+             mh_local = \"{epdg}\"\ndns = [\"10.65.0.1\"]\ndiameter_timeout_ms = 2000\n",
+            epdg = ip(2),
+            aaa = ip(4),
+        ),
+    )?;
+    let mut mag = Node::start("mag", &["--config", path(&mag_config)?])?;
+    mag.wait_for("mag listening", Duration::from_secs(30))?;
+    mag.wait_for("Diameter peer open", Duration::from_secs(10))?;
+    let context = |what: &str, report: &Value, aaa: &Node, mag: &Node| {
+        format!(
+            "{what}: {report}\naaa:\n{}\nmag:\n{}",
+            aaa.output(),
+            mag.output()
+        )
+    };
+
+    let (code, report) = attach(d, "internet")?;
+    anyhow::ensure!(
+        code == Some(0),
+        "{}",
+        context("attach", &report, &aaa, &mag)
+    );
+    let ipv4 = report["ipv4"].as_str().unwrap_or_default().to_string();
+    assert!(ipv4.starts_with("10.65."), "{report}");
+    aaa.wait_for(
+        "DIAMETER_SUCCESS (EAP-AKA authenticated",
+        Duration::from_secs(5),
+    )?;
+
+    // A subscribed APN no gateway serves here: a clear reject, no addresses.
+    let (code, report) = attach(d, "nogw")?;
+    anyhow::ensure!(code != Some(0), "{}", context("nogw", &report, &aaa, &mag));
+    // An APN the subscriber has no subscription for.
+    let (code, report) = attach(d, "corp")?;
+    anyhow::ensure!(code != Some(0), "{}", context("corp", &report, &aaa, &mag));
+    aaa.wait_for("AAR rejected 5003", Duration::from_secs(5))?;
+    aaa.wait_for("AAR rejected 5451", Duration::from_secs(5))?;
+
+    // kill -9 and restart: the UE (SQN_MS from its last attach is not kept by ue-emu,
+    // but the AAA's SQN only moves forward) attaches again.
+    aaa.signal(libc::SIGKILL)?;
+    drop(aaa);
+    let aaa = start_aaa(d)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while mag.output().matches("Diameter peer open").count() < 2 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the ePDG did not reconnect:\n{}",
+            mag.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, report) = attach(d, "internet")?;
+    anyhow::ensure!(
+        code == Some(0),
+        "{}",
+        context("re-attach", &report, &aaa, &mag)
+    );
+    Ok(())
+}
