@@ -48,7 +48,7 @@ fn default_relay_timeout() -> u64 {
 /// Errors reading `aaa.toml`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

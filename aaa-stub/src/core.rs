@@ -70,7 +70,15 @@ impl Subscribers for SubscriberStore {
         Some((self.get(imsi)?, self.sqn(imsi)?))
     }
     fn commit_sqn(&mut self, imsi: &str, sqn: u64) -> Result<(), String> {
-        SubscriberStore::commit_sqn(self, imsi, sqn).map_err(|e| e.to_string())
+        SubscriberStore::commit_sqn(self, imsi, sqn).map_err(|e| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        })
     }
 }
 

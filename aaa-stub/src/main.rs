@@ -107,8 +107,7 @@ async fn run() -> Result<()> {
             .with_env_filter(filter)
             .init(),
     }
-    let mut config = AaaConfig::load(&cli.config)
-        .with_context(|| format!("loading {}", cli.config.display()))?;
+    let mut config = AaaConfig::load(&cli.config).context("loading the configuration")?;
     if let Some(listen) = cli.listen {
         config.listen = listen;
     }
@@ -116,7 +115,7 @@ async fn run() -> Result<()> {
         config.relay_timeout_secs = t;
     }
     let store = SubscriberStore::load(&config.subscribers, &config.sqn_state)
-        .with_context(|| format!("loading subscribers {}", config.subscribers.display()))?;
+        .context("loading the subscribers")?;
     let pcap: Pcap = match &cli.pcap {
         Some(path) => Some(Arc::new(Mutex::new(
             Recorder::create(path).with_context(|| format!("creating {}", path.display()))?,

@@ -20,12 +20,12 @@ pub const SQN_MAX: u64 = (1 << 48) - 1;
 /// Everything that can go wrong loading or saving subscribers.
 #[derive(Debug, thiserror::Error)]
 pub enum SubscriberError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
