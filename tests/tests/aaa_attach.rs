@@ -19,26 +19,41 @@ fn ip(host: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 65, host)
 }
 
+fn ip66(host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 66, host)
+}
+
 fn path(p: &Path) -> Result<&str> {
     p.to_str().context("non-UTF-8 path")
 }
 
 fn start_aaa(dir: &Path) -> Result<Node> {
-    let config = path(&dir.join("aaa.toml"))?.to_string();
+    start_aaa_named(dir, "aaa")
+}
+
+fn start_aaa_named(dir: &Path, name: &str) -> Result<Node> {
+    let config = path(&dir.join(format!("{name}.toml")))?.to_string();
     let mut aaa = Node::start("aaa-stub", &["--config", &config])?;
     aaa.wait_for("aaa listening", Duration::from_secs(30))?;
     Ok(aaa)
 }
 
 fn attach(dir: &Path, apn: &str) -> Result<(Option<i32>, Value)> {
+    attach_via(dir, apn, ip(2), ip(1))
+}
+
+fn attach_via(
+    dir: &Path,
+    apn: &str,
+    epdg: Ipv4Addr,
+    local: Ipv4Addr,
+) -> Result<(Option<i32>, Value)> {
     let config = write_file(
         dir,
         "ue.toml",
         &format!(
             "imsi = \"{IMSI}\"\nmnc_digits = 2\nk = \"{K}\"\nopc = \"{OPC}\"\n\
-             epdg = \"{}:500\"\nlocal = \"{}\"\napn = \"{apn}\"\ntimeout_ms = 10000\n",
-            ip(2),
-            ip(1)
+             epdg = \"{epdg}:500\"\nlocal = \"{local}\"\napn = \"{apn}\"\ntimeout_ms = 10000\n",
         ),
     )?;
     let out = Command::new(node_binary("ue-emu")?)
@@ -153,5 +168,88 @@ fn aaa_stub_serves_the_real_epdg() -> Result<()> {
         "{}",
         context("re-attach", &report, &aaa, &mag)
     );
+    Ok(())
+}
+
+/// Roaming: the ePDG's AAA is a visited aaa-stub relaying to the home aaa-stub. The home
+/// names its gateway (where nothing listens), the visited AAA adds its own (the LMA):
+/// the ePDG registers at the visited gateway, the last one, so the attach succeeds.
+#[test]
+fn aaa_stub_visited_proxy_serves_the_real_epdg() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let subscribers = format!(
+        "[[subscriber]]\nimsi = \"{IMSI}\"\nk = \"{K}\"\nopc = \"{OPC}\"\napns = [\"internet\"]\n"
+    );
+    write_file(d, "subscribers.toml", &subscribers)?;
+    write_file(d, "none.toml", "")?;
+    write_file(
+        d,
+        "home.toml",
+        &format!(
+            "origin_host = \"aaa.epc.mnc001.mcc001.3gppnetwork.org\"\n\
+             origin_realm = \"epc.mnc001.mcc001.3gppnetwork.org\"\nlisten = \"{}:3868\"\n\
+             subscribers = \"subscribers.toml\"\nsqn_state = \"home-sqn.toml\"\n\
+             [gateways]\ninternet = \"{}\"\n",
+            ip66(14),
+            ip66(99)
+        ),
+    )?;
+    write_file(
+        d,
+        "visited.toml",
+        &format!(
+            "origin_host = \"aaa.epc.mnc002.mcc001.3gppnetwork.org\"\n\
+             origin_realm = \"epc.mnc002.mcc001.3gppnetwork.org\"\nlisten = \"{}:3868\"\n\
+             subscribers = \"none.toml\"\nsqn_state = \"visited-sqn.toml\"\n\
+             [gateways]\ninternet = \"{}\"\n\
+             [home_realms]\n\"epc.mnc001.mcc001.3gppnetwork.org\" = \"{}:3868\"\n",
+            ip66(4),
+            ip66(3),
+            ip66(14)
+        ),
+    )?;
+    let lma_config = write_file(
+        d,
+        "lma.toml",
+        &format!(
+            "listen_v4 = \"{}:5436\"\nipv4_pool = \"10.66.0.0/22\"\nipv6_pool = \"2001:db8:66::/54\"\n\
+             allowed_mags = [\"{}\"]\n",
+            ip66(3),
+            ip66(2)
+        ),
+    )?;
+    let home = start_aaa_named(d, "home")?;
+    let mut visited = start_aaa_named(d, "visited")?;
+    let mut lma = Node::start("lma", &["--config", path(&lma_config)?])?;
+    lma.wait_for("lma listening", Duration::from_secs(30))?;
+    let mag_config = write_file(
+        d,
+        "mag.toml",
+        &format!(
+            "ike_listen = \"{epdg}:500\"\nnatt_listen = \"{epdg}:4500\"\naaa = \"{aaa}:3868\"\n\
+             mh_local = \"{epdg}\"\ndns = [\"10.66.0.1\"]\ndiameter_timeout_ms = 4000\n",
+            epdg = ip66(2),
+            aaa = ip66(4),
+        ),
+    )?;
+    let mut mag = Node::start("mag", &["--config", path(&mag_config)?])?;
+    mag.wait_for("mag listening", Duration::from_secs(30))?;
+    mag.wait_for("Diameter peer open", Duration::from_secs(10))?;
+    let (code, report) = attach_via(d, "internet", ip66(2), ip66(1))?;
+    anyhow::ensure!(
+        code == Some(0),
+        "roaming attach: {report}\nvisited:\n{}\nhome:\n{}\nmag:\n{}",
+        visited.output(),
+        home.output(),
+        mag.output()
+    );
+    assert!(
+        report["ipv4"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("10.66.")),
+        "{report}"
+    );
+    visited.wait_for("(visited gateway added)", Duration::from_secs(5))?;
     Ok(())
 }
