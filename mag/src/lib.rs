@@ -4,5 +4,6 @@
 
 pub mod attach;
 pub mod config;
+pub mod dataplane;
 pub mod driver;
 pub mod pki;

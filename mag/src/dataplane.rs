@@ -1,0 +1,569 @@
+//! The ePDG's user-space data plane (DESIGN.md section 3, issue 5 item 3), sans-IO:
+//! uplink ESP-in-UDP from a UE -> SA by SPI -> decrypt -> source check -> GRE with the
+//! uplink key toward the LMA holding the binding; downlink GRE from an LMA -> session by
+//! the downlink key -> ESP -> the UE's address and UDP port. The driver owns the sockets
+//! (UDP 4500, a raw IPv4 socket for IP protocol 47) and calls [`DataPlane::uplink`] and
+//! [`DataPlane::downlink`]; every dropped packet is counted by its reason.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use ipnet::Ipv6Net;
+use pmip_common::esp::{child_sa_pair, EspError, EspPacket, IkeRole, InboundSa, OutboundSa};
+use pmip_common::ike::sa::ChildSa;
+use pmip_common::ike::Random;
+use pmip_common::tunnel::{decapsulate_gre, GreRepr, ProtocolType};
+use serde::Serialize;
+
+/// Why a packet was dropped; each has its counter in [`Counters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Not an ESP packet (too short, SPI zero).
+    MalformedEsp,
+    /// No session holds this inbound SPI.
+    UnknownSpi,
+    /// The ICV did not verify (or the padding was wrong).
+    Integrity,
+    /// Anti-replay: a duplicate or a packet left of the window.
+    Replay,
+    /// Opened, but not an IPv4/IPv6 packet matching its Next Header (or a dummy).
+    BadInner,
+    /// The inner source is not the UE's IPv4 address nor inside its /64.
+    SpoofedSource,
+    /// The binding has no uplink GRE key (the LMA gave none).
+    NoUplinkKey,
+    /// Not a keyed GRE packet carrying IPv4/IPv6.
+    MalformedGre,
+    /// No session holds this downlink key.
+    UnknownDownlinkKey,
+    /// The GRE packet came from an address other than the binding's LMA.
+    WrongLma,
+    /// The inner destination is not the UE's address or /64.
+    WrongDestination,
+    /// Sealing failed (sequence numbers exhausted: the SA needs a rekey).
+    SealFailed,
+}
+
+/// Packet and drop counters, for logs and the status file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub uplink_packets: u64,
+    pub uplink_bytes: u64,
+    pub downlink_packets: u64,
+    pub downlink_bytes: u64,
+    pub drop_malformed_esp: u64,
+    pub drop_unknown_spi: u64,
+    pub drop_integrity: u64,
+    pub drop_replay: u64,
+    pub drop_bad_inner: u64,
+    pub drop_spoofed_source: u64,
+    pub drop_no_uplink_key: u64,
+    pub drop_malformed_gre: u64,
+    pub drop_unknown_downlink_key: u64,
+    pub drop_wrong_lma: u64,
+    pub drop_wrong_destination: u64,
+    pub drop_seal_failed: u64,
+}
+
+impl Counters {
+    fn count(&mut self, reason: DropReason) {
+        let c = match reason {
+            DropReason::MalformedEsp => &mut self.drop_malformed_esp,
+            DropReason::UnknownSpi => &mut self.drop_unknown_spi,
+            DropReason::Integrity => &mut self.drop_integrity,
+            DropReason::Replay => &mut self.drop_replay,
+            DropReason::BadInner => &mut self.drop_bad_inner,
+            DropReason::SpoofedSource => &mut self.drop_spoofed_source,
+            DropReason::NoUplinkKey => &mut self.drop_no_uplink_key,
+            DropReason::MalformedGre => &mut self.drop_malformed_gre,
+            DropReason::UnknownDownlinkKey => &mut self.drop_unknown_downlink_key,
+            DropReason::WrongLma => &mut self.drop_wrong_lma,
+            DropReason::WrongDestination => &mut self.drop_wrong_destination,
+            DropReason::SealFailed => &mut self.drop_seal_failed,
+        };
+        *c += 1;
+    }
+
+    /// Packets dropped for any reason.
+    pub fn dropped(&self) -> u64 {
+        self.drop_malformed_esp
+            + self.drop_unknown_spi
+            + self.drop_integrity
+            + self.drop_replay
+            + self.drop_bad_inner
+            + self.drop_spoofed_source
+            + self.drop_no_uplink_key
+            + self.drop_malformed_gre
+            + self.drop_unknown_downlink_key
+            + self.drop_wrong_lma
+            + self.drop_wrong_destination
+            + self.drop_seal_failed
+    }
+}
+
+/// What a session needs besides its CHILD_SA: the binding's addresses and keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6_prefix: Option<Ipv6Net>,
+    /// The LMA's address (the GRE peer).
+    pub lma: IpAddr,
+    pub uplink_key: Option<u32>,
+    pub downlink_key: u32,
+    /// Where ESP to the UE goes: its address and UDP source port of port-4500 traffic.
+    pub ue: SocketAddr,
+}
+
+struct Session {
+    info: SessionInfo,
+    inbound: InboundSa,
+    outbound: OutboundSa,
+}
+
+/// An uplink packet to send: GRE (header and inner packet) to the LMA, as a raw socket
+/// for IP protocol 47 takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToLma {
+    pub lma: IpAddr,
+    pub gre: Vec<u8>,
+}
+
+/// A downlink packet to send: ESP to the UE's UDP port (no non-ESP marker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToUe {
+    pub ue: SocketAddr,
+    pub esp: Vec<u8>,
+}
+
+/// Every attached UE's ESP SAs and GRE keys, keyed by the IKE SA (its SPIr).
+#[derive(Default)]
+pub struct DataPlane {
+    sessions: HashMap<u64, Session>,
+    by_spi: HashMap<u32, u64>,
+    by_downlink_key: HashMap<u32, u64>,
+    counters: Counters,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for DataPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataPlane")
+            .field("sessions", &self.sessions.len())
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+impl DataPlane {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Installs (or replaces) the session of IKE SA `ike_spi`, the ePDG being the IKE
+    /// responder of `child`.
+    pub fn install(
+        &mut self,
+        ike_spi: u64,
+        child: &ChildSa,
+        info: SessionInfo,
+    ) -> Result<(), EspError> {
+        let (inbound, outbound) = child_sa_pair(child, IkeRole::Responder)?;
+        self.remove(ike_spi);
+        // A key or SPI still held by another session moves to this one.
+        if let Some(old) = self.by_downlink_key.get(&info.downlink_key).copied() {
+            self.remove(old);
+        }
+        self.by_spi.insert(inbound.spi(), ike_spi);
+        self.by_downlink_key.insert(info.downlink_key, ike_spi);
+        self.sessions.insert(
+            ike_spi,
+            Session {
+                info,
+                inbound,
+                outbound,
+            },
+        );
+        Ok(())
+    }
+
+    /// Forgets the session of IKE SA `ike_spi`, if any.
+    pub fn remove(&mut self, ike_spi: u64) {
+        if let Some(s) = self.sessions.remove(&ike_spi) {
+            if self.by_spi.get(&s.inbound.spi()) == Some(&ike_spi) {
+                self.by_spi.remove(&s.inbound.spi());
+            }
+            if self.by_downlink_key.get(&s.info.downlink_key) == Some(&ike_spi) {
+                self.by_downlink_key.remove(&s.info.downlink_key);
+            }
+        }
+    }
+
+    /// The session's info, for tests and the status file.
+    pub fn session(&self, ike_spi: u64) -> Option<&SessionInfo> {
+        self.sessions.get(&ike_spi).map(|s| &s.info)
+    }
+
+    /// An ESP packet (the UDP payload, already classified as ESP) from `from`.
+    pub fn uplink(&mut self, from: SocketAddr, esp: &[u8]) -> Result<ToLma, DropReason> {
+        let r = self.uplink_inner(from, esp);
+        match &r {
+            Ok(p) => {
+                self.counters.uplink_packets += 1;
+                self.counters.uplink_bytes += p.gre.len() as u64;
+            }
+            Err(reason) => self.counters.count(*reason),
+        }
+        r
+    }
+
+    fn uplink_inner(&mut self, from: SocketAddr, esp: &[u8]) -> Result<ToLma, DropReason> {
+        let view = EspPacket::new_checked(esp).map_err(|_| DropReason::MalformedEsp)?;
+        let ike_spi = *self.by_spi.get(&view.spi()).ok_or(DropReason::UnknownSpi)?;
+        let session = self
+            .sessions
+            .get_mut(&ike_spi)
+            .ok_or(DropReason::UnknownSpi)?;
+        session
+            .inbound
+            .decapsulate_ip(esp, &mut self.scratch)
+            .map_err(|e| match e {
+                EspError::Replay(_) => DropReason::Replay,
+                EspError::BadIcv | EspError::BadPadding => DropReason::Integrity,
+                EspError::Truncated(_) | EspError::InvalidLength(_) => DropReason::MalformedEsp,
+                _ => DropReason::BadInner,
+            })?;
+        let inner = &self.scratch;
+        let (source, _) = addresses(inner).ok_or(DropReason::BadInner)?;
+        if !owns(&session.info, source) {
+            return Err(DropReason::SpoofedSource);
+        }
+        // An authenticated packet: follow the UE's NAT mapping (RFC 3948 section 3.2).
+        if from.ip() == session.info.ue.ip() {
+            session.info.ue = from;
+        }
+        let key = session.info.uplink_key.ok_or(DropReason::NoUplinkKey)?;
+        let protocol = ProtocolType::of_ip_packet(inner).ok_or(DropReason::BadInner)?;
+        let mut gre = Vec::with_capacity(inner.len() + 8);
+        GreRepr::keyed(protocol, key).emit_with_payload(inner, &mut gre);
+        Ok(ToLma {
+            lma: session.info.lma,
+            gre,
+        })
+    }
+
+    /// A GRE packet (header and payload, the outer IP header removed) from `lma`.
+    pub fn downlink<R: Random + ?Sized>(
+        &mut self,
+        lma: IpAddr,
+        gre: &[u8],
+        random: &mut R,
+    ) -> Result<ToUe, DropReason> {
+        let r = self.downlink_inner(lma, gre, random);
+        match &r {
+            Ok(p) => {
+                self.counters.downlink_packets += 1;
+                self.counters.downlink_bytes += p.esp.len() as u64;
+            }
+            Err(reason) => self.counters.count(*reason),
+        }
+        r
+    }
+
+    fn downlink_inner<R: Random + ?Sized>(
+        &mut self,
+        lma: IpAddr,
+        gre: &[u8],
+        random: &mut R,
+    ) -> Result<ToUe, DropReason> {
+        let d = decapsulate_gre(gre).map_err(|_| DropReason::MalformedGre)?;
+        let ike_spi = *self
+            .by_downlink_key
+            .get(&d.key)
+            .ok_or(DropReason::UnknownDownlinkKey)?;
+        let session = self
+            .sessions
+            .get_mut(&ike_spi)
+            .ok_or(DropReason::UnknownDownlinkKey)?;
+        if session.info.lma != lma {
+            return Err(DropReason::WrongLma);
+        }
+        let (_, destination) = addresses(d.inner).ok_or(DropReason::MalformedGre)?;
+        if !owns(&session.info, destination) {
+            return Err(DropReason::WrongDestination);
+        }
+        let mut esp = Vec::with_capacity(d.inner.len() + 64);
+        session
+            .outbound
+            .encapsulate_ip(d.inner, random, &mut esp)
+            .map_err(|_| DropReason::SealFailed)?;
+        Ok(ToUe {
+            ue: session.info.ue,
+            esp,
+        })
+    }
+}
+
+/// Whether `address` is the UE's IPv4 address or inside its IPv6 prefix.
+fn owns(info: &SessionInfo, address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(a) => info.ipv4 == Some(a),
+        IpAddr::V6(a) => info.ipv6_prefix.is_some_and(|p| p.contains(&a)),
+    }
+}
+
+/// Source and destination of an IPv4 or IPv6 packet whose header is complete.
+fn addresses(packet: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    match packet.first()? >> 4 {
+        4 => {
+            let h = packet.get(..20)?;
+            Some((
+                Ipv4Addr::new(h[12], h[13], h[14], h[15]).into(),
+                Ipv4Addr::new(h[16], h[17], h[18], h[19]).into(),
+            ))
+        }
+        6 => {
+            let h = packet.get(..40)?;
+            let mut s = [0u8; 16];
+            s.copy_from_slice(&h[8..24]);
+            let mut d = [0u8; 16];
+            d.copy_from_slice(&h[24..40]);
+            Some((IpAddr::from(s), IpAddr::from(d)))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pmip_common::ike::keys::EspDirectionKeys;
+    use pmip_common::ike::{ChildSaKeys, EspSuite};
+
+    struct Counter(u8);
+    impl Random for Counter {
+        fn fill(&mut self, out: &mut [u8]) {
+            for b in out {
+                self.0 = self.0.wrapping_add(1);
+                *b = self.0;
+            }
+        }
+    }
+
+    const UE_SPI: u32 = 0x1111_0000;
+    const EPDG_SPI: u32 = 0x2222_0000;
+    const IKE: u64 = 0xabcd;
+    const UP: u32 = 0x100;
+    const DOWN: u32 = 0x200;
+
+    fn children(suite: EspSuite) -> (ChildSa, ChildSa) {
+        let key = |seed: u8, n: usize| (0..n).map(|i| seed ^ i as u8).collect::<Vec<u8>>();
+        let integ = suite.integ.map_or(0, |i| i.key_len());
+        let keys = ChildSaKeys {
+            initiator_to_responder: EspDirectionKeys {
+                encr: key(1, suite.encr.key_len()),
+                integ: key(2, integ),
+            },
+            responder_to_initiator: EspDirectionKeys {
+                encr: key(3, suite.encr.key_len()),
+                integ: key(4, integ),
+            },
+        };
+        let ue = ChildSa {
+            suite,
+            inbound_spi: UE_SPI,
+            outbound_spi: EPDG_SPI,
+            keys: keys.clone(),
+            tsi: Vec::new(),
+            tsr: Vec::new(),
+        };
+        let epdg = ChildSa {
+            inbound_spi: EPDG_SPI,
+            outbound_spi: UE_SPI,
+            ..ue.clone()
+        };
+        (ue, epdg)
+    }
+
+    fn info() -> SessionInfo {
+        SessionInfo {
+            ipv4: Some(Ipv4Addr::new(10, 45, 0, 2)),
+            ipv6_prefix: Some("2001:db8:45:1::/64".parse().unwrap()),
+            lma: "127.0.0.3".parse().unwrap(),
+            uplink_key: Some(UP),
+            downlink_key: DOWN,
+            ue: "127.0.0.5:40000".parse().unwrap(),
+        }
+    }
+
+    fn ipv4(src: &str, dst: &str) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 1, 0, 0];
+        p.extend_from_slice(&src.parse::<Ipv4Addr>().unwrap().octets());
+        p.extend_from_slice(&dst.parse::<Ipv4Addr>().unwrap().octets());
+        p.extend_from_slice(&[8, 0, 0xf7, 0xff, 0, 0, 0, 0]);
+        p
+    }
+
+    fn ipv6(src: &str, dst: &str) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0, 0, 8, 58, 64];
+        p.extend_from_slice(&src.parse::<std::net::Ipv6Addr>().unwrap().octets());
+        p.extend_from_slice(&dst.parse::<std::net::Ipv6Addr>().unwrap().octets());
+        p.extend_from_slice(&[128, 0, 0, 0, 0, 0, 0, 0]);
+        p
+    }
+
+    fn lab() -> (DataPlane, InboundSa, OutboundSa) {
+        let suite = EspSuite::defaults()[0];
+        let (ue, epdg) = children(suite);
+        let mut dp = DataPlane::new();
+        dp.install(IKE, &epdg, info()).unwrap();
+        let (ue_in, ue_out) = child_sa_pair(&ue, IkeRole::Initiator).unwrap();
+        (dp, ue_in, ue_out)
+    }
+
+    fn seal(sa: &mut OutboundSa, inner: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        sa.encapsulate_ip(inner, &mut Counter(0), &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn uplink_v4_and_v6_become_gre_with_the_uplink_key() {
+        let (mut dp, _, mut ue_out) = lab();
+        let from: SocketAddr = "127.0.0.5:40001".parse().unwrap();
+        for inner in [
+            ipv4("10.45.0.2", "192.0.2.1"),
+            ipv6("2001:db8:45:1::1", "2001:db8::1"),
+            ipv6("2001:db8:45:1:aaaa::9", "2001:db8::1"),
+        ] {
+            let out = dp.uplink(from, &seal(&mut ue_out, &inner)).unwrap();
+            assert_eq!(out.lma, info().lma);
+            let d = decapsulate_gre(&out.gre).unwrap();
+            assert_eq!(d.key, UP);
+            assert_eq!(d.inner, &inner[..]);
+        }
+        assert_eq!(dp.counters().uplink_packets, 3);
+        assert_eq!(dp.counters().dropped(), 0);
+        // The UE's new NAT port is followed.
+        assert_eq!(dp.session(IKE).unwrap().ue, from);
+    }
+
+    #[test]
+    fn every_uplink_drop_is_counted() {
+        let (mut dp, _, mut ue_out) = lab();
+        let from: SocketAddr = "127.0.0.5:40000".parse().unwrap();
+        // Forged sources: another IPv4 address, an address outside the /64.
+        let forged = seal(&mut ue_out, &ipv4("10.45.0.3", "192.0.2.1"));
+        assert_eq!(dp.uplink(from, &forged), Err(DropReason::SpoofedSource));
+        let forged6 = seal(&mut ue_out, &ipv6("2001:db8:45:2::1", "2001:db8::1"));
+        assert_eq!(dp.uplink(from, &forged6), Err(DropReason::SpoofedSource));
+        // Replay of a good packet.
+        let good = seal(&mut ue_out, &ipv4("10.45.0.2", "192.0.2.1"));
+        assert!(dp.uplink(from, &good).is_ok());
+        assert_eq!(dp.uplink(from, &good), Err(DropReason::Replay));
+        // A flipped bit.
+        let mut bad = seal(&mut ue_out, &ipv4("10.45.0.2", "192.0.2.1"));
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(dp.uplink(from, &bad), Err(DropReason::Integrity));
+        // Unknown SPI, and not ESP at all.
+        let mut other = good.clone();
+        other[..4].copy_from_slice(&0x9999u32.to_be_bytes());
+        assert_eq!(dp.uplink(from, &other), Err(DropReason::UnknownSpi));
+        assert_eq!(dp.uplink(from, &[1, 2]), Err(DropReason::MalformedEsp));
+        // A binding without an uplink key.
+        let mut i = info();
+        i.uplink_key = None;
+        let (ue, epdg) = children(EspSuite::defaults()[0]);
+        dp.install(IKE, &epdg, i).unwrap();
+        let (_, mut ue_out) = child_sa_pair(&ue, IkeRole::Initiator).unwrap();
+        let p = seal(&mut ue_out, &ipv4("10.45.0.2", "192.0.2.1"));
+        assert_eq!(dp.uplink(from, &p), Err(DropReason::NoUplinkKey));
+        let c = dp.counters();
+        assert_eq!(c.drop_spoofed_source, 2);
+        assert_eq!(c.drop_replay, 1);
+        assert_eq!(c.drop_integrity, 1);
+        assert_eq!(c.drop_unknown_spi, 1);
+        assert_eq!(c.drop_malformed_esp, 1);
+        assert_eq!(c.drop_no_uplink_key, 1);
+        assert_eq!(c.dropped(), 7);
+        assert_eq!(c.uplink_packets, 1);
+    }
+
+    #[test]
+    fn downlink_gre_becomes_esp_to_the_ue() {
+        let (mut dp, mut ue_in, _) = lab();
+        let lma = info().lma;
+        for inner in [
+            ipv4("192.0.2.1", "10.45.0.2"),
+            ipv6("2001:db8::1", "2001:db8:45:1::1"),
+        ] {
+            let mut gre = Vec::new();
+            let proto = ProtocolType::of_ip_packet(&inner).unwrap();
+            GreRepr::keyed(proto, DOWN).emit_with_payload(&inner, &mut gre);
+            let out = dp.downlink(lma, &gre, &mut Counter(0)).unwrap();
+            assert_eq!(out.ue, info().ue);
+            let mut plain = Vec::new();
+            ue_in.decapsulate_ip(&out.esp, &mut plain).unwrap();
+            assert_eq!(plain, inner);
+        }
+        assert_eq!(dp.counters().downlink_packets, 2);
+    }
+
+    #[test]
+    fn every_downlink_drop_is_counted() {
+        let (mut dp, _, _) = lab();
+        let lma = info().lma;
+        let gre = |key: u32, inner: &[u8]| {
+            let mut g = Vec::new();
+            GreRepr::keyed(ProtocolType::Ipv4, key).emit_with_payload(inner, &mut g);
+            g
+        };
+        let to_ue = ipv4("192.0.2.1", "10.45.0.2");
+        let mut r = Counter(0);
+        assert_eq!(
+            dp.downlink(lma, &gre(DOWN + 1, &to_ue), &mut r),
+            Err(DropReason::UnknownDownlinkKey)
+        );
+        assert_eq!(
+            dp.downlink("127.0.0.9".parse().unwrap(), &gre(DOWN, &to_ue), &mut r),
+            Err(DropReason::WrongLma)
+        );
+        assert_eq!(
+            dp.downlink(lma, &gre(DOWN, &ipv4("192.0.2.1", "10.45.0.7")), &mut r),
+            Err(DropReason::WrongDestination)
+        );
+        assert_eq!(
+            dp.downlink(lma, &[0; 3], &mut r),
+            Err(DropReason::MalformedGre)
+        );
+        let c = dp.counters();
+        assert_eq!(
+            (
+                c.drop_unknown_downlink_key,
+                c.drop_wrong_lma,
+                c.drop_wrong_destination,
+                c.drop_malformed_gre
+            ),
+            (1, 1, 1, 1)
+        );
+        // Removing the session forgets its SPI and key.
+        dp.remove(IKE);
+        assert!(dp.is_empty());
+        assert_eq!(
+            dp.downlink(lma, &gre(DOWN, &to_ue), &mut r),
+            Err(DropReason::UnknownDownlinkKey)
+        );
+    }
+}
