@@ -15,7 +15,7 @@ use aaa_stub::pcap::Recorder;
 use aaa_stub::subscriber::SubscriberStore;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use pmip_common::diameter::base::Capabilities;
+use pmip_common::diameter::base::{Capabilities, DisconnectCause};
 use pmip_common::diameter::peer::{self, Peer, PeerConfig, PeerEvent, Role};
 use pmip_common::diameter::{Framer, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -126,6 +126,8 @@ async fn run() -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let listen = listener.local_addr().context("local address")?;
+    // Installed once, before we say we listen, so no signal is lost between two accepts.
+    let stop = terminate()?;
     info!(
         %listen,
         origin_host = %config.origin_host,
@@ -145,9 +147,15 @@ async fn run() -> Result<()> {
         relay_timeout,
         pcap.clone(),
     ));
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut next_id: ConnId = 0;
+    tokio::pin!(stop);
     loop {
-        let (stream, remote) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stop => break,
+        };
+        let (stream, remote) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 warn!(error = %e, "accept");
@@ -163,8 +171,31 @@ async fn run() -> Result<()> {
             events.clone(),
             identity.clone(),
             pcap.clone(),
+            shutdown_rx.clone(),
         ));
     }
+    // SIGTERM or SIGINT: DPR to every peer (RFC 6733 section 5.4), up to 1 s for the DPAs.
+    info!("aaa stopping: disconnecting peers");
+    let _ = shutdown.send(true);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while shutdown.receiver_count() > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    info!("aaa stopped");
+    Ok(())
+}
+
+/// A future that resolves on SIGTERM or SIGINT; the handlers are installed at once.
+fn terminate() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 fn capabilities(identity: &(String, String), local: IpAddr) -> Capabilities {
@@ -260,6 +291,7 @@ async fn connection(
     events: UnboundedSender<Event>,
     identity: (String, String),
     pcap: Pcap,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let (local, remote) = match (stream.local_addr(), stream.peer_addr()) {
         (Ok(l), Ok(r)) => (l, r),
@@ -344,6 +376,12 @@ async fn connection(
             }
             _ = sleep_until(deadline) => {
                 peer.handle(peer::Input::Timeout, std::time::Instant::now(), &mut out);
+            }
+            changed = shutdown.changed() => {
+                if changed.is_err() || !peer.is_open() {
+                    break 'run;
+                }
+                peer.disconnect(DisconnectCause::Rebooting, std::time::Instant::now(), &mut out);
             }
         }
     }

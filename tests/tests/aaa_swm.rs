@@ -671,3 +671,33 @@ fn aaa_kill_9_never_reuses_an_sqn() -> Result<()> {
     assert!(next_sqn > first_sqn, "{next_sqn} <= {first_sqn}");
     Ok(())
 }
+
+#[test]
+fn aaa_sigterm_sends_dpr_and_exits() -> Result<()> {
+    use pmip_common::diameter::base::PeerAnswer;
+    use pmip_common::diameter::codes::command;
+    let dir = tempfile::tempdir()?;
+    let addr = SocketAddr::new(ip(67, 10).into(), 3868);
+    let mut aaa = start_aaa(
+        dir.path(),
+        "home",
+        addr,
+        HOME_REALM,
+        ip(67, 3).into(),
+        None,
+        0,
+    )?;
+    let mut c = Client::connect(addr, ip(67, 1))?;
+    aaa.signal(libc::SIGTERM)?;
+    let dpr = c.read(T).with_context(|| aaa.output())?;
+    assert_eq!(dpr.header.command_code, command::DISCONNECT_PEER);
+    assert!(dpr.header.flags.request());
+    c.send(&PeerAnswer::success("epdg.test", "test").to_message(&dpr.header))?;
+    assert_eq!(
+        aaa.wait_exit(Duration::from_secs(5))?,
+        Some(0),
+        "{}",
+        aaa.output()
+    );
+    Ok(())
+}
