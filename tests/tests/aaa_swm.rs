@@ -205,11 +205,25 @@ fn authenticate(
     apn: Option<&str>,
     timeout: Duration,
 ) -> Result<Outcome> {
-    let user = nai(IMSI);
+    authenticate_as(client, session, k, sqn_ms, apn, timeout, None)
+}
+
+/// `pseudonym`: the identity the UE gives first instead of its permanent one.
+fn authenticate_as(
+    client: &mut Client,
+    session: &str,
+    k: &str,
+    sqn_ms: u64,
+    apn: Option<&str>,
+    timeout: Duration,
+    pseudonym: Option<&str>,
+) -> Result<Outcome> {
+    let permanent = nai(IMSI);
+    let user = pseudonym.map_or_else(|| permanent.clone(), str::to_string);
     let mut peer = pmip_common::eap::Peer::new(
         PeerConfig {
-            permanent_identity: user.clone().into_bytes(),
-            eap_identity: None,
+            permanent_identity: permanent.clone().into_bytes(),
+            eap_identity: pseudonym.map(|p| p.as_bytes().to_vec()),
             result_indication: false,
         },
         Usim::new(&key(k), &key(OPC), Sqn::new(sqn_ms).context("sqn")?),
@@ -371,6 +385,19 @@ fn scenario(to: SocketAddr, client_ip: Ipv4Addr, expected_gateways: &[IpAddr]) -
     assert!(group
         .iter()
         .any(|v| v.is(avp::VENDOR_ID, None) && v.as_u32().ok() == Some(vendor::TGPP)));
+    // A NAI that is not IMSI-based: the AAA asks for the permanent identity.
+    let pseudonym = format!("anonymous@nai.{HOME_REALM}");
+    let id = authenticate_as(
+        &mut c,
+        "epdg.test;6;anon",
+        K,
+        0,
+        Some(APN),
+        T,
+        Some(&pseudonym),
+    )?;
+    assert_eq!(id.last.result_code(), Some(result::DIAMETER_SUCCESS));
+    assert_eq!(id.rounds, 3, "identity, AKA-Identity, challenge");
     // Malformed: a DER without Auth-Request-Type -> DIAMETER_MISSING_AVP with Failed-AVP.
     let mut m = der(
         "epdg.test;5;bad",
