@@ -92,6 +92,11 @@ pub struct Config {
     /// addresses, bindings, AAA sessions), rewritten whenever it changes.
     pub status_file: Option<PathBuf>,
     pub log_format: LogFormat,
+    /// Run the user-space data plane (ESP-in-UDP on port 4500 <-> GRE to the LMAs over a
+    /// raw IPv4 socket for IP protocol 47 at `mh_local`, which needs root or
+    /// CAP_NET_RAW). When the raw socket cannot be opened the ePDG still attaches UEs,
+    /// with an error in the log, and drops their traffic.
+    pub data_plane: bool,
 }
 
 impl Default for Config {
@@ -126,6 +131,7 @@ impl Default for Config {
             keylog: None,
             status_file: None,
             log_format: LogFormat::Human,
+            data_plane: true,
         }
     }
 }

@@ -16,6 +16,7 @@ use pmip_common::diameter::base::{Capabilities, DisconnectCause};
 use pmip_common::diameter::peer::{self, Peer, PeerConfig, PeerEvent, Role};
 use pmip_common::diameter::swm::SwmMessage;
 use pmip_common::diameter::{Framer, Message};
+use pmip_common::esp::{UdpEncapsulated, ESP_IN_UDP_PORT};
 use pmip_common::ike::auth::Signer;
 use pmip_common::ike::sa::{
     CloseReason, Event as IkeEvent, InitReply, Output as IkeOutput, Responder, ResponderConfig,
@@ -34,10 +35,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::attach::{self, Attach, AttachConfig, Outcome};
 use crate::config::Config;
+use crate::dataplane::{DataPlane, SessionInfo};
 
 const TCP_SYN: u8 = 1;
 const TCP_ACK: u8 = 2;
@@ -56,6 +58,11 @@ enum Event {
         data: Vec<u8>,
         from: SocketAddr,
     },
+    /// A GRE packet (outer IPv4 header removed) from an LMA.
+    Gre {
+        data: Vec<u8>,
+        from: IpAddr,
+    },
     DiameterUp(OwnedWriteHalf),
     DiameterConnectFailed(String),
     DiameterBytes(Vec<u8>),
@@ -69,6 +76,8 @@ struct Ue {
     remote: IpAddr,
     port_500: u16,
     port_4500: Option<u16>,
+    /// The CHILD_SA of the finished IKE_AUTH, for the data plane.
+    child: Option<pmip_common::ike::sa::ChildSa>,
     /// When to check that the UE is still there (attached UEs only).
     next_liveness: Option<Instant>,
     /// The IKE_SA_INIT request that made this SA, where it came from, and our answer,
@@ -101,6 +110,9 @@ pub struct Epdg {
     mh: Arc<UdpSocket>,
     /// The raw Mobility Header socket for IPv6 transport, and our address on it.
     mh6: Option<(Arc<socket2::Socket>, std::net::Ipv6Addr)>,
+    /// The data plane and its raw IPv4 GRE socket (None: data plane off).
+    dataplane: DataPlane,
+    gre4: Option<Arc<socket2::Socket>>,
     local_500: SocketAddr,
     local_4500: SocketAddr,
     local_mh: SocketAddr,
@@ -158,6 +170,21 @@ impl Epdg {
         let mh6 = match config.mh_local_v6 {
             Some(a) => Some((Arc::new(bind_raw_mh(a)?), a)),
             None => None,
+        };
+        let gre4 = if config.data_plane {
+            match bind_raw_gre(config.mh_local) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    error!(
+                        "DATA PLANE DISABLED: {e:#}; UEs will attach but their traffic is dropped \
+                         (run as root or with CAP_NET_RAW, or set data_plane = false)"
+                    );
+                    None
+                }
+            }
+        } else {
+            info!("data plane off (data_plane = false)");
+            None
         };
         let local_500 = ike500.local_addr()?;
         let local_4500 = ike4500.local_addr()?;
@@ -249,6 +276,8 @@ impl Epdg {
             ike4500: Arc::new(ike4500),
             mh: Arc::new(mh),
             mh6,
+            dataplane: DataPlane::new(),
+            gre4,
             local_500,
             local_4500,
             local_mh,
@@ -289,6 +318,9 @@ impl Epdg {
         });
         if let Some((socket, _)) = &self.mh6 {
             spawn_raw_reader(Arc::clone(socket), self.tx.clone())?;
+        }
+        if let Some(socket) = &self.gre4 {
+            spawn_gre_reader(Arc::clone(socket), self.tx.clone())?;
         }
         self.connect();
         info!(
@@ -353,6 +385,11 @@ impl Epdg {
             "bindings": self.list.len(),
             "diameter_open": self.diameter.is_open(),
             "attached": attached,
+            "data_plane": {
+                "enabled": self.gre4.is_some(),
+                "sessions": self.dataplane.len(),
+                "counters": self.dataplane.counters(),
+            },
         });
         let text = status.to_string();
         if self.last_status.as_deref() == Some(text.as_str()) {
@@ -518,6 +555,7 @@ impl Epdg {
         match event {
             Event::Ike { data, from, natt } => self.on_ike(data, from, natt).await,
             Event::Mh { data, from } => self.on_mh(&data, from).await,
+            Event::Gre { data, from } => self.on_gre(&data, from).await,
             Event::DiameterUp(writer) => {
                 self.connecting = false;
                 self.diameter_local = writer.local_addr().ok();
@@ -662,9 +700,14 @@ impl Epdg {
     async fn on_ike(&mut self, mut data: Vec<u8>, from: SocketAddr, natt: bool) {
         if natt {
             // RFC 3948: IKE after a four-octet non-ESP marker; anything else is ESP
-            // (no data plane yet) or a NAT keepalive.
-            if data.len() < 4 || data[..4] != [0, 0, 0, 0] {
-                return;
+            // (the data plane) or a NAT keepalive.
+            match UdpEncapsulated::classify(&data) {
+                Ok(UdpEncapsulated::Ike(_)) => {}
+                Ok(UdpEncapsulated::Esp(_)) => {
+                    self.on_esp(&data, from);
+                    return;
+                }
+                Ok(UdpEncapsulated::NatKeepalive) | Err(_) => return,
             }
             data.drain(..4);
         }
@@ -738,6 +781,7 @@ impl Epdg {
                             remote: from.ip(),
                             port_500: from.port(),
                             port_4500: natt.then_some(from.port()),
+                            child: None,
                             next_liveness: None,
                             init: (from, data.clone(), reply.clone()),
                         },
@@ -875,7 +919,12 @@ impl Epdg {
                     let input = match e {
                         IkeEvent::AuthRequested(r) => attach::Input::AuthRequested(Box::new(r)),
                         IkeEvent::EapResponse(eap) => attach::Input::EapFromUe(eap),
-                        IkeEvent::Established(_) => attach::Input::IkeEstablished,
+                        IkeEvent::Established(established) => {
+                            if let Some(ue) = self.ues.get_mut(&spi) {
+                                ue.child = Some(established.child);
+                            }
+                            attach::Input::IkeEstablished
+                        }
                         IkeEvent::Closed(reason) => attach::Input::IkeClosed(reason),
                         IkeEvent::Alive | IkeEvent::EapRequest(_) => continue,
                         IkeEvent::Discarded(d) => {
@@ -1004,6 +1053,7 @@ impl Epdg {
                         self.list_outputs(lout).await;
                     }
                     attach::Output::Attached(a) => {
+                        self.install_session(spi, &a);
                         let interval = self.config.liveness_interval_secs;
                         if let Some(ue) = self.ues.get_mut(&spi) {
                             ue.next_liveness =
@@ -1048,7 +1098,68 @@ impl Epdg {
         }
     }
 
+    /// Gives the data plane the attached UE's CHILD_SA, addresses and GRE keys.
+    fn install_session(&mut self, spi: u64, a: &attach::AttachInfo) {
+        let Some(ue) = self.ues.get(&spi) else {
+            return;
+        };
+        let Some(child) = ue.child.as_ref() else {
+            warn!(
+                spi = format_args!("{spi:016x}"),
+                "attached without a CHILD_SA: no data plane"
+            );
+            return;
+        };
+        let info = SessionInfo {
+            ipv4: a.ipv4.map(|n| n.addr()),
+            ipv6_prefix: a.ipv6_prefix,
+            lma: a.lma.ip(),
+            uplink_key: a.uplink_gre_key.map(|k| k.0),
+            downlink_key: a.downlink_gre_key.0,
+            ue: SocketAddr::new(ue.remote, ue.port_4500.unwrap_or(ESP_IN_UDP_PORT)),
+        };
+        if let Err(e) = self.dataplane.install(spi, child, info) {
+            warn!(
+                spi = format_args!("{spi:016x}"),
+                "data plane session not installed: {e}"
+            );
+        }
+    }
+
+    /// Uplink: ESP from a UE on port 4500 -> GRE to its LMA.
+    fn on_esp(&mut self, data: &[u8], from: SocketAddr) {
+        let Some(socket) = self.gre4.as_ref() else {
+            return;
+        };
+        match self.dataplane.uplink(from, data) {
+            Ok(p) => {
+                if !p.lma.is_ipv4() {
+                    debug!(lma = %p.lma, "GRE to an IPv6 LMA is not implemented: dropped");
+                    return;
+                }
+                let to = socket2::SockAddr::from(SocketAddr::new(p.lma, 0));
+                if let Err(e) = socket.send_to(&p.gre, &to) {
+                    debug!(lma = %p.lma, "sending GRE: {e}");
+                }
+            }
+            Err(reason) => debug!(%from, ?reason, "uplink packet dropped"),
+        }
+    }
+
+    /// Downlink: GRE from an LMA -> ESP to the UE.
+    async fn on_gre(&mut self, data: &[u8], from: IpAddr) {
+        match self.dataplane.downlink(from, data, &mut self.rng) {
+            Ok(p) => {
+                if let Err(e) = self.ike4500.send_to(&p.esp, p.ue).await {
+                    debug!(ue = %p.ue, "sending ESP: {e}");
+                }
+            }
+            Err(reason) => debug!(%from, ?reason, "downlink packet dropped"),
+        }
+    }
+
     fn remove(&mut self, spi: u64) {
+        self.dataplane.remove(spi);
         if let Some(ue) = self.ues.remove(&spi) {
             self.by_session.remove(ue.attach.session_id());
             let spi_i = ue.sa.initiator_spi();
@@ -1249,6 +1360,56 @@ fn bind_raw_mh(address: std::net::Ipv6Addr) -> Result<socket2::Socket> {
         .bind(&SockAddr::from(SocketAddr::new(address.into(), 0)))
         .with_context(|| format!("binding the raw Mobility Header socket to {address}"))?;
     Ok(socket)
+}
+
+/// The raw IPv4 socket for GRE (IP protocol 47) at `address`: the kernel adds the outer
+/// IPv4 header on send and delivers it on receive.
+fn bind_raw_gre(address: std::net::Ipv4Addr) -> Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(47)))
+        .context("opening a raw IPv4 GRE socket (needs root or CAP_NET_RAW)")?;
+    socket
+        .bind(&SockAddr::from(SocketAddr::new(address.into(), 0)))
+        .with_context(|| format!("binding the raw GRE socket to {address}"))?;
+    Ok(socket)
+}
+
+/// Reads the raw GRE socket on a thread of its own; strips the outer IPv4 header.
+fn spawn_gre_reader(socket: Arc<socket2::Socket>, tx: mpsc::Sender<Event>) -> Result<()> {
+    std::thread::Builder::new()
+        .name("gre4-reader".into())
+        .spawn(move || {
+            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 65536];
+            loop {
+                match socket.recv_from(&mut buf) {
+                    Ok((n, _)) => {
+                        // SAFETY: recv_from initialised the first n bytes.
+                        let packet: Vec<u8> = buf[..n]
+                            .iter()
+                            .map(|b| unsafe { b.assume_init() })
+                            .collect();
+                        let Some(first) = packet.first() else {
+                            continue;
+                        };
+                        let ihl = usize::from(first & 0x0f) * 4;
+                        if first >> 4 != 4 || ihl < 20 || packet.len() < ihl {
+                            continue;
+                        }
+                        let from = IpAddr::from([packet[12], packet[13], packet[14], packet[15]]);
+                        let data = packet[ihl..].to_vec();
+                        if tx.blocking_send(Event::Gre { data, from }).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        debug!("raw GRE receive: {e}");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+            }
+        })
+        .context("starting the raw GRE reader")?;
+    Ok(())
 }
 
 /// Reads the raw socket on a thread of its own (blocking) and feeds the main loop.

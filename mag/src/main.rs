@@ -149,6 +149,10 @@ struct Cli {
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
 
+    /// Run without the user-space data plane (no raw GRE socket; UE traffic dropped).
+    #[arg(long)]
+    no_data_plane: bool,
+
     /// Write a lab PKI into DIR and exit: ca.der (a CA certificate), epdg.der (the
     /// ePDG's certificate for ike_identity, signed by the CA) and epdg.key.der (its
     /// PKCS#8 ECDSA P-256 key). Use the last two as certificate / private_key and give
@@ -197,6 +201,9 @@ fn config(cli: Cli) -> Result<Config> {
         keylog,
         mh_local_v6
     );
+    if cli.no_data_plane {
+        c.data_plane = false;
+    }
     if !cli.ike_suites.is_empty() {
         c.ike_suites = cli.ike_suites;
     }

@@ -1,0 +1,503 @@
+//! The ePDG's data plane on loopback: the real `lma`, `mag` and `ue-emu attach --ping`,
+//! with the in-test AAA of attach_loopback.rs. The LMA has no GRE data plane yet, so
+//! this test plays the LMA's tunnel end itself (root: a raw IPv4 socket for IP protocol
+//! 47 bound to the LMA's address): it captures the uplink GRE the ePDG sends, checks the
+//! uplink key and the inner echo requests (source = the UE's assigned address), answers
+//! each with an echo reply in GRE under the downlink key, and checks that ue-emu counts
+//! the replies. The forged-source drop is unit-tested in mag/src/dataplane.rs.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use integration_tests::{node_binary, write_file, Node};
+use ipnet::Ipv6Net;
+use pmip_common::diameter::base::Capabilities;
+use pmip_common::diameter::codes::application::SWM;
+use pmip_common::diameter::codes::avp::{ORIGIN_HOST, ORIGIN_REALM, SESSION_ID};
+use pmip_common::diameter::codes::command::SESSION_TERMINATION;
+use pmip_common::diameter::codes::result;
+use pmip_common::diameter::peer::{self, Peer, PeerConfig, PeerEvent, Role};
+use pmip_common::diameter::swm::{
+    AaAnswer, AnswerResult, DiameterEapAnswer, Mip6AgentInfo, SessionTerminationAnswer, SwmMessage,
+};
+use pmip_common::diameter::{Avp, Framer, Header, Message};
+
+/// Abort-Session-Request (RFC 6733 section 8.5).
+const ABORT_SESSION: u32 = 274;
+use pmip_common::eap::{Server, ServerConfig, ServerInput, ServerOutput, Sqn, Subscriber};
+use serde_json::Value;
+
+const K: &str = "465b5ce8b199b49faa5f0a2ee238a6bc";
+const OPC: &str = "cd63cb71954a9f4e48a5994e37a02baf";
+const IMSI: &str = "234150999999999";
+const APN: &str = "internet";
+const IPV4_POOL: &str = "10.45.0.0/22";
+const IPV6_POOL: &str = "2001:db8:45::/54";
+
+fn key(hex_text: &str) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex_text[2 * i..2 * i + 2], 16).unwrap();
+    }
+    k
+}
+
+/// A minimal SWm server: EAP-AKA for one subscriber, one APN served by `lma`.
+struct FakeAaa {
+    addr: SocketAddr,
+    /// Diameter sessions opened by a DER and not yet ended by an STR.
+    sessions: Arc<Mutex<HashSet<String>>>,
+    /// Result-Codes of the mag's answers to the Abort-Session-Requests sent after STRs.
+    asr_results: Arc<Mutex<Vec<u32>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for FakeAaa {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl FakeAaa {
+    fn start(ip: Ipv4Addr, lma: IpAddr) -> Result<FakeAaa> {
+        Self::start_at(SocketAddr::new(ip.into(), 0), lma)
+    }
+
+    fn start_at(listen: SocketAddr, lma: IpAddr) -> Result<FakeAaa> {
+        let listener = TcpListener::bind(listen).context("binding the AAA")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let sessions = Arc::new(Mutex::new(HashSet::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let asr_results = Arc::new(Mutex::new(Vec::new()));
+        let (s, st, asr) = (
+            Arc::clone(&sessions),
+            Arc::clone(&stop),
+            Arc::clone(&asr_results),
+        );
+        std::thread::spawn(move || {
+            let mut sqn = 0u64;
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = serve(stream, lma, &s, &asr, &st, &mut sqn);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Ok(FakeAaa {
+            addr,
+            sessions,
+            asr_results,
+            stop,
+        })
+    }
+
+    fn open_sessions(&self) -> usize {
+        self.sessions.lock().map(|s| s.len()).unwrap_or(usize::MAX)
+    }
+}
+
+fn serve(
+    mut stream: std::net::TcpStream,
+    lma: IpAddr,
+    sessions: &Mutex<HashSet<String>>,
+    asr_results: &Mutex<Vec<u32>>,
+    stop: &AtomicBool,
+    sqn: &mut u64,
+) -> Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let caps = Capabilities::swm("aaa.test", "test", vec![lma], "fake-aaa");
+    let mut peer = Peer::new(PeerConfig::new(caps), Role::Responder, Box::new(|| 7));
+    let mut framer = Framer::new(1 << 20);
+    let mut servers: HashMap<String, Server> = HashMap::new();
+    let mut out = Vec::new();
+    peer.handle(peer::Input::ConnectionUp, Instant::now(), &mut out);
+    let mut buf = vec![0u8; 65536];
+    while !stop.load(Ordering::Relaxed) {
+        for o in std::mem::take(&mut out) {
+            match o {
+                peer::Output::Send(b) => stream.write_all(&b)?,
+                peer::Output::Close => return Ok(()),
+                peer::Output::Event(PeerEvent::Request(m)) => {
+                    if let Some(answer) = answer(&m, lma, &mut servers, sessions, sqn) {
+                        stream.write_all(&answer.to_vec()?)?;
+                    }
+                    if m.header.command_code == SESSION_TERMINATION {
+                        // An AAA-initiated request the mag does not implement.
+                        let asr = Message::new(Header::request(ABORT_SESSION, SWM, true, 7, 7))
+                            .with(Avp::utf8(SESSION_ID, m.session_id().unwrap_or("x")))
+                            .with(Avp::utf8(ORIGIN_HOST, "aaa.test"))
+                            .with(Avp::utf8(ORIGIN_REALM, "test"));
+                        stream.write_all(&asr.to_vec()?)?;
+                    }
+                }
+                peer::Output::Event(PeerEvent::Answer(m))
+                    if m.header.command_code == ABORT_SESSION =>
+                {
+                    if let Ok(mut r) = asr_results.lock() {
+                        r.push(m.result_code().unwrap_or(0));
+                    }
+                }
+                peer::Output::Event(PeerEvent::Down(_)) => return Ok(()),
+                peer::Output::Event(_) => {}
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                framer.push(&buf[..n]);
+                while let Some(m) = framer.next_message()? {
+                    peer.handle(peer::Input::Message(&m), Instant::now(), &mut out);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if peer.poll_timeout().is_some_and(|t| t <= Instant::now()) {
+            peer.handle(peer::Input::Timeout, Instant::now(), &mut out);
+        }
+    }
+    Ok(())
+}
+
+fn answer(
+    m: &Message,
+    lma: IpAddr,
+    servers: &mut HashMap<String, Server>,
+    sessions: &Mutex<HashSet<String>>,
+    sqn: &mut u64,
+) -> Option<Message> {
+    let header = m.header;
+    match SwmMessage::parse(m).ok()? {
+        SwmMessage::Der(der) => {
+            sessions.lock().ok()?.insert(der.session_id.clone());
+            let server = servers
+                .entry(der.session_id.clone())
+                .or_insert_with(|| Server::new(ServerConfig::default()));
+            let mut rng = rand::rngs::OsRng;
+            let mut pending = server.handle(ServerInput::Packet(&der.eap_payload), &mut rng);
+            let (mut eap, mut msk, mut failed) = (None, None, false);
+            while !pending.is_empty() {
+                for o in std::mem::take(&mut pending) {
+                    match o {
+                        ServerOutput::SubscriberNeeded { imsi } => {
+                            let sub = imsi.starts_with(&IMSI[..10]).then(|| {
+                                *sqn += 32;
+                                Subscriber {
+                                    k: key(K),
+                                    opc: key(OPC),
+                                    amf: [0x80, 0],
+                                    sqn: Sqn::new(*sqn).unwrap(),
+                                }
+                            });
+                            pending = server.handle(ServerInput::Subscriber(sub), &mut rng);
+                        }
+                        ServerOutput::Send(p) => eap = Some(p),
+                        ServerOutput::Success(s) => msk = Some(s.keys.msk.to_vec()),
+                        ServerOutput::Failure(_) => failed = true,
+                        _ => {}
+                    }
+                }
+            }
+            let code = if msk.is_some() {
+                AnswerResult::SUCCESS
+            } else if failed {
+                AnswerResult::ResultCode(result::DIAMETER_AUTHENTICATION_REJECTED)
+            } else {
+                AnswerResult::ResultCode(result::DIAMETER_MULTI_ROUND_AUTH)
+            };
+            let mut dea = DiameterEapAnswer::new(&der, code, "aaa.test", "test");
+            dea.eap_payload = eap;
+            dea.eap_master_session_key = msk;
+            Some(dea.to_message(&header))
+        }
+        SwmMessage::Aar(aar) => {
+            let known = aar.service_selection.as_deref() == Some(APN);
+            let code = if known {
+                AnswerResult::SUCCESS
+            } else {
+                AnswerResult::tgpp(result::DIAMETER_ERROR_USER_NO_APN_SUBSCRIPTION)
+            };
+            let mut aaa = AaAnswer::new(&aar, code, "aaa.test", "test");
+            if known {
+                aaa.mip6_agent_info.push(Mip6AgentInfo::address(lma));
+            }
+            Some(aaa.to_message(&header))
+        }
+        SwmMessage::Str(str) => {
+            sessions.lock().ok()?.remove(&str.session_id);
+            servers.remove(&str.session_id);
+            Some(
+                SessionTerminationAnswer {
+                    session_id: str.session_id,
+                    result_code: result::DIAMETER_SUCCESS,
+                    origin_host: "aaa.test".into(),
+                    origin_realm: "test".into(),
+                    user_name: None,
+                    error_message: None,
+                    failed_avp: vec![],
+                    proxy_info: str.proxy_info,
+                    other: vec![],
+                }
+                .to_message(&header),
+            )
+        }
+        _ => None,
+    }
+}
+
+fn path(p: &Path) -> Result<&str> {
+    p.to_str().context("non-UTF-8 path")
+}
+
+/// The nodes on 127.0.<net>.x: .1 UE, .2 ePDG, .3 LMA, .4 AAA.
+fn ip(net: u8, host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, net, host)
+}
+
+/// The Internet checksum (RFC 1071).
+fn checksum(sum: u32, bytes: &[u8]) -> u16 {
+    let mut s = sum;
+    for c in bytes.chunks(2) {
+        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// The echo reply a PDN host would send to `request` (IPv4/ICMP or IPv6/ICMPv6).
+fn echo_reply(request: &[u8]) -> Option<Vec<u8>> {
+    let mut p = request.to_vec();
+    match p.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(p[0] & 0x0f) * 4;
+            if p.len() < ihl + 8 || p[9] != 1 || p[ihl] != 8 {
+                return None;
+            }
+            let (s, d) = (p[12..16].to_vec(), p[16..20].to_vec());
+            p[12..16].copy_from_slice(&d);
+            p[16..20].copy_from_slice(&s);
+            p[10..12].copy_from_slice(&[0, 0]);
+            let c = checksum(0, &p[..ihl]);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+            p[ihl] = 0;
+            p[ihl + 2..ihl + 4].copy_from_slice(&[0, 0]);
+            let c = checksum(0, &p[ihl..]);
+            p[ihl + 2..ihl + 4].copy_from_slice(&c.to_be_bytes());
+            Some(p)
+        }
+        6 => {
+            if p.len() < 48 || p[6] != 58 || p[40] != 128 {
+                return None;
+            }
+            let (s, d) = (p[8..24].to_vec(), p[24..40].to_vec());
+            p[8..24].copy_from_slice(&d);
+            p[24..40].copy_from_slice(&s);
+            p[40] = 129;
+            p[42..44].copy_from_slice(&[0, 0]);
+            let mut pseudo = Vec::new();
+            pseudo.extend_from_slice(&p[8..40]);
+            pseudo.extend_from_slice(&((p.len() - 40) as u32).to_be_bytes());
+            pseudo.extend_from_slice(&[0, 0, 0, 58]);
+            pseudo.extend_from_slice(&p[40..]);
+            let c = checksum(0, &pseudo);
+            p[42..44].copy_from_slice(&c.to_be_bytes());
+            Some(p)
+        }
+        _ => None,
+    }
+}
+
+fn inner_source(packet: &[u8]) -> Option<IpAddr> {
+    match packet.first()? >> 4 {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(packet.get(12..16)?).ok()?)),
+        6 => Some(IpAddr::from(<[u8; 16]>::try_from(packet.get(8..24)?).ok()?)),
+        _ => None,
+    }
+}
+
+/// The LMA's tunnel end, played by the test: a raw IPv4 GRE socket at `address`.
+fn raw_gre(address: Ipv4Addr) -> Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(47)))
+        .context("raw GRE socket (the test needs root)")?;
+    s.bind(&SockAddr::from(SocketAddr::new(address.into(), 0)))?;
+    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    Ok(s)
+}
+
+fn recv(s: &socket2::Socket) -> Option<Vec<u8>> {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 65536];
+    let (n, _) = s.recv_from(&mut buf).ok()?;
+    // SAFETY: recv_from initialised the first n bytes.
+    Some(
+        buf[..n]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect(),
+    )
+}
+
+#[test]
+fn ue_pings_through_the_epdg_esp_to_gre_and_back() -> Result<()> {
+    let net = 77;
+    let dir = tempfile::tempdir()?;
+    let lma_config = write_file(
+        dir.path(),
+        "lma.toml",
+        &format!(
+            "listen_v4 = \"{}:5436\"\nipv4_pool = \"{IPV4_POOL}\"\nipv6_pool = \"{IPV6_POOL}\"\n\
+             timestamp_window_ms = 7000\nallowed_mags = [\"{}\"]\n",
+            ip(net, 3),
+            ip(net, 2)
+        ),
+    )?;
+    let mut lma = Node::start("lma", &["--config", path(&lma_config)?])?;
+    lma.wait_for("lma listening", Duration::from_secs(30))?;
+    let aaa = FakeAaa::start(ip(net, 4), ip(net, 3).into())?;
+    let status = dir.path().join("status.json");
+    let mag_config = write_file(
+        dir.path(),
+        "mag.toml",
+        &format!(
+            "ike_listen = \"{epdg}:500\"\nnatt_listen = \"{epdg}:4500\"\naaa = \"{aaa}\"\n\
+             mh_local = \"{epdg}\"\nstatus_file = \"{status}\"\n",
+            epdg = ip(net, 2),
+            aaa = aaa.addr,
+            status = status.display(),
+        ),
+    )?;
+    let mut mag = Node::start("mag", &["--config", path(&mag_config)?])?;
+    mag.wait_for("mag listening", Duration::from_secs(30))?;
+    mag.wait_for("Diameter peer open", Duration::from_secs(10))?;
+    let gre = raw_gre(ip(net, 3))?;
+
+    let ue_config = write_file(
+        dir.path(),
+        "ue.toml",
+        &format!(
+            "imsi = \"{IMSI}\"\nmnc_digits = 2\nk = \"{K}\"\nopc = \"{OPC}\"\n\
+             epdg = \"{}:500\"\nlocal = \"{}\"\napn = \"{APN}\"\ntimeout_ms = 10000\n",
+            ip(net, 2),
+            ip(net, 1)
+        ),
+    )?;
+    let ue = std::process::Command::new(node_binary("ue-emu")?)
+        .args(["attach", "--json", "--config", path(&ue_config)?])
+        .args(["--ping", "192.0.2.1", "--ping", "2001:db8:ffff::1"])
+        .args(["--ping-count", "2", "--ping-wait-ms", "3000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running ue-emu")?;
+
+    // Play the LMA's tunnel end: answer every echo request under the downlink key.
+    let mut seen: Vec<(u32, IpAddr)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut keys: Option<(u64, u64, String, String)> = None;
+    while seen.len() < 4 && Instant::now() < deadline {
+        let Some(packet) = recv(&gre) else { continue };
+        let d = pmip_common::tunnel::decapsulate_ip(&packet)
+            .map_err(|e| anyhow::anyhow!("uplink is not keyed GRE: {e}"))?;
+        assert_eq!(d.outer_source, Some(IpAddr::from(ip(net, 2))));
+        if keys.is_none() {
+            let s: Value = serde_json::from_str(&std::fs::read_to_string(&status)?)?;
+            let a = &s["attached"][0];
+            keys = Some((
+                a["uplink_gre_key"].as_u64().context("no uplink key")?,
+                a["downlink_gre_key"].as_u64().context("no downlink key")?,
+                a["ipv4"].as_str().context("no ipv4")?.to_string(),
+                a["ipv6_prefix"].as_str().context("no prefix")?.to_string(),
+            ));
+        }
+        let Some((up, down, v4, prefix)) = keys.clone() else {
+            continue;
+        };
+        assert_eq!(u64::from(d.key), up, "the uplink GRE key");
+        let source = inner_source(d.inner).context("inner packet")?;
+        match source {
+            IpAddr::V4(a) => assert_eq!(a.to_string(), v4, "inner IPv4 source"),
+            IpAddr::V6(a) => {
+                let p: Ipv6Net = prefix.parse()?;
+                assert!(p.contains(&a), "inner IPv6 source {a} outside {p}");
+            }
+        }
+        seen.push((d.key, source));
+        let reply = echo_reply(d.inner).context("not an echo request")?;
+        let proto = if reply[0] >> 4 == 4 {
+            pmip_common::tunnel::ProtocolType::Ipv4
+        } else {
+            pmip_common::tunnel::ProtocolType::Ipv6
+        };
+        let mut out = Vec::new();
+        pmip_common::tunnel::GreRepr::keyed(proto, down as u32).emit_with_payload(&reply, &mut out);
+        gre.send_to(
+            &out,
+            &socket2::SockAddr::from(SocketAddr::new(ip(net, 2).into(), 0)),
+        )?;
+    }
+    let out = ue.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.trim()).with_context(|| {
+        format!(
+            "ue-emu printed no JSON: {stdout}\n{}\nmag:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            mag.output()
+        )
+    })?;
+    assert_eq!(report["result"], "attached", "{report}");
+    assert_eq!(
+        seen.len(),
+        4,
+        "uplink echo requests seen: {seen:?}\n{report}"
+    );
+    let pings = report["pings"].as_array().context("no pings")?;
+    assert_eq!(pings.len(), 2);
+    for p in pings {
+        assert_eq!(p["sent"], 2, "{p}");
+        assert_eq!(p["received"], 2, "{p}");
+        assert_eq!(p["rtt_ms"].as_array().map(|a| a.len()), Some(2), "{p}");
+    }
+    assert_eq!(out.status.code(), Some(0));
+    // The counters: four packets each way, nothing dropped.
+    std::thread::sleep(Duration::from_millis(300));
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&status)?)?;
+    let c = &s["data_plane"]["counters"];
+    assert_eq!(c["uplink_packets"], 4, "{s}");
+    assert_eq!(c["downlink_packets"], 4, "{s}");
+    assert_eq!(c["drop_spoofed_source"], 0, "{s}");
+    // The UE detached: its data plane session and AAA session are gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s: Value = serde_json::from_str(&std::fs::read_to_string(&status)?)?;
+        if s["data_plane"]["sessions"] == 0 && aaa.open_sessions() == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "state left after detach: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Any Abort-Session-Request the in-test AAA sent got "command unsupported".
+    let asr = aaa
+        .asr_results
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_default();
+    assert!(asr.iter().all(|r| *r == 3001), "{asr:?}");
+    drop(lma);
+    Ok(())
+}
