@@ -634,7 +634,9 @@ impl DiameterEapRequest {
                 .required((avp::AUTH_REQUEST_TYPE, None), 4)?
                 .as_enumerated()?
                 .into(),
-            eap_payload: r.required((avp::EAP_PAYLOAD, None), 0)?.data.clone(),
+            // Failed-AVP for a missing EAP-Payload: zero-filled to the 4-octet EAP header, the
+            // minimum an EAP packet can be (RFC 6733 section 7.5, RFC 3748 section 4).
+            eap_payload: r.required((avp::EAP_PAYLOAD, None), 4)?.data.clone(),
             user_name: opt_utf8(r.optional((avp::USER_NAME, None))?)?,
             rat_type: opt_enum(r.optional((avp::RAT_TYPE, TGPP))?)?,
             service_selection: opt_utf8(r.optional((avp::SERVICE_SELECTION, None))?)?,
