@@ -668,3 +668,34 @@ pub fn print_summary(r: &AttachReport) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_sources_come_from_the_assigned_addresses() {
+        let mut r = AttachReport {
+            ipv4: Some(Ipv4Addr::new(10, 45, 0, 2)),
+            ipv6_prefix: Some("2001:db8:45:1::/64".into()),
+            ..AttachReport::default()
+        };
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ping_source(&r, v4), Some("10.45.0.2".parse().unwrap()));
+        // A bare prefix gets interface identifier ::1; a full address is used as is.
+        assert_eq!(
+            ping_source(&r, v6),
+            Some("2001:db8:45:1::1".parse().unwrap())
+        );
+        r.ipv6_prefix = Some("2001:db8:45:1::abcd/64".into());
+        assert_eq!(
+            ping_source(&r, v6),
+            Some("2001:db8:45:1::abcd".parse().unwrap())
+        );
+        r.ipv4 = None;
+        r.ipv6_prefix = Some("garbage".into());
+        assert_eq!(ping_source(&r, v4), None);
+        assert_eq!(ping_source(&r, v6), None);
+    }
+}
