@@ -34,6 +34,17 @@ pub struct BindingId {
     generation: u32,
 }
 
+impl BindingId {
+    /// An id for unit tests of modules that only carry ids around.
+    #[cfg(test)]
+    pub(crate) fn for_test(slot: u32) -> Self {
+        BindingId {
+            slot,
+            generation: 0,
+        }
+    }
+}
+
 impl std::fmt::Display for BindingId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}", self.slot, self.generation)

@@ -8,6 +8,7 @@
 pub mod anchor;
 pub mod binding_cache;
 pub mod config;
+pub mod dataplane;
 pub mod deadlines;
 pub mod gre_keys;
 pub mod pools;
