@@ -353,9 +353,33 @@ fn recv(s: &socket2::Socket) -> Option<Vec<u8>> {
     )
 }
 
+/// How the test's LMA end answers the echo requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// From the LMA's address under the downlink key.
+    Good,
+    /// Under a key the ePDG never gave out.
+    WrongKey,
+    /// Under the right key, but from an address that is not the binding's LMA.
+    WrongLma,
+}
+
 #[test]
 fn ue_pings_through_the_epdg_esp_to_gre_and_back() -> Result<()> {
-    let net = 77;
+    run(77, Reply::Good)
+}
+
+#[test]
+fn downlink_gre_under_an_unknown_key_is_dropped_and_counted() -> Result<()> {
+    run(78, Reply::WrongKey)
+}
+
+#[test]
+fn downlink_gre_from_another_address_than_the_lma_is_dropped_and_counted() -> Result<()> {
+    run(79, Reply::WrongLma)
+}
+
+fn run(net: u8, how: Reply) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let lma_config = write_file(
         dir.path(),
@@ -386,6 +410,7 @@ fn ue_pings_through_the_epdg_esp_to_gre_and_back() -> Result<()> {
     mag.wait_for("mag listening", Duration::from_secs(30))?;
     mag.wait_for("Diameter peer open", Duration::from_secs(10))?;
     let gre = raw_gre(ip(net, 3))?;
+    let impostor = raw_gre(ip(net, 9))?;
 
     let ue_config = write_file(
         dir.path(),
@@ -400,7 +425,8 @@ fn ue_pings_through_the_epdg_esp_to_gre_and_back() -> Result<()> {
     let ue = std::process::Command::new(node_binary("ue-emu")?)
         .args(["attach", "--json", "--config", path(&ue_config)?])
         .args(["--ping", "192.0.2.1", "--ping", "2001:db8:ffff::1"])
-        .args(["--ping-count", "2", "--ping-wait-ms", "3000"])
+        .args(["--ping-count", "2", "--ping-wait-ms"])
+        .arg(if how == Reply::Good { "3000" } else { "1000" })
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -445,8 +471,18 @@ fn ue_pings_through_the_epdg_esp_to_gre_and_back() -> Result<()> {
             pmip_common::tunnel::ProtocolType::Ipv6
         };
         let mut out = Vec::new();
-        pmip_common::tunnel::GreRepr::keyed(proto, down as u32).emit_with_payload(&reply, &mut out);
-        gre.send_to(
+        let key = if how == Reply::WrongKey {
+            down as u32 + 1
+        } else {
+            down as u32
+        };
+        pmip_common::tunnel::GreRepr::keyed(proto, key).emit_with_payload(&reply, &mut out);
+        let from = if how == Reply::WrongLma {
+            &impostor
+        } else {
+            &gre
+        };
+        from.send_to(
             &out,
             &socket2::SockAddr::from(SocketAddr::new(ip(net, 2).into(), 0)),
         )?;
@@ -468,19 +504,35 @@ fn ue_pings_through_the_epdg_esp_to_gre_and_back() -> Result<()> {
     );
     let pings = report["pings"].as_array().context("no pings")?;
     assert_eq!(pings.len(), 2);
+    let expected = if how == Reply::Good { 2 } else { 0 };
     for p in pings {
         assert_eq!(p["sent"], 2, "{p}");
-        assert_eq!(p["received"], 2, "{p}");
-        assert_eq!(p["rtt_ms"].as_array().map(|a| a.len()), Some(2), "{p}");
+        assert_eq!(p["received"], expected, "{p}");
+        assert_eq!(
+            p["rtt_ms"].as_array().map(|a| a.len()),
+            Some(expected),
+            "{p}"
+        );
     }
-    assert_eq!(out.status.code(), Some(0));
-    // The counters: four packets each way, nothing dropped.
+    // ue-emu exits 1 when a target got no reply.
+    assert_eq!(
+        out.status.code(),
+        Some(if how == Reply::Good { 0 } else { 1 })
+    );
+    // The counters: four packets up; four down, or four dropped for the right reason.
     std::thread::sleep(Duration::from_millis(300));
     let s: Value = serde_json::from_str(&std::fs::read_to_string(&status)?)?;
     let c = &s["data_plane"]["counters"];
     assert_eq!(c["uplink_packets"], 4, "{s}");
-    assert_eq!(c["downlink_packets"], 4, "{s}");
     assert_eq!(c["drop_spoofed_source"], 0, "{s}");
+    let (down, unknown_key, wrong_lma) = match how {
+        Reply::Good => (4, 0, 0),
+        Reply::WrongKey => (0, 4, 0),
+        Reply::WrongLma => (0, 0, 4),
+    };
+    assert_eq!(c["downlink_packets"], down, "{s}");
+    assert_eq!(c["drop_unknown_downlink_key"], unknown_key, "{s}");
+    assert_eq!(c["drop_wrong_lma"], wrong_lma, "{s}");
     // The UE detached: its data plane session and AAA session are gone.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
