@@ -353,6 +353,26 @@ fn recv(s: &socket2::Socket) -> Option<Vec<u8>> {
     )
 }
 
+/// A command that runs `binary` as user and group 65534 (nobody) through setpriv(1),
+/// or as we are when setpriv is missing.
+fn unprivileged(binary: &Path) -> std::process::Command {
+    if Path::new("/usr/bin/setpriv").exists() {
+        let mut c = std::process::Command::new("/usr/bin/setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(binary);
+        c
+    } else {
+        std::process::Command::new(binary)
+    }
+}
+
+/// Lets nobody read the configs and write the status file in `dir`.
+fn open_up(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))?;
+    Ok(())
+}
+
 /// How the test's LMA end answers the echo requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reply {
@@ -381,6 +401,7 @@ fn downlink_gre_from_another_address_than_the_lma_is_dropped_and_counted() -> Re
 
 fn run(net: u8, how: Reply) -> Result<()> {
     let dir = tempfile::tempdir()?;
+    open_up(dir.path())?;
     let lma_config = write_file(
         dir.path(),
         "lma.toml",
@@ -422,7 +443,8 @@ fn run(net: u8, how: Reply) -> Result<()> {
             ip(net, 1)
         ),
     )?;
-    let ue = std::process::Command::new(node_binary("ue-emu")?)
+    // ue-emu runs as nobody: --ping needs no privilege.
+    let ue = unprivileged(&node_binary("ue-emu")?)
         .args(["attach", "--json", "--config", path(&ue_config)?])
         .args(["--ping", "192.0.2.1", "--ping", "2001:db8:ffff::1"])
         .args(["--ping-count", "2", "--ping-wait-ms"])
@@ -550,6 +572,116 @@ fn run(net: u8, how: Reply) -> Result<()> {
         .map(|r| r.clone())
         .unwrap_or_default();
     assert!(asr.iter().all(|r| *r == 3001), "{asr:?}");
+    drop(lma);
+    Ok(())
+}
+
+/// Kills the child when dropped.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_in_file(file: &Path, needle: &str, timeout: Duration) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if text.contains(needle) {
+            return Ok(text);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no {needle:?} in {}:\n{text}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A mag without CAP_NET_RAW (run as nobody, IKE on unprivileged ports) says loudly that
+/// its data plane is off, still attaches the UE, and the UE's pings go unanswered.
+#[test]
+fn without_the_raw_socket_the_mag_attaches_with_the_data_plane_disabled() -> Result<()> {
+    let net = 80;
+    let dir = tempfile::tempdir()?;
+    open_up(dir.path())?;
+    let lma_config = write_file(
+        dir.path(),
+        "lma.toml",
+        &format!(
+            "listen_v4 = \"{}:5436\"\nipv4_pool = \"{IPV4_POOL}\"\nipv6_pool = \"{IPV6_POOL}\"\n\
+             timestamp_window_ms = 7000\nallowed_mags = [\"{}\"]\n",
+            ip(net, 3),
+            ip(net, 2)
+        ),
+    )?;
+    let mut lma = Node::start("lma", &["--config", path(&lma_config)?])?;
+    lma.wait_for("lma listening", Duration::from_secs(30))?;
+    let aaa = FakeAaa::start(ip(net, 4), ip(net, 3).into())?;
+    let status = dir.path().join("status.json");
+    let mag_config = write_file(
+        dir.path(),
+        "mag.toml",
+        &format!(
+            "ike_listen = \"{epdg}:1500\"\nnatt_listen = \"{epdg}:14500\"\naaa = \"{aaa}\"\n\
+             mh_local = \"{epdg}\"\nstatus_file = \"{status}\"\n",
+            epdg = ip(net, 2),
+            aaa = aaa.addr,
+            status = status.display(),
+        ),
+    )?;
+    let log = dir.path().join("mag.log");
+    let _mag = Reap(
+        unprivileged(&node_binary("mag")?)
+            .args(["--config", path(&mag_config)?])
+            .env("NO_COLOR", "1")
+            .stdout(std::fs::File::create(dir.path().join("mag.out"))?)
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting mag")?,
+    );
+    let text = wait_in_file(&log, "Diameter peer open", Duration::from_secs(30))?;
+    assert!(text.contains("DATA PLANE DISABLED"), "{text}");
+    let ue_config = write_file(
+        dir.path(),
+        "ue.toml",
+        &format!(
+            "imsi = \"{IMSI}\"\nmnc_digits = 2\nk = \"{K}\"\nopc = \"{OPC}\"\n\
+             epdg = \"{}:1500\"\nepdg_natt_port = 14500\nlocal = \"{}\"\napn = \"{APN}\"\n\
+             timeout_ms = 10000\n",
+            ip(net, 2),
+            ip(net, 1)
+        ),
+    )?;
+    let out = unprivileged(&node_binary("ue-emu")?)
+        .args(["attach", "--json", "--config", path(&ue_config)?])
+        .args([
+            "--ping",
+            "192.0.2.1",
+            "--ping-count",
+            "1",
+            "--ping-wait-ms",
+            "500",
+        ])
+        .output()
+        .context("running ue-emu")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.trim()).with_context(|| {
+        format!(
+            "ue-emu printed no JSON: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    assert_eq!(report["result"], "attached", "{report}");
+    assert_eq!(report["pings"][0]["sent"], 1, "{report}");
+    assert_eq!(report["pings"][0]["received"], 0, "{report}");
+    assert_eq!(out.status.code(), Some(1));
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&status)?)?;
+    assert_eq!(s["data_plane"]["enabled"], false, "{s}");
     drop(lma);
     Ok(())
 }
