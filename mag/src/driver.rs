@@ -113,6 +113,8 @@ pub struct Epdg {
     /// The data plane and its raw IPv4 GRE socket (None: data plane off).
     dataplane: DataPlane,
     gre4: Option<Arc<socket2::Socket>>,
+    /// The raw IPv6 GRE socket at `mh_local_v6`, for LMAs named by IPv6 address.
+    gre6: Option<Arc<socket2::Socket>>,
     local_500: SocketAddr,
     local_4500: SocketAddr,
     local_mh: SocketAddr,
@@ -185,6 +187,16 @@ impl Epdg {
         } else {
             info!("data plane off (data_plane = false)");
             None
+        };
+        let gre6 = match (gre4.is_some(), config.mh_local_v6) {
+            (true, Some(address)) => match bind_raw_gre6(address) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    error!("DATA PLANE toward IPv6 LMAs DISABLED: {e:#}");
+                    None
+                }
+            },
+            _ => None,
         };
         let local_500 = ike500.local_addr()?;
         let local_4500 = ike4500.local_addr()?;
@@ -278,6 +290,7 @@ impl Epdg {
             mh6,
             dataplane: DataPlane::new(),
             gre4,
+            gre6,
             local_500,
             local_4500,
             local_mh,
@@ -320,6 +333,9 @@ impl Epdg {
             spawn_raw_reader(Arc::clone(socket), self.tx.clone())?;
         }
         if let Some(socket) = &self.gre4 {
+            spawn_gre_reader(Arc::clone(socket), self.tx.clone())?;
+        }
+        if let Some(socket) = &self.gre6 {
             spawn_gre_reader(Arc::clone(socket), self.tx.clone())?;
         }
         self.connect();
@@ -1128,15 +1144,20 @@ impl Epdg {
 
     /// Uplink: ESP from a UE on port 4500 -> GRE to its LMA.
     fn on_esp(&mut self, data: &[u8], from: SocketAddr) {
-        let Some(socket) = self.gre4.as_ref() else {
+        if self.gre4.is_none() {
             return;
-        };
+        }
         match self.dataplane.uplink(from, data) {
             Ok(p) => {
-                if !p.lma.is_ipv4() {
-                    debug!(lma = %p.lma, "GRE to an IPv6 LMA is not implemented: dropped");
+                let socket = if p.lma.is_ipv4() {
+                    self.gre4.as_ref()
+                } else {
+                    self.gre6.as_ref()
+                };
+                let Some(socket) = socket else {
+                    debug!(lma = %p.lma, "no GRE socket for this LMA's IP version: dropped");
                     return;
-                }
+                };
                 let to = socket2::SockAddr::from(SocketAddr::new(p.lma, 0));
                 if let Err(e) = socket.send_to(&p.gre, &to) {
                     debug!(lma = %p.lma, "sending GRE: {e}");
@@ -1374,7 +1395,20 @@ fn bind_raw_gre(address: std::net::Ipv4Addr) -> Result<socket2::Socket> {
     Ok(socket)
 }
 
-/// Reads the raw GRE socket on a thread of its own; strips the outer IPv4 header.
+/// The raw IPv6 socket for GRE (next header 47) at `address`; IPv6 raw sockets carry no
+/// IPv6 header either way.
+fn bind_raw_gre6(address: std::net::Ipv6Addr) -> Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(47)))
+        .context("opening a raw IPv6 GRE socket (needs root or CAP_NET_RAW)")?;
+    socket
+        .bind(&SockAddr::from(SocketAddr::new(address.into(), 0)))
+        .with_context(|| format!("binding the raw IPv6 GRE socket to {address}"))?;
+    Ok(socket)
+}
+
+/// Reads a raw GRE socket on a thread of its own; strips the outer IPv4 header (an
+/// IPv6 raw socket delivers the GRE packet alone).
 fn spawn_gre_reader(socket: Arc<socket2::Socket>, tx: mpsc::Sender<Event>) -> Result<()> {
     std::thread::Builder::new()
         .name("gre4-reader".into())
@@ -1382,12 +1416,19 @@ fn spawn_gre_reader(socket: Arc<socket2::Socket>, tx: mpsc::Sender<Event>) -> Re
             let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 65536];
             loop {
                 match socket.recv_from(&mut buf) {
-                    Ok((n, _)) => {
+                    Ok((n, source)) => {
                         // SAFETY: recv_from initialised the first n bytes.
                         let packet: Vec<u8> = buf[..n]
                             .iter()
                             .map(|b| unsafe { b.assume_init() })
                             .collect();
+                        if let Some(SocketAddr::V6(v6)) = source.as_socket() {
+                            let from = IpAddr::V6(*v6.ip());
+                            if tx.blocking_send(Event::Gre { data: packet, from }).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                         let Some(first) = packet.first() else {
                             continue;
                         };

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -331,26 +331,63 @@ fn inner_source(packet: &[u8]) -> Option<IpAddr> {
     }
 }
 
-/// The LMA's tunnel end, played by the test: a raw IPv4 GRE socket at `address`.
-fn raw_gre(address: Ipv4Addr) -> Result<socket2::Socket> {
+/// An IPv6 address on the loopback device for the duration of a test (root only).
+struct LoopbackAddress(Ipv6Addr);
+
+impl LoopbackAddress {
+    fn add(addr: Ipv6Addr) -> Result<Self> {
+        let cidr = format!("{addr}/128");
+        let _ = std::process::Command::new("ip")
+            .args(["-6", "addr", "del", &cidr, "dev", "lo"])
+            .output();
+        let status = std::process::Command::new("ip")
+            .args(["-6", "addr", "add", &cidr, "dev", "lo", "nodad"])
+            .status()
+            .context("running ip -6 addr add (needs iproute2 and root)")?;
+        anyhow::ensure!(
+            status.success(),
+            "ip -6 addr add {addr} failed (needs root)"
+        );
+        Ok(LoopbackAddress(addr))
+    }
+}
+
+impl Drop for LoopbackAddress {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["-6", "addr", "del", &format!("{}/128", self.0), "dev", "lo"])
+            .output();
+    }
+}
+
+/// The LMA's tunnel end, played by the test: a raw GRE socket at `address` (an IPv4
+/// one delivers the outer IPv4 header, an IPv6 one only the GRE packet).
+fn raw_gre(address: IpAddr) -> Result<socket2::Socket> {
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(47)))
+    let domain = if address.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::RAW, Some(Protocol::from(47)))
         .context("raw GRE socket (the test needs root)")?;
-    s.bind(&SockAddr::from(SocketAddr::new(address.into(), 0)))?;
+    s.bind(&SockAddr::from(SocketAddr::new(address, 0)))?;
     s.set_read_timeout(Some(Duration::from_millis(200)))?;
     Ok(s)
 }
 
-fn recv(s: &socket2::Socket) -> Option<Vec<u8>> {
+fn recv_from(s: &socket2::Socket) -> Option<(Vec<u8>, IpAddr)> {
     let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 65536];
-    let (n, _) = s.recv_from(&mut buf).ok()?;
+    let (n, from) = s.recv_from(&mut buf).ok()?;
+    let from = from.as_socket()?.ip();
     // SAFETY: recv_from initialised the first n bytes.
-    Some(
+    Some((
         buf[..n]
             .iter()
             .map(|b| unsafe { b.assume_init() })
             .collect(),
-    )
+        from,
+    ))
 }
 
 /// A command that runs `binary` as user and group 65534 (nobody) through setpriv(1),
@@ -386,42 +423,66 @@ enum Reply {
 
 #[test]
 fn ue_pings_through_the_epdg_esp_to_gre_and_back() -> Result<()> {
-    run(77, Reply::Good)
+    run(77, Reply::Good, None)
+}
+
+#[test]
+fn ue_pings_through_gre_over_ipv6_to_an_lma_named_by_ipv6_address() -> Result<()> {
+    let (mag6, lma6): (Ipv6Addr, Ipv6Addr) = ("fd00:45:81::2".parse()?, "fd00:45:81::3".parse()?);
+    let _addresses = (LoopbackAddress::add(mag6)?, LoopbackAddress::add(lma6)?);
+    run(81, Reply::Good, Some((mag6, lma6)))
 }
 
 #[test]
 fn downlink_gre_under_an_unknown_key_is_dropped_and_counted() -> Result<()> {
-    run(78, Reply::WrongKey)
+    run(78, Reply::WrongKey, None)
 }
 
 #[test]
 fn downlink_gre_from_another_address_than_the_lma_is_dropped_and_counted() -> Result<()> {
-    run(79, Reply::WrongLma)
+    run(79, Reply::WrongLma, None)
 }
 
-fn run(net: u8, how: Reply) -> Result<()> {
+/// `v6`: the (mag, lma) IPv6 addresses when the LMA is reached over IPv6 (MH and GRE).
+fn run(net: u8, how: Reply, v6: Option<(Ipv6Addr, Ipv6Addr)>) -> Result<()> {
     let dir = tempfile::tempdir()?;
     open_up(dir.path())?;
+    let (mag_addr, lma_addr, impostor_addr): (IpAddr, IpAddr, IpAddr) = match v6 {
+        Some((m, l)) => (m.into(), l.into(), "fd00:45:81::9".parse()?),
+        None => (ip(net, 2).into(), ip(net, 3).into(), ip(net, 9).into()),
+    };
+    let (lma_v6, mag_v6) = match v6 {
+        Some((m, l)) => (
+            format!(
+                "listen_v6 = \"{l}\"\nallowed_mags = [\"{}\", \"{m}\"]\n",
+                ip(net, 2)
+            ),
+            format!("mh_local_v6 = \"{m}\"\n"),
+        ),
+        None => (
+            format!("allowed_mags = [\"{}\"]\n", ip(net, 2)),
+            String::new(),
+        ),
+    };
     let lma_config = write_file(
         dir.path(),
         "lma.toml",
         &format!(
             "listen_v4 = \"{}:5436\"\nipv4_pool = \"{IPV4_POOL}\"\nipv6_pool = \"{IPV6_POOL}\"\n\
-             timestamp_window_ms = 7000\nallowed_mags = [\"{}\"]\n",
+             timestamp_window_ms = 7000\n{lma_v6}",
             ip(net, 3),
-            ip(net, 2)
         ),
     )?;
     let mut lma = Node::start("lma", &["--config", path(&lma_config)?])?;
     lma.wait_for("lma listening", Duration::from_secs(30))?;
-    let aaa = FakeAaa::start(ip(net, 4), ip(net, 3).into())?;
+    let aaa = FakeAaa::start(ip(net, 4), lma_addr)?;
     let status = dir.path().join("status.json");
     let mag_config = write_file(
         dir.path(),
         "mag.toml",
         &format!(
             "ike_listen = \"{epdg}:500\"\nnatt_listen = \"{epdg}:4500\"\naaa = \"{aaa}\"\n\
-             mh_local = \"{epdg}\"\nstatus_file = \"{status}\"\n",
+             mh_local = \"{epdg}\"\nstatus_file = \"{status}\"\n{mag_v6}",
             epdg = ip(net, 2),
             aaa = aaa.addr,
             status = status.display(),
@@ -430,8 +491,12 @@ fn run(net: u8, how: Reply) -> Result<()> {
     let mut mag = Node::start("mag", &["--config", path(&mag_config)?])?;
     mag.wait_for("mag listening", Duration::from_secs(30))?;
     mag.wait_for("Diameter peer open", Duration::from_secs(10))?;
-    let gre = raw_gre(ip(net, 3))?;
-    let impostor = raw_gre(ip(net, 9))?;
+    let gre = raw_gre(lma_addr)?;
+    let _impostor_address = match impostor_addr {
+        IpAddr::V6(a) => Some(LoopbackAddress::add(a)?),
+        IpAddr::V4(_) => None,
+    };
+    let impostor = raw_gre(impostor_addr)?;
 
     let ue_config = write_file(
         dir.path(),
@@ -459,10 +524,16 @@ fn run(net: u8, how: Reply) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut keys: Option<(u64, u64, String, String)> = None;
     while seen.len() < 4 && Instant::now() < deadline {
-        let Some(packet) = recv(&gre) else { continue };
-        let d = pmip_common::tunnel::decapsulate_ip(&packet)
-            .map_err(|e| anyhow::anyhow!("uplink is not keyed GRE: {e}"))?;
-        assert_eq!(d.outer_source, Some(IpAddr::from(ip(net, 2))));
+        let Some((packet, source)) = recv_from(&gre) else {
+            continue;
+        };
+        let d = if v6.is_some() {
+            pmip_common::tunnel::decapsulate_gre(&packet)
+        } else {
+            pmip_common::tunnel::decapsulate_ip(&packet)
+        }
+        .map_err(|e| anyhow::anyhow!("uplink is not keyed GRE: {e}"))?;
+        assert_eq!(source, mag_addr, "the GRE comes from the ePDG");
         if keys.is_none() {
             let s: Value = serde_json::from_str(&std::fs::read_to_string(&status)?)?;
             let a = &s["attached"][0];
@@ -504,10 +575,7 @@ fn run(net: u8, how: Reply) -> Result<()> {
         } else {
             &gre
         };
-        from.send_to(
-            &out,
-            &socket2::SockAddr::from(SocketAddr::new(ip(net, 2).into(), 0)),
-        )?;
+        from.send_to(&out, &socket2::SockAddr::from(SocketAddr::new(mag_addr, 0)))?;
     }
     let out = ue.wait_with_output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
