@@ -624,6 +624,27 @@ fn detach(
     Ok(answered)
 }
 
+/// One target's result as ping(8) would sum it up.
+pub fn ping_summary(p: &PingReport) -> String {
+    let loss = if p.sent == 0 {
+        100.0
+    } else {
+        100.0 * f64::from(p.sent - p.received.min(p.sent)) / f64::from(p.sent)
+    };
+    let rtt = if p.rtt_ms.is_empty() {
+        String::new()
+    } else {
+        let min = p.rtt_ms.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = p.rtt_ms.iter().cloned().fold(0.0, f64::max);
+        let avg = p.rtt_ms.iter().sum::<f64>() / p.rtt_ms.len() as f64;
+        format!(", rtt min/avg/max {min:.3}/{avg:.3}/{max:.3} ms")
+    };
+    format!(
+        "ping {}: {} sent, {} received, {loss:.0}% loss{rtt}",
+        p.target, p.sent, p.received
+    )
+}
+
 /// Prints the summary lines after the ladder.
 pub fn print_summary(r: &AttachReport) {
     println!("result: {}", r.result);
@@ -646,23 +667,7 @@ pub fn print_summary(r: &AttachReport) {
         println!("  error:       {e}");
     }
     for p in &r.pings {
-        let loss = if p.sent == 0 {
-            100.0
-        } else {
-            100.0 * f64::from(p.sent - p.received.min(p.sent)) / f64::from(p.sent)
-        };
-        let rtt = if p.rtt_ms.is_empty() {
-            String::new()
-        } else {
-            let min = p.rtt_ms.iter().cloned().fold(f64::INFINITY, f64::min);
-            let max = p.rtt_ms.iter().cloned().fold(0.0, f64::max);
-            let avg = p.rtt_ms.iter().sum::<f64>() / p.rtt_ms.len() as f64;
-            format!(", rtt min/avg/max {min:.3}/{avg:.3}/{max:.3} ms")
-        };
-        println!(
-            "  ping {}: {} sent, {} received, {loss:.0}% loss{rtt}",
-            p.target, p.sent, p.received
-        );
+        println!("  {}", ping_summary(p));
         if let Some(e) = &p.error {
             println!("    error: {e}");
         }
@@ -697,5 +702,27 @@ mod tests {
         r.ipv6_prefix = Some("garbage".into());
         assert_eq!(ping_source(&r, v4), None);
         assert_eq!(ping_source(&r, v6), None);
+    }
+
+    #[test]
+    fn ping_summary_reads_like_ping() {
+        let mut p = PingReport {
+            target: "192.0.2.1".parse().unwrap(),
+            source: None,
+            sent: 4,
+            received: 3,
+            rtt_ms: vec![1.0, 2.0, 3.0],
+            error: None,
+        };
+        assert_eq!(
+            ping_summary(&p),
+            "ping 192.0.2.1: 4 sent, 3 received, 25% loss, rtt min/avg/max 1.000/2.000/3.000 ms"
+        );
+        p.received = 0;
+        p.rtt_ms.clear();
+        assert_eq!(
+            ping_summary(&p),
+            "ping 192.0.2.1: 4 sent, 0 received, 100% loss"
+        );
     }
 }
