@@ -83,6 +83,34 @@ pub struct ConfigLayer {
     pub allowed_mags: Option<Vec<MagFilter>>,
     pub restart_counter_file: Option<PathBuf>,
     pub socket_buffer_bytes: Option<usize>,
+    /// The SGi data plane; without it the LMA runs signaling only.
+    pub sgi: Option<SgiConfig>,
+}
+
+/// The `[sgi]` table: the TUN device toward the PDN and the GRE tunnel MTU.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SgiConfig {
+    /// TUN device name (at most 15 octets). Default `lma-sgi`.
+    pub tun_name: Option<String>,
+    /// Address and prefix given to the TUN device; also the source of ICMP errors.
+    pub ipv4: Option<Ipv4Net>,
+    pub ipv6: Option<Ipv6Net>,
+    /// MTU of the TUN device. Default 1500.
+    pub mtu: Option<u32>,
+    /// MTU of the path to the MAGs (outer packets): decides what is too big (see
+    /// `lma::dataplane`). Default 1500.
+    pub tunnel_mtu: Option<u32>,
+}
+
+/// The checked `[sgi]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SgiSettings {
+    pub tun_name: String,
+    pub ipv4: Option<Ipv4Net>,
+    pub ipv6: Option<Ipv6Net>,
+    pub mtu: u32,
+    pub tunnel_mtu: u32,
 }
 
 /// Errors reading or checking the configuration.
@@ -138,6 +166,7 @@ pub struct Settings {
     pub listen_v6: Option<Ipv6Addr>,
     pub restart_counter_file: Option<PathBuf>,
     pub socket_buffer_bytes: usize,
+    pub sgi: Option<SgiSettings>,
     /// Things worth a warning in the log, not worth refusing to start.
     pub warnings: Vec<String>,
 }
@@ -298,8 +327,36 @@ pub fn resolve(
         allowed_mags,
         restart_counter: 0,
     };
+    let sgi = match pick!(sgi).0 {
+        None => None,
+        Some(c) => {
+            let tun_name = c.tun_name.unwrap_or_else(|| "lma-sgi".into());
+            if tun_name.is_empty() || tun_name.len() > 15 || tun_name.contains(['/', ' ']) {
+                return Err(invalid(
+                    "sgi.tun_name",
+                    false,
+                    format!("`{tun_name}`: 1 to 15 octets, no '/' or space"),
+                ));
+            }
+            let mtu = c.mtu.unwrap_or(1500);
+            let tunnel_mtu = c.tunnel_mtu.unwrap_or(1500);
+            for (field, v) in [("sgi.mtu", mtu), ("sgi.tunnel_mtu", tunnel_mtu)] {
+                if !(576..=65_535).contains(&v) {
+                    return Err(invalid(field, false, format!("{v}: not in 576..=65535")));
+                }
+            }
+            Some(SgiSettings {
+                tun_name,
+                ipv4: c.ipv4,
+                ipv6: c.ipv6,
+                mtu,
+                tunnel_mtu,
+            })
+        }
+    };
     Ok(Settings {
         core,
+        sgi,
         listen_v4,
         listen_v6,
         restart_counter_file: pick!(restart_counter_file).0,
@@ -412,6 +469,37 @@ mod tests {
         let s = resolve(Some((Path::new("x"), layer)), &ConfigLayer::default()).unwrap();
         assert_eq!(s.warnings.len(), 1);
         assert_eq!(s.core.max_lifetime, Lifetime::from_secs(3600));
+    }
+
+    #[test]
+    fn the_sgi_table_is_optional_and_checked() {
+        let base = "listen_v4 = \"127.0.0.1:5436\"\nipv4_pool = \"10.0.0.0/24\"\n";
+        let s = resolve(
+            Some((Path::new("x"), parse(base).unwrap())),
+            &ConfigLayer::default(),
+        )
+        .unwrap();
+        assert_eq!(s.sgi, None);
+        let text = format!("{base}[sgi]\ntun_name = \"sgi0\"\nipv4 = \"10.0.0.1/24\"\n");
+        let s = resolve(
+            Some((Path::new("x"), parse(&text).unwrap())),
+            &ConfigLayer::default(),
+        )
+        .unwrap();
+        let sgi = s.sgi.unwrap();
+        assert_eq!(
+            (sgi.tun_name.as_str(), sgi.mtu, sgi.tunnel_mtu),
+            ("sgi0", 1500, 1500)
+        );
+        let bad = format!("{base}[sgi]\ntun_name = \"a-name-much-too-long\"\n");
+        let err = resolve(
+            Some((Path::new("x"), parse(&bad).unwrap())),
+            &ConfigLayer::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("sgi.tun_name"), "{err}");
+        let unknown = format!("{base}[sgi]\ntun = \"x\"\n");
+        assert!(parse(&unknown).unwrap_err().to_string().contains("tun"));
     }
 
     #[test]

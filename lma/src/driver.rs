@@ -20,6 +20,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::sgi::{read_tun, receive_gre, Sgi};
+
 /// Largest datagram read (the Mobility Header is at most 2048 octets; larger is junk).
 const RECEIVE_BUFFER: usize = 65_536;
 
@@ -252,6 +254,18 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
     let udp_port = settings
         .listen_v4
         .map_or(pmip_common::mh::MH_UDP_PORT, |a| a.port());
+    let mut sgi = settings
+        .sgi
+        .as_ref()
+        .map(|c| {
+            Sgi::open(
+                c,
+                settings.listen_v4.map(|_| local_v4),
+                settings.listen_v6.map(|_| local_v6),
+            )
+        })
+        .transpose()
+        .context("starting the SGi data plane ([sgi])")?;
     let mut recorder = Recorder::open(pcap, udp_port)?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut terminate =
@@ -268,6 +282,10 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
 
     let mut udp_buffer = vec![0u8; RECEIVE_BUFFER];
     let mut raw_buffer = vec![MaybeUninit::<u8>::uninit(); RECEIVE_BUFFER];
+    let mut tun_buffer = vec![0u8; RECEIVE_BUFFER];
+    let mut gre4_buffer = vec![MaybeUninit::<u8>::uninit(); RECEIVE_BUFFER];
+    let mut gre6_buffer = vec![MaybeUninit::<u8>::uninit(); RECEIVE_BUFFER];
+    let mut stats_tick = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut out = Vec::new();
     loop {
         let deadline = lma.poll_timeout();
@@ -306,8 +324,58 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
                 Err(error) => tracing::warn!(%error, "raw IPv6 receive failed"),
             },
             _ = sleep => lma.handle(Input::Timeout, Instant::now(), &mut out),
+            _ = stats_tick.tick(), if sgi.is_some() => {
+                if let Some(sgi) = sgi.as_mut() {
+                    sgi.log_stats();
+                }
+            }
+            read = read_tun(sgi.as_ref().map(|s| &s.tun), &mut tun_buffer) => match (read, sgi.as_mut()) {
+                (Ok(len), Some(sgi)) => {
+                    let packet = &tun_buffer[..len.min(tun_buffer.len())];
+                    match sgi.plane.downlink(packet) {
+                        Ok(action) => sgi.act(action).await,
+                        Err(reason) => tracing::debug!(?reason, "downlink packet dropped"),
+                    }
+                }
+                (Err(error), _) => tracing::warn!(%error, "TUN read failed"),
+                (Ok(_), None) => {}
+            },
+            received = receive_gre(sgi.as_ref().and_then(|s| s.gre4.as_ref()), &mut gre4_buffer) => match (received, sgi.as_mut()) {
+                (Ok((len, _)), Some(sgi)) => {
+                    // SAFETY: recv_from initialised the first `len` octets.
+                    let packet: &[u8] = unsafe {
+                        std::slice::from_raw_parts(gre4_buffer.as_ptr().cast::<u8>(), len.min(gre4_buffer.len()))
+                    };
+                    match sgi.plane.uplink_ip(packet) {
+                        Ok(action) => sgi.act(action).await,
+                        Err(reason) => tracing::debug!(?reason, "uplink packet dropped"),
+                    }
+                }
+                (Err(error), _) => tracing::warn!(%error, "raw GRE (IPv4) receive failed"),
+                (Ok(_), None) => {}
+            },
+            received = receive_gre(sgi.as_ref().and_then(|s| s.gre6.as_ref()), &mut gre6_buffer) => match (received, sgi.as_mut()) {
+                (Ok((len, from)), Some(sgi)) => {
+                    // SAFETY: recv_from initialised the first `len` octets.
+                    let packet: &[u8] = unsafe {
+                        std::slice::from_raw_parts(gre6_buffer.as_ptr().cast::<u8>(), len.min(gre6_buffer.len()))
+                    };
+                    match from.as_socket_ipv6() {
+                        Some(from) => match sgi.plane.uplink_gre(IpAddr::V6(*from.ip()), packet) {
+                            Ok(action) => sgi.act(action).await,
+                            Err(reason) => tracing::debug!(?reason, "uplink packet dropped"),
+                        },
+                        None => tracing::debug!("raw GRE packet from a non-IPv6 address ignored"),
+                    }
+                }
+                (Err(error), _) => tracing::warn!(%error, "raw GRE (IPv6) receive failed"),
+                (Ok(_), None) => {}
+            },
         }
         for output in out.drain(..) {
+            if let Some(sgi) = sgi.as_mut() {
+                sgi.plane.apply(&output);
+            }
             match output {
                 Output::Send { to, bytes } => {
                     recorder.record(to, &bytes, false);
@@ -347,6 +415,9 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
             }
         }
         recorder.flush();
+    }
+    if let Some(sgi) = sgi.as_mut() {
+        sgi.log_stats();
     }
     let stats = lma.stats();
     tracing::info!(bindings = lma.cache().len(), ?stats, "lma stopped");

@@ -2,6 +2,7 @@
 //! Mobility Header sockets and runs the sans-IO core behind them until SIGINT/SIGTERM.
 
 mod driver;
+mod sgi;
 
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -134,6 +135,7 @@ impl Cli {
             allowed_mags: (!self.allowed_mags.is_empty()).then(|| self.allowed_mags.clone()),
             restart_counter_file: self.restart_counter_file.clone(),
             socket_buffer_bytes: self.socket_buffer_bytes,
+            sgi: None,
         }
     }
 }
