@@ -1,0 +1,351 @@
+//! The real `lma` with an SGi TUN device in its own network namespace, joined to the
+//! test (the MAG, in the root namespace) by a veth pair. The test registers a binding
+//! over UDP 5436, sends GRE (uplink key) + ICMP echo from the home address to the TUN's
+//! own address and gets the echo reply back in GRE with its downlink key; an echo with
+//! a forged inner source is dropped and counted in the LMA's data plane log line.
+//! Needs root; the namespace and veth are removed in `Drop`, and the test checks that
+//! nothing is left.
+
+use std::fs::File;
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use integration_tests::{node_binary, write_file, TestMag};
+use pmip_common::binding_update_list::{
+    Input, MagConfig, MobileNodeKey, Output, RegistrationRequest,
+};
+use pmip_common::mh::{GreKey, HandoffIndicator};
+use pmip_common::tunnel::{decapsulate_ip, GreRepr, ProtocolType};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+const DOWNLINK_KEY: u32 = 0x0d0d_0001;
+const TUN_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 46, 1, 1);
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .with_context(|| format!("running ip {}", args.join(" ")))?;
+    ensure!(
+        out.status.success(),
+        "ip {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// A namespace for the LMA and a veth pair to it; removed on drop.
+struct Topology {
+    ns: String,
+    veth: String,
+    mag: Ipv4Addr,
+    lma: Ipv4Addr,
+}
+
+impl Topology {
+    fn new() -> Result<Topology> {
+        let pid = std::process::id();
+        let third = u8::try_from(pid % 200 + 20).unwrap_or(20);
+        let t = Topology {
+            ns: format!("lmadp{pid}"),
+            veth: format!("lmadp{pid}a"),
+            mag: Ipv4Addr::new(172, 31, third, 1),
+            lma: Ipv4Addr::new(172, 31, third, 2),
+        };
+        t.remove();
+        let peer = format!("lmadp{pid}b");
+        ip(&["netns", "add", &t.ns])?;
+        // From here on, Drop cleans up whatever was made.
+        ip(&[
+            "link", "add", &t.veth, "type", "veth", "peer", "name", &peer,
+        ])?;
+        ip(&["link", "set", &peer, "netns", &t.ns])?;
+        ip(&["addr", "add", &format!("{}/30", t.mag), "dev", &t.veth])?;
+        ip(&["link", "set", &t.veth, "up"])?;
+        ip(&[
+            "-n",
+            &t.ns,
+            "addr",
+            "add",
+            &format!("{}/30", t.lma),
+            "dev",
+            &peer,
+        ])?;
+        ip(&["-n", &t.ns, "link", "set", &peer, "up"])?;
+        ip(&["-n", &t.ns, "link", "set", "lo", "up"])?;
+        Ok(t)
+    }
+
+    fn remove(&self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .output();
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// The `lma` process inside the namespace, its log in a file; killed on drop.
+struct LmaProcess {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl LmaProcess {
+    fn start(ns: &str, config: &std::path::Path, log: std::path::PathBuf) -> Result<Self> {
+        let binary = node_binary("lma")?;
+        let file = File::create(&log).context("creating the lma log file")?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(&binary)
+            .arg("--config")
+            .arg(config)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .context("starting lma in the namespace")?;
+        Ok(LmaProcess { child, log })
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_for(&self, needle: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.output().contains(needle) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("lma did not log {needle:?}; log:\n{}", self.output())
+    }
+}
+
+impl Drop for LmaProcess {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by its pid.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IPv4 ICMP echo request with a 32-octet payload.
+fn echo_request(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16) -> Vec<u8> {
+    let mut p = vec![0u8; 20 + 8 + 32];
+    p[0] = 0x45;
+    let len = p.len() as u16;
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    p[6] = 0x40;
+    p[8] = 64;
+    p[9] = 1;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let c = checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20] = 8;
+    p[24..26].copy_from_slice(&id.to_be_bytes());
+    p[26..28].copy_from_slice(&seq.to_be_bytes());
+    for (i, b) in p[28..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let c = checksum(&p[20..]);
+    p[22..24].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+fn gre_socket(local: Ipv4Addr) -> Result<Socket> {
+    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(47)))
+        .context("raw GRE socket (needs root)")?;
+    s.bind(&SockAddr::from(SocketAddrV4::new(local, 0)))?;
+    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    Ok(s)
+}
+
+fn send_gre(s: &Socket, to: Ipv4Addr, key: u32, inner: &[u8]) -> Result<()> {
+    let mut gre = Vec::new();
+    GreRepr::keyed(ProtocolType::Ipv4, key).emit_with_payload(inner, &mut gre);
+    s.send_to(&gre, &SockAddr::from(SocketAddrV4::new(to, 0)))?;
+    Ok(())
+}
+
+/// Waits for a GRE packet from `from` whose inner packet is an echo reply with `id`;
+/// returns (key, inner).
+fn receive_echo_reply(
+    s: &Socket,
+    from: Ipv4Addr,
+    id: u16,
+    timeout: Duration,
+) -> Result<Option<(u32, Vec<u8>)>> {
+    let deadline = Instant::now() + timeout;
+    let mut buffer = vec![MaybeUninit::<u8>::uninit(); 65_536];
+    while Instant::now() < deadline {
+        let len = match s.recv(&mut buffer) {
+            Ok(len) => len,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e).context("receiving GRE"),
+        };
+        // SAFETY: recv initialised the first `len` octets.
+        let bytes: &[u8] = unsafe { std::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), len) };
+        let Ok(d) = decapsulate_ip(bytes) else {
+            continue;
+        };
+        if d.outer_source != Some(from.into()) || d.inner.len() < 28 {
+            continue;
+        }
+        let inner = d.inner;
+        if inner[9] == 1 && inner[20] == 0 && inner[24..26] == id.to_be_bytes() {
+            return Ok(Some((d.key, inner.to_vec())));
+        }
+    }
+    Ok(None)
+}
+
+#[test]
+fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
+    let topology = Topology::new()?;
+    let dir = tempfile::tempdir()?;
+    let tun = format!("sgi{}", std::process::id());
+    let config = format!(
+        "listen_v4 = \"{lma}:5436\"\nipv4_pool = \"10.46.0.0/24\"\n\
+         ipv6_pool = \"2001:db8:46::/48\"\nallowed_mags = [\"{mag}\"]\n\
+         [sgi]\ntun_name = \"{tun}\"\nipv4 = \"{TUN_ADDRESS}/16\"\nmtu = 1500\n",
+        lma = topology.lma,
+        mag = topology.mag,
+    );
+    let config = write_file(dir.path(), "lma.toml", &config)?;
+    let lma = LmaProcess::start(&topology.ns, &config, dir.path().join("lma.log"))?;
+    lma.wait_for("lma listening", Duration::from_secs(30))?;
+
+    let lma_addr = SocketAddr::from((topology.lma, 5436));
+    let mut mag = TestMag::new(SocketAddr::from((topology.mag, 0)), MagConfig::default())?;
+    mag.input(Input::Register(RegistrationRequest {
+        key: MobileNodeKey::new(
+            "001010000000001@nai.epc.mnc001.mcc001.3gppnetwork.org",
+            Some("internet"),
+        ),
+        lma: lma_addr,
+        request_home_network_prefix: true,
+        request_ipv4_home_address: true,
+        downlink_gre_key: Some(GreKey(DOWNLINK_KEY)),
+        handoff: HandoffIndicator::AttachmentOverNewInterface,
+        vendor: Vec::new(),
+    }))?;
+    mag.run_until(Duration::from_secs(10), |e| {
+        e.iter()
+            .any(|o| matches!(o, Output::Registered { .. } | Output::Failed { .. }))
+    })?;
+    let registration = mag
+        .events
+        .iter()
+        .find_map(|o| match o {
+            Output::Registered { registration, .. } => Some(registration.clone()),
+            _ => None,
+        })
+        .with_context(|| format!("registration failed: {:?}", mag.events))?;
+    let hoa = registration
+        .ipv4_home_address
+        .context("no IPv4 home address")?
+        .addr();
+    let uplink = registration.uplink_gre_key.context("no uplink key")?.0;
+
+    let gre = gre_socket(topology.mag)?;
+    // The LMA learns the binding as it answers: retry the first echo a few times.
+    let mut reply = None;
+    for seq in 0..5 {
+        send_gre(
+            &gre,
+            topology.lma,
+            uplink,
+            &echo_request(hoa, TUN_ADDRESS, 0x4242, seq),
+        )?;
+        reply = receive_echo_reply(&gre, topology.lma, 0x4242, Duration::from_secs(1))?;
+        if reply.is_some() {
+            break;
+        }
+    }
+    let (key, inner) =
+        reply.with_context(|| format!("no echo reply in GRE; lma log:\n{}", lma.output()))?;
+    assert_eq!(
+        key, DOWNLINK_KEY,
+        "the reply carries the MAG's downlink key"
+    );
+    assert_eq!(&inner[12..16], &TUN_ADDRESS.octets());
+    assert_eq!(&inner[16..20], &hoa.octets());
+
+    // A forged inner source: dropped, counted, no reply.
+    let forged = Ipv4Addr::new(10, 99, 0, 1);
+    send_gre(
+        &gre,
+        topology.lma,
+        uplink,
+        &echo_request(forged, TUN_ADDRESS, 0x4343, 0),
+    )?;
+    assert_eq!(
+        receive_echo_reply(&gre, topology.lma, 0x4343, Duration::from_secs(1))?,
+        None,
+        "a forged source must not get through"
+    );
+    lma.wait_for("spoofed_source: 1,", Duration::from_secs(5))?;
+    assert!(
+        lma.output().contains("uplink_forwarded: "),
+        "{}",
+        lma.output()
+    );
+
+    // Tear-down leaves nothing behind.
+    let ns = topology.ns.clone();
+    let veth = topology.veth.clone();
+    drop(lma);
+    drop(topology);
+    let list = Command::new("ip").args(["netns", "list"]).output()?;
+    assert!(
+        !String::from_utf8_lossy(&list.stdout).contains(&ns),
+        "namespace {ns} left behind"
+    );
+    let link = Command::new("ip").args(["link", "show", &veth]).output()?;
+    assert!(!link.status.success(), "veth {veth} left behind");
+    let tun_left = Command::new("ip").args(["link", "show", &tun]).output()?;
+    assert!(!tun_left.status.success(), "TUN {tun} left behind");
+    Ok(())
+}
