@@ -38,7 +38,7 @@ const OPC: &str = "cd63cb71954a9f4e48a5994e37a02baf";
 const IMSI: &str = "234150999999999";
 const APN: &str = "internet";
 const IPV4_POOL: &str = "10.46.0.0/24";
-const IPV6_POOL: &str = "2001:db8:46::/48";
+const IPV6_POOL: &str = "2001:db8:46:100::/56";
 
 fn key(hex_text: &str) -> [u8; 16] {
     let mut k = [0u8; 16];
@@ -409,6 +409,7 @@ impl Drop for LmaProcess {
 }
 
 const TUN_ADDRESS: &str = "10.46.1.1";
+const TUN_ADDRESS_V6: &str = "2001:db8:46::1";
 
 #[test]
 fn ue_pings_the_lmas_sgi_through_esp_and_gre() -> Result<()> {
@@ -424,7 +425,7 @@ fn ue_pings_the_lmas_sgi_through_esp_and_gre() -> Result<()> {
             "listen_v4 = \"{lma}:5436\"\nipv4_pool = \"{IPV4_POOL}\"\n\
              ipv6_pool = \"{IPV6_POOL}\"\nallowed_mags = [\"{mag}\"]\n\
              timestamp_window_ms = 7000\n\
-             [sgi]\ntun_name = \"{tun}\"\nipv4 = \"{TUN_ADDRESS}/16\"\nmtu = 1500\n",
+             [sgi]\ntun_name = \"{tun}\"\nipv4 = \"{TUN_ADDRESS}/16\"\nipv6 = \"{TUN_ADDRESS_V6}/48\"\nmtu = 1500\n",
             lma = topology.lma,
             mag = topology.mag,
         ),
@@ -459,7 +460,14 @@ fn ue_pings_the_lmas_sgi_through_esp_and_gre() -> Result<()> {
     )?;
     let out = unprivileged(&node_binary("ue-emu")?)
         .args(["attach", "--json", "--config", path(&ue_config)?])
-        .args(["--ping", TUN_ADDRESS, "--ping-count", "3"])
+        .args([
+            "--ping",
+            TUN_ADDRESS,
+            "--ping",
+            TUN_ADDRESS_V6,
+            "--ping-count",
+            "3",
+        ])
         .args(["--ping-interval-ms", "300", "--ping-wait-ms", "2000"])
         .output()
         .context("running ue-emu")?;
@@ -472,15 +480,18 @@ fn ue_pings_the_lmas_sgi_through_esp_and_gre() -> Result<()> {
     })?;
     let context = || format!("{report}\nmag:\n{}\nlma:\n{}", mag.output(), lma.output());
     assert_eq!(report["result"], "attached", "{}", context());
-    let p = &report["pings"][0];
-    assert_eq!(p["sent"], 3, "{}", context());
     // The first echo may race the LMA's route set-up; the later ones must come back.
-    let received = p["received"].as_u64().unwrap_or(0);
-    assert!(received >= 2, "{}", context());
+    let mut received = 0;
+    for p in report["pings"].as_array().context("no pings")? {
+        assert_eq!(p["sent"], 3, "{}", context());
+        let r = p["received"].as_u64().unwrap_or(0);
+        assert!(r >= 2, "{}", context());
+        received += r;
+    }
     assert_eq!(out.status.code(), Some(0), "{}", context());
     let s: Value = serde_json::from_str(&std::fs::read_to_string(&status)?)?;
     let c = &s["data_plane"]["counters"];
-    assert_eq!(c["uplink_packets"], 3, "{s}");
+    assert_eq!(c["uplink_packets"], 6, "{s}");
     assert_eq!(c["downlink_packets"].as_u64(), Some(received), "{s}");
     // ue-emu detached: no data plane session, no AAA session left.
     let deadline = Instant::now() + Duration::from_secs(5);
