@@ -115,6 +115,8 @@ pub struct Epdg {
     gre4: Option<Arc<socket2::Socket>>,
     /// The raw IPv6 GRE socket at `mh_local_v6`, for LMAs named by IPv6 address.
     gre6: Option<Arc<socket2::Socket>>,
+    /// The counters last logged, and when (at most one log line a second).
+    logged_counters: (crate::dataplane::Counters, Instant),
     local_500: SocketAddr,
     local_4500: SocketAddr,
     local_mh: SocketAddr,
@@ -291,6 +293,7 @@ impl Epdg {
             dataplane: DataPlane::new(),
             gre4,
             gre6,
+            logged_counters: (Default::default(), Instant::now()),
             local_500,
             local_4500,
             local_mh,
@@ -366,6 +369,7 @@ impl Epdg {
                 }
             }
             self.run_work().await;
+            self.log_counters();
             if let Some(p) = self.pcap.as_mut() {
                 let _ = p.flush();
             }
@@ -1112,6 +1116,28 @@ impl Epdg {
                 self.remove(spi);
             }
         }
+    }
+
+    /// Logs the data plane counters when they changed, at most once a second.
+    fn log_counters(&mut self) {
+        let c = self.dataplane.counters();
+        let (last, at) = self.logged_counters;
+        if c == last || at.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.logged_counters = (c, Instant::now());
+        info!(
+            uplink = c.uplink_packets,
+            downlink = c.downlink_packets,
+            dropped = c.dropped(),
+            spoofed_source = c.drop_spoofed_source,
+            unknown_spi = c.drop_unknown_spi,
+            integrity = c.drop_integrity,
+            replay = c.drop_replay,
+            unknown_downlink_key = c.drop_unknown_downlink_key,
+            wrong_lma = c.drop_wrong_lma,
+            "data plane counters"
+        );
     }
 
     /// Gives the data plane the attached UE's CHILD_SA, addresses and GRE keys.
