@@ -101,6 +101,11 @@ pub struct SgiConfig {
     /// MTU of the path to the MAGs (outer packets): decides what is too big (see
     /// `lma::dataplane`). Default 1500.
     pub tunnel_mtu: Option<u32>,
+    /// Source of ICMP fragmentation-needed: an address of the LMA as a router, not the
+    /// TUN's own address. Default: the IPv4 default router given to UEs.
+    pub icmp_source_v4: Option<Ipv4Addr>,
+    /// Source of ICMPv6 Packet Too Big. No default: without it they are not sent.
+    pub icmp_source_v6: Option<Ipv6Addr>,
 }
 
 /// The checked `[sgi]` table.
@@ -111,6 +116,8 @@ pub struct SgiSettings {
     pub ipv6: Option<Ipv6Net>,
     pub mtu: u32,
     pub tunnel_mtu: u32,
+    pub icmp_source_v4: Option<Ipv4Addr>,
+    pub icmp_source_v6: Option<Ipv6Addr>,
 }
 
 /// Errors reading or checking the configuration.
@@ -345,12 +352,35 @@ pub fn resolve(
                     return Err(invalid(field, false, format!("{v}: not in 576..=65535")));
                 }
             }
+            let icmp_source_v4 = c.icmp_source_v4.or(ipv4_default_router);
+            if icmp_source_v4.is_some() && icmp_source_v4 == c.ipv4.map(|n| n.addr()) {
+                return Err(invalid(
+                    "sgi.icmp_source_v4",
+                    false,
+                    format!(
+                        "{} (default: ipv4_default_router) is the TUN's own address, which \
+                         the kernel drops as a martian source: give the TUN another address \
+                         or set sgi.icmp_source_v4",
+                        icmp_source_v4.map(|a| a.to_string()).unwrap_or_default()
+                    ),
+                ));
+            }
+            if c.icmp_source_v6.is_some() && c.icmp_source_v6 == c.ipv6.map(|n| n.addr()) {
+                return Err(invalid(
+                    "sgi.icmp_source_v6",
+                    false,
+                    "equals the TUN's own address, which the kernel drops as a martian source"
+                        .into(),
+                ));
+            }
             Some(SgiSettings {
                 tun_name,
                 ipv4: c.ipv4,
                 ipv6: c.ipv6,
                 mtu,
                 tunnel_mtu,
+                icmp_source_v4,
+                icmp_source_v6: c.icmp_source_v6,
             })
         }
     };
@@ -480,7 +510,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.sgi, None);
-        let text = format!("{base}[sgi]\ntun_name = \"sgi0\"\nipv4 = \"10.0.0.1/24\"\n");
+        let text = format!("{base}[sgi]\ntun_name = \"sgi0\"\nipv4 = \"10.0.0.254/24\"\n");
         let s = resolve(
             Some((Path::new("x"), parse(&text).unwrap())),
             &ConfigLayer::default(),
@@ -491,6 +521,19 @@ mod tests {
             (sgi.tun_name.as_str(), sgi.mtu, sgi.tunnel_mtu),
             ("sgi0", 1500, 1500)
         );
+        // The default router (the pool's first host) sources ICMP errors by default.
+        assert_eq!(sgi.icmp_source_v4, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        for same in [
+            format!("{base}[sgi]\nipv4 = \"10.0.0.9/24\"\nicmp_source_v4 = \"10.0.0.9\"\n"),
+            format!("{base}[sgi]\nipv4 = \"10.0.0.1/24\"\n"),
+        ] {
+            let err = resolve(
+                Some((Path::new("x"), parse(&same).unwrap())),
+                &ConfigLayer::default(),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("sgi.icmp_source_v4"), "{err}");
+        }
         let bad = format!("{base}[sgi]\ntun_name = \"a-name-much-too-long\"\n");
         let err = resolve(
             Some((Path::new("x"), parse(&bad).unwrap())),

@@ -22,7 +22,9 @@
 //!   4443 section 3.2) carrying that MTU (never below 1280, the IPv6 minimum); a larger
 //!   IPv4 packet with DF set gets ICMP Destination Unreachable, Fragmentation Needed
 //!   (RFC 792, RFC 1191) carrying that MTU. Both go back out of the TUN device toward
-//!   the source, from the configured SGi address of that family. A too-big IPv4 packet
+//!   the source, from the configured ICMP source address of that family: an address of
+//!   the LMA as a router (by default the UEs' IPv4 default router), never the kernel's
+//!   own TUN address, which the kernel would drop as a martian source. A too-big IPv4 packet
 //!   without DF, a too-big ICMP error message (RFC 1122 / RFC 4443 forbid errors about
 //!   errors), or one with no SGi address of its family configured is dropped and
 //!   counted (inner fragmentation is not implemented).
@@ -56,18 +58,19 @@ const IPPROTO_ICMPV6: u8 = 58;
 pub struct DataPlaneSettings {
     /// MTU of the path to the MAGs (outer packet size limit).
     pub tunnel_mtu: usize,
-    /// Source of ICMP errors sent toward the PDN over IPv4 (the SGi address).
-    pub sgi_ipv4: Option<Ipv4Addr>,
-    /// Source of ICMPv6 errors sent toward the PDN (the SGi address).
-    pub sgi_ipv6: Option<Ipv6Addr>,
+    /// Source of ICMP errors sent toward the PDN over IPv4 (not an address of the
+    /// kernel's TUN device: see the module doc).
+    pub icmp_source_v4: Option<Ipv4Addr>,
+    /// Source of ICMPv6 errors sent toward the PDN (likewise).
+    pub icmp_source_v6: Option<Ipv6Addr>,
 }
 
 impl Default for DataPlaneSettings {
     fn default() -> Self {
         DataPlaneSettings {
             tunnel_mtu: 1500,
-            sgi_ipv4: None,
-            sgi_ipv6: None,
+            icmp_source_v4: None,
+            icmp_source_v6: None,
         }
     }
 }
@@ -379,7 +382,7 @@ impl DataPlane {
         match inner_addrs(packet) {
             Some((IpAddr::V4(src), _)) => {
                 let df = packet.get(6).is_some_and(|b| b & 0x40 != 0);
-                let sgi = self.settings.sgi_ipv4.ok_or(DropReason::TooBig)?;
+                let sgi = self.settings.icmp_source_v4.ok_or(DropReason::TooBig)?;
                 if !df {
                     return Err(DropReason::TooBig);
                 }
@@ -387,7 +390,7 @@ impl DataPlane {
                 Ok(Action::ToSgi(icmpv4_frag_needed(sgi, src, mtu, packet)))
             }
             Some((IpAddr::V6(src), _)) => {
-                let sgi = self.settings.sgi_ipv6.ok_or(DropReason::TooBig)?;
+                let sgi = self.settings.icmp_source_v6.ok_or(DropReason::TooBig)?;
                 let mtu = u32::try_from(mtu.max(IPV6_MIN_MTU)).unwrap_or(u32::MAX);
                 Ok(Action::ToSgi(icmpv6_packet_too_big(sgi, src, mtu, packet)))
             }

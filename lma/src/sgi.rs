@@ -132,8 +132,8 @@ impl Sgi {
         let gre6 = local_v6.map(|a| bind_raw_gre(IpAddr::V6(a))).transpose()?;
         let plane = DataPlane::new(DataPlaneSettings {
             tunnel_mtu: s.tunnel_mtu as usize,
-            sgi_ipv4: s.ipv4.map(|n| n.addr()),
-            sgi_ipv6: s.ipv6.map(|n| n.addr()),
+            icmp_source_v4: s.icmp_source_v4,
+            icmp_source_v6: s.icmp_source_v6,
         });
         tracing::info!(tun = %s.tun_name, ipv4 = ?s.ipv4, ipv6 = ?s.ipv6, mtu = s.mtu,
             tunnel_mtu = s.tunnel_mtu, gre_v4 = ?local_v4, gre_v6 = ?local_v6, "SGi data plane up");

@@ -202,11 +202,97 @@ fn send_gre(s: &Socket, to: Ipv4Addr, key: u32, inner: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A raw ICMP socket inside the namespace `ns` (made on a thread that joins it; the
+/// socket stays in the namespace it was made in).
+fn icmp_socket_in(ns: &str) -> Result<Socket> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || -> Result<Socket> {
+        use std::os::fd::AsRawFd;
+        let netns = File::open(&path).with_context(|| format!("opening {path}"))?;
+        // SAFETY: a valid namespace fd; only this thread changes namespace.
+        let rc = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+        ensure!(rc == 0, "setns: {}", std::io::Error::last_os_error());
+        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
+        s.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let pmtudisc_do: libc::c_int = 2; // IP_PMTUDISC_DO: always set DF
+                                          // SAFETY: a valid socket fd and an int option of the right size.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                &pmtudisc_do as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        ensure!(
+            rc == 0,
+            "IP_MTU_DISCOVER: {}",
+            std::io::Error::last_os_error()
+        );
+        Ok(s)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("namespace thread panicked"))?
+}
+
+/// Waits for an IP packet on `s` (a raw ICMP socket) satisfying `pred`.
+fn receive_icmp(
+    s: &Socket,
+    timeout: Duration,
+    pred: impl Fn(&[u8]) -> bool,
+) -> Result<Option<Vec<u8>>> {
+    let deadline = Instant::now() + timeout;
+    let mut buffer = vec![MaybeUninit::<u8>::uninit(); 65_536];
+    while Instant::now() < deadline {
+        let len = match s.recv(&mut buffer) {
+            Ok(len) => len,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e).context("receiving ICMP"),
+        };
+        // SAFETY: recv initialised the first `len` octets.
+        let bytes: &[u8] = unsafe { std::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), len) };
+        if pred(bytes) {
+            return Ok(Some(bytes.to_vec()));
+        }
+    }
+    Ok(None)
+}
+
+/// An ICMP echo (request or reply, `kind` 8 or 0) without the IP header.
+fn echo_message(kind: u8, id: u16, payload: usize) -> Vec<u8> {
+    let mut m = vec![0u8; 8 + payload];
+    m[0] = kind;
+    m[4..6].copy_from_slice(&id.to_be_bytes());
+    let c = checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
 /// Waits for a GRE packet from `from` whose inner packet is an echo reply with `id`;
 /// returns (key, inner).
 fn receive_echo_reply(
     s: &Socket,
     from: Ipv4Addr,
+    id: u16,
+    timeout: Duration,
+) -> Result<Option<(u32, Vec<u8>)>> {
+    receive_echo(s, from, 0, id, timeout)
+}
+
+/// Waits for a GRE packet from `from` whose inner packet is an ICMP echo of `kind`
+/// with `id`; returns (key, inner).
+fn receive_echo(
+    s: &Socket,
+    from: Ipv4Addr,
+    kind: u8,
     id: u16,
     timeout: Duration,
 ) -> Result<Option<(u32, Vec<u8>)>> {
@@ -234,7 +320,7 @@ fn receive_echo_reply(
             continue;
         }
         let inner = d.inner;
-        if inner[9] == 1 && inner[20] == 0 && inner[24..26] == id.to_be_bytes() {
+        if inner[9] == 1 && inner[20] == kind && inner[24..26] == id.to_be_bytes() {
             return Ok(Some((d.key, inner.to_vec())));
         }
     }
@@ -249,7 +335,8 @@ fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
     let config = format!(
         "listen_v4 = \"{lma}:5436\"\nipv4_pool = \"10.46.0.0/24\"\n\
          ipv6_pool = \"2001:db8:46::/48\"\nallowed_mags = [\"{mag}\"]\n\
-         [sgi]\ntun_name = \"{tun}\"\nipv4 = \"{TUN_ADDRESS}/16\"\nmtu = 1500\n",
+         [sgi]\ntun_name = \"{tun}\"\nipv4 = \"{TUN_ADDRESS}/16\"\nmtu = 1500\n\
+         icmp_source_v4 = \"10.46.255.254\"\n",
         lma = topology.lma,
         mag = topology.mag,
     );
@@ -332,6 +419,31 @@ fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
         "{}",
         lma.output()
     );
+
+    // From the PDN side (the LMA's namespace): an echo to the home address leaves
+    // through the TUN and reaches the MAG in GRE with the downlink key.
+    let pdn = icmp_socket_in(&topology.ns)?;
+    let to_hoa = SockAddr::from(SocketAddrV4::new(hoa, 0));
+    pdn.send_to(&echo_message(8, 0x5151, 32), &to_hoa)?;
+    let (key, inner) = receive_echo(&gre, topology.lma, 8, 0x5151, Duration::from_secs(3))?
+        .with_context(|| format!("PDN echo not tunnelled; lma log:\n{}", lma.output()))?;
+    assert_eq!(key, DOWNLINK_KEY);
+    assert_eq!(&inner[12..16], &TUN_ADDRESS.octets());
+
+    // Too big for the tunnel (1500 - 20 - 8 = 1472 fits, 1500 does not), DF set: the
+    // sender gets ICMP fragmentation-needed with the tunnel's inner MTU.
+    pdn.send_to(&echo_message(8, 0x5252, 1500 - 28), &to_hoa)?;
+    let icmp = receive_icmp(&pdn, Duration::from_secs(3), |p| {
+        p.len() >= 28 && p[9] == 1 && p[20] == 3 && p[21] == 4
+    })?
+    .with_context(|| format!("no fragmentation-needed; lma log:\n{}", lma.output()))?;
+    assert_eq!(u16::from_be_bytes([icmp[26], icmp[27]]), 1472);
+    assert_eq!(
+        &icmp[12..16],
+        &[10, 46, 255, 254],
+        "from the configured ICMP source"
+    );
+    lma.wait_for("too_big_icmp_sent: 1,", Duration::from_secs(5))?;
 
     // Tear-down leaves nothing behind.
     let ns = topology.ns.clone();

@@ -48,8 +48,8 @@ fn mag4() -> MagAddress {
 fn settings() -> DataPlaneSettings {
     DataPlaneSettings {
         tunnel_mtu: 1500,
-        sgi_ipv4: Some(Ipv4Addr::new(198, 51, 100, 254)),
-        sgi_ipv6: Some("2001:db8:ffff::fe".parse().unwrap()),
+        icmp_source_v4: Some(Ipv4Addr::new(198, 51, 100, 254)),
+        icmp_source_v6: Some("2001:db8:ffff::fe".parse().unwrap()),
     }
 }
 
@@ -268,7 +268,7 @@ fn too_big_ipv4_without_df_or_icmp_error_is_dropped() {
     err[20] = 3; // destination unreachable
     assert_eq!(dp.downlink(&err), Err(DropReason::TooBig));
     let mut dp = DataPlane::new(DataPlaneSettings {
-        sgi_ipv4: None,
+        icmp_source_v4: None,
         ..settings()
     });
     dp.apply(&Output::BindingUp(info(1, UP, DOWN, mag4())));
