@@ -2,13 +2,16 @@
 //! test (the MAG, in the root namespace) by a veth pair. The test registers a binding
 //! over UDP 5436, sends GRE (uplink key) + ICMP echo from the home address to the TUN's
 //! own address and gets the echo reply back in GRE with its downlink key; an echo with
-//! a forged inner source is dropped and counted in the LMA's data plane log line.
+//! a forged inner source is dropped and counted in the LMA's data plane log line. Also:
+//! ICMPv6 echo from the home network prefix inside the IPv4 tunnel, an echo from the
+//! PDN side (a raw ICMP socket made inside the namespace) reaching the MAG in GRE, and a
+//! 1500-octet DF packet answered with fragmentation-needed (inner MTU 1472).
 //! Needs root; the namespace and veth are removed in `Drop`, and the test checks that
 //! nothing is left.
 
 use std::fs::File;
 use std::mem::MaybeUninit;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,6 +26,8 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const DOWNLINK_KEY: u32 = 0x0d0d_0001;
 const TUN_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 46, 1, 1);
+/// Inside ipv6_pool's /48 but far from the first prefixes handed out.
+const TUN_ADDRESS_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x46, 0xffff, 0, 0, 0, 1);
 
 fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("ip")
@@ -187,6 +192,27 @@ fn echo_request(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16) -> Vec<u8> {
     p
 }
 
+/// An ICMPv6 echo request with a 32-octet payload.
+fn echo_request_v6(src: Ipv6Addr, dst: Ipv6Addr, id: u16) -> Vec<u8> {
+    let mut p = vec![0u8; 40 + 8 + 32];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&40u16.to_be_bytes());
+    p[6] = 58;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&src.octets());
+    p[24..40].copy_from_slice(&dst.octets());
+    p[40] = 128;
+    p[44..46].copy_from_slice(&id.to_be_bytes());
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&p[8..40]);
+    pseudo.extend_from_slice(&40u32.to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    pseudo.extend_from_slice(&p[40..]);
+    let c = checksum(&pseudo);
+    p[42..44].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
 fn gre_socket(local: Ipv4Addr) -> Result<Socket> {
     let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(47)))
         .context("raw GRE socket (needs root)")?;
@@ -276,25 +302,13 @@ fn echo_message(kind: u8, id: u16, payload: usize) -> Vec<u8> {
     m
 }
 
-/// Waits for a GRE packet from `from` whose inner packet is an echo reply with `id`;
-/// returns (key, inner).
-fn receive_echo_reply(
+/// Waits for a GRE packet from `from` whose inner packet satisfies `pred`; returns
+/// (key, inner).
+fn receive_gre_inner(
     s: &Socket,
     from: Ipv4Addr,
-    id: u16,
     timeout: Duration,
-) -> Result<Option<(u32, Vec<u8>)>> {
-    receive_echo(s, from, 0, id, timeout)
-}
-
-/// Waits for a GRE packet from `from` whose inner packet is an ICMP echo of `kind`
-/// with `id`; returns (key, inner).
-fn receive_echo(
-    s: &Socket,
-    from: Ipv4Addr,
-    kind: u8,
-    id: u16,
-    timeout: Duration,
+    pred: impl Fn(&[u8]) -> bool,
 ) -> Result<Option<(u32, Vec<u8>)>> {
     let deadline = Instant::now() + timeout;
     let mut buffer = vec![MaybeUninit::<u8>::uninit(); 65_536];
@@ -316,15 +330,40 @@ fn receive_echo(
         let Ok(d) = decapsulate_ip(bytes) else {
             continue;
         };
-        if d.outer_source != Some(from.into()) || d.inner.len() < 28 {
-            continue;
-        }
-        let inner = d.inner;
-        if inner[9] == 1 && inner[20] == kind && inner[24..26] == id.to_be_bytes() {
-            return Ok(Some((d.key, inner.to_vec())));
+        if d.outer_source == Some(from.into()) && pred(d.inner) {
+            return Ok(Some((d.key, d.inner.to_vec())));
         }
     }
     Ok(None)
+}
+
+/// Waits for a GRE packet from `from` whose inner packet is an echo reply with `id`;
+/// returns (key, inner).
+fn receive_echo_reply(
+    s: &Socket,
+    from: Ipv4Addr,
+    id: u16,
+    timeout: Duration,
+) -> Result<Option<(u32, Vec<u8>)>> {
+    receive_echo(s, from, 0, id, timeout)
+}
+
+/// Waits for a GRE packet from `from` whose inner packet is an ICMP echo of `kind`
+/// with `id`; returns (key, inner).
+fn receive_echo(
+    s: &Socket,
+    from: Ipv4Addr,
+    kind: u8,
+    id: u16,
+    timeout: Duration,
+) -> Result<Option<(u32, Vec<u8>)>> {
+    receive_gre_inner(s, from, timeout, |p| {
+        p.len() >= 28
+            && p[0] >> 4 == 4
+            && p[9] == 1
+            && p[20] == kind
+            && p[24..26] == id.to_be_bytes()
+    })
 }
 
 #[test]
@@ -336,7 +375,8 @@ fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
         "listen_v4 = \"{lma}:5436\"\nipv4_pool = \"10.46.0.0/24\"\n\
          ipv6_pool = \"2001:db8:46::/48\"\nallowed_mags = [\"{mag}\"]\n\
          [sgi]\ntun_name = \"{tun}\"\nipv4 = \"{TUN_ADDRESS}/16\"\nmtu = 1500\n\
-         icmp_source_v4 = \"10.46.255.254\"\n",
+         icmp_source_v4 = \"10.46.255.254\"\n\
+         ipv6 = \"{TUN_ADDRESS_V6}/48\"\n",
         lma = topology.lma,
         mag = topology.mag,
     );
@@ -419,6 +459,34 @@ fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
         "{}",
         lma.output()
     );
+
+    // IPv6 inside the IPv4 GRE tunnel: an echo from the home network prefix to the
+    // TUN's IPv6 address comes back with the downlink key.
+    let prefix = registration
+        .home_network_prefix
+        .context("no home network prefix")?;
+    let ue6 = Ipv6Addr::from(u128::from(prefix.network()) | 1);
+    let mut reply6 = None;
+    for _ in 0..5 {
+        let mut gre6 = Vec::new();
+        GreRepr::keyed(ProtocolType::Ipv6, uplink)
+            .emit_with_payload(&echo_request_v6(ue6, TUN_ADDRESS_V6, 0x6666), &mut gre6);
+        gre.send_to(&gre6, &SockAddr::from(SocketAddrV4::new(topology.lma, 0)))?;
+        reply6 = receive_gre_inner(&gre, topology.lma, Duration::from_secs(1), |p| {
+            p.len() >= 48
+                && p[0] >> 4 == 6
+                && p[6] == 58
+                && p[40] == 129
+                && p[44..46] == [0x66, 0x66]
+        })?;
+        if reply6.is_some() {
+            break;
+        }
+    }
+    let (key, inner) = reply6
+        .with_context(|| format!("no ICMPv6 echo reply in GRE; lma log:\n{}", lma.output()))?;
+    assert_eq!(key, DOWNLINK_KEY);
+    assert_eq!(&inner[24..40], &ue6.octets());
 
     // From the PDN side (the LMA's namespace): an echo to the home address leaves
     // through the TUN and reaches the MAG in GRE with the downlink key.
