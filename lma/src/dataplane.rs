@@ -159,6 +159,8 @@ struct Route {
 pub struct DataPlane {
     settings: DataPlaneSettings,
     by_uplink_key: HashMap<u32, Route>,
+    /// Each binding's uplink key, so a refresh or a removal finds its route at once.
+    by_id: HashMap<BindingId, u32>,
     by_ipv4: HashMap<Ipv4Addr, u32>,
     /// Keyed by the upper 64 bits of the home network prefix.
     by_prefix: HashMap<u64, u32>,
@@ -223,9 +225,13 @@ impl DataPlane {
             ipv4: info.addresses.ipv4_home_address,
             prefix: info.addresses.home_network_prefix,
         };
-        if let Some(old) = self.by_uplink_key.insert(up.0, route) {
+        if let Some(old) = self.by_uplink_key.remove(&up.0) {
+            // Another binding held this key (the core never does this): it loses it.
+            self.by_id.remove(&old.id);
             self.unindex(&old);
         }
+        self.by_uplink_key.insert(up.0, route);
+        self.by_id.insert(info.id, up.0);
         if let Some(a) = route.ipv4 {
             self.by_ipv4.insert(a, up.0);
         }
@@ -239,16 +245,11 @@ impl DataPlane {
     }
 
     fn remove_id(&mut self, id: BindingId) {
-        let keys: Vec<u32> = self
-            .by_uplink_key
-            .iter()
-            .filter(|(_, r)| r.id == id)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in keys {
-            if let Some(old) = self.by_uplink_key.remove(&k) {
-                self.unindex(&old);
-            }
+        let Some(key) = self.by_id.remove(&id) else {
+            return;
+        };
+        if let Some(old) = self.by_uplink_key.remove(&key) {
+            self.unindex(&old);
         }
     }
 
@@ -346,10 +347,12 @@ impl DataPlane {
         }
         .ok_or(DropReason::NoBinding)?;
         let route = self.by_uplink_key.get(key).ok_or(DropReason::NoBinding)?;
-        if let IpAddr::V6(a) = dst {
-            if !route.prefix.is_some_and(|p| p.contains(&a)) {
-                return Err(DropReason::NoBinding);
-            }
+        let matches = match dst {
+            IpAddr::V4(a) => route.ipv4 == Some(a),
+            IpAddr::V6(a) => route.prefix.is_some_and(|p| p.contains(&a)),
+        };
+        if !matches {
+            return Err(DropReason::NoBinding);
         }
         let outer = match route.mag {
             IpAddr::V4(_) => IPV4_HEADER_LEN,

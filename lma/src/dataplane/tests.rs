@@ -357,6 +357,39 @@ fn binding_down_removes_routes_and_refresh_replaces_them() {
 }
 
 #[test]
+fn a_reused_uplink_key_takes_the_routes_of_its_old_holder() {
+    let mut dp = plane();
+    let mut second = info(2, UP, DOWN + 1, mag4());
+    second.addresses.ipv4_home_address = Some(Ipv4Addr::new(10, 45, 0, 9));
+    second.addresses.home_network_prefix = Some("2001:db8:45:9::/64".parse().unwrap());
+    dp.apply(&Output::BindingUp(second));
+    assert_eq!(dp.len(), 1);
+    assert_eq!(
+        dp.downlink(&ipv4(PDN4, HOA, 60, false)),
+        Err(DropReason::NoBinding)
+    );
+    assert_eq!(
+        dp.downlink(&ipv6(pdn6(), ue6(), 60)),
+        Err(DropReason::NoBinding)
+    );
+    assert!(matches!(
+        dp.downlink(&ipv4(PDN4, Ipv4Addr::new(10, 45, 0, 9), 60, false)),
+        Ok(Action::ToMag { .. })
+    ));
+    // The old holder going down leaves the new one alone.
+    dp.apply(&Output::BindingDown {
+        binding: info(1, UP, DOWN, mag4()),
+        reason: DownReason::Deregistered,
+    });
+    assert_eq!(dp.len(), 1);
+    dp.apply(&Output::BindingDown {
+        binding: second,
+        reason: DownReason::Deregistered,
+    });
+    assert!(dp.is_empty());
+}
+
+#[test]
 fn binding_without_keys_is_not_installed() {
     let mut dp = DataPlane::new(settings());
     let mut i = info(1, UP, DOWN, mag4());
