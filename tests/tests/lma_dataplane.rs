@@ -49,20 +49,26 @@ struct Topology {
     veth: String,
     mag: Ipv4Addr,
     lma: Ipv4Addr,
+    mag6: Ipv6Addr,
+    lma6: Ipv6Addr,
 }
 
 impl Topology {
-    fn new() -> Result<Topology> {
+    /// `tag` (0-9) tells apart the topologies of tests running at once.
+    fn new(tag: u8) -> Result<Topology> {
         let pid = std::process::id();
         let third = u8::try_from(pid % 200 + 20).unwrap_or(20);
+        let sixth = u16::from(third);
         let t = Topology {
-            ns: format!("lmadp{pid}"),
-            veth: format!("lmadp{pid}a"),
-            mag: Ipv4Addr::new(172, 31, third, 1),
-            lma: Ipv4Addr::new(172, 31, third, 2),
+            ns: format!("lmadp{pid}{tag}"),
+            veth: format!("lmadp{pid}{tag}a"),
+            mag: Ipv4Addr::new(172, 31 - tag, third, 1),
+            lma: Ipv4Addr::new(172, 31 - tag, third, 2),
+            mag6: Ipv6Addr::new(0xfd00, 0x31, u16::from(tag), sixth, 0, 0, 0, 1),
+            lma6: Ipv6Addr::new(0xfd00, 0x31, u16::from(tag), sixth, 0, 0, 0, 2),
         };
         t.remove();
-        let peer = format!("lmadp{pid}b");
+        let peer = format!("lmadp{pid}{tag}b");
         ip(&["netns", "add", &t.ns])?;
         // From here on, Drop cleans up whatever was made.
         ip(&[
@@ -70,6 +76,15 @@ impl Topology {
         ])?;
         ip(&["link", "set", &peer, "netns", &t.ns])?;
         ip(&["addr", "add", &format!("{}/30", t.mag), "dev", &t.veth])?;
+        ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/64", t.mag6),
+            "dev",
+            &t.veth,
+            "nodad",
+        ])?;
         ip(&["link", "set", &t.veth, "up"])?;
         ip(&[
             "-n",
@@ -79,6 +94,10 @@ impl Topology {
             &format!("{}/30", t.lma),
             "dev",
             &peer,
+        ])?;
+        let lma6 = format!("{}/64", t.lma6);
+        ip(&[
+            "-n", &t.ns, "-6", "addr", "add", &lma6, "dev", &peer, "nodad",
         ])?;
         ip(&["-n", &t.ns, "link", "set", &peer, "up"])?;
         ip(&["-n", &t.ns, "link", "set", "lo", "up"])?;
@@ -368,9 +387,9 @@ fn receive_echo(
 
 #[test]
 fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
-    let topology = Topology::new()?;
+    let topology = Topology::new(0)?;
     let dir = tempfile::tempdir()?;
-    let tun = format!("sgi{}", std::process::id());
+    let tun = format!("sgi{}0", std::process::id());
     let config = format!(
         "listen_v4 = \"{lma}:5436\"\nipv4_pool = \"10.46.0.0/24\"\n\
          ipv6_pool = \"2001:db8:46::/48\"\nallowed_mags = [\"{mag}\"]\n\
@@ -527,5 +546,96 @@ fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
     assert!(!link.status.success(), "veth {veth} left behind");
     let tun_left = Command::new("ip").args(["link", "show", &tun]).output()?;
     assert!(!tun_left.status.success(), "TUN {tun} left behind");
+    Ok(())
+}
+
+/// GRE over IPv6: the binding registered with the Mobility Header over IPv6 (raw
+/// socket), then an ICMP echo in GRE over IPv6 to the TUN's address and back.
+#[test]
+fn gre_over_ipv6_transport() -> Result<()> {
+    let topology = Topology::new(1)?;
+    let dir = tempfile::tempdir()?;
+    let tun = format!("sgi{}1", std::process::id());
+    let config = format!(
+        "listen_v6 = \"{lma6}\"\nipv4_pool = \"10.46.0.0/24\"\n\
+         ipv6_pool = \"2001:db8:46::/48\"\nallowed_mags = [\"{mag6}\"]\n\
+         [sgi]\ntun_name = \"{tun}\"\nipv4 = \"{TUN_ADDRESS}/16\"\n",
+        lma6 = topology.lma6,
+        mag6 = topology.mag6,
+    );
+    let config = write_file(dir.path(), "lma.toml", &config)?;
+    let lma = LmaProcess::start(&topology.ns, &config, dir.path().join("lma.log"))?;
+    lma.wait_for("lma listening", Duration::from_secs(30))?;
+
+    let mut mag = TestMag::new(SocketAddr::from((topology.mag6, 0)), MagConfig::default())?;
+    mag.input(Input::Register(RegistrationRequest {
+        key: MobileNodeKey::new(
+            "001010000000002@nai.epc.mnc001.mcc001.3gppnetwork.org",
+            Some("internet"),
+        ),
+        lma: SocketAddr::from((topology.lma6, 0)),
+        request_home_network_prefix: true,
+        request_ipv4_home_address: true,
+        downlink_gre_key: Some(GreKey(DOWNLINK_KEY)),
+        handoff: HandoffIndicator::AttachmentOverNewInterface,
+        vendor: Vec::new(),
+    }))?;
+    mag.run_until(Duration::from_secs(10), |e| {
+        e.iter()
+            .any(|o| matches!(o, Output::Registered { .. } | Output::Failed { .. }))
+    })?;
+    let registration = mag
+        .events
+        .iter()
+        .find_map(|o| match o {
+            Output::Registered { registration, .. } => Some(registration.clone()),
+            _ => None,
+        })
+        .with_context(|| format!("registration failed: {:?}", mag.events))?;
+    let hoa = registration
+        .ipv4_home_address
+        .context("no IPv4 home address")?
+        .addr();
+    let uplink = registration.uplink_gre_key.context("no uplink key")?.0;
+
+    let gre = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(47)))
+        .context("raw IPv6 GRE socket (needs root)")?;
+    gre.bind(&SockAddr::from(SocketAddr::from((topology.mag6, 0))))?;
+    gre.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let to = SockAddr::from(SocketAddr::from((topology.lma6, 0)));
+    let mut buffer = vec![MaybeUninit::<u8>::uninit(); 65_536];
+    let mut got = None;
+    'attempts: for seq in 0..5 {
+        let mut packet = Vec::new();
+        GreRepr::keyed(ProtocolType::Ipv4, uplink)
+            .emit_with_payload(&echo_request(hoa, TUN_ADDRESS, 0x7777, seq), &mut packet);
+        gre.send_to(&packet, &to)?;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            let Ok((len, from)) = gre.recv_from(&mut buffer) else {
+                continue;
+            };
+            // SAFETY: recv_from initialised the first `len` octets.
+            let bytes: &[u8] =
+                unsafe { std::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), len) };
+            let Ok(d) = pmip_common::tunnel::decapsulate_gre(bytes) else {
+                continue;
+            };
+            let i = d.inner;
+            if from.as_socket().map(|a| a.ip()) == Some(topology.lma6.into())
+                && i.len() >= 28
+                && i[9] == 1
+                && i[20] == 0
+                && i[24..26] == [0x77, 0x77]
+            {
+                got = Some((d.key, i.to_vec()));
+                break 'attempts;
+            }
+        }
+    }
+    let (key, inner) =
+        got.with_context(|| format!("no echo reply over GRE/IPv6; lma log:\n{}", lma.output()))?;
+    assert_eq!(key, DOWNLINK_KEY);
+    assert_eq!(&inner[16..20], &hoa.octets());
     Ok(())
 }
