@@ -5,7 +5,8 @@
 //! a forged inner source is dropped and counted in the LMA's data plane log line. Also:
 //! ICMPv6 echo from the home network prefix inside the IPv4 tunnel, an echo from the
 //! PDN side (a raw ICMP socket made inside the namespace) reaching the MAG in GRE, and a
-//! 1500-octet DF packet answered with fragmentation-needed (inner MTU 1472).
+//! 1500-octet DF packet answered with fragmentation-needed (inner MTU 1472), and a
+//! 1500-octet IPv6 packet with Packet Too Big from the configured ICMPv6 source.
 //! Needs root; the namespace and veth are removed in `Drop`, and the test checks that
 //! nothing is left.
 
@@ -250,6 +251,11 @@ fn send_gre(s: &Socket, to: Ipv4Addr, key: u32, inner: &[u8]) -> Result<()> {
 /// A raw ICMP socket inside the namespace `ns` (made on a thread that joins it; the
 /// socket stays in the namespace it was made in).
 fn icmp_socket_in(ns: &str) -> Result<Socket> {
+    raw_socket_in(ns, false)
+}
+
+/// A raw ICMP (or, with `v6`, ICMPv6) socket inside the namespace `ns`.
+fn raw_socket_in(ns: &str, v6: bool) -> Result<Socket> {
     let path = format!("/var/run/netns/{ns}");
     std::thread::spawn(move || -> Result<Socket> {
         use std::os::fd::AsRawFd;
@@ -257,6 +263,11 @@ fn icmp_socket_in(ns: &str) -> Result<Socket> {
         // SAFETY: a valid namespace fd; only this thread changes namespace.
         let rc = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
         ensure!(rc == 0, "setns: {}", std::io::Error::last_os_error());
+        if v6 {
+            let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
+            s.set_read_timeout(Some(Duration::from_millis(200)))?;
+            return Ok(s);
+        }
         let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
         s.set_read_timeout(Some(Duration::from_millis(200)))?;
         let pmtudisc_do: libc::c_int = 2; // IP_PMTUDISC_DO: always set DF
@@ -395,7 +406,7 @@ fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
          ipv6_pool = \"2001:db8:46::/48\"\nallowed_mags = [\"{mag}\"]\n\
          [sgi]\ntun_name = \"{tun}\"\nipv4 = \"{TUN_ADDRESS}/16\"\nmtu = 1500\n\
          icmp_source_v4 = \"10.46.255.254\"\n\
-         ipv6 = \"{TUN_ADDRESS_V6}/48\"\n",
+         ipv6 = \"{TUN_ADDRESS_V6}/48\"\nicmp_source_v6 = \"2001:db8:46:fffe::1\"\n",
         lma = topology.lma,
         mag = topology.mag,
     );
@@ -531,6 +542,33 @@ fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
         "from the configured ICMP source"
     );
     lma.wait_for("too_big_icmp_sent: 1,", Duration::from_secs(5))?;
+
+    // The same for IPv6: Packet Too Big from the configured ICMPv6 source. (A raw
+    // ICMPv6 socket gets the ICMPv6 message without the IPv6 header.)
+    let pdn6 = raw_socket_in(&topology.ns, true)?;
+    let mut big6 = vec![0u8; 1500 - 40];
+    big6[0] = 128; // echo request; the kernel fills the checksum
+    big6[4..6].copy_from_slice(&[0x53, 0x53]);
+    pdn6.send_to(&big6, &SockAddr::from(SocketAddr::from((ue6, 0))))?;
+    let mut buffer = vec![MaybeUninit::<u8>::uninit(); 65_536];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut ptb = None;
+    while Instant::now() < deadline && ptb.is_none() {
+        let Ok((len, from)) = pdn6.recv_from(&mut buffer) else {
+            continue;
+        };
+        // SAFETY: recv_from initialised the first `len` octets.
+        let bytes: &[u8] = unsafe { std::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), len) };
+        if bytes.len() >= 8 && bytes[0] == 2 {
+            ptb = Some((from.as_socket().map(|a| a.ip()), bytes.to_vec()));
+        }
+    }
+    let (from, ptb) =
+        ptb.with_context(|| format!("no Packet Too Big; lma log:\n{}", lma.output()))?;
+    assert_eq!(u32::from_be_bytes([ptb[4], ptb[5], ptb[6], ptb[7]]), 1472);
+    let source: Ipv6Addr = "2001:db8:46:fffe::1".parse()?;
+    assert_eq!(from, Some(source.into()));
+    lma.wait_for("too_big_icmp_sent: 2,", Duration::from_secs(5))?;
 
     // Tear-down leaves nothing behind.
     let ns = topology.ns.clone();
