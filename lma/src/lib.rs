@@ -4,6 +4,10 @@
 //! The signaling logic is sans-IO ([`anchor::Lma`]: `handle(input, now, &mut out)` and
 //! `poll_timeout()`, DESIGN.md section 2); the `lma` binary wraps it in thin tokio
 //! drivers for the IPv4 UDP 5436 and raw IPv6 Mobility Header sockets.
+//!
+//! With an `[sgi]` table in `lma.toml` the binary also runs the user-space data plane:
+//! [`dataplane::DataPlane`] (sans-IO, fed by the core's `BindingUp`/`BindingDown`)
+//! between raw GRE sockets toward the MAGs and a TUN device toward the PDN.
 
 pub mod anchor;
 pub mod binding_cache;
