@@ -24,10 +24,12 @@
 //!   (RFC 792, RFC 1191) carrying that MTU. Both go back out of the TUN device toward
 //!   the source, from the configured ICMP source address of that family: an address of
 //!   the LMA as a router (by default the UEs' IPv4 default router), never the kernel's
-//!   own TUN address, which the kernel would drop as a martian source. A too-big IPv4 packet
-//!   without DF, a too-big ICMP error message (RFC 1122 / RFC 4443 forbid errors about
-//!   errors), or one with no SGi address of its family configured is dropped and
-//!   counted (inner fragmentation is not implemented).
+//!   own TUN address, which the kernel would drop as a martian source. A too-big IPv4
+//!   packet without DF is tunnelled whole and the outer packet is fragmented by the
+//!   sending host's IP stack (RFC 4459 section 3.1; the MAG's kernel reassembles before
+//!   its raw socket sees it), counted. A too-big ICMP error message (RFC 1122 / RFC 4443
+//!   forbid errors about errors), or one with no ICMP source of its family configured,
+//!   is dropped and counted.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -124,6 +126,8 @@ pub struct DataPlaneStats {
     pub malformed_downlink: u64,
     pub no_binding: u64,
     pub too_big_dropped: u64,
+    /// Downlink IPv4 packets without DF tunnelled although too big (outer fragments).
+    pub too_big_outer_fragmented: u64,
     /// Bindings not installed because they lack an uplink or downlink GRE key.
     pub bindings_without_keys: u64,
 }
@@ -339,14 +343,14 @@ impl DataPlane {
         result
     }
 
-    fn downlink_inner(&self, packet: &[u8]) -> Result<Action, DropReason> {
+    fn downlink_inner(&mut self, packet: &[u8]) -> Result<Action, DropReason> {
         let (_, dst) = inner_addrs(packet).ok_or(DropReason::MalformedDownlink)?;
         let key = match dst {
             IpAddr::V4(a) => self.by_ipv4.get(&a),
             IpAddr::V6(a) => self.by_prefix.get(&prefix_key(a)),
         }
         .ok_or(DropReason::NoBinding)?;
-        let route = self.by_uplink_key.get(key).ok_or(DropReason::NoBinding)?;
+        let route = *self.by_uplink_key.get(key).ok_or(DropReason::NoBinding)?;
         let matches = match dst {
             IpAddr::V4(a) => route.ipv4 == Some(a),
             IpAddr::V6(a) => route.prefix.is_some_and(|p| p.contains(&a)),
@@ -363,7 +367,12 @@ impl DataPlane {
             .tunnel_mtu
             .saturating_sub(outer + KEYED_GRE_LEN);
         if packet.len() > max_inner {
-            return self.too_big(packet, max_inner);
+            let ipv4_without_df = packet.first().is_some_and(|b| b >> 4 == 4)
+                && packet.get(6).is_some_and(|b| b & 0x40 == 0);
+            if !ipv4_without_df {
+                return self.too_big(packet, max_inner);
+            }
+            self.stats.too_big_outer_fragmented += 1;
         }
         let protocol = match dst {
             IpAddr::V4(_) => ProtocolType::Ipv4,
@@ -384,11 +393,7 @@ impl DataPlane {
         }
         match inner_addrs(packet) {
             Some((IpAddr::V4(src), _)) => {
-                let df = packet.get(6).is_some_and(|b| b & 0x40 != 0);
                 let sgi = self.settings.icmp_source_v4.ok_or(DropReason::TooBig)?;
-                if !df {
-                    return Err(DropReason::TooBig);
-                }
                 let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
                 Ok(Action::ToSgi(icmpv4_frag_needed(sgi, src, mtu, packet)))
             }

@@ -6,7 +6,9 @@
 //! ICMPv6 echo from the home network prefix inside the IPv4 tunnel, an echo from the
 //! PDN side (a raw ICMP socket made inside the namespace) reaching the MAG in GRE, and a
 //! 1500-octet DF packet answered with fragmentation-needed (inner MTU 1472), and a
-//! 1500-octet IPv6 packet with Packet Too Big from the configured ICMPv6 source.
+//! 1500-octet IPv6 packet with Packet Too Big from the configured ICMPv6 source; a
+//! 1500-octet IPv4 packet without DF arrives whole (outer GRE packet fragmented and
+//! reassembled by the kernels).
 //! Needs root; the namespace and veth are removed in `Drop`, and the test checks that
 //! nothing is left.
 
@@ -252,6 +254,27 @@ fn send_gre(s: &Socket, to: Ipv4Addr, key: u32, inner: &[u8]) -> Result<()> {
 /// socket stays in the namespace it was made in).
 fn icmp_socket_in(ns: &str) -> Result<Socket> {
     raw_socket_in(ns, false)
+}
+
+/// Sets IP_MTU_DISCOVER (2: always DF, 0: never DF).
+fn set_pmtu_discovery(s: &Socket, value: libc::c_int) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket fd and an int option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    ensure!(
+        rc == 0,
+        "IP_MTU_DISCOVER: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
 }
 
 /// A raw ICMP (or, with `v6`, ICMPv6) socket inside the namespace `ns`.
@@ -528,8 +551,20 @@ fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
     assert_eq!(key, DOWNLINK_KEY);
     assert_eq!(&inner[12..16], &TUN_ADDRESS.octets());
 
+    // Too big without DF (before the DF test below teaches the kernel the smaller
+    // path MTU): tunnelled whole, the outer packet fragmented on the veth and
+    // reassembled by this host before the raw socket sees it.
+    set_pmtu_discovery(&pdn, 0)?;
+    pdn.send_to(&echo_message(8, 0x5454, 1500 - 28), &to_hoa)?;
+    let (key, inner) = receive_echo(&gre, topology.lma, 8, 0x5454, Duration::from_secs(3))?
+        .with_context(|| format!("big non-DF echo not tunnelled; lma log:\n{}", lma.output()))?;
+    assert_eq!(key, DOWNLINK_KEY);
+    assert_eq!(inner.len(), 1500);
+    lma.wait_for("too_big_outer_fragmented: 1", Duration::from_secs(5))?;
+
     // Too big for the tunnel (1500 - 20 - 8 = 1472 fits, 1500 does not), DF set: the
     // sender gets ICMP fragmentation-needed with the tunnel's inner MTU.
+    set_pmtu_discovery(&pdn, 2)?;
     pdn.send_to(&echo_message(8, 0x5252, 1500 - 28), &to_hoa)?;
     let icmp = receive_icmp(&pdn, Duration::from_secs(3), |p| {
         p.len() >= 28 && p[9] == 1 && p[20] == 3 && p[21] == 4

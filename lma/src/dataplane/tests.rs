@@ -258,12 +258,16 @@ fn too_big_ipv4_with_df_gets_fragmentation_needed() {
 }
 
 #[test]
-fn too_big_ipv4_without_df_or_icmp_error_is_dropped() {
+fn too_big_ipv4_without_df_is_tunnelled_and_an_icmp_error_is_dropped() {
     let mut dp = plane();
-    assert_eq!(
-        dp.downlink(&ipv4(PDN4, HOA, 1600, false)),
-        Err(DropReason::TooBig)
-    );
+    let big = ipv4(PDN4, HOA, 1600, false);
+    match dp.downlink(&big) {
+        Ok(Action::ToMag { gre, .. }) => {
+            assert_eq!(decapsulate_gre(&gre).unwrap().inner, &big[..]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(dp.stats().too_big_outer_fragmented, 1);
     let mut err = ipv4(PDN4, HOA, 1600, true);
     err[20] = 3; // destination unreachable
     assert_eq!(dp.downlink(&err), Err(DropReason::TooBig));
