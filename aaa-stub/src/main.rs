@@ -59,6 +59,12 @@ struct Cli {
     /// segment per message; Wireshark/tshark decode it as Diameter).
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
+
+    /// Keep this file (JSON, rewritten atomically: temp file + rename) up to date with
+    /// the core's state after every event: `{"sessions": N, "peers": M}`, where
+    /// `sessions` counts the Diameter sessions open (authenticated, not yet ended by STR).
+    #[arg(long, value_name = "FILE")]
+    status_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -146,6 +152,7 @@ async fn run() -> Result<()> {
         identity.clone(),
         relay_timeout,
         pcap.clone(),
+        cli.status_file.clone(),
     ));
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut next_id: ConnId = 0;
@@ -209,7 +216,10 @@ async fn core_task(
     identity: (String, String),
     relay_timeout: Duration,
     pcap: Pcap,
+    status_file: Option<PathBuf>,
 ) {
+    let mut status = StatusFile::new(status_file);
+    status.write(core.session_count(), 0);
     let mut conns: HashMap<ConnId, (SocketAddr, UnboundedSender<Message>)> = HashMap::new();
     let mut homes: HashMap<String, UnboundedSender<Message>> = HashMap::new();
     let mut out = Vec::new();
@@ -269,9 +279,38 @@ async fn core_task(
                     let peer = conns
                         .get(&conn)
                         .map_or_else(|| format!("conn {conn}"), |(a, _)| a.to_string());
-                    info!(%peer, %session, %user, %result, "swm");
+                    info!(%peer, %session, %user, %result, sessions = core.session_count(), "swm");
                 }
             }
+        }
+        status.write(core.session_count(), conns.len());
+    }
+}
+
+/// The `--status-file`: rewritten (temp file + rename, so readers never see half of it)
+/// whenever the summary changes.
+struct StatusFile {
+    path: Option<PathBuf>,
+    last: Option<String>,
+}
+
+impl StatusFile {
+    fn new(path: Option<PathBuf>) -> Self {
+        Self { path, last: None }
+    }
+
+    fn write(&mut self, sessions: usize, peers: usize) {
+        let Some(path) = &self.path else { return };
+        let text = format!("{{\"sessions\": {sessions}, \"peers\": {peers}}}");
+        if self.last.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        let tmp = path.with_extension("tmp");
+        let written =
+            std::fs::write(&tmp, format!("{text}\n")).and_then(|()| std::fs::rename(&tmp, path));
+        match written {
+            Ok(()) => self.last = Some(text),
+            Err(e) => warn!(path = %path.display(), "writing the status file: {e}"),
         }
     }
 }
@@ -496,5 +535,30 @@ async fn home_link(
                 peer.handle(peer::Input::Timeout, std::time::Instant::now(), &mut out);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StatusFile;
+
+    #[test]
+    fn the_status_file_counts_sessions_and_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        let mut status = StatusFile::new(Some(path.clone()));
+        status.write(0, 0);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"sessions\": 0, \"peers\": 0}\n"
+        );
+        status.write(2, 1);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"sessions\": 2, \"peers\": 1}\n"
+        );
+        assert!(!dir.path().join("status.tmp").exists());
+        // Without a path nothing is written.
+        StatusFile::new(None).write(1, 1);
     }
 }
