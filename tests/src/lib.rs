@@ -3,6 +3,8 @@
 //! sans-IO [`BindingUpdateList`] over the real transports (IPv4 UDP 5436, IPv6 raw
 //! Mobility Header).
 
+pub mod fake_aaa;
+
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
