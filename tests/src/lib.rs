@@ -4,6 +4,7 @@
 //! Mobility Header).
 
 pub mod fake_aaa;
+pub mod netns;
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};

@@ -5,14 +5,13 @@
 //! TUN -> LMA -> GRE (downlink key) -> mag -> ESP -> ue-emu. The AAA is the in-test one
 //! of attach_loopback.rs. Needs root (namespace, veth, TUN, raw GRE sockets).
 
-use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{Context, Result};
 use integration_tests::fake_aaa::{FakeAaa, APN, IMSI, K, OPC};
+use integration_tests::netns::{LmaProcess, Topology};
 use integration_tests::{node_binary, write_file, Node};
 
 use serde_json::Value;
@@ -40,133 +39,6 @@ fn open_up(dir: &Path) -> Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))?;
     Ok(())
 }
-fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .with_context(|| format!("running ip {}", args.join(" ")))?;
-    ensure!(
-        out.status.success(),
-        "ip {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-/// A namespace for the LMA and a veth pair to it; removed on drop.
-struct Topology {
-    ns: String,
-    veth: String,
-    mag: Ipv4Addr,
-    lma: Ipv4Addr,
-}
-
-impl Topology {
-    fn new() -> Result<Topology> {
-        let pid = std::process::id();
-        let third = u8::try_from(pid % 200 + 30).unwrap_or(20);
-        let t = Topology {
-            ns: format!("dpe2e{pid}"),
-            veth: format!("dpe2e{pid}a"),
-            mag: Ipv4Addr::new(172, 31, third, 1),
-            lma: Ipv4Addr::new(172, 31, third, 2),
-        };
-        t.remove();
-        let peer = format!("dpe2e{pid}b");
-        ip(&["netns", "add", &t.ns])?;
-        // From here on, Drop cleans up whatever was made.
-        ip(&[
-            "link", "add", &t.veth, "type", "veth", "peer", "name", &peer,
-        ])?;
-        ip(&["link", "set", &peer, "netns", &t.ns])?;
-        ip(&["addr", "add", &format!("{}/30", t.mag), "dev", &t.veth])?;
-        ip(&["link", "set", &t.veth, "up"])?;
-        ip(&[
-            "-n",
-            &t.ns,
-            "addr",
-            "add",
-            &format!("{}/30", t.lma),
-            "dev",
-            &peer,
-        ])?;
-        ip(&["-n", &t.ns, "link", "set", &peer, "up"])?;
-        ip(&["-n", &t.ns, "link", "set", "lo", "up"])?;
-        Ok(t)
-    }
-
-    fn remove(&self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.veth])
-            .output();
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        self.remove();
-    }
-}
-
-/// The `lma` process inside the namespace, its log in a file; killed on drop.
-struct LmaProcess {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl LmaProcess {
-    fn start(ns: &str, config: &std::path::Path, log: std::path::PathBuf) -> Result<Self> {
-        let binary = node_binary("lma")?;
-        let file = File::create(&log).context("creating the lma log file")?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(&binary)
-            .arg("--config")
-            .arg(config)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .context("starting lma in the namespace")?;
-        Ok(LmaProcess { child, log })
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_for(&self, needle: &str, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.output().contains(needle) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("lma did not log {needle:?}; log:\n{}", self.output())
-    }
-}
-
-impl Drop for LmaProcess {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child by its pid.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const TUN_ADDRESS: &str = "10.46.1.1";
 const TUN_ADDRESS_V6: &str = "2001:db8:46::1";
@@ -174,7 +46,7 @@ const TUN_ADDRESS_V6: &str = "2001:db8:46::1";
 #[test]
 fn ue_pings_the_lmas_sgi_through_esp_and_gre() -> Result<()> {
     let net = 90;
-    let topology = Topology::new()?;
+    let topology = Topology::new("dpe2e", 2)?;
     let dir = tempfile::tempdir()?;
     open_up(dir.path())?;
     let tun = format!("dpe2e{}", std::process::id() % 100_000);

@@ -15,11 +15,12 @@
 use std::fs::File;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
-use integration_tests::{node_binary, write_file, TestMag};
+use anyhow::{ensure, Context, Result};
+use integration_tests::netns::{LmaProcess, Topology};
+use integration_tests::{write_file, TestMag};
 use pmip_common::binding_update_list::{
     Input, MagConfig, MobileNodeKey, Output, RegistrationRequest,
 };
@@ -31,153 +32,6 @@ const DOWNLINK_KEY: u32 = 0x0d0d_0001;
 const TUN_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 46, 1, 1);
 /// Inside ipv6_pool's /48 but far from the first prefixes handed out.
 const TUN_ADDRESS_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x46, 0xffff, 0, 0, 0, 1);
-
-fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .with_context(|| format!("running ip {}", args.join(" ")))?;
-    ensure!(
-        out.status.success(),
-        "ip {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-/// A namespace for the LMA and a veth pair to it; removed on drop.
-struct Topology {
-    ns: String,
-    veth: String,
-    mag: Ipv4Addr,
-    lma: Ipv4Addr,
-    mag6: Ipv6Addr,
-    lma6: Ipv6Addr,
-}
-
-impl Topology {
-    /// `tag` (0-9) tells apart the topologies of tests running at once.
-    fn new(tag: u8) -> Result<Topology> {
-        let pid = std::process::id();
-        let third = u8::try_from(pid % 200 + 20).unwrap_or(20);
-        let sixth = u16::from(third);
-        let t = Topology {
-            ns: format!("lmadp{pid}{tag}"),
-            veth: format!("lmadp{pid}{tag}a"),
-            mag: Ipv4Addr::new(172, 31 - tag, third, 1),
-            lma: Ipv4Addr::new(172, 31 - tag, third, 2),
-            mag6: Ipv6Addr::new(0xfd00, 0x31, u16::from(tag), sixth, 0, 0, 0, 1),
-            lma6: Ipv6Addr::new(0xfd00, 0x31, u16::from(tag), sixth, 0, 0, 0, 2),
-        };
-        t.remove();
-        let peer = format!("lmadp{pid}{tag}b");
-        ip(&["netns", "add", &t.ns])?;
-        // From here on, Drop cleans up whatever was made.
-        ip(&[
-            "link", "add", &t.veth, "type", "veth", "peer", "name", &peer,
-        ])?;
-        ip(&["link", "set", &peer, "netns", &t.ns])?;
-        ip(&["addr", "add", &format!("{}/30", t.mag), "dev", &t.veth])?;
-        ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{}/64", t.mag6),
-            "dev",
-            &t.veth,
-            "nodad",
-        ])?;
-        ip(&["link", "set", &t.veth, "up"])?;
-        ip(&[
-            "-n",
-            &t.ns,
-            "addr",
-            "add",
-            &format!("{}/30", t.lma),
-            "dev",
-            &peer,
-        ])?;
-        let lma6 = format!("{}/64", t.lma6);
-        ip(&[
-            "-n", &t.ns, "-6", "addr", "add", &lma6, "dev", &peer, "nodad",
-        ])?;
-        ip(&["-n", &t.ns, "link", "set", &peer, "up"])?;
-        ip(&["-n", &t.ns, "link", "set", "lo", "up"])?;
-        Ok(t)
-    }
-
-    fn remove(&self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.veth])
-            .output();
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        self.remove();
-    }
-}
-
-/// The `lma` process inside the namespace, its log in a file; killed on drop.
-struct LmaProcess {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl LmaProcess {
-    fn start(ns: &str, config: &std::path::Path, log: std::path::PathBuf) -> Result<Self> {
-        let binary = node_binary("lma")?;
-        let file = File::create(&log).context("creating the lma log file")?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(&binary)
-            .arg("--config")
-            .arg(config)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .context("starting lma in the namespace")?;
-        Ok(LmaProcess { child, log })
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_for(&self, needle: &str, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.output().contains(needle) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("lma did not log {needle:?}; log:\n{}", self.output())
-    }
-}
-
-impl Drop for LmaProcess {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child by its pid.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = data
@@ -421,7 +275,7 @@ fn receive_echo(
 
 #[test]
 fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
-    let topology = Topology::new(0)?;
+    let topology = Topology::new("lmadp", 0)?;
     let dir = tempfile::tempdir()?;
     let tun = format!("sgi{}0", std::process::id());
     let config = format!(
@@ -626,7 +480,7 @@ fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
 /// socket), then an ICMP echo in GRE over IPv6 to the TUN's address and back.
 #[test]
 fn gre_over_ipv6_transport() -> Result<()> {
-    let topology = Topology::new(1)?;
+    let topology = Topology::new("lmadp", 1)?;
     let dir = tempfile::tempdir()?;
     let tun = format!("sgi{}1", std::process::id());
     let config = format!(
