@@ -25,12 +25,6 @@ use crate::mh::{
     VendorSpecific,
 };
 
-/// The Timestamp option value of a wall-clock time (RFC 5213 section 8.8); the former
-/// name of [`Timestamp::from_system_time`], kept while callers move over.
-pub fn ntp_timestamp(time: SystemTime) -> Timestamp {
-    Timestamp::from_system_time(time)
-}
-
 /// The MAG's protocol settings (RFC 5213 section 6.9.4 and section 9).
 #[derive(Debug, Clone)]
 pub struct MagConfig {
@@ -589,7 +583,7 @@ impl BindingUpdateList {
         } else {
             wall - (epoch - now)
         };
-        ntp_timestamp(wall_now)
+        Timestamp::from_system_time(wall_now)
     }
 }
 
@@ -1022,7 +1016,7 @@ mod tests {
     #[test]
     fn timestamp_conversion() {
         let t = UNIX_EPOCH + Duration::from_millis(1_500);
-        let ts = ntp_timestamp(t);
+        let ts = Timestamp::from_system_time(t);
         assert_eq!(ts.0 >> 16, 1);
         assert_eq!(ts.0 & 0xffff, 1 << 15);
     }

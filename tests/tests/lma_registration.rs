@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use integration_tests::{write_file, MhSocket, Node, TestMag};
 use ipnet::{Ipv4Net, Ipv6Net};
 use pmip_common::binding_update_list::{
-    ntp_timestamp, Input, MagConfig, MobileNodeKey, Output, Registration, RegistrationRequest,
+    Input, MagConfig, MobileNodeKey, Output, Registration, RegistrationRequest,
 };
 use pmip_common::mh::*;
 
@@ -319,7 +319,7 @@ fn pbu(sequence: u16, mn: &str) -> ProxyBindingUpdate {
         home_network_prefixes: vec!["::/0".parse().unwrap()],
         handoff: HandoffIndicator::AttachmentOverNewInterface,
         access_technology: AccessTechnologyType::Ieee80211,
-        timestamp: Some(ntp_timestamp(SystemTime::now())),
+        timestamp: Some(Timestamp::from_system_time(SystemTime::now())),
         link_local_address: None,
         link_layer_id: None,
         gre_key: Some(GreKey(77)),
@@ -421,7 +421,9 @@ fn bad_inputs(socket: &MhSocket, lma: SocketAddr, lma_node: &mut Node) -> Result
 
     // Timestamp far from the LMA's clock (RFC 5213 section 5.5): TIMESTAMP_MISMATCH.
     let mut old = pbu(120, "oldclock@test");
-    old.timestamp = Some(ntp_timestamp(SystemTime::now() - Duration::from_secs(3600)));
+    old.timestamp = Some(Timestamp::from_system_time(
+        SystemTime::now() - Duration::from_secs(3600),
+    ));
     assert_eq!(
         status_of(socket, lma, old.to_binding_update())?,
         BindingAckStatus::TimestampMismatch
@@ -448,7 +450,7 @@ fn bad_inputs(socket: &MhSocket, lma: SocketAddr, lma_node: &mut Node) -> Result
     // BCE_PBU_PREFIX_SET_DO_NOT_MATCH, and the binding keeps its prefix.
     let mut wrong_prefix = first.clone();
     wrong_prefix.sequence = 123;
-    wrong_prefix.timestamp = Some(ntp_timestamp(SystemTime::now()));
+    wrong_prefix.timestamp = Some(Timestamp::from_system_time(SystemTime::now()));
     wrong_prefix.home_network_prefixes = vec!["2001:db8:ffff:1::/64".parse()?];
     wrong_prefix.handoff = HandoffIndicator::HandoffStateNotChanged;
     assert_eq!(
@@ -457,7 +459,7 @@ fn bad_inputs(socket: &MhSocket, lma: SocketAddr, lma_node: &mut Node) -> Result
     );
     let mut refresh = first.clone();
     refresh.sequence = 124;
-    refresh.timestamp = Some(ntp_timestamp(SystemTime::now()));
+    refresh.timestamp = Some(Timestamp::from_system_time(SystemTime::now()));
     refresh.home_network_prefixes = granted.home_network_prefixes.clone();
     refresh.ipv4_home_address_request = granted.ipv4_home_address_reply.map(|(_, a)| a);
     refresh.handoff = HandoffIndicator::HandoffStateNotChanged;

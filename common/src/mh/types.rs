@@ -40,9 +40,6 @@ pub struct GreKey(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub u64);
 
-/// The former name of [`Timestamp`], kept while callers move over.
-pub type NtpTimestamp = Timestamp;
-
 impl Timestamp {
     /// One second in the fixed-point format.
     pub const ONE_SECOND: u64 = 1 << 16;
