@@ -5,6 +5,7 @@
 
 pub mod fake_aaa;
 pub mod netns;
+pub mod tshark_fields;
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};

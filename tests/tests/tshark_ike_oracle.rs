@@ -17,6 +17,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
+use integration_tests::tshark_fields::{values, walk};
 use pmip_common::ike::keys::{nat_detection_hash, shared_key_auth, signed_octets};
 use pmip_common::ike::wire::*;
 use pmip_common::ike::{DhPrivate, Encr, EspSuite, IkeSaKeys, IkeSuite, Random};
@@ -243,48 +244,6 @@ fn decryption_record(x: &Exchange) -> String {
         "uat:ikev2_decryption_table:{}",
         x.keys.wireshark_decryption_record(x.spi_i, x.spi_r)
     )
-}
-
-/// Every (field, value) pair in a JSON tree, depth first, in document order; a field
-/// that tshark repeated (`--no-duplicate-keys` makes that an array) yields each value.
-fn walk(v: &Value, out: &mut Vec<(String, String)>) {
-    fn scalar(k: &str, v: &Value, out: &mut Vec<(String, String)>) {
-        match v {
-            Value::String(s) => out.push((k.to_string(), s.clone())),
-            Value::Number(n) => out.push((k.to_string(), n.to_string())),
-            Value::Bool(b) => out.push((k.to_string(), b.to_string())),
-            _ => {}
-        }
-    }
-    match v {
-        Value::Object(map) => {
-            for (k, v) in map {
-                match v {
-                    Value::Array(items) => {
-                        for item in items {
-                            scalar(k, item, out);
-                            walk(item, out);
-                        }
-                    }
-                    Value::Object(_) => {
-                        out.push((k.to_string(), String::new()));
-                        walk(v, out);
-                    }
-                    _ => scalar(k, v, out),
-                }
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
-        _ => {}
-    }
-}
-
-fn values<'a>(fields: &'a [(String, String)], key: &str) -> Vec<&'a str> {
-    fields
-        .iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .collect()
 }
 
 fn colon_hex(b: &[u8]) -> String {
