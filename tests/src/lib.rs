@@ -439,3 +439,22 @@ impl TestMag {
         Ok(())
     }
 }
+
+/// Runs `ue-emu attach --json --config CONFIG EXTRA...` and returns its exit code and the
+/// one JSON object it prints (an error, with its stderr, when it printed none).
+pub fn ue_emu_attach(config: &Path, extra: &[&str]) -> Result<(Option<i32>, serde_json::Value)> {
+    let out = Command::new(node_binary("ue-emu")?)
+        .args(["attach", "--json", "--config"])
+        .arg(config)
+        .args(extra)
+        .output()
+        .context("running ue-emu")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(stdout.trim()).with_context(|| {
+        format!(
+            "ue-emu printed no JSON: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    Ok((out.status.code(), report))
+}

@@ -4,11 +4,10 @@
 
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use integration_tests::{node_binary, write_file, Node};
+use integration_tests::{ue_emu_attach, write_file, Node};
 use serde_json::Value;
 
 const K: &str = "465b5ce8b199b49faa5f0a2ee238a6bc";
@@ -56,18 +55,7 @@ fn attach_via(
              epdg = \"{epdg}:500\"\nlocal = \"{local}\"\napn = \"{apn}\"\ntimeout_ms = 10000\n",
         ),
     )?;
-    let out = Command::new(node_binary("ue-emu")?)
-        .args(["attach", "--json", "--insecure", "--config", path(&config)?])
-        .output()
-        .context("running ue-emu")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(stdout.trim()).with_context(|| {
-        format!(
-            "ue-emu printed no JSON: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
-    Ok((out.status.code(), report))
+    ue_emu_attach(&config, &["--insecure"])
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use integration_tests::fake_aaa::{FakeAaa, APN, IMSI, K, OPC};
-use integration_tests::{node_binary, write_file, Node};
+use integration_tests::{node_binary, ue_emu_attach, write_file, Node};
 use ipnet::{Ipv4Net, Ipv6Net};
 use pmip_common::diameter::codes::result;
 
@@ -147,19 +147,7 @@ impl Lab {
                 ip(self.net, 1)
             ),
         )?;
-        let out = Command::new(node_binary("ue-emu")?)
-            .args(["attach", "--json", "--config", path(&config)?])
-            .args(extra)
-            .output()
-            .context("running ue-emu")?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let report: Value = serde_json::from_str(stdout.trim()).with_context(|| {
-            format!(
-                "ue-emu printed no JSON: {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })?;
-        Ok((out.status.code(), report))
+        ue_emu_attach(&config, extra)
     }
 
     /// Waits until `check` holds, up to five seconds.

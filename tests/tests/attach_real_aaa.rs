@@ -11,11 +11,10 @@
 
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use integration_tests::{node_binary, write_file, Node};
+use integration_tests::{ue_emu_attach, write_file, Node};
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::Value;
 
@@ -145,19 +144,9 @@ impl Lab {
                 ip(self.net, 1)
             ),
         )?;
-        let out = Command::new(node_binary("ue-emu")?)
-            .args(["attach", "--json", "--insecure", "--config", path(&config)?])
-            .args(extra)
-            .output()
-            .context("running ue-emu")?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let report: Value = serde_json::from_str(stdout.trim()).with_context(|| {
-            format!(
-                "ue-emu printed no JSON: {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })?;
-        Ok((out.status.code(), report))
+        let mut args = vec!["--insecure"];
+        args.extend_from_slice(extra);
+        ue_emu_attach(&config, &args)
     }
 
     fn outputs(&self) -> String {
