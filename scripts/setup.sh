@@ -5,6 +5,12 @@ set -euo pipefail
 
 need_apt=()
 command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
+# iperf3 runs through `ue-emu --tun` in the network-namespace data-plane tests.
+command -v iperf3 >/dev/null 2>&1 || need_apt+=(iperf3)
+# ip (iproute2) builds the network-namespace topology (scripts/netns-lab.sh).
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# busybox-static gives the FROM-scratch lab images sh, ip and ping (scripts/build-images.sh).
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need_apt+=(busybox-static)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian"
