@@ -47,3 +47,6 @@ fi
 python3 -c "import diameter.message" ||
   { echo "setup: python-diameter is not importable" >&2; exit 1; }
 echo "setup: python-diameter ok"
+
+# strongSwan with eap-aka-3gpp (a software USIM), the real UE of tests/tests/strongswan_interop.rs.
+bash "$(dirname "$0")/build-strongswan.sh"
