@@ -9,6 +9,8 @@ command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
 command -v iperf3 >/dev/null 2>&1 || need_apt+=(iperf3)
 # ip (iproute2) builds the network-namespace topology (scripts/netns-lab.sh).
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# ping (iputils-ping) runs through `ue-emu --tun` in tests/tests/netns_lab.rs.
+command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 # busybox-static gives the FROM-scratch lab images sh, ip and ping (scripts/build-images.sh).
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need_apt+=(busybox-static)
 

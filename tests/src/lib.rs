@@ -4,6 +4,7 @@
 //! Mobility Header).
 
 pub mod fake_aaa;
+pub mod lab;
 pub mod netns;
 pub mod tshark_fields;
 
