@@ -13,6 +13,11 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 # busybox-static gives the FROM-scratch lab images sh, ip and ping (scripts/build-images.sh).
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need_apt+=(busybox-static)
+# docker and compose run the lab (scripts/lab.sh, tests/tests/compose_lab.rs); Debian's
+# docker.io and docker-compose (v1) when neither is there.
+command -v docker >/dev/null 2>&1 || need_apt+=(docker.io)
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 ||
+  need_apt+=(docker-compose)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian"
@@ -52,3 +57,10 @@ echo "setup: python-diameter ok"
 
 # strongSwan with eap-aka-3gpp (a software USIM), the real UE of tests/tests/strongswan_interop.rs.
 bash "$(dirname "$0")/build-strongswan.sh"
+
+# The lab test needs a running docker daemon (started by the init system on install).
+if docker info >/dev/null 2>&1; then
+  echo "setup: docker $(docker version --format '{{.Server.Version}}' 2>/dev/null) running"
+else
+  echo "setup: the docker daemon is not reachable; tests/tests/compose_lab.rs will fail" >&2
+fi
