@@ -48,6 +48,13 @@ use pmip_common::mh::{
     ProxyBindingUpdate, Timestamp, IPPROTO_NONE,
 };
 
+mod chain;
+
+pub use chain::{
+    ChainDownReason, ChainEvent, ChainInfo, ChainReport, ChainSettings,
+    GTP_CAUSE_REMOTE_PEER_NOT_RESPONDING,
+};
+
 use crate::binding_cache::{Addresses, BindingCache, BindingId, BindingState};
 use crate::config::{MagFilter, UnauthorizedMag};
 use crate::deadlines::DeadlineQueue;
@@ -122,6 +129,8 @@ pub enum Outcome {
     /// moved on): acknowledged, binding kept (RFC 5213 5.3.5).
     DeregistrationFromOldMag,
     Rejected,
+    /// Held for the home gateway's answer (chaining): no PBA yet.
+    Held,
 }
 
 /// One PBU as the log line reports it.
@@ -137,6 +146,8 @@ pub struct PbuReport {
     pub addresses: Addresses,
     /// Why it was rejected.
     pub reason: Option<&'static str>,
+    /// The home gateway this binding is chained to (visited role), if any.
+    pub home: Option<IpAddr>,
 }
 
 /// What the driver carries out.
@@ -154,6 +165,16 @@ pub enum Output {
     },
     /// One PBU was handled (one log line).
     Report(PbuReport),
+    /// A chained binding was created, or its ePDG side changed: install or replace its
+    /// GRE relay (ePDG-side keys <-> home-side keys).
+    ChainUp(ChainInfo),
+    /// A chained binding is gone: remove its relay.
+    ChainDown {
+        chain: ChainInfo,
+        reason: ChainDownReason,
+    },
+    /// Something happened on the home side of a chained binding (one log line).
+    Chain(ChainReport),
 }
 
 /// Counters, for logs and tests.
@@ -173,6 +194,12 @@ pub struct Stats {
     pub expired: u64,
     /// Answers not sent because they would exceed the Mobility Header's length limit.
     pub oversized_answers: u64,
+    /// ePDG PBUs held for a home gateway (chaining).
+    pub chains_held: u64,
+    /// Chained bindings created.
+    pub chains_registered: u64,
+    /// Held PBUs answered with an error (home reject or timeout).
+    pub chains_failed: u64,
 }
 
 /// Why a PBU is refused, and what the PBA says.
@@ -212,6 +239,24 @@ struct Granted {
     addresses: Addresses,
     lifetime: Lifetime,
     outcome: Outcome,
+    /// For a chained binding: what the home gateway assigned (the PBA carries it).
+    home: Option<HomeGrant>,
+}
+
+/// What a home gateway assigned to a chained binding.
+#[derive(Debug, Clone, Copy)]
+struct HomeGrant {
+    home: IpAddr,
+    home_network_prefix: Option<Ipv6Net>,
+    ipv4_home_address: Option<Ipv4Net>,
+    ipv4_default_router: Option<Ipv4Addr>,
+}
+
+/// What became of a valid PBU.
+enum Processed {
+    Granted(Granted),
+    /// Held for the home gateway (chaining): answered later.
+    Held,
 }
 
 /// `::/0` (or any zero-length prefix): "assign me a prefix".
@@ -225,7 +270,7 @@ fn sequence_after(new: u16, old: u16) -> bool {
 }
 
 /// The LMA's signaling state: bindings, pools, timers.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Lma {
     settings: LmaSettings,
     cache: BindingCache,
@@ -236,6 +281,8 @@ pub struct Lma {
     /// `now` and the wall clock at the same moment: the wall clock follows `now`.
     epoch: (Instant, SystemTime),
     stats: Stats,
+    /// The visited role ([`Lma::with_chaining`]).
+    chain: Option<chain::Chain>,
 }
 
 impl Lma {
@@ -259,6 +306,7 @@ impl Lma {
             deadlines: DeadlineQueue::new(),
             epoch: (now, wall_clock),
             stats: Stats::default(),
+            chain: None,
         })
     }
 
@@ -286,14 +334,22 @@ impl Lma {
 
     /// The earliest moment `handle(Input::Timeout, ..)` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|(at, _)| at)
+        let bindings = self.deadlines.peek().map(|(at, _)| at);
+        let home = self.chain.as_ref().and_then(chain::Chain::poll_timeout);
+        match (bindings, home) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Advances the state machine by one input at `now`, appending what to do to `out`.
     pub fn handle(&mut self, input: Input<'_>, now: Instant, out: &mut Vec<Output>) {
         match input {
             Input::Mobility { from, bytes } => self.receive(from, bytes, now, out),
-            Input::Timeout => self.expire(now, out),
+            Input::Timeout => {
+                self.expire(now, out);
+                self.chain_timeout(now, out);
+            }
         }
         let cache = &self.cache;
         let stale =
@@ -337,7 +393,11 @@ impl Lma {
     fn receive(&mut self, from: MagAddress, bytes: &[u8], now: Instant, out: &mut Vec<Output>) {
         self.stats.received += 1;
         let authorized = self.is_allowed(from.ip());
-        if !authorized && self.settings.unauthorized_mag == UnauthorizedMag::Drop {
+        let home_gateway = self
+            .chain
+            .as_ref()
+            .is_some_and(|c| c.is_home_gateway(from.ip()));
+        if !authorized && !home_gateway && self.settings.unauthorized_mag == UnauthorizedMag::Drop {
             self.stats.unauthorized_dropped += 1;
             return;
         }
@@ -384,6 +444,7 @@ impl Lma {
             MobilityMessage::BindingUpdate(bu) => {
                 self.binding_update(from, authorized, &bu, now, out)
             }
+            MobilityMessage::BindingAck(ba) if home_gateway => self.chain_ack(from, &ba, now, out),
             MobilityMessage::Heartbeat(hb) if authorized && !hb.response && !hb.unsolicited => {
                 self.stats.heartbeats_answered += 1;
                 let response = HeartbeatRepr {
@@ -422,7 +483,19 @@ impl Lma {
             Ok((pbu, granted))
         });
         match result {
-            Ok((pbu, granted)) => {
+            Ok((pbu, Processed::Held)) => out.push(Output::Report(PbuReport {
+                mag: from,
+                mn_id: Some(pbu.mn_id),
+                apn: pbu.apn,
+                sequence: pbu.sequence,
+                outcome: Outcome::Held,
+                status: BindingAckStatus::Accepted,
+                lifetime: Lifetime(0),
+                addresses: Addresses::default(),
+                reason: None,
+                home: None,
+            })),
+            Ok((pbu, Processed::Granted(granted))) => {
                 self.stats.pbus_accepted += 1;
                 let ack = self.accept_ack(&pbu, &granted);
                 self.send(from, MobilityMessage::BindingAck(ack), out);
@@ -436,6 +509,7 @@ impl Lma {
                     lifetime: granted.lifetime,
                     addresses: granted.addresses,
                     reason: None,
+                    home: granted.home.map(|h| h.home),
                 }));
             }
             Err(rejection) => {
@@ -463,6 +537,7 @@ impl Lma {
                     lifetime: Lifetime(0),
                     addresses: Addresses::default(),
                     reason: Some(rejection.reason),
+                    home: None,
                 }));
             }
         }
@@ -476,7 +551,7 @@ impl Lma {
         now: Instant,
         wall: SystemTime,
         out: &mut Vec<Output>,
-    ) -> Result<Granted, Rejection> {
+    ) -> Result<Processed, Rejection> {
         let existing = self.cache.find(&pbu.mn_id, pbu.apn.as_deref());
         let held = existing.and_then(|id| self.cache.get(id));
         match pbu.timestamp {
@@ -516,8 +591,19 @@ impl Lma {
                 }
             }
         }
+        let chained = existing.filter(|id| self.is_chained(*id));
         if pbu.lifetime.is_zero() {
-            return self.deregister(existing, pbu, from, out);
+            if let Some(id) = chained {
+                return self
+                    .chain_deregister(id, pbu, from, now, out)
+                    .map(Processed::Granted);
+            }
+            if existing.is_none() {
+                self.chain_cancel(pbu, from, now, out);
+            }
+            return self
+                .deregister(existing, pbu, from, out)
+                .map(Processed::Granted);
         }
         if pbu.gre_key.is_none() && self.settings.require_gre_key {
             return Err(Rejection::new(
@@ -525,10 +611,18 @@ impl Lma {
                 "no GRE Key option, and GRE encapsulation is required",
             ));
         }
-        match existing {
-            Some(id) => self.reregister(id, pbu, from, now, out),
-            None => self.register(pbu, from, now, out),
-        }
+        let granted = match (existing, chained) {
+            (Some(id), Some(_)) => self.chain_refresh(id, pbu, from, now, out),
+            (Some(id), None) => self.reregister(id, pbu, from, now, out),
+            (None, _) => match self.chain_target(pbu)? {
+                Some(home) => {
+                    self.chain_hold(pbu, from, home, now, out)?;
+                    return Ok(Processed::Held);
+                }
+                None => self.register(pbu, from, now, out),
+            },
+        };
+        granted.map(Processed::Granted)
     }
 
     fn granted_lifetime(&self, requested: Lifetime) -> Lifetime {
@@ -584,9 +678,13 @@ impl Lma {
         }
         if pbu.gre_key.is_some() && held.uplink_gre_key.is_none() {
             let cache = &self.cache;
+            let chain = self.chain.as_ref();
             taken.uplink_gre_key = Some(
                 self.uplink_keys
-                    .allocate(|k| cache.by_uplink_gre_key(k).is_some())
+                    .allocate(|k| {
+                        cache.by_uplink_gre_key(k).is_some()
+                            || chain.is_some_and(|c| c.key_reserved(k))
+                    })
                     .ok_or(Rejection::new(
                         BindingAckStatus::InsufficientResources,
                         "no free uplink GRE key",
@@ -683,6 +781,7 @@ impl Lma {
             addresses: taken,
             lifetime,
             outcome: Outcome::Registered,
+            home: None,
         })
     }
 
@@ -762,6 +861,7 @@ impl Lma {
             addresses,
             lifetime,
             outcome: Outcome::Refreshed,
+            home: None,
         })
     }
 
@@ -776,6 +876,7 @@ impl Lma {
             addresses,
             lifetime: Lifetime(0),
             outcome,
+            home: None,
         };
         let Some((id, entry)) = existing.and_then(|id| Some((id, self.cache.get(id)?))) else {
             // Nothing bound: the de-registration is already true.
@@ -812,6 +913,10 @@ impl Lma {
             if !current {
                 continue;
             }
+            if self.is_chained(id) {
+                self.chain_expire(id, now, out);
+                continue;
+            }
             let info = self.info(id);
             if let Some(entry) = self.cache.remove(id) {
                 self.release(&entry.addresses());
@@ -840,8 +945,12 @@ impl Lma {
             .as_ref()
             .map_or(32, |p| p.network().prefix_len());
         let ipv4_home_address_reply = pbu.ipv4_home_address_request.map(|request| {
-            let address = match a.ipv4_home_address {
-                Some(address) if !deregistration => {
+            let address = match (a.ipv4_home_address, granted.home) {
+                // Chained: the home gateway's address and prefix length, as it sent them.
+                (Some(_), Some(home)) if !deregistration => {
+                    home.ipv4_home_address.unwrap_or(request)
+                }
+                (Some(address), None) if !deregistration => {
                     Ipv4Net::new(address, prefix_len).unwrap_or(request)
                 }
                 _ => request,
@@ -849,7 +958,10 @@ impl Lma {
             (Ipv4HomeAddressReplyStatus::Success, address)
         });
         let ipv4_default_router = match (&ipv4_home_address_reply, deregistration) {
-            (Some(_), false) => self.settings.ipv4_default_router,
+            (Some(_), false) => match granted.home {
+                Some(home) => home.ipv4_default_router,
+                None => self.settings.ipv4_default_router,
+            },
             _ => None,
         };
         ProxyBindingAck {

@@ -13,7 +13,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use pmip_common::mh::Lifetime;
 use serde::Deserialize;
 
-use crate::anchor::LmaSettings;
+use crate::anchor::{ChainSettings, LmaSettings};
 use crate::pools::{Ipv4Pool, PrefixPool};
 
 /// The largest lifetime the 16-bit field (units of 4 s) carries.
@@ -85,6 +85,36 @@ pub struct ConfigLayer {
     pub socket_buffer_bytes: Option<usize>,
     /// The SGi data plane; without it the LMA runs signaling only.
     pub sgi: Option<SgiConfig>,
+    /// The visited role: chaining to home gateways (`lma::anchor` chain module doc).
+    pub chaining: Option<ChainingConfig>,
+}
+
+/// The `[chaining]` table: when a PBU names another gateway in the 3GPP PDN GW IP
+/// Address option, this gateway registers at it as a MAG and relays GRE between the two
+/// tunnels (needs CAP_NET_RAW for the raw GRE sockets).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainingConfig {
+    /// The home gateways this gateway may chain to (addresses or prefixes). A PBU naming
+    /// another one is refused with status 129 ADMINISTRATIVELY_PROHIBITED.
+    pub home_gateways: Vec<MagFilter>,
+    /// This gateway's IPv4 proxy care-of address toward the home gateways (signaling
+    /// from UDP port `listen_v4`'s, GRE). Default: `listen_v4`'s address.
+    pub local_v4: Option<Ipv4Addr>,
+    /// Toward IPv6 home gateways; must be `listen_v6` (one raw Mobility Header socket).
+    /// Default: `listen_v6`.
+    pub local_v6: Option<Ipv6Addr>,
+    /// The home gateways' UDP port for the Mobility Header over IPv4. Default 5436.
+    pub home_port: Option<u16>,
+    /// First PBU retransmission delay toward home, in ms (InitMinDelayBetweenBUs).
+    /// Default 1000.
+    pub retransmit_ms: Option<u64>,
+    /// Longest retransmission delay, in ms (MaxDelayBetweenBUs). Default 32000.
+    pub max_retransmit_ms: Option<u64>,
+    /// Retransmissions before the home gateway counts as not responding. Default 3.
+    pub max_retransmissions: Option<u32>,
+    /// Lifetime asked of the home gateway, in seconds. Default `max_lifetime_secs`.
+    pub lifetime_secs: Option<u32>,
 }
 
 /// The `[sgi]` table: the TUN device toward the PDN and the GRE tunnel MTU.
@@ -174,6 +204,8 @@ pub struct Settings {
     pub restart_counter_file: Option<PathBuf>,
     pub socket_buffer_bytes: usize,
     pub sgi: Option<SgiSettings>,
+    /// The visited role (`[chaining]`), checked.
+    pub chaining: Option<ChainSettings>,
     /// Things worth a warning in the log, not worth refusing to start.
     pub warnings: Vec<String>,
 }
@@ -255,7 +287,8 @@ pub fn resolve(
 
     let (ipv4_pool, v4pool_flag) = pick!(ipv4_pool);
     let (ipv6_pool, v6pool_flag) = pick!(ipv6_pool);
-    if ipv4_pool.is_none() && ipv6_pool.is_none() {
+    let (chaining, _) = pick!(chaining);
+    if ipv4_pool.is_none() && ipv6_pool.is_none() && chaining.is_none() {
         return Err(invalid(
             "ipv4_pool",
             false,
@@ -384,9 +417,87 @@ pub fn resolve(
             })
         }
     };
+    let chaining = match chaining {
+        None => None,
+        Some(c) => {
+            if c.home_gateways.is_empty() {
+                return Err(invalid(
+                    "chaining.home_gateways",
+                    false,
+                    "empty: list the home gateways this gateway may chain to".into(),
+                ));
+            }
+            let listen_ip_v4 = match listen_v4 {
+                Some(SocketAddr::V4(a)) => Some(*a.ip()),
+                _ => None,
+            };
+            let local_v4 = c.local_v4.or(listen_ip_v4);
+            if local_v4.is_some_and(|a| a.is_unspecified()) {
+                return Err(invalid(
+                    "chaining.local_v4",
+                    false,
+                    "give this gateway's own address, not 0.0.0.0".into(),
+                ));
+            }
+            let local_v6 = c.local_v6.or(listen_v6);
+            if c.local_v6.is_some() && c.local_v6 != listen_v6 {
+                return Err(invalid(
+                    "chaining.local_v6",
+                    false,
+                    "must be listen_v6 (the raw Mobility Header socket's address)".into(),
+                ));
+            }
+            if local_v4.is_none() && local_v6.is_none() {
+                return Err(invalid(
+                    "chaining.local_v4",
+                    false,
+                    "no address toward the home gateways: set listen_v4 or local_v4".into(),
+                ));
+            }
+            let retransmit = c.retransmit_ms.unwrap_or(1000);
+            let max_retransmit = c.max_retransmit_ms.unwrap_or(32_000);
+            if retransmit == 0 || max_retransmit < retransmit {
+                return Err(invalid(
+                    "chaining.retransmit_ms",
+                    false,
+                    format!(
+                        "{retransmit} ms (max_retransmit_ms {max_retransmit}): give 1 ms or \
+                         more, and no more than max_retransmit_ms"
+                    ),
+                ));
+            }
+            let lifetime = c.lifetime_secs.unwrap_or(max_lifetime);
+            if !(4..=MAX_LIFETIME_SECS).contains(&lifetime) {
+                return Err(invalid(
+                    "chaining.lifetime_secs",
+                    false,
+                    format!("{lifetime} is outside 4..={MAX_LIFETIME_SECS}"),
+                ));
+            }
+            let mut own_addresses: Vec<IpAddr> = Vec::new();
+            own_addresses.extend(listen_ip_v4.map(IpAddr::V4));
+            own_addresses.extend(listen_v6.map(IpAddr::V6));
+            own_addresses.extend(local_v4.map(IpAddr::V4));
+            Some(ChainSettings {
+                home_gateways: c.home_gateways,
+                own_addresses,
+                local_v4,
+                local_v6,
+                home_port: c.home_port.unwrap_or(pmip_common::mh::MH_UDP_PORT),
+                registration: pmip_common::binding_update_list::MagConfig {
+                    init_min_delay_between_bus: Duration::from_millis(retransmit),
+                    max_delay_between_bus: Duration::from_millis(max_retransmit),
+                    max_retransmissions: c.max_retransmissions.unwrap_or(3),
+                    requested_lifetime: Lifetime::from_secs(lifetime),
+                    ..Default::default()
+                },
+            })
+        }
+    };
     Ok(Settings {
         core,
         sgi,
+        chaining,
         listen_v4,
         listen_v6,
         restart_counter_file: pick!(restart_counter_file).0,
@@ -543,6 +654,58 @@ mod tests {
         assert!(err.to_string().contains("sgi.tun_name"), "{err}");
         let unknown = format!("{base}[sgi]\ntun = \"x\"\n");
         assert!(parse(&unknown).unwrap_err().to_string().contains("tun"));
+    }
+
+    #[test]
+    fn the_chaining_table_is_checked_and_defaults_to_listen_v4() {
+        let base = "listen_v4 = \"192.0.2.2:5436\"\nallowed_mags = [\"192.0.2.1\"]\n";
+        let resolve_text = |text: &str| {
+            resolve(
+                Some((Path::new("x"), parse(text).unwrap())),
+                &ConfigLayer::default(),
+            )
+        };
+        // A pure relay needs no pool.
+        let s = resolve_text(&format!(
+            "{base}[chaining]\nhome_gateways = [\"198.51.100.0/24\"]\nmax_retransmissions = 2\n"
+        ))
+        .unwrap();
+        let c = s.chaining.unwrap();
+        assert_eq!(c.local_v4, Some(Ipv4Addr::new(192, 0, 2, 2)));
+        assert_eq!(c.home_port, 5436);
+        assert_eq!(c.registration.max_retransmissions, 2);
+        assert_eq!(c.registration.requested_lifetime, Lifetime::from_secs(3600));
+        assert!(c.home_gateways[0].contains("198.51.100.7".parse().unwrap()));
+        assert!(c.own_addresses.contains(&"192.0.2.2".parse().unwrap()));
+        let s = resolve_text(&format!(
+            "{base}[chaining]\nhome_gateways = [\"198.51.100.3\"]\nlocal_v4 = \"198.51.100.2\"\n"
+        ))
+        .unwrap();
+        let c = s.chaining.unwrap();
+        assert_eq!(c.local_v4, Some(Ipv4Addr::new(198, 51, 100, 2)));
+        assert_eq!(c.own_addresses.len(), 2);
+        for (bad, field) in [
+            ("home_gateways = []\n", "chaining.home_gateways"),
+            (
+                "home_gateways = [\"198.51.100.3\"]\nretransmit_ms = 0\n",
+                "chaining.retransmit_ms",
+            ),
+            (
+                "home_gateways = [\"198.51.100.3\"]\nlocal_v6 = \"2001:db8::9\"\n",
+                "chaining.local_v6",
+            ),
+            (
+                "home_gateways = [\"198.51.100.3\"]\nlifetime_secs = 1\n",
+                "chaining.lifetime_secs",
+            ),
+        ] {
+            let err = resolve_text(&format!("{base}[chaining]\n{bad}")).unwrap_err();
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        let unknown = format!("{base}[chaining]\nhome_gateways = []\nhome = 1\n");
+        assert!(parse(&unknown).unwrap_err().to_string().contains("home"));
+        // Still no pool and no chaining: nothing to do.
+        assert!(resolve_text(base).is_err());
     }
 
     #[test]

@@ -40,6 +40,8 @@ use pmip_common::tunnel::{
 };
 
 use crate::anchor::{BindingInfo, Output};
+
+pub mod relay;
 use crate::binding_cache::BindingId;
 use crate::transport::MagAddress;
 

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
+use lma::anchor::{ChainDownReason, ChainInfo, ChainReport};
 use lma::config::Settings;
 use lma::{DownReason, Input, Lma, MagAddress, Outcome, Output, PbuReport};
 use pmip_common::mh::{mobility_header_checksum, ChecksumContext, IPPROTO_MH};
@@ -20,6 +21,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::relay_io::{self, RelayIo};
 use crate::sgi::{read_tun, receive_gre, Sgi};
 
 /// Largest datagram read (the Mobility Header is at most 2048 octets; larger is junk).
@@ -218,7 +220,9 @@ fn log_report(report: &PbuReport) {
         Outcome::Deregistered => "deregistered",
         Outcome::DeregistrationFromOldMag => "deregistration-from-old-mag",
         Outcome::Rejected => "rejected",
+        Outcome::Held => "held",
     };
+    let home = report.home.map(|h| h.to_string()).unwrap_or_default();
     tracing::info!(
         mag = %report.mag,
         mn_id = report.mn_id.as_deref().unwrap_or(""),
@@ -232,8 +236,50 @@ fn log_report(report: &PbuReport) {
         prefix,
         uplink_key,
         reason = report.reason.unwrap_or(""),
+        home,
         "PBU"
     );
+}
+
+fn log_chain(report: &ChainReport) {
+    tracing::info!(
+        mn_id = %report.mn_id,
+        apn = report.apn.as_deref().unwrap_or(""),
+        home = %report.home,
+        event = ?report.event,
+        detail = %report.detail,
+        "chain"
+    );
+}
+
+fn log_chain_info(info: &ChainInfo, what: &str) {
+    tracing::info!(
+        id = %info.id,
+        mn_id = %info.mn_id,
+        apn = info.apn.as_deref().unwrap_or(""),
+        epdg = %info.epdg,
+        uplink_key = info.uplink_key.0,
+        epdg_downlink_key = info.epdg_downlink_key.0,
+        home = %info.home,
+        home_uplink_key = info.home_uplink_key.0,
+        home_downlink_key = info.home_downlink_key.0,
+        ipv4 = ?info.ipv4_home_address,
+        prefix = ?info.home_network_prefix,
+        "{what}"
+    );
+}
+
+async fn receive_udp_home(
+    socket: Option<&(Ipv4Addr, UdpSocket)>,
+    buffer: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, Ipv4Addr)> {
+    match socket {
+        Some((local, socket)) => {
+            let (len, from) = socket.recv_from(buffer).await?;
+            Ok((len, from, *local))
+        }
+        None => pending().await,
+    }
 }
 
 /// Runs until SIGINT or SIGTERM.
@@ -266,6 +312,31 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
         })
         .transpose()
         .context("starting the SGi data plane ([sgi])")?;
+    // The visited role: a second UDP socket when the home-side proxy care-of address is
+    // not listen_v4's, and the GRE relay's raw sockets.
+    let chaining = settings.chaining.as_ref();
+    let udp_home = match chaining.and_then(|c| c.local_v4) {
+        Some(a) if settings.listen_v4.map(|l| l.ip()) != Some(IpAddr::V4(a)) => {
+            let socket = bind_udp(
+                SocketAddr::new(IpAddr::V4(a), udp_port),
+                settings.socket_buffer_bytes,
+            )
+            .context("binding the home-side UDP socket (chaining.local_v4)")?;
+            Some((a, socket))
+        }
+        _ => None,
+    };
+    let mut relay = chaining
+        .map(|c| {
+            let mut v4: Vec<Ipv4Addr> = Vec::new();
+            if settings.listen_v4.is_some() {
+                v4.push(local_v4);
+            }
+            v4.extend(c.local_v4);
+            RelayIo::open(&v4, settings.listen_v6)
+        })
+        .transpose()
+        .context("starting the chaining GRE relay ([chaining] needs CAP_NET_RAW)")?;
     let mut recorder = Recorder::open(pcap, udp_port)?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut terminate =
@@ -277,14 +348,23 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
         ipv4_pool = ?settings.core.ipv4_pool,
         ipv6_pool = ?settings.core.ipv6_pool,
         restart_counter = settings.core.restart_counter,
+        chaining_to = ?chaining.map(|c| &c.home_gateways),
+        chaining_local_v4 = ?chaining.and_then(|c| c.local_v4),
         "lma listening"
     );
 
     let mut udp_buffer = vec![0u8; RECEIVE_BUFFER];
+    let mut udp_home_buffer = vec![0u8; RECEIVE_BUFFER];
     let mut raw_buffer = vec![MaybeUninit::<u8>::uninit(); RECEIVE_BUFFER];
     let mut tun_buffer = vec![0u8; RECEIVE_BUFFER];
     let mut gre4_buffer = vec![MaybeUninit::<u8>::uninit(); RECEIVE_BUFFER];
     let mut gre6_buffer = vec![MaybeUninit::<u8>::uninit(); RECEIVE_BUFFER];
+    let mut relay_buffers = [
+        vec![MaybeUninit::<u8>::uninit(); RECEIVE_BUFFER],
+        vec![MaybeUninit::<u8>::uninit(); RECEIVE_BUFFER],
+        vec![MaybeUninit::<u8>::uninit(); RECEIVE_BUFFER],
+    ];
+    let [relay0_buffer, relay1_buffer, relay6_buffer] = &mut relay_buffers;
     let mut stats_tick = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut out = Vec::new();
     loop {
@@ -324,11 +404,45 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
                 Err(error) => tracing::warn!(%error, "raw IPv6 receive failed"),
             },
             _ = sleep => lma.handle(Input::Timeout, Instant::now(), &mut out),
-            _ = stats_tick.tick(), if sgi.is_some() => {
+            _ = stats_tick.tick(), if sgi.is_some() || relay.is_some() => {
                 if let Some(sgi) = sgi.as_mut() {
                     sgi.log_stats();
                 }
+                if let Some(relay) = relay.as_mut() {
+                    relay.log_stats();
+                }
             }
+            received = receive_udp_home(udp_home.as_ref(), &mut udp_home_buffer) => match received {
+                Ok((len, SocketAddr::V4(peer), local)) => {
+                    let from = MagAddress::Udp4 { mag: peer, local };
+                    let bytes = &udp_home_buffer[..len];
+                    recorder.record(from, bytes, true);
+                    lma.handle(Input::Mobility { from, bytes }, Instant::now(), &mut out);
+                }
+                Ok((_, other, _)) => tracing::debug!(%other, "datagram from a non-IPv4 address ignored"),
+                Err(error) => tracing::warn!(%error, "UDP receive (chaining.local_v4) failed"),
+            },
+            received = relay_io::receive_v4(relay.as_ref(), 0, relay0_buffer) => {
+                relay_v4(relay.as_mut(), received, relay0_buffer).await;
+            }
+            received = relay_io::receive_v4(relay.as_ref(), 1, relay1_buffer) => {
+                relay_v4(relay.as_mut(), received, relay1_buffer).await;
+            }
+            received = relay_io::receive_v6(relay.as_ref(), relay6_buffer) => match (received, relay.as_mut()) {
+                (Ok((len, from)), Some(relay)) => {
+                    // SAFETY: recv_from initialised the first `len` octets.
+                    let packet: &[u8] = unsafe {
+                        std::slice::from_raw_parts(relay6_buffer.as_ptr().cast::<u8>(), len.min(relay6_buffer.len()))
+                    };
+                    if let Some(from) = from.as_socket_ipv6() {
+                        if let Ok(action) = relay.relay.relay_gre(IpAddr::V6(*from.ip()), packet) {
+                            relay.act(action).await;
+                        }
+                    }
+                }
+                (Err(error), _) => tracing::warn!(%error, "relay GRE (IPv6) receive failed"),
+                (Ok(_), None) => {}
+            },
             read = read_tun(sgi.as_ref().map(|s| &s.tun), &mut tun_buffer) => match (read, sgi.as_mut()) {
                 (Ok(len), Some(sgi)) => {
                     let packet = &tun_buffer[..len.min(tun_buffer.len())];
@@ -376,10 +490,24 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
             if let Some(sgi) = sgi.as_mut() {
                 sgi.plane.apply(&output);
             }
+            if let Some(relay) = relay.as_mut() {
+                relay.relay.apply(&output);
+            }
             match output {
                 Output::Send { to, bytes } => {
                     recorder.record(to, &bytes, false);
                     let sent = match (to, &udp, &raw) {
+                        (MagAddress::Udp4 { mag, local }, _, _)
+                            if udp_home.as_ref().is_some_and(|(a, _)| *a == local) =>
+                        {
+                            match &udp_home {
+                                Some((_, socket)) => socket
+                                    .send_to(&bytes, SocketAddr::V4(mag))
+                                    .await
+                                    .map(|_| ()),
+                                None => Ok(()),
+                            }
+                        }
                         (MagAddress::Udp4 { mag, .. }, Some(udp), _) => {
                             udp.send_to(&bytes, SocketAddr::V4(mag)).await.map(|_| ())
                         }
@@ -393,6 +521,16 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
                     }
                 }
                 Output::Report(report) => log_report(&report),
+                Output::Chain(report) => log_chain(&report),
+                Output::ChainUp(info) => log_chain_info(&info, "chained binding up"),
+                Output::ChainDown { chain, reason } => {
+                    let what = match reason {
+                        ChainDownReason::Deregistered => "chained binding down: deregistered",
+                        ChainDownReason::Expired => "chained binding down: expired",
+                        ChainDownReason::HomeLost => "chained binding down: home gateway lost it",
+                    };
+                    log_chain_info(&chain, what);
+                }
                 Output::BindingUp(binding) => tracing::debug!(
                     id = %binding.id,
                     mag = %binding.mag,
@@ -419,8 +557,32 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
     if let Some(sgi) = sgi.as_mut() {
         sgi.log_stats();
     }
+    if let Some(relay) = relay.as_mut() {
+        relay.log_stats();
+    }
     let stats = lma.stats();
     tracing::info!(bindings = lma.cache().len(), ?stats, "lma stopped");
     recorder.flush();
     Ok(())
+}
+
+/// Relays one packet from an IPv4 relay socket (outer header included).
+async fn relay_v4(
+    relay: Option<&mut RelayIo>,
+    received: std::io::Result<(usize, SockAddr)>,
+    buffer: &[MaybeUninit<u8>],
+) {
+    match (received, relay) {
+        (Ok((len, _)), Some(relay)) => {
+            // SAFETY: recv_from initialised the first `len` octets.
+            let packet: &[u8] = unsafe {
+                std::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), len.min(buffer.len()))
+            };
+            if let Ok(action) = relay.relay.relay_ip(packet) {
+                relay.act(action).await;
+            }
+        }
+        (Err(error), _) => tracing::warn!(%error, "relay GRE (IPv4) receive failed"),
+        (Ok(_), None) => {}
+    }
 }

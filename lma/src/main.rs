@@ -2,6 +2,7 @@
 //! Mobility Header sockets and runs the sans-IO core behind them until SIGINT/SIGTERM.
 
 mod driver;
+mod relay_io;
 mod sgi;
 
 use std::io::IsTerminal;
@@ -136,6 +137,7 @@ impl Cli {
             restart_counter_file: self.restart_counter_file.clone(),
             socket_buffer_bytes: self.socket_buffer_bytes,
             sgi: None,
+            chaining: None,
         }
     }
 }
@@ -181,8 +183,11 @@ fn main() -> Result<()> {
             .with_context(|| format!("updating the restart counter in {}", path.display()))?,
         None => restart::from_clock(wall_clock),
     };
-    let lma = Lma::new(settings.core.clone(), Instant::now(), wall_clock)
+    let mut lma = Lma::new(settings.core.clone(), Instant::now(), wall_clock)
         .context("building the address pools")?;
+    if let Some(chaining) = settings.chaining.clone() {
+        lma = lma.with_chaining(chaining);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -90,7 +90,7 @@ fn configure_tun(s: &SgiSettings) -> Result<()> {
     ip(&["link", "set", "dev", &s.tun_name, "up"])
 }
 
-fn bind_raw_gre(local: IpAddr) -> Result<AsyncFd<Socket>> {
+pub fn bind_raw_gre(local: IpAddr) -> Result<AsyncFd<Socket>> {
     let domain = match local {
         IpAddr::V4(_) => Domain::IPV4,
         IpAddr::V6(_) => Domain::IPV6,
@@ -186,7 +186,7 @@ async fn write_tun(tun: &AsyncFd<File>, packet: &[u8]) -> std::io::Result<()> {
     }
 }
 
-async fn send_raw(socket: &AsyncFd<Socket>, to: IpAddr, bytes: &[u8]) -> std::io::Result<()> {
+pub async fn send_raw(socket: &AsyncFd<Socket>, to: IpAddr, bytes: &[u8]) -> std::io::Result<()> {
     let to = match to {
         IpAddr::V4(a) => SockAddr::from(SocketAddrV4::new(a, 0)),
         IpAddr::V6(a) => SockAddr::from(SocketAddrV6::new(a, 0, 0, 0)),

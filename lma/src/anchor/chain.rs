@@ -1,0 +1,1037 @@
+//! Chained registration (seeds/000 section 2.2, DESIGN.md section 4, TS 29.275): the
+//! visited gateway (vSAE GW) is an LMA toward the ePDG and a MAG toward the home gateway
+//! (hSAE GW) that the ePDG's PBU names in the 3GPP PDN GW IP Address option.
+//!
+//! * **Which PBUs chain**: a PBU for a mobile node without a binding here, carrying the
+//!   3GPP vendor-specific option sub-type 3 (PMIPv6 PDN GW IP Address) naming an address
+//!   that is not one of this gateway's own, when `[chaining]` is configured. Without
+//!   `[chaining]` the option is ignored and the PBU is served here (local breakout). A
+//!   gateway outside `chaining.home_gateways` gets status 129 ADMINISTRATIVELY_PROHIBITED
+//!   (RFC 6275 6.1.8); a chained PBU without a GRE Key option 163
+//!   GRE_KEY_OPTION_REQUIRED (the relay needs both keys).
+//! * **Hold and register**: the ePDG's PBU is held (a retransmission replaces it, so the
+//!   answer carries the latest sequence number and timestamp) and this gateway registers
+//!   the same MN-ID and APN at the home gateway with [`BindingUpdateList`] (RFC 5213
+//!   section 6: retransmission with back-off, refresh before expiry, de-registration):
+//!   the same address requests (HNP `::/0`, IPv4 Home Address Request), Handoff Indicator
+//!   and Access Technology Type, the ePDG's other vendor options, its own proxy care-of
+//!   address (`chaining.local_v4` / `local_v6`) and its own downlink GRE key.
+//! * **Home PBA accepted**: the binding is created here toward the ePDG (the cache holds
+//!   only its uplink key: the home-allocated addresses are the home gateway's, they may
+//!   overlap between home networks and never enter the address indexes), the ePDG gets
+//!   a PBA with the home prefix, IPv4 home address and default router and this gateway's
+//!   uplink key, and [`Output::ChainUp`] gives the GRE relay both key pairs.
+//! * **Errors travel back**: a home reject is answered to the ePDG with the home's
+//!   status (and IPv4 Home Address Reply status). No home PBA after every
+//!   retransmission is status 128 REASON_UNSPECIFIED with the 3GPP Specific PMIPv6
+//!   Error Code option (sub-type 2) carrying GTPv2 cause 100 "Remote peer not
+//!   responding"/"PGW not responding" (TS 29.275 section 12.1.1.3 takes its values from
+//!   TS 29.274 table 8.4-1); one lifetime-0 PBU then goes to the home gateway, not
+//!   retransmitted, so a home that registered but whose answers were lost lets go at
+//!   once instead of at expiry. Nothing is kept here after a failure.
+//! * **Afterwards**: a re-registration from the ePDG is answered here (the home binding
+//!   is kept alive by the list's own refreshes; the lifetime granted to the ePDG never
+//!   exceeds the home's); a de-registration or an expiry here de-registers at home; a
+//!   home refresh that fails ([`bul::Output::Lost`]) removes the binding here too, and
+//!   the ePDG's next refresh, naming a prefix this gateway no longer holds, is refused
+//!   with 155. A de-registration from the ePDG while the home registration is still
+//!   outstanding cancels it (and sends the same single lifetime-0 PBU home).
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::time::Instant;
+
+use ipnet::Ipv6Net;
+use pmip_common::binding_update_list::{
+    self as bul, BindingUpdateList, MagConfig, MobileNodeKey, Registration, RegistrationFailure,
+    RegistrationRequest,
+};
+use pmip_common::mh::{
+    BindingAckRepr, BindingAckStatus, BuFlags, GreKey, Ipv4HomeAddressReplyStatus, Lifetime,
+    MobilityMessage, MobilityOption, ProxyBindingAck, ProxyBindingUpdate, ThreeGppOption,
+    VendorSpecific,
+};
+
+use super::{
+    is_any_prefix, reject_ack, Granted, HomeGrant, Lma, Outcome, Output, PbuReport, Rejection,
+    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+};
+use crate::binding_cache::{Addresses, BindingId, BindingState};
+use crate::config::MagFilter;
+use crate::transport::MagAddress;
+
+/// GTPv2 cause 100, "Remote peer not responding" (TS 29.274 table 8.4-1; Wireshark:
+/// "PGW not responding"), carried in the 3GPP Specific PMIPv6 Error Code option when the
+/// home gateway never answered.
+pub const GTP_CAUSE_REMOTE_PEER_NOT_RESPONDING: u8 = 100;
+
+/// Where and how this gateway chains (the `[chaining]` table, checked).
+#[derive(Debug, Clone)]
+pub struct ChainSettings {
+    /// The home gateways this gateway may register at; others get status 129.
+    pub home_gateways: Vec<MagFilter>,
+    /// This gateway's own addresses: a PDN GW address naming one of them is served here.
+    pub own_addresses: Vec<IpAddr>,
+    /// The proxy care-of address toward IPv4 home gateways (UDP 5436, RFC 5844).
+    pub local_v4: Option<Ipv4Addr>,
+    /// The proxy care-of address toward IPv6 home gateways (raw Mobility Header).
+    pub local_v6: Option<Ipv6Addr>,
+    /// The home gateways' UDP port for the Mobility Header over IPv4.
+    pub home_port: u16,
+    /// Retransmission, lifetime and timestamps of the PBUs sent home.
+    pub registration: MagConfig,
+}
+
+/// A chained binding's tunnels, for the GRE relay and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainInfo {
+    pub id: BindingId,
+    pub mn_id: String,
+    pub apn: Option<String>,
+    /// The ePDG and the path its signaling came on.
+    pub epdg: MagAddress,
+    /// The key the ePDG puts in GRE toward this gateway (ours, given in the PBA).
+    pub uplink_key: GreKey,
+    /// The key this gateway puts in GRE toward the ePDG (the ePDG's).
+    pub epdg_downlink_key: GreKey,
+    /// The home gateway and the path toward it (with our proxy care-of address).
+    pub home: MagAddress,
+    /// The key this gateway puts in GRE toward the home gateway (the home's).
+    pub home_uplink_key: GreKey,
+    /// The key the home gateway puts in GRE toward this gateway (ours, given in our PBU).
+    pub home_downlink_key: GreKey,
+    pub ipv4_home_address: Option<Ipv4Addr>,
+    pub home_network_prefix: Option<Ipv6Net>,
+}
+
+/// Why a chained binding went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainDownReason {
+    /// The ePDG de-registered.
+    Deregistered,
+    /// The ePDG let it expire.
+    Expired,
+    /// The home gateway refused or ignored a refresh.
+    HomeLost,
+}
+
+/// What happened on the home side (one log line each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainEvent {
+    /// The ePDG's PBU is held; a PBU went to the home gateway.
+    Held,
+    /// The home gateway accepted.
+    HomeRegistered,
+    /// A refresh at home succeeded.
+    HomeRefreshed,
+    /// The home gateway refused; the ePDG got its status.
+    HomeRejected,
+    /// The home gateway never answered; the ePDG got status 128 with GTPv2 cause 100.
+    HomeTimeout,
+    /// A refresh at home failed: the binding here is gone too.
+    HomeLost,
+    /// The home binding is de-registered (acknowledged or given up).
+    HomeDeregistered,
+    /// The ePDG de-registered while the home registration was outstanding.
+    Cancelled,
+}
+
+/// One [`ChainEvent`] as the log line reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    pub mn_id: String,
+    pub apn: Option<String>,
+    pub home: IpAddr,
+    pub event: ChainEvent,
+    pub detail: String,
+}
+
+/// An ePDG's PBU held while the home gateway answers.
+#[derive(Debug)]
+struct Pending {
+    pbu: ProxyBindingUpdate,
+    from: MagAddress,
+    home: MagAddress,
+    uplink_key: GreKey,
+    home_downlink_key: GreKey,
+}
+
+/// The home side of a chained binding (the cache entry holds the ePDG side).
+#[derive(Debug)]
+struct Record {
+    key: MobileNodeKey,
+    home: MagAddress,
+    registration: Registration,
+    home_downlink_key: GreKey,
+}
+
+/// The chaining state: the Binding Update List toward home gateways, the held PBUs and
+/// the chained bindings' home sides.
+pub(super) struct Chain {
+    settings: ChainSettings,
+    list: BindingUpdateList,
+    pending: HashMap<MobileNodeKey, Pending>,
+    records: HashMap<BindingId, Record>,
+    by_key: HashMap<MobileNodeKey, BindingId>,
+    /// Every GRE key a held or chained binding uses here (uplink and home downlink).
+    reserved_keys: HashSet<u32>,
+    /// Sequence numbers of the unretransmitted clean-up de-registrations.
+    cleanup_sequence: u16,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain")
+            .field("settings", &self.settings)
+            .field("pending", &self.pending.len())
+            .field("chained", &self.records.len())
+            .finish()
+    }
+}
+
+impl Chain {
+    pub(super) fn new(settings: ChainSettings, now: Instant, wall: std::time::SystemTime) -> Self {
+        Chain {
+            list: BindingUpdateList::new(settings.registration.clone(), now, wall),
+            settings,
+            pending: HashMap::new(),
+            records: HashMap::new(),
+            by_key: HashMap::new(),
+            reserved_keys: HashSet::new(),
+            cleanup_sequence: 0x8000,
+        }
+    }
+
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        self.list.poll_timeout()
+    }
+
+    pub(super) fn is_chained(&self, id: BindingId) -> bool {
+        self.records.contains_key(&id)
+    }
+
+    pub(super) fn key_reserved(&self, key: GreKey) -> bool {
+        self.reserved_keys.contains(&key.0)
+    }
+
+    /// Whether `address` is a home gateway this gateway may talk to.
+    pub(super) fn is_home_gateway(&self, address: IpAddr) -> bool {
+        self.settings
+            .home_gateways
+            .iter()
+            .any(|f| f.contains(address))
+    }
+
+    pub(super) fn held(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub(super) fn chained(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The path toward a home gateway, from our proxy care-of address.
+    fn path(&self, home: IpAddr) -> Option<MagAddress> {
+        match home {
+            IpAddr::V4(a) => Some(MagAddress::Udp4 {
+                mag: SocketAddrV4::new(a, self.settings.home_port),
+                local: self.settings.local_v4?,
+            }),
+            IpAddr::V6(a) => Some(MagAddress::Ip6 {
+                mag: a,
+                local: self.settings.local_v6?,
+                kernel_checksum: true,
+            }),
+        }
+    }
+}
+
+fn key_of(pbu: &ProxyBindingUpdate) -> MobileNodeKey {
+    MobileNodeKey::new(&pbu.mn_id, pbu.apn.as_deref())
+}
+
+fn pdn_gw_address(pbu: &ProxyBindingUpdate) -> Option<IpAddr> {
+    pbu.vendor.iter().find_map(|v| match v {
+        VendorSpecific::ThreeGpp(ThreeGppOption::PdnGwIpAddress(a)) => Some(*a),
+        _ => None,
+    })
+}
+
+impl HomeGrant {
+    fn of(home: IpAddr, r: &Registration) -> Self {
+        HomeGrant {
+            home,
+            home_network_prefix: r.home_network_prefix,
+            ipv4_home_address: r.ipv4_home_address,
+            ipv4_default_router: r.ipv4_default_router,
+        }
+    }
+
+    fn addresses(&self, uplink_key: GreKey) -> Addresses {
+        Addresses {
+            home_network_prefix: self.home_network_prefix.map(|p| p.trunc()),
+            ipv4_home_address: self.ipv4_home_address.map(|a| a.addr()),
+            uplink_gre_key: Some(uplink_key),
+        }
+    }
+}
+
+impl Lma {
+    /// Turns chaining on (the `[chaining]` table).
+    pub fn with_chaining(mut self, settings: ChainSettings) -> Self {
+        let (now, wall) = self.epoch;
+        self.chain = Some(Chain::new(settings, now, wall));
+        self
+    }
+
+    /// Chained bindings, and ePDG PBUs held for a home answer.
+    pub fn chain_counts(&self) -> (usize, usize) {
+        self.chain
+            .as_ref()
+            .map_or((0, 0), |c| (c.chained(), c.held()))
+    }
+
+    pub(super) fn is_chained(&self, id: BindingId) -> bool {
+        self.chain.as_ref().is_some_and(|c| c.is_chained(id))
+    }
+
+    /// The home gateway a new binding's PBU asks to chain to, if it does and may.
+    pub(super) fn chain_target(
+        &self,
+        pbu: &ProxyBindingUpdate,
+    ) -> Result<Option<MagAddress>, Rejection> {
+        let (Some(home), Some(chain)) = (pdn_gw_address(pbu), self.chain.as_ref()) else {
+            return Ok(None);
+        };
+        if chain.settings.own_addresses.contains(&home) || home.is_unspecified() {
+            return Ok(None);
+        }
+        if !chain.is_home_gateway(home) {
+            return Err(Rejection::new(
+                BindingAckStatus::AdministrativelyProhibited,
+                "the PDN GW address names a gateway not in chaining.home_gateways",
+            ));
+        }
+        chain.path(home).map(Some).ok_or(Rejection::new(
+            BindingAckStatus::AdministrativelyProhibited,
+            "no proxy care-of address of the home gateway's family (chaining.local_v4/v6)",
+        ))
+    }
+
+    /// Holds the ePDG's PBU and registers at `home` (module doc).
+    pub(super) fn chain_hold(
+        &mut self,
+        pbu: &ProxyBindingUpdate,
+        from: MagAddress,
+        home: MagAddress,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Rejection> {
+        if pbu.home_network_prefixes.iter().any(|p| !is_any_prefix(p)) {
+            return Err(Rejection::new(
+                BindingAckStatus::NotAuthorizedForHomeNetworkPrefix,
+                "a specific home network prefix for a mobile node without a binding",
+            ));
+        }
+        if pbu.gre_key.is_none() {
+            return Err(Rejection::new(
+                BindingAckStatus::GreKeyOptionRequired,
+                "a chained binding needs the ePDG's GRE key",
+            ));
+        }
+        let key = key_of(pbu);
+        let Some(chain) = self.chain.as_mut() else {
+            return Err(Rejection::new(
+                BindingAckStatus::ReasonUnspecified,
+                "chaining is off",
+            ));
+        };
+        if let Some(held) = chain.pending.get_mut(&key) {
+            // A retransmission while the home gateway has not answered: the answer goes
+            // to the latest one.
+            held.pbu = pbu.clone();
+            held.from = from;
+            return Ok(());
+        }
+        let cache = &self.cache;
+        let reserved = &chain.reserved_keys;
+        let in_use = |k: GreKey| cache.by_uplink_gre_key(k).is_some() || reserved.contains(&k.0);
+        let uplink_key = self.uplink_keys.allocate(in_use);
+        let home_downlink_key = self
+            .uplink_keys
+            .allocate(|k| in_use(k) || Some(k) == uplink_key);
+        let (Some(uplink_key), Some(home_downlink_key)) = (uplink_key, home_downlink_key) else {
+            return Err(Rejection::new(
+                BindingAckStatus::InsufficientResources,
+                "no free GRE key",
+            ));
+        };
+        chain.reserved_keys.insert(uplink_key.0);
+        chain.reserved_keys.insert(home_downlink_key.0);
+        let vendor = pbu
+            .vendor
+            .iter()
+            .filter(|v| {
+                !matches!(
+                    v,
+                    VendorSpecific::ThreeGpp(ThreeGppOption::PdnGwIpAddress(_))
+                )
+            })
+            .cloned()
+            .collect();
+        let request = RegistrationRequest {
+            key: key.clone(),
+            lma: home.socket_addr(),
+            request_home_network_prefix: !pbu.home_network_prefixes.is_empty(),
+            request_ipv4_home_address: pbu.ipv4_home_address_request.is_some(),
+            downlink_gre_key: Some(home_downlink_key),
+            handoff: pbu.handoff,
+            vendor,
+        };
+        chain.pending.insert(
+            key,
+            Pending {
+                pbu: pbu.clone(),
+                from,
+                home,
+                uplink_key,
+                home_downlink_key,
+            },
+        );
+        self.stats.chains_held += 1;
+        out.push(Output::Chain(ChainReport {
+            mn_id: pbu.mn_id.clone(),
+            apn: pbu.apn.clone(),
+            home: home.ip(),
+            event: ChainEvent::Held,
+            detail: format!("ePDG {from}: PBU held, registering at the home gateway"),
+        }));
+        self.list_input(bul::Input::Register(request), now, out);
+        Ok(())
+    }
+
+    /// A PBA from a home gateway.
+    pub(super) fn chain_ack(
+        &mut self,
+        from: MagAddress,
+        ba: &BindingAckRepr,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        match ProxyBindingAck::try_from(ba) {
+            Ok(ack) => self.list_input(
+                bul::Input::Ack {
+                    from: from.socket_addr(),
+                    ack,
+                },
+                now,
+                out,
+            ),
+            Err(_) => self.stats.malformed += 1,
+        }
+    }
+
+    /// The list's retransmission and refresh timers.
+    pub(super) fn chain_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
+        if self
+            .chain
+            .as_ref()
+            .and_then(Chain::poll_timeout)
+            .is_some_and(|at| at <= now)
+        {
+            self.list_input(bul::Input::Timeout, now, out);
+        }
+    }
+
+    fn list_input(&mut self, input: bul::Input, now: Instant, out: &mut Vec<Output>) {
+        let Some(chain) = self.chain.as_mut() else {
+            return;
+        };
+        let mut events = Vec::new();
+        chain.list.handle(input, now, &mut events);
+        for event in events {
+            self.list_event(event, now, out);
+        }
+    }
+
+    fn list_event(&mut self, event: bul::Output, now: Instant, out: &mut Vec<Output>) {
+        match event {
+            bul::Output::Send { to, pbu } => self.send_home(to, pbu, out),
+            bul::Output::Registered { key, registration } => {
+                self.chain_registered(key, registration, now, out)
+            }
+            bul::Output::Refreshed { key, registration } => {
+                let Some(chain) = self.chain.as_mut() else {
+                    return;
+                };
+                let home = registration.lma.ip();
+                if let Some(record) = chain
+                    .by_key
+                    .get(&key)
+                    .and_then(|id| chain.records.get_mut(id))
+                {
+                    record.registration = registration;
+                }
+                out.push(report(&key, home, ChainEvent::HomeRefreshed, String::new()));
+            }
+            bul::Output::Failed { key, reason } => self.chain_failed(key, reason, now, out),
+            bul::Output::Lost { key, reason } => self.chain_lost(key, reason, out),
+            bul::Output::Deregistered { key, acknowledged } => {
+                let home = self
+                    .chain
+                    .as_ref()
+                    .and_then(|c| c.by_key.get(&key).and_then(|id| c.records.get(id)))
+                    .map(|r| r.home.ip());
+                out.push(report(
+                    &key,
+                    home.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                    ChainEvent::HomeDeregistered,
+                    if acknowledged {
+                        "acknowledged".into()
+                    } else {
+                        "not acknowledged".into()
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Encodes a PBU of the list for the home path, with the ePDG's Access Technology
+    /// Type (the list's configuration has one for every binding).
+    fn send_home(&mut self, to: SocketAddr, mut pbu: ProxyBindingUpdate, out: &mut Vec<Output>) {
+        let Some(chain) = self.chain.as_ref() else {
+            return;
+        };
+        let Some(path) = chain.path(to.ip()) else {
+            return;
+        };
+        let key = key_of(&pbu);
+        let technology = chain
+            .pending
+            .get(&key)
+            .map(|p| p.pbu.access_technology)
+            .or_else(|| {
+                let id = chain.by_key.get(&key)?;
+                Some(self.cache.get(*id)?.state.access_technology)
+            });
+        if let Some(technology) = technology {
+            pbu.access_technology = technology;
+        }
+        self.send(
+            path,
+            MobilityMessage::BindingUpdate(pbu.to_binding_update()),
+            out,
+        );
+    }
+
+    /// One lifetime-0 PBU home, not retransmitted (module doc).
+    fn send_home_cleanup(&mut self, pending: &Pending, now: Instant, out: &mut Vec<Output>) {
+        let Some(chain) = self.chain.as_mut() else {
+            return;
+        };
+        let sequence = chain.cleanup_sequence;
+        chain.cleanup_sequence = chain.cleanup_sequence.wrapping_add(1);
+        let timestamp = chain
+            .settings
+            .registration
+            .use_timestamps
+            .then(|| pmip_common::mh::Timestamp::from_system_time(self.wall_clock(now)));
+        let p = &pending.pbu;
+        let pbu = ProxyBindingUpdate {
+            sequence,
+            flags: BuFlags(BuFlags::ACK | BuFlags::HOME_REGISTRATION | BuFlags::PROXY),
+            lifetime: Lifetime(0),
+            mn_id: p.mn_id.clone(),
+            apn: p.apn.clone(),
+            home_network_prefixes: p.home_network_prefixes.clone(),
+            handoff: p.handoff,
+            access_technology: p.access_technology,
+            timestamp,
+            link_local_address: None,
+            link_layer_id: None,
+            gre_key: Some(pending.home_downlink_key),
+            ipv4_home_address_request: p.ipv4_home_address_request,
+            ipv4_care_of_address: None,
+            restart_counter: None,
+            vendor: Vec::new(),
+            other: Vec::new(),
+        };
+        self.send(
+            pending.home,
+            MobilityMessage::BindingUpdate(pbu.to_binding_update()),
+            out,
+        );
+    }
+
+    fn release_keys(&mut self, keys: [GreKey; 2]) {
+        if let Some(chain) = self.chain.as_mut() {
+            for k in keys {
+                chain.reserved_keys.remove(&k.0);
+            }
+        }
+    }
+
+    /// The home gateway accepted: bind here and answer the ePDG.
+    fn chain_registered(
+        &mut self,
+        key: MobileNodeKey,
+        registration: Registration,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(pending) = self.chain.as_mut().and_then(|c| c.pending.remove(&key)) else {
+            // Nobody waits for it any more: let go at home.
+            self.list_input(bul::Input::Deregister(key), now, out);
+            return;
+        };
+        let pbu = &pending.pbu;
+        let home = HomeGrant::of(pending.home.ip(), &registration);
+        let lifetime = self
+            .granted_lifetime(pbu.lifetime)
+            .min(registration.lifetime);
+        let state = BindingState {
+            mag: pending.from,
+            downlink_gre_key: pbu.gre_key,
+            access_technology: pbu.access_technology,
+            handoff: pbu.handoff,
+            last_sequence: pbu.sequence,
+            last_timestamp: pbu.timestamp,
+            lifetime,
+            expires: now,
+        };
+        let held = Addresses {
+            uplink_gre_key: Some(pending.uplink_key),
+            ..Addresses::default()
+        };
+        let id = match self
+            .cache
+            .insert(&pbu.mn_id, pbu.apn.as_deref(), held, state)
+        {
+            Ok(id) => id,
+            Err(_) => {
+                let rejection = Rejection::new(
+                    BindingAckStatus::InsufficientResources,
+                    "the binding cache refused the chained entry",
+                );
+                self.answer_rejection(&pending, rejection, None, now, out);
+                self.list_input(bul::Input::Deregister(key), now, out);
+                return;
+            }
+        };
+        let expires = self.arm(id, now, lifetime, None);
+        if let Some(state) = self.cache.state_mut(id) {
+            state.expires = expires;
+        }
+        let Some(home_uplink_key) = registration.uplink_gre_key else {
+            return;
+        };
+        let Some(chain) = self.chain.as_mut() else {
+            return;
+        };
+        chain.by_key.insert(key.clone(), id);
+        chain.records.insert(
+            id,
+            Record {
+                key: key.clone(),
+                home: pending.home,
+                registration,
+                home_downlink_key: pending.home_downlink_key,
+            },
+        );
+        let granted = Granted {
+            addresses: home.addresses(pending.uplink_key),
+            lifetime,
+            outcome: Outcome::Registered,
+            home: Some(home),
+        };
+        self.stats.pbus_accepted += 1;
+        self.stats.chains_registered += 1;
+        let ack = self.accept_ack(pbu, &granted);
+        self.send(pending.from, MobilityMessage::BindingAck(ack), out);
+        out.push(report(
+            &key,
+            home.home,
+            ChainEvent::HomeRegistered,
+            format!(
+                "home uplink key {}, our home downlink key {}",
+                home_uplink_key.0, pending.home_downlink_key.0
+            ),
+        ));
+        if let Some(info) = self.chain_info(id) {
+            out.push(Output::ChainUp(info));
+        }
+        out.push(Output::Report(pbu_report(
+            pending.from,
+            pbu,
+            &granted,
+            BindingAckStatus::Accepted,
+            None,
+        )));
+    }
+
+    /// The home registration failed: answer the held PBU with the error.
+    fn chain_failed(
+        &mut self,
+        key: MobileNodeKey,
+        reason: RegistrationFailure,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(pending) = self.chain.as_mut().and_then(|c| c.pending.remove(&key)) else {
+            return;
+        };
+        let (rejection, error_code, event) = match reason {
+            RegistrationFailure::Rejected(status) => (
+                Rejection::new(status, "the home gateway rejected the binding"),
+                None,
+                ChainEvent::HomeRejected,
+            ),
+            RegistrationFailure::Ipv4Refused(status) => (
+                Rejection::ipv4(
+                    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+                    status,
+                    "the home gateway refused the IPv4 home address",
+                ),
+                None,
+                ChainEvent::HomeRejected,
+            ),
+            RegistrationFailure::Timeout(_) => (
+                Rejection::new(
+                    BindingAckStatus::ReasonUnspecified,
+                    "the home gateway did not answer",
+                ),
+                Some(GTP_CAUSE_REMOTE_PEER_NOT_RESPONDING),
+                ChainEvent::HomeTimeout,
+            ),
+            RegistrationFailure::Incomplete(_) | RegistrationFailure::Duplicate => (
+                Rejection::new(
+                    BindingAckStatus::ReasonUnspecified,
+                    "the home gateway's answer lacked what was asked",
+                ),
+                None,
+                ChainEvent::HomeRejected,
+            ),
+        };
+        out.push(report(&key, pending.home.ip(), event, reason.to_string()));
+        self.answer_rejection(&pending, rejection, error_code, now, out);
+        if event == ChainEvent::HomeTimeout {
+            self.send_home_cleanup(&pending, now, out);
+        }
+    }
+
+    fn answer_rejection(
+        &mut self,
+        pending: &Pending,
+        rejection: Rejection,
+        error_code: Option<u8>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        self.release_keys([pending.uplink_key, pending.home_downlink_key]);
+        self.stats.pbus_rejected += 1;
+        self.stats.chains_failed += 1;
+        let wall = self.wall_clock(now);
+        let mut ack = reject_ack(&pending.pbu.to_binding_update(), &rejection, wall);
+        if let Some(code) = error_code {
+            ack.options
+                .push(MobilityOption::VendorSpecific(VendorSpecific::ThreeGpp(
+                    ThreeGppOption::ErrorCode(code),
+                )));
+        }
+        self.send(pending.from, MobilityMessage::BindingAck(ack), out);
+        let granted = Granted {
+            addresses: Addresses::default(),
+            lifetime: Lifetime(0),
+            outcome: Outcome::Rejected,
+            home: Some(HomeGrant {
+                home: pending.home.ip(),
+                home_network_prefix: None,
+                ipv4_home_address: None,
+                ipv4_default_router: None,
+            }),
+        };
+        out.push(Output::Report(pbu_report(
+            pending.from,
+            &pending.pbu,
+            &granted,
+            rejection.status,
+            Some(rejection.reason),
+        )));
+    }
+
+    /// A home refresh failed: the binding here goes too.
+    fn chain_lost(
+        &mut self,
+        key: MobileNodeKey,
+        reason: RegistrationFailure,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(id) = self
+            .chain
+            .as_ref()
+            .and_then(|c| c.by_key.get(&key).copied())
+        else {
+            return;
+        };
+        let home = self
+            .chain
+            .as_ref()
+            .and_then(|c| c.records.get(&id))
+            .map(|r| r.home.ip());
+        out.push(report(
+            &key,
+            home.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            ChainEvent::HomeLost,
+            reason.to_string(),
+        ));
+        self.unbind_chained(id, ChainDownReason::HomeLost, out);
+    }
+
+    /// Removes a chained binding here (cache, record, keys) and tells the relay.
+    fn unbind_chained(
+        &mut self,
+        id: BindingId,
+        reason: ChainDownReason,
+        out: &mut Vec<Output>,
+    ) -> Option<Record> {
+        let info = self.chain_info(id);
+        let entry = self.cache.remove(id);
+        let record = self.chain.as_mut().and_then(|c| {
+            let record = c.records.remove(&id)?;
+            c.by_key.remove(&record.key);
+            Some(record)
+        });
+        if let (Some(entry), Some(record)) = (&entry, &record) {
+            if let Some(k) = entry.addresses().uplink_gre_key {
+                self.release_keys([k, record.home_downlink_key]);
+            }
+        }
+        if let Some(chain) = info {
+            out.push(Output::ChainDown { chain, reason });
+        }
+        record
+    }
+
+    /// A de-registration from the ePDG (RFC 5213 5.3.5) for a chained binding.
+    pub(super) fn chain_deregister(
+        &mut self,
+        id: BindingId,
+        pbu: &ProxyBindingUpdate,
+        from: MagAddress,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> Result<Granted, Rejection> {
+        let (Some(entry), Some(record)) = (
+            self.cache.get(id),
+            self.chain.as_ref().and_then(|c| c.records.get(&id)),
+        ) else {
+            return Err(Rejection::new(
+                BindingAckStatus::ReasonUnspecified,
+                "binding vanished",
+            ));
+        };
+        let Some(uplink_key) = entry.addresses().uplink_gre_key else {
+            return Err(Rejection::new(
+                BindingAckStatus::ReasonUnspecified,
+                "chained binding without its key",
+            ));
+        };
+        let home = HomeGrant::of(record.home.ip(), &record.registration);
+        let deregistered = |outcome| Granted {
+            addresses: home.addresses(uplink_key),
+            lifetime: Lifetime(0),
+            outcome,
+            home: Some(home),
+        };
+        if entry.state.mag.ip() != from.ip() {
+            return Ok(deregistered(Outcome::DeregistrationFromOldMag));
+        }
+        let held = home.home_network_prefix.map(|p| p.trunc());
+        if !pbu
+            .home_network_prefixes
+            .iter()
+            .all(|p| is_any_prefix(p) || Some(p.trunc()) == held)
+        {
+            return Err(Rejection::new(
+                BindingAckStatus::BcePbuPrefixSetDoNotMatch,
+                "de-registration names a prefix the binding does not hold",
+            ));
+        }
+        if let Some(record) = self.unbind_chained(id, ChainDownReason::Deregistered, out) {
+            self.list_input(bul::Input::Deregister(record.key), now, out);
+        }
+        Ok(deregistered(Outcome::Deregistered))
+    }
+
+    /// A de-registration from the ePDG while its PBU is held: cancel at home.
+    pub(super) fn chain_cancel(
+        &mut self,
+        pbu: &ProxyBindingUpdate,
+        from: MagAddress,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let key = key_of(pbu);
+        let Some(chain) = self.chain.as_mut() else {
+            return;
+        };
+        match chain.pending.get(&key) {
+            Some(p) if p.from.ip() == from.ip() => {}
+            _ => return,
+        }
+        let Some(pending) = chain.pending.remove(&key) else {
+            return;
+        };
+        self.release_keys([pending.uplink_key, pending.home_downlink_key]);
+        out.push(report(
+            &key,
+            pending.home.ip(),
+            ChainEvent::Cancelled,
+            "the ePDG de-registered before the home gateway answered".into(),
+        ));
+        self.list_input(bul::Input::Deregister(key), now, out);
+        self.send_home_cleanup(&pending, now, out);
+    }
+
+    /// A re-registration from the ePDG for a chained binding: answered here.
+    pub(super) fn chain_refresh(
+        &mut self,
+        id: BindingId,
+        pbu: &ProxyBindingUpdate,
+        from: MagAddress,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> Result<Granted, Rejection> {
+        let (Some(entry), Some(record)) = (
+            self.cache.get(id),
+            self.chain.as_ref().and_then(|c| c.records.get(&id)),
+        ) else {
+            return Err(Rejection::new(
+                BindingAckStatus::ReasonUnspecified,
+                "binding vanished",
+            ));
+        };
+        let Some(uplink_key) = entry.addresses().uplink_gre_key else {
+            return Err(Rejection::new(
+                BindingAckStatus::ReasonUnspecified,
+                "chained binding without its key",
+            ));
+        };
+        let home = HomeGrant::of(record.home.ip(), &record.registration);
+        let home_lifetime = record.registration.lifetime;
+        let before = (entry.state.mag, entry.state.downlink_gre_key);
+        let last_timestamp = entry.state.last_timestamp;
+        let previous_expiry = entry.state.expires;
+        let held = home.home_network_prefix.map(|p| p.trunc());
+        if !pbu
+            .home_network_prefixes
+            .iter()
+            .all(|p| is_any_prefix(p) || Some(p.trunc()) == held)
+        {
+            return Err(Rejection::new(
+                BindingAckStatus::BcePbuPrefixSetDoNotMatch,
+                "home network prefix differs from the one the home gateway assigned",
+            ));
+        }
+        if let Some(request) = pbu.ipv4_home_address_request {
+            let wanted = request.addr();
+            let assigned = home.ipv4_home_address.map(|a| a.addr());
+            if !wanted.is_unspecified() && assigned.is_some_and(|a| a != wanted) {
+                return Err(Rejection::ipv4(
+                    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+                    Ipv4HomeAddressReplyStatus::IncorrectIpv4HomeAddress,
+                    "IPv4 home address differs from the one the home gateway assigned",
+                ));
+            }
+        }
+        if pbu.gre_key.is_none() {
+            return Err(Rejection::new(
+                BindingAckStatus::GreKeyOptionRequired,
+                "a chained binding needs the ePDG's GRE key",
+            ));
+        }
+        let lifetime = self.granted_lifetime(pbu.lifetime).min(home_lifetime);
+        let expires = self.arm(id, now, lifetime, Some(previous_expiry));
+        if let Some(state) = self.cache.state_mut(id) {
+            state.mag = from;
+            state.downlink_gre_key = pbu.gre_key;
+            state.access_technology = pbu.access_technology;
+            state.handoff = pbu.handoff;
+            state.last_sequence = pbu.sequence;
+            state.last_timestamp = pbu.timestamp.or(last_timestamp);
+            state.lifetime = lifetime;
+            state.expires = expires;
+        }
+        if before != (from, pbu.gre_key) {
+            if let Some(info) = self.chain_info(id) {
+                out.push(Output::ChainUp(info));
+            }
+        }
+        Ok(Granted {
+            addresses: home.addresses(uplink_key),
+            lifetime,
+            outcome: Outcome::Refreshed,
+            home: Some(home),
+        })
+    }
+
+    /// A chained binding expired here: de-register at home too.
+    pub(super) fn chain_expire(&mut self, id: BindingId, now: Instant, out: &mut Vec<Output>) {
+        self.stats.expired += 1;
+        if let Some(record) = self.unbind_chained(id, ChainDownReason::Expired, out) {
+            self.list_input(bul::Input::Deregister(record.key), now, out);
+        }
+    }
+
+    fn chain_info(&self, id: BindingId) -> Option<ChainInfo> {
+        let entry = self.cache.get(id)?;
+        let record = self.chain.as_ref()?.records.get(&id)?;
+        Some(ChainInfo {
+            id,
+            mn_id: entry.mn_id().to_string(),
+            apn: entry.apn().map(str::to_string),
+            epdg: entry.state.mag,
+            uplink_key: entry.addresses().uplink_gre_key?,
+            epdg_downlink_key: entry.state.downlink_gre_key?,
+            home: record.home,
+            home_uplink_key: record.registration.uplink_gre_key?,
+            home_downlink_key: record.home_downlink_key,
+            ipv4_home_address: record.registration.ipv4_home_address.map(|a| a.addr()),
+            home_network_prefix: record.registration.home_network_prefix,
+        })
+    }
+}
+
+fn report(key: &MobileNodeKey, home: IpAddr, event: ChainEvent, detail: String) -> Output {
+    Output::Chain(ChainReport {
+        mn_id: key.mn_id.to_string(),
+        apn: key.apn.as_deref().map(str::to_string),
+        home,
+        event,
+        detail,
+    })
+}
+
+fn pbu_report(
+    from: MagAddress,
+    pbu: &ProxyBindingUpdate,
+    granted: &Granted,
+    status: BindingAckStatus,
+    reason: Option<&'static str>,
+) -> PbuReport {
+    PbuReport {
+        mag: from,
+        mn_id: Some(pbu.mn_id.clone()),
+        apn: pbu.apn.clone(),
+        sequence: pbu.sequence,
+        outcome: granted.outcome,
+        status,
+        lifetime: granted.lifetime,
+        addresses: granted.addresses,
+        reason,
+        home: granted.home.map(|h| h.home),
+    }
+}
+
+#[cfg(test)]
+mod tests;
