@@ -786,6 +786,12 @@ fn strongswan_attaches_resyncs_pings_and_detaches() -> Result<()> {
         lab.detach(p.name)?;
     }
     ensure!(lab.sync_failures() == 1, "{}", lab.outputs());
+    // Every offer's first KE group was one we take: no INVALID_KE_PAYLOAD round trip.
+    ensure!(
+        !lab.charon.log().contains("peer didn't accept DH group"),
+        "an INVALID_KE_PAYLOAD for an acceptable KE group\n{}",
+        lab.outputs()
+    );
     drop(lab);
     Ok(())
 }

@@ -622,7 +622,20 @@ impl Responder {
                 return stateless(NotifyType::Cookie, cookie);
             }
         }
-        let Some((number, suite)) = IkeSuite::select(&self.config.suites, sa) else {
+        // A suite in the group the initiator already sent its KE in, if we accept one of
+        // those; else our preferred suite, which may cost the initiator an
+        // INVALID_KE_PAYLOAD round trip (section 1.3). strongSwan sends Curve25519 first:
+        // accepting it saves every such UE a round trip.
+        let in_ke_group: Vec<IkeSuite> = self
+            .config
+            .suites
+            .iter()
+            .filter(|s| s.dh.id() == ke.dh_group)
+            .copied()
+            .collect();
+        let Some((number, suite)) = IkeSuite::select(&in_ke_group, sa)
+            .or_else(|| IkeSuite::select(&self.config.suites, sa))
+        else {
             return stateless(NotifyType::NoProposalChosen, vec![]);
         };
         if ke.dh_group != suite.dh.id() {
@@ -2167,13 +2180,57 @@ mod tests {
         assert_eq!(lab.epdg_ports, vec![false, true, true, true]);
     }
 
+    /// The IKE_SA_INIT requests' KE groups, the first one included.
+    fn record_ke_groups(lab: &mut Lab) -> Arc<std::sync::Mutex<Vec<DhGroupId>>> {
+        let groups = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = groups.clone();
+        let ke_group = |b: &[u8]| {
+            IkeMessage::parse(b).ok().and_then(|m| {
+                if m.exchange_type != ExchangeType::IkeSaInit {
+                    return None;
+                }
+                m.find(|p| match p {
+                    Payload::Ke(k) => Some(k.dh_group),
+                    _ => None,
+                })
+            })
+        };
+        seen.lock().unwrap().extend(ke_group(&lab.to_epdg[0].0));
+        lab.tamper = Box::new(move |_, b| {
+            seen.lock().unwrap().extend(ke_group(&b));
+            Some(b)
+        });
+        groups
+    }
+
+    #[test]
+    fn a_ke_in_an_acceptable_group_is_taken_without_invalid_ke_payload() {
+        // strongSwan's default offer: KE in Curve25519, ECP-256 further down. We prefer
+        // ECP-256 but accept Curve25519: no INVALID_KE_PAYLOAD round trip.
+        let offer = suites(&[
+            "aes128-sha256-prfsha256-curve25519",
+            "aes128-sha256-prfsha256-ecp256",
+        ]);
+        let mut lab = Lab::new(ue_config(offer), ResponderConfig::default());
+        let groups = record_ke_groups(&mut lab);
+        lab.run();
+        assert_both_established(&lab);
+        assert_eq!(*groups.lock().unwrap(), vec![DhGroupId::Curve25519]);
+        assert_eq!(lab.ue.keys().unwrap().suite().dh, DhGroup::Curve25519);
+    }
+
     #[test]
     fn invalid_ke_payload_names_our_group_and_the_ue_retries() {
         let offer = suites(&[
             "aes128-sha256-prfsha256-modp2048",
             "aes256gcm16-prfsha256-ecp256",
         ]);
-        let mut lab = Lab::new(ue_config(offer), ResponderConfig::default());
+        // This ePDG does not take MODP-2048, so the UE's first KE is in a wrong group.
+        let responder = ResponderConfig {
+            suites: suites(&["aes256gcm16-prfsha256-ecp256"]),
+            ..ResponderConfig::default()
+        };
+        let mut lab = Lab::new(ue_config(offer), responder);
         let first_ke_group = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = first_ke_group.clone();
         let ke_group = |b: &[u8]| {

@@ -420,8 +420,9 @@ fn s2b_ike_sa_init_and_encrypted_ike_auth_for_every_suite() {
 
 #[test]
 fn responder_answers_a_wrong_ke_group_with_invalid_ke_payload() {
-    // The UE offers MODP-2048 then ECP-256 and guesses MODP-2048 for its KE; the ePDG
-    // prefers ECP-256, so it names group 19 in INVALID_KE_PAYLOAD (section 1.3).
+    // The UE offers MODP-2048 then ECP-256; the ePDG's preference is ECP-256, the group
+    // an ePDG that does not take the UE's KE group names in INVALID_KE_PAYLOAD (section
+    // 1.3). (A KE in a group the ePDG accepts is taken as it is: sa.rs tests.)
     let offer: Vec<IkeSuite> = [
         "aes128-sha256-prfsha256-modp2048",
         "aes128gcm16-prfsha256-ecp256",
