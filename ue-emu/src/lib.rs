@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod ping;
+pub mod tun;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -55,6 +56,9 @@ pub struct AttachReport {
     /// One entry per `--ping` target, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pings: Vec<PingReport>,
+    /// What `--tun` relayed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tun: Option<tun::TunReport>,
 }
 
 /// What `--ping ADDR` found: echo requests sent inside ESP-in-UDP, replies received.
@@ -168,6 +172,12 @@ pub struct AttachOptions {
     /// Time between echo requests to one target, and how long to wait for the last reply.
     pub ping_interval: Duration,
     pub ping_wait: Duration,
+    /// Inner source of the echo requests instead of the assigned address (to check the
+    /// ePDG's source check; the ePDG drops them).
+    pub ping_source: Option<IpAddr>,
+    /// Open a TUN device and relay it through the tunnel (`--tun`), for `hold` (zero:
+    /// until SIGINT/SIGTERM).
+    pub tun: Option<tun::TunOptions>,
 }
 
 /// Runs one attach and returns the report (failures included); `Err` only for local
@@ -424,8 +434,27 @@ pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport
                 let sent: u32 = report.pings.iter().map(|p| p.sent).sum();
                 ladder.step(format!("ping: {received}/{sent} echo replies"));
             }
-            if !options.hold.is_zero() {
-                std::thread::sleep(options.hold);
+            match (&child, &options.tun) {
+                (Some(child), Some(tun_options)) => {
+                    let until = (!options.hold.is_zero()).then(|| Instant::now() + options.hold);
+                    let assigned = tun::Assigned {
+                        ipv4: report.ipv4,
+                        ipv6: assigned_ipv6(&report),
+                    };
+                    let link = tun::EpdgLink {
+                        socket: &socket,
+                        natt,
+                        send_ike: &send,
+                    };
+                    let relayed = tun::relay(&link, &mut sa, child, assigned, tun_options, until)?;
+                    ladder.step(format!(
+                        "TUN {}: {} packets up, {} down",
+                        relayed.name, relayed.uplink_packets, relayed.downlink_packets
+                    ));
+                    report.tun = Some(relayed);
+                }
+                _ if !options.hold.is_zero() => std::thread::sleep(options.hold),
+                _ => {}
             }
             if !options.no_detach {
                 report.detached = detach(&mut sa, &socket, &send, &mut ladder)?;
@@ -467,6 +496,15 @@ fn ping_source(report: &AttachReport, target: IpAddr) -> Option<IpAddr> {
     }
 }
 
+/// The UE's IPv6 address (see [`ping_source`]) and the assigned prefix.
+fn assigned_ipv6(report: &AttachReport) -> Option<(std::net::Ipv6Addr, ipnet::Ipv6Net)> {
+    let prefix: ipnet::Ipv6Net = report.ipv6_prefix.as_deref()?.parse().ok()?;
+    match ping_source(report, IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))? {
+        IpAddr::V6(a) => Some((a, prefix.trunc())),
+        IpAddr::V4(_) => None,
+    }
+}
+
 /// Sends the echo requests of every target inside ESP-in-UDP to the ePDG's port 4500
 /// and collects the replies. The IKE SA was forced onto port 4500
 /// (`force_port_4500`), so the ePDG knows our UDP port for ESP; IKE messages
@@ -488,7 +526,10 @@ fn ping_all(
         .iter()
         .map(|t| PingReport {
             target: *t,
-            source: ping_source(report, *t),
+            source: match options.ping_source {
+                Some(forged) if forged.is_ipv4() == t.is_ipv4() => Some(forged),
+                _ => ping_source(report, *t),
+            },
             sent: 0,
             received: 0,
             rtt_ms: Vec::new(),

@@ -35,7 +35,8 @@ enum Command {
         /// Do not check the ePDG's certificate (only matters without EAP-only).
         #[arg(long)]
         insecure: bool,
-        /// Stay attached this many seconds before detaching.
+        /// Stay attached this many seconds before detaching (with --tun: relay this long;
+        /// 0 = until SIGINT/SIGTERM).
         #[arg(long, value_name = "SECS", default_value_t = 0)]
         hold_secs: u64,
         /// Leave the IKE SA up at exit (no INFORMATIONAL DELETE).
@@ -55,7 +56,38 @@ enum Command {
         /// Milliseconds to wait for replies after the last request.
         #[arg(long, value_name = "MS", default_value_t = 1000)]
         ping_wait_ms: u64,
+        /// Send the --ping echo requests from ADDR instead of the assigned address (same IP
+        /// version only), to see the ePDG drop and count a forged inner source.
+        #[arg(long, value_name = "ADDR")]
+        ping_source: Option<std::net::IpAddr>,
+        /// After the attach (and any --ping), open TUN device NAME with the assigned
+        /// addresses (IPv4 /32; IPv6 address ::1 in the assigned prefix) and relay it
+        /// to and from ESP-in-UDP, so ping, iperf3 and the like run through the tunnel,
+        /// until SIGINT/SIGTERM (then detach) or --hold-secs. Packets the device gives us
+        /// from other sources are not sent. Needs root (or CAP_NET_ADMIN); the device and
+        /// its routes go away at exit.
+        #[arg(long, value_name = "NAME")]
+        tun: Option<String>,
+        /// Route PREFIX (e.g. 10.0.0.0/8, 2001:db8::/32) into the --tun device;
+        /// repeatable; `default` routes 0.0.0.0/0 and ::/0 (the default when none is
+        /// given; fails if the namespace has a default route already, then give prefixes).
+        /// Only families with an assigned address are routed.
+        #[arg(long, value_name = "PREFIX", value_parser = parse_route)]
+        tun_route: Vec<Option<ipnet::IpNet>>,
+        /// MTU of the --tun device (leaves room for ESP-in-UDP and GRE in 1500).
+        #[arg(long, value_name = "OCTETS", default_value_t = 1400)]
+        tun_mtu: u32,
     },
+}
+
+/// `--tun-route`: `default`, or an IPv4/IPv6 prefix.
+fn parse_route(text: &str) -> std::result::Result<Option<ipnet::IpNet>, String> {
+    if text == "default" {
+        return Ok(None);
+    }
+    text.parse::<ipnet::IpNet>()
+        .map(|n| Some(n.trunc()))
+        .map_err(|e| format!("`{text}` is neither `default` nor a prefix like 10.0.0.0/8: {e}"))
 }
 
 fn main() -> ExitCode {
@@ -81,6 +113,10 @@ fn run() -> Result<bool> {
         ping_count,
         ping_interval_ms,
         ping_wait_ms,
+        ping_source,
+        tun,
+        tun_route,
+        tun_mtu,
     } = Cli::parse().command;
     let config = UeConfig::load(&config)?;
     let options = AttachOptions {
@@ -93,6 +129,16 @@ fn run() -> Result<bool> {
         ping_count,
         ping_interval: Duration::from_millis(ping_interval_ms),
         ping_wait: Duration::from_millis(ping_wait_ms),
+        ping_source,
+        tun: tun.map(|name| ue_emu::tun::TunOptions {
+            name,
+            routes: if tun_route.is_empty() {
+                vec![None]
+            } else {
+                tun_route
+            },
+            mtu: tun_mtu,
+        }),
     };
     if !json {
         println!("attach imsi={} epdg={}", config.imsi, config.epdg);
