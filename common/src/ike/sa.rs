@@ -952,10 +952,7 @@ impl ResponderSa {
                 if !ok {
                     return self.fail(id, NotifyType::AuthenticationFailed, None, rng, out);
                 }
-                let idr = request
-                    .idr
-                    .clone()
-                    .unwrap_or_else(|| self.config.identity.clone());
+                let idr = self.our_idr(&request);
                 let our_octets = signed_octets(
                     prf,
                     &self.init_response,
@@ -1006,6 +1003,22 @@ impl ResponderSa {
         }
     }
 
+    /// The IDr we answer with. Authenticating with our certificate, it is our own identity
+    /// (the one the certificate names; TS 33.402 section 8.2.2: "the ePDG sends its
+    /// identity in the IDr payload"), whatever the UE asked for (the APN); RFC 7296
+    /// section 2.5 lets it differ. With EAP-only authentication (RFC 5998) no certificate
+    /// binds it, and we echo the UE's IDr, which an initiator that names its peer
+    /// (strongSwan's `remote.id`) requires back.
+    fn our_idr(&self, request: &AuthRequest) -> Identification {
+        if !request.eap_only && self.config.signer.is_some() {
+            return self.config.identity.clone();
+        }
+        request
+            .idr
+            .clone()
+            .unwrap_or_else(|| self.config.identity.clone())
+    }
+
     fn owed(&mut self) -> Option<(u32, AuthRequest, u32, u8)> {
         if self.core.closed {
             return None;
@@ -1034,10 +1047,7 @@ impl ResponderSa {
         if message_id == 1 {
             // The first answer names us and, unless the UE accepts EAP-only (RFC 5998),
             // proves it with our certificate and a signature (section 2.16).
-            let idr = request
-                .idr
-                .clone()
-                .unwrap_or_else(|| self.config.identity.clone());
+            let idr = self.our_idr(&request);
             payloads.push(Payload::IdR(idr.clone()));
             if let (false, Some(signer)) = (request.eap_only, self.config.signer.clone()) {
                 let octets = signed_octets(
@@ -1185,6 +1195,9 @@ pub struct InitiatorSa {
     state: InitiatorState,
     init_deadline: Option<(Instant, u32)>,
     cookie_rounds: u32,
+    /// The IDr of the responder's first IKE_AUTH response: its AUTH after EAP covers it
+    /// (section 2.16), whatever IDr we asked for.
+    responder_idr: Option<Identification>,
 }
 
 /// How many COOKIE answers in a row an initiator follows before giving up.
@@ -1234,6 +1247,7 @@ impl InitiatorSa {
             },
             init_deadline: None,
             cookie_rounds: 0,
+            responder_idr: None,
             config,
         };
         sa.send_init(now, out);
@@ -1249,6 +1263,11 @@ impl InitiatorSa {
     }
 
     /// The IKE SA keys, once IKE_SA_INIT is done.
+    /// The identity the responder named in its IDr (once its first IKE_AUTH response came).
+    pub fn responder_identity(&self) -> Option<&Identification> {
+        self.responder_idr.as_ref()
+    }
+
     pub fn keys(&self) -> Option<&IkeSaKeys> {
         (!matches!(self.state, InitiatorState::SentInit { .. })).then_some(&self.core.keys)
     }
@@ -1563,6 +1582,12 @@ impl InitiatorSa {
                 self.give_up(CloseReason::PeerNotAuthenticated, out);
             }
             InitiatorState::SentAuth | InitiatorState::SentEap => {
+                if let Some(idr) = m.find(|p| match p {
+                    Payload::IdR(i) => Some(i.clone()),
+                    _ => None,
+                }) {
+                    self.responder_idr.get_or_insert(idr);
+                }
                 let eap = m.find(|p| match p {
                     Payload::Eap(e) => Some(e.clone()),
                     _ => None,
@@ -1638,6 +1663,7 @@ impl InitiatorSa {
                 Payload::IdR(i) => Some(i.clone()),
                 _ => None,
             })
+            .or_else(|| self.responder_idr.clone())
             .or_else(|| self.config.idr.clone());
         let (Some(auth), Some(idr)) = (auth, idr) else {
             return self.give_up(
@@ -2105,6 +2131,9 @@ mod tests {
         // INIT, IKE_AUTH (identities), EAP response, AUTH.
         assert_eq!(lab.sent_to_epdg, 4);
         assert!(Lab::discards(&lab.epdg_events).is_empty());
+        // EAP-only: the ePDG echoes the IDr the UE sent (the APN).
+        let asked = ue_config(IkeSuite::defaults()).idr;
+        assert_eq!(lab.ue.responder_identity(), asked.as_ref());
     }
 
     #[test]
@@ -2136,6 +2165,13 @@ mod tests {
         let mut lab = Lab::new(ue, epdg.clone());
         lab.run();
         assert_both_established(&lab);
+        // Signing, the ePDG names itself (the identity its certificate names) in IDr, not
+        // the APN the UE asked for; the AUTH after EAP covers that IDr.
+        assert_eq!(lab.ue.responder_identity(), Some(&epdg.identity));
+        assert_ne!(
+            ue_config(IkeSuite::defaults()).idr.as_ref(),
+            Some(&epdg.identity)
+        );
 
         // A UE that pins another key refuses the ePDG.
         let other = crate::ike::auth::tests::signer();
