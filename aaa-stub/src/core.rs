@@ -421,12 +421,18 @@ impl<S: Subscribers> Aaa<S> {
                 answer.header.command_code,
                 command::DIAMETER_EAP | command::AA
             );
-        if final_success {
+        // The home named its gateway only if it authorized the APN: without one, no
+        // visited gateway either (the ePDG then asks with an AAR, which the home
+        // refuses), or the UE would be served here for an APN its home refused.
+        let home_named_gateway = answer.avps.iter().any(|a| a.is(avp::MIP6_AGENT_INFO, None));
+        let mut added = false;
+        if final_success && home_named_gateway {
             if let Some(gateway) = p
                 .apn
                 .as_deref()
                 .and_then(|a| self.config.visited_gateway_for(a))
             {
+                added = true;
                 let info = self.agent_info(gateway).to_avp();
                 let at = answer
                     .avps
@@ -454,7 +460,7 @@ impl<S: Subscribers> Aaa<S> {
                 "home {} answered {}{}",
                 p.realm,
                 code.map_or("experimental".into(), |c| c.to_string()),
-                if final_success {
+                if added {
                     " (visited gateway added)"
                 } else {
                     ""
@@ -1018,6 +1024,52 @@ mod tests {
             Some("epc.mnc002.mcc001.3gppnetwork.org")
         );
         assert_eq!(aaa.poll_timeout(), None);
+    }
+
+    #[test]
+    fn no_visited_gateway_when_the_home_named_none() {
+        let mut aaa = aaa(
+            config(
+                "epc.mnc002.mcc001.3gppnetwork.org",
+                "10.2.0.3",
+                &[(HOME, "127.0.0.10:3868")],
+            ),
+            Memory::default(),
+        );
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let request = der("s;1", identity(&nai()));
+        aaa.handle(
+            Input::Request {
+                conn: 4,
+                message: request,
+            },
+            now,
+            &mut out,
+        );
+        let relayed = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Relay { message, .. } => Some(message.clone()),
+                _ => None,
+            })
+            .unwrap();
+        // Authenticated, but the home did not authorize the APN: no home gateway.
+        let der = DiameterEapRequest::parse(&relayed).unwrap();
+        let dea = DiameterEapAnswer::new(&der, AnswerResult::SUCCESS, "aaa.home", HOME);
+        let message = dea.to_message(&relayed.header);
+        let mut out = Vec::new();
+        aaa.handle(
+            Input::HomeAnswer {
+                realm: HOME.into(),
+                message,
+            },
+            now,
+            &mut out,
+        );
+        let answer = sent(&out).pop().unwrap();
+        let dea = DiameterEapAnswer::parse(&answer).unwrap();
+        assert!(dea.mip6_agent_info.is_empty(), "{:?}", dea.mip6_agent_info);
     }
 
     #[test]
