@@ -99,9 +99,11 @@ impl Charon {
                  \x20 plugins {{\n\
                  \x20   vici {{\n      socket = unix://{vici}\n    }}\n\
                  \x20   eap-aka-3gpp {{\n      seq_check = yes\n    }}\n\
+                 \x20   resolve {{\n      file = {resolv}\n    }}\n\
                  \x20 }}\n}}\n",
                 log = log.display(),
                 vici = dir.join("charon.vici").display(),
+                resolv = dir.join("resolv.conf").display(),
             ),
         )?;
         let out = std::fs::File::create(dir.join("charon.out"))?;
@@ -446,6 +448,7 @@ impl Lab {
             &format!(
                 "ike_listen = \"{epdg}:500\"\nnatt_listen = \"{epdg}:4500\"\naaa = \"{AAA}:3868\"\n\
                  mh_local = \"{mh}\"\ndns = [\"10.130.0.1\"]\ndiameter_timeout_ms = 3000\n\
+                 liveness_interval_secs = 1\n\
                  status_file = \"{status}\"\npcap = \"{pcap}\"\nkeylog = \"{keylog}\"\n",
                 mh = lma_topology.mag,
                 status = d.join("mag-status.json").display(),
@@ -480,7 +483,7 @@ impl Lab {
                 "  {name} {{\n\
                  \x20   version = 2\n    local_addrs = {ue}\n    remote_addrs = {epdg}\n\
                  \x20   proposals = {ike}\n    vips = 0.0.0.0, ::\n\
-                 \x20   rekey_time = 24h\n    dpd_delay = 0\n\
+                 \x20   rekey_time = 24h\n    dpd_delay = 1s\n\
                  \x20   local {{\n      auth = eap-aka\n      id = {NAI}\n    }}\n\
                  \x20   remote {{\n      auth = eap-aka\n      id = {APN}\n    }}\n\
                  \x20   children {{\n      {name} {{\n        remote_ts = 0.0.0.0/0, ::/0\n\
@@ -732,6 +735,28 @@ fn strongswan_attaches_resyncs_pings_and_detaches() -> Result<()> {
             && l.status("mag-status.json")
                 .is_some_and(|s| s["ike_sas"] == 1 && s["bindings"] == 1)
     })?;
+
+    // Liveness both ways (the mag checks every second, strongSwan's DPD too): after
+    // three seconds both have asked and answered, and the SA is still up.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = lab.charon.log();
+    let asked_by_mag = log.matches("parsed INFORMATIONAL request").count();
+    let answered_by_mag = log.matches("parsed INFORMATIONAL response").count();
+    ensure!(
+        asked_by_mag >= 2 && answered_by_mag >= 2,
+        "liveness checks: {asked_by_mag} from the mag, {answered_by_mag} answers to charon's DPD\n{}",
+        lab.outputs()
+    );
+    let sas = lab.charon.list_sas()?;
+    ensure!(
+        sas.get(first.name)
+            .is_some_and(|sa| sa["state"] == "ESTABLISHED")
+            && lab
+                .status("mag-status.json")
+                .is_some_and(|s| s["ike_sas"] == 1),
+        "the SA did not survive the liveness checks: {sas:?}\n{}",
+        lab.outputs()
+    );
 
     // The data plane: strongSwan's ESP (libipsec) -> mag -> GRE -> lma -> PDN and back.
     let v4_replies = lab.ping(&v4.to_string(), PDN_V4)?;
