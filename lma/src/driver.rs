@@ -561,7 +561,14 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
         relay.log_stats();
     }
     let stats = lma.stats();
-    tracing::info!(bindings = lma.cache().len(), ?stats, "lma stopped");
+    let (chained, held) = lma.chain_counts();
+    tracing::info!(
+        bindings = lma.cache().len(),
+        chained,
+        held,
+        ?stats,
+        "lma stopped"
+    );
     recorder.flush();
     Ok(())
 }
