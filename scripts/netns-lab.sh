@@ -35,9 +35,28 @@
 #   2    s2b         epdg   lma    10.200.(16T+2).1     10.200.(16T+2).2      (PMIPv6, GRE)
 #   3    swm         epdg   aaa    10.200.(16T+3).1     10.200.(16T+3).2      (Diameter)
 #   4    sgi         lma    pdn    10.200.(16T+4).1     10.200.(16T+4).2      (the PDN host)
-#   5-7  reserved for the roaming variant (issue 7): e.g. epdg:vlma (visited gateway),
-#        vlma:lma, aaa:vaaa (visited AAA); add them to LINKS/NODES below.
 #   IPv6 likewise: fd00:200:T:S::1 and fd00:200:T:S::2 (added with nodad).
+#
+# Roaming variant (issue 7; NETNS_LAB_ROAMING=1 in the environment of up/env/status):
+# two more namespaces, "vlma" (the visited gateway, lma with [chaining]) and "vaaa" (the
+# visited AAA, relaying to the home AAA in "aaa"); "lma" and "aaa" are then the home
+# gateway and the home AAA, and the ePDG's gateway and AAA are the visited ones.
+#
+#        [ue] -- [epdg] --s2b-v-- [vlma] --s8-- [lma] ==SGi==> [pdn]
+#                   |
+#                 swm-v
+#                   |
+#                [vaaa] --relay-- [aaa]
+#
+#   slot link        A      B      A's address          B's address
+#   5    s2b-v       epdg   vlma   10.200.(16T+5).1     10.200.(16T+5).2      (PMIPv6, GRE)
+#   6    s8          vlma   lma    10.200.(16T+6).1     10.200.(16T+6).2      (chained PMIPv6, GRE)
+#   7    swm-v       epdg   vaaa   10.200.(16T+7).1     10.200.(16T+7).2      (Diameter)
+#   0    relay       vaaa   aaa    10.200.(16T+0).1     10.200.(16T+0).2      (Diameter, realm routing)
+#   The visited gateway's own pool (its subscribers):
+#   VISITED_POOL_V4     10.200.(16T+13).0/24         (vlma ipv4_pool; no TUN there)
+#   VISITED_POOL_V6     fd00:200:T:200::/57          (vlma ipv6_pool)
+# `down` always removes the roaming namespaces too, whatever the environment says.
 #
 # Addresses the lma process is configured with (nothing here creates the TUN; the lma
 # does, with these addresses, which routes the pools into it):
@@ -67,6 +86,11 @@ NAME=${3:-lab$TAG}
 NODES=(ue epdg lma pdn aaa)
 # "A:B:SLOT" (see the table above).
 LINKS=(ue:epdg:1 epdg:lma:2 epdg:aaa:3 lma:pdn:4)
+ROAMING_NODES=(vlma vaaa)
+if [[ ${NETNS_LAB_ROAMING:-0} == 1 ]]; then
+  NODES+=("${ROAMING_NODES[@]}")
+  LINKS+=(epdg:vlma:5 vlma:lma:6 epdg:vaaa:7 vaaa:aaa:0)
+fi
 
 ns() { echo "$NAME-$1"; }
 v4() { echo "10.200.$((16 * TAG + $1)).$2"; }   # v4 SLOT HOST
@@ -91,6 +115,10 @@ print_env() {
   printf 'UE_POOL_V6=fd00:200:%x:100::/57\n' "$TAG"
   printf 'SGI_TUN_V6=fd00:200:%x:180::1/56\n' "$TAG"
   printf 'UE_ROUTE_V6=fd00:200:%x:100::/56\n' "$TAG"
+  if [[ ${NETNS_LAB_ROAMING:-0} == 1 ]]; then
+    echo "VISITED_POOL_V4=$(v4 13 0)/24"
+    printf 'VISITED_POOL_V6=fd00:200:%x:200::/57\n' "$TAG"
+  fi
 }
 
 have_ns() { [[ -e /run/netns/$1 ]]; }
@@ -126,6 +154,11 @@ up() {
 
 down() {
   local n pids pass
+  # The roaming namespaces go too, whether or not this run was told about them.
+  local n_roaming
+  for n_roaming in "${ROAMING_NODES[@]}"; do
+    [[ " ${NODES[*]} " == *" $n_roaming "* ]] || NODES+=("$n_roaming")
+  done
   # Processes first: a namespace whose processes live on keeps its interfaces.
   for pass in TERM TERM TERM KILL; do
     pids=""

@@ -19,6 +19,10 @@ use crate::node_binary;
 /// The nodes (namespaces) of the lab.
 pub const NODES: [&str; 5] = ["ue", "epdg", "lma", "pdn", "aaa"];
 
+/// The roaming variant's extra nodes ([`Lab::up_roaming`], issue 7): the visited gateway
+/// and the visited AAA.
+pub const ROAMING_NODES: [&str; 2] = ["vlma", "vaaa"];
+
 /// `scripts/netns-lab.sh` of this workspace.
 pub fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -33,10 +37,12 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn run_script(args: &[&str]) -> Result<String> {
+/// Runs the script, in its roaming variant (`NETNS_LAB_ROAMING=1`) when `roaming`.
+fn run_script_variant(args: &[&str], roaming: bool) -> Result<String> {
     let out = Command::new("bash")
         .arg(script())
         .args(args)
+        .env("NETNS_LAB_ROAMING", if roaming { "1" } else { "0" })
         .output()
         .with_context(|| format!("running netns-lab.sh {}", args.join(" ")))?;
     ensure!(
@@ -55,12 +61,25 @@ pub struct Lab {
     pub tag: u8,
     vars: BTreeMap<String, String>,
     down: bool,
+    /// The roaming variant (vlma, vaaa namespaces too).
+    roaming: bool,
 }
 
 impl Lab {
     /// Brings up lab `<prefix><pid>` with address block `tag` (0-15; see the script's
     /// header). A leftover lab of the same name is torn down first.
     pub fn up(prefix: &str, tag: u8) -> Result<Lab> {
+        Self::up_variant(prefix, tag, false)
+    }
+
+    /// Brings up the roaming variant (the script's header: vlma, vaaa and their links;
+    /// `VISITED_POOL_V4/V6` in the plan).
+    pub fn up_roaming(prefix: &str, tag: u8) -> Result<Lab> {
+        Self::up_variant(prefix, tag, true)
+    }
+
+    fn up_variant(prefix: &str, tag: u8, roaming: bool) -> Result<Lab> {
+        let run_script = |args: &[&str]| run_script_variant(args, roaming);
         let name = format!("{prefix}{}", std::process::id());
         let tag_text = tag.to_string();
         let env = run_script(&["env", &tag_text, &name])?;
@@ -74,6 +93,7 @@ impl Lab {
             tag,
             vars,
             down: false,
+            roaming,
         };
         run_script(&["down", &tag_text, &lab.name])?;
         // From here on, Drop tears down whatever `up` made.
@@ -171,8 +191,10 @@ impl Lab {
 
     /// The processes running in any of the lab's namespaces (`ip netns pids`).
     pub fn pids(&self) -> Vec<u32> {
+        let roaming: &[&str] = if self.roaming { &ROAMING_NODES } else { &[] };
         NODES
             .iter()
+            .chain(roaming)
             .filter_map(|n| {
                 Command::new("ip")
                     .args(["netns", "pids", &self.ns(n)])
@@ -211,7 +233,10 @@ impl Lab {
                 .nth(1)
                 .and_then(|n| n.split('@').next())
                 .unwrap_or("");
-            if NODES.contains(&ifname) || ifname.starts_with(name) {
+            if NODES.contains(&ifname)
+                || ROAMING_NODES.contains(&ifname)
+                || ifname.starts_with(name)
+            {
                 left.push(format!("interface {ifname}"));
             }
         }
@@ -222,7 +247,7 @@ impl Lab {
     /// (also done on drop).
     pub fn down(&mut self) -> Result<()> {
         self.down = true;
-        run_script(&["down", &self.tag.to_string(), &self.name])?;
+        run_script_variant(&["down", &self.tag.to_string(), &self.name], self.roaming)?;
         Ok(())
     }
 
