@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ipnet::Ipv6Net;
-use pmip_common::esp::{child_sa_pair, EspError, EspPacket, IkeRole, InboundSa, OutboundSa};
+use pmip_common::esp::{
+    child_sa_pair, next_header_of, EspError, EspPacket, IkeRole, InboundSa, OutboundSa,
+};
 use pmip_common::ike::sa::ChildSa;
 use pmip_common::ike::Random;
 use pmip_common::tunnel::{decapsulate_gre, GreRepr, ProtocolType};
@@ -121,18 +123,20 @@ struct Session {
 }
 
 /// An uplink packet to send: GRE (header and inner packet) to the LMA, as a raw socket
-/// for IP protocol 47 takes it.
+/// for IP protocol 47 takes it. Borrowed from the data plane's buffer (no allocation per
+/// packet); valid until the next call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToLma {
+pub struct ToLma<'a> {
     pub lma: IpAddr,
-    pub gre: Vec<u8>,
+    pub gre: &'a [u8],
 }
 
-/// A downlink packet to send: ESP to the UE's UDP port (no non-ESP marker).
+/// A downlink packet to send: ESP to the UE's UDP port (no non-ESP marker). Borrowed
+/// like [`ToLma`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToUe {
+pub struct ToUe<'a> {
     pub ue: SocketAddr,
-    pub esp: Vec<u8>,
+    pub esp: &'a [u8],
 }
 
 /// Every attached UE's ESP SAs and GRE keys, keyed by the IKE SA (its SPIr).
@@ -142,7 +146,11 @@ pub struct DataPlane {
     by_spi: HashMap<u32, u64>,
     by_downlink_key: HashMap<u32, u64>,
     counters: Counters,
-    scratch: Vec<u8>,
+    /// Uplink: the ESP packet, opened in place; the GRE header is then written over the
+    /// end of the ESP header and IV, right before the inner packet.
+    uplink_buffer: Vec<u8>,
+    /// Downlink: the sealed ESP packet.
+    downlink_buffer: Vec<u8>,
 }
 
 impl std::fmt::Debug for DataPlane {
@@ -216,35 +224,57 @@ impl DataPlane {
     }
 
     /// An ESP packet (the UDP payload, already classified as ESP) from `from`.
-    pub fn uplink(&mut self, from: SocketAddr, esp: &[u8]) -> Result<ToLma, DropReason> {
-        let r = self.uplink_inner(from, esp);
-        match &r {
-            Ok(p) => {
+    pub fn uplink(&mut self, from: SocketAddr, esp: &[u8]) -> Result<ToLma<'_>, DropReason> {
+        match Self::uplink_inner(
+            &mut self.sessions,
+            &self.by_spi,
+            &mut self.uplink_buffer,
+            from,
+            esp,
+        ) {
+            Ok((lma, range)) => {
                 self.counters.uplink_packets += 1;
-                self.counters.uplink_bytes += p.gre.len() as u64;
+                self.counters.uplink_bytes += range.len() as u64;
+                Ok(ToLma {
+                    lma,
+                    gre: &self.uplink_buffer[range],
+                })
             }
-            Err(reason) => self.counters.count(*reason),
+            Err(reason) => {
+                self.counters.count(reason);
+                Err(reason)
+            }
         }
-        r
     }
 
-    fn uplink_inner(&mut self, from: SocketAddr, esp: &[u8]) -> Result<ToLma, DropReason> {
+    /// Opens `esp` in `buffer` and frames the inner packet as GRE in place; returns the
+    /// LMA and where the GRE packet lies in `buffer`.
+    fn uplink_inner(
+        sessions: &mut HashMap<u64, Session>,
+        by_spi: &HashMap<u32, u64>,
+        buffer: &mut Vec<u8>,
+        from: SocketAddr,
+        esp: &[u8],
+    ) -> Result<(IpAddr, std::ops::Range<usize>), DropReason> {
         let view = EspPacket::new_checked(esp).map_err(|_| DropReason::MalformedEsp)?;
-        let ike_spi = *self.by_spi.get(&view.spi()).ok_or(DropReason::UnknownSpi)?;
-        let session = self
-            .sessions
-            .get_mut(&ike_spi)
-            .ok_or(DropReason::UnknownSpi)?;
-        session
+        let ike_spi = *by_spi.get(&view.spi()).ok_or(DropReason::UnknownSpi)?;
+        let session = sessions.get_mut(&ike_spi).ok_or(DropReason::UnknownSpi)?;
+        buffer.clear();
+        buffer.extend_from_slice(esp);
+        let (d, range) = session
             .inbound
-            .decapsulate_ip(esp, &mut self.scratch)
+            .decapsulate_in_place(buffer)
             .map_err(|e| match e {
                 EspError::Replay(_) => DropReason::Replay,
                 EspError::BadIcv | EspError::BadPadding => DropReason::Integrity,
                 EspError::Truncated(_) | EspError::InvalidLength(_) => DropReason::MalformedEsp,
                 _ => DropReason::BadInner,
             })?;
-        let inner = &self.scratch;
+        let inner = &buffer[range.clone()];
+        // An IPv4 or IPv6 packet agreeing with the Next Header (a dummy, 59, is dropped).
+        if next_header_of(inner).ok() != Some(d.next_header) {
+            return Err(DropReason::BadInner);
+        }
         let (source, _) = addresses(inner).ok_or(DropReason::BadInner)?;
         if !owns(&session.info, source) {
             return Err(DropReason::SpoofedSource);
@@ -255,12 +285,15 @@ impl DataPlane {
         }
         let key = session.info.uplink_key.ok_or(DropReason::NoUplinkKey)?;
         let protocol = ProtocolType::of_ip_packet(inner).ok_or(DropReason::BadInner)?;
-        let mut gre = Vec::with_capacity(inner.len() + 8);
-        GreRepr::keyed(protocol, key).emit_with_payload(inner, &mut gre);
-        Ok(ToLma {
-            lma: session.info.lma,
-            gre,
-        })
+        let gre = GreRepr::keyed(protocol, key);
+        // The ESP header and IV (at least 8 octets) lie before the payload: room for the
+        // 8-octet keyed GRE header.
+        let start = range
+            .start
+            .checked_sub(gre.header_len())
+            .ok_or(DropReason::MalformedEsp)?;
+        gre.emit(&mut buffer[start..range.end]);
+        Ok((session.info.lma, start..range.end))
     }
 
     /// A GRE packet (header and payload, the outer IP header removed) from `lma`.
@@ -269,31 +302,44 @@ impl DataPlane {
         lma: IpAddr,
         gre: &[u8],
         random: &mut R,
-    ) -> Result<ToUe, DropReason> {
-        let r = self.downlink_inner(lma, gre, random);
-        match &r {
-            Ok(p) => {
+    ) -> Result<ToUe<'_>, DropReason> {
+        match Self::downlink_inner(
+            &mut self.sessions,
+            &self.by_downlink_key,
+            &mut self.downlink_buffer,
+            lma,
+            gre,
+            random,
+        ) {
+            Ok(ue) => {
                 self.counters.downlink_packets += 1;
-                self.counters.downlink_bytes += p.esp.len() as u64;
+                self.counters.downlink_bytes += self.downlink_buffer.len() as u64;
+                Ok(ToUe {
+                    ue,
+                    esp: &self.downlink_buffer,
+                })
             }
-            Err(reason) => self.counters.count(*reason),
+            Err(reason) => {
+                self.counters.count(reason);
+                Err(reason)
+            }
         }
-        r
     }
 
+    /// Seals the inner packet of `gre` into `buffer`; returns the UE's address.
     fn downlink_inner<R: Random + ?Sized>(
-        &mut self,
+        sessions: &mut HashMap<u64, Session>,
+        by_downlink_key: &HashMap<u32, u64>,
+        buffer: &mut Vec<u8>,
         lma: IpAddr,
         gre: &[u8],
         random: &mut R,
-    ) -> Result<ToUe, DropReason> {
+    ) -> Result<SocketAddr, DropReason> {
         let d = decapsulate_gre(gre).map_err(|_| DropReason::MalformedGre)?;
-        let ike_spi = *self
-            .by_downlink_key
+        let ike_spi = *by_downlink_key
             .get(&d.key)
             .ok_or(DropReason::UnknownDownlinkKey)?;
-        let session = self
-            .sessions
+        let session = sessions
             .get_mut(&ike_spi)
             .ok_or(DropReason::UnknownDownlinkKey)?;
         if session.info.lma != lma {
@@ -303,15 +349,12 @@ impl DataPlane {
         if !owns(&session.info, destination) {
             return Err(DropReason::WrongDestination);
         }
-        let mut esp = Vec::with_capacity(d.inner.len() + 64);
+        buffer.clear();
         session
             .outbound
-            .encapsulate_ip(d.inner, random, &mut esp)
+            .encapsulate_ip(d.inner, random, buffer)
             .map_err(|_| DropReason::SealFailed)?;
-        Ok(ToUe {
-            ue: session.info.ue,
-            esp,
-        })
+        Ok(session.info.ue)
     }
 }
 
@@ -449,7 +492,7 @@ mod tests {
         ] {
             let out = dp.uplink(from, &seal(&mut ue_out, &inner)).unwrap();
             assert_eq!(out.lma, info().lma);
-            let d = decapsulate_gre(&out.gre).unwrap();
+            let d = decapsulate_gre(out.gre).unwrap();
             assert_eq!(d.key, UP);
             assert_eq!(d.inner, &inner[..]);
         }
@@ -515,7 +558,7 @@ mod tests {
             let out = dp.downlink(lma, &gre, &mut Counter(0)).unwrap();
             assert_eq!(out.ue, info().ue);
             let mut plain = Vec::new();
-            ue_in.decapsulate_ip(&out.esp, &mut plain).unwrap();
+            ue_in.decapsulate_ip(out.esp, &mut plain).unwrap();
             assert_eq!(plain, inner);
         }
         assert_eq!(dp.counters().downlink_packets, 2);

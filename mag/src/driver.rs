@@ -1185,7 +1185,7 @@ impl Epdg {
                     return;
                 };
                 let to = socket2::SockAddr::from(SocketAddr::new(p.lma, 0));
-                if let Err(e) = socket.send_to(&p.gre, &to) {
+                if let Err(e) = socket.send_to(p.gre, &to) {
                     debug!(lma = %p.lma, "sending GRE: {e}");
                 }
             }
@@ -1197,7 +1197,7 @@ impl Epdg {
     async fn on_gre(&mut self, data: &[u8], from: IpAddr) {
         match self.dataplane.downlink(from, data, &mut self.rng) {
             Ok(p) => {
-                if let Err(e) = self.ike4500.send_to(&p.esp, p.ue).await {
+                if let Err(e) = self.ike4500.send_to(p.esp, p.ue).await {
                     debug!(ue = %p.ue, "sending ESP: {e}");
                 }
             }
