@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use integration_tests::netns::{LmaProcess, Topology};
+use integration_tests::tshark_fields::{values, walk};
 use integration_tests::{write_file, Node};
 use ipnet::Ipv6Net;
 use serde_json::{Map, Value};
@@ -49,6 +50,8 @@ const IPV6_POOL: &str = "2001:db8:130:100::/56";
 /// The LMA's SGi TUN device: the PDN host the UE pings (the kernel behind it answers).
 const PDN_V4: &str = "10.130.1.1";
 const PDN_V6: &str = "2001:db8:130::1";
+/// Wireshark's expert severity "warning" (`PI_WARN`); "note" and "chat" are below it.
+const PI_WARN: u32 = 0x0060_0000;
 const AAA: Ipv4Addr = Ipv4Addr::new(127, 0, 130, 4);
 
 fn path(p: &Path) -> Result<&str> {
@@ -651,6 +654,76 @@ impl Lab {
         sessions.into_iter().map(|(_, n)| n).collect()
     }
 
+    /// Stops the mag (so its pcap is complete) and decodes every IKE message it recorded
+    /// with tshark and its keylog: none of those it sent may be malformed or carry expert
+    /// info, and the IKE_AUTH responses carry the CFG_REPLY with the LMA's IPv4 address.
+    fn tshark_check(&mut self) -> Result<()> {
+        self.mag.signal(libc::SIGTERM)?;
+        self.mag.wait_exit(Duration::from_secs(10))?;
+        let d = self.dir.path();
+        let keylog = std::fs::read_to_string(d.join("mag.keylog")).context("mag.keylog")?;
+        let mut command = Command::new("tshark");
+        command
+            .arg("-r")
+            .arg(d.join("mag.pcap"))
+            .args(["-V", "-T", "json", "--no-duplicate-keys"])
+            .args([
+                "-Y",
+                &format!("isakmp && ip.src == {}", self.ue_topology.mag),
+            ]);
+        for record in keylog.lines().filter(|l| !l.trim().is_empty()) {
+            command.args(["-o", &format!("uat:ikev2_decryption_table:{record}")]);
+        }
+        let out = command
+            .output()
+            .context("running tshark (installed by scripts/setup.sh)")?;
+        ensure!(
+            out.status.success(),
+            "tshark: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let packets: Vec<Value> = serde_json::from_slice(&out.stdout).context("tshark JSON")?;
+        // Nine attaches: at least IKE_SA_INIT and four IKE_AUTH responses each.
+        ensure!(
+            packets.len() >= 9 * 5,
+            "{} IKE messages from the ePDG",
+            packets.len()
+        );
+        let mut addresses = Vec::new();
+        for (n, packet) in packets.iter().enumerate() {
+            let mut fields = Vec::new();
+            walk(packet, &mut fields);
+            // Notes are allowed: Wireshark's EAP dissector calls a new IKE SA's first
+            // EAP-Request a "retransmission" when the previous SA on the same UDP ports
+            // used the same EAP Identifier (RFC 3748 section 4.1 scopes it to one
+            // conversation). Warnings and errors are not.
+            let severe = values(&fields, "_ws.expert.severity")
+                .iter()
+                .any(|s| s.parse::<u32>().map_or(true, |s| s >= PI_WARN));
+            ensure!(
+                !severe && !fields.iter().any(|(k, _)| k.starts_with("_ws.malformed")),
+                "ePDG message {n}: malformed, or expert info of warning level:\n{}\ncharon:\n{}",
+                serde_json::to_string_pretty(packet).unwrap_or_default(),
+                self.charon.log()
+            );
+            addresses.extend(
+                values(&fields, "isakmp.cfg.attr.internal_ip4_address")
+                    .into_iter()
+                    .map(str::to_string),
+            );
+        }
+        // Every attach's CFG_REPLY decrypted and decoded, with an address from the pool.
+        let pool: ipnet::Ipv4Net = IPV4_POOL.parse()?;
+        ensure!(
+            addresses.len() == PROPOSALS.len() + 1
+                && addresses
+                    .iter()
+                    .all(|a| a.parse().is_ok_and(|a: Ipv4Addr| pool.contains(&a))),
+            "CFG_REPLY addresses tshark decoded: {addresses:?}"
+        );
+        Ok(())
+    }
+
     /// How often charon's USIM found the challenge's SQN out of range so far.
     fn sync_failures(&self) -> usize {
         self.charon
@@ -685,7 +758,7 @@ fn strongswan_attaches_resyncs_pings_and_detaches() -> Result<()> {
         eprintln!("skipping strongswan_interop: needs root (network namespaces, TUN, raw GRE)");
         return Ok(());
     }
-    let lab = Lab::start()?;
+    let mut lab = Lab::start()?;
     let first = &PROPOSALS[0];
     lab.eventually("aaa status file", |l| l.aaa_sessions() == Some(0))?;
     let sqn_before = lab.aaa_sqn().unwrap_or(0);
@@ -736,15 +809,28 @@ fn strongswan_attaches_resyncs_pings_and_detaches() -> Result<()> {
                 .is_some_and(|s| s["ike_sas"] == 1 && s["bindings"] == 1)
     })?;
 
-    // Liveness both ways (the mag checks every second, strongSwan's DPD too): after
-    // three seconds both have asked and answered, and the SA is still up.
+    // Liveness both ways (the mag checks every second, charon's DPD when it heard nothing
+    // for a second): after three seconds charon answered the mag's checks and the mag
+    // answered every DPD charon sent, and the SA is still up.
     std::thread::sleep(Duration::from_secs(3));
-    let log = lab.charon.log();
-    let asked_by_mag = log.matches("parsed INFORMATIONAL request").count();
-    let answered_by_mag = log.matches("parsed INFORMATIONAL response").count();
+    let liveness = |l: &Lab| {
+        let log = l.charon.log();
+        (
+            log.matches("parsed INFORMATIONAL request").count(),
+            log.matches("generating INFORMATIONAL request").count(),
+            log.matches("parsed INFORMATIONAL response").count(),
+        )
+    };
+    // A DPD may be on its way: give its answer a moment.
+    let _ = lab.eventually("", |l| {
+        let (_, sent, answered) = liveness(l);
+        sent == answered
+    });
+    let (asked_by_mag, dpd_sent, dpd_answered) = liveness(&lab);
     ensure!(
-        asked_by_mag >= 2 && answered_by_mag >= 2,
-        "liveness checks: {asked_by_mag} from the mag, {answered_by_mag} answers to charon's DPD\n{}",
+        asked_by_mag >= 2 && dpd_answered == dpd_sent,
+        "liveness: {asked_by_mag} checks from the mag, {dpd_answered} of charon's {dpd_sent} \
+         DPDs answered\n{}",
         lab.outputs()
     );
     let sas = lab.charon.list_sas()?;
@@ -817,6 +903,7 @@ fn strongswan_attaches_resyncs_pings_and_detaches() -> Result<()> {
         "an INVALID_KE_PAYLOAD for an acceptable KE group\n{}",
         lab.outputs()
     );
+    lab.tshark_check()?;
     drop(lab);
     Ok(())
 }
