@@ -198,6 +198,7 @@ impl Lab {
             ),
         )?;
         let pcap = d.join("visited.pcap");
+        // The recording: signaling of both hops (the home side's socket included).
         let mut visited = Node::start(
             "lma",
             &["--config", path(&visited_config)?, "--pcap", path(&pcap)?],
@@ -518,15 +519,9 @@ fn roaming_ue_gets_home_addresses_pings_through_both_tunnels_and_a_local_ue_stay
     Ok(())
 }
 
-/// Every PBU in the visited gateway's recording decodes in tshark without a malformed
-/// mark or expert info, with the MN-ID and APN; the ePDG's (to `visited`) carries the
-/// 3GPP PDN GW IPv4 address `home`, the visited gateway's (from `home_side`) does not.
-fn check_pcap_in_tshark(
-    pcap: &Path,
-    visited: Ipv4Addr,
-    home_side: Ipv4Addr,
-    home: Ipv4Addr,
-) -> Result<()> {
+/// Every packet of a recording as tshark decodes it (checksum validation on): the JSON
+/// layers and their flattened fields. Fails on a malformed mark or any expert info.
+fn tshark_packets(pcap: &Path) -> Result<Vec<(Value, Vec<(String, String)>)>> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(pcap)
@@ -545,16 +540,34 @@ fn check_pcap_in_tshark(
         String::from_utf8_lossy(&out.stderr)
     );
     let packets: Vec<Value> = serde_json::from_slice(&out.stdout).context("tshark JSON")?;
-    let (mut epdg_pbus, mut home_pbus) = (0, 0);
-    for packet in &packets {
-        let layers = &packet["_source"]["layers"];
+    let mut decoded = Vec::new();
+    for packet in packets {
+        let layers = packet["_source"]["layers"].clone();
         let mut fields = Vec::new();
-        walk(layers, &mut fields);
+        walk(&layers, &mut fields);
         let problems: Vec<_> = fields
             .iter()
             .filter(|(k, _)| k.starts_with("_ws.malformed") || k.starts_with("_ws.expert"))
             .collect();
         anyhow::ensure!(problems.is_empty(), "{problems:?} in {layers}");
+        decoded.push((layers, fields));
+    }
+    Ok(decoded)
+}
+
+/// Every PBU in the visited gateway's recording decodes in tshark without a malformed
+/// mark or expert info, with the MN-ID and APN; the ePDG's (to `visited`) carries the
+/// 3GPP PDN GW IPv4 address `home`, the visited gateway's (from `home_side`) does not.
+fn check_pcap_in_tshark(
+    pcap: &Path,
+    visited: Ipv4Addr,
+    home_side: Ipv4Addr,
+    home: Ipv4Addr,
+) -> Result<()> {
+    let packets = tshark_packets(pcap)?;
+    let (mut epdg_pbus, mut home_pbus) = (0, 0);
+    for (layers, fields) in &packets {
+        let fields = fields.as_slice();
         if values(&fields, "mip6.mhtype") != ["5"] {
             continue;
         }
@@ -612,6 +625,32 @@ fn home_gateway_down_is_a_pdn_connection_rejection_with_nothing_left() -> Result
     assert!(
         visited.contains("HomeTimeout") && visited.contains("status=128"),
         "{visited}"
+    );
+    // The answer decodes clean in tshark: REASON_UNSPECIFIED with the 3GPP Specific
+    // PMIPv6 Error Code "PGW not responding" (GTPv2 cause 100); three PBUs went home.
+    let packets = tshark_packets(&lab.dir.path().join("visited.pcap"))?;
+    let errors: Vec<_> = packets
+        .iter()
+        .filter(|(_, f)| {
+            values(f, "mip6.mhtype") == ["6"] && values(f, "mip6.ba.status") == ["128"]
+        })
+        .collect();
+    assert_eq!(errors.len(), 1, "{packets:?}");
+    assert_eq!(
+        values(&errors[0].1, "mip6.3gpp.spec_pmipv6_err_code"),
+        ["100"],
+        "{}",
+        errors[0].0
+    );
+    let home_pbus = packets
+        .iter()
+        .filter(|(_, f)| {
+            values(f, "mip6.mhtype") == ["5"] && values(f, "ip.dst") == [ip(141, 5).to_string()]
+        })
+        .count();
+    assert_eq!(
+        home_pbus, 4,
+        "three registrations and one clean-up de-registration"
     );
     lab.nothing_left_but(0, 0, 0)?;
     let (visited_last, _) = lab.stop_gateways()?;
