@@ -2,8 +2,8 @@
 # bench-dataplane.sh: data-plane throughput (issue 5 item 7; results in BENCHMARKS.md).
 # Needs root, iproute2 and iperf3 (scripts/setup.sh).
 #
-#   scripts/bench-dataplane.sh            (env: BENCH_SECS=5 per run, BENCH_TAG=3,
-#                                          BENCH_NAME=dpbench: the netns-lab tag and name)
+#   scripts/bench-dataplane.sh     env: BENCH_SECS=5 per iperf3 run, BENCH_ROUNDS=3,
+#                                  BENCH_TAG=3 / BENCH_NAME=dpbench (the netns lab)
 #
 # On one namespace lab (scripts/netns-lab.sh), in one run, iperf3 TCP from the ue
 # namespace to the PDN host in the pdn namespace, UE->PDN and PDN->UE (-R), through:
@@ -12,11 +12,14 @@
 #      writes per packet as the real path, without ESP crypto, GRE or session lookups;
 #   2. the whole path: ue-emu attach --tun (ESP-in-UDP, AES-256-GCM) -> mag (ESP -> GRE)
 #      -> lma (GRE -> SGi TUN) -> pdn, with aaa-stub for the attach.
-# Release builds. Prints both figures and the ratio (whole path / baseline).
+# Release builds. The two alternate, BENCH_ROUNDS times each (so a load change on a shared
+# machine hits both alike); prints every round, then the medians and their ratio
+# (whole path / baseline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECS=${BENCH_SECS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 TAG=${BENCH_TAG:-3}
 NAME=${BENCH_NAME:-dpbench}
 LAB=scripts/netns-lab.sh
@@ -87,25 +90,27 @@ iperf() { # LABEL [-R]
     "$work/iperf3-$label.log"
 }
 
-# 1. Baseline: the relay in ue, epdg and lma.
-ue4="${UE_POOL_V4%.*/*}.2"
-start "$NS_LMA" relay-lma.log $BIN/dataplane-relay \
-  --a "udp:$LMA_EPDG_V4:4600=$EPDG_LMA_V4:4600" --b tun:sgi
-start "$NS_EPDG" relay-epdg.log $BIN/dataplane-relay \
-  --a "udp:$EPDG_UE_V4:4500=$UE_EPDG_V4:4500" --b "udp:$EPDG_LMA_V4:4600=$LMA_EPDG_V4:4600"
-start "$NS_UE" relay-ue.log $BIN/dataplane-relay \
-  --a tun:uetun --b "udp:$UE_EPDG_V4:4500=$EPDG_UE_V4:4500"
-wait_link "$NS_LMA" sgi
-wait_link "$NS_UE" uetun
-ip -n "$NS_LMA" addr add "$SGI_TUN_V4" dev sgi
-ip -n "$NS_LMA" link set sgi mtu 1500 up
-ip -n "$NS_UE" addr add "$ue4/32" dev uetun
-ip -n "$NS_UE" link set uetun mtu 1400 up
-ip -n "$NS_UE" route add default dev uetun
-in_ns "$NS_UE" ping -c 1 -W 2 "$PDN_LMA_V4" >/dev/null
-base_up=$(iperf base-up)
-base_down=$(iperf base-down -R)
-stop_all
+# 1. Baseline: the relay in ue, epdg and lma. ROUND
+baseline() {
+  ue4="${UE_POOL_V4%.*/*}.2"
+  start "$NS_LMA" relay-lma.log $BIN/dataplane-relay \
+    --a "udp:$LMA_EPDG_V4:4600=$EPDG_LMA_V4:4600" --b tun:sgi
+  start "$NS_EPDG" relay-epdg.log $BIN/dataplane-relay \
+    --a "udp:$EPDG_UE_V4:4500=$UE_EPDG_V4:4500" --b "udp:$EPDG_LMA_V4:4600=$LMA_EPDG_V4:4600"
+  start "$NS_UE" relay-ue.log $BIN/dataplane-relay \
+    --a tun:uetun --b "udp:$UE_EPDG_V4:4500=$EPDG_UE_V4:4500"
+  wait_link "$NS_LMA" sgi
+  wait_link "$NS_UE" uetun
+  ip -n "$NS_LMA" addr add "$SGI_TUN_V4" dev sgi
+  ip -n "$NS_LMA" link set sgi mtu 1500 up
+  ip -n "$NS_UE" addr add "$ue4/32" dev uetun
+  ip -n "$NS_UE" link set uetun mtu 1400 up
+  ip -n "$NS_UE" route add default dev uetun
+  in_ns "$NS_UE" ping -c 1 -W 2 "$PDN_LMA_V4" >/dev/null
+  base_up+=("$(iperf "base-up-$1")")
+  base_down+=("$(iperf "base-down-$1" -R)")
+  stop_all
+}
 
 # 2. The whole path.
 cat >"$work/subscribers.toml" <<EOF
@@ -151,22 +156,36 @@ local = "$UE_EPDG_V4"
 apn = "internet"
 timeout_ms = 10000
 EOF
-start "$NS_AAA" aaa.log $BIN/aaa-stub --config "$work/aaa.toml"
-wait_for aaa.log "aaa listening"
-start "$NS_LMA" lma.log $BIN/lma --config "$work/lma.toml"
-wait_for lma.log "lma listening"
-start "$NS_EPDG" mag.log $BIN/mag --config "$work/mag.toml"
-wait_for mag.log "Diameter peer open"
-start "$NS_UE" ue.log $BIN/ue-emu attach --config "$work/ue.toml" --tun uetun
-wait_for ue.log "relaying until"
-in_ns "$NS_UE" ping -c 1 -W 2 "$PDN_LMA_V4" >/dev/null
-full_up=$(iperf full-up)
-full_down=$(iperf full-down -R)
-stop_all
+# ROUND
+whole_path() {
+  start "$NS_AAA" aaa.log $BIN/aaa-stub --config "$work/aaa.toml"
+  wait_for aaa.log "aaa listening"
+  start "$NS_LMA" lma.log $BIN/lma --config "$work/lma.toml"
+  wait_for lma.log "lma listening"
+  start "$NS_EPDG" mag.log $BIN/mag --config "$work/mag.toml"
+  wait_for mag.log "Diameter peer open"
+  start "$NS_UE" ue.log $BIN/ue-emu attach --config "$work/ue.toml" --tun uetun
+  wait_for ue.log "relaying until"
+  in_ns "$NS_UE" ping -c 1 -W 2 "$PDN_LMA_V4" >/dev/null
+  full_up+=("$(iperf "full-up-$1")")
+  full_down+=("$(iperf "full-down-$1" -R)")
+  stop_all
+}
 
+base_up=() base_down=() full_up=() full_down=()
+for round in $(seq 1 "$ROUNDS"); do
+  baseline "$round"
+  whole_path "$round"
+  echo "round $round: UE->PDN ${full_up[-1]} (baseline ${base_up[-1]})," \
+    "PDN->UE ${full_down[-1]} (baseline ${base_down[-1]}) Mbit/s" >&2
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+mu=$(median "${full_up[@]}") md=$(median "${full_down[@]}")
+bu=$(median "${base_up[@]}") bd=$(median "${base_down[@]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 echo
-echo "data plane, iperf3 TCP ${SECS}s, Mbit/s (receiver), $(nproc) cores"
+echo "data plane, iperf3 TCP ${SECS}s, median of $ROUNDS rounds, Mbit/s (receiver), $(nproc) cores"
 printf '%-10s %18s %22s %8s\n' direction "whole path" "relay baseline" ratio
-printf '%-10s %18s %22s %8s\n' "UE->PDN" "$full_up" "$base_up" "$(ratio "$full_up" "$base_up")"
-printf '%-10s %18s %22s %8s\n' "PDN->UE" "$full_down" "$base_down" "$(ratio "$full_down" "$base_down")"
+printf '%-10s %18s %22s %8s\n' "UE->PDN" "$mu" "$bu" "$(ratio "$mu" "$bu")"
+printf '%-10s %18s %22s %8s\n' "PDN->UE" "$md" "$bd" "$(ratio "$md" "$bd")"
