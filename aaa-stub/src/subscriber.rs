@@ -3,9 +3,24 @@
 //! vector leaves the server, atomically (write a temporary file, fsync, rename), so a
 //! crash or `kill -9` never makes the AAA reuse a sequence number.
 //!
-//! Subscribers come from a TOML file: single subscribers, and IMSI ranges sharing one
-//! K/OPc for load tests. SQNs live in a separate state file that holds only the
-//! subscribers whose SQN moved from the provisioned value.
+//! Subscribers come from a TOML file: single subscribers (`[[subscriber]]`), and IMSI
+//! ranges sharing one K/OPc (`[[range]]`: `first_imsi`, `count`), for load tests.
+//! SQNs live in a separate state file.
+//!
+//! * A single subscriber's SQN is its own counter (TS 33.102 annex C.1.1.1), and the state
+//!   file holds it once it moved from the provisioned value: every vector costs one
+//!   durable rewrite of the state file.
+//! * A range draws its SQNs from one counter for the whole range (TS 33.102 annex C.1.2,
+//!   SEQ from a global counter): every vector of any IMSI in the range takes the counter's
+//!   next value, so each IMSI still sees its SQNs strictly increase, and no state per IMSI
+//!   is kept at all. The counter is made durable in blocks: the state file records a
+//!   reservation ([`SQN_BLOCK`] values ahead); values up to it are handed out without
+//!   touching the disk, and after a restart the counter resumes above the reservation, so
+//!   no value is ever used twice. One durable write per [`SQN_BLOCK`] vectors instead of
+//!   one per vector is what lets an attach storm run at CPU speed (BENCHMARKS.md). The
+//!   USIM accepts the jumps as long as they stay within its delta (2^28 by default,
+//!   TS 33.102 annex C.2.1); beyond, it answers with AUTS and the resynchronised SQN
+//!   moves the range's counter above it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -97,21 +112,33 @@ fn default_amf() -> String {
     "8000".into()
 }
 
-/// A range of consecutive IMSIs sharing credentials.
+/// How far ahead of a range's SQN counter the state file reserves.
+pub const SQN_BLOCK: u64 = 1024;
+
+/// A range of consecutive IMSIs sharing credentials and one SQN counter.
 #[derive(Debug, Clone)]
 struct Range {
+    /// The first IMSI as written (the range's key in the state file).
+    name: String,
     first: u64,
     count: u64,
     digits: usize,
     template: Subscriber,
-    sqn: u64,
+    /// The last SQN used by any IMSI of the range.
+    counter: u64,
+    /// The SQN up to which values may have been used, as persisted.
+    reserved: u64,
 }
 
-/// The persisted SQN state: IMSI -> last SQN used.
+/// The persisted SQN state.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct SqnState {
+    /// Single subscribers: IMSI -> last SQN used.
     #[serde(default)]
     sqn: BTreeMap<String, u64>,
+    /// Ranges: first IMSI -> the SQN reserved (every value up to it may have been used).
+    #[serde(default)]
+    range: BTreeMap<String, u64>,
 }
 
 /// All subscribers, and their SQNs persisted in `state_path`.
@@ -179,11 +206,13 @@ impl SubscriberStore {
             )
             .map_err(|m| invalid(&entry.first_imsi, m))?;
             ranges.push(Range {
+                name: entry.first_imsi,
                 first,
                 count: entry.count,
                 digits,
                 template,
-                sqn: entry.sqn,
+                counter: entry.sqn,
+                reserved: entry.sqn,
             });
         }
         let state = match fs::read_to_string(state_path) {
@@ -199,6 +228,24 @@ impl SubscriberStore {
                 })
             }
         };
+        for range in &mut ranges {
+            // SQNs a state file of an older version kept per IMSI of the range.
+            for (imsi, sqn) in &state.sqn {
+                let inside = imsi.len() == range.digits
+                    && imsi
+                        .parse::<u64>()
+                        .is_ok_and(|n| n >= range.first && n - range.first < range.count);
+                if inside {
+                    range.counter = range.counter.max(*sqn);
+                    range.reserved = range.counter;
+                }
+            }
+            if let Some(&reserved) = state.range.get(&range.name) {
+                // Resume above everything that may have been used before the restart.
+                range.counter = range.counter.max(reserved);
+                range.reserved = range.counter;
+            }
+        }
         Ok(SubscriberStore {
             single,
             ranges,
@@ -227,32 +274,60 @@ impl SubscriberStore {
         })
     }
 
-    fn range_of(&self, imsi: &str) -> Option<&Range> {
+    fn range_index(&self, imsi: &str) -> Option<usize> {
         let number: u64 = imsi.parse().ok()?;
         self.ranges
             .iter()
-            .find(|r| imsi.len() == r.digits && number >= r.first && number - r.first < r.count)
+            .position(|r| imsi.len() == r.digits && number >= r.first && number - r.first < r.count)
     }
 
-    /// The last SQN used for this subscriber.
+    fn range_of(&self, imsi: &str) -> Option<&Range> {
+        self.range_index(imsi).and_then(|i| self.ranges.get(i))
+    }
+
+    /// The last SQN used for this subscriber: its own, or its range's counter.
     pub fn sqn(&self, imsi: &str) -> Option<u64> {
-        if let Some(sqn) = self.state.sqn.get(imsi) {
-            return Some(*sqn);
+        if let Some((_, provisioned)) = self.single.get(imsi) {
+            return Some(self.state.sqn.get(imsi).copied().unwrap_or(*provisioned));
         }
-        if let Some((_, sqn)) = self.single.get(imsi) {
-            return Some(*sqn);
-        }
-        self.range_of(imsi).map(|r| r.sqn)
+        self.range_of(imsi).map(|r| r.counter)
     }
 
-    /// Records `sqn` as used for `imsi` and persists it before returning, so the vector
-    /// built with it may leave. SQNs only move forward: an older value is ignored.
+    /// Records `sqn` as used for `imsi`, durably before returning, so the vector built
+    /// with it may leave. SQNs only move forward: an older value is ignored. In a range
+    /// the value moves the range's counter, and the state file is rewritten only when it
+    /// passes the reservation.
     pub fn commit_sqn(&mut self, imsi: &str, sqn: u64) -> Result<(), SubscriberError> {
-        if self.sqn(imsi).is_some_and(|current| sqn <= current) {
+        let sqn = sqn & SQN_MAX;
+        if self.single.contains_key(imsi) {
+            if self.sqn(imsi).is_some_and(|current| sqn <= current) {
+                return Ok(());
+            }
+            self.state.sqn.insert(imsi.to_string(), sqn);
+            return self.persist();
+        }
+        let Some(range) = self.range_index(imsi).and_then(|i| self.ranges.get_mut(i)) else {
+            return Ok(());
+        };
+        range.counter = range.counter.max(sqn);
+        if range.counter <= range.reserved {
             return Ok(());
         }
-        self.state.sqn.insert(imsi.to_string(), sqn & SQN_MAX);
-        self.persist()
+        let reserved = range.counter.saturating_add(SQN_BLOCK).min(SQN_MAX);
+        let name = range.name.clone();
+        let previous = self.state.range.insert(name.clone(), reserved);
+        if let Err(e) = self.persist() {
+            // Not durable: the next vector tries again.
+            match previous {
+                Some(p) => self.state.range.insert(name, p),
+                None => self.state.range.remove(&name),
+            };
+            return Err(e);
+        }
+        if let Some(range) = self.range_index(imsi).and_then(|i| self.ranges.get_mut(i)) {
+            range.reserved = reserved;
+        }
+        Ok(())
     }
 
     /// Writes the state file atomically: temporary file, fsync, rename, fsync the folder.
@@ -385,16 +460,77 @@ apns = ["internet"]
         let dir = tempfile::tempdir().unwrap();
         let mut s = store(dir.path());
         s.commit_sqn("001010000000001", 64).unwrap();
-        s.commit_sqn("001010000100005", 7).unwrap();
         s.commit_sqn("001010000000001", 40).unwrap();
         let reloaded = store(dir.path());
         assert_eq!(reloaded.sqn("001010000000001"), Some(64));
-        assert_eq!(reloaded.sqn("001010000100005"), Some(7));
-        assert_eq!(reloaded.sqn("001010000100006"), Some(0));
         assert!(
             !dir.path().join("sqn.tmp").exists(),
             "temporary file renamed away"
         );
+    }
+
+    #[test]
+    fn a_range_shares_one_counter_and_persists_it_in_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("sqn.toml");
+        let mut s = store(dir.path());
+        // Every IMSI of the range starts at the range's provisioned SQN.
+        assert_eq!(s.sqn("001010000100000"), Some(0));
+        assert_eq!(s.sqn("001010000100999"), Some(0));
+        // A vector for one IMSI moves the counter for all: the next IMSI gets a higher SQN.
+        s.commit_sqn("001010000100005", 1).unwrap();
+        assert_eq!(s.sqn("001010000100006"), Some(1));
+        let first_write = fs::read_to_string(&state).unwrap();
+        assert!(
+            first_write.contains(&format!("001010000100000 = {}", 1 + SQN_BLOCK)),
+            "{first_write}"
+        );
+        // Within the reservation nothing more is written, and nothing per IMSI is kept.
+        for (n, imsi) in (2..=SQN_BLOCK + 1).zip((0..1000).cycle()) {
+            s.commit_sqn(&format!("{:015}", 1_010_000_100_000u64 + imsi), n)
+                .unwrap();
+        }
+        assert_eq!(fs::read_to_string(&state).unwrap(), first_write);
+        assert_eq!(s.sqn("001010000100999"), Some(SQN_BLOCK + 1));
+        // Passing it reserves the next block.
+        s.commit_sqn("001010000100001", SQN_BLOCK + 2).unwrap();
+        assert!(fs::read_to_string(&state)
+            .unwrap()
+            .contains(&format!("001010000100000 = {}", 2 + 2 * SQN_BLOCK)));
+        // After a restart (or a crash) the counter resumes above every value handed out.
+        let reloaded = store(dir.path());
+        assert_eq!(reloaded.sqn("001010000100001"), Some(2 + 2 * SQN_BLOCK));
+        // Single subscribers keep their own SQN, untouched by the range.
+        assert_eq!(reloaded.sqn("001010000000001"), Some(32));
+    }
+
+    #[test]
+    fn a_range_resumes_above_sqns_an_older_state_file_kept_per_imsi() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("sqn.toml"),
+            "[sqn]\n001010000100007 = 99\n001010000000001 = 40\n",
+        )
+        .unwrap();
+        let s = store(dir.path());
+        assert_eq!(s.sqn("001010000100123"), Some(99));
+        assert_eq!(s.sqn("001010000000001"), Some(40));
+    }
+
+    #[test]
+    fn a_failed_write_hands_out_nothing_and_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let subs = dir.path().join("subscribers.toml");
+        fs::write(&subs, FILE).unwrap();
+        // The state file's folder does not exist: the write fails.
+        let mut s =
+            SubscriberStore::load(&subs, &dir.path().join("missing").join("sqn.toml")).unwrap();
+        assert!(s.commit_sqn("001010000100005", 1).is_err());
+        fs::create_dir(dir.path().join("missing")).unwrap();
+        s.commit_sqn("001010000100005", 2).unwrap();
+        let reloaded =
+            SubscriberStore::load(&subs, &dir.path().join("missing").join("sqn.toml")).unwrap();
+        assert_eq!(reloaded.sqn("001010000100005"), Some(2 + SQN_BLOCK));
     }
 
     #[test]
