@@ -50,6 +50,8 @@ const IPV6_POOL: &str = "2001:db8:130:100::/56";
 /// The LMA's SGi TUN device: the PDN host the UE pings (the kernel behind it answers).
 const PDN_V4: &str = "10.130.1.1";
 const PDN_V6: &str = "2001:db8:130::1";
+/// Attaches in the test: resync + second, the other proposals, before and after the reboot.
+const ATTACHES: usize = 2 + (PROPOSALS.len() - 1) + 2;
 /// Wireshark's expert severity "warning" (`PI_WARN`); "note" and "chat" are below it.
 const PI_WARN: u32 = 0x0060_0000;
 const AAA: Ipv4Addr = Ipv4Addr::new(127, 0, 130, 4);
@@ -217,6 +219,14 @@ impl Charon {
             .args(args)
             .output()
             .with_context(|| format!("running {} in {}", args.join(" "), self.ns))
+    }
+}
+
+impl Charon {
+    /// Kills charon at once (SIGKILL): no DELETE reaches the ePDG.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -654,6 +664,58 @@ impl Lab {
         sessions.into_iter().map(|(_, n)| n).collect()
     }
 
+    /// A phone that reboots: attached, charon is killed (no DELETE), a new charon attaches
+    /// again (with INITIAL_CONTACT). The mag hands the binding to the new IKE SA and drops
+    /// the old one with its AAA session: one IKE SA, one binding (the same addresses, no
+    /// de-registration at the LMA in between), one Diameter session, and traffic flows.
+    fn reboot(&mut self) -> Result<()> {
+        let first = PROPOSALS[0].name;
+        let before = vips(&self.attach(first)?)?;
+        let deregistered = self.lma_lines("deregistered").len();
+        let registered = self.lma_lines("registered").len();
+        self.charon.kill();
+        let dir = self.dir.path().join("charon-rebooted");
+        std::fs::create_dir(&dir)?;
+        self.charon = Charon::start(&self.ue_topology.ns, &dir)?;
+        self.write_swanctl_conf()?;
+        let sa = self.attach(first)?;
+        ensure!(
+            self.charon.log().contains("N(INIT_CONTACT)"),
+            "no INITIAL_CONTACT after the reboot"
+        );
+        ensure!(
+            vips(&sa)? == before,
+            "addresses changed over the reboot: {before:?} -> {:?}",
+            vips(&sa)?
+        );
+        self.eventually(
+            "the old IKE SA or its AAA session left after the reboot",
+            |l| {
+                l.aaa_sessions() == Some(1)
+                    && l.status("mag-status.json").is_some_and(|s| {
+                        s["ike_sas"] == 1 && s["bindings"] == 1 && s["aaa_sessions"] == 1
+                    })
+            },
+        )?;
+        // The mag keeps the LMA binding (it is the same UE and APN): no de-registration,
+        // and still exactly one binding for the subscriber.
+        let now_registered = self.lma_lines("registered").len();
+        let now_deregistered = self.lma_lines("deregistered").len();
+        ensure!(
+            now_deregistered == deregistered
+                && now_registered >= registered
+                && now_registered - now_deregistered == 1,
+            "the LMA binding did not carry over the reboot\n{}",
+            self.outputs()
+        );
+        ensure!(
+            self.ping(&before.0.to_string(), PDN_V4)? >= 2,
+            "no traffic after the reboot\n{}",
+            self.outputs()
+        );
+        self.detach(first)
+    }
+
     /// Stops the mag (so its pcap is complete) and decodes every IKE message it recorded
     /// with tshark and its keylog: none of those it sent may be malformed or carry expert
     /// info, and the IKE_AUTH responses carry the CFG_REPLY with the LMA's IPv4 address.
@@ -683,9 +745,9 @@ impl Lab {
             String::from_utf8_lossy(&out.stderr)
         );
         let packets: Vec<Value> = serde_json::from_slice(&out.stdout).context("tshark JSON")?;
-        // Nine attaches: at least IKE_SA_INIT and four IKE_AUTH responses each.
+        // At least IKE_SA_INIT and four IKE_AUTH responses each.
         ensure!(
-            packets.len() >= 9 * 5,
+            packets.len() >= ATTACHES * 5,
             "{} IKE messages from the ePDG",
             packets.len()
         );
@@ -715,7 +777,7 @@ impl Lab {
         // Every attach's CFG_REPLY decrypted and decoded, with an address from the pool.
         let pool: ipnet::Ipv4Net = IPV4_POOL.parse()?;
         ensure!(
-            addresses.len() == PROPOSALS.len() + 1
+            addresses.len() == ATTACHES
                 && addresses
                     .iter()
                     .all(|a| a.parse().is_ok_and(|a: Ipv4Addr| pool.contains(&a))),
@@ -903,6 +965,7 @@ fn strongswan_attaches_resyncs_pings_and_detaches() -> Result<()> {
         "an INVALID_KE_PAYLOAD for an acceptable KE group\n{}",
         lab.outputs()
     );
+    lab.reboot()?;
     lab.tshark_check()?;
     drop(lab);
     Ok(())
