@@ -4,6 +4,7 @@
 //! socket, and reports the ladder with per-step times.
 
 pub mod config;
+pub mod load;
 pub mod ping;
 pub mod tun;
 

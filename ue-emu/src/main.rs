@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ue_emu::config::UeConfig;
 use ue_emu::{attach, print_summary, AttachOptions};
@@ -78,6 +78,76 @@ enum Command {
         #[arg(long, value_name = "OCTETS", default_value_t = 1400)]
         tun_mtu: u32,
     },
+    /// Attach storm: many UEs at once, each its own IMSI (counting up from the config's
+    /// `imsi`; provision them as one `[[range]]` at the AAA), IKE SA, EAP-AKA run and UDP
+    /// socket, through the real ePDG, AAA and LMA. Reports attaches per second, success
+    /// rate and latency percentiles (IKE_SA_INIT to CFG_REPLY). Exits non-zero unless
+    /// every attach succeeded.
+    Load(Box<LoadArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
+    /// The UEs' common configuration (ePDG, K, OPc, APN; `imsi` is the first IMSI).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+    /// How many UEs (distinct IMSIs).
+    #[arg(long, value_name = "N")]
+    ues: u64,
+    /// Attach starts per second (0: all at once).
+    #[arg(long, value_name = "R", default_value_t = 0.0)]
+    rate: f64,
+    /// Keep attaching for this many seconds: each UE attaches, detaches and attaches
+    /// again. Without it every UE attaches once.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Once every UE has attached, stay attached this many seconds before detaching
+    /// (to measure the ePDG's memory per attached UE). Single-pass runs only.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    hold: f64,
+    /// The APN (IDr); overrides the file.
+    #[arg(long, value_name = "APN")]
+    apn: Option<String>,
+    /// Do not check the ePDG's certificate (only matters without EAP-only).
+    #[arg(long)]
+    insecure: bool,
+    /// Print one JSON object instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `ue-emu load`: runs the storm on a multi-threaded runtime.
+fn run_load(args: LoadArgs) -> Result<bool> {
+    let config = UeConfig::load(&args.config)?;
+    anyhow::ensure!(
+        args.hold >= 0.0 && args.hold.is_finite(),
+        "--hold must be 0 or more seconds"
+    );
+    let duration = match args.duration {
+        Some(d) if d > 0.0 && d.is_finite() => Some(Duration::from_secs_f64(d)),
+        Some(d) => anyhow::bail!("--duration {d}: give a positive number of seconds"),
+        None => None,
+    };
+    let options = ue_emu::load::LoadOptions {
+        ues: args.ues,
+        rate: args.rate,
+        duration,
+        hold: Duration::from_secs_f64(args.hold),
+        apn: args.apn,
+        insecure: args.insecure,
+        progress: !args.json,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let report = runtime.block_on(ue_emu::load::run(config, options))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        ue_emu::load::print_report(&report);
+    }
+    Ok(report.failed == 0 && report.attached > 0)
 }
 
 /// `--tun-route`: `default`, or an IPv4/IPv6 prefix.
@@ -91,7 +161,11 @@ fn parse_route(text: &str) -> std::result::Result<Option<ipnet::IpNet>, String> 
 }
 
 fn main() -> ExitCode {
-    match run() {
+    let outcome = match Cli::parse().command {
+        Command::Load(args) => run_load(*args),
+        command => run(command),
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -101,7 +175,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<bool> {
+fn run(command: Command) -> Result<bool> {
     let Command::Attach {
         config,
         apn,
@@ -117,7 +191,10 @@ fn run() -> Result<bool> {
         tun,
         tun_route,
         tun_mtu,
-    } = Cli::parse().command;
+    } = command
+    else {
+        anyhow::bail!("not an attach command");
+    };
     let config = UeConfig::load(&config)?;
     let options = AttachOptions {
         apn,
