@@ -334,12 +334,12 @@ impl Lab {
     fn stop_gateways(&mut self) -> Result<(String, String)> {
         self.visited.signal(libc::SIGTERM)?;
         self.visited.wait_exit(Duration::from_secs(5))?;
-        let visited = self.visited.output();
+        let visited = last_words(&self.visited);
         let home = match self.home.take() {
             Some(HomeGateway::Loopback(mut n)) => {
                 n.signal(libc::SIGTERM)?;
                 n.wait_exit(Duration::from_secs(5))?;
-                n.output()
+                last_words(&n)
             }
             Some(HomeGateway::Netns(p, t)) => {
                 drop(p);
@@ -369,6 +369,19 @@ impl Lab {
             self.outputs()
         );
         Ok(())
+    }
+}
+
+/// The output of an exited node once its `lma stopped` line is in (the threads reading
+/// its pipes may lag behind its exit by a moment).
+fn last_words(node: &Node) -> String {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let output = node.output();
+        if output.contains("lma stopped") || Instant::now() >= deadline {
+            return output;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -519,9 +532,12 @@ fn roaming_ue_gets_home_addresses_pings_through_both_tunnels_and_a_local_ue_stay
     Ok(())
 }
 
+/// One packet as tshark decoded it: its JSON layers and their flattened fields.
+type Decoded = (Value, Vec<(String, String)>);
+
 /// Every packet of a recording as tshark decodes it (checksum validation on): the JSON
 /// layers and their flattened fields. Fails on a malformed mark or any expert info.
-fn tshark_packets(pcap: &Path) -> Result<Vec<(Value, Vec<(String, String)>)>> {
+fn tshark_packets(pcap: &Path) -> Result<Vec<Decoded>> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(pcap)
@@ -567,27 +583,24 @@ fn check_pcap_in_tshark(
     let packets = tshark_packets(pcap)?;
     let (mut epdg_pbus, mut home_pbus) = (0, 0);
     for (layers, fields) in &packets {
-        let fields = fields.as_slice();
-        if values(&fields, "mip6.mhtype") != ["5"] {
+        if values(fields, "mip6.mhtype") != ["5"] {
             continue;
         }
-        let dst = values(&fields, "ip.dst");
-        let src = values(&fields, "ip.src");
-        let nai = values(&fields, "mip6.mnid.identifier");
+        let dst = values(fields, "ip.dst");
+        let src = values(fields, "ip.src");
+        let nai = values(fields, "mip6.mnid.identifier");
         let roamer = nai == [format!("0{ROAMER}@nai.{HOME_REALM}")];
         let local = nai == [format!("0{LOCAL}@nai.{VISITED_REALM}")];
         anyhow::ensure!(roamer || local, "unexpected MN-ID in {layers}");
         anyhow::ensure!(
-            values(&fields, "mip6.ss.identifier") == [APN],
+            values(fields, "mip6.ss.identifier") == [APN],
             "no APN in {layers}"
         );
         anyhow::ensure!(
-            values(&fields, "mip6.3gpp.flag.m")
-                .iter()
-                .all(|m| *m == "0"),
+            values(fields, "mip6.3gpp.flag.m").iter().all(|m| *m == "0"),
             "{layers}"
         );
-        let pdn_gw = values(&fields, "mip6.3gpp.pdn_gw_ipv4_addr");
+        let pdn_gw = values(fields, "mip6.3gpp.pdn_gw_ipv4_addr");
         if local {
             anyhow::ensure!(pdn_gw.is_empty(), "{pdn_gw:?} in {layers}");
         } else if dst == [visited.to_string()] {
@@ -597,7 +610,7 @@ fn check_pcap_in_tshark(
             home_pbus += 1;
             anyhow::ensure!(pdn_gw.is_empty(), "{pdn_gw:?} in {layers}");
             anyhow::ensure!(
-                values(&fields, "mip6.gre_key").len() == 1,
+                values(fields, "mip6.gre_key").len() == 1,
                 "no GRE key in {layers}"
             );
         }
