@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ipnet::{IpNet, Ipv6Net};
-use pmip_common::esp::{child_sa_pair, IkeRole, UdpEncapsulated};
+use pmip_common::esp::{child_sa_pair, next_header_of, IkeRole, UdpEncapsulated};
 use pmip_common::ike::sa::{ChildSa, Event, InitiatorSa, Output};
 use rand::rngs::OsRng;
 use serde::Serialize;
@@ -311,7 +311,6 @@ pub fn relay(
         let result = (|| -> Result<String> {
             let mut rng = OsRng;
             let mut buf = vec![0u8; 65536];
-            let mut inner = Vec::with_capacity(65536);
             let mut writer = &tun;
             socket.set_read_timeout(Some(tick))?;
             loop {
@@ -349,18 +348,24 @@ pub fn relay(
                     continue;
                 }
                 match UdpEncapsulated::classify(&buf[..n]) {
-                    Ok(UdpEncapsulated::Esp(packet)) => {
-                        if inbound
-                            .decapsulate_ip(packet.as_bytes(), &mut inner)
-                            .is_err()
-                        {
-                            report.downlink_esp_errors += 1;
-                            continue;
-                        }
-                        if inner.is_empty() {
-                            continue; // a dummy packet (next header 59)
-                        }
-                        match writer.write(&inner) {
+                    Ok(UdpEncapsulated::Esp(_)) => {
+                        // ESP-in-UDP: the ESP packet is the whole payload; open it in
+                        // place (no copy).
+                        let inner = match inbound.decapsulate_in_place(&mut buf[..n]) {
+                            Ok((d, range))
+                                if next_header_of(&buf[range.clone()]).ok()
+                                    == Some(d.next_header) =>
+                            {
+                                &buf[range]
+                            }
+                            // A dummy packet (next header 59) is dropped quietly.
+                            Ok((d, _)) if d.next_header == 59 => continue,
+                            _ => {
+                                report.downlink_esp_errors += 1;
+                                continue;
+                            }
+                        };
+                        match writer.write(inner) {
                             Ok(written) if written == inner.len() => {
                                 report.downlink_packets += 1;
                                 report.downlink_bytes += inner.len() as u64;
