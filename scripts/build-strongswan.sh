@@ -24,6 +24,18 @@ wanted_stamp="piddir=$prefix/run plugins=${plugins[*]}"
 
 log() { echo "build-strongswan: $*"; }
 
+# Namespaces, mounts, packages and the install prefix need root: directly, or through sudo,
+# which must not prompt.
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    as_root=(sudo -n)
+  else
+    echo "build-strongswan: needs root (or password-less sudo)" >&2
+    exit 1
+  fi
+fi
+
 # Starts the built charon in a throw-away network namespace (its pid file directory
 # bind-mounted from a temp folder, its vici socket there too) and checks that swanctl
 # reaches it and that it loaded every plugin of the list, eap-aka-3gpp and kernel-libipsec
@@ -40,18 +52,19 @@ charon {
   plugins { vici { socket = unix://$tmp/charon.vici } }
 }
 CONF
-  ip netns del "$ns" 2>/dev/null || true
-  if ip netns add "$ns"; then
-    ip netns exec "$ns" sh -c 'mount --bind "$1" "$2/run" && exec env STRONGSWAN_CONF="$1/strongswan.conf" "$2/libexec/ipsec/charon"' \
+  "${as_root[@]}" ip netns del "$ns" 2>/dev/null || true
+  if "${as_root[@]}" ip netns add "$ns"; then
+    "${as_root[@]}" ip netns exec "$ns" sh -c 'mount --bind "$1" "$2/run" && exec env STRONGSWAN_CONF="$1/strongswan.conf" "$2/libexec/ipsec/charon"' \
       sh "$tmp" "$prefix" >/dev/null 2>&1 &
     local charon_pid=$!
     for _ in $(seq 1 100); do
-      loaded="$("$prefix/sbin/swanctl" --stats --uri "unix://$tmp/charon.vici" 2>/dev/null | grep '^loaded plugins:')" && break
+      loaded="$("${as_root[@]}" "$prefix/sbin/swanctl" --stats --uri "unix://$tmp/charon.vici" 2>/dev/null | grep '^loaded plugins:')" && break
       sleep 0.1
     done
+    "${as_root[@]}" pkill -TERM -P "$charon_pid" 2>/dev/null || true
     kill "$charon_pid" 2>/dev/null || true
     wait "$charon_pid" 2>/dev/null || true
-    ip netns del "$ns" 2>/dev/null || true
+    "${as_root[@]}" ip netns del "$ns" 2>/dev/null || true
     if [ -n "${loaded:-}" ]; then
       ok=0
       for p in "${plugins[@]}"; do
@@ -67,23 +80,13 @@ CONF
       cat "$tmp/charon.log" >&2 2>/dev/null || true
     fi
   fi
-  rm -rf "$tmp"
+  "${as_root[@]}" rm -rf "$tmp"
   return "$ok"
 }
 
 if [ -f "$stamp" ] && [ "$(sed -n 2p "$stamp")" = "$wanted_stamp" ] && works; then
   log "$(head -n 1 "$stamp") already built in $prefix"
   exit 0
-fi
-
-as_root=()
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    as_root=(sudo -n)
-  else
-    echo "build-strongswan: installing build dependencies needs root (or password-less sudo)" >&2
-    exit 1
-  fi
 fi
 
 # A deb-src entry for every Debian deb entry of the machine's own apt sources (deb822
