@@ -423,10 +423,10 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
                 Err(error) => tracing::warn!(%error, "UDP receive (chaining.local_v4) failed"),
             },
             received = relay_io::receive_v4(relay.as_ref(), 0, relay0_buffer) => {
-                relay_v4(relay.as_mut(), received, relay0_buffer).await;
+                relay_v4(relay.as_mut(), received, relay0_buffer, sgi.is_some()).await;
             }
             received = relay_io::receive_v4(relay.as_ref(), 1, relay1_buffer) => {
-                relay_v4(relay.as_mut(), received, relay1_buffer).await;
+                relay_v4(relay.as_mut(), received, relay1_buffer, sgi.is_some()).await;
             }
             received = relay_io::receive_v6(relay.as_ref(), relay6_buffer) => match (received, relay.as_mut()) {
                 (Ok((len, from)), Some(relay)) => {
@@ -434,7 +434,8 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
                     let packet: &[u8] = unsafe {
                         std::slice::from_raw_parts(relay6_buffer.as_ptr().cast::<u8>(), len.min(relay6_buffer.len()))
                     };
-                    if let Some(from) = from.as_socket_ipv6() {
+                    let theirs = sgi.is_some() && !relay.relay.owns_gre(packet);
+                    if let (Some(from), false) = (from.as_socket_ipv6(), theirs) {
                         if let Ok(action) = relay.relay.relay_gre(IpAddr::V6(*from.ip()), packet) {
                             relay.act(action).await;
                         }
@@ -460,9 +461,12 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
                     let packet: &[u8] = unsafe {
                         std::slice::from_raw_parts(gre4_buffer.as_ptr().cast::<u8>(), len.min(gre4_buffer.len()))
                     };
-                    match sgi.plane.uplink_ip(packet) {
-                        Ok(action) => sgi.act(action).await,
-                        Err(reason) => tracing::debug!(?reason, "uplink packet dropped"),
+                    // A chained binding's packet: the relay's socket has it too.
+                    if !relay.as_ref().is_some_and(|r| r.relay.owns_ip(packet)) {
+                        match sgi.plane.uplink_ip(packet) {
+                            Ok(action) => sgi.act(action).await,
+                            Err(reason) => tracing::debug!(?reason, "uplink packet dropped"),
+                        }
                     }
                 }
                 (Err(error), _) => tracing::warn!(%error, "raw GRE (IPv4) receive failed"),
@@ -475,6 +479,7 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
                         std::slice::from_raw_parts(gre6_buffer.as_ptr().cast::<u8>(), len.min(gre6_buffer.len()))
                     };
                     match from.as_socket_ipv6() {
+                        Some(_) if relay.as_ref().is_some_and(|r| r.relay.owns_gre(packet)) => {}
                         Some(from) => match sgi.plane.uplink_gre(IpAddr::V6(*from.ip()), packet) {
                             Ok(action) => sgi.act(action).await,
                             Err(reason) => tracing::debug!(?reason, "uplink packet dropped"),
@@ -573,11 +578,14 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
     Ok(())
 }
 
-/// Relays one packet from an IPv4 relay socket (outer header included).
+/// Relays one packet from an IPv4 relay socket (outer header included). With an SGi
+/// data plane too (`shared`), a packet under a key the relay does not know is the SGi
+/// plane's, and is left alone here.
 async fn relay_v4(
     relay: Option<&mut RelayIo>,
     received: std::io::Result<(usize, SockAddr)>,
     buffer: &[MaybeUninit<u8>],
+    shared: bool,
 ) {
     match (received, relay) {
         (Ok((len, _)), Some(relay)) => {
@@ -585,6 +593,9 @@ async fn relay_v4(
             let packet: &[u8] = unsafe {
                 std::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), len.min(buffer.len()))
             };
+            if shared && !relay.relay.owns_ip(packet) {
+                return;
+            }
             if let Ok(action) = relay.relay.relay_ip(packet) {
                 relay.act(action).await;
             }

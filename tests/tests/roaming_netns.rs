@@ -142,13 +142,15 @@ impl Roaming {
             &format!(
                 "listen_v4 = \"{}:5436\"\nipv4_pool = \"{}\"\nipv6_pool = \"{}\"\n\
                  allowed_mags = [\"{}\"]\n[chaining]\nhome_gateways = [\"{}\"]\n\
-                 local_v4 = \"{}\"\nretransmit_ms = 200\nmax_retransmissions = 2\n",
+                 local_v4 = \"{}\"\nretransmit_ms = 200\nmax_retransmissions = 2\n\
+                 [sgi]\ntun_name = \"vsgi\"\nipv4 = \"{}\"\n",
                 v("VLMA_EPDG_V4")?,
                 v("VISITED_POOL_V4")?,
                 v("VISITED_POOL_V6")?,
                 v("EPDG_VLMA_V4")?,
                 v("LMA_VLMA_V4")?,
                 v("VLMA_LMA_V4")?,
+                visited_tun(&lab)?,
             ),
         )?;
         let mut visited = lab.spawn(
@@ -271,6 +273,15 @@ impl Roaming {
     }
 }
 
+/// The visited gateway's SGi TUN address: the last host of its pool, over the pool's
+/// prefix (the visited gateway serves its own subscribers with a data plane of its own
+/// and relays the roamers' GRE on the same address).
+fn visited_tun(lab: &Lab) -> Result<String> {
+    let pool: Ipv4Net = lab.var("VISITED_POOL_V4")?.parse()?;
+    let last = pool.hosts().last().context("empty visited pool")?;
+    Ok(format!("{last}/{}", pool.prefix_len()))
+}
+
 fn pbu_lines(output: &str, imsi: &str, outcome: &str) -> usize {
     output
         .lines()
@@ -350,7 +361,20 @@ fn roaming_in_the_namespace_lab_reaches_the_pdn_host_through_both_gateways() -> 
         .wait_for("uplink_relayed: ", Duration::from_secs(3))?;
 
     // A subscriber of the visited network: served by the visited gateway alone.
-    let (code, local) = r.attach(LOCAL, &["--no-detach"])?;
+    let tun = visited_tun(&r.lab)?;
+    let tun = tun.split('/').next().unwrap_or_default();
+    let (code, local) = r.attach(
+        LOCAL,
+        &[
+            "--ping",
+            tun,
+            "--ping-count",
+            "2",
+            "--ping-wait-ms",
+            "2000",
+            "--no-detach",
+        ],
+    )?;
     anyhow::ensure!(code == Some(0), "{local}\n{}", r.logs());
     let local_v4: Ipv4Addr = local["ipv4"].as_str().context("ipv4")?.parse()?;
     assert!(
@@ -359,6 +383,11 @@ fn roaming_in_the_namespace_lab_reaches_the_pdn_host_through_both_gateways() -> 
             .parse::<Ipv4Net>()?
             .contains(&local_v4),
         "{local_v4}"
+    );
+    assert!(
+        local["pings"][0]["received"].as_u64().unwrap_or(0) >= 1,
+        "{local}\n{}",
+        r.logs()
     );
     let home_log = r.home.as_ref().map(LabProcess::output).unwrap_or_default();
     assert!(!home_log.contains(LOCAL), "{home_log}");
@@ -390,5 +419,25 @@ fn roaming_in_the_namespace_lab_reaches_the_pdn_host_through_both_gateways() -> 
     r.visited.wait_exit(Duration::from_secs(5))?;
     let stopped = r.visited.output();
     assert!(stopped.contains("bindings=2 chained=1 held=0"), "{stopped}");
+    // Both the SGi plane and the relay saw every GRE packet on the ePDG-side address;
+    // each left the other's alone: neither counted an unknown key, both forwarded.
+    let last = |what: &str| {
+        stopped
+            .lines()
+            .rev()
+            .find(|l| l.contains(what))
+            .unwrap_or("")
+            .to_string()
+    };
+    let plane = last("data plane stats=");
+    let relay = last("GRE relay stats=");
+    assert!(
+        plane.contains("unknown_key: 0") && !plane.contains("uplink_forwarded: 0"),
+        "{plane}"
+    );
+    assert!(
+        relay.contains("unknown_key: 0") && !relay.contains("uplink_relayed: 0"),
+        "{relay}"
+    );
     Ok(())
 }

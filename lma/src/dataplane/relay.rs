@@ -83,6 +83,18 @@ impl Relay {
         self.legs.contains_key(&key)
     }
 
+    /// Whether a packet from a raw IPv4 socket (outer header on) carries a relayed key:
+    /// a gateway with an SGi data plane too receives every GRE packet on both its SGi
+    /// and its relay sockets, and each leaves the other's alone (uncounted).
+    pub fn owns_ip(&self, packet: &[u8]) -> bool {
+        decapsulate_ip(packet).is_ok_and(|d| self.has_key(d.key))
+    }
+
+    /// Likewise for a packet from a raw IPv6 socket (GRE header on).
+    pub fn owns_gre(&self, gre: &[u8]) -> bool {
+        decapsulate_gre(gre).is_ok_and(|d| self.has_key(d.key))
+    }
+
     /// Follows the core: installs on `ChainUp`, removes on `ChainDown`.
     pub fn apply(&mut self, output: &Output) {
         match output {
@@ -363,11 +375,13 @@ mod tests {
         packet.extend_from_slice(&g);
         let (to, _, key, _) = relayed(relay.relay_ip(&packet).unwrap());
         assert_eq!((to, key), (HOME.into(), 900));
+        assert!(relay.owns_ip(&packet));
         relay.apply(&Output::ChainDown {
             chain: info(),
             reason: crate::anchor::ChainDownReason::Deregistered,
         });
         assert!(relay.is_empty() && !relay.has_key(10) && !relay.has_key(11));
+        assert!(!relay.owns_ip(&packet));
         assert_eq!(relay.relay_ip(&packet), Err(DropReason::UnknownKey));
     }
 }
