@@ -84,6 +84,10 @@ pub struct Config {
     /// EAP-only authentication. Without them a lab certificate is generated at start.
     pub certificate: Option<PathBuf>,
     pub private_key: Option<PathBuf>,
+    /// Take EAP-only authentication (RFC 5998) from UEs that offer it (default). false:
+    /// always authenticate with the certificate (TS 33.402 section 8.2.2), naming our
+    /// `ike_identity` in IDr.
+    pub eap_only_auth: bool,
     /// Record signaling (IKE, Mobility Header) to this pcap file.
     pub pcap: Option<PathBuf>,
     /// Write Wireshark IKEv2 decryption records here.
@@ -127,6 +131,7 @@ impl Default for Config {
             ike_max_retransmissions: 5,
             certificate: None,
             private_key: None,
+            eap_only_auth: true,
             pcap: None,
             keylog: None,
             status_file: None,

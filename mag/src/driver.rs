@@ -3,7 +3,8 @@
 //! attach procedures, the Diameter peer, the binding update list); socket readers feed it
 //! through a channel, and it sleeps until the earliest `poll_timeout()`.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -83,7 +84,31 @@ struct Ue {
     /// The IKE_SA_INIT request that made this SA, where it came from, and our answer,
     /// to answer a retransmission of it with the same SA.
     init: (SocketAddr, Vec<u8>, Vec<u8>),
+    /// The deadline this UE has in [`Epdg::timers`] (the earliest of its SA's, its
+    /// attach procedure's and its liveness check's).
+    scheduled: Option<Instant>,
 }
+
+impl Ue {
+    fn deadline(&self) -> Option<Instant> {
+        [
+            self.sa.poll_timeout(),
+            self.attach.poll_timeout(),
+            self.next_liveness,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+/// Every UE's timers are also checked this often by a full scan, a safety net under the
+/// timer heap (which finds due UEs without scanning them all).
+const TIMER_SWEEP: Duration = Duration::from_secs(1);
+
+/// The status file is rewritten at most this often: a rewrite serialises every UE, so
+/// doing it after every event made an attach storm quadratic.
+const STATUS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The whole ePDG.
 pub struct Epdg {
@@ -127,6 +152,17 @@ pub struct Epdg {
     next_session: u32,
     work: VecDeque<(u64, attach::Input)>,
     last_status: Option<String>,
+    /// When the status file was last rewritten, and when the next rewrite is due.
+    status_written_at: Option<Instant>,
+    status_due: Option<Instant>,
+    /// UE deadlines, earliest first: (deadline, SPI). An entry is current while it
+    /// equals the UE's `scheduled`; others are dropped when they surface.
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// UEs whose deadline may have moved since they were last scheduled.
+    dirty: Vec<u64>,
+    next_sweep: Instant,
+    /// IKE SAs not yet established (for the cookie threshold), without a scan.
+    half_open: HashSet<u64>,
     tx: mpsc::Sender<Event>,
     rx: Option<mpsc::Receiver<Event>>,
 }
@@ -221,6 +257,7 @@ impl Epdg {
                 half_open_timeout: Duration::from_secs(config.half_open_timeout_secs),
                 cookie_threshold: config.cookie_threshold,
                 signer: Some(signer(&config)?),
+                accept_eap_only: config.eap_only_auth,
                 retransmit: RetransmitPolicy {
                     initial: Duration::from_millis(config.ike_retransmit_ms),
                     max_retransmissions: config.ike_max_retransmissions,
@@ -304,6 +341,12 @@ impl Epdg {
             next_session: 0,
             work: VecDeque::new(),
             last_status: None,
+            status_written_at: None,
+            status_due: None,
+            timers: BinaryHeap::new(),
+            dirty: Vec::new(),
+            next_sweep: Instant::now() + TIMER_SWEEP,
+            half_open: HashSet::new(),
             tx,
             rx: Some(rx),
             config,
@@ -373,7 +416,26 @@ impl Epdg {
             if let Some(p) = self.pcap.as_mut() {
                 let _ = p.flush();
             }
-            self.write_status();
+            self.status_changed();
+        }
+    }
+
+    /// Rewrites the status file now, or at the end of [`STATUS_INTERVAL`] after the last
+    /// rewrite (the main loop wakes for it).
+    fn status_changed(&mut self) {
+        if self.config.status_file.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        match self.status_written_at {
+            Some(at) if now < at + STATUS_INTERVAL => {
+                self.status_due.get_or_insert(at + STATUS_INTERVAL);
+            }
+            _ => {
+                self.status_due = None;
+                self.status_written_at = Some(now);
+                self.write_status();
+            }
         }
     }
 
@@ -502,31 +564,83 @@ impl Epdg {
         });
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        let ues = self.ues.values().flat_map(|u| {
-            [
-                u.sa.poll_timeout(),
-                u.attach.poll_timeout(),
-                u.next_liveness,
-            ]
-        });
-        ues.chain([
+    /// Puts the UEs whose deadline may have moved back in the timer heap.
+    fn schedule_dirty(&mut self) {
+        for spi in std::mem::take(&mut self.dirty) {
+            let Some(ue) = self.ues.get_mut(&spi) else {
+                continue;
+            };
+            let deadline = ue.deadline();
+            if deadline != ue.scheduled {
+                ue.scheduled = deadline;
+                if let Some(at) = deadline {
+                    self.timers.push(Reverse((at, spi)));
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&mut self) -> Option<Instant> {
+        self.schedule_dirty();
+        // Drop superseded entries (the UE rescheduled or went away).
+        while let Some(Reverse((at, spi))) = self.timers.peek().copied() {
+            if self.ues.get(&spi).is_some_and(|u| u.scheduled == Some(at)) {
+                break;
+            }
+            self.timers.pop();
+        }
+        let earliest_ue = self.timers.peek().map(|Reverse((at, _))| *at);
+        let sweep = (!self.ues.is_empty()).then_some(self.next_sweep);
+        [
+            earliest_ue,
+            sweep,
+            self.status_due,
             self.list.poll_timeout(),
             self.diameter.poll_timeout(),
             self.reconnect_at,
-        ])
+        ]
+        .into_iter()
         .flatten()
         .min()
+    }
+
+    /// The UEs with a deadline at or before `now`: from the timer heap, or all of them
+    /// once every [`TIMER_SWEEP`].
+    fn due_ues(&mut self, now: Instant) -> Vec<u64> {
+        let mut due = Vec::new();
+        if now >= self.next_sweep {
+            self.next_sweep = now + TIMER_SWEEP;
+            due.extend(self.ues.keys().copied());
+        } else {
+            while let Some(Reverse((at, spi))) = self.timers.peek().copied() {
+                if at > now {
+                    break;
+                }
+                self.timers.pop();
+                if let Some(ue) = self.ues.get_mut(&spi) {
+                    if ue.scheduled == Some(at) {
+                        ue.scheduled = None;
+                        due.push(spi);
+                    }
+                }
+            }
+        }
+        self.dirty.extend_from_slice(&due);
+        due
     }
 
     async fn on_timeout(&mut self) {
         let now = Instant::now();
         let mut ike_out = Vec::new();
-        let due: Vec<u64> = self
-            .ues
+        let candidates = self.due_ues(now);
+        let due: Vec<u64> = candidates
             .iter()
-            .filter(|(_, u)| u.sa.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(spi, _)| *spi)
+            .copied()
+            .filter(|spi| {
+                self.ues
+                    .get(spi)
+                    .is_some_and(|u| u.sa.poll_timeout().is_some_and(|t| t <= now))
+            })
             .collect();
         for spi in due {
             if let Some(ue) = self.ues.get_mut(&spi) {
@@ -536,11 +650,14 @@ impl Epdg {
             self.ike_outputs(spi, out).await;
         }
         let interval = Duration::from_secs(self.config.liveness_interval_secs);
-        let due: Vec<u64> = self
-            .ues
+        let due: Vec<u64> = candidates
             .iter()
-            .filter(|(_, u)| u.next_liveness.is_some_and(|t| t <= now))
-            .map(|(spi, _)| *spi)
+            .copied()
+            .filter(|spi| {
+                self.ues
+                    .get(spi)
+                    .is_some_and(|u| u.next_liveness.is_some_and(|t| t <= now))
+            })
             .collect();
         for spi in due {
             if let Some(ue) = self.ues.get_mut(&spi) {
@@ -550,9 +667,11 @@ impl Epdg {
             let out = std::mem::take(&mut ike_out);
             self.ike_outputs(spi, out).await;
         }
-        for (spi, ue) in &self.ues {
-            if ue.attach.poll_timeout().is_some_and(|t| t <= now) {
-                self.work.push_back((*spi, attach::Input::Timeout));
+        for spi in &candidates {
+            if let Some(ue) = self.ues.get(spi) {
+                if ue.attach.poll_timeout().is_some_and(|t| t <= now) {
+                    self.work.push_back((*spi, attach::Input::Timeout));
+                }
             }
         }
         if self.list.poll_timeout().is_some_and(|t| t <= now) {
@@ -760,7 +879,7 @@ impl Epdg {
             } else {
                 self.local_500
             };
-            let half_open = self.ues.values().filter(|u| u.sa.is_half_open()).count();
+            let half_open = self.half_open.len();
             match self.responder.handle_ike_sa_init(
                 &data,
                 from,
@@ -804,8 +923,11 @@ impl Epdg {
                             child: None,
                             next_liveness: None,
                             init: (from, data.clone(), reply.clone()),
+                            scheduled: None,
                         },
                     );
+                    self.half_open.insert(spi);
+                    self.dirty.push(spi);
                     self.by_init.insert((from, spi_i), spi);
                     self.send_ike_to(from, natt, &reply).await;
                 }
@@ -922,6 +1044,7 @@ impl Epdg {
 
     /// Carries out what an IKE SA asked for and turns its events into attach inputs.
     async fn ike_outputs(&mut self, spi: u64, out: Vec<IkeOutput>) {
+        self.dirty.push(spi);
         for o in out {
             match o {
                 IkeOutput::Send { bytes, port_4500 } => {
@@ -940,12 +1063,16 @@ impl Epdg {
                         IkeEvent::AuthRequested(r) => attach::Input::AuthRequested(Box::new(r)),
                         IkeEvent::EapResponse(eap) => attach::Input::EapFromUe(eap),
                         IkeEvent::Established(established) => {
+                            self.half_open.remove(&spi);
                             if let Some(ue) = self.ues.get_mut(&spi) {
                                 ue.child = Some(established.child);
                             }
                             attach::Input::IkeEstablished
                         }
-                        IkeEvent::Closed(reason) => attach::Input::IkeClosed(reason),
+                        IkeEvent::Closed(reason) => {
+                            self.half_open.remove(&spi);
+                            attach::Input::IkeClosed(reason)
+                        }
                         IkeEvent::Alive | IkeEvent::EapRequest(_) => continue,
                         IkeEvent::Discarded(d) => {
                             debug!(spi = format_args!("{spi:016x}"), ?d, "IKE datagram dropped");
@@ -961,6 +1088,7 @@ impl Epdg {
     /// Runs attach procedures until no input is left.
     async fn run_work(&mut self) {
         while let Some((spi, input)) = self.work.pop_front() {
+            self.dirty.push(spi);
             let now = Instant::now();
             let mut out = Vec::new();
             let closed_first = matches!(input, attach::Input::IkeClosed(_));
@@ -1207,6 +1335,7 @@ impl Epdg {
 
     fn remove(&mut self, spi: u64) {
         self.dataplane.remove(spi);
+        self.half_open.remove(&spi);
         if let Some(ue) = self.ues.remove(&spi) {
             self.by_session.remove(ue.attach.session_id());
             let spi_i = ue.sa.initiator_spi();

@@ -62,6 +62,8 @@ pub struct AuthRequest {
     /// IDr: the APN in S2b.
     pub idr: Option<Identification>,
     pub cp_request: Option<CpPayload>,
+    /// The UE offered EAP-only authentication and we take it: no certificate, no
+    /// signature from us.
     pub eap_only: bool,
     pub initial_contact: bool,
     /// The ESP suite we chose among the UE's proposals.
@@ -494,6 +496,10 @@ pub struct ResponderConfig {
     /// Our certificate and key, for UEs that do not offer EAP-only authentication
     /// (RFC 5998). Without one such UEs get AUTHENTICATION_FAILED.
     pub signer: Option<Arc<dyn Signer>>,
+    /// Take EAP-only authentication (RFC 5998) when the UE offers it; false: always
+    /// authenticate with [`ResponderConfig::signer`] (TS 33.402 section 8.2.2), even to
+    /// UEs that offer EAP-only (strongSwan always does).
+    pub accept_eap_only: bool,
     pub retransmit: RetransmitPolicy,
 }
 
@@ -506,6 +512,7 @@ impl Default for ResponderConfig {
             identity: Identification::Fqdn("epdg".into()),
             half_open_timeout: Duration::from_secs(60),
             signer: None,
+            accept_eap_only: true,
             retransmit: RetransmitPolicy::default(),
         }
     }
@@ -876,7 +883,8 @@ impl ResponderSa {
                 let (Some(idi), Some(sa), Some(tsi), Some(tsr)) = (idi, sa, tsi, tsr) else {
                     return self.fail(id, NotifyType::InvalidSyntax, None, rng, out);
                 };
-                let eap_only = has(NotifyType::EapOnlyAuthentication);
+                let eap_only = has(NotifyType::EapOnlyAuthentication)
+                    && (self.config.accept_eap_only || self.config.signer.is_none());
                 if has_auth || (!eap_only && self.config.signer.is_none()) {
                     // The UE must authenticate with EAP (no PSK), and we need a
                     // certificate unless it accepts EAP-only authentication.
@@ -2153,6 +2161,7 @@ mod tests {
     fn an_epdg_with_a_certificate_authenticates_with_a_signature() {
         let signer = crate::ike::auth::tests::signer();
         let pinned = crate::ike::auth::PinnedEcdsaP256Key(signer.public_key().to_vec());
+        let pinned_again = crate::ike::auth::PinnedEcdsaP256Key(signer.public_key().to_vec());
         let epdg = ResponderConfig {
             signer: Some(Arc::new(signer)),
             ..ResponderConfig::default()
@@ -2182,12 +2191,33 @@ mod tests {
             ))),
             ..ue_config(IkeSuite::defaults())
         };
-        let mut lab = Lab::new(ue, epdg);
+        let mut lab = Lab::new(ue, epdg.clone());
         lab.run();
         assert_eq!(
             Lab::closed(&lab.ue_events),
             Some(&CloseReason::PeerNotAuthenticated)
         );
+
+        // An ePDG that does not take EAP-only signs even for a UE that offers it (as
+        // strongSwan always does), naming itself in IDr.
+        let signing = ResponderConfig {
+            accept_eap_only: false,
+            ..epdg.clone()
+        };
+        let ue = InitiatorConfig {
+            eap_only: true,
+            peer_verifier: Some(Arc::new(pinned_again)),
+            ..ue_config(IkeSuite::defaults())
+        };
+        let mut lab = Lab::new(ue, signing.clone());
+        lab.run();
+        assert_both_established(&lab);
+        assert_eq!(lab.ue.responder_identity(), Some(&signing.identity));
+        // ... and one that takes it answers such a UE without a signature: a UE that
+        // has no verifier and offers EAP-only is fine with that.
+        let mut lab = Lab::new(ue_config(IkeSuite::defaults()), epdg.clone());
+        lab.run();
+        assert_both_established(&lab);
 
         // An ePDG without a certificate refuses a UE that does not offer EAP-only.
         let ue = InitiatorConfig {
