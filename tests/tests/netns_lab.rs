@@ -343,6 +343,17 @@ fn ue_reaches_the_pdn_host_by_ping_and_iperf3() -> Result<()> {
     core.eventually("sessions left after detach", |s| {
         s["data_plane"]["sessions"] == 0 && s["bindings"] == 0
     })?;
+    // Tearing down leaves nothing: no namespace or interface of the lab, no node process.
+    let name = core.lab.name.clone();
+    let pids = [core.mag.id(), core.lma.id(), core.aaa.id(), ue.id()];
+    drop(ue);
+    drop(core);
+    assert_eq!(Lab::leftovers(&name)?, Vec::<String>::new());
+    for pid in pids {
+        // SAFETY: kill(2) with signal 0 only checks whether the process exists.
+        let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+        assert!(!alive, "process {pid} survived the lab");
+    }
     Ok(())
 }
 
