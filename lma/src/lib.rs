@@ -8,6 +8,11 @@
 //! With an `[sgi]` table in `lma.toml` the binary also runs the user-space data plane:
 //! [`dataplane::DataPlane`] (sans-IO, fed by the core's `BindingUp`/`BindingDown`)
 //! between raw GRE sockets toward the MAGs and a TUN device toward the PDN.
+//!
+//! With a `[chaining]` table it is also a visited gateway (roaming, DESIGN.md section 4):
+//! the core's chain module registers roamers at their home gateway with
+//! `pmip_common::binding_update_list`, and [`dataplane::relay::Relay`] relays GRE
+//! between the two tunnels without a TUN device.
 
 pub mod anchor;
 pub mod binding_cache;

@@ -21,7 +21,9 @@ use lma::{restart, Lma};
 /// Receives Proxy Binding Updates from MAGs (ePDGs) over IPv4 (UDP port 5436, RFC 5844)
 /// and IPv6 (raw Mobility Header, next header 135), allocates each mobile node's IPv4
 /// home address, IPv6 /64 home network prefix and uplink GRE key, and answers with Proxy
-/// Binding Acknowledgements; answers Heartbeats with its restart counter.
+/// Binding Acknowledgements; answers Heartbeats with its restart counter. With a
+/// [chaining] table it is also a visited gateway: a PBU naming another gateway in the
+/// 3GPP PDN GW IP Address option is registered there, and GRE relayed between the two.
 ///
 /// Settings come from the --config file (see lma.example.toml); every flag below
 /// overrides the file field of the same name. Logs go to standard error.
