@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use integration_tests::netns::{LmaProcess, Topology};
 use integration_tests::tshark_fields::{values, walk};
-use integration_tests::{write_file, Node};
+use integration_tests::{node_binary, write_file, Node};
 use ipnet::Ipv6Net;
 use serde_json::{Map, Value};
 
@@ -392,6 +392,31 @@ const PROPOSALS: &[Proposal] = &[
     },
 ];
 
+/// Starts `mag` with NAME.toml (NAME.pcap, NAME.keylog) and `extra` settings; waits for
+/// its Diameter peer.
+fn start_mag(d: &Path, name: &str, epdg: Ipv4Addr, mh: Ipv4Addr, extra: &str) -> Result<Node> {
+    let config = write_file(
+        d,
+        &format!("{name}.toml"),
+        &format!(
+            "ike_listen = \"{epdg}:500\"\nnatt_listen = \"{epdg}:4500\"\naaa = \"{AAA}:3868\"\n\
+             mh_local = \"{mh}\"\ndns = [\"10.130.0.1\"]\ndiameter_timeout_ms = 3000\n\
+             liveness_interval_secs = 1\n\
+             status_file = \"{status}\"\npcap = \"{pcap}\"\nkeylog = \"{keylog}\"\n{extra}",
+            status = d.join("mag-status.json").display(),
+            pcap = d.join(format!("{name}.pcap")).display(),
+            keylog = d.join(format!("{name}.keylog")).display(),
+        ),
+    )?;
+    let mut mag = Node::start("mag", &["--config", path(&config)?])?;
+    mag.wait_for("mag listening", Duration::from_secs(30))?;
+    mag.wait_for("Diameter peer open", Duration::from_secs(10))?;
+    Ok(mag)
+}
+
+/// The ePDG's identity: mag's default ike_identity, the name in its lab certificate.
+const EPDG_ID: &str = "epdg.epc.mnc015.mcc234.pub.3gppnetwork.org";
+
 /// The whole lab; dropped charon first, namespaces last.
 struct Lab {
     charon: Charon,
@@ -399,7 +424,7 @@ struct Lab {
     aaa: Node,
     lma: LmaProcess,
     ue_topology: Topology,
-    _lma_topology: Topology,
+    lma_topology: Topology,
     dir: tempfile::TempDir,
 }
 
@@ -455,23 +480,20 @@ impl Lab {
             ],
         )?;
         aaa.wait_for("aaa listening", Duration::from_secs(30))?;
-        let mag_config = write_file(
-            d,
-            "mag.toml",
-            &format!(
-                "ike_listen = \"{epdg}:500\"\nnatt_listen = \"{epdg}:4500\"\naaa = \"{AAA}:3868\"\n\
-                 mh_local = \"{mh}\"\ndns = [\"10.130.0.1\"]\ndiameter_timeout_ms = 3000\n\
-                 liveness_interval_secs = 1\n\
-                 status_file = \"{status}\"\npcap = \"{pcap}\"\nkeylog = \"{keylog}\"\n",
-                mh = lma_topology.mag,
-                status = d.join("mag-status.json").display(),
-                pcap = d.join("mag.pcap").display(),
-                keylog = d.join("mag.keylog").display(),
-            ),
-        )?;
-        let mut mag = Node::start("mag", &["--config", path(&mag_config)?])?;
-        mag.wait_for("mag listening", Duration::from_secs(30))?;
-        mag.wait_for("Diameter peer open", Duration::from_secs(10))?;
+        // The lab PKI for the certificate phase: the CA strongSwan trusts, the ePDG's
+        // certificate for its ike_identity.
+        let pki = node_binary("mag")?;
+        let generated = Command::new(&pki)
+            .arg("--generate-lab-pki")
+            .arg(d.join("pki"))
+            .output()
+            .context("mag --generate-lab-pki")?;
+        ensure!(
+            generated.status.success(),
+            "mag --generate-lab-pki: {}",
+            String::from_utf8_lossy(&generated.stderr)
+        );
+        let mag = start_mag(d, "mag", epdg, lma_topology.mag, "")?;
         let charon_dir = d.join("charon");
         std::fs::create_dir(&charon_dir)?;
         let charon = Charon::start(&ue_topology.ns, &charon_dir)?;
@@ -481,7 +503,7 @@ impl Lab {
             aaa,
             lma,
             ue_topology,
-            _lma_topology: lma_topology,
+            lma_topology,
             dir,
         };
         lab.write_swanctl_conf()?;
@@ -508,6 +530,22 @@ impl Lab {
                 esp = p.esp,
             ));
         }
+        // The certificate phase: strongSwan checks the ePDG's signature and certificate
+        // against the lab CA. It sends no IDr (remote.id %any): with one, it would demand
+        // that very identity back and in the certificate, so it cannot send the APN there
+        // and check the ePDG's name at once; the ePDG uses its default APN.
+        conns.push_str(&format!(
+            "  cert {{\n\
+             \x20   version = 2\n    local_addrs = {ue}\n    remote_addrs = {epdg}\n\
+             \x20   vips = 0.0.0.0, ::\n    rekey_time = 24h\n\
+             \x20   local {{\n      auth = eap-aka\n      id = {NAI}\n    }}\n\
+             \x20   remote {{\n      auth = pubkey\n      id = %any\n      cacerts = {ca}\n    }}\n\
+             \x20   children {{\n      cert {{\n        remote_ts = 0.0.0.0/0, ::/0\n\
+             \x20       rekey_time = 24h\n      }}\n    }}\n  }}\n",
+            ue = self.ue_topology.lma,
+            epdg = self.ue_topology.mag,
+            ca = self.dir.path().join("pki/ca.der").display(),
+        ));
         let conf = format!(
             "connections {{\n{conns}}}\n\
              secrets {{\n  eap-ue {{\n    id = {NAI}\n    secret = 0x{K}{OPC}\n  }}\n}}\n"
@@ -719,15 +757,16 @@ impl Lab {
     /// Stops the mag (so its pcap is complete) and decodes every IKE message it recorded
     /// with tshark and its keylog: none of those it sent may be malformed or carry expert
     /// info, and the IKE_AUTH responses carry the CFG_REPLY with the LMA's IPv4 address.
-    fn tshark_check(&mut self) -> Result<()> {
+    fn tshark_check(&mut self, name: &str, attaches: usize) -> Result<Vec<Vec<(String, String)>>> {
         self.mag.signal(libc::SIGTERM)?;
         self.mag.wait_exit(Duration::from_secs(10))?;
         let d = self.dir.path();
-        let keylog = std::fs::read_to_string(d.join("mag.keylog")).context("mag.keylog")?;
+        let keylog = std::fs::read_to_string(d.join(format!("{name}.keylog")))
+            .with_context(|| format!("{name}.keylog"))?;
         let mut command = Command::new("tshark");
         command
             .arg("-r")
-            .arg(d.join("mag.pcap"))
+            .arg(d.join(format!("{name}.pcap")))
             .args(["-V", "-T", "json", "--no-duplicate-keys"])
             .args([
                 "-Y",
@@ -747,11 +786,12 @@ impl Lab {
         let packets: Vec<Value> = serde_json::from_slice(&out.stdout).context("tshark JSON")?;
         // At least IKE_SA_INIT and four IKE_AUTH responses each.
         ensure!(
-            packets.len() >= ATTACHES * 5,
+            packets.len() >= attaches * 5,
             "{} IKE messages from the ePDG",
             packets.len()
         );
         let mut addresses = Vec::new();
+        let mut decoded = Vec::new();
         for (n, packet) in packets.iter().enumerate() {
             let mut fields = Vec::new();
             walk(packet, &mut fields);
@@ -773,15 +813,69 @@ impl Lab {
                     .into_iter()
                     .map(str::to_string),
             );
+            decoded.push(fields);
         }
         // Every attach's CFG_REPLY decrypted and decoded, with an address from the pool.
         let pool: ipnet::Ipv4Net = IPV4_POOL.parse()?;
         ensure!(
-            addresses.len() == ATTACHES
+            addresses.len() == attaches
                 && addresses
                     .iter()
                     .all(|a| a.parse().is_ok_and(|a: Ipv4Addr| pool.contains(&a))),
             "CFG_REPLY addresses tshark decoded: {addresses:?}"
+        );
+        Ok(decoded)
+    }
+
+    /// The ePDG authenticating with its certificate (`eap_only_auth = false`): strongSwan
+    /// verifies the CERT and the signature AUTH against the lab CA and the IDr the ePDG
+    /// names (its own identity), and the attach carries traffic like the EAP-only ones.
+    fn certificate_phase(&mut self) -> Result<()> {
+        let d = self.dir.path().to_path_buf();
+        self.mag = start_mag(
+            &d,
+            "mag-cert",
+            self.ue_topology.mag,
+            self.lma_topology.mag,
+            &format!(
+                "certificate = \"{}\"\nprivate_key = \"{}\"\neap_only_auth = false\n\
+                 default_apn = \"{APN}\"\n",
+                d.join("pki/epdg.der").display(),
+                d.join("pki/epdg.key.der").display()
+            ),
+        )?;
+        let sa = self.attach("cert")?;
+        ensure!(
+            sa["remote-id"] == EPDG_ID,
+            "the ePDG's IDr as strongSwan saw it: {sa:?}"
+        );
+        let log = self.charon.log();
+        let verified = log.lines().any(|l| {
+            l.contains(&format!("authentication of '{EPDG_ID}' with"))
+                && !l.contains("with EAP")
+                && l.contains("successful")
+        });
+        ensure!(
+            verified,
+            "strongSwan did not verify the ePDG's signature\n{}",
+            self.outputs()
+        );
+        let (v4, _) = vips(&sa)?;
+        ensure!(
+            self.ping(&v4.to_string(), PDN_V4)? >= 2,
+            "no traffic with certificate authentication\n{}",
+            self.outputs()
+        );
+        self.detach("cert")?;
+        let decoded = self.tshark_check("mag-cert", 1)?;
+        // tshark saw the certificate and the signature AUTH (not the MSK's method 2).
+        let all: Vec<&(String, String)> = decoded.iter().flatten().collect();
+        ensure!(
+            all.iter().any(|(k, _)| k.starts_with("isakmp.cert"))
+                && all
+                    .iter()
+                    .any(|(k, v)| k == "isakmp.auth.method" && v != "2"),
+            "no CERT or signature AUTH decoded from the ePDG"
         );
         Ok(())
     }
@@ -966,7 +1060,8 @@ fn strongswan_attaches_resyncs_pings_and_detaches() -> Result<()> {
         lab.outputs()
     );
     lab.reboot()?;
-    lab.tshark_check()?;
+    lab.tshark_check("mag", ATTACHES)?;
+    lab.certificate_phase()?;
     drop(lab);
     Ok(())
 }
