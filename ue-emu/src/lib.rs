@@ -195,6 +195,12 @@ pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport
         &config.opc()?,
         Sqn::new(config.sqn).context("sqn is more than 48 bits")?,
     );
+    // A --tun device is created first: without the privilege, fail before attaching.
+    let mut tun_device = options
+        .tun
+        .as_ref()
+        .map(|t| tun::TunDevice::open(&t.name))
+        .transpose()?;
     let mut peer = Peer::new(
         PeerConfig {
             permanent_identity: nai.clone().into_bytes(),
@@ -436,7 +442,7 @@ pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport
                 ladder.step(format!("ping: {received}/{sent} echo replies"));
             }
             match (&child, &options.tun) {
-                (Some(child), Some(tun_options)) => {
+                (Some(child), Some(tun_options)) if tun_device.is_some() => {
                     let until = (!options.hold.is_zero()).then(|| Instant::now() + options.hold);
                     let assigned = tun::Assigned {
                         ipv4: report.ipv4,
@@ -447,7 +453,19 @@ pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport
                         natt,
                         send_ike: &send,
                     };
-                    let relayed = tun::relay(&link, &mut sa, child, assigned, tun_options, until)?;
+                    let device = tun_device.take().context("the TUN device is gone")?;
+                    let relayed =
+                        tun::relay(device, &link, &mut sa, child, assigned, tun_options, until);
+                    let relayed = match relayed {
+                        Ok(r) => r,
+                        Err(e) => {
+                            // Leave no session behind at the ePDG.
+                            if !options.no_detach {
+                                let _ = detach(&mut sa, &socket, &send, &mut ladder);
+                            }
+                            return Err(e);
+                        }
+                    };
                     ladder.step(format!(
                         "TUN {}: {} packets up, {} down",
                         relayed.name, relayed.uplink_packets, relayed.downlink_packets

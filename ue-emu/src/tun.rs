@@ -88,6 +88,22 @@ struct IfReq {
     _pad: [u8; 22],
 }
 
+/// A TUN device opened before the attach (so a missing privilege fails before the ePDG
+/// is bothered) and configured once the addresses are known.
+#[derive(Debug)]
+pub struct TunDevice {
+    file: File,
+}
+
+impl TunDevice {
+    /// Creates TUN device `name` (`TUNSETIFF`); it goes away when dropped.
+    pub fn open(name: &str) -> Result<TunDevice> {
+        Ok(TunDevice {
+            file: open_tun(name)?,
+        })
+    }
+}
+
 fn open_tun(name: &str) -> Result<File> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ {
@@ -159,8 +175,7 @@ impl Assigned {
 }
 
 /// Creates and configures the device; returns it with the addresses and routes set.
-fn set_up(options: &TunOptions, assigned: &Assigned) -> Result<(File, Vec<String>, Vec<String>)> {
-    let file = open_tun(&options.name)?;
+fn set_up(options: &TunOptions, assigned: &Assigned) -> Result<(Vec<String>, Vec<String>)> {
     let dev = options.name.as_str();
     ip(&["link", "set", "dev", dev, "addrgenmode", "none"])?;
     ip(&["link", "set", "dev", dev, "mtu", &options.mtu.to_string()])?;
@@ -202,7 +217,7 @@ fn set_up(options: &TunOptions, assigned: &Assigned) -> Result<(File, Vec<String
         })?;
         routes.push(text);
     }
-    Ok((file, addresses, routes))
+    Ok((addresses, routes))
 }
 
 /// Waits until `fd` is readable or `timeout` passes; true when readable.
@@ -227,8 +242,9 @@ pub struct EpdgLink<'a> {
     pub send_ike: &'a dyn Fn(&[u8], bool) -> Result<()>,
 }
 
-/// Opens the device and relays until a signal, `until`, or the end of the IKE SA.
+/// Configures the device and relays until a signal, `until`, or the end of the IKE SA.
 pub fn relay(
+    device: TunDevice,
     link: &EpdgLink<'_>,
     sa: &mut InitiatorSa,
     child: &ChildSa,
@@ -241,7 +257,8 @@ pub fn relay(
         child_sa_pair(child, IkeRole::Initiator).context("building the ESP SAs")?;
     STOP.store(false, Ordering::SeqCst);
     install_signal_handlers();
-    let (tun, addresses, routes) = set_up(options, &assigned)
+    let tun = device.file;
+    let (addresses, routes) = set_up(options, &assigned)
         .with_context(|| format!("setting up TUN device {}", options.name))?;
     eprintln!(
         "ue-emu: TUN {} up, addresses {}, routes {}; relaying until SIGINT/SIGTERM{}",
