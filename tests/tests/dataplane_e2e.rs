@@ -18,6 +18,19 @@ use serde_json::Value;
 const IPV4_POOL: &str = "10.46.0.0/24";
 const IPV6_POOL: &str = "2001:db8:46:100::/56";
 
+/// The mag's status file once `ready` holds (it is rewritten at most every 100 ms, so it
+/// lags the events a little); the last one read after three seconds otherwise.
+fn status_when(path: &Path, ready: impl Fn(&Value) -> bool) -> Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let s: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+        if ready(&s) || Instant::now() >= deadline {
+            return Ok(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn path(p: &Path) -> Result<&str> {
     p.to_str().context("non-UTF-8 path")
 }
@@ -121,7 +134,10 @@ fn ue_pings_the_lmas_sgi_through_esp_and_gre() -> Result<()> {
         received += r;
     }
     assert_eq!(out.status.code(), Some(0), "{}", context());
-    let s: Value = serde_json::from_str(&std::fs::read_to_string(&status)?)?;
+    let s = status_when(&status, |s| {
+        let c = &s["data_plane"]["counters"];
+        c["uplink_packets"].as_u64() >= Some(6) && c["downlink_packets"].as_u64() >= Some(received)
+    })?;
     let c = &s["data_plane"]["counters"];
     assert_eq!(c["uplink_packets"], 6, "{s}");
     assert_eq!(c["downlink_packets"].as_u64(), Some(received), "{s}");

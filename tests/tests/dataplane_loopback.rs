@@ -19,6 +19,19 @@ use serde_json::Value;
 const IPV4_POOL: &str = "10.45.0.0/22";
 const IPV6_POOL: &str = "2001:db8:45::/54";
 
+/// The mag's status file once `ready` holds (it is rewritten at most every 100 ms, so it
+/// lags the events a little); the last one read after three seconds otherwise.
+fn status_when(path: &Path, ready: impl Fn(&Value) -> bool) -> Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let s: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+        if ready(&s) || Instant::now() >= deadline {
+            return Ok(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn path(p: &Path) -> Result<&str> {
     p.to_str().context("non-UTF-8 path")
 }
@@ -295,7 +308,7 @@ fn run(net: u8, how: Reply, v6: Option<(Ipv6Addr, Ipv6Addr)>) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("uplink is not keyed GRE: {e}"))?;
         assert_eq!(source, mag_addr, "the GRE comes from the ePDG");
         if keys.is_none() {
-            let s: Value = serde_json::from_str(&std::fs::read_to_string(&status)?)?;
+            let s = status_when(&status, |s| s["attached"][0]["uplink_gre_key"].is_u64())?;
             let a = &s["attached"][0];
             keys = Some((
                 a["uplink_gre_key"].as_u64().context("no uplink key")?,
@@ -370,8 +383,12 @@ fn run(net: u8, how: Reply, v6: Option<(Ipv6Addr, Ipv6Addr)>) -> Result<()> {
         Some(if how == Reply::Good { 0 } else { 1 })
     );
     // The counters: four packets up; four down, or four dropped for the right reason.
-    std::thread::sleep(Duration::from_millis(300));
-    let s: Value = serde_json::from_str(&std::fs::read_to_string(&status)?)?;
+    let s = status_when(&status, |s| {
+        let c = &s["data_plane"]["counters"];
+        let n = |k: &str| c[k].as_u64().unwrap_or(0);
+        n("uplink_packets") >= 4
+            && n("downlink_packets") + n("drop_unknown_downlink_key") + n("drop_wrong_lma") >= 4
+    })?;
     let c = &s["data_plane"]["counters"];
     assert_eq!(c["uplink_packets"], 4, "{s}");
     assert_eq!(c["drop_spoofed_source"], 0, "{s}");
