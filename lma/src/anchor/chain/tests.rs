@@ -760,3 +760,123 @@ fn the_home_pba_is_accepted_only_from_a_home_gateway() {
     assert!(net.to_epdg.is_empty());
     let _ = MobilityOption::GreKey(GreKey(0));
 }
+
+#[test]
+fn an_ipv6_home_gateway_is_reached_over_the_raw_mobility_header_path() {
+    let home6: std::net::Ipv6Addr = "2001:db8:ffff::3".parse().unwrap();
+    let visited6: std::net::Ipv6Addr = "2001:db8:ffff::2".parse().unwrap();
+    let t0 = Instant::now();
+    let wall0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let mut settings = chain_settings();
+    settings.home_gateways = vec![MagFilter(ipnet::IpNet::from(IpAddr::V6(home6)))];
+    settings.local_v6 = Some(visited6);
+    settings.own_addresses.push(IpAddr::V6(visited6));
+    let mut visited = Lma::new(
+        core_settings("10.20.0.0/24", "2001:db8:20::/56", &[EPDG]),
+        t0,
+        wall0,
+    )
+    .unwrap()
+    .with_chaining(settings);
+    let mut home_settings = core_settings("10.90.0.0/24", "2001:db8:90::/56", &[]);
+    home_settings.allowed_mags = vec![MagFilter(ipnet::IpNet::from(IpAddr::V6(visited6)))];
+    let mut home = Lma::new(home_settings, t0, wall0).unwrap();
+
+    // The ePDG's PBU names the IPv6 home gateway.
+    let mut request = Net::request(UE, HOME, 7000);
+    request.vendor = vec![VendorSpecific::ThreeGpp(ThreeGppOption::PdnGwIpAddress(
+        IpAddr::V6(home6),
+    ))];
+    let mut epdg = bul::BindingUpdateList::new(MagConfig::default(), t0, wall0);
+    let mut sent = Vec::new();
+    epdg.handle(bul::Input::Register(request), t0, &mut sent);
+    let Some(bul::Output::Send { pbu, .. }) = sent.pop() else {
+        panic!("no PBU");
+    };
+    let from_epdg = MagAddress::Udp4 {
+        mag: SocketAddrV4::new(EPDG, PORT),
+        local: VISITED,
+    };
+    let bytes = MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::BindingUpdate(pbu.to_binding_update()),
+    }
+    .to_bytes(from_epdg.receive_checksum());
+    let mut out = Vec::new();
+    visited.handle(
+        Input::Mobility {
+            from: from_epdg,
+            bytes: &bytes,
+        },
+        t0,
+        &mut out,
+    );
+    let to_home = MagAddress::Ip6 {
+        mag: home6,
+        local: visited6,
+        kernel_checksum: true,
+    };
+    let pbu_home = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Send { to, bytes } if *to == to_home => Some(bytes.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no PBU over IPv6 to the home gateway: {out:?}"));
+    // The home gateway, over its raw socket.
+    let mut home_out = Vec::new();
+    home.handle(
+        Input::Mobility {
+            from: MagAddress::Ip6 {
+                mag: visited6,
+                local: home6,
+                kernel_checksum: true,
+            },
+            bytes: &pbu_home,
+        },
+        t0,
+        &mut home_out,
+    );
+    let pba_home = home_out
+        .iter()
+        .find_map(|o| match o {
+            Output::Send { to, bytes } if to.ip() == IpAddr::V6(visited6) => Some(bytes.clone()),
+            _ => None,
+        })
+        .expect("a PBA from home");
+    let mut back = Vec::new();
+    visited.handle(
+        Input::Mobility {
+            from: to_home,
+            bytes: &pba_home,
+        },
+        t0,
+        &mut back,
+    );
+    let ack = back
+        .iter()
+        .find_map(|o| match o {
+            Output::Send { to, bytes } if *to == from_epdg => {
+                match MobilityHeaderRepr::parse(bytes, to.send_checksum()).map(|m| m.message) {
+                    Ok(MobilityMessage::BindingAck(ba)) => ProxyBindingAck::try_from(&ba).ok(),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no PBA to the ePDG: {back:?}"));
+    assert_eq!(ack.status, BindingAckStatus::Accepted);
+    assert_eq!(
+        ack.home_network_prefixes,
+        vec!["2001:db8:90::/64".parse::<ipnet::Ipv6Net>().unwrap()]
+    );
+    let up = back
+        .iter()
+        .find_map(|o| match o {
+            Output::ChainUp(info) => Some(info.clone()),
+            _ => None,
+        })
+        .expect("the relay learns the chain");
+    assert_eq!(up.home, to_home);
+    assert_eq!(visited.chain_counts(), (1, 0));
+}
