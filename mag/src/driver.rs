@@ -106,7 +106,8 @@ impl Ue {
 /// timer heap (which finds due UEs without scanning them all).
 const TIMER_SWEEP: Duration = Duration::from_secs(1);
 
-/// The status file is rewritten at most this often: a rewrite serialises every UE, so
+/// The status file is rewritten at most this often, and never more often than 20 times
+/// the last rewrite took (at most 5% of the time): a rewrite serialises every UE, so
 /// doing it after every event made an attach storm quadratic.
 const STATUS_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -152,8 +153,10 @@ pub struct Epdg {
     next_session: u32,
     work: VecDeque<(u64, attach::Input)>,
     last_status: Option<String>,
-    /// When the status file was last rewritten, and when the next rewrite is due.
+    /// When the status file was last rewritten, how long that took, and when the next
+    /// rewrite is due.
     status_written_at: Option<Instant>,
+    status_cost: Duration,
     status_due: Option<Instant>,
     /// UE deadlines, earliest first: (deadline, SPI). An entry is current while it
     /// equals the UE's `scheduled`; others are dropped when they surface.
@@ -342,6 +345,7 @@ impl Epdg {
             work: VecDeque::new(),
             last_status: None,
             status_written_at: None,
+            status_cost: Duration::ZERO,
             status_due: None,
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
@@ -427,14 +431,16 @@ impl Epdg {
             return;
         }
         let now = Instant::now();
+        let interval = STATUS_INTERVAL.max(self.status_cost * 20);
         match self.status_written_at {
-            Some(at) if now < at + STATUS_INTERVAL => {
-                self.status_due.get_or_insert(at + STATUS_INTERVAL);
+            Some(at) if now < at + interval => {
+                self.status_due.get_or_insert(at + interval);
             }
             _ => {
                 self.status_due = None;
                 self.status_written_at = Some(now);
                 self.write_status();
+                self.status_cost = now.elapsed();
             }
         }
     }
@@ -444,12 +450,13 @@ impl Epdg {
         let Some(path) = self.config.status_file.clone() else {
             return;
         };
-        let mut attached: Vec<serde_json::Value> = self
+        let mut attached: Vec<(String, serde_json::Value)> = self
             .ues
             .values()
             .filter_map(|u| u.attach.info())
             .map(|a| {
-                serde_json::json!({
+                let key = format!("{}/{}", a.nai, a.apn);
+                let entry = serde_json::json!({
                     "nai": a.nai,
                     "apn": a.apn,
                     "lma": a.lma.to_string(),
@@ -457,10 +464,12 @@ impl Epdg {
                     "ipv6_prefix": a.ipv6_prefix.map(|n| n.to_string()),
                     "uplink_gre_key": a.uplink_gre_key.map(|k| k.0),
                     "downlink_gre_key": a.downlink_gre_key.0,
-                })
+                });
+                (key, entry)
             })
             .collect();
-        attached.sort_by_key(|v| v.to_string());
+        attached.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let attached: Vec<serde_json::Value> = attached.into_iter().map(|(_, v)| v).collect();
         let status = serde_json::json!({
             "ike_sas": self.ues.len(),
             "aaa_sessions": self.by_session.len(),
