@@ -495,21 +495,35 @@ impl AttachedUe {
         }
     }
 
-    /// Deletes the IKE SA; true when the ePDG answered within a second.
+    /// Deletes the IKE SA; true when the ePDG answered. The request is sent again every
+    /// second, up to four times, as a storm's burst of detaches may overflow a queue.
     async fn detach(mut self) -> bool {
         let mut out = Vec::new();
         self.sa.delete(Instant::now(), &mut OsRng, &mut out);
-        for o in out {
-            if let Output::Send { bytes, port_4500 } = o {
-                if self.send(&bytes, port_4500).await.is_err() {
+        let requests: Vec<(Vec<u8>, bool)> = out
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send { bytes, port_4500 } => Some((bytes, port_4500)),
+                Output::Event(_) => None,
+            })
+            .collect();
+        let mut buf = [0u8; 2048];
+        for _ in 0..5 {
+            for (bytes, port_4500) in &requests {
+                if self.send(bytes, *port_4500).await.is_err() {
                     return false;
                 }
             }
+            let wait =
+                tokio::time::timeout(Duration::from_secs(1), self.socket.recv_from(&mut buf));
+            if let Ok(Ok((n, from))) = wait.await {
+                // Any IKE message from the ePDG for this SA now is the answer.
+                if ike_payload(&buf[..n], from, self.natt).is_some() {
+                    return true;
+                }
+            }
         }
-        let mut buf = [0u8; 2048];
-        tokio::time::timeout(Duration::from_secs(1), self.socket.recv_from(&mut buf))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        false
     }
 }
 
