@@ -303,6 +303,8 @@ fn ue_reaches_the_pdn_host_by_ping_and_iperf3() -> Result<()> {
             path(&core.ue_config())?,
             "--tun",
             "uetun",
+            "--nat-keepalive-secs",
+            "1",
         ],
         core.dir.path().join("ue-tun.log"),
     )?;
@@ -322,6 +324,26 @@ fn ue_reaches_the_pdn_host_by_ping_and_iperf3() -> Result<()> {
     let up = iperf3(&core, &pdn4, false)?;
     let down = iperf3(&core, &pdn4, true)?;
     eprintln!("iperf3 through ue-emu --tun: UE->PDN {up:.0} bit/s, PDN->UE {down:.0} bit/s");
+    // Idle: NAT-keepalives (RFC 3948: UDP payload 0xFF, UDP length 9) reach the ePDG.
+    let seen = core.lab.run(
+        "epdg",
+        "tshark",
+        &[
+            "-i",
+            "ue",
+            "-f",
+            "udp dst port 4500 and udp[4:2] = 9",
+            "-c",
+            "1",
+            "-a",
+            "duration:8",
+            "-T",
+            "fields",
+            "-e",
+            "udp.payload",
+        ],
+    )?;
+    assert_eq!(seen.trim(), "ff", "no NAT-keepalive seen at the ePDG");
     // Detach on SIGTERM: the report comes out, the TUN and the sessions go away.
     ue.signal(libc::SIGTERM)?;
     let code = ue.wait_exit(Duration::from_secs(10))?;
@@ -334,6 +356,10 @@ fn ue_reaches_the_pdn_host_by_ping_and_iperf3() -> Result<()> {
     let report: Value = serde_json::from_str(line)?;
     assert_eq!(report["detached"], true, "{report}");
     assert_eq!(report["tun"]["stopped_by"], "signal", "{report}");
+    assert!(
+        report["tun"]["nat_keepalives_sent"].as_u64().unwrap_or(0) >= 1,
+        "{report}"
+    );
     assert!(
         report["tun"]["uplink_packets"].as_u64().unwrap_or(0) > 1000,
         "{report}"

@@ -77,6 +77,10 @@ enum Command {
         /// MTU of the --tun device (leaves room for ESP-in-UDP and GRE in 1500).
         #[arg(long, value_name = "OCTETS", default_value_t = 1400)]
         tun_mtu: u32,
+        /// With --tun: send a NAT-keepalive (RFC 3948) to the ePDG's port 4500 after this
+        /// many seconds without uplink traffic; 0 disables them.
+        #[arg(long, value_name = "SECS", default_value_t = 20)]
+        nat_keepalive_secs: u64,
     },
     /// Attach storm: many UEs at once, each its own IMSI (counting up from the config's
     /// `imsi`; provision them as one `[[range]]` at the AAA), IKE SA, EAP-AKA run and UDP
@@ -191,6 +195,7 @@ fn run(command: Command) -> Result<bool> {
         tun,
         tun_route,
         tun_mtu,
+        nat_keepalive_secs,
     } = command
     else {
         anyhow::bail!("not an attach command");
@@ -215,6 +220,8 @@ fn run(command: Command) -> Result<bool> {
                 tun_route
             },
             mtu: tun_mtu,
+            nat_keepalive: (nat_keepalive_secs > 0)
+                .then(|| Duration::from_secs(nat_keepalive_secs)),
         }),
     };
     if !json {

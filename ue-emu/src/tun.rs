@@ -14,7 +14,10 @@
 //! as an IPsec UE's policy would; anything else (kernel chatter) is counted and dropped.
 //! Downlink: ESP from the ePDG's port 4500 is opened (anti-replay checked) and written to
 //! the device; IKE messages (liveness checks) are answered. The relay stops on
-//! SIGINT/SIGTERM, after `--hold-secs`, or when the ePDG closes the IKE SA.
+//! SIGINT/SIGTERM, after `--hold-secs`, or when the ePDG closes the IKE SA. While the
+//! uplink is idle, a NAT-keepalive (RFC 3948 section 2.3, one octet 0xFF) goes to the
+//! ePDG's port 4500 every `--nat-keepalive-secs` (default 20, the RFC's suggestion), so a
+//! NAT between the UE and the ePDG keeps the mapping.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -25,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ipnet::{IpNet, Ipv6Net};
-use pmip_common::esp::{child_sa_pair, next_header_of, IkeRole, UdpEncapsulated};
+use pmip_common::esp::{child_sa_pair, next_header_of, IkeRole, UdpEncapsulated, NAT_KEEPALIVE};
 use pmip_common::ike::sa::{ChildSa, Event, InitiatorSa, Output};
 use rand::rngs::OsRng;
 use serde::Serialize;
@@ -42,6 +45,9 @@ pub struct TunOptions {
     /// Routes through the device; `None` stands for `default` (both families).
     pub routes: Vec<Option<IpNet>>,
     pub mtu: u32,
+    /// Send a NAT-keepalive (RFC 3948 section 2.3) after this long without uplink
+    /// traffic; `None`: never.
+    pub nat_keepalive: Option<Duration>,
 }
 
 /// What the relay did, in the `--json` report.
@@ -58,6 +64,8 @@ pub struct TunReport {
     pub uplink_outside_selector: u64,
     /// ESP from the ePDG that failed to open (integrity, replay, malformed).
     pub downlink_esp_errors: u64,
+    /// NAT-keepalives (one octet 0xFF to the ePDG's port 4500) sent while idle.
+    pub nat_keepalives_sent: u64,
     /// Why the relay stopped: "signal", "hold", or "ike closed: ...".
     pub stopped_by: String,
 }
@@ -330,7 +338,23 @@ pub fn relay(
             let mut buf = vec![0u8; 65536];
             let mut writer = &tun;
             socket.set_read_timeout(Some(tick))?;
+            // NAT-keepalive: due when no uplink packet went out for the interval.
+            let mut keepalive_due = options.nat_keepalive.map(|i| Instant::now() + i);
+            let mut uplink_seen = 0;
             loop {
+                if let (Some(due), Some(interval)) = (keepalive_due, options.nat_keepalive) {
+                    let now = Instant::now();
+                    let sent = uplink_packets.load(Ordering::Relaxed);
+                    if sent != uplink_seen {
+                        uplink_seen = sent;
+                        keepalive_due = Some(now + interval);
+                    } else if now >= due {
+                        if socket.send_to(&NAT_KEEPALIVE, natt).is_ok() {
+                            report.nat_keepalives_sent += 1;
+                        }
+                        keepalive_due = Some(now + interval);
+                    }
+                }
                 if STOP.load(Ordering::SeqCst) {
                     return Ok("signal".into());
                 }
