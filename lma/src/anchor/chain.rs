@@ -586,6 +586,17 @@ impl Lma {
         };
         let pbu = &pending.pbu;
         let home = HomeGrant::of(pending.home.ip(), &registration);
+        let (Some(home_uplink_key), true) = (registration.uplink_gre_key, self.chain.is_some())
+        else {
+            // The list checks the home granted a key for ours; never bind without one.
+            let rejection = Rejection::new(
+                BindingAckStatus::ReasonUnspecified,
+                "the home gateway granted no uplink GRE key",
+            );
+            self.answer_rejection(&pending, rejection, None, now, out);
+            self.list_input(bul::Input::Deregister(key), now, out);
+            return;
+        };
         let lifetime = self
             .granted_lifetime(pbu.lifetime)
             .min(registration.lifetime);
@@ -622,22 +633,18 @@ impl Lma {
         if let Some(state) = self.cache.state_mut(id) {
             state.expires = expires;
         }
-        let Some(home_uplink_key) = registration.uplink_gre_key else {
-            return;
-        };
-        let Some(chain) = self.chain.as_mut() else {
-            return;
-        };
-        chain.by_key.insert(key.clone(), id);
-        chain.records.insert(
-            id,
-            Record {
-                key: key.clone(),
-                home: pending.home,
-                registration,
-                home_downlink_key: pending.home_downlink_key,
-            },
-        );
+        if let Some(chain) = self.chain.as_mut() {
+            chain.by_key.insert(key.clone(), id);
+            chain.records.insert(
+                id,
+                Record {
+                    key: key.clone(),
+                    home: pending.home,
+                    registration,
+                    home_downlink_key: pending.home_downlink_key,
+                },
+            );
+        }
         let granted = Granted {
             addresses: home.addresses(pending.uplink_key),
             lifetime,

@@ -880,3 +880,101 @@ fn an_ipv6_home_gateway_is_reached_over_the_raw_mobility_header_path() {
     assert_eq!(up.home, to_home);
     assert_eq!(visited.chain_counts(), (1, 0));
 }
+
+#[test]
+fn an_epdg_refresh_with_a_new_key_is_answered_here_and_moves_the_relay_only() {
+    let mut net = Net::new("10.90.0.0/24");
+    net.epdg_input(bul::Input::Register(Net::request(UE, HOME, 7000)));
+    let registered = net.registered()[0].clone();
+    let home_pbus = net.to_home.len();
+    // The ePDG re-registers (a handover inside it: a new downlink key), 10 s later.
+    net.secs(10.0);
+    let pbu = ProxyBindingUpdate {
+        sequence: 50,
+        lifetime: Lifetime::from_secs(7200),
+        gre_key: Some(GreKey(7777)),
+        handoff: HandoffIndicator::HandoffBetweenSameInterface,
+        home_network_prefixes: vec![registered.home_network_prefix.unwrap()],
+        ipv4_home_address_request: registered.ipv4_home_address,
+        timestamp: Some(pmip_common::mh::Timestamp::from_system_time(net.wall())),
+        ..net.to_home[0].clone()
+    };
+    let from = MagAddress::Udp4 {
+        mag: SocketAddrV4::new(EPDG, PORT),
+        local: VISITED,
+    };
+    let bytes = MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::BindingUpdate(pbu.to_binding_update()),
+    }
+    .to_bytes(from.receive_checksum());
+    let mut out = Vec::new();
+    net.visited.handle(
+        Input::Mobility {
+            from,
+            bytes: &bytes,
+        },
+        net.now,
+        &mut out,
+    );
+    let ack = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Send { to, bytes } if *to == from => {
+                match MobilityHeaderRepr::parse(bytes, to.send_checksum()).map(|m| m.message) {
+                    Ok(MobilityMessage::BindingAck(ba)) => ProxyBindingAck::try_from(&ba).ok(),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .expect("answered at once");
+    assert_eq!(ack.status, BindingAckStatus::Accepted);
+    // Never longer than the home granted (600 s), whatever the ePDG asked.
+    assert_eq!(ack.lifetime, Lifetime::from_secs(600));
+    assert_eq!(ack.gre_key, registered.uplink_gre_key);
+    assert_eq!(
+        ack.ipv4_home_address_reply.map(|r| r.1),
+        registered.ipv4_home_address
+    );
+    let up: Vec<&ChainInfo> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::ChainUp(i) => Some(i),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(up.len(), 1, "the relay moves to the new key");
+    assert_eq!(up[0].epdg_downlink_key, GreKey(7777));
+    net.carry_visited(out);
+    assert_eq!(net.to_home.len(), home_pbus, "nothing to do at home");
+    assert_eq!(net.home.cache().len(), 1);
+    // A refresh naming another prefix is refused (159), the binding stays.
+    let wrong = ProxyBindingUpdate {
+        sequence: 51,
+        home_network_prefixes: vec!["2001:db8:66::/64".parse().unwrap()],
+        timestamp: Some(pmip_common::mh::Timestamp::from_system_time(
+            net.wall() + Duration::from_secs(1),
+        )),
+        ..pbu
+    };
+    let bytes = MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::BindingUpdate(wrong.to_binding_update()),
+    }
+    .to_bytes(from.receive_checksum());
+    let mut out = Vec::new();
+    net.visited.handle(
+        Input::Mobility {
+            from,
+            bytes: &bytes,
+        },
+        net.now,
+        &mut out,
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Report(r) if r.status == BindingAckStatus::BcePbuPrefixSetDoNotMatch
+    )));
+    assert_eq!(net.visited.chain_counts(), (1, 0));
+}
