@@ -17,7 +17,7 @@
 //! bindings at the ePDG, 0 sessions at both AAAs, and at both gateways' exit
 //! `bindings=0 chained=0 held=0` (or only what the test kept on purpose).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -70,8 +70,8 @@ struct Lab {
     home: Option<HomeGateway>,
     mag: Node,
     /// The home gateway's address and the visited gateway's home-side address.
-    home_address: Ipv4Addr,
-    home_side: Ipv4Addr,
+    home_address: IpAddr,
+    home_side: IpAddr,
 }
 
 /// What to leave out or change.
@@ -81,6 +81,9 @@ struct Options {
     home_aaa: bool,
     /// Home gateway in a namespace with its SGi TUN (the data test).
     netns: bool,
+    /// The home gateway over IPv6 (raw Mobility Header, GRE over IPv6; implies the
+    /// namespace, Topology tag 8).
+    ipv6_home: bool,
     home_pool: &'static str,
 }
 
@@ -90,6 +93,7 @@ impl Default for Options {
             home_gateway: true,
             home_aaa: true,
             netns: false,
+            ipv6_home: false,
             home_pool: HOME_POOL,
         }
     }
@@ -100,14 +104,19 @@ impl Lab {
         let dir = tempfile::tempdir()?;
         let d = dir.path();
         open_up(d)?;
-        let topology = if o.netns {
+        let topology = if o.ipv6_home {
+            Some(Topology::new("roam6", 8)?)
+        } else if o.netns {
             Some(Topology::new("roam", 7)?)
         } else {
             None
         };
-        let (home_address, home_side) = match &topology {
-            Some(t) => (t.lma, t.mag),
-            None => (ip(net, 5), ip(net, 13)),
+        // The home gateway's address as the AAA names it and the visited gateway reaches
+        // it, and the visited gateway's address it sees.
+        let (home_named, home_peer): (IpAddr, IpAddr) = match (&topology, o.ipv6_home) {
+            (Some(t), true) => (t.lma6.into(), t.mag6.into()),
+            (Some(t), false) => (t.lma.into(), t.mag.into()),
+            (None, _) => (ip(net, 5).into(), ip(net, 13).into()),
         };
         write_file(
             d,
@@ -130,8 +139,8 @@ impl Lab {
             &format!(
                 "origin_host = \"aaa.{HOME_REALM}\"\norigin_realm = \"{HOME_REALM}\"\n\
                  listen = \"{}:3868\"\nsubscribers = \"home-subscribers.toml\"\n\
-                 sqn_state = \"home-sqn.toml\"\n[gateways]\n{APN} = \"{home_address}\"\n\
-                 ims = \"{home_address}\"\n",
+                 sqn_state = \"home-sqn.toml\"\n[gateways]\n{APN} = \"{home_named}\"\n\
+                 ims = \"{home_named}\"\n",
                 ip(net, 14),
             ),
         )?;
@@ -157,9 +166,13 @@ impl Lab {
         };
         let visited_aaa = start_aaa(d, &visited_aaa_config, "visited-aaa-status.json")?;
         let home = if o.home_gateway {
+            let listen = match home_named {
+                IpAddr::V6(a) => format!("listen_v6 = \"{a}\"\n"),
+                IpAddr::V4(a) => format!("listen_v4 = \"{a}:5436\"\n"),
+            };
             let mut config = format!(
-                "listen_v4 = \"{home_address}:5436\"\nipv4_pool = \"{}\"\nipv6_pool = \"{HOME_POOL6}\"\n\
-                 allowed_mags = [\"{home_side}\"]\n",
+                "{listen}ipv4_pool = \"{}\"\nipv6_pool = \"{HOME_POOL6}\"\n\
+                 allowed_mags = [\"{home_peer}\"]\n",
                 o.home_pool
             );
             if topology.is_some() {
@@ -189,12 +202,21 @@ impl Lab {
             d,
             "visited-lma.toml",
             &format!(
-                "listen_v4 = \"{}:5436\"\nipv4_pool = \"{VISITED_POOL}\"\nipv6_pool = \"{VISITED_POOL6}\"\n\
+                "{}listen_v4 = \"{}:5436\"\nipv4_pool = \"{VISITED_POOL}\"\nipv6_pool = \"{VISITED_POOL6}\"\n\
                  allowed_mags = [\"{}\"]\n\
-                 [chaining]\nhome_gateways = [\"{home_address}\"]\nlocal_v4 = \"{home_side}\"\n\
+                 [chaining]\nhome_gateways = [\"{home_named}\"]\n{}\
                  retransmit_ms = 200\nmax_retransmissions = 2\n",
+                match home_peer {
+                    IpAddr::V6(a) => format!("listen_v6 = \"{a}\"\n"),
+                    IpAddr::V4(_) => String::new(),
+                },
                 ip(net, 3),
                 ip(net, 2),
+                match home_peer {
+                    // Toward an IPv6 home: the raw Mobility Header socket on listen_v6.
+                    IpAddr::V6(a) => format!("local_v6 = \"{a}\"\n"),
+                    IpAddr::V4(a) => format!("local_v4 = \"{a}\"\n"),
+                },
             ),
         )?;
         let pcap = d.join("visited.pcap");
@@ -228,8 +250,8 @@ impl Lab {
             visited,
             home,
             mag,
-            home_address,
-            home_side,
+            home_address: home_named,
+            home_side: home_peer,
         })
     }
 
@@ -577,8 +599,8 @@ fn tshark_packets(pcap: &Path) -> Result<Vec<Decoded>> {
 fn check_pcap_in_tshark(
     pcap: &Path,
     visited: Ipv4Addr,
-    home_side: Ipv4Addr,
-    home: Ipv4Addr,
+    home_side: IpAddr,
+    home: IpAddr,
 ) -> Result<()> {
     let packets = tshark_packets(pcap)?;
     let (mut epdg_pbus, mut home_pbus) = (0, 0);
@@ -723,4 +745,63 @@ fn an_unreachable_home_aaa_is_a_network_failure_with_nothing_left() -> Result<()
     let (visited_last, home_last) = lab.stop_gateways()?;
     assert_clean_stop(&visited_last, 0, 0)?;
     assert_clean_stop(&home_last, 0, 0)
+}
+
+#[test]
+fn roaming_to_an_ipv6_home_gateway_over_the_raw_mobility_header() -> Result<()> {
+    let lab = Lab::start(
+        145,
+        Options {
+            ipv6_home: true,
+            ..Options::default()
+        },
+    )?;
+    let config = lab.ue_config(ROAMER, APN)?;
+    let out = unprivileged(&node_binary("ue-emu")?)
+        .args(["attach", "--json", "--insecure", "--config", path(&config)?])
+        .args(["--ping", TUN_ADDRESS, "--ping", TUN_ADDRESS_V6])
+        .args(["--ping-count", "3", "--ping-interval-ms", "300"])
+        .args(["--ping-wait-ms", "2000"])
+        .output()
+        .context("running ue-emu")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.trim()).with_context(|| {
+        format!(
+            "ue-emu printed no JSON: {stdout}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            lab.outputs()
+        )
+    })?;
+    anyhow::ensure!(
+        report["result"] == "attached",
+        "{report}\n{}",
+        lab.outputs()
+    );
+    let ipv4: Ipv4Addr = report["ipv4"].as_str().context("ipv4")?.parse()?;
+    assert!(HOME_POOL.parse::<Ipv4Net>()?.contains(&ipv4), "{ipv4}");
+    for p in report["pings"].as_array().context("no pings")? {
+        assert!(
+            p["received"].as_u64().unwrap_or(0) >= 2,
+            "{report}\n{}",
+            lab.outputs()
+        );
+    }
+    // Signaling to the home gateway went over the raw Mobility Header (IPv6), from the
+    // visited gateway's IPv6 address; the ePDG still reached the visited one over IPv4.
+    let visited = lab.visited.output();
+    assert!(
+        visited.lines().any(|l| l.contains("chained binding up")
+            && l.contains(&format!("home={}/mh", lab.home_address))),
+        "{visited}"
+    );
+    let home = lab.home_output();
+    let lines: Vec<String> = Lab::pbu_lines(&home, ROAMER, "registered");
+    assert!(
+        lines.len() == 1 && lines[0].contains(&format!("mag={}/mh", lab.home_side)),
+        "{home}"
+    );
+    // ue-emu detached: de-registered at home too.
+    lab.eventually("no de-registration at home", |l| {
+        !Lab::pbu_lines(&l.home_output(), ROAMER, "deregistered").is_empty()
+    })
 }
