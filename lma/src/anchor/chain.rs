@@ -22,11 +22,11 @@
 //!   a PBA with the home prefix, IPv4 home address and default router and this gateway's
 //!   uplink key, and [`Output::ChainUp`] gives the GRE relay both key pairs.
 //! * **Errors travel back**: a home reject is answered to the ePDG with the home's
-//!   status (and IPv4 Home Address Reply status). No home PBA after every
-//!   retransmission is status 128 REASON_UNSPECIFIED with the 3GPP Specific PMIPv6
-//!   Error Code option (sub-type 2) carrying GTPv2 cause 100 "Remote peer not
-//!   responding"/"PGW not responding" (TS 29.275 section 12.1.1.3 takes its values from
-//!   TS 29.274 table 8.4-1); one lifetime-0 PBU then goes to the home gateway, not
+//!   status, its IPv4 Home Address Reply status and its 3GPP vendor options. No home
+//!   PBA after every retransmission is status 128 REASON_UNSPECIFIED with the 3GPP
+//!   Specific PMIPv6 Error Code option (sub-type 2) carrying GTPv2 cause 100 "Remote
+//!   peer not responding"/"PGW not responding" (TS 29.275 section 12.1.1.3 takes its
+//!   values from TS 29.274 table 8.4-1); one lifetime-0 PBU then goes to the home gateway, not
 //!   retransmitted, so a home that registered but whose answers were lost lets go at
 //!   once instead of at expiry. Nothing is kept here after a failure.
 //! * **Afterwards**: a re-registration from the ePDG is answered here (the home binding
@@ -177,6 +177,8 @@ pub(super) struct Chain {
     reserved_keys: HashSet<u32>,
     /// Sequence numbers of the unretransmitted clean-up de-registrations.
     cleanup_sequence: u16,
+    /// The home PBA being handled, so a reject can pass on more than its status.
+    current_ack: Option<ProxyBindingAck>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -199,6 +201,7 @@ impl Chain {
             by_key: HashMap::new(),
             reserved_keys: HashSet::new(),
             cleanup_sequence: 0x8000,
+            current_ack: None,
         }
     }
 
@@ -419,14 +422,22 @@ impl Lma {
         out: &mut Vec<Output>,
     ) {
         match ProxyBindingAck::try_from(ba) {
-            Ok(ack) => self.list_input(
-                bul::Input::Ack {
-                    from: from.socket_addr(),
-                    ack,
-                },
-                now,
-                out,
-            ),
+            Ok(ack) => {
+                if let Some(chain) = self.chain.as_mut() {
+                    chain.current_ack = Some(ack.clone());
+                }
+                self.list_input(
+                    bul::Input::Ack {
+                        from: from.socket_addr(),
+                        ack,
+                    },
+                    now,
+                    out,
+                );
+                if let Some(chain) = self.chain.as_mut() {
+                    chain.current_ack = None;
+                }
+            }
             Err(_) => self.stats.malformed += 1,
         }
     }
@@ -593,7 +604,7 @@ impl Lma {
                 BindingAckStatus::ReasonUnspecified,
                 "the home gateway granted no uplink GRE key",
             );
-            self.answer_rejection(&pending, rejection, None, now, out);
+            self.answer_rejection(&pending, rejection, Vec::new(), now, out);
             self.list_input(bul::Input::Deregister(key), now, out);
             return;
         };
@@ -624,7 +635,7 @@ impl Lma {
                     BindingAckStatus::InsufficientResources,
                     "the binding cache refused the chained entry",
                 );
-                self.answer_rejection(&pending, rejection, None, now, out);
+                self.answer_rejection(&pending, rejection, Vec::new(), now, out);
                 self.list_input(bul::Input::Deregister(key), now, out);
                 return;
             }
@@ -687,9 +698,23 @@ impl Lma {
         let Some(pending) = self.chain.as_mut().and_then(|c| c.pending.remove(&key)) else {
             return;
         };
+        // The home's own PBA, when this failure is its answer: its IPv4 Home Address
+        // Reply status and its 3GPP options (e.g. an error code) travel on too.
+        let home_ack = self
+            .chain
+            .as_mut()
+            .and_then(|c| c.current_ack.take())
+            .filter(|a| a.mn_id.as_deref().is_none_or(|m| *m == *key.mn_id));
         let (rejection, error_code, event) = match reason {
             RegistrationFailure::Rejected(status) => (
-                Rejection::new(status, "the home gateway rejected the binding"),
+                Rejection {
+                    ipv4_reply: home_ack
+                        .as_ref()
+                        .and_then(|a| a.ipv4_home_address_reply)
+                        .map(|(s, _)| s)
+                        .filter(|s| *s != Ipv4HomeAddressReplyStatus::Success),
+                    ..Rejection::new(status, "the home gateway rejected the binding")
+                },
                 None,
                 ChainEvent::HomeRejected,
             ),
@@ -720,7 +745,14 @@ impl Lma {
             ),
         };
         out.push(report(&key, pending.home.ip(), event, reason.to_string()));
-        self.answer_rejection(&pending, rejection, error_code, now, out);
+        let mut vendor: Vec<VendorSpecific> = home_ack
+            .map(|a| a.vendor)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| matches!(v, VendorSpecific::ThreeGpp(_)))
+            .collect();
+        vendor.extend(error_code.map(|c| VendorSpecific::ThreeGpp(ThreeGppOption::ErrorCode(c))));
+        self.answer_rejection(&pending, rejection, vendor, now, out);
         if event == ChainEvent::HomeTimeout {
             self.send_home_cleanup(&pending, now, out);
         }
@@ -730,7 +762,7 @@ impl Lma {
         &mut self,
         pending: &Pending,
         rejection: Rejection,
-        error_code: Option<u8>,
+        vendor: Vec<VendorSpecific>,
         now: Instant,
         out: &mut Vec<Output>,
     ) {
@@ -739,12 +771,8 @@ impl Lma {
         self.stats.chains_failed += 1;
         let wall = self.wall_clock(now);
         let mut ack = reject_ack(&pending.pbu.to_binding_update(), &rejection, wall);
-        if let Some(code) = error_code {
-            ack.options
-                .push(MobilityOption::VendorSpecific(VendorSpecific::ThreeGpp(
-                    ThreeGppOption::ErrorCode(code),
-                )));
-        }
+        ack.options
+            .extend(vendor.into_iter().map(MobilityOption::VendorSpecific));
         self.send(pending.from, MobilityMessage::BindingAck(ack), out);
         let granted = Granted {
             addresses: Addresses::default(),

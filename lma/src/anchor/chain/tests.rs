@@ -437,6 +437,11 @@ fn a_home_reject_reaches_the_epdg_with_its_status_and_leaves_nothing() {
     let last = net.to_epdg.last().unwrap();
     assert_eq!(last.status, BindingAckStatus::InsufficientResources);
     assert_eq!(last.mn_id.as_deref(), Some(UE2));
+    // The home's IPv4 Home Address Reply status travels on (RFC 5844: 132).
+    assert_eq!(
+        last.ipv4_home_address_reply.map(|r| r.0),
+        Some(pmip_common::mh::Ipv4HomeAddressReplyStatus::DynamicIpv4HomeAddressAssignmentNotAvailable)
+    );
     // Only the first UE's state, at both gateways.
     assert_eq!(net.visited.cache().len(), 1);
     assert_eq!(net.visited.chain_counts(), (1, 0));
@@ -977,4 +982,61 @@ fn an_epdg_refresh_with_a_new_key_is_answered_here_and_moves_the_relay_only() {
         Output::Report(r) if r.status == BindingAckStatus::BcePbuPrefixSetDoNotMatch
     )));
     assert_eq!(net.visited.chain_counts(), (1, 0));
+}
+
+#[test]
+fn a_home_reject_passes_its_3gpp_options_on_to_the_epdg() {
+    let mut net = Net::new("10.90.0.0/24");
+    net.home_down = true;
+    net.epdg_input(bul::Input::Register(Net::request(UE, HOME, 7000)));
+    let pbu = net.to_home[0].clone();
+    // The home refuses with a 3GPP Specific PMIPv6 Error Code of its own.
+    let reject = ProxyBindingAck {
+        status: BindingAckStatus::AdministrativelyProhibited,
+        sequence: pbu.sequence,
+        lifetime: Lifetime(0),
+        mn_id: Some(UE.into()),
+        apn: Some("internet".into()),
+        home_network_prefixes: Vec::new(),
+        handoff: None,
+        access_technology: None,
+        timestamp: None,
+        link_local_address: None,
+        link_layer_id: None,
+        gre_key: None,
+        ipv4_home_address_reply: None,
+        ipv4_default_router: None,
+        restart_counter: None,
+        vendor: vec![VendorSpecific::ThreeGpp(ThreeGppOption::ErrorCode(73))],
+        other: Vec::new(),
+    }
+    .to_binding_ack();
+    let from = MagAddress::Udp4 {
+        mag: SocketAddrV4::new(HOME, PORT),
+        local: VISITED_HOME_SIDE,
+    };
+    let bytes = MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::BindingAck(reject),
+    }
+    .to_bytes(from.receive_checksum());
+    let mut out = Vec::new();
+    net.visited.handle(
+        Input::Mobility {
+            from,
+            bytes: &bytes,
+        },
+        net.now,
+        &mut out,
+    );
+    net.carry_visited(out);
+    let ack = net.to_epdg.last().expect("the ePDG is answered");
+    assert_eq!(ack.status, BindingAckStatus::AdministrativelyProhibited);
+    assert_eq!(
+        ack.vendor,
+        vec![VendorSpecific::ThreeGpp(ThreeGppOption::ErrorCode(73))]
+    );
+    net.secs(5.0);
+    assert_eq!(net.to_home.len(), 1, "no clean-up after an answer");
+    assert_eq!(net.visited.chain_counts(), (0, 0));
 }
