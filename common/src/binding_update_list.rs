@@ -139,6 +139,10 @@ pub enum RegistrationFailure {
 pub enum Input {
     Register(RegistrationRequest),
     Deregister(MobileNodeKey),
+    /// Refresh this registration now instead of at its refresh time (a chaining gateway
+    /// forwards its own MAG's re-registration): answered by `Refreshed` or `Lost`. An
+    /// exchange already under way is left to finish; a key not registered is `Lost`.
+    Refresh(MobileNodeKey),
     /// A PBA received from `from` (already parsed and checked).
     Ack {
         from: SocketAddr,
@@ -276,6 +280,7 @@ impl BindingUpdateList {
         match input {
             Input::Register(request) => self.register(request, now, out),
             Input::Deregister(key) => self.deregister(key, now, out),
+            Input::Refresh(key) => self.refresh(key, now, out),
             Input::Ack { from, ack } => self.acknowledge(from, ack, now, out),
             Input::Timeout => self.expire(now, out),
         }
@@ -315,6 +320,21 @@ impl BindingUpdateList {
         };
         self.entries.insert(key.clone(), entry);
         self.transmit(&key, now, out);
+    }
+
+    fn refresh(&mut self, key: MobileNodeKey, now: Instant, out: &mut Vec<Output>) {
+        match self.entries.get_mut(&key) {
+            Some(entry) if entry.phase == Phase::Registered => {
+                entry.phase = Phase::Refreshing;
+                self.start_exchange(&key, now, out);
+            }
+            // Registering, refreshing or de-registering: that exchange answers.
+            Some(_) => {}
+            None => out.push(Output::Lost {
+                key,
+                reason: RegistrationFailure::Incomplete("there is no registration to refresh"),
+            }),
+        }
     }
 
     fn deregister(&mut self, key: MobileNodeKey, now: Instant, out: &mut Vec<Output>) {
@@ -722,6 +742,60 @@ mod tests {
             t0,
             UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         )
+    }
+
+    #[test]
+    fn refresh_on_demand_sends_the_held_values_at_once() {
+        let t0 = Instant::now();
+        let mut list = bul(t0);
+        let mut out = Vec::new();
+        list.handle(Input::Register(request(1)), t0, &mut out);
+        let pbu = sent(&out).remove(0);
+        out.clear();
+        let from = lma();
+        list.handle(
+            Input::Ack {
+                from,
+                ack: accept(&pbu, 9),
+            },
+            t0,
+            &mut out,
+        );
+        let key = request(1).key;
+        // Asked long before the refresh time (80 % of an hour).
+        let t1 = t0 + Duration::from_secs(10);
+        out.clear();
+        list.handle(Input::Refresh(key.clone()), t1, &mut out);
+        let refresh = sent(&out).remove(0);
+        assert_eq!(
+            refresh.home_network_prefixes,
+            vec!["2001:db8:0:9::/64".parse::<Ipv6Net>().unwrap()]
+        );
+        assert_eq!(refresh.handoff, HandoffIndicator::HandoffStateNotChanged);
+        // A second request while it is under way sends nothing more.
+        out.clear();
+        list.handle(Input::Refresh(key.clone()), t1, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        list.handle(
+            Input::Ack {
+                from,
+                ack: accept(&refresh, 9),
+            },
+            t1,
+            &mut out,
+        );
+        assert!(
+            matches!(out.last(), Some(Output::Refreshed { .. })),
+            "{out:?}"
+        );
+        // An unknown key is lost at once.
+        out.clear();
+        let unknown = request(2).key;
+        list.handle(Input::Refresh(unknown.clone()), t1, &mut out);
+        assert!(
+            matches!(&out[..], [Output::Lost { key, .. }] if *key == unknown),
+            "{out:?}"
+        );
     }
 
     #[test]
