@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the lab image from a clean clone: the four node binaries statically linked
-# (glibc, `-C target-feature=+crt-static` on x86_64-unknown-linux-gnu) and Debian's
-# busybox-static (sh, ip, ping, httpd, ...) in one `FROM scratch` image, `pmip-s2b-lab`.
+# (glibc, `-C target-feature=+crt-static` on x86_64-unknown-linux-gnu), Debian's
+# busybox-static (sh, ping, httpd, wget, ...) and iproute2's `ip` with its libraries, in
+# one `FROM scratch` image, `pmip-s2b-lab`. One image for every service: the binaries
+# share one build and one layer cache, and a service is just a command.
 # No container registry is needed. Idempotent and fast on re-run: cargo rebuilds only what
 # changed (in its own target dir, target/static, so the debug builds in target/ stay
 # valid) and docker reuses its layer cache when the binaries are unchanged.
@@ -42,13 +44,32 @@ for bin in lma mag aaa-stub ue-emu; do
   cmp -s "$out/$bin" "$context/$bin" 2>/dev/null || cp -p "$out/$bin" "$context/$bin"
 done
 cmp -s "$busybox" "$context/busybox" 2>/dev/null || cp -p "$busybox" "$context/busybox"
+
+# iproute2's `ip` (Debian, dynamically linked) with the libraries ldd names, under
+# iproute2/ in the context: `ue-emu --tun` (addrgenmode) and the lma's IPv6 TUN address
+# (nodad) need more than busybox's ip. Paths are kept, so its loader finds them.
+ip_bin="$(readlink -f "$(command -v ip)")"
+stage="$context/iproute2.new"
+rm -rf "$stage"
+mkdir -p "$stage/usr/local/bin"
+cp -p "$ip_bin" "$stage/usr/local/bin/ip"
+for lib in $(ldd "$ip_bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+  mkdir -p "$stage$(dirname "$lib")"
+  cp -pL "$lib" "$stage$lib"
+done
+if [ -d "$context/iproute2" ] && diff -r "$stage" "$context/iproute2" >/dev/null 2>&1; then
+  rm -rf "$stage"
+else
+  rm -rf "$context/iproute2"
+  mv "$stage" "$context/iproute2"
+fi
 cp lab/Dockerfile "$context/Dockerfile"
 
 echo "build-images: docker image $image"
 docker build --quiet --tag "$image" "$context" >/dev/null
 # The image has no libc: a binary that is not static fails to start here.
 if ! docker run --rm --network none "$image" \
-  sh -c 'lma --version && mag --version && aaa-stub --version && ue-emu --version && ip addr show lo' \
+  sh -c 'lma --version && mag --version && aaa-stub --version && ue-emu --version && /usr/local/bin/ip -V' \
   >/dev/null 2>&1; then
   echo "build-images: the binaries do not run in $image (not statically linked?)" >&2
   exit 1

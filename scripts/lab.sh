@@ -7,6 +7,8 @@
 #   scripts/lab.sh up         bring the lab up and wait until every node is healthy
 #   scripts/lab.sh attach visited|roaming [ue-emu attach flags, e.g. --json]
 #                             one attach with ue-emu (pings 10.250.100.1, the pdn host)
+#   scripts/lab.sh tun [/lab/ue.toml]   a UE with a TUN device (ue-tun service): ping(8)
+#                             and wget of http://10.250.100.1/ through the tunnel
 #   scripts/lab.sh wait       wait until every node is healthy (after a restart)
 #   scripts/lab.sh compose ARGS...   run `docker compose ARGS` for the lab's project,
 #                             e.g. `scripts/lab.sh compose restart lma-home`
@@ -44,7 +46,9 @@ wait_healthy() {
   local deadline=$((SECONDS + ${LAB_WAIT_SECS:-120}))
   while :; do
     local ids pending=()
-    ids="$("${compose[@]}" ps -q)"
+    # The services' containers, not one-off `run` containers (ue, ue-tun).
+    ids="$(docker ps -a -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
+      --filter label=com.docker.compose.oneoff=False)"
     if [ -z "$ids" ]; then
       echo "lab: no containers are running" >&2
       return 1
@@ -95,6 +99,33 @@ attach() {
     --ping "$PDN_HOST" --ping-count 3 --ping-wait-ms 2000 "$@"
 }
 
+# tun [ue.toml]: a UE with a TUN device (the ue-tun service, ue-emu --tun): ping(8) and
+# wget of the pdn's web page run through the tunnel; then detach. Default lab/ue-tun.toml
+# (a roaming home subscriber).
+tun() {
+  local config="${1:-/lab/ue-tun.toml}"
+  # shellcheck disable=SC2016 # expanded by the container's shell
+  "${compose[@]}" run --rm -T ue-tun sh -c '
+    ue-emu attach --config "$0" --tun ue0 --tun-route '"$PDN_HOST"'/32 & ue=$!
+    i=0
+    until ip -4 addr show dev ue0 2>/dev/null | grep -q inet; do
+      i=$((i + 1))
+      if [ "$i" -gt 200 ] || ! kill -0 "$ue" 2>/dev/null; then
+        echo "lab: no TUN device ue0 (attach failed?)" >&2
+        wait "$ue"
+        exit 1
+      fi
+      usleep 100000
+    done
+    rc=0
+    ping -c 3 '"$PDN_HOST"' || rc=1
+    echo "wget http://'"$PDN_HOST"'/ through the tunnel:"
+    timeout 10 wget -q -O - http://'"$PDN_HOST"'/ || rc=1
+    kill "$ue"
+    wait "$ue"
+    exit "$rc"' "$config"
+}
+
 # Which gateway's pool an IPv4 address came from.
 pool_of() {
   case "$1" in
@@ -126,6 +157,8 @@ demo() {
     grep -q "ping $PDN_HOST: 3 sent, [1-9]" "$out" || failed=1
     rm -f "$out"
   done
+  say "TCP: a second roaming subscriber (IMSI 001010000100001) with a TUN device (ue-emu --tun) pings and fetches the pdn's web page"
+  tun || failed=1
   say "summary"
   echo "  visited subscriber: ${address[visited]} from $(pool_of "${address[visited]}")"
   echo "  roaming subscriber: ${address[roaming]} from $(pool_of "${address[roaming]}")"
@@ -143,6 +176,7 @@ demo() {
 
 More attaches (the lab stays up):
   scripts/lab.sh attach roaming            # or: visited; add --json for one JSON object
+  scripts/lab.sh tun                       # ping(8) and wget through a TUN device
   $compose_cmd run --rm ue attach --config /lab/ue-roaming.toml --ping $PDN_HOST
   (other UEs: copy lab/ue-*.toml in lab/, set imsi to 001010000100000.. (home)
    or 001020000100000.. (visited); lab/ is /lab in the containers)
@@ -161,6 +195,10 @@ case "${1:-demo}" in
     shift
     attach "$@"
     ;;
+  tun)
+    shift
+    tun "$@"
+    ;;
   wait) wait_healthy ;;
   compose)
     shift
@@ -172,7 +210,7 @@ case "${1:-demo}" in
     "${compose[@]}" logs --no-color "$@"
     ;;
   down) "${compose[@]}" down --volumes --remove-orphans ;;
-  -h | --help | help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h | --help | help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
     echo "lab: unknown command \`$1\` (try scripts/lab.sh --help)" >&2
     exit 2

@@ -3,7 +3,8 @@
 //! and `scripts/lab.sh attach` runs `ue-emu` in the `ue` service. Asserts what a user
 //! checks: the visited network's subscriber gets an address from lma-visited's pool, the
 //! roaming home subscriber one from lma-home's pool (chained lma-visited -> lma-home),
-//! both ping the pdn host through the tunnels; every node's capture decodes in tshark
+//! both ping the pdn host through the tunnels, a UE with a TUN device (`lab.sh tun`)
+//! fetches the pdn's web page over TCP through the chain; every node's capture decodes in tshark
 //! without a malformed packet and lma-home's shows the chained PBU; after
 //! `docker compose restart lma-home` a new roaming attach works again; and
 //! `lab.sh down` (`docker compose down -v`) leaves no container, network or volume of
@@ -224,6 +225,27 @@ fn compose_lab_attaches_a_visited_and_a_roaming_subscriber() -> Result<()> {
     check_attach(&visited, VISITED_POOL_V4, VISITED_POOL_V6, &context);
     let roaming = lab.attach("roaming")?;
     check_attach(&roaming, HOME_POOL_V4, HOME_POOL_V6, &context);
+
+    // TCP through the chained tunnel: a roaming UE with a TUN device (lab.sh tun) pings
+    // with ping(8) and fetches the pdn's page with wget.
+    let tun = lab.run("lab.sh", &["tun"])?;
+    assert!(
+        tun.contains("3 packets transmitted, 3 packets received"),
+        "ping(8) through the TUN device: {tun}\n{}",
+        context()
+    );
+    assert!(
+        tun.contains("pdn: hello from 10.250.100.1"),
+        "wget through the TUN device: {tun}\n{}",
+        context()
+    );
+    let tun_v4: std::net::Ipv4Addr = tun
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ipv4:"))
+        .and_then(|a| a.trim().parse().ok())
+        .with_context(|| format!("no ipv4 in the ladder: {tun}"))?;
+    let home: Ipv4Net = HOME_POOL_V4.parse()?;
+    assert!(home.contains(&tun_v4), "{tun_v4} not from {HOME_POOL_V4}");
 
     // Captures: every node wrote one, tshark finds nothing malformed, the ePDG's IKE
     // keys are logged, and lma-home saw the chained PBU from lma-visited.
