@@ -612,7 +612,10 @@ impl Lma {
             ));
         }
         let granted = match (existing, chained) {
-            (Some(id), Some(_)) => self.chain_refresh(id, pbu, from, now, out),
+            (Some(id), Some(_)) => {
+                self.chain_refresh(id, pbu, from, now, out)?;
+                return Ok(Processed::Held);
+            }
             (Some(id), None) => self.reregister(id, pbu, from, now, out),
             (None, _) => match self.chain_target(pbu)? {
                 Some(home) => {

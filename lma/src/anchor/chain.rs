@@ -29,13 +29,17 @@
 //!   values from TS 29.274 table 8.4-1); one lifetime-0 PBU then goes to the home gateway, not
 //!   retransmitted, so a home that registered but whose answers were lost lets go at
 //!   once instead of at expiry. Nothing is kept here after a failure.
-//! * **Afterwards**: a re-registration from the ePDG is answered here (the home binding
-//!   is kept alive by the list's own refreshes; the lifetime granted to the ePDG never
-//!   exceeds the home's); a de-registration or an expiry here de-registers at home; a
-//!   home refresh that fails ([`bul::Output::Lost`]) removes the binding here too, and
-//!   the ePDG's next refresh, naming a prefix this gateway no longer holds, is refused
-//!   with 155. A de-registration from the ePDG while the home registration is still
-//!   outstanding cancels it (and sends the same single lifetime-0 PBU home).
+//! * **Afterwards, along the chain**: a re-registration from the ePDG is checked here
+//!   (prefix, IPv4 address, GRE key: refused here when wrong), held, and propagated: the
+//!   home registration is refreshed at once ([`bul::Input::Refresh`]); the home's answer
+//!   answers the ePDG (a success with a lifetime never above the home's, the relay moved
+//!   if the ePDG or its key changed; an error with the home's status, or 128 + cause 100
+//!   when the home is silent, and the binding ends on both sides). Between ePDG
+//!   refreshes the list also refreshes home on its own timer. A de-registration or an
+//!   expiry here de-registers at home; a failed home refresh removes the binding here
+//!   (and, if the home was silent, sends the single lifetime-0 PBU). A de-registration
+//!   from the ePDG while the home registration is outstanding cancels it (and sends the
+//!   same single lifetime-0 PBU home).
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
@@ -179,6 +183,15 @@ pub(super) struct Chain {
     cleanup_sequence: u16,
     /// The home PBA being handled, so a reject can pass on more than its status.
     current_ack: Option<ProxyBindingAck>,
+    /// ePDG re-registrations held while the home gateway refreshes.
+    refreshing: HashMap<MobileNodeKey, HeldRefresh>,
+}
+
+/// An ePDG's re-registration of a chained binding, held for the home's answer.
+#[derive(Debug)]
+struct HeldRefresh {
+    pbu: ProxyBindingUpdate,
+    from: MagAddress,
 }
 
 impl std::fmt::Debug for Chain {
@@ -202,6 +215,7 @@ impl Chain {
             reserved_keys: HashSet::new(),
             cleanup_sequence: 0x8000,
             current_ack: None,
+            refreshing: HashMap::new(),
         }
     }
 
@@ -476,17 +490,18 @@ impl Lma {
                     return;
                 };
                 let home = registration.lma.ip();
-                if let Some(record) = chain
-                    .by_key
-                    .get(&key)
-                    .and_then(|id| chain.records.get_mut(id))
-                {
+                let id = chain.by_key.get(&key).copied();
+                if let Some(record) = id.and_then(|id| chain.records.get_mut(&id)) {
                     record.registration = registration;
                 }
+                let held = chain.refreshing.remove(&key);
                 out.push(report(&key, home, ChainEvent::HomeRefreshed, String::new()));
+                if let (Some(id), Some(held)) = (id, held) {
+                    self.answer_refresh(id, held, now, out);
+                }
             }
             bul::Output::Failed { key, reason } => self.chain_failed(key, reason, now, out),
-            bul::Output::Lost { key, reason } => self.chain_lost(key, reason, out),
+            bul::Output::Lost { key, reason } => self.chain_lost(key, reason, now, out),
             bul::Output::Deregistered { key, acknowledged } => {
                 let home = self
                     .chain
@@ -537,6 +552,53 @@ impl Lma {
 
     /// One lifetime-0 PBU home, not retransmitted (module doc).
     fn send_home_cleanup(&mut self, pending: &Pending, now: Instant, out: &mut Vec<Output>) {
+        let p = &pending.pbu;
+        let template = ProxyBindingUpdate {
+            gre_key: Some(pending.home_downlink_key),
+            ..p.clone()
+        };
+        self.send_home_release(&template, pending.home, now, out);
+    }
+
+    /// The same clean-up for a chained binding whose home refresh went unanswered: the
+    /// home may still hold it.
+    fn send_home_cleanup_for(&mut self, record: &Record, now: Instant, out: &mut Vec<Output>) {
+        let r = &record.registration;
+        let template = ProxyBindingUpdate {
+            sequence: 0,
+            flags: BuFlags(0),
+            lifetime: Lifetime(0),
+            mn_id: record.key.mn_id.to_string(),
+            apn: record.key.apn.as_deref().map(str::to_string),
+            home_network_prefixes: r.home_network_prefix.into_iter().collect(),
+            handoff: pmip_common::mh::HandoffIndicator::HandoffStateNotChanged,
+            access_technology: self
+                .chain
+                .as_ref()
+                .map_or(pmip_common::mh::AccessTechnologyType::Ieee80211, |c| {
+                    c.settings.registration.access_technology
+                }),
+            timestamp: None,
+            link_local_address: None,
+            link_layer_id: None,
+            gre_key: Some(record.home_downlink_key),
+            ipv4_home_address_request: r.ipv4_home_address,
+            ipv4_care_of_address: None,
+            restart_counter: None,
+            vendor: Vec::new(),
+            other: Vec::new(),
+        };
+        self.send_home_release(&template, record.home, now, out);
+    }
+
+    /// Sends one lifetime-0 PBU for `p`'s mobile node to `home`, not retransmitted.
+    fn send_home_release(
+        &mut self,
+        p: &ProxyBindingUpdate,
+        home: MagAddress,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
         let Some(chain) = self.chain.as_mut() else {
             return;
         };
@@ -547,7 +609,6 @@ impl Lma {
             .registration
             .use_timestamps
             .then(|| pmip_common::mh::Timestamp::from_system_time(self.wall_clock(now)));
-        let p = &pending.pbu;
         let pbu = ProxyBindingUpdate {
             sequence,
             flags: BuFlags(BuFlags::ACK | BuFlags::HOME_REGISTRATION | BuFlags::PROXY),
@@ -560,7 +621,7 @@ impl Lma {
             timestamp,
             link_local_address: None,
             link_layer_id: None,
-            gre_key: Some(pending.home_downlink_key),
+            gre_key: p.gre_key,
             ipv4_home_address_request: p.ipv4_home_address_request,
             ipv4_care_of_address: None,
             restart_counter: None,
@@ -568,7 +629,7 @@ impl Lma {
             other: Vec::new(),
         };
         self.send(
-            pending.home,
+            home,
             MobilityMessage::BindingUpdate(pbu.to_binding_update()),
             out,
         );
@@ -698,6 +759,73 @@ impl Lma {
         let Some(pending) = self.chain.as_mut().and_then(|c| c.pending.remove(&key)) else {
             return;
         };
+        let (rejection, vendor, event) = self.failure_answer(&key, &reason);
+        out.push(report(&key, pending.home.ip(), event, reason.to_string()));
+        self.answer_rejection(&pending, rejection, vendor, now, out);
+        if event == ChainEvent::HomeTimeout {
+            self.send_home_cleanup(&pending, now, out);
+        }
+    }
+
+    fn answer_rejection(
+        &mut self,
+        pending: &Pending,
+        rejection: Rejection,
+        vendor: Vec<VendorSpecific>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        self.release_keys([pending.uplink_key, pending.home_downlink_key]);
+        let (pbu, from, home) = (&pending.pbu, pending.from, pending.home.ip());
+        self.answer_error(pbu, from, home, rejection, vendor, now, out);
+    }
+
+    /// A PBA refusing a held PBU (the home's error), and its log line.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_error(
+        &mut self,
+        pbu: &ProxyBindingUpdate,
+        from: MagAddress,
+        home: IpAddr,
+        rejection: Rejection,
+        vendor: Vec<VendorSpecific>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        self.stats.pbus_rejected += 1;
+        self.stats.chains_failed += 1;
+        let wall = self.wall_clock(now);
+        let mut ack = reject_ack(&pbu.to_binding_update(), &rejection, wall);
+        ack.options
+            .extend(vendor.into_iter().map(MobilityOption::VendorSpecific));
+        self.send(from, MobilityMessage::BindingAck(ack), out);
+        let granted = Granted {
+            addresses: Addresses::default(),
+            lifetime: Lifetime(0),
+            outcome: Outcome::Rejected,
+            home: Some(HomeGrant {
+                home,
+                home_network_prefix: None,
+                ipv4_home_address: None,
+                ipv4_default_router: None,
+            }),
+        };
+        out.push(Output::Report(pbu_report(
+            from,
+            pbu,
+            &granted,
+            rejection.status,
+            Some(rejection.reason),
+        )));
+    }
+
+    /// What the ePDG is told for a home failure: the rejection, the 3GPP options, the
+    /// log event.
+    fn failure_answer(
+        &mut self,
+        key: &MobileNodeKey,
+        reason: &RegistrationFailure,
+    ) -> (Rejection, Vec<VendorSpecific>, ChainEvent) {
         // The home's own PBA, when this failure is its answer: its IPv4 Home Address
         // Reply status and its 3GPP options (e.g. an error code) travel on too.
         let home_ack = self
@@ -705,7 +833,7 @@ impl Lma {
             .as_mut()
             .and_then(|c| c.current_ack.take())
             .filter(|a| a.mn_id.as_deref().is_none_or(|m| *m == *key.mn_id));
-        let (rejection, error_code, event) = match reason {
+        let (rejection, error_code, event) = match *reason {
             RegistrationFailure::Rejected(status) => (
                 Rejection {
                     ipv4_reply: home_ack
@@ -744,7 +872,6 @@ impl Lma {
                 ChainEvent::HomeRejected,
             ),
         };
-        out.push(report(&key, pending.home.ip(), event, reason.to_string()));
         let mut vendor: Vec<VendorSpecific> = home_ack
             .map(|a| a.vendor)
             .unwrap_or_default()
@@ -752,46 +879,7 @@ impl Lma {
             .filter(|v| matches!(v, VendorSpecific::ThreeGpp(_)))
             .collect();
         vendor.extend(error_code.map(|c| VendorSpecific::ThreeGpp(ThreeGppOption::ErrorCode(c))));
-        self.answer_rejection(&pending, rejection, vendor, now, out);
-        if event == ChainEvent::HomeTimeout {
-            self.send_home_cleanup(&pending, now, out);
-        }
-    }
-
-    fn answer_rejection(
-        &mut self,
-        pending: &Pending,
-        rejection: Rejection,
-        vendor: Vec<VendorSpecific>,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        self.release_keys([pending.uplink_key, pending.home_downlink_key]);
-        self.stats.pbus_rejected += 1;
-        self.stats.chains_failed += 1;
-        let wall = self.wall_clock(now);
-        let mut ack = reject_ack(&pending.pbu.to_binding_update(), &rejection, wall);
-        ack.options
-            .extend(vendor.into_iter().map(MobilityOption::VendorSpecific));
-        self.send(pending.from, MobilityMessage::BindingAck(ack), out);
-        let granted = Granted {
-            addresses: Addresses::default(),
-            lifetime: Lifetime(0),
-            outcome: Outcome::Rejected,
-            home: Some(HomeGrant {
-                home: pending.home.ip(),
-                home_network_prefix: None,
-                ipv4_home_address: None,
-                ipv4_default_router: None,
-            }),
-        };
-        out.push(Output::Report(pbu_report(
-            pending.from,
-            &pending.pbu,
-            &granted,
-            rejection.status,
-            Some(rejection.reason),
-        )));
+        (rejection, vendor, event)
     }
 
     /// A home refresh failed: the binding here goes too.
@@ -799,6 +887,7 @@ impl Lma {
         &mut self,
         key: MobileNodeKey,
         reason: RegistrationFailure,
+        now: Instant,
         out: &mut Vec<Output>,
     ) {
         let Some(id) = self
@@ -813,13 +902,18 @@ impl Lma {
             .as_ref()
             .and_then(|c| c.records.get(&id))
             .map(|r| r.home.ip());
-        out.push(report(
-            &key,
-            home.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-            ChainEvent::HomeLost,
-            reason.to_string(),
-        ));
-        self.unbind_chained(id, ChainDownReason::HomeLost, out);
+        let home = home.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        out.push(report(&key, home, ChainEvent::HomeLost, reason.to_string()));
+        let (rejection, vendor, _) = self.failure_answer(&key, &reason);
+        let held = self.chain.as_mut().and_then(|c| c.refreshing.remove(&key));
+        let record = self.unbind_chained(id, ChainDownReason::HomeLost, out);
+        if let (Some(record), RegistrationFailure::Timeout(_)) = (&record, &reason) {
+            self.send_home_cleanup_for(record, now, out);
+        }
+        // The ePDG's re-registration that asked for this refresh gets the home's error.
+        if let Some(held) = held {
+            self.answer_error(&held.pbu, held.from, home, rejection, vendor, now, out);
+        }
     }
 
     /// Removes a chained binding here (cache, record, keys) and tells the relay.
@@ -834,6 +928,7 @@ impl Lma {
         let record = self.chain.as_mut().and_then(|c| {
             let record = c.records.remove(&id)?;
             c.by_key.remove(&record.key);
+            c.refreshing.remove(&record.key);
             Some(record)
         });
         if let (Some(entry), Some(record)) = (&entry, &record) {
@@ -928,7 +1023,9 @@ impl Lma {
         self.send_home_cleanup(&pending, now, out);
     }
 
-    /// A re-registration from the ePDG for a chained binding: answered here.
+    /// A re-registration from the ePDG for a chained binding: checked here, then held
+    /// and propagated (the home registration is refreshed now); answered when the home
+    /// answers ([`Lma::answer_refresh`], or with the home's error on `Lost`).
     pub(super) fn chain_refresh(
         &mut self,
         id: BindingId,
@@ -936,27 +1033,14 @@ impl Lma {
         from: MagAddress,
         now: Instant,
         out: &mut Vec<Output>,
-    ) -> Result<Granted, Rejection> {
-        let (Some(entry), Some(record)) = (
-            self.cache.get(id),
-            self.chain.as_ref().and_then(|c| c.records.get(&id)),
-        ) else {
+    ) -> Result<(), Rejection> {
+        let Some(record) = self.chain.as_ref().and_then(|c| c.records.get(&id)) else {
             return Err(Rejection::new(
                 BindingAckStatus::ReasonUnspecified,
                 "binding vanished",
             ));
         };
-        let Some(uplink_key) = entry.addresses().uplink_gre_key else {
-            return Err(Rejection::new(
-                BindingAckStatus::ReasonUnspecified,
-                "chained binding without its key",
-            ));
-        };
         let home = HomeGrant::of(record.home.ip(), &record.registration);
-        let home_lifetime = record.registration.lifetime;
-        let before = (entry.state.mag, entry.state.downlink_gre_key);
-        let last_timestamp = entry.state.last_timestamp;
-        let previous_expiry = entry.state.expires;
         let held = home.home_network_prefix.map(|p| p.trunc());
         if !pbu
             .home_network_prefixes
@@ -985,6 +1069,47 @@ impl Lma {
                 "a chained binding needs the ePDG's GRE key",
             ));
         }
+        let key = key_of(pbu);
+        let Some(chain) = self.chain.as_mut() else {
+            return Err(Rejection::new(
+                BindingAckStatus::ReasonUnspecified,
+                "chaining is off",
+            ));
+        };
+        let held = HeldRefresh {
+            pbu: pbu.clone(),
+            from,
+        };
+        // A retransmission while the home refresh is under way replaces the held one.
+        if chain.refreshing.insert(key.clone(), held).is_none() {
+            self.list_input(bul::Input::Refresh(key), now, out);
+        }
+        Ok(())
+    }
+
+    /// The home refreshed: the held re-registration takes effect and is answered.
+    fn answer_refresh(
+        &mut self,
+        id: BindingId,
+        held: HeldRefresh,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let (Some(entry), Some(record)) = (
+            self.cache.get(id),
+            self.chain.as_ref().and_then(|c| c.records.get(&id)),
+        ) else {
+            return;
+        };
+        let Some(uplink_key) = entry.addresses().uplink_gre_key else {
+            return;
+        };
+        let (pbu, from) = (&held.pbu, held.from);
+        let home = HomeGrant::of(record.home.ip(), &record.registration);
+        let home_lifetime = record.registration.lifetime;
+        let before = (entry.state.mag, entry.state.downlink_gre_key);
+        let last_timestamp = entry.state.last_timestamp;
+        let previous_expiry = entry.state.expires;
         let lifetime = self.granted_lifetime(pbu.lifetime).min(home_lifetime);
         let expires = self.arm(id, now, lifetime, Some(previous_expiry));
         if let Some(state) = self.cache.state_mut(id) {
@@ -1002,12 +1127,22 @@ impl Lma {
                 out.push(Output::ChainUp(info));
             }
         }
-        Ok(Granted {
+        let granted = Granted {
             addresses: home.addresses(uplink_key),
             lifetime,
             outcome: Outcome::Refreshed,
             home: Some(home),
-        })
+        };
+        self.stats.pbus_accepted += 1;
+        let ack = self.accept_ack(pbu, &granted);
+        self.send(from, MobilityMessage::BindingAck(ack), out);
+        out.push(Output::Report(pbu_report(
+            from,
+            pbu,
+            &granted,
+            BindingAckStatus::Accepted,
+            None,
+        )));
     }
 
     /// A chained binding expired here: de-register at home too.

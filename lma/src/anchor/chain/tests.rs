@@ -886,24 +886,9 @@ fn an_ipv6_home_gateway_is_reached_over_the_raw_mobility_header_path() {
     assert_eq!(visited.chain_counts(), (1, 0));
 }
 
-#[test]
-fn an_epdg_refresh_with_a_new_key_is_answered_here_and_moves_the_relay_only() {
-    let mut net = Net::new("10.90.0.0/24");
-    net.epdg_input(bul::Input::Register(Net::request(UE, HOME, 7000)));
-    let registered = net.registered()[0].clone();
-    let home_pbus = net.to_home.len();
-    // The ePDG re-registers (a handover inside it: a new downlink key), 10 s later.
-    net.secs(10.0);
-    let pbu = ProxyBindingUpdate {
-        sequence: 50,
-        lifetime: Lifetime::from_secs(7200),
-        gre_key: Some(GreKey(7777)),
-        handoff: HandoffIndicator::HandoffBetweenSameInterface,
-        home_network_prefixes: vec![registered.home_network_prefix.unwrap()],
-        ipv4_home_address_request: registered.ipv4_home_address,
-        timestamp: Some(pmip_common::mh::Timestamp::from_system_time(net.wall())),
-        ..net.to_home[0].clone()
-    };
+/// Sends a PBU as the ePDG (raw, so the test picks every field) and runs the network
+/// until it settles.
+fn send_as_epdg(net: &mut Net, pbu: &ProxyBindingUpdate) {
     let from = MagAddress::Udp4 {
         mag: SocketAddrV4::new(EPDG, PORT),
         local: VISITED,
@@ -922,19 +907,42 @@ fn an_epdg_refresh_with_a_new_key_is_answered_here_and_moves_the_relay_only() {
         net.now,
         &mut out,
     );
-    let ack = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Send { to, bytes } if *to == from => {
-                match MobilityHeaderRepr::parse(bytes, to.send_checksum()).map(|m| m.message) {
-                    Ok(MobilityMessage::BindingAck(ba)) => ProxyBindingAck::try_from(&ba).ok(),
-                    _ => None,
-                }
-            }
-            _ => None,
-        })
-        .expect("answered at once");
+    net.carry_visited(out);
+}
+
+#[test]
+fn an_epdg_re_registration_propagates_home_and_is_answered_with_the_homes_grant() {
+    let mut net = Net::new("10.90.0.0/24");
+    net.epdg_input(bul::Input::Register(Net::request(UE, HOME, 7000)));
+    let registered = net.registered()[0].clone();
+    let home_pbus = net.to_home.len();
+    let answers = net.to_epdg.len();
+    // The ePDG re-registers (a handover inside it: a new downlink key), 10 s later.
+    net.secs(10.0);
+    let pbu = ProxyBindingUpdate {
+        sequence: 50,
+        lifetime: Lifetime::from_secs(7200),
+        gre_key: Some(GreKey(7777)),
+        handoff: HandoffIndicator::HandoffBetweenSameInterface,
+        home_network_prefixes: vec![registered.home_network_prefix.unwrap()],
+        ipv4_home_address_request: registered.ipv4_home_address,
+        timestamp: Some(pmip_common::mh::Timestamp::from_system_time(net.wall())),
+        ..net.to_home[0].clone()
+    };
+    send_as_epdg(&mut net, &pbu);
+    // One refresh went home, with the held values, and the answer followed it.
+    assert_eq!(net.to_home.len(), home_pbus + 1);
+    let refresh = net.to_home.last().unwrap();
+    assert_eq!(
+        refresh.home_network_prefixes,
+        vec![registered.home_network_prefix.unwrap()]
+    );
+    assert_eq!(refresh.handoff, HandoffIndicator::HandoffStateNotChanged);
+    assert!(net.chain_events().contains(&ChainEvent::HomeRefreshed));
+    assert_eq!(net.to_epdg.len(), answers + 1);
+    let ack = net.to_epdg.last().unwrap();
     assert_eq!(ack.status, BindingAckStatus::Accepted);
+    assert_eq!(ack.sequence, 50);
     // Never longer than the home granted (600 s), whatever the ePDG asked.
     assert_eq!(ack.lifetime, Lifetime::from_secs(600));
     assert_eq!(ack.gre_key, registered.uplink_gre_key);
@@ -942,34 +950,122 @@ fn an_epdg_refresh_with_a_new_key_is_answered_here_and_moves_the_relay_only() {
         ack.ipv4_home_address_reply.map(|r| r.1),
         registered.ipv4_home_address
     );
-    let up: Vec<&ChainInfo> = out
+    let up: Vec<&ChainInfo> = net
+        .visited_out
         .iter()
         .filter_map(|o| match o {
             Output::ChainUp(i) => Some(i),
             _ => None,
         })
         .collect();
-    assert_eq!(up.len(), 1, "the relay moves to the new key");
-    assert_eq!(up[0].epdg_downlink_key, GreKey(7777));
-    net.carry_visited(out);
-    assert_eq!(net.to_home.len(), home_pbus, "nothing to do at home");
+    assert_eq!(up.len(), 2, "the relay moved to the new key");
+    assert_eq!(up[1].epdg_downlink_key, GreKey(7777));
     assert_eq!(net.home.cache().len(), 1);
-    // A refresh naming another prefix is refused (159), the binding stays.
+    // A refresh naming another prefix is refused here (159), nothing goes home.
     let wrong = ProxyBindingUpdate {
         sequence: 51,
         home_network_prefixes: vec!["2001:db8:66::/64".parse().unwrap()],
         timestamp: Some(pmip_common::mh::Timestamp::from_system_time(
             net.wall() + Duration::from_secs(1),
         )),
-        ..pbu
+        ..pbu.clone()
+    };
+    send_as_epdg(&mut net, &wrong);
+    assert_eq!(
+        net.to_epdg.last().unwrap().status,
+        BindingAckStatus::BcePbuPrefixSetDoNotMatch
+    );
+    assert_eq!(net.to_home.len(), home_pbus + 1);
+    assert_eq!(net.visited.chain_counts(), (1, 0));
+}
+
+#[test]
+fn an_epdg_re_registration_the_home_refuses_gets_the_homes_status_and_ends_the_binding() {
+    let mut net = Net::new("10.90.0.0/24");
+    net.epdg_input(bul::Input::Register(Net::request(UE, HOME, 7000)));
+    let registered = net.registered()[0].clone();
+    // The home gateway restarts with an empty cache.
+    net.home = Lma::new(
+        core_settings("10.90.0.0/24", "2001:db8:90::/56", &[VISITED_HOME_SIDE]),
+        net.now,
+        net.wall(),
+    )
+    .unwrap();
+    net.secs(10.0);
+    let pbu = ProxyBindingUpdate {
+        sequence: 50,
+        home_network_prefixes: vec![registered.home_network_prefix.unwrap()],
+        ipv4_home_address_request: registered.ipv4_home_address,
+        timestamp: Some(pmip_common::mh::Timestamp::from_system_time(net.wall())),
+        ..net.to_home[0].clone()
+    };
+    send_as_epdg(&mut net, &pbu);
+    // The home refused the refresh (155: a prefix it does not hold); so was the ePDG.
+    let ack = net.to_epdg.last().unwrap();
+    assert_eq!(ack.sequence, 50);
+    assert_eq!(
+        ack.status,
+        BindingAckStatus::NotAuthorizedForHomeNetworkPrefix
+    );
+    assert!(net.chain_events().contains(&ChainEvent::HomeLost));
+    net.epdg_alive = false;
+    net.secs(20.0);
+    net.assert_nothing_left();
+}
+
+#[test]
+fn an_epdg_re_registration_with_a_silent_home_is_128_with_gtp_cause_100() {
+    let mut net = Net::new("10.90.0.0/24");
+    net.epdg_input(bul::Input::Register(Net::request(UE, HOME, 7000)));
+    let registered = net.registered()[0].clone();
+    net.secs(10.0);
+    net.home_down = true;
+    let pbu = ProxyBindingUpdate {
+        sequence: 50,
+        home_network_prefixes: vec![registered.home_network_prefix.unwrap()],
+        ipv4_home_address_request: registered.ipv4_home_address,
+        timestamp: Some(pmip_common::mh::Timestamp::from_system_time(net.wall())),
+        ..net.to_home[0].clone()
+    };
+    send_as_epdg(&mut net, &pbu);
+    let answers = net.to_epdg.len();
+    net.epdg_alive = false;
+    net.secs(12.0);
+    assert_eq!(net.to_epdg.len(), answers + 1);
+    let ack = net.to_epdg.last().unwrap();
+    assert_eq!(
+        (ack.sequence, ack.status),
+        (50, BindingAckStatus::ReasonUnspecified)
+    );
+    assert_eq!(
+        ack.vendor,
+        vec![VendorSpecific::ThreeGpp(ThreeGppOption::ErrorCode(
+            GTP_CAUSE_REMOTE_PEER_NOT_RESPONDING
+        ))]
+    );
+    assert_eq!(net.visited.cache().len(), 0);
+    assert_eq!(net.visited.chain_counts(), (0, 0));
+    // Three refresh PBUs went unanswered, then one clean-up de-registration: the home
+    // (back now) lets go of it at once.
+    let last = net.to_home.last().unwrap();
+    assert_eq!(last.lifetime, Lifetime(0));
+    assert_eq!(
+        last.home_network_prefixes,
+        vec![registered.home_network_prefix.unwrap()]
+    );
+    net.home_down = false;
+    let cleanup = last.clone();
+    let from = MagAddress::Udp4 {
+        mag: SocketAddrV4::new(VISITED_HOME_SIDE, PORT),
+        local: HOME,
     };
     let bytes = MobilityHeaderRepr {
         payload_proto: IPPROTO_NONE,
-        message: MobilityMessage::BindingUpdate(wrong.to_binding_update()),
+        message: MobilityMessage::BindingUpdate(cleanup.to_binding_update()),
     }
     .to_bytes(from.receive_checksum());
     let mut out = Vec::new();
-    net.visited.handle(
+    net.home.handle(
         Input::Mobility {
             from,
             bytes: &bytes,
@@ -977,11 +1073,7 @@ fn an_epdg_refresh_with_a_new_key_is_answered_here_and_moves_the_relay_only() {
         net.now,
         &mut out,
     );
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::Report(r) if r.status == BindingAckStatus::BcePbuPrefixSetDoNotMatch
-    )));
-    assert_eq!(net.visited.chain_counts(), (1, 0));
+    assert_eq!(net.home.cache().len(), 0, "{out:?}");
 }
 
 #[test]
