@@ -84,6 +84,8 @@ struct Options {
     /// The home gateway over IPv6 (raw Mobility Header, GRE over IPv6; implies the
     /// namespace, Topology tag 8).
     ipv6_home: bool,
+    /// The visited gateway's max_lifetime_secs (short: the ePDG refreshes soon).
+    visited_max_lifetime: u32,
     home_pool: &'static str,
 }
 
@@ -94,6 +96,7 @@ impl Default for Options {
             home_aaa: true,
             netns: false,
             ipv6_home: false,
+            visited_max_lifetime: 3600,
             home_pool: HOME_POOL,
         }
     }
@@ -203,15 +206,16 @@ impl Lab {
             "visited-lma.toml",
             &format!(
                 "{}listen_v4 = \"{}:5436\"\nipv4_pool = \"{VISITED_POOL}\"\nipv6_pool = \"{VISITED_POOL6}\"\n\
-                 allowed_mags = [\"{}\"]\n\
+                 allowed_mags = [\"{}\"]\nmax_lifetime_secs = {}\n\
                  [chaining]\nhome_gateways = [\"{home_named}\"]\n{}\
-                 retransmit_ms = 200\nmax_retransmissions = 2\n",
+                 retransmit_ms = 200\nmax_retransmissions = 2\nlifetime_secs = 3600\n",
                 match home_peer {
                     IpAddr::V6(a) => format!("listen_v6 = \"{a}\"\n"),
                     IpAddr::V4(_) => String::new(),
                 },
                 ip(net, 3),
                 ip(net, 2),
+                o.visited_max_lifetime,
                 match home_peer {
                     // Toward an IPv6 home: the raw Mobility Header socket on listen_v6.
                     IpAddr::V6(a) => format!("local_v6 = \"{a}\"\n"),
@@ -804,4 +808,54 @@ fn roaming_to_an_ipv6_home_gateway_over_the_raw_mobility_header() -> Result<()> 
     lab.eventually("no de-registration at home", |l| {
         !Lab::pbu_lines(&l.home_output(), ROAMER, "deregistered").is_empty()
     })
+}
+
+/// Re-registration and expiry along the chain, across processes: the visited gateway
+/// grants 8 s, so the ePDG re-registers every 6.4 s (80 %), and each re-registration is
+/// refreshed at the home gateway before it is answered (the home granted an hour, so no
+/// timer of the visited gateway's would refresh it within the test); when the ePDG dies without a
+/// word (SIGKILL), the visited binding expires and the home one is de-registered.
+#[test]
+fn re_registration_and_expiry_propagate_to_the_home_gateway() -> Result<()> {
+    let mut lab = Lab::start(
+        146,
+        Options {
+            visited_max_lifetime: 8,
+            ..Options::default()
+        },
+    )?;
+    let (code, report) = lab.attach(ROAMER, APN, &["--no-detach"])?;
+    anyhow::ensure!(code == Some(0), "{report}\n{}", lab.outputs());
+    let deadline = Instant::now() + Duration::from_secs(12);
+    loop {
+        let refreshed_here = Lab::pbu_lines(&lab.visited.output(), ROAMER, "refreshed");
+        let refreshed_home = Lab::pbu_lines(&lab.home_output(), ROAMER, "refreshed");
+        if !refreshed_here.is_empty() && !refreshed_home.is_empty() {
+            // Answered with the home's grant, capped at 8 s.
+            assert!(
+                refreshed_here[0].contains("lifetime_secs=8")
+                    && refreshed_here[0].contains(&format!("home=\"{}\"", lab.home_address)),
+                "{}",
+                refreshed_here[0]
+            );
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no re-registration along the chain\n{}",
+            lab.outputs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The ePDG dies silently: the visited binding expires (at most 8 s), and the home
+    // binding goes with it.
+    lab.mag.signal(libc::SIGKILL)?;
+    lab.mag.wait_exit(Duration::from_secs(5))?;
+    lab.eventually("no expiry along the chain", |l| {
+        l.visited.output().contains("chained binding down: expired")
+            && !Lab::pbu_lines(&l.home_output(), ROAMER, "deregistered").is_empty()
+    })?;
+    let (visited_last, home_last) = lab.stop_gateways()?;
+    assert_clean_stop(&visited_last, 0, 0)?;
+    assert_clean_stop(&home_last, 0, 0)
 }
