@@ -6,7 +6,8 @@
 #   scripts/lab.sh build      build the static binaries and the image (build-images.sh)
 #   scripts/lab.sh up         bring the lab up and wait until every node is healthy
 #   scripts/lab.sh attach visited|roaming [ue-emu attach flags, e.g. --json]
-#                             one attach with ue-emu (pings 10.250.100.1, the pdn host)
+#                             one attach with ue-emu (pings the pdn host, 10.250.100.1
+#                             and fd00:250:100::1)
 #   scripts/lab.sh tun [/lab/ue.toml]   a UE with a TUN device (ue-tun service): ping(8)
 #                             and wget of http://10.250.100.1/ through the tunnel
 #   scripts/lab.sh wait       wait until every node is healthy (after a restart)
@@ -22,6 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PDN_HOST=10.250.100.1
+PDN_HOST_V6=fd00:250:100::1
 VISITED_POOL=10.55.0.0/17
 HOME_POOL=10.45.0.0/17
 export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-pmip-lab}"
@@ -96,7 +98,7 @@ attach() {
       ;;
   esac
   "${compose[@]}" run --rm -T ue attach --config "/lab/ue-$who.toml" \
-    --ping "$PDN_HOST" --ping-count 3 --ping-wait-ms 2000 "$@"
+    --ping "$PDN_HOST" --ping "$PDN_HOST_V6" --ping-count 3 --ping-wait-ms 2000 "$@"
 }
 
 # tun [ue.toml]: a UE with a TUN device (the ue-tun service, ue-emu --tun): ping(8) and
@@ -106,7 +108,8 @@ tun() {
   local config="${1:-/lab/ue-tun.toml}"
   # shellcheck disable=SC2016 # expanded by the container's shell
   "${compose[@]}" run --rm -T ue-tun sh -c '
-    ue-emu attach --config "$0" --tun ue0 --tun-route '"$PDN_HOST"'/32 & ue=$!
+    ue-emu attach --config "$0" --tun ue0 --tun-route '"$PDN_HOST"'/32 \
+      --tun-route '"$PDN_HOST_V6"'/128 & ue=$!
     i=0
     until ip -4 addr show dev ue0 2>/dev/null | grep -q inet; do
       i=$((i + 1))
@@ -119,8 +122,11 @@ tun() {
     done
     rc=0
     ping -c 3 '"$PDN_HOST"' || rc=1
+    ping -c 3 '"$PDN_HOST_V6"' || rc=1
     echo "wget http://'"$PDN_HOST"'/ through the tunnel:"
     timeout 10 wget -q -O - http://'"$PDN_HOST"'/ || rc=1
+    echo "wget http://['"$PDN_HOST_V6"']/ through the tunnel:"
+    timeout 10 wget -q -O - "http://['"$PDN_HOST_V6"']/" || rc=1
     kill "$ue"
     wait "$ue"
     exit "$rc"' "$config"
@@ -155,6 +161,7 @@ demo() {
     v4="$(sed -n 's/^ *ipv4: *//p' "$out" | head -n 1)"
     address[$who]="${v4:-none}"
     grep -q "ping $PDN_HOST: 3 sent, [1-9]" "$out" || failed=1
+    grep -q "ping $PDN_HOST_V6: 3 sent, [1-9]" "$out" || failed=1
     rm -f "$out"
   done
   say "TCP: a second roaming subscriber (IMSI 001010000100001) with a TUN device (ue-emu --tun) pings and fetches the pdn's web page"
@@ -210,7 +217,7 @@ case "${1:-demo}" in
     "${compose[@]}" logs --no-color "$@"
     ;;
   down) "${compose[@]}" down --volumes --remove-orphans ;;
-  -h | --help | help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h | --help | help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
     echo "lab: unknown command \`$1\` (try scripts/lab.sh --help)" >&2
     exit 2

@@ -20,10 +20,12 @@ use ipnet::{IpNet, Ipv4Net};
 use serde_json::Value;
 
 const VISITED_POOL_V4: &str = "10.55.0.0/17";
-const VISITED_POOL_V6: &str = "2001:db8:55::/48";
+const VISITED_POOL_V6: &str = "2001:db8:55::/49";
 const HOME_POOL_V4: &str = "10.45.0.0/17";
-const HOME_POOL_V6: &str = "2001:db8:45::/48";
+const HOME_POOL_V6: &str = "2001:db8:45::/49";
 const PDN_HOST: &str = "10.250.100.1";
+const PDN_HOST_V6: &str = "fd00:250:100::1";
+const PDN_PAGE: &str = "pdn: hello from the lab's packet data network";
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -174,17 +176,25 @@ fn check_attach(report: &Value, pool_v4: &str, pool_v6: &str, context: &dyn Fn()
         context()
     );
     let pings = report["pings"].as_array().cloned().unwrap_or_default();
-    assert_eq!(pings.len(), 1, "{report}");
+    assert_eq!(pings.len(), 2, "{report}");
     assert_eq!(pings[0]["target"], PDN_HOST, "{report}");
     assert_eq!(pings[0]["source"], v4.to_string(), "{report}");
-    assert_eq!(pings[0]["sent"], 3, "{report}");
-    // Every echo must come back: nothing in the lab drops packets.
-    assert_eq!(
-        pings[0]["received"],
-        3,
-        "pings to the pdn lost: {report}\n{}",
-        context()
-    );
+    assert_eq!(pings[1]["target"], PDN_HOST_V6, "{report}");
+    let v6_source: std::net::IpAddr = pings[1]["source"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no IPv6 ping source: {report}"));
+    assert!(prefix.contains(&v6_source), "{v6_source} not in {prefix}");
+    for ping in &pings {
+        assert_eq!(ping["sent"], 3, "{report}");
+        // Every echo must come back: nothing in the lab drops packets.
+        assert_eq!(
+            ping["received"],
+            3,
+            "pings to the pdn lost: {report}\n{}",
+            context()
+        );
+    }
 }
 
 /// tshark's one-line summary of a capture, with `display_filter`.
@@ -229,14 +239,17 @@ fn compose_lab_attaches_a_visited_and_a_roaming_subscriber() -> Result<()> {
     // TCP through the chained tunnel: a roaming UE with a TUN device (lab.sh tun) pings
     // with ping(8) and fetches the pdn's page with wget.
     let tun = lab.run("lab.sh", &["tun"])?;
-    assert!(
-        tun.contains("3 packets transmitted, 3 packets received"),
-        "ping(8) through the TUN device: {tun}\n{}",
+    assert_eq!(
+        tun.matches("3 packets transmitted, 3 packets received")
+            .count(),
+        2,
+        "ping(8) to {PDN_HOST} and {PDN_HOST_V6} through the TUN device: {tun}\n{}",
         context()
     );
-    assert!(
-        tun.contains("pdn: hello from 10.250.100.1"),
-        "wget through the TUN device: {tun}\n{}",
+    assert_eq!(
+        tun.matches(PDN_PAGE).count(),
+        2,
+        "wget over IPv4 and IPv6 through the TUN device: {tun}\n{}",
         context()
     );
     let tun_v4: std::net::Ipv4Addr = tun
