@@ -522,7 +522,8 @@ impl Default for ResponderConfig {
 /// statelessly (COOKIE, INVALID_KE_PAYLOAD, NO_PROPOSAL_CHOSEN) or by creating an SA.
 #[derive(Debug)]
 pub struct Responder {
-    pub config: ResponderConfig,
+    /// Shared with every SA it makes (one copy, not one per UE).
+    pub config: Arc<ResponderConfig>,
     cookie_secret: CookieSecret,
     previous_cookie_secret: Option<CookieSecret>,
 }
@@ -541,7 +542,7 @@ pub enum InitReply {
 impl Responder {
     pub fn new(config: ResponderConfig, rng: &mut dyn Random) -> Self {
         Responder {
-            config,
+            config: Arc::new(config),
             cookie_secret: CookieSecret::generate(1, rng),
             previous_cookie_secret: None,
         }
@@ -706,7 +707,7 @@ impl Responder {
                 closed: false,
             },
             half_open_deadline: Some(now + self.config.half_open_timeout),
-            config: self.config.clone(),
+            config: Arc::clone(&self.config),
             nat: nat_detected(&m, 0, remote, local),
             init_request: datagram.to_vec(),
             init_response: response_bytes.clone(),
@@ -749,7 +750,7 @@ enum ResponderState {
 pub struct ResponderSa {
     core: Core,
     half_open_deadline: Option<Instant>,
-    config: ResponderConfig,
+    config: Arc<ResponderConfig>,
     nat: bool,
     init_request: Vec<u8>,
     init_response: Vec<u8>,
@@ -990,6 +991,10 @@ impl ResponderSa {
                 self.core
                     .respond(ExchangeType::IkeAuth, id, payloads, rng, out);
                 self.state = ResponderState::Established;
+                // Both AUTH payloads are done: free the IKE_SA_INIT messages they signed
+                // (about 650 octets per attached UE).
+                self.init_request = Vec::new();
+                self.init_response = Vec::new();
                 out.push(Output::Event(Event::Established(Box::new(Established {
                     child: ChildSa {
                         suite: request.esp,
