@@ -1075,6 +1075,15 @@ impl Epdg {
                             self.half_open.remove(&spi);
                             if let Some(ue) = self.ues.get_mut(&spi) {
                                 ue.child = Some(established.child);
+                                // No IKE_SA_INIT retransmission can come any more: free
+                                // its copy and our answer (about 700 octets per UE).
+                                let (from, request, reply) = &mut ue.init;
+                                let spi_i = ue.sa.initiator_spi();
+                                if self.by_init.get(&(*from, spi_i)) == Some(&spi) {
+                                    self.by_init.remove(&(*from, spi_i));
+                                }
+                                *request = Vec::new();
+                                *reply = Vec::new();
                             }
                             attach::Input::IkeEstablished
                         }
