@@ -658,8 +658,7 @@ impl Lma {
         };
         let pbu = &pending.pbu;
         let home = HomeGrant::of(pending.home.ip(), &registration);
-        let (Some(home_uplink_key), true) = (registration.uplink_gre_key, self.chain.is_some())
-        else {
+        let Some(home_uplink_key) = registration.uplink_gre_key else {
             // The list checks the home granted a key for ours; never bind without one.
             let rejection = Rejection::new(
                 BindingAckStatus::ReasonUnspecified,
