@@ -79,7 +79,7 @@ wait_healthy() {
 up() {
   mkdir -p "$LAB_CAPTURES"
   if [ "$compose_cmd" = "docker compose" ]; then
-    "${compose[@]}" up --detach --wait --wait-timeout "${LAB_WAIT_SECS:-120}"
+    "${compose[@]}" up --detach --wait
   else
     "${compose[@]}" up --detach
   fi
