@@ -230,8 +230,15 @@ fn lab_up_is_idempotent_and_down_leaves_nothing() -> Result<()> {
     assert!(routes.contains(lab.var("UE_ROUTE_V6")?), "{routes}");
     // A process left running inside a namespace does not survive `down`.
     let mut sleeper = lab.command("pdn", "sleep").arg("600").spawn()?;
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(lab.pids().contains(&sleeper.id()));
+    // `ip netns exec` enters the namespace, then execs sleep (same pid): wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.pids().contains(&sleeper.id()) {
+        assert!(
+            Instant::now() < deadline,
+            "sleep never showed in the pdn namespace"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     lab.down()?;
     let status = sleeper.wait()?;
     assert!(!status.success(), "sleep was not killed: {status}");
@@ -487,6 +494,6 @@ fn forged_inner_sources_are_dropped_and_counted() -> Result<()> {
     send_gre_from(&ns, lma, key, echo_request(forged, pdn4))?;
     send_gre_from(&ns, lma, key, echo_request(forged, pdn4))?;
     let mut lma_process = core.lma;
-    lma_process.wait_for("spoofed_source: 2", Duration::from_secs(5))?;
+    lma_process.wait_for("spoofed_source: 2", Duration::from_secs(10))?;
     Ok(())
 }
