@@ -8,6 +8,8 @@ pub mod binding_update_list;
 pub mod diameter;
 pub mod eap;
 pub mod esp;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod ike;
 pub mod mh;
 pub mod pcap;
