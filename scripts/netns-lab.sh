@@ -144,8 +144,11 @@ up() {
     ip -n "$(ns "$a")" link set "$b" up
     ip -n "$(ns "$b")" link set "$a" up
   done
-  # The lma forwards between its SGi TUN and the pdn link.
-  ip netns exec "$(ns lma)" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+  # The lma forwards between its SGi TUN and the pdn link. Written to /proc/sys (the
+  # namespace's own net.* values) rather than with sysctl(8): procps is not installed
+  # everywhere (minimal Debian images) and scripts/setup.sh does not install it.
+  ip netns exec "$(ns lma)" sh -c \
+    'echo 1 >/proc/sys/net/ipv4/ip_forward && echo 1 >/proc/sys/net/ipv6/conf/all/forwarding'
   # The PDN host reaches the UE pools through the lma.
   ip -n "$(ns pdn)" route replace "$(v4 8 0)/21" via "$(v4 4 1)"
   ip -n "$(ns pdn)" -6 route replace "$(printf 'fd00:200:%x:100::/56' "$TAG")" via "$(v6 4 1)"
