@@ -12,8 +12,6 @@ set -euo pipefail
 
 prefix="${STRONGSWAN_PREFIX:-/opt/pmip-strongswan}"
 src_root="${STRONGSWAN_SRC_DIR:-${HOME:-/root}/.cache/pmip-strongswan}"
-# The version in bookworm's main suite; the newest (security) source is tried first and may 404.
-fallback_version="5.9.8-5+deb12u5"
 # The issue's list plus kdf: without it charon 5.9.8 has no prf+ (KDF_PRF) with this
 # OpenSSL and aborts every IKE SA after IKE_SA_INIT ("key derivation failed").
 plugins=(charon swanctl vici ikev2 nonce random openssl pem x509 pubkey pkcs1 pkcs8
@@ -134,16 +132,32 @@ cd "$src_root"
 src_dir="$(find . -maxdepth 1 -type d -name 'strongswan-*' | sort | tail -n 1)"
 if [ -z "$src_dir" ]; then
   log "fetching the strongswan source package"
-  if ! apt-get source -qq --download-only strongswan; then
-    log "newest source not downloadable, using strongswan=$fallback_version"
+  # Every version the deb-src entries list, newest first: the newest (e.g. from the
+  # security suite) may not be downloadable from the mirror (it 404ed here once), and a
+  # point release replaces the main suite's, so no version is written down here.
+  fetched=""
+  for v in $(apt-cache showsrc strongswan 2>/dev/null | sed -n 's/^Version: //p' | sort -rV | uniq); do
     rm -f strongswan_*
-    apt-get source -qq --download-only "strongswan=$fallback_version"
+    if apt-get source -qq --download-only "strongswan=$v"; then
+      fetched="$v"
+      break
+    fi
+    log "strongswan=$v not downloadable"
+  done
+  if [ -z "$fetched" ]; then
+    echo "build-strongswan: no version of the strongswan source package could be downloaded" >&2
+    exit 1
   fi
   dsc="$(ls strongswan_*.dsc | sort | tail -n 1)"
   # Only the upstream tarball and the Debian patches are needed; no signature check against
-  # a keyring (apt already verified the files' hashes from the signed Release).
-  dpkg-source --no-check -x "$dsc" >/dev/null
-  src_dir="$(find . -maxdepth 1 -type d -name 'strongswan-*' | sort | tail -n 1)"
+  # a keyring (apt already verified the files' hashes from the signed Release). Unpacked
+  # under a temporary name and renamed, so an interrupted run leaves no half tree that the
+  # next run would take for the source.
+  rm -rf .unpacking
+  dpkg-source --no-check -x "$dsc" .unpacking >/dev/null
+  upstream="${fetched#*:}"
+  mv .unpacking "strongswan-${upstream%-*}"
+  src_dir="./strongswan-${upstream%-*}"
 fi
 version="$(basename "$(ls strongswan_*.dsc | sort | tail -n 1)" .dsc | sed 's/^strongswan_//')"
 cd "$src_dir"
