@@ -87,6 +87,9 @@ wait_peer() {
   exit 1
 }
 
+# cpu PID: user + system CPU seconds the process has used.
+cpu() { awk '{ sub(/.*\) /, ""); print ($12 + $13) / 100 }' "/proc/$1/stat"; }
+
 rss() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -225,8 +228,16 @@ stop_nodes() { cleanup; }
 
 echo "== attach storm: maximum rate (closed loop, 500 UEs, ${STORM_SECS} s)" >&2
 start_nodes
+CPU0=("$(cpu "$MAG_PID")" "$(cpu "$AAA_PID")" "$(cpu "$STORM_LMA_PID")")
 "$BIN/ue-emu" load -c "$S/ue.toml" --ues 500 --rate 0 --duration "$STORM_SECS" --json \
   >"$S/max.json" 2>"$S/max.err" || true
+# CPU per attach (each an attach and a detach) of every process of the storm.
+CYCLES=$(jq .attached "$S/max.json")
+per_attach() { awk -v a="$1" -v b="$2" -v n="$CYCLES" 'BEGIN { printf "%.0f", (b - a) * 1e6 / n }'; }
+US_MAG=$(per_attach "${CPU0[0]}" "$(cpu "$MAG_PID")")
+US_AAA=$(per_attach "${CPU0[1]}" "$(cpu "$AAA_PID")")
+US_LMA=$(per_attach "${CPU0[2]}" "$(cpu "$STORM_LMA_PID")")
+US_UE=$(per_attach 0 "$(jq .ue_cpu_s "$S/max.json")")
 stop_nodes
 MAX_RATE=$(jq .attaches_per_s "$S/max.json")
 HALF=$(awk -v r="$MAX_RATE" 'BEGIN { printf "%.0f", r / 2 }')
@@ -274,6 +285,8 @@ jq -n \
   --argjson lma_rss1m "$LMA_RSS1M" \
   --argjson mag_rss0 "$MAG_RSS0" --argjson mag_rss10k "$MAG_RSS10K" \
   --argjson mag_held "${MAG_HELD:-0}" \
+  --argjson us_mag "$US_MAG" --argjson us_aaa "$US_AAA" --argjson us_lma "$US_LMA" \
+  --argjson us_ue "$US_UE" \
   --slurpfile max "$S/max.json" --slurpfile half "$S/half.json" --slurpfile hold "$S/hold.json" \
   --argjson build_s $((BUILT - START)) --argjson bench_s $((END - BUILT)) \
   --argjson storm_s $((STORM_DONE - BUILT)) \
@@ -290,6 +303,7 @@ jq -n \
     epdg: {rss0: $mag_rss0, rss_held: $mag_rss10k, held: $mag_held,
      bytes_per_ue: (if $mag_held > 0 then ($mag_rss10k - $mag_rss0) / $mag_held else null end)},
     storm: {max: $max[0], half: $half[0], hold: $hold[0],
+     cpu_us_per_attach: {mag: $us_mag, aaa: $us_aaa, lma: $us_lma, ue_emu: $us_ue},
      max_ratio_to_crypto_bound: ($max[0].attaches_per_s / $crypto),
      half_p99_over_p50: ($half[0].latency_ms.p99 / $half[0].latency_ms.p50)},
     seconds: {build: $build_s, benchmarks: $bench_s, to_end_of_storm: $storm_s}}' \
@@ -301,6 +315,7 @@ jq -r '
   "|---|---:|---:|---:|---|",
   "| crypto bound, network side of one attach | \(.crypto.us.whole | f) us = \(.crypto.attaches_per_s_per_core) attaches/s/core | | | |",
   "| attach storm, maximum (500 UEs closed loop) | \(.storm.max.attaches_per_s) attaches/s, success \(.storm.max.success_rate) | crypto bound \(.crypto.attaches_per_s_per_core)/s/core | \(.storm.max_ratio_to_crypto_bound | . * 1000 | round / 1000) | >= 0.5 (2 cores) |",
+  "| CPU per attach + detach in the closed loop: mag / aaa-stub / lma / ue-emu | \(.storm.cpu_us_per_attach.mag) / \(.storm.cpu_us_per_attach.aaa) / \(.storm.cpu_us_per_attach.lma) / \(.storm.cpu_us_per_attach.ue_emu) us | crypto bound \(.crypto.us.whole | f) us | mag / crypto \(.storm.cpu_us_per_attach.mag / .crypto.us.whole | f) | |",
   "| attach storm at half the maximum (\(.storm.half.rate_requested)/s) | p50 \(.storm.half.latency_ms.p50) ms, p90 \(.storm.half.latency_ms.p90), p99 \(.storm.half.latency_ms.p99), max \(.storm.half.latency_ms.max); \(.storm.half.attaches_per_s)/s, success \(.storm.half.success_rate) | | p99/p50 \(.storm.half_p99_over_p50 | f) | <= 3 |",
   "| LMA PBU->PBA (100k bindings, 16 MAGs x 32) | \(.lma.pbu_per_s) /s | udp-echo \(.lma.echo_per_s) /s | \(.lma.ratio | f) | >= 0.5 |",
   "| LMA PBU->PBA, info log per PBU to a file | \(.lma.pbu_per_s_info_log) /s | udp-echo \(.lma.echo_per_s) /s | \(.lma.pbu_per_s_info_log / .lma.echo_per_s | f) | |",
