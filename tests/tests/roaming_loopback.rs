@@ -280,6 +280,34 @@ impl Lab {
         ue_emu_attach(&config, &args)
     }
 
+    /// `ue-emu attach --json` of `imsi`, unprivileged, pinging the home gateway's TUN (the
+    /// PDN host) three times over IPv4 and IPv6; its report, once it says "attached".
+    fn attach_pinging_the_pdn(&self, imsi: &str, extra: &[&str]) -> Result<Value> {
+        let config = self.ue_config(imsi, APN)?;
+        let out = unprivileged(&node_binary("ue-emu")?)
+            .args(["attach", "--json", "--insecure", "--config", path(&config)?])
+            .args(["--ping", TUN_ADDRESS, "--ping", TUN_ADDRESS_V6])
+            .args(["--ping-count", "3", "--ping-interval-ms", "300"])
+            .args(["--ping-wait-ms", "2000"])
+            .args(extra)
+            .output()
+            .context("running ue-emu")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let report: Value = serde_json::from_str(stdout.trim()).with_context(|| {
+            format!(
+                "ue-emu printed no JSON: {stdout}\n{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.outputs()
+            )
+        })?;
+        anyhow::ensure!(
+            report["result"] == "attached",
+            "{report}\n{}",
+            self.outputs()
+        );
+        Ok(report)
+    }
+
     fn home_output(&self) -> String {
         match &self.home {
             Some(HomeGateway::Loopback(n)) => n.output(),
@@ -457,27 +485,7 @@ fn roaming_ue_gets_home_addresses_pings_through_both_tunnels_and_a_local_ue_stay
         },
     )?;
     // The roaming UE: attach, ping the home gateway's TUN (the PDN) over IPv4 and IPv6.
-    let config = lab.ue_config(ROAMER, APN)?;
-    let out = unprivileged(&node_binary("ue-emu")?)
-        .args(["attach", "--json", "--insecure", "--config", path(&config)?])
-        .args(["--ping", TUN_ADDRESS, "--ping", TUN_ADDRESS_V6])
-        .args(["--ping-count", "3", "--ping-interval-ms", "300"])
-        .args(["--ping-wait-ms", "2000", "--no-detach"])
-        .output()
-        .context("running ue-emu")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(stdout.trim()).with_context(|| {
-        format!(
-            "ue-emu printed no JSON: {stdout}\n{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            lab.outputs()
-        )
-    })?;
-    anyhow::ensure!(
-        report["result"] == "attached",
-        "{report}\n{}",
-        lab.outputs()
-    );
+    let report = lab.attach_pinging_the_pdn(ROAMER, &["--no-detach"])?;
     // Addresses from the HOME pool, not the visited one.
     let ipv4: Ipv4Addr = report["ipv4"].as_str().context("ipv4")?.parse()?;
     let prefix: Ipv6Net = report["ipv6_prefix"]
@@ -761,27 +769,7 @@ fn roaming_to_an_ipv6_home_gateway_over_the_raw_mobility_header() -> Result<()> 
             ..Options::default()
         },
     )?;
-    let config = lab.ue_config(ROAMER, APN)?;
-    let out = unprivileged(&node_binary("ue-emu")?)
-        .args(["attach", "--json", "--insecure", "--config", path(&config)?])
-        .args(["--ping", TUN_ADDRESS, "--ping", TUN_ADDRESS_V6])
-        .args(["--ping-count", "3", "--ping-interval-ms", "300"])
-        .args(["--ping-wait-ms", "2000"])
-        .output()
-        .context("running ue-emu")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(stdout.trim()).with_context(|| {
-        format!(
-            "ue-emu printed no JSON: {stdout}\n{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            lab.outputs()
-        )
-    })?;
-    anyhow::ensure!(
-        report["result"] == "attached",
-        "{report}\n{}",
-        lab.outputs()
-    );
+    let report = lab.attach_pinging_the_pdn(ROAMER, &[])?;
     let ipv4: Ipv4Addr = report["ipv4"].as_str().context("ipv4")?.parse()?;
     assert!(HOME_POOL.parse::<Ipv4Net>()?.contains(&ipv4), "{ipv4}");
     for p in report["pings"].as_array().context("no pings")? {
