@@ -158,19 +158,11 @@ impl Net {
                         mag: SocketAddrV4::new(EPDG, PORT),
                         local: VISITED,
                     };
-                    let bytes = MobilityHeaderRepr {
-                        payload_proto: IPPROTO_NONE,
-                        message: MobilityMessage::BindingUpdate(pbu.to_binding_update()),
-                    }
-                    .to_bytes(from.receive_checksum());
-                    let mut out = Vec::new();
-                    self.visited.handle(
-                        Input::Mobility {
-                            from,
-                            bytes: &bytes,
-                        },
+                    let out = deliver(
+                        &mut self.visited,
+                        from,
+                        MobilityMessage::BindingUpdate(pbu.to_binding_update()),
                         self.now,
-                        &mut out,
                     );
                     self.carry_visited(out);
                 }
@@ -640,19 +632,11 @@ fn a_de_registration_while_held_cancels_at_home() {
         mag: SocketAddrV4::new(EPDG, PORT),
         local: VISITED,
     };
-    let bytes = MobilityHeaderRepr {
-        payload_proto: IPPROTO_NONE,
-        message: MobilityMessage::BindingUpdate(pbu.to_binding_update()),
-    }
-    .to_bytes(from.receive_checksum());
-    let mut out = Vec::new();
-    net.visited.handle(
-        Input::Mobility {
-            from,
-            bytes: &bytes,
-        },
+    let out = deliver(
+        &mut net.visited,
+        from,
+        MobilityMessage::BindingUpdate(pbu.to_binding_update()),
         net.now,
-        &mut out,
     );
     let answered = out.iter().any(|o| match o {
         Output::Send { to, bytes } if *to == from => matches!(
@@ -802,19 +786,11 @@ fn an_ipv6_home_gateway_is_reached_over_the_raw_mobility_header_path() {
         mag: SocketAddrV4::new(EPDG, PORT),
         local: VISITED,
     };
-    let bytes = MobilityHeaderRepr {
-        payload_proto: IPPROTO_NONE,
-        message: MobilityMessage::BindingUpdate(pbu.to_binding_update()),
-    }
-    .to_bytes(from_epdg.receive_checksum());
-    let mut out = Vec::new();
-    visited.handle(
-        Input::Mobility {
-            from: from_epdg,
-            bytes: &bytes,
-        },
+    let out = deliver(
+        &mut visited,
+        from_epdg,
+        MobilityMessage::BindingUpdate(pbu.to_binding_update()),
         t0,
-        &mut out,
     );
     let to_home = MagAddress::Ip6 {
         mag: home6,
@@ -886,6 +862,25 @@ fn an_ipv6_home_gateway_is_reached_over_the_raw_mobility_header_path() {
     assert_eq!(visited.chain_counts(), (1, 0));
 }
 
+/// Encodes `message` as sent by `from` and hands it to `lma`; returns what it output.
+fn deliver(lma: &mut Lma, from: MagAddress, message: MobilityMessage, now: Instant) -> Vec<Output> {
+    let bytes = MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message,
+    }
+    .to_bytes(from.receive_checksum());
+    let mut out = Vec::new();
+    lma.handle(
+        Input::Mobility {
+            from,
+            bytes: &bytes,
+        },
+        now,
+        &mut out,
+    );
+    out
+}
+
 /// Sends a PBU as the ePDG (raw, so the test picks every field) and runs the network
 /// until it settles.
 fn send_as_epdg(net: &mut Net, pbu: &ProxyBindingUpdate) {
@@ -893,19 +888,11 @@ fn send_as_epdg(net: &mut Net, pbu: &ProxyBindingUpdate) {
         mag: SocketAddrV4::new(EPDG, PORT),
         local: VISITED,
     };
-    let bytes = MobilityHeaderRepr {
-        payload_proto: IPPROTO_NONE,
-        message: MobilityMessage::BindingUpdate(pbu.to_binding_update()),
-    }
-    .to_bytes(from.receive_checksum());
-    let mut out = Vec::new();
-    net.visited.handle(
-        Input::Mobility {
-            from,
-            bytes: &bytes,
-        },
+    let out = deliver(
+        &mut net.visited,
+        from,
+        MobilityMessage::BindingUpdate(pbu.to_binding_update()),
         net.now,
-        &mut out,
     );
     net.carry_visited(out);
 }
@@ -1059,19 +1046,11 @@ fn an_epdg_re_registration_with_a_silent_home_is_128_with_gtp_cause_100() {
         mag: SocketAddrV4::new(VISITED_HOME_SIDE, PORT),
         local: HOME,
     };
-    let bytes = MobilityHeaderRepr {
-        payload_proto: IPPROTO_NONE,
-        message: MobilityMessage::BindingUpdate(cleanup.to_binding_update()),
-    }
-    .to_bytes(from.receive_checksum());
-    let mut out = Vec::new();
-    net.home.handle(
-        Input::Mobility {
-            from,
-            bytes: &bytes,
-        },
+    let out = deliver(
+        &mut net.home,
+        from,
+        MobilityMessage::BindingUpdate(cleanup.to_binding_update()),
         net.now,
-        &mut out,
     );
     assert_eq!(net.home.cache().len(), 0, "{out:?}");
 }
@@ -1107,19 +1086,11 @@ fn a_home_reject_passes_its_3gpp_options_on_to_the_epdg() {
         mag: SocketAddrV4::new(HOME, PORT),
         local: VISITED_HOME_SIDE,
     };
-    let bytes = MobilityHeaderRepr {
-        payload_proto: IPPROTO_NONE,
-        message: MobilityMessage::BindingAck(reject),
-    }
-    .to_bytes(from.receive_checksum());
-    let mut out = Vec::new();
-    net.visited.handle(
-        Input::Mobility {
-            from,
-            bytes: &bytes,
-        },
+    let out = deliver(
+        &mut net.visited,
+        from,
+        MobilityMessage::BindingAck(reject),
         net.now,
-        &mut out,
     );
     net.carry_visited(out);
     let ack = net.to_epdg.last().expect("the ePDG is answered");
