@@ -1,5 +1,6 @@
 //! The real `aaa-stub` behind the real ePDG: `ue-emu attach` through `mag`, `lma` and
-//! `aaa-stub` on loopback (127.0.65.x), for a subscribed and an unsubscribed APN; then
+//! `aaa-stub` on loopback (127.0.93.x; the visited-home case on 127.0.94.x, a block no
+//! other test file uses), for a subscribed and an unsubscribed APN; then
 //! the same UE after an `aaa-stub` restart (its SQN state survives).
 
 use std::net::Ipv4Addr;
@@ -15,11 +16,11 @@ const OPC: &str = "cd63cb71954a9f4e48a5994e37a02baf";
 const IMSI: &str = "001010000000001";
 
 fn ip(host: u8) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 65, host)
+    Ipv4Addr::new(127, 0, 93, host)
 }
 
-fn ip66(host: u8) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 66, host)
+fn ip94(host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 94, host)
 }
 
 fn path(p: &Path) -> Result<&str> {
@@ -179,8 +180,8 @@ fn aaa_stub_visited_proxy_serves_the_real_epdg() -> Result<()> {
              origin_realm = \"epc.mnc001.mcc001.3gppnetwork.org\"\nlisten = \"{}:3868\"\n\
              subscribers = \"subscribers.toml\"\nsqn_state = \"home-sqn.toml\"\n\
              [gateways]\ninternet = \"{}\"\n",
-            ip66(14),
-            ip66(99)
+            ip94(14),
+            ip94(99)
         ),
     )?;
     write_file(
@@ -192,9 +193,9 @@ fn aaa_stub_visited_proxy_serves_the_real_epdg() -> Result<()> {
              subscribers = \"none.toml\"\nsqn_state = \"visited-sqn.toml\"\n\
              [gateways]\ninternet = \"{}\"\n\
              [home_realms]\n\"epc.mnc001.mcc001.3gppnetwork.org\" = \"{}:3868\"\n",
-            ip66(4),
-            ip66(3),
-            ip66(14)
+            ip94(4),
+            ip94(3),
+            ip94(14)
         ),
     )?;
     let lma_config = write_file(
@@ -203,8 +204,8 @@ fn aaa_stub_visited_proxy_serves_the_real_epdg() -> Result<()> {
         &format!(
             "listen_v4 = \"{}:5436\"\nipv4_pool = \"10.66.0.0/22\"\nipv6_pool = \"2001:db8:66::/54\"\n\
              allowed_mags = [\"{}\"]\n",
-            ip66(3),
-            ip66(2)
+            ip94(3),
+            ip94(2)
         ),
     )?;
     let home = start_aaa_named(d, "home")?;
@@ -217,14 +218,14 @@ fn aaa_stub_visited_proxy_serves_the_real_epdg() -> Result<()> {
         &format!(
             "ike_listen = \"{epdg}:500\"\nnatt_listen = \"{epdg}:4500\"\naaa = \"{aaa}:3868\"\n\
              mh_local = \"{epdg}\"\ndns = [\"10.66.0.1\"]\ndiameter_timeout_ms = 4000\n",
-            epdg = ip66(2),
-            aaa = ip66(4),
+            epdg = ip94(2),
+            aaa = ip94(4),
         ),
     )?;
     let mut mag = Node::start("mag", &["--config", path(&mag_config)?])?;
     mag.wait_for("mag listening", Duration::from_secs(30))?;
     mag.wait_for("Diameter peer open", Duration::from_secs(10))?;
-    let (code, report) = attach_via(d, "internet", ip66(2), ip66(1))?;
+    let (code, report) = attach_via(d, "internet", ip94(2), ip94(1))?;
     anyhow::ensure!(
         code == Some(0),
         "roaming attach: {report}\nvisited:\n{}\nhome:\n{}\nmag:\n{}",
