@@ -2,7 +2,8 @@
 //!
 //! Every module here is pure protocol logic: wire formats (a checked view plus a typed
 //! `Repr`, smoltcp style) and state machines advanced by `handle(input, now)` and asked
-//! `poll_timeout()`. None of them opens a socket or reads a clock (DESIGN.md section 2).
+//! `poll_timeout()`. None of them opens a socket or reads a clock (DESIGN.md section 2),
+//! except [`tun`], the one shared piece of device I/O (creating a TUN device).
 
 pub mod binding_update_list;
 pub mod diameter;
@@ -13,4 +14,5 @@ pub mod fuzzing;
 pub mod ike;
 pub mod mh;
 pub mod pcap;
+pub mod tun;
 pub mod tunnel;

@@ -1,16 +1,14 @@
 //! The SGi data plane's I/O around [`lma::dataplane::DataPlane`]: a TUN device toward
-//! the PDN (opened with the `TUNSETIFF` ioctl, `IFF_TUN | IFF_NO_PI`; its MTU, addresses
+//! the PDN (created by [`pmip_common::tun`], `IFF_TUN | IFF_NO_PI`; its MTU, addresses
 //! and link state set with the `ip` command) and raw GRE sockets (IP protocol 47) for
 //! IPv4 (received with the outer header) and IPv6 (received without it), bound to the
 //! LMA's `listen_v4` / `listen_v6` addresses. What the kernel sends out of a raw socket
 //! gets its outer header from the kernel, sourced from the bound address.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{bail, Context, Result};
 use lma::config::SgiSettings;
@@ -18,46 +16,7 @@ use lma::dataplane::{Action, DataPlane, DataPlaneSettings, DataPlaneStats};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const IFF_TUN: libc::c_short = 0x0001;
-const IFF_NO_PI: libc::c_short = 0x1000;
 const IPPROTO_GRE: i32 = 47;
-
-#[repr(C)]
-struct IfReq {
-    name: [u8; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
-
-fn open_tun(name: &str) -> Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open("/dev/net/tun")
-        .context("opening /dev/net/tun (needs root or CAP_NET_ADMIN)")?;
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        flags: IFF_TUN | IFF_NO_PI,
-        _pad: [0; 22],
-    };
-    let bytes = name.as_bytes();
-    if bytes.len() >= libc::IFNAMSIZ {
-        bail!(
-            "TUN name `{name}` is longer than {} octets",
-            libc::IFNAMSIZ - 1
-        );
-    }
-    req.name[..bytes.len()].copy_from_slice(bytes);
-    // SAFETY: a valid fd and a properly sized, initialised ifreq.
-    let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("creating TUN device {name} (TUNSETIFF)"));
-    }
-    Ok(file)
-}
 
 fn ip(args: &[&str]) -> Result<()> {
     let status = std::process::Command::new("ip")
@@ -122,7 +81,7 @@ impl Sgi {
         local_v4: Option<Ipv4Addr>,
         local_v6: Option<Ipv6Addr>,
     ) -> Result<Sgi> {
-        let tun = open_tun(&s.tun_name)?;
+        let tun = pmip_common::tun::create(&s.tun_name, pmip_common::tun::Mode::NonBlocking)?;
         configure_tun(s).with_context(|| format!("configuring TUN device {}", s.tun_name))?;
         // SAFETY: the file owns its fd, open until the AsyncFd drops.
         let tun = unsafe { AsyncFd::register(tun) }

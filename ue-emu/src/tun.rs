@@ -2,7 +2,7 @@
 //! ePDG assigned, relayed to and from the CHILD_SA's ESP-in-UDP (RFC 3948) so ordinary
 //! tools (ping, iperf3) run through the tunnel. Needs root (or CAP_NET_ADMIN).
 //!
-//! The device is opened with the `TUNSETIFF` ioctl (`IFF_TUN | IFF_NO_PI`), configured
+//! The device is created by [`pmip_common::tun`] (`IFF_TUN | IFF_NO_PI`), configured
 //! with the `ip` command: no IPv6 link-local address (`addrgenmode none`), the assigned
 //! IPv4 address as /32, the assigned IPv6 address (interface identifier ::1 when the
 //! ePDG gave the bare prefix) with its prefix length, the MTU, and the routes asked for
@@ -19,7 +19,7 @@
 //! ePDG's port 4500 every `--nat-keepalive-secs` (default 20, the RFC's suggestion), so a
 //! NAT between the UE and the ePDG keeps the mapping.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -32,10 +32,6 @@ use pmip_common::esp::{child_sa_pair, next_header_of, IkeRole, UdpEncapsulated, 
 use pmip_common::ike::sa::{ChildSa, Event, InitiatorSa, Output};
 use rand::rngs::OsRng;
 use serde::Serialize;
-
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const IFF_TUN: libc::c_short = 0x0001;
-const IFF_NO_PI: libc::c_short = 0x1000;
 
 /// What `--tun` asks for.
 #[derive(Debug, Clone)]
@@ -89,13 +85,6 @@ fn install_signal_handlers() {
     }
 }
 
-#[repr(C)]
-struct IfReq {
-    name: [u8; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
-
 /// A TUN device opened before the attach (so a missing privilege fails before the ePDG
 /// is bothered) and configured once the addresses are known.
 #[derive(Debug)]
@@ -106,38 +95,10 @@ pub struct TunDevice {
 impl TunDevice {
     /// Creates TUN device `name` (`TUNSETIFF`); it goes away when dropped.
     pub fn open(name: &str) -> Result<TunDevice> {
-        Ok(TunDevice {
-            file: open_tun(name)?,
-        })
+        let file = pmip_common::tun::create(name, pmip_common::tun::Mode::Blocking)
+            .with_context(|| format!("--tun {name}"))?;
+        Ok(TunDevice { file })
     }
-}
-
-fn open_tun(name: &str) -> Result<File> {
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ {
-        bail!(
-            "--tun name `{name}` must be 1 to {} octets",
-            libc::IFNAMSIZ - 1
-        );
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/net/tun")
-        .context("opening /dev/net/tun (--tun needs root or CAP_NET_ADMIN)")?;
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        flags: IFF_TUN | IFF_NO_PI,
-        _pad: [0; 22],
-    };
-    req.name[..bytes.len()].copy_from_slice(bytes);
-    // SAFETY: a valid fd and a properly sized, initialised ifreq.
-    let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("creating TUN device {name} (TUNSETIFF)"));
-    }
-    Ok(file)
 }
 
 fn ip(args: &[&str]) -> Result<()> {

@@ -10,26 +10,14 @@
 //! dataplane-relay --a udp:LOCAL=REMOTE --b udp:LOCAL=REMOTE
 //! ```
 //!
-//! A TUN device is created (`IFF_TUN | IFF_NO_PI`) and left for the caller to configure
+//! A TUN device is created ([`pmip_common::tun`], `IFF_TUN | IFF_NO_PI`) and left for the caller to configure
 //! with `ip`; it goes away when the relay exits (SIGTERM/SIGINT end it).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 
 use anyhow::{bail, Context, Result};
-
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const IFF_TUN: libc::c_short = 0x0001;
-const IFF_NO_PI: libc::c_short = 0x1000;
-
-#[repr(C)]
-struct IfReq {
-    name: [u8; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
 
 /// One side of the relay.
 enum Side {
@@ -40,28 +28,7 @@ enum Side {
 impl Side {
     fn open(spec: &str) -> Result<Side> {
         if let Some(name) = spec.strip_prefix("tun:") {
-            let bytes = name.as_bytes();
-            if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ {
-                bail!("TUN name `{name}` must be 1 to 15 octets");
-            }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/net/tun")
-                .context("opening /dev/net/tun (needs root)")?;
-            let mut req = IfReq {
-                name: [0; libc::IFNAMSIZ],
-                flags: IFF_TUN | IFF_NO_PI,
-                _pad: [0; 22],
-            };
-            req.name[..bytes.len()].copy_from_slice(bytes);
-            // SAFETY: a valid fd and a properly sized, initialised ifreq.
-            let rc =
-                unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
-            if rc != 0 {
-                return Err(std::io::Error::last_os_error())
-                    .with_context(|| format!("creating TUN device {name}"));
-            }
+            let file = pmip_common::tun::create(name, pmip_common::tun::Mode::Blocking)?;
             Ok(Side::Tun(file))
         } else if let Some(pair) = spec.strip_prefix("udp:") {
             let (local, remote) = pair
