@@ -13,6 +13,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== build the node binaries the cross-process tests start"
 cargo build --workspace --bins
 
+echo "== build the lab image the compose test brings up (static binaries, FROM scratch)"
+# Built here, not inside the test, so the test's time is the lab's, not the compiler's.
+bash scripts/build-images.sh
+
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
