@@ -804,7 +804,6 @@ impl Lma {
         };
         let held = entry.addresses();
         let before = (entry.state.mag, entry.state.downlink_gre_key);
-        let last_timestamp = entry.state.last_timestamp;
         let previous_expiry = entry.state.expires;
         let prefix_matches =
             |p: &Ipv6Net| is_any_prefix(p) || Some(p.trunc()) == held.home_network_prefix;
@@ -846,14 +845,7 @@ impl Lma {
         let lifetime = self.granted_lifetime(pbu.lifetime);
         let expires = self.arm(id, now, lifetime, Some(previous_expiry));
         if let Some(state) = self.cache.state_mut(id) {
-            state.mag = from;
-            state.downlink_gre_key = pbu.gre_key;
-            state.access_technology = pbu.access_technology;
-            state.handoff = pbu.handoff;
-            state.last_sequence = pbu.sequence;
-            state.last_timestamp = pbu.timestamp.or(last_timestamp);
-            state.lifetime = lifetime;
-            state.expires = expires;
+            state.refresh_from(pbu, from, lifetime, expires);
         }
         if addresses != held || before != (from, pbu.gre_key) {
             if let Some(info) = self.info(id) {

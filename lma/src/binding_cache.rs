@@ -20,7 +20,9 @@ use std::time::Instant;
 
 use hashbrown::HashTable;
 use ipnet::Ipv6Net;
-use pmip_common::mh::{AccessTechnologyType, GreKey, HandoffIndicator, Lifetime, Timestamp};
+use pmip_common::mh::{
+    AccessTechnologyType, GreKey, HandoffIndicator, Lifetime, ProxyBindingUpdate, Timestamp,
+};
 
 use crate::transport::MagAddress;
 
@@ -76,6 +78,29 @@ pub struct BindingState {
     /// The lifetime granted last.
     pub lifetime: Lifetime,
     pub expires: Instant,
+}
+
+impl BindingState {
+    /// Takes what an accepted lifetime-extending PBU from `from` carries (RFC 5213
+    /// sections 5.3.3 and 5.3.4, with or without handoff): the MAG, its GRE key, access
+    /// technology, handoff indicator, sequence number and timestamp (the last one kept
+    /// when the PBU has none), with the granted lifetime and the expiry armed for it.
+    pub fn refresh_from(
+        &mut self,
+        pbu: &ProxyBindingUpdate,
+        from: MagAddress,
+        lifetime: Lifetime,
+        expires: Instant,
+    ) {
+        self.mag = from;
+        self.downlink_gre_key = pbu.gre_key;
+        self.access_technology = pbu.access_technology;
+        self.handoff = pbu.handoff;
+        self.last_sequence = pbu.sequence;
+        self.last_timestamp = pbu.timestamp.or(self.last_timestamp);
+        self.lifetime = lifetime;
+        self.expires = expires;
+    }
 }
 
 /// One binding cache entry.

@@ -1107,19 +1107,11 @@ impl Lma {
         let home = HomeGrant::of(record.home.ip(), &record.registration);
         let home_lifetime = record.registration.lifetime;
         let before = (entry.state.mag, entry.state.downlink_gre_key);
-        let last_timestamp = entry.state.last_timestamp;
         let previous_expiry = entry.state.expires;
         let lifetime = self.granted_lifetime(pbu.lifetime).min(home_lifetime);
         let expires = self.arm(id, now, lifetime, Some(previous_expiry));
         if let Some(state) = self.cache.state_mut(id) {
-            state.mag = from;
-            state.downlink_gre_key = pbu.gre_key;
-            state.access_technology = pbu.access_technology;
-            state.handoff = pbu.handoff;
-            state.last_sequence = pbu.sequence;
-            state.last_timestamp = pbu.timestamp.or(last_timestamp);
-            state.lifetime = lifetime;
-            state.expires = expires;
+            state.refresh_from(pbu, from, lifetime, expires);
         }
         if before != (from, pbu.gre_key) {
             if let Some(info) = self.chain_info(id) {
