@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::node_binary;
+use crate::{node_binary, Process};
 
 /// The nodes (namespaces) of the lab.
 pub const NODES: [&str; 5] = ["ue", "epdg", "lma", "pdn", "aaa"];
@@ -183,8 +183,7 @@ impl Lab {
             .spawn()
             .with_context(|| format!("starting {} in {}", program.display(), self.ns(node)))?;
         Ok(LabProcess {
-            name: format!("{}@{node}", program.display()),
-            child,
+            process: Process::new(format!("{}@{node}", program.display()), child),
             log,
         })
     }
@@ -269,15 +268,14 @@ impl Drop for Lab {
 /// A process inside a lab namespace, its output in a log file; SIGTERM (then SIGKILL
 /// after three seconds) on drop.
 pub struct LabProcess {
-    name: String,
-    child: Child,
+    process: Process,
     log: PathBuf,
 }
 
 impl LabProcess {
     /// The process id.
     pub fn id(&self) -> u32 {
-        self.child.id()
+        self.process.id()
     }
 
     /// Everything the process printed so far.
@@ -292,17 +290,17 @@ impl LabProcess {
             if self.output().contains(needle) {
                 return Ok(());
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.process.try_wait() {
                 bail!(
                     "{} exited ({status}) before printing {needle:?}:\n{}",
-                    self.name,
+                    self.process.name(),
                     self.output()
                 );
             }
             if Instant::now() >= deadline {
                 bail!(
                     "{} did not print {needle:?} within {timeout:?}:\n{}",
-                    self.name,
+                    self.process.name(),
                     self.output()
                 );
             }
@@ -312,39 +310,18 @@ impl LabProcess {
 
     /// Sends `signal` (e.g. `libc::SIGINT`).
     pub fn signal(&self, signal: libc::c_int) -> Result<()> {
-        let pid = libc::pid_t::try_from(self.child.id()).context("pid out of range")?;
-        // SAFETY: kill(2) on our own child's pid.
-        if unsafe { libc::kill(pid, signal) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("signalling {}", self.name));
-        }
-        Ok(())
+        self.process.signal(signal)
     }
 
     /// Waits for the process to exit and returns its exit code (`None`: killed by a
     /// signal).
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status.code());
-            }
-            if Instant::now() >= deadline {
-                bail!("{} still running after {timeout:?}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process.wait_exit(timeout)
     }
 }
 
 impl Drop for LabProcess {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.signal(libc::SIGTERM);
-            if self.wait_exit(Duration::from_secs(3)).is_err() {
-                let _ = self.child.kill();
-            }
-        }
-        let _ = self.child.wait();
+        self.process.terminate(Duration::from_secs(3));
     }
 }

@@ -53,8 +53,7 @@ pub fn node_binary(name: &str) -> Result<PathBuf> {
 
 /// A node process whose stdout and stderr are collected; killed when dropped.
 pub struct Node {
-    name: String,
-    child: Child,
+    process: Process,
     output: Arc<(Mutex<String>, Condvar)>,
 }
 
@@ -97,8 +96,7 @@ impl Node {
             });
         }
         Ok(Node {
-            name: binary.to_string(),
-            child,
+            process: Process::new(binary, child),
             output,
         })
     }
@@ -119,10 +117,10 @@ impl Node {
             if guard.contains(needle) {
                 return Ok(());
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.process.try_wait() {
                 bail!(
                     "{} exited ({status}) before printing {needle:?}:\n{}",
-                    self.name,
+                    self.process.name(),
                     *guard
                 );
             }
@@ -130,7 +128,7 @@ impl Node {
             if now >= deadline {
                 bail!(
                     "{} did not print {needle:?} within {timeout:?}:\n{}",
-                    self.name,
+                    self.process.name(),
                     *guard
                 );
             }
@@ -144,6 +142,53 @@ impl Node {
 
     /// Sends a signal (e.g. `libc::SIGTERM`) to the process.
     pub fn signal(&self, signal: libc::c_int) -> Result<()> {
+        self.process.signal(signal)
+    }
+
+    /// Waits for the process to exit by itself and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        self.process.wait_exit(timeout)
+    }
+}
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.process.kill();
+    }
+}
+
+/// A child process of a test, named in its errors: signalling it, waiting for its exit,
+/// stopping it. [`Node`], [`lab::LabProcess`] and [`netns::LmaProcess`] each hold one.
+pub struct Process {
+    name: String,
+    child: Child,
+}
+
+impl Process {
+    /// Wraps `child`, called `name` in errors.
+    pub fn new(name: impl Into<String>, child: Child) -> Process {
+        Process {
+            name: name.into(),
+            child,
+        }
+    }
+
+    /// The name errors give the process.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        self.child.try_wait()
+    }
+
+    /// Sends a signal (e.g. `libc::SIGTERM`) to the process.
+    pub fn signal(&self, signal: libc::c_int) -> Result<()> {
         let pid = libc::pid_t::try_from(self.child.id()).context("pid out of range")?;
         // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
         if unsafe { libc::kill(pid, signal) } != 0 {
@@ -153,7 +198,8 @@ impl Node {
         Ok(())
     }
 
-    /// Waits for the process to exit by itself and returns its exit code.
+    /// Waits for the process to exit and returns its exit code (`None`: killed by a
+    /// signal).
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -166,10 +212,20 @@ impl Node {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
 
-impl Drop for Node {
-    fn drop(&mut self) {
+    /// Stops the process if it still runs: SIGTERM, then SIGKILL after `grace`; reaps it.
+    pub fn terminate(&mut self, grace: Duration) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.signal(libc::SIGTERM);
+            if self.wait_exit(grace).is_err() {
+                let _ = self.child.kill();
+            }
+        }
+        let _ = self.child.wait();
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -4,12 +4,12 @@
 
 use std::fs::File;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::node_binary;
+use crate::{node_binary, Process};
 
 /// Runs `ip ARGS`, failing with its stderr.
 pub fn ip(args: &[&str]) -> Result<()> {
@@ -106,7 +106,7 @@ impl Drop for Topology {
 
 /// The `lma` process inside the namespace, its log in a file; killed on drop.
 pub struct LmaProcess {
-    child: Child,
+    process: Process,
     log: std::path::PathBuf,
 }
 
@@ -126,7 +126,10 @@ impl LmaProcess {
             .stderr(file)
             .spawn()
             .context("starting lma in the namespace")?;
-        Ok(LmaProcess { child, log })
+        Ok(LmaProcess {
+            process: Process::new("lma", child),
+            log,
+        })
     }
 
     /// Everything the LMA logged so far.
@@ -149,18 +152,6 @@ impl LmaProcess {
 
 impl Drop for LmaProcess {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child by its pid.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.terminate(Duration::from_secs(3));
     }
 }
