@@ -750,16 +750,7 @@ impl Lma {
             return Err(rejection);
         }
         let lifetime = self.granted_lifetime(pbu.lifetime);
-        let state = BindingState {
-            mag: from,
-            downlink_gre_key: pbu.gre_key,
-            access_technology: pbu.access_technology,
-            handoff: pbu.handoff,
-            last_sequence: pbu.sequence,
-            last_timestamp: pbu.timestamp,
-            lifetime,
-            expires: now,
-        };
+        let state = BindingState::from_pbu(pbu, from, lifetime, now);
         let id = match self
             .cache
             .insert(&pbu.mn_id, pbu.apn.as_deref(), taken, state)

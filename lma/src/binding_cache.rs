@@ -81,6 +81,26 @@ pub struct BindingState {
 }
 
 impl BindingState {
+    /// The state an accepted initial PBU from `from` gives a new binding (RFC 5213
+    /// section 5.3.2), with the granted lifetime and its expiry.
+    pub fn from_pbu(
+        pbu: &ProxyBindingUpdate,
+        from: MagAddress,
+        lifetime: Lifetime,
+        expires: Instant,
+    ) -> BindingState {
+        BindingState {
+            mag: from,
+            downlink_gre_key: pbu.gre_key,
+            access_technology: pbu.access_technology,
+            handoff: pbu.handoff,
+            last_sequence: pbu.sequence,
+            last_timestamp: pbu.timestamp,
+            lifetime,
+            expires,
+        }
+    }
+
     /// Takes what an accepted lifetime-extending PBU from `from` carries (RFC 5213
     /// sections 5.3.3 and 5.3.4, with or without handoff): the MAG, its GRE key, access
     /// technology, handoff indicator, sequence number and timestamp (the last one kept

@@ -671,16 +671,7 @@ impl Lma {
         let lifetime = self
             .granted_lifetime(pbu.lifetime)
             .min(registration.lifetime);
-        let state = BindingState {
-            mag: pending.from,
-            downlink_gre_key: pbu.gre_key,
-            access_technology: pbu.access_technology,
-            handoff: pbu.handoff,
-            last_sequence: pbu.sequence,
-            last_timestamp: pbu.timestamp,
-            lifetime,
-            expires: now,
-        };
+        let state = BindingState::from_pbu(pbu, pending.from, lifetime, now);
         let held = Addresses {
             uplink_gre_key: Some(pending.uplink_key),
             ..Addresses::default()
