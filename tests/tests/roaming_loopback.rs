@@ -502,6 +502,8 @@ fn roaming_ue_gets_home_addresses_pings_through_both_tunnels_and_a_local_ue_stay
     }
     // The visited gateway shows the chain; the home gateway's binding is toward the
     // visited gateway's home side, with the addresses the UE got.
+    lab.visited
+        .wait_for("chained binding up", Duration::from_secs(10))?;
     let visited = lab.visited.output();
     let up = visited
         .lines()
@@ -669,6 +671,9 @@ fn home_gateway_down_is_a_pdn_connection_rejection_with_nothing_left() -> Result
     )?;
     let (code, report) = lab.attach(ROAMER, APN, &[])?;
     lab.expect_failure(code, &report, "PdnConnectionRejection")?;
+    // The thread reading the gateway's log may lag the UE's answer by a moment.
+    lab.visited
+        .wait_for("status=128", Duration::from_secs(10))?;
     let visited = lab.visited.output();
     assert!(
         visited.contains("HomeTimeout") && visited.contains("status=128"),
@@ -762,7 +767,7 @@ fn an_unreachable_home_aaa_is_a_network_failure_with_nothing_left() -> Result<()
 
 #[test]
 fn roaming_to_an_ipv6_home_gateway_over_the_raw_mobility_header() -> Result<()> {
-    let lab = Lab::start(
+    let mut lab = Lab::start(
         145,
         Options {
             ipv6_home: true,
@@ -781,6 +786,8 @@ fn roaming_to_an_ipv6_home_gateway_over_the_raw_mobility_header() -> Result<()> 
     }
     // Signaling to the home gateway went over the raw Mobility Header (IPv6), from the
     // visited gateway's IPv6 address; the ePDG still reached the visited one over IPv4.
+    lab.visited
+        .wait_for("chained binding up", Duration::from_secs(10))?;
     let visited = lab.visited.output();
     assert!(
         visited.lines().any(|l| l.contains("chained binding up")
