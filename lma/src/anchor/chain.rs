@@ -293,6 +293,25 @@ impl HomeGrant {
     }
 }
 
+/// The binding key of a PBU to be chained and the chaining state, or the rejection when
+/// the ePDG sent no GRE key (163) or chaining is off. A free function over the `chain`
+/// field, so the caller keeps borrowing the core's other fields.
+fn chain_for<'c>(
+    chain: &'c mut Option<Chain>,
+    pbu: &ProxyBindingUpdate,
+) -> Result<(MobileNodeKey, &'c mut Chain), Rejection> {
+    if pbu.gre_key.is_none() {
+        return Err(Rejection::new(
+            BindingAckStatus::GreKeyOptionRequired,
+            "a chained binding needs the ePDG's GRE key",
+        ));
+    }
+    let chain = chain
+        .as_mut()
+        .ok_or_else(|| Rejection::new(BindingAckStatus::ReasonUnspecified, "chaining is off"))?;
+    Ok((key_of(pbu), chain))
+}
+
 impl Lma {
     /// Turns chaining on (the `[chaining]` table).
     pub fn with_chaining(mut self, settings: ChainSettings) -> Self {
@@ -350,19 +369,7 @@ impl Lma {
                 "a specific home network prefix for a mobile node without a binding",
             ));
         }
-        if pbu.gre_key.is_none() {
-            return Err(Rejection::new(
-                BindingAckStatus::GreKeyOptionRequired,
-                "a chained binding needs the ePDG's GRE key",
-            ));
-        }
-        let key = key_of(pbu);
-        let Some(chain) = self.chain.as_mut() else {
-            return Err(Rejection::new(
-                BindingAckStatus::ReasonUnspecified,
-                "chaining is off",
-            ));
-        };
+        let (key, chain) = chain_for(&mut self.chain, pbu)?;
         if let Some(held) = chain.pending.get_mut(&key) {
             // A retransmission while the home gateway has not answered: the answer goes
             // to the latest one.
@@ -1053,19 +1060,7 @@ impl Lma {
                 ));
             }
         }
-        if pbu.gre_key.is_none() {
-            return Err(Rejection::new(
-                BindingAckStatus::GreKeyOptionRequired,
-                "a chained binding needs the ePDG's GRE key",
-            ));
-        }
-        let key = key_of(pbu);
-        let Some(chain) = self.chain.as_mut() else {
-            return Err(Rejection::new(
-                BindingAckStatus::ReasonUnspecified,
-                "chaining is off",
-            ));
-        };
+        let (key, chain) = chain_for(&mut self.chain, pbu)?;
         let held = HeldRefresh {
             pbu: pbu.clone(),
             from,
