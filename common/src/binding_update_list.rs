@@ -24,6 +24,7 @@ use crate::mh::{
     Ipv4HomeAddressReplyStatus, Lifetime, ProxyBindingAck, ProxyBindingUpdate, Timestamp,
     VendorSpecific,
 };
+use crate::time::WallClock;
 
 /// The MAG's protocol settings (RFC 5213 section 6.9.4 and section 9).
 #[derive(Debug, Clone)]
@@ -235,7 +236,7 @@ pub struct BindingUpdateList {
     next_sequence: u16,
     next_generation: u64,
     /// Wall clock at `epoch`, so timestamps follow virtual time.
-    epoch: (Instant, SystemTime),
+    clock: WallClock,
     stats: Stats,
 }
 
@@ -249,7 +250,7 @@ impl BindingUpdateList {
             deadlines: BinaryHeap::new(),
             next_sequence: 0,
             next_generation: 0,
-            epoch: (now, wall_clock),
+            clock: WallClock::new(now, wall_clock),
             stats: Stats::default(),
         }
     }
@@ -597,13 +598,7 @@ impl BindingUpdateList {
     }
 
     fn timestamp_at(&self, now: Instant) -> Timestamp {
-        let (epoch, wall) = self.epoch;
-        let wall_now = if now >= epoch {
-            wall + (now - epoch)
-        } else {
-            wall - (epoch - now)
-        };
-        Timestamp::from_system_time(wall_now)
+        Timestamp::from_system_time(self.clock.at(now))
     }
 }
 

@@ -14,5 +14,6 @@ pub mod fuzzing;
 pub mod ike;
 pub mod mh;
 pub mod pcap;
+pub mod time;
 pub mod tun;
 pub mod tunnel;

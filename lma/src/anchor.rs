@@ -57,10 +57,10 @@ pub use chain::{
 
 use crate::binding_cache::{Addresses, BindingCache, BindingId, BindingState};
 use crate::config::{MagFilter, UnauthorizedMag};
-use crate::deadlines::DeadlineQueue;
 use crate::gre_keys::UplinkKeyAllocator;
 use crate::pools::{Ipv4Pool, PoolError, PrefixPool};
 use crate::transport::MagAddress;
+use pmip_common::time::{DeadlineQueue, WallClock};
 
 /// RFC 5844 section 8: NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE.
 pub const STATUS_NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE: BindingAckStatus =
@@ -279,7 +279,7 @@ pub struct Lma {
     uplink_keys: UplinkKeyAllocator,
     deadlines: DeadlineQueue<BindingId>,
     /// `now` and the wall clock at the same moment: the wall clock follows `now`.
-    epoch: (Instant, SystemTime),
+    clock: WallClock,
     stats: Stats,
     /// The visited role ([`Lma::with_chaining`]).
     chain: Option<chain::Chain>,
@@ -304,7 +304,7 @@ impl Lma {
             prefix_pool,
             uplink_keys: UplinkKeyAllocator::default(),
             deadlines: DeadlineQueue::new(),
-            epoch: (now, wall_clock),
+            clock: WallClock::new(now, wall_clock),
             stats: Stats::default(),
             chain: None,
         })
@@ -363,12 +363,7 @@ impl Lma {
     }
 
     fn wall_clock(&self, now: Instant) -> SystemTime {
-        let (epoch, wall) = self.epoch;
-        if now >= epoch {
-            wall + (now - epoch)
-        } else {
-            wall.checked_sub(epoch - now).unwrap_or(wall)
-        }
+        self.clock.at(now)
     }
 
     fn is_allowed(&self, mag: IpAddr) -> bool {

@@ -18,7 +18,6 @@ pub mod anchor;
 pub mod binding_cache;
 pub mod config;
 pub mod dataplane;
-pub mod deadlines;
 pub mod gre_keys;
 pub mod pools;
 pub mod restart;

@@ -205,9 +205,10 @@ impl std::fmt::Debug for Chain {
 }
 
 impl Chain {
-    pub(super) fn new(settings: ChainSettings, now: Instant, wall: std::time::SystemTime) -> Self {
+    pub(super) fn new(settings: ChainSettings, clock: pmip_common::time::WallClock) -> Self {
+        let epoch = clock.epoch();
         Chain {
-            list: BindingUpdateList::new(settings.registration.clone(), now, wall),
+            list: BindingUpdateList::new(settings.registration.clone(), epoch, clock.at(epoch)),
             settings,
             pending: HashMap::new(),
             records: HashMap::new(),
@@ -315,8 +316,7 @@ fn chain_for<'c>(
 impl Lma {
     /// Turns chaining on (the `[chaining]` table).
     pub fn with_chaining(mut self, settings: ChainSettings) -> Self {
-        let (now, wall) = self.epoch;
-        self.chain = Some(Chain::new(settings, now, wall));
+        self.chain = Some(Chain::new(settings, self.clock));
         self
     }
 
