@@ -7,9 +7,14 @@
 //!
 //! 1. From a MAG outside `allowed_mags`: status 154 MAG_NOT_AUTHORIZED_FOR_PROXY_REG, or
 //!    nothing (`unauthorized_mag = "drop"`).
-//! 2. A mandatory option missing (RFC 5213 5.3.1, via `ProxyBindingUpdate::try_from`):
-//!    160 (MN-ID), 161 (Handoff Indicator), 162 (Access Technology Type), 158 (neither a
-//!    Home Network Prefix nor an IPv4 Home Address Request); a BU without the P flag: 131.
+//! 2. A BU without the P flag: 131. Then the MN-ID (RFC 5213 5.3.1 steps 4 and 7, the
+//!    `mn_id` module): none or a zero-length one is 160 MISSING_MN_IDENTIFIER_OPTION
+//!    (the PBA carries a zero-length identifier), an NAI the LMA cannot identify a mobile
+//!    node by (no `@`, control characters, over 253 octets, not RFC 7542's form) is 153
+//!    NOT_LMA_FOR_THIS_MOBILE_NODE. Then the other mandatory options (5.3.1 steps 10 to
+//!    12, via `ProxyBindingUpdate::try_from`): 161 (Handoff Indicator), 162 (Access
+//!    Technology Type), 158 (neither a Home Network Prefix nor an IPv4 Home Address
+//!    Request).
 //! 3. Ordering (RFC 5213 5.5): with a Timestamp, 156 TIMESTAMP_MISMATCH outside the
 //!    validity window (the PBA carries the LMA's time) and 157 when not later than the
 //!    last accepted one; without, 156 when timestamps are required, else the sequence
@@ -49,6 +54,7 @@ use pmip_common::mh::{
 };
 
 mod chain;
+mod mn_id;
 
 pub use chain::{
     ChainDownReason, ChainEvent, ChainInfo, ChainReport, ChainSettings,
@@ -466,7 +472,13 @@ impl Lma {
     ) {
         let wall = self.wall_clock(now);
         let pbu = if authorized {
-            ProxyBindingUpdate::try_from(bu).map_err(|e| Rejection::new(e.status, e.reason))
+            // The P flag first (131), then the MN-ID (160, 153), then the other
+            // mandatory options: RFC 5213 section 5.3.1 in its order.
+            let proxy = bu.flags.contains(BuFlags::PROXY);
+            let mn_id = if proxy { mn_id::check(bu) } else { Ok(()) };
+            mn_id.and_then(|()| {
+                ProxyBindingUpdate::try_from(bu).map_err(|e| Rejection::new(e.status, e.reason))
+            })
         } else {
             Err(Rejection::new(
                 BindingAckStatus::MagNotAuthorizedForProxyReg,
@@ -989,6 +1001,14 @@ fn reject_ack(bu: &BindingUpdateRepr, rejection: &Rejection, wall: SystemTime) -
         })
         .cloned()
         .collect();
+    if rejection.status == BindingAckStatus::MissingMnIdentifierOption {
+        // RFC 5213 5.3.1 step 4: a zero-length identifier in the answer.
+        options.retain(|o| !matches!(o, O::MobileNodeIdentifier(_)));
+        options.insert(
+            0,
+            O::MobileNodeIdentifier(pmip_common::mh::MobileNodeIdentifier::Nai(String::new())),
+        );
+    }
     if mismatch {
         // RFC 5213 5.5: the LMA's current time, so the MAG can see the offset.
         options.push(O::Timestamp(Timestamp::from_system_time(wall)));

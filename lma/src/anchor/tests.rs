@@ -1015,3 +1015,134 @@ fn a_refresh_storm_does_not_pile_up_deadlines() {
     assert!(b.lma.deadlines.len() <= 1026, "{}", b.lma.deadlines.len());
     assert_eq!(b.lma.poll_timeout(), Some(b.at(5001 + 600)));
 }
+
+/// A PBU naming `nai` as its MN-ID (everything else valid).
+fn with_nai(nai: &str) -> BindingUpdateRepr {
+    // Every bench's clock starts at the same wall-clock time.
+    let mut bu = Bench::new().pbu(3, "placeholder@x", 0).to_binding_update();
+    for o in &mut bu.options {
+        if let MobilityOption::MobileNodeIdentifier(id) = o {
+            *id = MobileNodeIdentifier::Nai(nai.to_string());
+        }
+    }
+    bu
+}
+
+#[test]
+fn an_empty_mn_id_is_a_missing_one_and_binds_nothing() {
+    let mut b = Bench::new();
+    let ack = assert_rejected(
+        &mut b,
+        udp(MAG),
+        with_nai(""),
+        0,
+        BindingAckStatus::MissingMnIdentifierOption,
+    );
+    // RFC 5213 5.3.1 step 4: the answer carries a zero-length identifier.
+    assert_eq!(ack.options.iter().filter_map(nai).collect::<Vec<_>>(), [""]);
+    // With no MN-ID option at all, the same.
+    let none = without(with_nai("x@y"), |o| {
+        matches!(o, MobilityOption::MobileNodeIdentifier(_))
+    });
+    let ack = assert_rejected(
+        &mut b,
+        udp(MAG),
+        none,
+        0,
+        BindingAckStatus::MissingMnIdentifierOption,
+    );
+    assert_eq!(ack.options.iter().filter_map(nai).collect::<Vec<_>>(), [""]);
+    b.assert_empty();
+}
+
+#[test]
+fn a_malformed_mn_id_is_not_a_mobile_node_of_this_lma() {
+    let mut b = Bench::new();
+    // 254 octets: the most the option carries, one more than RFC 7542 asks for.
+    let long = format!("{}@x", "9".repeat(252));
+    for bad in [
+        "no-at-sign",
+        "two@at@signs",
+        "user@",
+        "@realm",
+        "us\u{1}er@x",
+        "user@x\r\n",
+        "us er@x",
+        long.as_str(),
+    ] {
+        let ack = assert_rejected(
+            &mut b,
+            udp(MAG),
+            with_nai(bad),
+            0,
+            BindingAckStatus::NotLmaForThisMobileNode,
+        );
+        // The answer mirrors the identifier it refuses (RFC 5213 5.3.6).
+        assert_eq!(
+            ack.options.iter().filter_map(nai).collect::<Vec<_>>(),
+            [bad]
+        );
+    }
+    b.assert_empty();
+    assert_eq!(b.lma.stats().pbus_rejected, 8);
+    // A well-formed 3GPP NAI is served.
+    let (ack, _) = b.exchange(
+        udp(MAG),
+        with_nai("001010000000001@nai.epc.mnc001.mcc001.3gppnetwork.org"),
+        0,
+    );
+    assert_eq!(ack.status, BindingAckStatus::Accepted);
+}
+
+#[test]
+fn the_mn_id_is_checked_before_the_other_mandatory_options() {
+    // RFC 5213 5.3.1: step 4 (MN-ID) and 7 (identify it) before 11 (Handoff Indicator).
+    let mut b = Bench::new();
+    let no_hi = |bu| without(bu, |o| matches!(o, MobilityOption::HandoffIndicator(_)));
+    assert_rejected(
+        &mut b,
+        udp(MAG),
+        no_hi(with_nai("")),
+        0,
+        BindingAckStatus::MissingMnIdentifierOption,
+    );
+    assert_rejected(
+        &mut b,
+        udp(MAG),
+        no_hi(with_nai("nobody")),
+        0,
+        BindingAckStatus::NotLmaForThisMobileNode,
+    );
+    // But after the P flag (131) and the MAG's authorization (154).
+    let mut plain = with_nai("");
+    plain.flags = BuFlags(BuFlags::ACK | BuFlags::HOME_REGISTRATION);
+    assert_rejected(
+        &mut b,
+        udp(MAG),
+        plain,
+        0,
+        BindingAckStatus::HomeRegistrationNotSupported,
+    );
+    assert_rejected(
+        &mut b,
+        udp("198.51.100.1"),
+        with_nai(""),
+        0,
+        BindingAckStatus::MagNotAuthorizedForProxyReg,
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any identifier: bound if and only if it is an NAI the check accepts, and never an
+    /// empty one.
+    #[test]
+    fn only_well_formed_nais_are_bound(nai in "[a-z0-9.@ \\-\\x00-\\x1f]{0,12}") {
+        let mut b = Bench::new();
+        let (ack, _) = b.exchange(udp(MAG), with_nai(&nai), 0);
+        let good = !nai.is_empty() && mn_id::nai_problem(&nai).is_none();
+        prop_assert_eq!(ack.status.is_accepted(), good, "{:?}: {:?}", nai, ack.status);
+        prop_assert_eq!(b.lma.cache().len(), usize::from(good));
+    }
+}
