@@ -20,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{BatchSize, Criterion, Throughput};
-use lma::anchor::{ChainInfo, ChainSettings};
+use lma::anchor::{ChainInfo, ChainSettings, MagLimits, RevocationSettings};
 use lma::config::{MagFilter, UnauthorizedMag};
 use lma::dataplane::relay::Relay;
 use lma::dataplane::{DataPlane, DataPlaneSettings};
@@ -135,6 +135,8 @@ fn core(pool: &str, mags: &[Ipv4Addr]) -> (Lma, Instant) {
             .map(|a| a.to_string().parse::<MagFilter>().expect("filter"))
             .collect(),
         restart_counter: 1,
+        revocation: RevocationSettings::default(),
+        limits: MagLimits::default(),
     };
     let wall: SystemTime = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     (Lma::new(settings, t0, wall).expect("core"), t0)

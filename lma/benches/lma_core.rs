@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput};
+use lma::anchor::{MagLimits, RevocationSettings};
 use lma::config::{MagFilter, UnauthorizedMag};
 use lma::{Input, Lma, LmaSettings, MagAddress, Output};
 use pmip_common::mh::{
@@ -117,6 +118,8 @@ fn settings() -> LmaSettings {
         unauthorized_mag: UnauthorizedMag::Reject,
         allowed_mags: vec!["192.0.2.0/24".parse::<MagFilter>().expect("filter")],
         restart_counter: 1,
+        revocation: RevocationSettings::default(),
+        limits: MagLimits::default(),
     }
 }
 

@@ -17,30 +17,43 @@
 //!    Request).
 //! 3. Ordering (RFC 5213 5.5): with a Timestamp, 156 TIMESTAMP_MISMATCH outside the
 //!    validity window (the PBA carries the LMA's time) and 157 when not later than the
-//!    last accepted one; without, 156 when timestamps are required, else the sequence
-//!    number must be newer than the last accepted one (RFC 6275 9.5.1: 135, the PBA
-//!    carrying the last accepted number).
+//!    last accepted one; without, 156 when timestamps are required, else, from the MAG
+//!    holding the binding (sequence numbers are each MAG's own), the sequence number
+//!    must be newer than the last accepted one (RFC 6275 9.5.1: 135, the PBA carrying
+//!    the last accepted number).
 //! 4. Lifetime 0: de-registration (5.3.5): the binding and its addresses are released.
+//!    From a MAG that does not hold it: acknowledged, nothing changes, and the PBA
+//!    carries none of the binding's addresses or keys. From the holder while another
+//!    MAG's handoff waits for it (below): that handoff is made.
 //! 5. No GRE Key option while GRE is required: 163 GRE_KEY_OPTION_REQUIRED (RFC 5845).
-//! 6. Existing binding (re-registration, 5.3.2 to 5.3.4): the prefixes and IPv4 address
-//!    in the PBU must be `::/0` / `0.0.0.0` or the ones held, else 159
-//!    BCE_PBU_PREFIX_SET_DO_NOT_MATCH (IPv4: 171 with IPv4 reply status 130); the
-//!    addresses stay, the lifetime is extended, the MAG and downlink key are updated
-//!    (handoff). A PBU asking for `::/0` again (a retransmitted first PBU, or the mobile
-//!    node attaching anew) keeps the held addresses: one binding per (NAI, APN).
-//! 7. New binding: a specific prefix is 155 NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX; an
-//!    address family without a pool is 170 / 172 (RFC 5844); then one /64, one IPv4
-//!    address and one uplink GRE key are allocated, all or none: an empty pool is 130
-//!    INSUFFICIENT_RESOURCES (for IPv4 with IPv4 Home Address Reply status 132).
+//! 6. Existing binding, PBU from the MAG holding it (re-registration, 5.3.3): the
+//!    prefixes and IPv4 address in the PBU must be `::/0` / `0.0.0.0` or the ones held,
+//!    else 159 BCE_PBU_PREFIX_SET_DO_NOT_MATCH (IPv4: 171 with IPv4 reply status 130);
+//!    the addresses stay, the lifetime is extended, the downlink key is updated. A PBU
+//!    asking for `::/0` again (a retransmitted first PBU) keeps the held addresses: one
+//!    binding per (NAI, APN).
+//! 7. Existing binding, PBU from another MAG (the `takeover` module, RFC 5213 5.4.1, RFC
+//!    5846 8.1): by the Handoff Indicator, 2 or 3 hand the binding off (same addresses and
+//!    keys, the old MAG gets a Binding Revocation Indication), 4 asks the old MAG first
+//!    and waits, 1 is a new mobility session replacing the old one (new addresses; the old
+//!    MAG is told), 5 or another value is 128. The module doc says why.
+//! 8. New binding: a specific prefix is 155 NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX; the
+//!    per-MAG limits (the `limits` module: cache capacity, the MAG's share, its rate of
+//!    new bindings) are 130; an address family without a pool is 170 / 172 (RFC 5844);
+//!    then one /64, one IPv4 address and one uplink GRE key are allocated, all or none:
+//!    an empty pool, or the MAG's share of it used, is 130 INSUFFICIENT_RESOURCES (for
+//!    IPv4 with IPv4 Home Address Reply status 132).
 //!
 //! Granted lifetimes are capped at `max_lifetime`. Every PBA mirrors the PBU's MN-ID,
 //! Service Selection, Home Network Prefix, Handoff Indicator, Access Technology Type,
 //! link-layer and link-local options and Timestamp (RFC 5213 5.3.6, RFC 5149), and adds
 //! the uplink GRE key, the IPv4 Home Address Reply and Default-Router options on
 //! success. Heartbeat requests get a response with the same sequence number and the
-//! restart counter (RFC 5847); an unknown MH type gets a Binding Error with status 2
-//! (RFC 6275 9.2); truncated, malformed and bad-checksum messages are dropped and
-//! counted. Nothing here panics on any input, and a rejected PBU leaves no state.
+//! restart counter (RFC 5847); a Binding Revocation Indication is answered with an
+//! acknowledgement (RFC 5846 section 8.2, the `revocation` module); an unknown MH type
+//! gets a Binding Error with status 2 (RFC 6275 9.2); truncated, malformed and
+//! bad-checksum messages are dropped and counted. Nothing here panics on any input, and
+//! a rejected PBU leaves no state.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant, SystemTime};
@@ -54,7 +67,16 @@ use pmip_common::mh::{
 };
 
 mod chain;
+mod limits;
 mod mn_id;
+mod revocation;
+mod takeover;
+
+pub use limits::{LimitKind, LimitReport, MagLimits, MagRefusals};
+pub use mn_id::{nai_problem, MAX_NAI_LEN};
+pub use revocation::{
+    RevocationEvent, RevocationReport, RevocationSettings, RevocationStatus, RevocationTrigger,
+};
 
 pub use chain::{
     ChainDownReason, ChainEvent, ChainInfo, ChainReport, ChainSettings,
@@ -97,6 +119,10 @@ pub struct LmaSettings {
     pub allowed_mags: Vec<MagFilter>,
     /// RFC 5847 restart counter reported in Heartbeat responses.
     pub restart_counter: u32,
+    /// Binding revocation (RFC 5846): retransmission, and who may revoke globally.
+    pub revocation: RevocationSettings,
+    /// Per-MAG limits: shares, capacity, rate of new bindings.
+    pub limits: MagLimits,
 }
 
 /// What the driver feeds in.
@@ -123,6 +149,8 @@ pub struct BindingInfo {
 pub enum DownReason {
     Deregistered,
     Expired,
+    /// Revoked: by its MAG (RFC 5846), or replaced by a new mobility session.
+    Revoked,
 }
 
 /// What became of one PBU.
@@ -181,6 +209,10 @@ pub enum Output {
     },
     /// Something happened on the home side of a chained binding (one log line).
     Chain(ChainReport),
+    /// A Binding Revocation was sent, answered, acknowledged or given up (one log line).
+    Revocation(RevocationReport),
+    /// PBUs refused by the per-MAG limits over the last interval (one line per MAG).
+    Limits(LimitReport),
 }
 
 /// Counters, for logs and tests.
@@ -206,6 +238,20 @@ pub struct Stats {
     pub chains_registered: u64,
     /// Held PBUs answered with an error (home reject or timeout).
     pub chains_failed: u64,
+    /// Binding Revocation Indications the LMA sent, sent again, saw acknowledged, gave
+    /// up on, and could not send (no free sequence number).
+    pub revocations_sent: u64,
+    pub revocations_retransmitted: u64,
+    pub revocation_acks: u64,
+    pub revocation_timeouts: u64,
+    pub revocations_not_sent: u64,
+    /// Binding Revocation Indications from MAGs, and the bindings they revoked.
+    pub revocations_received: u64,
+    pub revoked_by_mag: u64,
+    /// PBUs refused by the per-MAG limits: a full cache, a MAG's share, a MAG's rate.
+    pub refused_cache_full: u64,
+    pub refused_mag_share: u64,
+    pub refused_mag_rate: u64,
 }
 
 /// Why a PBU is refused, and what the PBA says.
@@ -216,6 +262,8 @@ struct Rejection {
     ipv4_reply: Option<Ipv4HomeAddressReplyStatus>,
     /// The sequence number to answer with, when not the PBU's (status 135).
     sequence: Option<u16>,
+    /// A refusal by the per-MAG limits: counted and reported per interval, not per PBU.
+    limit: Option<LimitKind>,
 }
 
 impl Rejection {
@@ -225,6 +273,7 @@ impl Rejection {
             reason,
             ipv4_reply: None,
             sequence: None,
+            limit: None,
         }
     }
     fn ipv4(
@@ -289,6 +338,10 @@ pub struct Lma {
     stats: Stats,
     /// The visited role ([`Lma::with_chaining`]).
     chain: Option<chain::Chain>,
+    /// Binding Revocation Indications waiting for their acknowledgement.
+    revocations: revocation::Revocations,
+    /// Per-MAG buckets and the refusals not reported yet.
+    limiter: limits::Limiter,
 }
 
 impl Lma {
@@ -313,6 +366,8 @@ impl Lma {
             clock: WallClock::new(now, wall_clock),
             stats: Stats::default(),
             chain: None,
+            revocations: revocation::Revocations::default(),
+            limiter: limits::Limiter::default(),
         })
     }
 
@@ -338,14 +393,22 @@ impl Lma {
         self.prefix_pool.as_ref().map_or(0, PrefixPool::available)
     }
 
+    /// Binding Revocation Indications waiting for an acknowledgement.
+    pub fn revocations_outstanding(&self) -> usize {
+        self.revocations.len()
+    }
+
     /// The earliest moment `handle(Input::Timeout, ..)` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let bindings = self.deadlines.peek().map(|(at, _)| at);
-        let home = self.chain.as_ref().and_then(chain::Chain::poll_timeout);
-        match (bindings, home) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.deadlines.peek().map(|(at, _)| at),
+            self.chain.as_ref().and_then(chain::Chain::poll_timeout),
+            self.revocations.poll_timeout(),
+            self.limits_poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Advances the state machine by one input at `now`, appending what to do to `out`.
@@ -355,6 +418,8 @@ impl Lma {
             Input::Timeout => {
                 self.expire(now, out);
                 self.chain_timeout(now, out);
+                self.revocation_timeout(now, out);
+                self.limits_timeout(now, out);
             }
         }
         let cache = &self.cache;
@@ -446,6 +511,9 @@ impl Lma {
                 self.binding_update(from, authorized, &bu, now, out)
             }
             MobilityMessage::BindingAck(ba) if home_gateway => self.chain_ack(from, &ba, now, out),
+            MobilityMessage::BindingRevocation(br) => {
+                self.binding_revocation(from, authorized, &br, now, out)
+            }
             MobilityMessage::Heartbeat(hb) if authorized && !hb.response && !hb.unsolicited => {
                 self.stats.heartbeats_answered += 1;
                 let response = HeartbeatRepr {
@@ -486,9 +554,22 @@ impl Lma {
             ))
         };
         let result = pbu.and_then(|pbu| {
-            let granted = self.process(&pbu, from, now, wall, out)?;
-            Ok((pbu, granted))
+            let processed = self.process(&pbu, from, now, wall, out)?;
+            Ok((pbu, processed))
         });
+        self.answer(from, bu, result, now, out);
+    }
+
+    /// Answers a PBU (`bu` as received) with what became of it: a PBA and a log line, or
+    /// only the line when it is held; a refusal by the limits is counted, not logged.
+    fn answer(
+        &mut self,
+        from: MagAddress,
+        bu: &BindingUpdateRepr,
+        result: Result<(ProxyBindingUpdate, Processed), Rejection>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
         match result {
             Ok((pbu, Processed::Held)) => out.push(Output::Report(PbuReport {
                 mag: from,
@@ -521,8 +602,13 @@ impl Lma {
             }
             Err(rejection) => {
                 self.stats.pbus_rejected += 1;
+                let wall = self.wall_clock(now);
                 let ack = reject_ack(bu, &rejection, wall);
                 self.send(from, MobilityMessage::BindingAck(ack), out);
+                if let Some(kind) = rejection.limit {
+                    self.count_refusal(from.ip(), kind, now);
+                    return;
+                }
                 let option = |pick: fn(&MobilityOption) -> Option<&String>| {
                     bu.options.iter().find_map(pick).cloned()
                 };
@@ -550,7 +636,7 @@ impl Lma {
         }
     }
 
-    /// Checks and carries out a valid PBU (steps 3 to 7 of the module doc).
+    /// Checks and carries out a valid PBU (steps 3 to 8 of the module doc).
     fn process(
         &mut self,
         pbu: &ProxyBindingUpdate,
@@ -561,6 +647,8 @@ impl Lma {
     ) -> Result<Processed, Rejection> {
         let existing = self.cache.find(&pbu.mn_id, pbu.apn.as_deref());
         let held = existing.and_then(|id| self.cache.get(id));
+        // Whether the sender holds the binding (RFC 5213 5.3.1 step 13: the Proxy-CoA).
+        let holder = held.is_some_and(|e| e.mag().ip() == from.ip());
         match pbu.timestamp {
             Some(ts) => {
                 if ts.distance(Timestamp::from_system_time(wall)) > self.settings.timestamp_window {
@@ -585,7 +673,7 @@ impl Lma {
                 ));
             }
             None => {
-                if let Some(entry) = held {
+                if let Some(entry) = held.filter(|_| holder) {
                     if !sequence_after(pbu.sequence, entry.state.last_sequence) {
                         return Err(Rejection {
                             sequence: Some(entry.state.last_sequence),
@@ -600,6 +688,14 @@ impl Lma {
         }
         let chained = existing.filter(|id| self.is_chained(*id));
         if pbu.lifetime.is_zero() {
+            if let Some(sequence) = existing
+                .filter(|_| holder)
+                .and_then(|id| self.revocations.awaiting(id))
+            {
+                return Ok(Processed::Granted(
+                    self.deregistered_while_asked(sequence, now, out),
+                ));
+            }
             if let Some(id) = chained {
                 return self
                     .chain_deregister(id, pbu, from, now, out)
@@ -618,36 +714,59 @@ impl Lma {
                 "no GRE Key option, and GRE encapsulation is required",
             ));
         }
-        let granted = match (existing, chained) {
+        match (existing, chained) {
+            (Some(id), _) if !holder => self.take_over(id, pbu, from, now, out),
             (Some(id), Some(_)) => {
                 self.chain_refresh(id, pbu, from, now, out)?;
-                return Ok(Processed::Held);
+                Ok(Processed::Held)
             }
-            (Some(id), None) => self.reregister(id, pbu, from, now, out),
-            (None, _) => match self.chain_target(pbu)? {
-                Some(home) => {
-                    self.chain_hold(pbu, from, home, now, out)?;
-                    return Ok(Processed::Held);
-                }
-                None => self.register(pbu, from, now, out),
-            },
-        };
-        granted.map(Processed::Granted)
+            (Some(id), None) => self
+                .reregister(id, pbu, from, now, out)
+                .map(Processed::Granted),
+            (None, _) => self.new_binding(pbu, from, now, out),
+        }
+    }
+
+    /// A PBU for a mobile node without a binding (step 8): chained to its home gateway,
+    /// or registered here.
+    fn new_binding(
+        &mut self,
+        pbu: &ProxyBindingUpdate,
+        from: MagAddress,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> Result<Processed, Rejection> {
+        match self.chain_target(pbu)? {
+            Some(home) => {
+                self.chain_hold(pbu, from, home, now, out)?;
+                Ok(Processed::Held)
+            }
+            None => self.register(pbu, from, now, out).map(Processed::Granted),
+        }
     }
 
     fn granted_lifetime(&self, requested: Lifetime) -> Lifetime {
         requested.min(self.settings.max_lifetime)
     }
 
-    /// Allocates what `addresses` lacks and the PBU asks for, into `taken`. On error the
-    /// caller releases `taken`.
+    /// Allocates what `addresses` lacks and the PBU from `mag` asks for, into `taken`,
+    /// within the MAG's share of each pool. On error the caller releases `taken`.
     fn allocate(
         &mut self,
         held: &Addresses,
         pbu: &ProxyBindingUpdate,
+        mag: MagAddress,
         taken: &mut Addresses,
     ) -> Result<(), Rejection> {
+        let one = |prefixes, ipv4| crate::binding_cache::MagUsage {
+            bindings: 0,
+            home_network_prefixes: prefixes,
+            ipv4_home_addresses: ipv4,
+        };
         if !pbu.home_network_prefixes.is_empty() && held.home_network_prefix.is_none() {
+            if self.prefix_pool.is_some() {
+                self.fits_share(mag.ip(), one(1, 0))?;
+            }
             let pool = self.prefix_pool.as_mut().ok_or(Rejection::new(
                 STATUS_NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE,
                 "no ipv6_pool: IPv6 home network prefixes are not served",
@@ -658,6 +777,9 @@ impl Lma {
             ))?);
         }
         if let (Some(request), None) = (pbu.ipv4_home_address_request, held.ipv4_home_address) {
+            if self.ipv4_pool.is_some() {
+                self.fits_share(mag.ip(), one(0, 1))?;
+            }
             let pool = self.ipv4_pool.as_mut().ok_or(Rejection::ipv4(
                 STATUS_NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE,
                 Ipv4HomeAddressReplyStatus::AdministrativelyProhibited,
@@ -732,7 +854,7 @@ impl Lma {
     fn info(&self, id: BindingId) -> Option<BindingInfo> {
         self.cache.get(id).map(|e| BindingInfo {
             id,
-            mag: e.state.mag,
+            mag: e.mag(),
             addresses: e.addresses(),
             downlink_gre_key: e.state.downlink_gre_key,
         })
@@ -751,16 +873,29 @@ impl Lma {
                 "a specific home network prefix for a mobile node without a binding",
             ));
         }
+        self.admit_new(from.ip(), false, now)?;
         let mut taken = Addresses::default();
-        if let Err(rejection) = self.allocate(&Addresses::default(), pbu, &mut taken) {
+        if let Err(rejection) = self.allocate(&Addresses::default(), pbu, from, &mut taken) {
             self.release(&taken);
             return Err(rejection);
         }
+        self.insert_binding(pbu, from, taken, now, out)
+    }
+
+    /// Binds `pbu` with the addresses `taken` for it (released again on error).
+    fn insert_binding(
+        &mut self,
+        pbu: &ProxyBindingUpdate,
+        from: MagAddress,
+        taken: Addresses,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> Result<Granted, Rejection> {
         let lifetime = self.granted_lifetime(pbu.lifetime);
-        let state = BindingState::from_pbu(pbu, from, lifetime, now);
+        let state = BindingState::from_pbu(pbu, lifetime, now);
         let id = match self
             .cache
-            .insert(&pbu.mn_id, pbu.apn.as_deref(), taken, state)
+            .insert(&pbu.mn_id, pbu.apn.as_deref(), from, taken, state)
         {
             Ok(id) => id,
             Err(_) => {
@@ -801,7 +936,7 @@ impl Lma {
             ));
         };
         let held = entry.addresses();
-        let before = (entry.state.mag, entry.state.downlink_gre_key);
+        let before = (entry.mag(), entry.state.downlink_gre_key);
         let previous_expiry = entry.state.expires;
         let prefix_matches =
             |p: &Ipv6Net| is_any_prefix(p) || Some(p.trunc()) == held.home_network_prefix;
@@ -824,7 +959,7 @@ impl Lma {
         }
         // A family asked for now that the binding does not hold yet.
         let mut taken = Addresses::default();
-        if let Err(rejection) = self.allocate(&held, pbu, &mut taken) {
+        if let Err(rejection) = self.allocate(&held, pbu, from, &mut taken) {
             self.release(&taken);
             return Err(rejection);
         }
@@ -842,8 +977,10 @@ impl Lma {
         }
         let lifetime = self.granted_lifetime(pbu.lifetime);
         let expires = self.arm(id, now, lifetime, Some(previous_expiry));
+        // Only fails for a binding that is gone, checked above.
+        let _ = self.cache.set_mag(id, from);
         if let Some(state) = self.cache.state_mut(id) {
-            state.refresh_from(pbu, from, lifetime, expires);
+            state.refresh_from(pbu, lifetime, expires);
         }
         if addresses != held || before != (from, pbu.gre_key) {
             if let Some(info) = self.info(id) {
@@ -876,8 +1013,12 @@ impl Lma {
             return Ok(deregistered(Addresses::default(), Outcome::Deregistered));
         };
         let held = entry.addresses();
-        if entry.state.mag.ip() != from.ip() {
-            return Ok(deregistered(held, Outcome::DeregistrationFromOldMag));
+        if entry.mag().ip() != from.ip() {
+            // Nothing of the binding goes to a MAG that does not hold it.
+            return Ok(deregistered(
+                Addresses::default(),
+                Outcome::DeregistrationFromOldMag,
+            ));
         }
         let prefix_matches =
             |p: &Ipv6Net| is_any_prefix(p) || Some(p.trunc()) == held.home_network_prefix;
@@ -887,17 +1028,22 @@ impl Lma {
                 "de-registration names a prefix the binding does not hold",
             ));
         }
-        let info = self.info(id);
-        if let Some(entry) = self.cache.remove(id) {
-            self.release(&entry.addresses());
-        }
-        if let Some(binding) = info {
-            out.push(Output::BindingDown {
-                binding,
-                reason: DownReason::Deregistered,
-            });
-        }
+        self.remove_binding(id, DownReason::Deregistered, out);
         Ok(deregistered(held, Outcome::Deregistered))
+    }
+
+    /// Removes a (not chained) binding, returns its addresses to the pools and tells the
+    /// data plane; false if it was gone.
+    fn remove_binding(&mut self, id: BindingId, reason: DownReason, out: &mut Vec<Output>) -> bool {
+        let info = self.info(id);
+        let Some(entry) = self.cache.remove(id) else {
+            return false;
+        };
+        self.release(&entry.addresses());
+        if let Some(binding) = info {
+            out.push(Output::BindingDown { binding, reason });
+        }
+        true
     }
 
     fn expire(&mut self, now: Instant, out: &mut Vec<Output>) {
@@ -910,16 +1056,8 @@ impl Lma {
                 self.chain_expire(id, now, out);
                 continue;
             }
-            let info = self.info(id);
-            if let Some(entry) = self.cache.remove(id) {
-                self.release(&entry.addresses());
+            if self.remove_binding(id, DownReason::Expired, out) {
                 self.stats.expired += 1;
-            }
-            if let Some(binding) = info {
-                out.push(Output::BindingDown {
-                    binding,
-                    reason: DownReason::Expired,
-                });
             }
         }
     }

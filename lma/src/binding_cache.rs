@@ -1,6 +1,9 @@
 //! The binding cache (RFC 5213 section 5.1): one entry per mobile node and APN, found by
 //! that key, and also by IPv4 home address, home network prefix and uplink GRE key (the
-//! lookups the data plane and the address checks need).
+//! lookups the data plane and the address checks need), and by NAI alone (RFC 5846
+//! revocation names a mobile node, not a PDN connection). It also keeps what each MAG
+//! holds (bindings, IPv4 home addresses, prefixes), for the per-MAG limits: the MAG of an
+//! entry changes only through [`BindingCache::set_mag`], so the count cannot drift.
 //!
 //! Entries live in a slab (`Vec` of slots, freed slots reused); every index maps to a
 //! slot number, so an entry is stored once. The main index is a raw hash table of slot
@@ -14,7 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -62,11 +65,36 @@ pub struct Addresses {
     pub uplink_gre_key: Option<GreKey>,
 }
 
-/// The parts of an entry that change on re-registration and are not indexed.
+/// What one MAG holds in the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MagUsage {
+    pub bindings: u32,
+    pub ipv4_home_addresses: u32,
+    pub home_network_prefixes: u32,
+}
+
+impl MagUsage {
+    fn add(&mut self, addresses: &Addresses, sign: i64) {
+        let step = |n: &mut u32, present: bool| {
+            if present {
+                *n = u32::try_from(i64::from(*n) + sign).unwrap_or(0);
+            }
+        };
+        step(
+            &mut self.ipv4_home_addresses,
+            addresses.ipv4_home_address.is_some(),
+        );
+        step(
+            &mut self.home_network_prefixes,
+            addresses.home_network_prefix.is_some(),
+        );
+    }
+}
+
+/// The parts of an entry that change on re-registration and are not indexed (the MAG
+/// is the entry's, changed with [`BindingCache::set_mag`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindingState {
-    /// The MAG holding the binding (its proxy care-of address) and the path to it.
-    pub mag: MagAddress,
     /// The key the LMA uses toward the MAG (RFC 5845).
     pub downlink_gre_key: Option<GreKey>,
     pub access_technology: AccessTechnologyType,
@@ -81,16 +109,14 @@ pub struct BindingState {
 }
 
 impl BindingState {
-    /// The state an accepted initial PBU from `from` gives a new binding (RFC 5213
-    /// section 5.3.2), with the granted lifetime and its expiry.
+    /// The state an accepted initial PBU gives a new binding (RFC 5213 section 5.3.2),
+    /// with the granted lifetime and its expiry.
     pub fn from_pbu(
         pbu: &ProxyBindingUpdate,
-        from: MagAddress,
         lifetime: Lifetime,
         expires: Instant,
     ) -> BindingState {
         BindingState {
-            mag: from,
             downlink_gre_key: pbu.gre_key,
             access_technology: pbu.access_technology,
             handoff: pbu.handoff,
@@ -101,18 +127,12 @@ impl BindingState {
         }
     }
 
-    /// Takes what an accepted lifetime-extending PBU from `from` carries (RFC 5213
-    /// sections 5.3.3 and 5.3.4, with or without handoff): the MAG, its GRE key, access
-    /// technology, handoff indicator, sequence number and timestamp (the last one kept
-    /// when the PBU has none), with the granted lifetime and the expiry armed for it.
-    pub fn refresh_from(
-        &mut self,
-        pbu: &ProxyBindingUpdate,
-        from: MagAddress,
-        lifetime: Lifetime,
-        expires: Instant,
-    ) {
-        self.mag = from;
+    /// Takes what an accepted lifetime-extending PBU carries (RFC 5213 sections 5.3.3
+    /// and 5.3.4, with or without handoff; the MAG itself is [`BindingCache::set_mag`]'s):
+    /// its GRE key, access technology, handoff indicator, sequence number and timestamp
+    /// (the last one kept when the PBU has none), with the granted lifetime and the expiry
+    /// armed for it.
+    pub fn refresh_from(&mut self, pbu: &ProxyBindingUpdate, lifetime: Lifetime, expires: Instant) {
         self.downlink_gre_key = pbu.gre_key;
         self.access_technology = pbu.access_technology;
         self.handoff = pbu.handoff;
@@ -128,11 +148,17 @@ impl BindingState {
 pub struct BindingCacheEntry {
     mn_id: Box<str>,
     apn: Option<Arc<str>>,
+    /// The MAG holding the binding (its proxy care-of address) and the path to it.
+    mag: MagAddress,
     addresses: Addresses,
     pub state: BindingState,
 }
 
 impl BindingCacheEntry {
+    /// The MAG holding the binding and the path of its last accepted PBU.
+    pub fn mag(&self) -> MagAddress {
+        self.mag
+    }
     /// The mobile node's NAI.
     pub fn mn_id(&self) -> &str {
         &self.mn_id
@@ -206,11 +232,14 @@ pub struct BindingCache {
     free_slots: Vec<u32>,
     hasher: std::collections::hash_map::RandomState,
     by_key: HashTable<u32>,
+    /// Slot numbers hashed by NAI alone (several per NAI: one per APN).
+    by_nai: HashTable<u32>,
     by_ipv4: IndexMap<u32>,
     /// Keyed by the prefix's upper 64 bits: every home network prefix is a /64.
     by_prefix: IndexMap<u64>,
     by_uplink_key: IndexMap<u32>,
     apns: HashSet<Arc<str>>,
+    usage: HashMap<IpAddr, MagUsage>,
     len: usize,
 }
 
@@ -233,6 +262,44 @@ impl BindingCache {
 
     fn hash_key(&self, mn_id: &str, apn: Option<&str>) -> u64 {
         self.hasher.hash_one((mn_id, apn))
+    }
+
+    fn hash_nai(&self, mn_id: &str) -> u64 {
+        self.hasher.hash_one(mn_id)
+    }
+
+    /// Every binding of this NAI (any APN).
+    pub fn bindings_of(&self, mn_id: &str) -> Vec<BindingId> {
+        let slots = &self.slots;
+        self.by_nai
+            .iter_hash(self.hash_nai(mn_id))
+            .filter(|&&s| {
+                slots[s as usize]
+                    .entry
+                    .as_ref()
+                    .is_some_and(|e| &*e.mn_id == mn_id)
+            })
+            .map(|&s| self.id(s))
+            .collect()
+    }
+
+    /// What the MAG at `mag` holds.
+    pub fn usage(&self, mag: IpAddr) -> MagUsage {
+        self.usage.get(&mag).copied().unwrap_or_default()
+    }
+
+    /// Every MAG holding a binding, and what it holds.
+    pub fn usage_by_mag(&self) -> impl Iterator<Item = (IpAddr, MagUsage)> + '_ {
+        self.usage.iter().map(|(ip, u)| (*ip, *u))
+    }
+
+    fn count(&mut self, mag: IpAddr, addresses: &Addresses, sign: i64) {
+        let usage = self.usage.entry(mag).or_default();
+        usage.bindings = u32::try_from(i64::from(usage.bindings) + sign).unwrap_or(0);
+        usage.add(addresses, sign);
+        if usage.bindings == 0 {
+            self.usage.remove(&mag);
+        }
     }
 
     fn id(&self, slot: u32) -> BindingId {
@@ -342,6 +409,7 @@ impl BindingCache {
         &mut self,
         mn_id: &str,
         apn: Option<&str>,
+        mag: MagAddress,
         addresses: Addresses,
         state: BindingState,
     ) -> Result<BindingId, CacheError> {
@@ -366,34 +434,59 @@ impl BindingCache {
         let entry = BindingCacheEntry {
             mn_id: Box::from(mn_id),
             apn,
+            mag,
             addresses,
             state,
         };
         let hash = self.hash_key(entry.mn_id(), entry.apn());
+        let nai_hash = self.hash_nai(entry.mn_id());
         self.slots[slot as usize].entry = Some(entry);
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.by_key.insert_unique(hash, slot, |&s| {
             let e = slots[s as usize].entry.as_ref();
             hasher.hash_one((e.map_or("", |e| e.mn_id()), e.and_then(|e| e.apn())))
         });
+        self.by_nai.insert_unique(nai_hash, slot, |&s| {
+            hasher.hash_one(slots[s as usize].entry.as_ref().map_or("", |e| e.mn_id()))
+        });
         self.index_addresses(&addresses, slot);
+        self.count(mag.ip(), &addresses, 1);
         self.len += 1;
         Ok(self.id(slot))
     }
 
     /// Replaces a binding's addresses, re-indexing them. Nothing changes on error.
     pub fn set_addresses(&mut self, id: BindingId, addresses: Addresses) -> Result<(), CacheError> {
-        let old = self
+        let (old, mag) = self
             .get(id)
-            .map(|e| e.addresses)
+            .map(|e| (e.addresses, e.mag.ip()))
             .ok_or(CacheError::NoSuchBinding)?;
         if !self.addresses_free(&addresses, Some(id.slot)) {
             return Err(CacheError::AddressInUse);
         }
         self.unindex_addresses(&old);
         self.index_addresses(&addresses, id.slot);
+        let usage = self.usage.entry(mag).or_default();
+        usage.add(&old, -1);
+        usage.add(&addresses, 1);
         if let Some(entry) = self.slots[id.slot as usize].entry.as_mut() {
             entry.addresses = addresses;
+        }
+        Ok(())
+    }
+
+    /// Moves a binding to another MAG (or another path to the same one).
+    pub fn set_mag(&mut self, id: BindingId, mag: MagAddress) -> Result<(), CacheError> {
+        let (old, addresses) = self
+            .get(id)
+            .map(|e| (e.mag, e.addresses))
+            .ok_or(CacheError::NoSuchBinding)?;
+        if old.ip() != mag.ip() {
+            self.count(old.ip(), &addresses, -1);
+            self.count(mag.ip(), &addresses, 1);
+        }
+        if let Some(entry) = self.slots[id.slot as usize].entry.as_mut() {
+            entry.mag = mag;
         }
         Ok(())
     }
@@ -413,7 +506,12 @@ impl BindingCache {
         if let Ok(found) = self.by_key.find_entry(hash, |&s| s == id.slot) {
             found.remove();
         }
+        let nai_hash = self.hash_nai(entry.mn_id());
+        if let Ok(found) = self.by_nai.find_entry(nai_hash, |&s| s == id.slot) {
+            found.remove();
+        }
         self.unindex_addresses(&entry.addresses);
+        self.count(entry.mag.ip(), &entry.addresses, -1);
         self.free_slots.push(id.slot);
         self.len -= 1;
         Some(entry)
@@ -440,12 +538,15 @@ mod tests {
     use super::*;
     use std::net::SocketAddrV4;
 
+    fn mag(last: u8) -> MagAddress {
+        MagAddress::Udp4 {
+            mag: SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, last), 5436),
+            local: Ipv4Addr::new(192, 0, 2, 2),
+        }
+    }
+
     fn state() -> BindingState {
         BindingState {
-            mag: MagAddress::Udp4 {
-                mag: SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 5436),
-                local: Ipv4Addr::new(192, 0, 2, 2),
-            },
             downlink_gre_key: Some(GreKey(7)),
             access_technology: AccessTechnologyType::Ieee80211,
             handoff: HandoffIndicator::AttachmentOverNewInterface,
@@ -468,12 +569,14 @@ mod tests {
     fn every_index_finds_the_entry_and_removal_clears_them() {
         let mut cache = BindingCache::new();
         let a = cache
-            .insert("a@x", Some("internet"), addresses(1), state())
+            .insert("a@x", Some("internet"), mag(1), addresses(1), state())
             .unwrap();
         let b = cache
-            .insert("a@x", Some("ims"), addresses(2), state())
+            .insert("a@x", Some("ims"), mag(1), addresses(2), state())
             .unwrap();
-        let c = cache.insert("a@x", None, addresses(3), state()).unwrap();
+        let c = cache
+            .insert("a@x", None, mag(1), addresses(3), state())
+            .unwrap();
         assert_eq!(cache.len(), 3);
         assert_eq!(cache.find("a@x", Some("internet")), Some(a));
         assert_eq!(cache.find("a@x", Some("ims")), Some(b));
@@ -489,11 +592,11 @@ mod tests {
         );
         assert_eq!(cache.by_uplink_gre_key(GreKey(1)), Some(a));
         assert_eq!(
-            cache.insert("a@x", Some("internet"), addresses(9), state()),
+            cache.insert("a@x", Some("internet"), mag(1), addresses(9), state()),
             Err(CacheError::DuplicateKey)
         );
         assert_eq!(
-            cache.insert("z@x", None, addresses(1), state()),
+            cache.insert("z@x", None, mag(1), addresses(1), state()),
             Err(CacheError::AddressInUse)
         );
         let removed = cache.remove(b).unwrap();
@@ -505,7 +608,9 @@ mod tests {
         assert_eq!(cache.by_ipv4_home_address(Ipv4Addr::new(10, 0, 0, 2)), None);
         assert_eq!(cache.by_uplink_gre_key(GreKey(2)), None);
         // The slot is reused under a new generation: the old id stays dead.
-        let d = cache.insert("d@x", None, addresses(2), state()).unwrap();
+        let d = cache
+            .insert("d@x", None, mag(1), addresses(2), state())
+            .unwrap();
         assert_ne!(d, b);
         assert!(cache.get(b).is_none());
         assert_eq!(cache.iter().count(), 3);
@@ -514,8 +619,12 @@ mod tests {
     #[test]
     fn set_addresses_reindexes_or_changes_nothing() {
         let mut cache = BindingCache::new();
-        let a = cache.insert("a@x", None, addresses(1), state()).unwrap();
-        let _b = cache.insert("b@x", None, addresses(2), state()).unwrap();
+        let a = cache
+            .insert("a@x", None, mag(1), addresses(1), state())
+            .unwrap();
+        let _b = cache
+            .insert("b@x", None, mag(1), addresses(2), state())
+            .unwrap();
         assert_eq!(
             cache.set_addresses(a, addresses(2)),
             Err(CacheError::AddressInUse)
@@ -535,6 +644,7 @@ mod tests {
                     .insert(
                         &format!("{i}@x"),
                         Some("internet"),
+                        mag(1),
                         Addresses::default(),
                         state(),
                     )
@@ -544,5 +654,46 @@ mod tests {
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(cache.find(&format!("{i}@x"), Some("internet")), Some(*id));
         }
+    }
+
+    #[test]
+    fn the_nai_index_and_per_mag_usage_follow_every_change() {
+        let mut cache = BindingCache::new();
+        let a = cache
+            .insert("n@x", Some("internet"), mag(1), addresses(1), state())
+            .unwrap();
+        let b = cache
+            .insert("n@x", Some("ims"), mag(1), addresses(2), state())
+            .unwrap();
+        let c = cache
+            .insert("other@x", None, mag(3), addresses(3), state())
+            .unwrap();
+        let mut of_n = cache.bindings_of("n@x");
+        of_n.sort();
+        assert_eq!(of_n, vec![a, b]);
+        assert_eq!(cache.bindings_of("n@y"), vec![]);
+        let one = |n| IpAddr::V4(Ipv4Addr::new(192, 0, 2, n));
+        let full = |n| MagUsage {
+            bindings: n,
+            ipv4_home_addresses: n,
+            home_network_prefixes: n,
+        };
+        assert_eq!(cache.usage(one(1)), full(2));
+        assert_eq!(cache.usage(one(3)), full(1));
+        // A binding moves: counted under its new MAG only.
+        cache.set_mag(b, mag(3)).unwrap();
+        assert_eq!(cache.usage(one(1)), full(1));
+        assert_eq!(cache.usage(one(3)), full(2));
+        // Addresses change: so does the count.
+        let mut fewer = addresses(2);
+        fewer.ipv4_home_address = None;
+        cache.set_addresses(b, fewer).unwrap();
+        assert_eq!(cache.usage(one(3)).ipv4_home_addresses, 1);
+        assert_eq!(cache.usage(one(3)).home_network_prefixes, 2);
+        cache.remove(a);
+        cache.remove(b);
+        cache.remove(c);
+        assert_eq!(cache.usage_by_mag().count(), 0, "nothing left behind");
+        assert_eq!(cache.bindings_of("n@x"), vec![]);
     }
 }

@@ -366,6 +366,8 @@ pub fn resolve(
         unauthorized_mag: pick!(unauthorized_mag).0.unwrap_or_default(),
         allowed_mags,
         restart_counter: 0,
+        revocation: crate::anchor::RevocationSettings::default(),
+        limits: crate::anchor::MagLimits::default(),
     };
     let sgi = match pick!(sgi).0 {
         None => None,

@@ -533,6 +533,7 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
                         ChainDownReason::Deregistered => "chained binding down: deregistered",
                         ChainDownReason::Expired => "chained binding down: expired",
                         ChainDownReason::HomeLost => "chained binding down: home gateway lost it",
+                        ChainDownReason::Revoked => "chained binding down: revoked",
                     };
                     log_chain_info(&chain, what);
                 }
@@ -554,7 +555,34 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
                         "binding expired"
                     ),
                     DownReason::Deregistered => tracing::debug!(id = %binding.id, "binding down"),
+                    DownReason::Revoked => tracing::info!(
+                        id = %binding.id,
+                        mag = %binding.mag,
+                        ipv4 = ?binding.addresses.ipv4_home_address,
+                        prefix = ?binding.addresses.home_network_prefix,
+                        "binding revoked"
+                    ),
                 },
+                Output::Revocation(r) => tracing::info!(
+                    mag = %r.mag,
+                    sequence = r.sequence,
+                    mn_id = r.mn_id.as_deref().unwrap_or(""),
+                    apn = r.apn.as_deref().unwrap_or(""),
+                    event = ?r.event,
+                    "binding revocation"
+                ),
+                Output::Limits(report) => {
+                    for (mag, refused) in &report.refusals {
+                        tracing::warn!(
+                            %mag,
+                            interval_secs = report.interval.as_secs_f64(),
+                            cache_full = refused.capacity,
+                            share = refused.share,
+                            rate = refused.rate,
+                            "PBUs refused by mag_limits"
+                        );
+                    }
+                }
             }
         }
         recorder.flush();

@@ -194,6 +194,11 @@ impl Ipv4Pool {
     pub fn available(&self) -> u32 {
         self.indices.available()
     }
+
+    /// Addresses the pool hands out in all (the reserved one aside).
+    pub fn capacity(&self) -> u32 {
+        self.indices.size - u32::from(self.reserved.is_some())
+    }
 }
 
 /// IPv6 home network prefixes (RFC 5213): the /64s of a shorter prefix. Pools shorter
@@ -264,6 +269,11 @@ impl PrefixPool {
     pub fn available(&self) -> u32 {
         self.indices.available()
     }
+
+    /// Prefixes the pool hands out in all.
+    pub fn capacity(&self) -> u32 {
+        self.indices.size
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +288,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(pool.available(), 5);
+        assert_eq!(pool.capacity(), 5);
         let got: Vec<Ipv4Addr> = std::iter::from_fn(|| pool.allocate()).collect();
         let want: Vec<Ipv4Addr> = (2..=6).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
         assert_eq!(got, want);

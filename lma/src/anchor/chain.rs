@@ -56,6 +56,7 @@ use pmip_common::mh::{
     VendorSpecific,
 };
 
+use super::revocation::RevocationTrigger;
 use super::{
     is_any_prefix, reject_ack, Granted, HomeGrant, Lma, Outcome, Output, PbuReport, Rejection,
     STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
@@ -117,6 +118,8 @@ pub enum ChainDownReason {
     Expired,
     /// The home gateway refused or ignored a refresh.
     HomeLost,
+    /// Revoked: by the ePDG (RFC 5846), or replaced by a new mobility session.
+    Revoked,
 }
 
 /// What happened on the home side (one log line each).
@@ -678,14 +681,14 @@ impl Lma {
         let lifetime = self
             .granted_lifetime(pbu.lifetime)
             .min(registration.lifetime);
-        let state = BindingState::from_pbu(pbu, pending.from, lifetime, now);
+        let state = BindingState::from_pbu(pbu, lifetime, now);
         let held = Addresses {
             uplink_gre_key: Some(pending.uplink_key),
             ..Addresses::default()
         };
         let id = match self
             .cache
-            .insert(&pbu.mn_id, pbu.apn.as_deref(), held, state)
+            .insert(&pbu.mn_id, pbu.apn.as_deref(), pending.from, held, state)
         {
             Ok(id) => id,
             Err(_) => {
@@ -964,15 +967,21 @@ impl Lma {
             ));
         };
         let home = HomeGrant::of(record.home.ip(), &record.registration);
+        if entry.mag().ip() != from.ip() {
+            // Nothing of the binding goes to an ePDG that does not hold it.
+            return Ok(Granted {
+                addresses: Addresses::default(),
+                lifetime: Lifetime(0),
+                outcome: Outcome::DeregistrationFromOldMag,
+                home: None,
+            });
+        }
         let deregistered = |outcome| Granted {
             addresses: home.addresses(uplink_key),
             lifetime: Lifetime(0),
             outcome,
             home: Some(home),
         };
-        if entry.state.mag.ip() != from.ip() {
-            return Ok(deregistered(Outcome::DeregistrationFromOldMag));
-        }
         let held = home.home_network_prefix.map(|p| p.trunc());
         if !pbu
             .home_network_prefixes
@@ -1092,18 +1101,28 @@ impl Lma {
         let (pbu, from) = (&held.pbu, held.from);
         let home = HomeGrant::of(record.home.ip(), &record.registration);
         let home_lifetime = record.registration.lifetime;
-        let before = (entry.state.mag, entry.state.downlink_gre_key);
+        let before = (entry.mag(), entry.state.downlink_gre_key);
+        let old_technology = entry.state.access_technology;
         let previous_expiry = entry.state.expires;
         let lifetime = self.granted_lifetime(pbu.lifetime).min(home_lifetime);
         let expires = self.arm(id, now, lifetime, Some(previous_expiry));
+        // Only fails for a binding that is gone, checked above.
+        let _ = self.cache.set_mag(id, from);
         if let Some(state) = self.cache.state_mut(id) {
-            state.refresh_from(pbu, from, lifetime, expires);
+            state.refresh_from(pbu, lifetime, expires);
         }
         if before != (from, pbu.gre_key) {
             if let Some(info) = self.chain_info(id) {
                 out.push(Output::ChainUp(info));
             }
         }
+        // A handoff to another ePDG (the takeover module): the old one is told now.
+        let trigger = if old_technology == pbu.access_technology {
+            RevocationTrigger::InterMagHandoverSameAccessType
+        } else {
+            RevocationTrigger::InterMagHandoverDifferentAccessType
+        };
+        self.moved(id, before.0, from, Some(trigger), now, out);
         let granted = Granted {
             addresses: home.addresses(uplink_key),
             lifetime,
@@ -1122,6 +1141,30 @@ impl Lma {
         )));
     }
 
+    /// The home network prefix of a chained binding (`Some`, possibly without a prefix),
+    /// or `None` for a binding that is not chained.
+    pub(super) fn chain_home_prefix(&self, id: BindingId) -> Option<Option<Ipv6Net>> {
+        let record = self.chain.as_ref()?.records.get(&id)?;
+        Some(record.registration.home_network_prefix.map(|p| p.trunc()))
+    }
+
+    /// A chained binding revoked here (by its ePDG, or replaced): removed, and
+    /// de-registered at home. False if it was gone.
+    pub(super) fn chain_revoke(
+        &mut self,
+        id: BindingId,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> bool {
+        match self.unbind_chained(id, ChainDownReason::Revoked, out) {
+            Some(record) => {
+                self.list_input(bul::Input::Deregister(record.key), now, out);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A chained binding expired here: de-register at home too.
     pub(super) fn chain_expire(&mut self, id: BindingId, now: Instant, out: &mut Vec<Output>) {
         self.stats.expired += 1;
@@ -1137,7 +1180,7 @@ impl Lma {
             id,
             mn_id: entry.mn_id().to_string(),
             apn: entry.apn().map(str::to_string),
-            epdg: entry.state.mag,
+            epdg: entry.mag(),
             uplink_key: entry.addresses().uplink_gre_key?,
             epdg_downlink_key: entry.state.downlink_gre_key?,
             home: record.home,

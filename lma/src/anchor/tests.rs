@@ -34,6 +34,8 @@ fn settings() -> LmaSettings {
             "fd00::/64".parse().unwrap(),
         ],
         restart_counter: 42,
+        revocation: RevocationSettings::default(),
+        limits: MagLimits::default(),
     }
 }
 

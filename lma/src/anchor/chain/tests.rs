@@ -15,6 +15,7 @@ use pmip_common::mh::{
 
 use super::*;
 use crate::anchor::{Input, LmaSettings, Outcome};
+use crate::anchor::{MagLimits, RevocationSettings};
 use crate::config::{MagFilter, UnauthorizedMag};
 
 const EPDG: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -43,6 +44,8 @@ fn core_settings(pool_v4: &str, pool_v6: &str, mags: &[Ipv4Addr]) -> LmaSettings
             .map(|a| MagFilter(ipnet::IpNet::from(IpAddr::V4(*a))))
             .collect(),
         restart_counter: 1,
+        revocation: RevocationSettings::default(),
+        limits: MagLimits::default(),
     }
 }
 
@@ -372,7 +375,7 @@ fn a_roaming_pbu_is_held_registered_at_home_and_answered_with_home_addresses() {
     assert_eq!(net.visited.chain_counts(), (1, 0));
     assert_eq!(net.home.cache().len(), 1);
     let home_entry = net.home.cache().iter().next().unwrap().1;
-    assert_eq!(home_entry.state.mag.ip(), IpAddr::V4(VISITED_HOME_SIDE));
+    assert_eq!(home_entry.mag().ip(), IpAddr::V4(VISITED_HOME_SIDE));
     assert_eq!(home_entry.state.downlink_gre_key, Some(home_downlink_key));
 
     // The relay learns both key pairs; the log shows the chain.
