@@ -714,6 +714,12 @@ impl Lma {
                 "no GRE Key option, and GRE encapsulation is required",
             ));
         }
+        if let Some(sequence) = existing
+            .filter(|_| holder)
+            .and_then(|id| self.revocations.awaiting(id))
+        {
+            self.refreshed_while_asked(sequence, now, out);
+        }
         match (existing, chained) {
             (Some(id), _) if !holder => self.take_over(id, pbu, from, now, out),
             (Some(id), Some(_)) => {

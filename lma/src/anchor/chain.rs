@@ -188,6 +188,11 @@ pub(super) struct Chain {
     current_ack: Option<ProxyBindingAck>,
     /// ePDG re-registrations held while the home gateway refreshes.
     refreshing: HashMap<MobileNodeKey, HeldRefresh>,
+    /// Keys whose home registration is being de-registered: the list takes no new
+    /// registration for them until that ends.
+    deregistering: HashSet<MobileNodeKey>,
+    /// New PBUs for such a key, handled when the de-registration ends.
+    after_deregistration: HashMap<MobileNodeKey, HeldRefresh>,
 }
 
 /// An ePDG's re-registration of a chained binding, held for the home's answer.
@@ -220,6 +225,8 @@ impl Chain {
             cleanup_sequence: 0x8000,
             current_ack: None,
             refreshing: HashMap::new(),
+            deregistering: HashSet::new(),
+            after_deregistration: HashMap::new(),
         }
     }
 
@@ -373,6 +380,16 @@ impl Lma {
             ));
         }
         let (key, chain) = chain_for(&mut self.chain, pbu)?;
+        if chain.deregistering.contains(&key) {
+            // The old home registration of this key is still being let go (a new
+            // session replacing one, or a quick re-attach): this one waits for that.
+            let held = HeldRefresh {
+                pbu: pbu.clone(),
+                from,
+            };
+            chain.after_deregistration.insert(key, held);
+            return Ok(());
+        }
         if let Some(held) = chain.pending.get_mut(&key) {
             // A retransmission while the home gateway has not answered: the answer goes
             // to the latest one.
@@ -482,6 +499,9 @@ impl Lma {
         let Some(chain) = self.chain.as_mut() else {
             return;
         };
+        if let bul::Input::Deregister(key) = &input {
+            chain.deregistering.insert(key.clone());
+        }
         let mut events = Vec::new();
         chain.list.handle(input, now, &mut events);
         for event in events {
@@ -528,6 +548,15 @@ impl Lma {
                         "not acknowledged".into()
                     },
                 ));
+                let waiting = self.chain.as_mut().and_then(|c| {
+                    c.deregistering.remove(&key);
+                    c.after_deregistration.remove(&key)
+                });
+                if let Some(HeldRefresh { pbu, from }) = waiting {
+                    let result = self.new_binding(&pbu, from, now, out);
+                    let bu = pbu.to_binding_update();
+                    self.answer(from, &bu, result.map(|p| (pbu, p)), now, out);
+                }
             }
         }
     }
@@ -1011,6 +1040,15 @@ impl Lma {
         let Some(chain) = self.chain.as_mut() else {
             return;
         };
+        if chain
+            .after_deregistration
+            .get(&key)
+            .is_some_and(|p| p.from.ip() == from.ip())
+        {
+            // Waiting for the old home registration to go: now it need not wait.
+            chain.after_deregistration.remove(&key);
+            return;
+        }
         match chain.pending.get(&key) {
             Some(p) if p.from.ip() == from.ip() => {}
             _ => return,

@@ -25,9 +25,11 @@
 //!   128 BINDING_DOES_NOT_EXIST (the node is not there), or the old MAG's
 //!   de-registration: the handoff is made; 132 MN_IS_ATTACHED: the node is still there,
 //!   and a second session for the same key cannot be: the PBU is refused with 129
-//!   ADMINISTRATIVELY_PROHIBITED; no answer after the retransmissions, or another error:
-//!   a new mobility session, as below but without a second indication. If the binding
-//!   moved again meanwhile, 128; if it went away, a new binding.
+//!   ADMINISTRATIVELY_PROHIBITED, and so it is when the old MAG re-registers the binding
+//!   meanwhile (section 8.1: accepting its PBU ends the revocation in progress); no
+//!   answer after the retransmissions, or another error: a new mobility session, as below
+//!   but without a second indication. If the binding moved again meanwhile, 128; if it
+//!   went away, a new binding.
 //! * **1 (attachment over a new interface)**: a new mobility session (section 5.4.1.3
 //!   item 4). One key holds one session, so the new one replaces the old: new prefix,
 //!   IPv4 address and uplink GRE key are allocated while the old ones are still held
@@ -295,6 +297,20 @@ impl Lma {
             now,
             out,
         );
+    }
+
+    /// The holder of a binding re-registers it while another MAG's handoff waits: the
+    /// holder keeps it, the waiting PBU is refused as if the node were still attached.
+    pub(super) fn refreshed_while_asked(
+        &mut self,
+        sequence: u16,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        if let Some(outstanding) = self.revocations.take(sequence) {
+            let attached = Some(RevocationStatus::RevocationFailedMnIsAttached);
+            self.revocation_answered(outstanding, attached, now, out);
+        }
     }
 
     /// The holder of binding `id` de-registers while another MAG's handoff waits for it:

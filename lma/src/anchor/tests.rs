@@ -4,8 +4,9 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::time::UNIX_EPOCH;
 
 use pmip_common::mh::{
-    mobility_header_checksum, AccessTechnologyType, BindingErrorStatus, ChecksumContext, GreKey,
-    HandoffIndicator, MobileNodeIdentifier, Timestamp,
+    mobility_header_checksum, AccessTechnologyType, BindingErrorStatus, BindingRevocationRepr,
+    BindingRevocationType, ChecksumContext, GreKey, HandoffIndicator, MobileNodeIdentifier,
+    Timestamp,
 };
 use proptest::prelude::*;
 
@@ -1147,4 +1148,852 @@ proptest! {
         prop_assert_eq!(ack.status.is_accepted(), good, "{:?}: {:?}", nai, ack.status);
         prop_assert_eq!(b.lma.cache().len(), usize::from(good));
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Binding Revocation from a MAG (RFC 5846 section 8.2)
+
+const P: u8 = BindingRevocationRepr::PROXY;
+const V: u8 = BindingRevocationRepr::IPV4_HOA_ONLY;
+const G: u8 = BindingRevocationRepr::GLOBAL;
+
+fn mn(nai: &str) -> MobilityOption {
+    MobilityOption::MobileNodeIdentifier(MobileNodeIdentifier::Nai(nai.into()))
+}
+
+fn bri_bytes(
+    from: MagAddress,
+    sequence: u16,
+    trigger: u8,
+    flags: u8,
+    options: Vec<MobilityOption>,
+) -> Vec<u8> {
+    MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::BindingRevocation(BindingRevocationRepr {
+            revocation_type: BindingRevocationType::Indication,
+            trigger_or_status: trigger,
+            sequence,
+            flags,
+            options,
+        }),
+    }
+    .to_bytes(from.receive_checksum())
+}
+
+/// The Binding Revocation messages the outputs send to `to`.
+fn revocations_to(out: &[Output], to: MagAddress) -> Vec<BindingRevocationRepr> {
+    answers(out, to)
+        .into_iter()
+        .filter_map(|m| match m {
+            MobilityMessage::BindingRevocation(br) => Some(br),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Bench {
+    /// Sends a BRI from `from` and returns the one acknowledgement it got, and the outputs.
+    fn bri(
+        &mut self,
+        from: MagAddress,
+        sequence: u16,
+        trigger: u8,
+        flags: u8,
+        options: Vec<MobilityOption>,
+        secs: u64,
+    ) -> (BindingRevocationRepr, Vec<Output>) {
+        let bytes = bri_bytes(from, sequence, trigger, flags, options);
+        let out = self.feed(from, &bytes, secs);
+        match revocations_to(&out, from).as_slice() {
+            [ack] => {
+                assert_eq!(ack.revocation_type, BindingRevocationType::Acknowledgement);
+                assert_eq!(ack.sequence, sequence, "the BRA copies the sequence number");
+                (ack.clone(), out)
+            }
+            other => panic!("expected one BRA, got {other:?} in {out:?}"),
+        }
+    }
+
+    /// Registers `mn` for `apn` from `mag`.
+    fn register_at(&mut self, mag: MagAddress, mn: &str, apn: &str, secs: u64) -> ProxyBindingAck {
+        let mut pbu = self.pbu(1, mn, secs);
+        pbu.apn = Some(apn.into());
+        let (ack, _) = self.exchange(mag, pbu.to_binding_update(), secs);
+        assert_eq!(ack.status, BindingAckStatus::Accepted, "{ack:?}");
+        ProxyBindingAck::try_from(&ack).unwrap()
+    }
+}
+
+fn status(ack: &BindingRevocationRepr) -> RevocationStatus {
+    RevocationStatus::from(ack.trigger_or_status)
+}
+
+fn downs(out: &[Output]) -> Vec<DownReason> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::BindingDown { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_mag_revokes_one_binding_by_prefix_and_the_addresses_come_back() {
+    let mut b = Bench::new();
+    let granted = b.register("r@x", 0);
+    let hnp = granted.home_network_prefixes[0];
+    let (ack, out) = b.bri(
+        udp(MAG),
+        77,
+        1,
+        P,
+        vec![mn("r@x"), MobilityOption::HomeNetworkPrefix(hnp)],
+        1,
+    );
+    assert_eq!(status(&ack), RevocationStatus::Success);
+    assert_eq!(ack.flags, P, "P mirrored");
+    assert_eq!(downs(&out), vec![DownReason::Revoked]);
+    b.assert_empty();
+    assert_eq!(b.lma.stats().revoked_by_mag, 1);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Revocation(RevocationReport {
+            event: RevocationEvent::Answered { revoked: 1, .. },
+            ..
+        })
+    )));
+}
+
+#[test]
+fn a_mag_revokes_every_binding_of_a_node_it_holds_and_only_those() {
+    let mut b = Bench::new();
+    b.register_at(udp(MAG), "n@x", "internet", 0);
+    b.register_at(udp(MAG), "n@x", "ims", 0);
+    b.register_at(udp(OTHER_MAG), "n@x", "mms", 0);
+    b.register_at(udp(MAG), "someone-else@x", "internet", 0);
+    let (ack, out) = b.bri(udp(MAG), 1, 5, P, vec![mn("n@x")], 1);
+    assert_eq!(status(&ack), RevocationStatus::Success);
+    assert_eq!(downs(&out).len(), 2);
+    let cache = b.lma.cache();
+    assert_eq!(cache.len(), 2);
+    assert!(
+        cache.find("n@x", Some("mms")).is_some(),
+        "another MAG's binding stays"
+    );
+    // A MAG cannot revoke what another MAG holds.
+    let (ack, out) = b.bri(udp(MAG), 2, 5, P, vec![mn("n@x")], 1);
+    assert_eq!(status(&ack), RevocationStatus::BindingDoesNotExist);
+    assert!(downs(&out).is_empty());
+    assert_eq!(b.lma.cache().len(), 2);
+}
+
+#[test]
+fn bad_indications_get_the_status_rfc_5846_names_and_change_nothing() {
+    let mut b = Bench::with(LmaSettings {
+        revocation: RevocationSettings {
+            global_mags: vec![OTHER_MAG.parse().unwrap()],
+            ..RevocationSettings::default()
+        },
+        ..settings()
+    });
+    b.register("keep@x", 0);
+    let cases: Vec<(u8, u8, Vec<MobilityOption>, RevocationStatus)> = vec![
+        // A trigger no registry lists, per-MN and global.
+        (
+            50,
+            P,
+            vec![mn("keep@x")],
+            RevocationStatus::RevocationTriggerNotSupported,
+        ),
+        (
+            200,
+            P | G,
+            vec![mn("keep@x")],
+            RevocationStatus::RevocationTriggerNotSupported,
+        ),
+        // The LMA's own global trigger.
+        (
+            129,
+            P | G,
+            vec![mn("@x")],
+            RevocationStatus::RevocationTriggerNotSupported,
+        ),
+        // A per-MN trigger with G, a global one without.
+        (
+            2,
+            P | G,
+            vec![mn("keep@x")],
+            RevocationStatus::RevocationFunctionNotSupported,
+        ),
+        (
+            128,
+            P,
+            vec![mn("keep@x")],
+            RevocationStatus::RevocationFunctionNotSupported,
+        ),
+        // Mobile IPv6 bindings: none here.
+        (
+            1,
+            0,
+            vec![mn("keep@x")],
+            RevocationStatus::BindingDoesNotExist,
+        ),
+        // Per MN without the MN-ID.
+        (
+            1,
+            P,
+            vec![],
+            RevocationStatus::RevokedMobileNodesIdentityRequired,
+        ),
+        // V without the IPv4 Home Address Request option.
+        (
+            1,
+            P | V,
+            vec![mn("keep@x")],
+            RevocationStatus::Ipv4HomeAddressOptionRequired,
+        ),
+        // Global from a MAG not allowed to, or without its identity.
+        (
+            128,
+            P | G,
+            vec![mn("mag@x")],
+            RevocationStatus::GlobalRevocationNotAuthorized,
+        ),
+        // An unknown node, or a prefix it does not hold.
+        (
+            1,
+            P,
+            vec![mn("nobody@x")],
+            RevocationStatus::BindingDoesNotExist,
+        ),
+        (
+            1,
+            P,
+            vec![
+                mn("keep@x"),
+                MobilityOption::HomeNetworkPrefix("2001:db8:9::/64".parse().unwrap()),
+            ],
+            RevocationStatus::BindingDoesNotExist,
+        ),
+    ];
+    for (i, (trigger, flags, options, want)) in cases.into_iter().enumerate() {
+        let (ack, out) = b.bri(udp(MAG), 100 + i as u16, trigger, flags, options, 1);
+        assert_eq!(status(&ack), want, "case {i}");
+        assert_eq!(ack.flags, flags, "case {i}: P, V and G mirrored");
+        assert!(downs(&out).is_empty(), "case {i}");
+        assert_eq!(b.lma.cache().len(), 1, "case {i}");
+    }
+    let (ack, _) = b.bri(udp(OTHER_MAG), 9, 128, P | G, vec![], 1);
+    assert_eq!(
+        status(&ack),
+        RevocationStatus::GlobalRevocationNotAuthorized
+    );
+    // A MAG outside allowed_mags gets no answer at all (RFC 5846 section 6.2).
+    let stranger = udp("198.51.100.1");
+    let out = b.feed(
+        stranger,
+        &bri_bytes(stranger, 1, 1, P, vec![mn("keep@x")]),
+        1,
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn a_mag_allowed_to_revokes_all_its_bindings_at_once() {
+    let mut b = Bench::with(LmaSettings {
+        revocation: RevocationSettings {
+            global_mags: vec![MAG.parse().unwrap()],
+            ..RevocationSettings::default()
+        },
+        ..settings()
+    });
+    b.register_at(udp(MAG), "a@x", "internet", 0);
+    b.register_at(udp(MAG), "b@x", "internet", 0);
+    b.register_at(udp(OTHER_MAG), "c@x", "internet", 0);
+    let (ack, out) = b.bri(udp(MAG), 5, 128, P | G, vec![mn("mag1@operator")], 1);
+    assert_eq!(status(&ack), RevocationStatus::Success);
+    assert_eq!(ack.flags, P | G);
+    assert_eq!(downs(&out).len(), 2);
+    assert_eq!(b.lma.cache().len(), 1);
+    assert!(b.lma.cache().find("c@x", Some("internet")).is_some());
+}
+
+#[test]
+fn v_revokes_the_ipv4_home_address_only() {
+    let mut b = Bench::new();
+    let granted = b.register("v@x", 0);
+    let (_, hoa) = granted.ipv4_home_address_reply.unwrap();
+    let (ack, out) = b.bri(
+        udp(MAG),
+        3,
+        5,
+        P | V,
+        vec![mn("v@x"), MobilityOption::Ipv4HomeAddressRequest(hoa)],
+        1,
+    );
+    assert_eq!(status(&ack), RevocationStatus::Success);
+    assert_eq!(ack.flags, P | V);
+    let id = b.lma.cache().find("v@x", Some("internet")).unwrap();
+    let held = b.lma.cache().get(id).unwrap().addresses();
+    assert_eq!(held.ipv4_home_address, None);
+    assert_eq!(
+        held.home_network_prefix,
+        granted.home_network_prefixes.first().copied()
+    );
+    assert_eq!(b.lma.available_ipv4(), 5, "the address is back in the pool");
+    let up: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::BindingUp(info) => Some(*info),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(up.len(), 1, "the data plane drops the IPv4 route");
+    assert_eq!(up[0].addresses.ipv4_home_address, None);
+}
+
+#[test]
+fn a_partial_success_names_the_prefixes_not_found() {
+    let mut b = Bench::new();
+    let granted = b.register("p@x", 0);
+    let held = granted.home_network_prefixes[0];
+    let unknown: Ipv6Net = "2001:db8:ffff::/64".parse().unwrap();
+    let (ack, _) = b.bri(
+        udp(MAG),
+        4,
+        1,
+        P,
+        vec![
+            mn("p@x"),
+            MobilityOption::HomeNetworkPrefix(held),
+            MobilityOption::HomeNetworkPrefix(unknown),
+        ],
+        1,
+    );
+    assert_eq!(status(&ack), RevocationStatus::PartialSuccess);
+    assert_eq!(
+        ack.options,
+        vec![mn("p@x"), MobilityOption::HomeNetworkPrefix(unknown)]
+    );
+    b.assert_empty();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any indication from an allowed MAG gets exactly one acknowledgement with its
+    /// sequence number: never silence.
+    #[test]
+    fn every_indication_is_answered(
+        trigger in any::<u8>(),
+        flags in any::<u8>(),
+        sequence in any::<u16>(),
+        with_nai in any::<bool>(),
+        with_prefix in any::<bool>(),
+    ) {
+        let mut b = Bench::new();
+        let granted = b.register("any@x", 0);
+        let mut options = Vec::new();
+        if with_nai {
+            options.push(mn("any@x"));
+        }
+        if with_prefix {
+            options.push(MobilityOption::HomeNetworkPrefix(granted.home_network_prefixes[0]));
+        }
+        let bytes = bri_bytes(udp(MAG), sequence, trigger, flags, options);
+        let out = b.feed(udp(MAG), &bytes, 1);
+        let acks = revocations_to(&out, udp(MAG));
+        prop_assert_eq!(acks.len(), 1);
+        prop_assert_eq!(acks[0].revocation_type, BindingRevocationType::Acknowledgement);
+        prop_assert_eq!(acks[0].sequence, sequence);
+        prop_assert_eq!(acks[0].flags, flags & (P | V | G));
+        let revoked = status(&acks[0]).is_success();
+        prop_assert_eq!(b.lma.cache().len(), usize::from(!revoked || flags & V != 0));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Binding takeover (RFC 5213 section 5.4.1) and the LMA's own revocations (RFC 5846 8.1)
+
+impl Bench {
+    /// A PBU for `mn` from another MAG with Handoff Indicator `hi`, at `secs`.
+    fn move_pbu(&self, mn: &str, hi: HandoffIndicator, secs: u64) -> ProxyBindingUpdate {
+        let mut pbu = self.pbu(2, mn, secs);
+        pbu.handoff = hi;
+        pbu.gre_key = Some(GreKey(99));
+        pbu
+    }
+}
+
+/// The only indication sent to `to`, checked for what RFC 5846 section 8.1 requires.
+fn one_bri(out: &[Output], to: MagAddress, trigger: RevocationTrigger) -> BindingRevocationRepr {
+    match revocations_to(out, to).as_slice() {
+        [bri] => {
+            assert_eq!(bri.revocation_type, BindingRevocationType::Indication);
+            assert_eq!(RevocationTrigger::from(bri.trigger_or_status), trigger);
+            assert_eq!(bri.flags, P, "P set, G and V clear");
+            bri.clone()
+        }
+        other => panic!("expected one BRI to {to}, got {other:?}"),
+    }
+}
+
+fn bra_bytes(to_lma_from: MagAddress, sequence: u16, status: RevocationStatus) -> Vec<u8> {
+    MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::BindingRevocation(BindingRevocationRepr {
+            revocation_type: BindingRevocationType::Acknowledgement,
+            trigger_or_status: status.into(),
+            sequence,
+            flags: P,
+            options: Vec::new(),
+        }),
+    }
+    .to_bytes(to_lma_from.receive_checksum())
+}
+
+fn pba_to(out: &[Output], to: MagAddress) -> Option<ProxyBindingAck> {
+    answers(out, to).into_iter().find_map(|m| match m {
+        MobilityMessage::BindingAck(ba) => Some(ProxyBindingAck::try_from(&ba).unwrap()),
+        _ => None,
+    })
+}
+
+#[test]
+fn attachment_over_a_new_interface_elsewhere_is_a_new_session_and_the_old_mag_is_told() {
+    let mut b = Bench::new();
+    let first = b.register("t@x", 0);
+    let pbu = b.move_pbu("t@x", HandoffIndicator::AttachmentOverNewInterface, 1);
+    let (ack, out) = b.exchange(udp(OTHER_MAG), pbu.to_binding_update(), 1);
+    assert_eq!(ack.status, BindingAckStatus::Accepted);
+    let second = ProxyBindingAck::try_from(&ack).unwrap();
+    // Nothing of the first MAG's binding reaches the second MAG.
+    assert_ne!(second.home_network_prefixes, first.home_network_prefixes);
+    assert_ne!(
+        second.ipv4_home_address_reply,
+        first.ipv4_home_address_reply
+    );
+    assert_ne!(second.gre_key, first.gre_key);
+    assert_eq!(downs(&out), vec![DownReason::Revoked]);
+    // One binding for the key, at the second MAG; the first one's addresses are free.
+    let cache = b.lma.cache();
+    assert_eq!(cache.len(), 1);
+    let id = cache.find("t@x", Some("internet")).unwrap();
+    assert_eq!(cache.get(id).unwrap().mag(), udp(OTHER_MAG));
+    assert_eq!(b.lma.available_ipv4(), 4);
+    assert_eq!(b.lma.available_prefixes(), 7);
+    // The first MAG is told, naming the binding it had.
+    let bri = one_bri(&out, udp(MAG), RevocationTrigger::AdministrativeReason);
+    assert_eq!(
+        bri.options,
+        vec![
+            mn("t@x"),
+            MobilityOption::HomeNetworkPrefix(first.home_network_prefixes[0]),
+            MobilityOption::ServiceSelection("internet".into()),
+        ]
+    );
+    // Its late de-registration changes nothing and learns nothing of the new binding.
+    let mut late = b.pbu(3, "t@x", 2);
+    late.lifetime = Lifetime(0);
+    let (ack, out) = b.exchange(udp(MAG), late.to_binding_update(), 2);
+    assert_eq!(ack.status, BindingAckStatus::Accepted);
+    assert_eq!(reports(&out)[0].outcome, Outcome::DeregistrationFromOldMag);
+    let pba = ProxyBindingAck::try_from(&ack).unwrap();
+    assert_eq!(pba.gre_key, None);
+    assert_ne!(
+        pba.ipv4_home_address_reply.map(|(_, a)| a),
+        second.ipv4_home_address_reply.map(|(_, a)| a)
+    );
+    assert_eq!(b.lma.cache().len(), 1);
+}
+
+#[test]
+fn a_handoff_keeps_the_addresses_and_revokes_the_old_mag_with_the_access_type_compared() {
+    for (hi, technology, trigger) in [
+        (
+            HandoffIndicator::HandoffBetweenSameInterface,
+            AccessTechnologyType::Ieee80211,
+            RevocationTrigger::InterMagHandoverSameAccessType,
+        ),
+        (
+            HandoffIndicator::HandoffBetweenDifferentInterfaces,
+            AccessTechnologyType::ThreeGppEutran,
+            RevocationTrigger::InterMagHandoverDifferentAccessType,
+        ),
+    ] {
+        let mut b = Bench::new();
+        let first = b.register("h@x", 0);
+        let mut pbu = b.move_pbu("h@x", hi, 1);
+        pbu.access_technology = technology;
+        let (ack, out) = b.exchange(udp(OTHER_MAG), pbu.to_binding_update(), 1);
+        let moved = ProxyBindingAck::try_from(&ack).unwrap();
+        assert_eq!(moved.status, BindingAckStatus::Accepted);
+        assert_eq!(moved.home_network_prefixes, first.home_network_prefixes);
+        assert_eq!(moved.ipv4_home_address_reply, first.ipv4_home_address_reply);
+        assert_eq!(moved.gre_key, first.gre_key);
+        assert!(downs(&out).is_empty());
+        one_bri(&out, udp(MAG), trigger);
+        assert_eq!(b.lma.stats().revocations_sent, 1);
+    }
+}
+
+#[test]
+fn an_unanswered_indication_is_sent_again_then_given_up() {
+    let mut b = Bench::new();
+    b.register("u@x", 0);
+    let pbu = b.move_pbu("u@x", HandoffIndicator::HandoffBetweenSameInterface, 10);
+    let (_, out) = b.exchange(udp(OTHER_MAG), pbu.to_binding_update(), 10);
+    let first = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Send { to, bytes } if *to == udp(MAG) => Some(bytes.clone()),
+            _ => None,
+        })
+        .unwrap();
+    // RFC 5846 section 11: InitMINDelayBRIs 1 s, one retransmission, MAX_BRACK_TIMEOUT 2 s.
+    assert_eq!(b.lma.poll_timeout(), Some(b.at(11)));
+    let out = b.timeout(11);
+    assert_eq!(
+        out,
+        vec![Output::Send {
+            to: udp(MAG),
+            bytes: first
+        }],
+        "the same octets again"
+    );
+    assert_eq!(b.lma.poll_timeout(), Some(b.at(13)));
+    assert!(b.timeout(12).is_empty());
+    let out = b.timeout(13);
+    assert!(out.iter().all(|o| !matches!(o, Output::Send { .. })));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Revocation(RevocationReport {
+            event: RevocationEvent::TimedOut,
+            ..
+        })
+    )));
+    assert_eq!(b.lma.revocations_outstanding(), 0);
+    let stats = b.lma.stats();
+    assert_eq!(
+        (stats.revocations_retransmitted, stats.revocation_timeouts),
+        (1, 1)
+    );
+    // Nothing else is due but the binding's expiry.
+    assert_eq!(b.lma.poll_timeout(), Some(b.at(10 + 600)));
+    assert_eq!(b.lma.cache().len(), 1);
+}
+
+#[test]
+fn an_acknowledged_indication_stops_whatever_its_status_and_strangers_are_ignored() {
+    for status in [
+        RevocationStatus::Success,
+        RevocationStatus::BindingDoesNotExist,
+        RevocationStatus::RevocationFailedMnIsAttached,
+    ] {
+        let mut b = Bench::new();
+        b.register("a@x", 0);
+        let pbu = b.move_pbu("a@x", HandoffIndicator::HandoffBetweenSameInterface, 1);
+        let (_, out) = b.exchange(udp(OTHER_MAG), pbu.to_binding_update(), 1);
+        let bri = one_bri(
+            &out,
+            udp(MAG),
+            RevocationTrigger::InterMagHandoverSameAccessType,
+        );
+        // Wrong sequence number, or the right one from another MAG: discarded.
+        assert!(b
+            .feed(
+                udp(MAG),
+                &bra_bytes(udp(MAG), bri.sequence.wrapping_add(1), status),
+                1
+            )
+            .is_empty());
+        assert!(b
+            .feed(
+                udp(OTHER_MAG),
+                &bra_bytes(udp(OTHER_MAG), bri.sequence, status),
+                1
+            )
+            .is_empty());
+        assert_eq!(b.lma.revocations_outstanding(), 1);
+        let out = b.feed(udp(MAG), &bra_bytes(udp(MAG), bri.sequence, status), 1);
+        assert!(matches!(
+            out.as_slice(),
+            [Output::Revocation(RevocationReport {
+                event: RevocationEvent::Acknowledged(s),
+                ..
+            })] if *s == status
+        ));
+        assert_eq!(b.lma.revocations_outstanding(), 0);
+        assert!(b.timeout(5).is_empty(), "no retransmission after an answer");
+        // The handoff stands whatever the old MAG says.
+        let id = b.lma.cache().find("a@x", Some("internet")).unwrap();
+        assert_eq!(b.lma.cache().get(id).unwrap().mag(), udp(OTHER_MAG));
+    }
+}
+
+#[test]
+fn handoff_state_unknown_waits_for_the_old_mag() {
+    // The old MAG says the node left: a handoff, same addresses.
+    let mut b = Bench::new();
+    let first = b.register("w@x", 0);
+    let pbu = b.move_pbu("w@x", HandoffIndicator::HandoffStateUnknown, 1);
+    let out = b.send(udp(OTHER_MAG), pbu.to_binding_update(), 1);
+    assert!(pba_to(&out, udp(OTHER_MAG)).is_none(), "held: no PBA yet");
+    assert_eq!(reports(&out)[0].outcome, Outcome::Held);
+    let bri = one_bri(&out, udp(MAG), RevocationTrigger::InterMagHandoverUnknown);
+    // The new MAG retransmits meanwhile: the latest PBU is the one answered.
+    let mut again = pbu.clone();
+    again.sequence = 3;
+    again.timestamp = Some(Timestamp(b.ntp_at(1).0 + 1));
+    let out = b.send(udp(OTHER_MAG), again.to_binding_update(), 1);
+    assert!(answers(&out, udp(OTHER_MAG)).is_empty());
+    assert!(revocations_to(&out, udp(MAG)).is_empty(), "asked once");
+    let out = b.feed(
+        udp(MAG),
+        &bra_bytes(udp(MAG), bri.sequence, RevocationStatus::Success),
+        2,
+    );
+    let pba = pba_to(&out, udp(OTHER_MAG)).expect("answered now");
+    assert_eq!(pba.status, BindingAckStatus::Accepted);
+    assert_eq!(pba.sequence, 3);
+    assert_eq!(pba.home_network_prefixes, first.home_network_prefixes);
+    assert_eq!(pba.ipv4_home_address_reply, first.ipv4_home_address_reply);
+    assert!(
+        revocations_to(&out, udp(MAG)).is_empty(),
+        "no second indication"
+    );
+
+    // The old MAG says the node is still there: the second session is refused.
+    let mut b = Bench::new();
+    b.register("w@x", 0);
+    let pbu = b.move_pbu("w@x", HandoffIndicator::HandoffStateUnknown, 1);
+    let out = b.send(udp(OTHER_MAG), pbu.to_binding_update(), 1);
+    let bri = one_bri(&out, udp(MAG), RevocationTrigger::InterMagHandoverUnknown);
+    let attached = RevocationStatus::RevocationFailedMnIsAttached;
+    let out = b.feed(udp(MAG), &bra_bytes(udp(MAG), bri.sequence, attached), 2);
+    let pba = pba_to(&out, udp(OTHER_MAG)).unwrap();
+    assert_eq!(pba.status, BindingAckStatus::AdministrativelyProhibited);
+    let id = b.lma.cache().find("w@x", Some("internet")).unwrap();
+    assert_eq!(b.lma.cache().get(id).unwrap().mag(), udp(MAG));
+
+    // The old MAG is silent: a new session once the retransmissions are spent.
+    let mut b = Bench::new();
+    let first = b.register("w@x", 0);
+    let pbu = b.move_pbu("w@x", HandoffIndicator::HandoffStateUnknown, 1);
+    b.send(udp(OTHER_MAG), pbu.to_binding_update(), 1);
+    let out = b.timeout(2);
+    assert_eq!(revocations_to(&out, udp(MAG)).len(), 1, "sent again");
+    let out = b.timeout(4);
+    let pba = pba_to(&out, udp(OTHER_MAG)).expect("answered after the give-up");
+    assert_eq!(pba.status, BindingAckStatus::Accepted);
+    assert_ne!(pba.home_network_prefixes, first.home_network_prefixes);
+    assert_ne!(pba.gre_key, first.gre_key);
+    assert_eq!(downs(&out), vec![DownReason::Revoked]);
+    assert!(
+        revocations_to(&out, udp(MAG)).is_empty(),
+        "told once already"
+    );
+    assert_eq!(b.lma.cache().len(), 1);
+
+    // The old MAG de-registers while asked: that is its answer.
+    let mut b = Bench::new();
+    let first = b.register("w@x", 0);
+    let pbu = b.move_pbu("w@x", HandoffIndicator::HandoffStateUnknown, 1);
+    b.send(udp(OTHER_MAG), pbu.to_binding_update(), 1);
+    let mut dereg = b.pbu(5, "w@x", 2);
+    dereg.lifetime = Lifetime(0);
+    let out = b.send(udp(MAG), dereg.to_binding_update(), 2);
+    let old = pba_to(&out, udp(MAG)).unwrap();
+    assert_eq!(
+        (old.status, old.lifetime),
+        (BindingAckStatus::Accepted, Lifetime(0))
+    );
+    assert_eq!(old.gre_key, None);
+    let new = pba_to(&out, udp(OTHER_MAG)).unwrap();
+    assert_eq!(new.status, BindingAckStatus::Accepted);
+    assert_eq!(new.home_network_prefixes, first.home_network_prefixes);
+    assert_eq!(b.lma.revocations_outstanding(), 0);
+    assert!(b.timeout(10).is_empty());
+}
+
+#[test]
+fn a_refresh_from_a_mag_that_lost_the_binding_is_refused_and_moves_nothing() {
+    let mut b = Bench::new();
+    let first = b.register("s@x", 0);
+    let handoff = b.move_pbu("s@x", HandoffIndicator::HandoffBetweenSameInterface, 1);
+    b.exchange(udp(OTHER_MAG), handoff.to_binding_update(), 1);
+    // The first MAG's refresh crosses the BRI.
+    let mut stale = b.pbu(9, "s@x", 2);
+    stale.handoff = HandoffIndicator::HandoffStateNotChanged;
+    stale.home_network_prefixes = first.home_network_prefixes.clone();
+    let ack = assert_rejected(
+        &mut b,
+        udp(MAG),
+        stale.to_binding_update(),
+        2,
+        BindingAckStatus::ReasonUnspecified,
+    );
+    assert_eq!(ProxyBindingAck::try_from(&ack).unwrap().gre_key, None);
+    let id = b.lma.cache().find("s@x", Some("internet")).unwrap();
+    assert_eq!(b.lma.cache().get(id).unwrap().mag(), udp(OTHER_MAG));
+}
+
+#[test]
+fn a_binding_handed_back_withdraws_the_indication_to_its_mag() {
+    let mut b = Bench::new();
+    b.register("b@x", 0);
+    let there = b.move_pbu("b@x", HandoffIndicator::HandoffBetweenSameInterface, 1);
+    let (_, out) = b.exchange(udp(OTHER_MAG), there.to_binding_update(), 1);
+    one_bri(
+        &out,
+        udp(MAG),
+        RevocationTrigger::InterMagHandoverSameAccessType,
+    );
+    let mut back = b.move_pbu("b@x", HandoffIndicator::HandoffBetweenSameInterface, 1);
+    back.timestamp = Some(Timestamp(b.ntp_at(1).0 + 1));
+    back.gre_key = Some(GreKey(5));
+    let (ack, out) = b.exchange(udp(MAG), back.to_binding_update(), 1);
+    assert_eq!(ack.status, BindingAckStatus::Accepted);
+    one_bri(
+        &out,
+        udp(OTHER_MAG),
+        RevocationTrigger::InterMagHandoverSameAccessType,
+    );
+    assert_eq!(
+        b.lma.revocations_outstanding(),
+        1,
+        "the one to MAG withdrawn"
+    );
+    let out = b.timeout(2);
+    assert!(revocations_to(&out, udp(MAG)).is_empty());
+    assert_eq!(revocations_to(&out, udp(OTHER_MAG)).len(), 1);
+}
+
+/// What each MAG holds, recounted from the entries (the cache keeps it incrementally).
+fn recount(b: &Bench) -> std::collections::BTreeMap<IpAddr, crate::binding_cache::MagUsage> {
+    let mut usage = std::collections::BTreeMap::new();
+    for (_, e) in b.lma.cache().iter() {
+        let u: &mut crate::binding_cache::MagUsage = usage.entry(e.mag().ip()).or_default();
+        u.bindings += 1;
+        u.ipv4_home_addresses += u32::from(e.addresses().ipv4_home_address.is_some());
+        u.home_network_prefixes += u32::from(e.addresses().home_network_prefix.is_some());
+    }
+    usage
+}
+
+/// Every accepted PBA in `out` names only keys and prefixes of bindings its MAG holds.
+fn pbas_match_holders(
+    b: &Bench,
+    mags: &[MagAddress],
+    out: &[Output],
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    let cache = b.lma.cache();
+    for &to in mags {
+        for message in answers(out, to) {
+            let MobilityMessage::BindingAck(ba) = message else {
+                continue;
+            };
+            let Ok(pba) = ProxyBindingAck::try_from(&ba) else {
+                continue;
+            };
+            if !pba.status.is_accepted() {
+                prop_assert_eq!(pba.gre_key, None);
+                continue;
+            }
+            if let Some(id) = pba.gre_key.and_then(|k| cache.by_uplink_gre_key(k)) {
+                prop_assert_eq!(cache.get(id).unwrap().mag().ip(), to.ip());
+            }
+            if pba.lifetime.is_zero() {
+                continue;
+            }
+            for prefix in &pba.home_network_prefixes {
+                let id = cache.by_home_network_prefix(*prefix);
+                prop_assert!(id.is_some_and(|id| cache.get(id).unwrap().mag().ip() == to.ip()));
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Two MAGs registering, moving, refreshing and de-registering the same nodes with any
+    /// Handoff Indicator, the old MAGs answering or not: an accepted PBA never carries a
+    /// key or an address of a binding its MAG does not hold; the per-MAG counts, the pools
+    /// and the cache always agree.
+    #[test]
+    fn a_pba_carries_only_what_its_mag_holds(
+        ops in proptest::collection::vec((0u8..2, 0u8..2, 1u8..6, any::<bool>(), 0u8..4), 1..40)
+    ) {
+        let mut b = Bench::new();
+        let mags = [udp(MAG), udp(OTHER_MAG)];
+        let mut secs = 0;
+        let mut sequence = 1u16;
+        for (mag, node, hi, deregister, then) in ops {
+            secs += 1;
+            sequence += 1;
+            let from = mags[usize::from(mag)];
+            let mut pbu = b.pbu(sequence, if node == 0 { "p@x" } else { "q@x" }, secs);
+            pbu.handoff = HandoffIndicator::from(hi);
+            pbu.gre_key = Some(GreKey(1000 + u32::from(mag)));
+            if deregister {
+                pbu.lifetime = Lifetime(0);
+            }
+            let mut out = b.send(from, pbu.to_binding_update(), secs);
+            // The other MAG answers whatever it was asked, or stays silent.
+            let other = mags[1 - usize::from(mag)];
+            for bri in revocations_to(&out, other) {
+                if then < 3 {
+                    let status = [
+                        RevocationStatus::Success,
+                        RevocationStatus::RevocationFailedMnIsAttached,
+                        RevocationStatus::BindingDoesNotExist,
+                    ][usize::from(then)];
+                    out.extend(b.feed(other, &bra_bytes(other, bri.sequence, status), secs));
+                }
+            }
+            pbas_match_holders(&b, &mags, &out)?;
+            secs += 3;
+            let out = b.timeout(secs);
+            pbas_match_holders(&b, &mags, &out)?;
+            let usage: std::collections::BTreeMap<_, _> = b.lma.cache().usage_by_mag().collect();
+            prop_assert_eq!(&usage, &recount(&b));
+            let held = |f: fn(&Addresses) -> bool| {
+                b.lma.cache().iter().filter(|(_, e)| f(&e.addresses())).count() as u32
+            };
+            prop_assert_eq!(b.lma.available_ipv4() + held(|a| a.ipv4_home_address.is_some()), 5);
+            prop_assert_eq!(b.lma.available_prefixes() + held(|a| a.home_network_prefix.is_some()), 8);
+        }
+    }
+}
+
+#[test]
+fn a_refresh_by_the_holder_while_it_is_asked_keeps_the_binding_there() {
+    let mut b = Bench::new();
+    let first = b.register("k@x", 0);
+    let pbu = b.move_pbu("k@x", HandoffIndicator::HandoffStateUnknown, 1);
+    let out = b.send(udp(OTHER_MAG), pbu.to_binding_update(), 1);
+    let bri = one_bri(&out, udp(MAG), RevocationTrigger::InterMagHandoverUnknown);
+    let mut refresh = b.pbu(7, "k@x", 2);
+    refresh.handoff = HandoffIndicator::HandoffStateNotChanged;
+    refresh.home_network_prefixes = first.home_network_prefixes.clone();
+    let out = b.send(udp(MAG), refresh.to_binding_update(), 2);
+    assert_eq!(
+        pba_to(&out, udp(MAG)).unwrap().status,
+        BindingAckStatus::Accepted
+    );
+    assert_eq!(
+        pba_to(&out, udp(OTHER_MAG)).unwrap().status,
+        BindingAckStatus::AdministrativelyProhibited
+    );
+    assert_eq!(b.lma.revocations_outstanding(), 0);
+    // Its late answer changes nothing.
+    let success = RevocationStatus::Success;
+    assert!(b
+        .feed(udp(MAG), &bra_bytes(udp(MAG), bri.sequence, success), 3)
+        .is_empty());
+    let id = b.lma.cache().find("k@x", Some("internet")).unwrap();
+    assert_eq!(b.lma.cache().get(id).unwrap().mag(), udp(MAG));
 }

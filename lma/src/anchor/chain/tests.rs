@@ -19,6 +19,8 @@ use crate::anchor::{MagLimits, RevocationSettings};
 use crate::config::{MagFilter, UnauthorizedMag};
 
 const EPDG: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+/// A second ePDG the mobile node can move to.
+const EPDG2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 5);
 const VISITED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const VISITED_HOME_SIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const HOME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 3);
@@ -83,6 +85,9 @@ struct Net {
     to_home: Vec<ProxyBindingUpdate>,
     /// Every PBA the ePDG received, decoded.
     to_epdg: Vec<ProxyBindingAck>,
+    /// Everything else the visited gateway sent an ePDG: revocations, the second ePDG's
+    /// answers.
+    to_others: Vec<(IpAddr, MobilityMessage)>,
 }
 
 impl Net {
@@ -94,7 +99,7 @@ impl Net {
         let t0 = Instant::now();
         let wall0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let mut visited = Lma::new(
-            core_settings("10.20.0.0/24", "2001:db8:20::/56", &[EPDG]),
+            core_settings("10.20.0.0/24", "2001:db8:20::/56", &[EPDG, EPDG2]),
             t0,
             wall0,
         )
@@ -129,6 +134,7 @@ impl Net {
             visited_out: Vec::new(),
             to_home: Vec::new(),
             to_epdg: Vec::new(),
+            to_others: Vec::new(),
         }
     }
 
@@ -211,6 +217,12 @@ impl Net {
                             ack,
                         });
                     }
+                    (ip, m @ MobilityMessage::BindingRevocation(_))
+                        if ip == IpAddr::V4(EPDG) || ip == IpAddr::V4(EPDG2) =>
+                    {
+                        self.to_others.push((ip, m))
+                    }
+                    (ip, m) if ip == IpAddr::V4(EPDG2) => self.to_others.push((ip, m)),
                     (ip, m) => panic!("unexpected {m:?} to {ip}"),
                 }
             }
@@ -887,8 +899,13 @@ fn deliver(lma: &mut Lma, from: MagAddress, message: MobilityMessage, now: Insta
 /// Sends a PBU as the ePDG (raw, so the test picks every field) and runs the network
 /// until it settles.
 fn send_as_epdg(net: &mut Net, pbu: &ProxyBindingUpdate) {
+    send_as(net, EPDG, pbu)
+}
+
+/// Sends a PBU as the ePDG at `epdg`.
+fn send_as(net: &mut Net, epdg: Ipv4Addr, pbu: &ProxyBindingUpdate) {
     let from = MagAddress::Udp4 {
-        mag: SocketAddrV4::new(EPDG, PORT),
+        mag: SocketAddrV4::new(epdg, PORT),
         local: VISITED,
     };
     let out = deliver(
@@ -1105,4 +1122,134 @@ fn a_home_reject_passes_its_3gpp_options_on_to_the_epdg() {
     net.secs(5.0);
     assert_eq!(net.to_home.len(), 1, "no clean-up after an answer");
     assert_eq!(net.visited.chain_counts(), (0, 0));
+}
+
+/// The Binding Revocation Indications the visited gateway sent to `epdg`.
+fn revocations_to(net: &Net, epdg: Ipv4Addr) -> Vec<pmip_common::mh::BindingRevocationRepr> {
+    net.to_others
+        .iter()
+        .filter_map(|(ip, m)| match m {
+            MobilityMessage::BindingRevocation(br) if *ip == IpAddr::V4(epdg) => Some(br.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The PBAs the second ePDG received.
+fn acks_to_epdg2(net: &Net) -> Vec<ProxyBindingAck> {
+    net.to_others
+        .iter()
+        .filter_map(|(ip, m)| match m {
+            MobilityMessage::BindingAck(ba) if *ip == IpAddr::V4(EPDG2) => {
+                Some(ProxyBindingAck::try_from(ba).unwrap())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_chained_binding_handed_to_another_epdg_moves_the_relay_and_revokes_the_old_epdg() {
+    let mut net = Net::new("10.90.0.0/24");
+    net.epdg_input(bul::Input::Register(Net::request(UE, HOME, 7000)));
+    let registered = net.registered()[0].clone();
+    net.secs(5.0);
+    let pbu = ProxyBindingUpdate {
+        sequence: 9,
+        gre_key: Some(GreKey(8888)),
+        handoff: HandoffIndicator::HandoffBetweenSameInterface,
+        timestamp: Some(pmip_common::mh::Timestamp::from_system_time(net.wall())),
+        ..net.to_home[0].clone()
+    };
+    send_as(&mut net, EPDG2, &pbu);
+    let acks = acks_to_epdg2(&net);
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].status, BindingAckStatus::Accepted);
+    assert_eq!(
+        acks[0].ipv4_home_address_reply.map(|r| r.1),
+        registered.ipv4_home_address,
+        "a handoff keeps the home addresses"
+    );
+    let bris = revocations_to(&net, EPDG);
+    assert_eq!(bris.len(), 1);
+    assert_eq!(
+        bris[0].trigger_or_status, 2,
+        "Inter-MAG Handover - same Access Type"
+    );
+    assert_eq!(
+        bris[0].options[1],
+        MobilityOption::HomeNetworkPrefix(registered.home_network_prefix.unwrap()),
+        "names the binding by its (home) prefix"
+    );
+    let up = net.visited_out.iter().rev().find_map(|o| match o {
+        Output::ChainUp(i) => Some(i.clone()),
+        _ => None,
+    });
+    assert_eq!(up.unwrap().epdg.ip(), IpAddr::V4(EPDG2));
+}
+
+#[test]
+fn a_new_session_from_another_epdg_replaces_a_chained_binding_after_home_lets_it_go() {
+    let mut net = Net::new("10.90.0.0/24");
+    net.epdg_input(bul::Input::Register(Net::request(UE, HOME, 7000)));
+    let first = net.registered()[0].clone();
+    net.secs(5.0);
+    let pbu = ProxyBindingUpdate {
+        sequence: 9,
+        gre_key: Some(GreKey(8888)),
+        handoff: HandoffIndicator::AttachmentOverNewInterface,
+        timestamp: Some(pmip_common::mh::Timestamp::from_system_time(net.wall())),
+        // Chained again: it names the home gateway.
+        vendor: vec![VendorSpecific::ThreeGpp(ThreeGppOption::PdnGwIpAddress(
+            IpAddr::V4(HOME),
+        ))],
+        ..net.to_home[0].clone()
+    };
+    send_as(&mut net, EPDG2, &pbu);
+    net.secs(10.0);
+    let acks = acks_to_epdg2(&net);
+    assert_eq!(acks.len(), 1, "{:?}", net.to_others);
+    assert_eq!(acks[0].status, BindingAckStatus::Accepted);
+    assert_ne!(acks[0].gre_key, first.uplink_gre_key, "a new uplink key");
+    // Told, and told again once (the old ePDG here does not answer).
+    let bris = revocations_to(&net, EPDG);
+    assert_eq!(bris.len(), 2);
+    assert_eq!(bris[0], bris[1]);
+    assert_eq!(bris[0].trigger_or_status, 1, "Administrative Reason");
+    assert!(net.chain_events().contains(&ChainEvent::HomeDeregistered));
+    assert_eq!(net.visited.chain_counts(), (1, 0));
+    assert_eq!(net.home.cache().len(), 1);
+    let id = net.visited.cache().find(UE, Some("internet")).unwrap();
+    assert_eq!(
+        net.visited.cache().get(id).unwrap().mag().ip(),
+        IpAddr::V4(EPDG2)
+    );
+}
+
+#[test]
+fn a_new_session_waits_while_the_home_is_slow_to_let_the_old_one_go() {
+    let mut net = Net::new("10.90.0.0/24");
+    net.epdg_input(bul::Input::Register(Net::request(UE, HOME, 7000)));
+    net.secs(5.0);
+    let pbu = ProxyBindingUpdate {
+        sequence: 9,
+        gre_key: Some(GreKey(8888)),
+        handoff: HandoffIndicator::AttachmentOverNewInterface,
+        timestamp: Some(pmip_common::mh::Timestamp::from_system_time(net.wall())),
+        vendor: vec![VendorSpecific::ThreeGpp(ThreeGppOption::PdnGwIpAddress(
+            IpAddr::V4(HOME),
+        ))],
+        ..net.to_home[0].clone()
+    };
+    // The home does not hear the first de-registration.
+    net.home_down = true;
+    send_as(&mut net, EPDG2, &pbu);
+    assert!(acks_to_epdg2(&net).is_empty(), "waiting for the home");
+    net.home_down = false;
+    net.secs(8.0);
+    let acks = acks_to_epdg2(&net);
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].status, BindingAckStatus::Accepted);
+    assert_eq!(net.visited.chain_counts(), (1, 0));
+    assert_eq!(net.home.cache().len(), 1);
 }
