@@ -1997,3 +1997,183 @@ fn a_refresh_by_the_holder_while_it_is_asked_keeps_the_binding_there() {
     let id = b.lma.cache().find("k@x", Some("internet")).unwrap();
     assert_eq!(b.lma.cache().get(id).unwrap().mag(), udp(MAG));
 }
+
+// ---------------------------------------------------------------------------------------
+// Per-MAG limits
+
+fn limited(limits: MagLimits) -> Bench {
+    Bench::with(LmaSettings {
+        limits,
+        ..settings()
+    })
+}
+
+fn limit_reports(out: &[Output]) -> Vec<&LimitReport> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Limits(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn one_mag_cannot_take_the_whole_pool_and_the_next_mag_is_served() {
+    // Half of the five IPv4 addresses (two) and of the eight prefixes (four) per MAG.
+    let mut b = limited(MagLimits {
+        share_percent: 50,
+        ..MagLimits::default()
+    });
+    for i in 0..2 {
+        b.register_at(udp(MAG), &format!("{i}@x"), "internet", 0);
+    }
+    let mut refused = 0;
+    for i in 2..1000u32 {
+        let pbu = b.pbu(1, &format!("{i}@x"), 0);
+        let (ack, out) = b.exchange(udp(MAG), pbu.to_binding_update(), 0);
+        assert_eq!(ack.status, BindingAckStatus::InsufficientResources);
+        let pba = ProxyBindingAck::try_from(&ack).unwrap();
+        assert_eq!(
+            pba.ipv4_home_address_reply.map(|(s, _)| s),
+            Some(Ipv4HomeAddressReplyStatus::DynamicIpv4HomeAddressAssignmentNotAvailable)
+        );
+        assert!(reports(&out).is_empty(), "not one log line per refused PBU");
+        refused += 1;
+    }
+    assert_eq!(b.lma.stats().refused_mag_share, refused);
+    assert_eq!(b.lma.available_ipv4(), 3);
+    // The other MAG's mobile nodes still get addresses.
+    b.register_at(udp(OTHER_MAG), "next@x", "internet", 1);
+    // The refusals are reported once, summed, when the interval is over.
+    assert_eq!(b.lma.poll_timeout(), Some(b.at(10)));
+    let out = b.timeout(10);
+    let limits = limit_reports(&out);
+    assert_eq!(limits.len(), 1);
+    assert_eq!(
+        limits[0].refusals,
+        vec![(
+            IpAddr::V4(MAG.parse().unwrap()),
+            MagRefusals {
+                capacity: 0,
+                share: refused,
+                rate: 0
+            }
+        )]
+    );
+    assert!(
+        limit_reports(&b.timeout(20)).is_empty(),
+        "nothing new, nothing reported"
+    );
+}
+
+#[test]
+fn the_share_of_the_cache_and_its_capacity_hold_for_bindings_without_addresses() {
+    let mut b = limited(MagLimits {
+        share_percent: 50,
+        max_bindings: 4,
+        ..MagLimits::default()
+    });
+    let v6_only = |b: &Bench, mn: &str| {
+        let mut pbu = b.pbu(1, mn, 0);
+        pbu.ipv4_home_address_request = None;
+        pbu.to_binding_update()
+    };
+    for i in 0..2 {
+        let (ack, _) = b.exchange(udp(MAG), v6_only(&b, &format!("{i}@x")), 0);
+        assert_eq!(ack.status, BindingAckStatus::Accepted);
+    }
+    let (ack, _) = b.exchange(udp(MAG), v6_only(&b, "2@x"), 0);
+    assert_eq!(ack.status, BindingAckStatus::InsufficientResources);
+    for i in 3..5 {
+        let (ack, _) = b.exchange(udp(OTHER_MAG), v6_only(&b, &format!("{i}@x")), 0);
+        assert_eq!(ack.status, BindingAckStatus::Accepted);
+    }
+    // Full: even a MAG under its share is refused.
+    let mut c = limited(MagLimits {
+        max_bindings: 2,
+        ..MagLimits::default()
+    });
+    c.register_at(udp(MAG), "a@x", "internet", 0);
+    c.register_at(udp(OTHER_MAG), "b@x", "internet", 0);
+    let (ack, _) = c.exchange(udp(MAG), c.pbu(1, "c@x", 0).to_binding_update(), 0);
+    assert_eq!(ack.status, BindingAckStatus::InsufficientResources);
+    assert_eq!(c.lma.stats().refused_cache_full, 1);
+    assert_eq!(c.lma.cache().len(), 2);
+}
+
+#[test]
+fn new_bindings_are_rate_limited_per_mag_in_virtual_time() {
+    let mut b = Bench::with(LmaSettings {
+        ipv4_pool: Some("10.1.0.0/22".parse().unwrap()),
+        ipv4_default_router: Some("10.1.0.1".parse().unwrap()),
+        ipv6_pool: Some("2001:db8:2::/54".parse().unwrap()),
+        limits: MagLimits {
+            new_bindings_per_sec: 2,
+            burst: 3,
+            ..MagLimits::default()
+        },
+        ..settings()
+    });
+    let status = |b: &mut Bench, mag, mn: &str, secs| {
+        let pbu = b.pbu(1, mn, secs);
+        b.exchange(mag, pbu.to_binding_update(), secs).0.status
+    };
+    for i in 0..3 {
+        assert_eq!(
+            status(&mut b, udp(MAG), &format!("{i}@x"), 0),
+            BindingAckStatus::Accepted
+        );
+    }
+    assert_eq!(
+        status(&mut b, udp(MAG), "3@x", 0),
+        BindingAckStatus::InsufficientResources
+    );
+    // Another MAG has its own bucket.
+    assert_eq!(
+        status(&mut b, udp(OTHER_MAG), "o@x", 0),
+        BindingAckStatus::Accepted
+    );
+    // A refresh is not a new binding.
+    let mut refresh = b.pbu(2, "0@x", 0);
+    refresh.handoff = HandoffIndicator::HandoffStateNotChanged;
+    refresh.timestamp = Some(Timestamp(b.ntp_at(0).0 + 1));
+    let (ack, _) = b.exchange(udp(MAG), refresh.to_binding_update(), 0);
+    assert_eq!(ack.status, BindingAckStatus::Accepted);
+    // One second later, two more.
+    assert_eq!(
+        status(&mut b, udp(MAG), "4@x", 1),
+        BindingAckStatus::Accepted
+    );
+    assert_eq!(
+        status(&mut b, udp(MAG), "5@x", 1),
+        BindingAckStatus::Accepted
+    );
+    assert_eq!(
+        status(&mut b, udp(MAG), "6@x", 1),
+        BindingAckStatus::InsufficientResources
+    );
+    assert_eq!(b.lma.stats().refused_mag_rate, 2);
+}
+
+#[test]
+fn a_handoff_into_a_mag_at_its_share_is_refused_and_the_binding_stays() {
+    let mut b = limited(MagLimits {
+        share_percent: 40,
+        ..MagLimits::default()
+    });
+    // 40 % of five addresses: two for OTHER_MAG.
+    b.register_at(udp(OTHER_MAG), "o1@x", "internet", 0);
+    b.register_at(udp(OTHER_MAG), "o2@x", "internet", 0);
+    b.register("h@x", 0);
+    let pbu = b.move_pbu("h@x", HandoffIndicator::HandoffBetweenSameInterface, 1);
+    let (ack, out) = b.exchange(udp(OTHER_MAG), pbu.to_binding_update(), 1);
+    assert_eq!(ack.status, BindingAckStatus::InsufficientResources);
+    assert_eq!(ProxyBindingAck::try_from(&ack).unwrap().gre_key, None);
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, Output::BindingUp(_) | Output::BindingDown { .. })));
+    assert_eq!(b.lma.stats().refused_mag_share, 1);
+    let id = b.lma.cache().find("h@x", Some("internet")).unwrap();
+    assert_eq!(b.lma.cache().get(id).unwrap().mag(), udp(MAG));
+    assert_eq!(b.lma.revocations_outstanding(), 0, "nobody told to let go");
+}
