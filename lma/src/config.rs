@@ -13,7 +13,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use pmip_common::mh::Lifetime;
 use serde::Deserialize;
 
-use crate::anchor::{ChainSettings, LmaSettings};
+use crate::anchor::{ChainSettings, LmaSettings, MagLimits, RevocationSettings};
 use crate::pools::{Ipv4Pool, PrefixPool};
 
 /// The largest lifetime the 16-bit field (units of 4 s) carries.
@@ -87,6 +87,45 @@ pub struct ConfigLayer {
     pub sgi: Option<SgiConfig>,
     /// The visited role: chaining to home gateways (`lma::anchor` chain module doc).
     pub chaining: Option<ChainingConfig>,
+    /// Per-MAG limits (`lma::anchor` limits module doc).
+    pub mag_limits: Option<MagLimitsConfig>,
+    /// Binding revocation (RFC 5846; `lma::anchor` revocation module doc).
+    pub revocation: Option<RevocationConfig>,
+}
+
+/// The `[mag_limits]` table: how much of the pools and of the binding cache one MAG may
+/// hold, and how fast it may create bindings. Refusals are status 130.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MagLimitsConfig {
+    /// Percent (1 to 100) of each pool and of `max_bindings` one MAG (source address)
+    /// may hold. Default 100: no share.
+    pub share_percent: Option<u8>,
+    /// Bindings the cache holds at most. Default 16777216.
+    pub max_bindings: Option<usize>,
+    /// New bindings per second per MAG (a token bucket). Default 0: no limit.
+    pub new_bindings_per_sec: Option<u32>,
+    /// New bindings a MAG may create at once. Default: one second's worth.
+    pub burst: Option<u32>,
+    /// Refusals are summed and logged once per this many seconds. Default 10.
+    pub report_interval_secs: Option<u64>,
+}
+
+/// The `[revocation]` table: RFC 5846 section 11's variables, and the MAGs allowed to
+/// revoke all their bindings at once.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// InitMINDelayBRIs, in ms: the first wait for an acknowledgement. Default 1000, at
+    /// least 500.
+    pub initial_timeout_ms: Option<u64>,
+    /// MAX_BRACK_TIMEOUT, in ms: the wait doubles up to it. Default 2000.
+    pub max_timeout_ms: Option<u64>,
+    /// BRIMaxRetriesNumber: retransmissions before giving up. Default 1.
+    pub max_retries: Option<u32>,
+    /// MAGs (addresses or prefixes) allowed the global "Per-Peer Policy" revocation.
+    /// Default: none.
+    pub global_mags: Option<Vec<MagFilter>>,
 }
 
 /// The `[chaining]` table: when a PBU names another gateway in the 3GPP PDN GW IP
@@ -355,6 +394,99 @@ pub fn resolve(
         ));
     }
 
+    let limits = match pick!(mag_limits).0 {
+        None => MagLimits::default(),
+        Some(c) => {
+            let defaults = MagLimits::default();
+            let share_percent = c.share_percent.unwrap_or(defaults.share_percent);
+            if !(1..=100).contains(&share_percent) {
+                return Err(invalid(
+                    "mag_limits.share_percent",
+                    false,
+                    format!("{share_percent}: give a percentage from 1 to 100"),
+                ));
+            }
+            let max_bindings = c.max_bindings.unwrap_or(defaults.max_bindings);
+            if max_bindings == 0 {
+                return Err(invalid(
+                    "mag_limits.max_bindings",
+                    false,
+                    "0: the LMA could bind nothing".into(),
+                ));
+            }
+            let rate = c.new_bindings_per_sec.unwrap_or(0);
+            let burst = c.burst.unwrap_or(rate);
+            if rate > 0 && burst == 0 {
+                return Err(invalid(
+                    "mag_limits.burst",
+                    false,
+                    "0 with a rate: no binding could ever be created".into(),
+                ));
+            }
+            let interval = c.report_interval_secs.unwrap_or(10);
+            if !(1..=86_400).contains(&interval) {
+                return Err(invalid(
+                    "mag_limits.report_interval_secs",
+                    false,
+                    format!("{interval}: give 1 to 86400 seconds"),
+                ));
+            }
+            MagLimits {
+                share_percent,
+                max_bindings,
+                new_bindings_per_sec: rate,
+                burst,
+                report_interval: Duration::from_secs(interval),
+            }
+        }
+    };
+    let revocation = match pick!(revocation).0 {
+        None => RevocationSettings::default(),
+        Some(c) => {
+            let defaults = RevocationSettings::default();
+            let initial = c
+                .initial_timeout_ms
+                .map_or(defaults.initial_timeout, Duration::from_millis);
+            let max = c
+                .max_timeout_ms
+                .map_or(defaults.max_timeout, Duration::from_millis);
+            if initial < Duration::from_millis(500) {
+                return Err(invalid(
+                    "revocation.initial_timeout_ms",
+                    false,
+                    format!(
+                        "{} ms: RFC 5846 section 11 asks for 500 ms or more",
+                        initial.as_millis()
+                    ),
+                ));
+            }
+            if max < initial || max > Duration::from_secs(3600) {
+                return Err(invalid(
+                    "revocation.max_timeout_ms",
+                    false,
+                    format!(
+                        "{} ms: give initial_timeout_ms ({}) or more, at most an hour",
+                        max.as_millis(),
+                        initial.as_millis()
+                    ),
+                ));
+            }
+            let max_retries = c.max_retries.unwrap_or(defaults.max_retries);
+            if max_retries > 16 {
+                return Err(invalid(
+                    "revocation.max_retries",
+                    false,
+                    format!("{max_retries}: at most 16"),
+                ));
+            }
+            RevocationSettings {
+                initial_timeout: initial,
+                max_timeout: max,
+                max_retries,
+                global_mags: c.global_mags.unwrap_or_default(),
+            }
+        }
+    };
     let core = LmaSettings {
         ipv4_pool,
         ipv4_default_router,
@@ -366,8 +498,8 @@ pub fn resolve(
         unauthorized_mag: pick!(unauthorized_mag).0.unwrap_or_default(),
         allowed_mags,
         restart_counter: 0,
-        revocation: crate::anchor::RevocationSettings::default(),
-        limits: crate::anchor::MagLimits::default(),
+        revocation,
+        limits,
     };
     let sgi = match pick!(sgi).0 {
         None => None,
@@ -708,6 +840,76 @@ mod tests {
         assert!(parse(&unknown).unwrap_err().to_string().contains("home"));
         // Still no pool and no chaining: nothing to do.
         assert!(resolve_text(base).is_err());
+    }
+
+    #[test]
+    fn the_limit_and_revocation_tables_are_optional_and_checked() {
+        let base = "listen_v4 = \"127.0.0.1:5436\"\nipv4_pool = \"10.0.0.0/24\"\n";
+        let resolve_text = |text: &str| {
+            resolve(
+                Some((Path::new("x"), parse(text).unwrap())),
+                &ConfigLayer::default(),
+            )
+        };
+        // Without the tables: no share, no rate, as before them.
+        let s = resolve_text(base).unwrap();
+        assert_eq!(s.core.limits, MagLimits::default());
+        assert_eq!(s.core.limits.share_percent, 100);
+        assert_eq!(s.core.limits.new_bindings_per_sec, 0);
+        assert_eq!(s.core.revocation, RevocationSettings::default());
+        let s = resolve_text(&format!(
+            "{base}[mag_limits]\nshare_percent = 50\nnew_bindings_per_sec = 200\n\
+             [revocation]\ninitial_timeout_ms = 700\nmax_retries = 3\n\
+             global_mags = [\"192.0.2.0/24\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(s.core.limits.share_percent, 50);
+        assert_eq!(s.core.limits.burst, 200, "one second's worth by default");
+        assert_eq!(
+            s.core.revocation.initial_timeout,
+            Duration::from_millis(700)
+        );
+        assert_eq!(s.core.revocation.max_timeout, Duration::from_secs(2));
+        assert_eq!(s.core.revocation.max_retries, 3);
+        assert!(s.core.revocation.global_mags[0].contains("192.0.2.9".parse().unwrap()));
+        for (bad, field) in [
+            (
+                "[mag_limits]\nshare_percent = 0\n",
+                "mag_limits.share_percent",
+            ),
+            (
+                "[mag_limits]\nshare_percent = 101\n",
+                "mag_limits.share_percent",
+            ),
+            (
+                "[mag_limits]\nmax_bindings = 0\n",
+                "mag_limits.max_bindings",
+            ),
+            (
+                "[mag_limits]\nnew_bindings_per_sec = 5\nburst = 0\n",
+                "mag_limits.burst",
+            ),
+            (
+                "[mag_limits]\nreport_interval_secs = 0\n",
+                "mag_limits.report_interval_secs",
+            ),
+            (
+                "[revocation]\ninitial_timeout_ms = 100\n",
+                "revocation.initial_timeout_ms",
+            ),
+            (
+                "[revocation]\ninitial_timeout_ms = 3000\n",
+                "revocation.max_timeout_ms",
+            ),
+            ("[revocation]\nmax_retries = 99\n", "revocation.max_retries"),
+        ] {
+            let err = resolve_text(&format!("{base}{bad}")).unwrap_err();
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        assert!(parse(&format!("{base}[mag_limits]\nshare = 5\n"))
+            .unwrap_err()
+            .to_string()
+            .contains("share"));
     }
 
     #[test]

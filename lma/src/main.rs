@@ -140,6 +140,8 @@ impl Cli {
             socket_buffer_bytes: self.socket_buffer_bytes,
             sgi: None,
             chaining: None,
+            mag_limits: None,
+            revocation: None,
         }
     }
 }
