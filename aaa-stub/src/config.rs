@@ -35,6 +35,19 @@ pub struct AaaConfig {
     /// Seconds to wait for a home AAA before answering DIAMETER_UNABLE_TO_DELIVER.
     #[serde(default = "default_relay_timeout")]
     pub relay_timeout_secs: u64,
+    /// The USIMs' SQN profile (TS 33.102 annex C), for resynchronisation: the length of
+    /// IND in bits (0: one counter, as the project's software USIMs keep; 5 for USIMs
+    /// with an array of 32 SEQ values). At most 47.
+    #[serde(default)]
+    pub sqn_ind_bits: u8,
+    /// Δ: how far above the USIM's highest SEQ a SEQ is still fresh (annex C.2.1), in
+    /// units of SEQ. Default 2^28.
+    #[serde(default = "default_sqn_delta")]
+    pub sqn_delta: u64,
+}
+
+fn default_sqn_delta() -> u64 {
+    pmip_common::eap::DEFAULT_SQN_DELTA
 }
 
 fn default_listen() -> SocketAddr {
@@ -74,6 +87,16 @@ impl AaaConfig {
                 *file = base.join(&*file);
             }
         }
+        if config.sqn_ind_bits > 47 || config.sqn_delta == 0 {
+            return Err(ConfigError::Parse {
+                path: path.into(),
+                message: format!(
+                    "sqn_ind_bits {} / sqn_delta {}: IND takes at most 47 of the 48 bits, \
+                     and Δ must be at least 1",
+                    config.sqn_ind_bits, config.sqn_delta
+                ),
+            });
+        }
         if config.origin_host.is_empty() || config.origin_realm.is_empty() {
             return Err(ConfigError::Parse {
                 path: path.into(),
@@ -81,6 +104,14 @@ impl AaaConfig {
             });
         }
         Ok(config)
+    }
+
+    /// The SQN profile the EAP-AKA server resynchronises with.
+    pub fn sqn_profile(&self) -> pmip_common::eap::SqnProfile {
+        pmip_common::eap::SqnProfile {
+            ind_bits: self.sqn_ind_bits,
+            delta: self.sqn_delta,
+        }
     }
 
     /// The realm part of an NAI (`user@realm`), if it names another realm than ours,
@@ -218,5 +249,26 @@ internet = "127.0.0.21"
             err.contains("listen_port") && err.contains("aaa.toml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_sqn_profile_defaults_to_one_counter_and_is_checked() {
+        let config = load(VISITED).unwrap();
+        assert_eq!(
+            config.sqn_profile(),
+            pmip_common::eap::SqnProfile::default()
+        );
+        let config = load(&format!("sqn_ind_bits = 5\nsqn_delta = 1024\n{VISITED}")).unwrap();
+        assert_eq!(
+            config.sqn_profile(),
+            pmip_common::eap::SqnProfile {
+                ind_bits: 5,
+                delta: 1024
+            }
+        );
+        for bad in ["sqn_ind_bits = 48\n", "sqn_delta = 0\n"] {
+            let err = load(&format!("{bad}{VISITED}")).unwrap_err().to_string();
+            assert!(err.contains("sqn_ind_bits"), "{err}");
+        }
     }
 }

@@ -46,7 +46,7 @@ use pmip_common::diameter::swm::{
 };
 use pmip_common::diameter::{Avp, Header, Message};
 use pmip_common::eap::{
-    Server, ServerConfig, ServerFailure, ServerInput, ServerOutput, Sqn,
+    Resynchronisation, Server, ServerConfig, ServerFailure, ServerInput, ServerOutput, Sqn,
     Subscriber as EapSubscriber,
 };
 use rand::RngCore;
@@ -496,11 +496,15 @@ impl<S: Subscribers> Aaa<S> {
         if self.next_sweep.is_none() {
             self.next_sweep = Some(now + EAP_IDLE_TIMEOUT);
         }
+        let sqn_profile = self.config.sqn_profile();
         let session = self
             .sessions
             .entry(der.session_id.clone())
             .or_insert_with(|| Session {
-                server: Server::new(ServerConfig::default()),
+                server: Server::new(ServerConfig {
+                    sqn: sqn_profile,
+                    ..ServerConfig::default()
+                }),
                 imsi: None,
                 authenticated: false,
                 last: now,
@@ -531,6 +535,27 @@ impl<S: Subscribers> Aaa<S> {
                         if let Err(e) = self.store.commit_sqn(&imsi, sqn.value()) {
                             store_error = Some(e);
                         }
+                    }
+                    ServerOutput::Resynchronised {
+                        imsi,
+                        sqn_ms,
+                        decision,
+                    } => {
+                        // TS 33.102 6.3.5: one log line per verified AUTS.
+                        let (what, next) = match decision {
+                            Resynchronisation::Kept(n) => ("kept SQN_HE", n),
+                            Resynchronisation::Reset(n) => ("reset SQN_HE to SQN_MS", n),
+                        };
+                        out.push(Output::Log {
+                            conn: 0,
+                            session: der.session_id.clone(),
+                            user: imsi,
+                            result: format!(
+                                "EAP-AKA resynchronisation: SQN_MS {}, {what}, next SQN {}",
+                                sqn_ms.value(),
+                                next.value()
+                            ),
+                        });
                     }
                     ServerOutput::Send(p) => eap = Some(p),
                     ServerOutput::Success(s) => success = Some(s),
@@ -746,7 +771,8 @@ mod tests {
             if self.fail {
                 return Err("disk full".into());
             }
-            self.sqn = sqn;
+            // As the real store: SQNs only move forward.
+            self.sqn = self.sqn.max(sqn);
             self.commits.push(sqn);
             Ok(())
         }
@@ -765,6 +791,8 @@ mod tests {
                 .map(|(r, a)| (r.to_string(), a.parse().unwrap()))
                 .collect(),
             relay_timeout_secs: 2,
+            sqn_ind_bits: 0,
+            sqn_delta: pmip_common::eap::DEFAULT_SQN_DELTA,
         }
     }
 
@@ -855,6 +883,96 @@ mod tests {
             eap = next.unwrap();
         }
         panic!("no end");
+    }
+
+    /// One DER with `eap` on session "s;1": the answer's EAP payload fed to `peer`, the
+    /// peer's next packet, the result code and the log lines.
+    fn exchange(
+        aaa: &mut Aaa<Memory>,
+        peer: &mut Peer,
+        eap: Vec<u8>,
+    ) -> (Option<Vec<u8>>, Option<u32>, Vec<String>) {
+        let mut out = Vec::new();
+        let request = Input::Request {
+            conn: 1,
+            message: der("s;1", eap),
+        };
+        aaa.handle(request, Instant::now(), &mut out);
+        let answer = sent(&out).pop().unwrap();
+        let payload = answer.find(avp::EAP_PAYLOAD, None).unwrap().as_octets();
+        let next = peer.handle(payload).into_iter().find_map(|o| match o {
+            PeerOutput::Send(p) => Some(p),
+            _ => None,
+        });
+        let logs = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Log { result, .. } => Some(result.clone()),
+                _ => None,
+            })
+            .collect();
+        (next, answer.result_code(), logs)
+    }
+
+    fn usim_at(sqn_ms: u64) -> Peer {
+        Peer::new(
+            PeerConfig {
+                permanent_identity: nai().into_bytes(),
+                eap_identity: None,
+                result_indication: false,
+            },
+            Usim::new(&K, &OPC, Sqn::new(sqn_ms).unwrap()),
+        )
+    }
+
+    #[test]
+    fn a_resynchronisation_keeps_the_aaa_counter_when_it_is_ahead_and_in_range() {
+        // TS 33.102 6.3.5 steps 2 and 3: the USIM (at 150) refuses the challenge built on
+        // 101; meanwhile the counter moved to 200 (other conversations, or an IMSI range's
+        // shared counter). 201 is fresh for the USIM: the AAA goes on from its own counter
+        // and never hands out 151, below a value it used.
+        let mut aaa = aaa(
+            config(HOME, "10.0.0.3", &[]),
+            Memory {
+                sqn: 100,
+                ..Memory::default()
+            },
+        );
+        let mut peer = usim_at(150);
+        let (next, _, _) = exchange(&mut aaa, &mut peer, identity(&nai()));
+        aaa.store.sqn = 200;
+        let (next, code, logs) = exchange(&mut aaa, &mut peer, next.unwrap());
+        assert_eq!(code, Some(result::DIAMETER_MULTI_ROUND_AUTH));
+        assert!(
+            logs.iter()
+                .any(|l| l.contains("SQN_MS 150, kept SQN_HE, next SQN 201")),
+            "{logs:?}"
+        );
+        let (_, code, _) = exchange(&mut aaa, &mut peer, next.unwrap());
+        assert_eq!(code, Some(result::DIAMETER_SUCCESS));
+        assert_eq!(aaa.store.commits, vec![101, 201]);
+        assert_eq!(peer.usim().sqn_ms(), Sqn::new(201).unwrap());
+    }
+
+    #[test]
+    fn a_resynchronisation_resets_to_the_usim_when_the_aaa_is_behind_or_too_far_ahead() {
+        for (he, ms, next) in [(5, 1000, 1001), (1000 + (1 << 28), 1000, 1001)] {
+            let mut aaa = aaa(
+                config(HOME, "10.0.0.3", &[]),
+                Memory {
+                    sqn: he,
+                    ..Memory::default()
+                },
+            );
+            let mut peer = usim_at(ms);
+            let (n, _, _) = exchange(&mut aaa, &mut peer, identity(&nai()));
+            let (n, _, logs) = exchange(&mut aaa, &mut peer, n.unwrap());
+            let want = format!("SQN_MS {ms}, reset SQN_HE to SQN_MS, next SQN {next}");
+            assert!(logs.iter().any(|l| l.contains(&want)), "{logs:?}");
+            let (_, code, _) = exchange(&mut aaa, &mut peer, n.unwrap());
+            assert_eq!(code, Some(result::DIAMETER_SUCCESS));
+            assert_eq!(aaa.store.commits, vec![he + 1, next]);
+        }
     }
 
     #[test]

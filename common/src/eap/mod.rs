@@ -16,6 +16,7 @@ mod keys;
 mod milenage;
 mod packet;
 mod peer;
+mod resync;
 mod server;
 
 pub use aka::{
@@ -30,6 +31,7 @@ pub use keys::{
 pub use milenage::{opc_from_op, AuthVector, AutnError, AutnResult, Milenage, Sqn, F2345, SQN_MAX};
 pub use packet::{Code, EapPacket, EapRepr, EapType, TypeData, HEADER_LEN};
 pub use peer::{Peer, PeerConfig, PeerOutput, PeerProblem, Usim, DEFAULT_SQN_DELTA};
+pub use resync::{Resynchronisation, SqnProfile};
 pub use server::{
     aka_subtype, AuthSuccess, Server, ServerConfig, ServerFailure, ServerInput, ServerOutput,
     Subscriber,

@@ -9,8 +9,12 @@
 //! identity is not an IMSI-based permanent one; [`ServerOutput::SubscriberNeeded`]; the
 //! AKA-Challenge with the next SQN, reported as [`ServerOutput::SqnUsed`] for the caller
 //! to persist before it sends the challenge; then EAP-Success with the MSK, or
-//! EAP-Failure. A Synchronization-Failure is answered once, by checking AUTS and
-//! challenging again with SQN_MS + 1.
+//! EAP-Failure. A Synchronization-Failure is answered once (a second one fails): AUTS is
+//! checked (MAC-S), the subscriber's current SQN_HE is asked for again
+//! ([`ServerOutput::SubscriberNeeded`]), and TS 33.102 section 6.3.5 with annex C decides
+//! (the `resync` module, [`ServerConfig::sqn`]): SQN_HE in range is kept and the new
+//! challenge uses SQN_HE + 1; otherwise SEQ_HE is reset to SEQ_MS and the challenge uses
+//! the next SEQ. Either way it is reported ([`ServerOutput::Resynchronised`]).
 
 use rand::RngCore;
 
@@ -20,6 +24,7 @@ use super::identity::permanent_identity_imsi;
 use super::keys::{fill_mac, verify_mac, Checkcode, SessionKeys};
 use super::milenage::{ct_eq, AuthVector, Milenage, Sqn};
 use super::packet::{Code, EapPacket, EapRepr, EapType, TypeData};
+use super::resync::{Resynchronisation, SqnProfile};
 
 /// What the server needs to know of a subscriber (from the caller's subscriber store).
 #[derive(Clone)]
@@ -47,6 +52,8 @@ pub struct ServerConfig {
     /// Offer result indications (AT_RESULT_IND, RFC 4187 section 6.2): when the peer
     /// takes them up, success is announced with an AKA-Notification before EAP-Success.
     pub result_indication: bool,
+    /// What the HE assumes of the USIMs' freshness check, for resynchronisation.
+    pub sqn: SqnProfile,
 }
 
 /// An input to [`Server::handle`].
@@ -109,6 +116,13 @@ pub enum ServerOutput {
     /// Persist `sqn` as the subscriber's highest used SQN before sending the packet
     /// that follows (a challenge built on it).
     SqnUsed { imsi: String, sqn: Sqn },
+    /// A verified AUTS: the USIM's SQN_MS, and whether SQN_HE was kept or reset (TS
+    /// 33.102 section 6.3.5).
+    Resynchronised {
+        imsi: String,
+        sqn_ms: Sqn,
+        decision: Resynchronisation,
+    },
     /// Authenticated; the EAP-Success has been output just before.
     Success(Box<AuthSuccess>),
     /// Failed; the EAP-Failure has been output just before.
@@ -123,7 +137,13 @@ enum State {
     Idle,
     WaitIdentity,
     WaitAkaIdentity,
-    WaitSubscriber { imsi: String },
+    WaitSubscriber {
+        imsi: String,
+    },
+    /// A verified AUTS: the subscriber's current SQN_HE is asked for.
+    WaitResyncSubscriber {
+        sqn_ms: Sqn,
+    },
     WaitChallengeResponse,
     WaitNotificationResponse,
     Done,
@@ -135,6 +155,8 @@ struct Challenge {
     milenage: Milenage,
     amf: [u8; 2],
     vector: AuthVector,
+    /// The SQN the challenge was built on.
+    sqn: Sqn,
     keys: SessionKeys,
     resynchronised: bool,
 }
@@ -296,9 +318,10 @@ impl Server {
                 }
                 Ok(repr) => self.peer_gave_up(&repr, out),
             },
-            State::WaitSubscriber { .. } | State::Done => out.push(ServerOutput::Discarded(
-                EapError::Malformed("no request outstanding"),
-            )),
+            State::WaitSubscriber { .. } | State::WaitResyncSubscriber { .. } | State::Done => out
+                .push(ServerOutput::Discarded(EapError::Malformed(
+                    "no request outstanding",
+                ))),
         }
     }
 
@@ -371,6 +394,9 @@ impl Server {
         rng: &mut dyn RngCore,
         out: &mut Vec<ServerOutput>,
     ) {
+        if let State::WaitResyncSubscriber { sqn_ms } = self.state {
+            return self.resynchronised(subscriber, sqn_ms, rng, out);
+        }
         let State::WaitSubscriber { imsi } = &self.state else {
             return out.push(ServerOutput::Discarded(EapError::Malformed(
                 "subscriber record not asked for",
@@ -433,6 +459,7 @@ impl Server {
             milenage,
             amf,
             vector,
+            sqn,
             keys,
             resynchronised,
         });
@@ -497,15 +524,16 @@ impl Server {
         self.succeed(out);
     }
 
-    /// RFC 4187 section 6.3.1 / TS 33.102 section 6.3.5: recover SQN_MS from AUTS,
-    /// check MAC-S, and challenge again with SQN_MS + 1.
+    /// RFC 4187 section 6.3.1 / TS 33.102 section 6.3.5 step 1 and 6.3.3: recover SQN_MS
+    /// from AUTS, check MAC-S (always: an AUTS that does not verify ends the
+    /// conversation, whatever SQN_HE is), then ask for the current SQN_HE.
     fn resynchronise(
         &mut self,
         repr: &AkaRepr,
-        rng: &mut dyn RngCore,
+        _rng: &mut dyn RngCore,
         out: &mut Vec<ServerOutput>,
     ) {
-        let Some(challenge) = self.challenge.take() else {
+        let Some(challenge) = &self.challenge else {
             return self.fail(
                 ServerFailure::Malformed(EapError::Malformed("no challenge")),
                 out,
@@ -528,14 +556,45 @@ impl Server {
         else {
             return self.fail(ServerFailure::SynchronisationFailed, out);
         };
-        let Some(sqn) = sqn_ms.next() else {
+        out.push(ServerOutput::SubscriberNeeded {
+            imsi: challenge.imsi.clone(),
+        });
+        self.state = State::WaitResyncSubscriber { sqn_ms };
+    }
+
+    /// TS 33.102 section 6.3.5 steps 2 to 6 with the subscriber's current SQN_HE (the
+    /// `resync` module), and the new challenge.
+    fn resynchronised(
+        &mut self,
+        subscriber: Option<Subscriber>,
+        sqn_ms: Sqn,
+        rng: &mut dyn RngCore,
+        out: &mut Vec<ServerOutput>,
+    ) {
+        let Some(challenge) = self.challenge.take() else {
+            return self.fail(
+                ServerFailure::Malformed(EapError::Malformed("no challenge")),
+                out,
+            );
+        };
+        let Some(subscriber) = subscriber else {
+            return self.fail(ServerFailure::UnknownSubscriber, out);
+        };
+        // The store's counter, or the challenge's own SQN if the store lags behind it.
+        let sqn_he = subscriber.sqn.max(challenge.sqn);
+        let Some(decision) = self.config.sqn.resynchronise(sqn_he, sqn_ms) else {
             return self.fail(ServerFailure::SqnExhausted, out);
         };
+        out.push(ServerOutput::Resynchronised {
+            imsi: challenge.imsi.clone(),
+            sqn_ms,
+            decision,
+        });
         self.challenge_with(
             challenge.imsi,
             challenge.milenage,
             challenge.amf,
-            sqn,
+            decision.next(),
             true,
             rng,
             out,

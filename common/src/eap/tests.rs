@@ -629,6 +629,7 @@ fn result_indication_adds_a_success_notification() {
     let mut subscribers = store(3);
     let mut server = Server::new(ServerConfig {
         result_indication: true,
+        ..ServerConfig::default()
     });
     let mut peer = peer_with(k(), 3, None, true);
     let t = converse(
@@ -655,6 +656,7 @@ fn result_indication_adds_a_success_notification() {
     // Only one side asking changes nothing.
     let mut server = Server::new(ServerConfig {
         result_indication: true,
+        ..ServerConfig::default()
     });
     let mut peer = peer_with(k(), 4, None, false);
     let t = converse(
@@ -1043,7 +1045,10 @@ proptest! {
     fn state_machines_never_panic(packets in vec(vec(any::<u8>(), 0..80), 0..6)) {
         let mut r = rng();
         let mut peer = peer_with(k(), 0, None, true);
-        let mut server = Server::new(ServerConfig { result_indication: true });
+        let mut server = Server::new(ServerConfig {
+            result_indication: true,
+            ..ServerConfig::default()
+        });
         let _ = server.handle(ServerInput::Start, &mut r);
         for p in &packets {
             let _ = peer.handle(p);
@@ -1108,4 +1113,176 @@ fn endless_identity_requests_get_a_client_error() {
         };
         assert_eq!(aka_subtype(answer), Some(expected));
     }
+}
+
+/// Drives one step: the server's outputs go to the peer (packets) or are answered from
+/// `record` (subscriber look-ups); returns everything the server output.
+fn step(
+    server: &mut Server,
+    peer: &mut Peer,
+    input: ServerInput<'_>,
+    record: &dyn Fn() -> Subscriber,
+    rng: &mut StdRng,
+) -> (Vec<ServerOutput>, Vec<Vec<u8>>) {
+    let mut all = Vec::new();
+    let mut answers = Vec::new();
+    let mut pending = server.handle(input, rng);
+    while !pending.is_empty() {
+        let mut next = Vec::new();
+        for o in pending {
+            all.push(o.clone());
+            match o {
+                ServerOutput::SubscriberNeeded { .. } => {
+                    next.extend(server.handle(ServerInput::Subscriber(Some(record())), rng))
+                }
+                ServerOutput::Send(bytes) => {
+                    for p in peer.handle(&bytes) {
+                        if let PeerOutput::Send(answer) = p {
+                            answers.push(answer);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        pending = next;
+    }
+    (all, answers)
+}
+
+#[test]
+fn a_resynchronisation_keeps_the_he_counter_when_it_is_ahead_and_in_range() {
+    // TS 33.102 6.3.5: the USIM refuses a challenge built on an older SQN (101, below its
+    // SQN_MS 150) while the HE's counter has moved on to 200 meanwhile (other
+    // conversations, or the IMSI range's shared counter): 201 is in range, so the HE goes
+    // on from its own counter instead of going back to SQN_MS + 1.
+    let mut rng = rng();
+    let mut server = Server::new(ServerConfig::default());
+    let mut peer = peer_with(k(), 150, None, false);
+    let record = |sqn_he: u64| {
+        move || Subscriber {
+            sqn: sqn(sqn_he),
+            ..store(0)[IMSI].clone()
+        }
+    };
+    let (_, answers) = step(
+        &mut server,
+        &mut peer,
+        ServerInput::Start,
+        &record(100),
+        &mut rng,
+    );
+    let (out, answers) = step(
+        &mut server,
+        &mut peer,
+        ServerInput::Packet(&answers[0]),
+        &record(100),
+        &mut rng,
+    );
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, ServerOutput::SqnUsed { sqn, .. } if sqn.value() == 101)));
+    assert_eq!(
+        aka_subtype(&answers[0]),
+        Some(Subtype::SynchronizationFailure)
+    );
+    // The store now says 200.
+    let (out, answers) = step(
+        &mut server,
+        &mut peer,
+        ServerInput::Packet(&answers[0]),
+        &record(200),
+        &mut rng,
+    );
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            ServerOutput::Resynchronised { sqn_ms, decision: Resynchronisation::Kept(next), .. }
+                if sqn_ms.value() == 150 && next.value() == 201
+        )),
+        "{out:?}"
+    );
+    let used: Vec<u64> = out
+        .iter()
+        .filter_map(|o| match o {
+            ServerOutput::SqnUsed { sqn, .. } => Some(sqn.value()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(used, vec![201], "never below a value the HE handed out");
+    let (out, _) = step(
+        &mut server,
+        &mut peer,
+        ServerInput::Packet(&answers[0]),
+        &record(201),
+        &mut rng,
+    );
+    assert!(out.iter().any(|o| matches!(o, ServerOutput::Success(_))));
+    assert_eq!(peer.usim().sqn_ms(), sqn(201));
+}
+
+#[test]
+fn a_resynchronisation_resets_to_the_next_seq_of_an_array_usim() {
+    // A USIM with the annex C array (IND of 5 bits) refuses SQN 10||4 because its entry
+    // for IND 4 holds SEQ 10 already; SQN_MS is 10||4. SQN_HE + 1 = 10||5 has no SEQ above
+    // SEQ_MS: the HE resets and goes on with SEQ 11, IND 0, which any entry accepts.
+    let profile = SqnProfile {
+        ind_bits: 5,
+        delta: 1 << 28,
+    };
+    let he = sqn((10 << 5) | 4);
+    let ms = sqn((10 << 5) | 4);
+    assert_eq!(
+        profile.resynchronise(he, ms),
+        Some(Resynchronisation::Reset(sqn(11 << 5)))
+    );
+    // And through the server, with the USIM's AUTS.
+    let mut rng = rng();
+    let mut server = Server::new(ServerConfig {
+        sqn: profile,
+        ..ServerConfig::default()
+    });
+    let mut peer = peer_with(k(), (10 << 5) | 4, None, false);
+    let record = |v: u64| {
+        move || Subscriber {
+            sqn: sqn(v),
+            ..store(0)[IMSI].clone()
+        }
+    };
+    let start = (10 << 5) | 3;
+    let (_, a) = step(
+        &mut server,
+        &mut peer,
+        ServerInput::Start,
+        &record(start),
+        &mut rng,
+    );
+    let (_, a) = step(
+        &mut server,
+        &mut peer,
+        ServerInput::Packet(&a[0]),
+        &record(start),
+        &mut rng,
+    );
+    assert_eq!(aka_subtype(&a[0]), Some(Subtype::SynchronizationFailure));
+    let (out, a) = step(
+        &mut server,
+        &mut peer,
+        ServerInput::Packet(&a[0]),
+        &record(start + 1),
+        &mut rng,
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        ServerOutput::Resynchronised { decision: Resynchronisation::Reset(next), .. }
+            if next.value() == 11 << 5
+    )));
+    let (out, _) = step(
+        &mut server,
+        &mut peer,
+        ServerInput::Packet(&a[0]),
+        &record(11 << 5),
+        &mut rng,
+    );
+    assert!(out.iter().any(|o| matches!(o, ServerOutput::Success(_))));
 }
