@@ -405,6 +405,39 @@ fn bad_inputs(socket: &MhSocket, lma: SocketAddr, lma_node: &mut Node) -> Result
         assert_eq!(got, *status, "PBU without {what}");
     }
 
+    // An MN-ID the LMA cannot identify a mobile node by (RFC 5213 5.3.1 steps 4 and 7):
+    // zero-length is a missing one (160, answered with a zero-length identifier), a
+    // malformed NAI is NOT_LMA_FOR_THIS_MOBILE_NODE (153). Nothing is bound for either.
+    let with_nai = |seq: u16, nai: &str| {
+        let mut bu = good(seq, "placeholder@test");
+        for o in &mut bu.options {
+            if let MobilityOption::MobileNodeIdentifier(id) = o {
+                *id = MobileNodeIdentifier::Nai(nai.to_string());
+            }
+        }
+        bu
+    };
+    let empty = ack(socket, lma, with_nai(105, ""))?;
+    assert_eq!(empty.status, BindingAckStatus::MissingMnIdentifierOption);
+    assert!(
+        empty.options.iter().any(|o| matches!(
+            o,
+            MobilityOption::MobileNodeIdentifier(MobileNodeIdentifier::Nai(n)) if n.is_empty()
+        )),
+        "zero-length MN-ID in the answer: {empty:?}"
+    );
+    let long = format!("{}@test", "9".repeat(250));
+    for (i, bad) in ["no-at-sign", "two@at@test", "us\u{1}er@test", long.as_str()]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            status_of(socket, lma, with_nai(106 + i as u16, bad))?,
+            BindingAckStatus::NotLmaForThisMobileNode,
+            "MN-ID {bad:?}"
+        );
+    }
+
     // GRE key required (RFC 5845 section 3.3 / TS 29.275): no GRE key option.
     let got = status_of(
         socket,
@@ -535,6 +568,53 @@ fn bad_inputs(socket: &MhSocket, lma: SocketAddr, lma_node: &mut Node) -> Result
             );
         }
         other => anyhow::bail!("heartbeat: expected a response, got {other:?}"),
+    }
+
+    // Binding Revocation Indications from the MAG (RFC 5846 section 8.2): each answered
+    // with an acknowledgement carrying its sequence number and the status the RFC names;
+    // a revoked binding is gone (its refresh is a new registration afterwards).
+    let revoked = ProxyBindingAck::try_from(&ack(socket, lma, good(145, "revoke@test"))?)?;
+    let bri = |sequence: u16, trigger: u8, options: Vec<MobilityOption>| MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::BindingRevocation(BindingRevocationRepr {
+            revocation_type: BindingRevocationType::Indication,
+            trigger_or_status: trigger,
+            sequence,
+            flags: BindingRevocationRepr::PROXY,
+            options,
+        }),
+    };
+    let nai = |n: &str| MobilityOption::MobileNodeIdentifier(MobileNodeIdentifier::Nai(n.into()));
+    for (sequence, trigger, options, want) in [
+        (
+            901u16,
+            1u8,
+            vec![
+                nai("revoke@test"),
+                MobilityOption::HomeNetworkPrefix(revoked.home_network_prefixes[0]),
+            ],
+            0u8,
+        ),
+        (902, 1, vec![nai("revoke@test")], 128),
+        (903, 1, vec![], 131),
+        (904, 77, vec![nai("after@test")], 133),
+    ] {
+        match socket.exchange(
+            lma,
+            &bri(sequence, trigger, options),
+            Duration::from_secs(3),
+        )? {
+            Some(MobilityHeaderRepr {
+                message: MobilityMessage::BindingRevocation(bra),
+                ..
+            }) => {
+                assert_eq!(bra.revocation_type, BindingRevocationType::Acknowledgement);
+                assert_eq!(bra.sequence, sequence);
+                assert_eq!(bra.trigger_or_status, want, "BRI {sequence}: {bra:?}");
+                assert_eq!(bra.flags, BindingRevocationRepr::PROXY);
+            }
+            other => anyhow::bail!("BRI {sequence}: expected a BRA, got {other:?}"),
+        }
     }
 
     // Still serving after all of it.
@@ -788,4 +868,61 @@ fn pcap_json_logs_and_graceful_shutdown_over_ipv6_raw_mobility_header() -> Resul
         SocketAddr::new(IpAddr::V6(mag_v6), 0),
         SocketAddr::new(IpAddr::V6(lma_v6), 0),
     )
+}
+
+#[test]
+fn a_mag_at_its_share_is_refused_while_the_next_mag_is_served() -> Result<()> {
+    // One MAG floods PBUs for new mobile nodes; with [mag_limits] it gets 40 % of the
+    // pools (two of the five IPv4 addresses of a /29), the next MAG's UE is served, and
+    // the refusals are logged once, summed, not once per PBU.
+    let dir = tempfile::tempdir()?;
+    let lma: SocketAddr = "127.0.52.2:5436".parse()?;
+    let config = lma_config(&Setup {
+        lma_v4: lma,
+        lma_v6: None,
+        allowed_mags: vec!["127.0.52.1".parse()?, "127.0.52.3".parse()?],
+    })
+    .replace(IPV4_POOL, "10.47.0.0/29")
+    .replace(IPV6_POOL, "2001:db8:47::/61")
+        + "[mag_limits]\nshare_percent = 40\nreport_interval_secs = 1\n";
+    let path = write_file(dir.path(), "lma.toml", &config)?;
+    let mut node = Node::start("lma", &["--config", path.to_str().context("path")?])?;
+    node.wait_for("lma listening", Duration::from_secs(20))?;
+    let flood = MhSocket::bind("127.0.52.1:0".parse()?)?;
+    let mut statuses = Vec::new();
+    for n in 0..200u16 {
+        let bu = pbu(n, &format!("flood{n}@test")).to_binding_update();
+        statuses.push(status_of(&flood, lma, bu)?);
+    }
+    let accepted = statuses
+        .iter()
+        .filter(|s| **s == BindingAckStatus::Accepted)
+        .count();
+    assert_eq!(accepted, 2, "{statuses:?}");
+    assert!(statuses[2..]
+        .iter()
+        .all(|s| *s == BindingAckStatus::InsufficientResources));
+    let other = MhSocket::bind("127.0.52.3:0".parse()?)?;
+    let served =
+        ProxyBindingAck::try_from(&ack(&other, lma, pbu(1, "next@test").to_binding_update())?)?;
+    assert_eq!(served.status, BindingAckStatus::Accepted);
+    assert!(served.ipv4_home_address_reply.is_some());
+    node.wait_for("PBUs refused by mag_limits", Duration::from_secs(10))?;
+    let output = node.output();
+    let reports: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("PBUs refused by mag_limits"))
+        .collect();
+    assert_eq!(reports.len(), 1, "{output}");
+    assert!(
+        reports[0].contains("127.0.52.1") && reports[0].contains("share=198"),
+        "{}",
+        reports[0]
+    );
+    let rejected_lines = output
+        .lines()
+        .filter(|l| l.contains(" PBU ") && l.contains("rejected"))
+        .count();
+    assert_eq!(rejected_lines, 0, "no log line per refused PBU:\n{output}");
+    Ok(())
 }
