@@ -344,6 +344,272 @@ fn cases() -> Vec<(String, MobilityHeaderRepr)> {
             revocation_ack(),
         ),
     ]);
+    cases.extend(lma_emitted());
+    cases
+}
+
+// ---------------------------------------------------------------------------------------
+// What the LMA core itself emits beyond PBAs: driven in virtual time, its bytes taken
+
+mod lma_core {
+    use super::*;
+    use lma::anchor::RevocationSettings;
+    use lma::config::{MagFilter, UnauthorizedMag};
+    use lma::{Input, Lma, LmaSettings, MagAddress, Output};
+    use std::net::SocketAddrV4;
+    use std::time::{Instant, SystemTime};
+
+    pub const MAG_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    pub const MAG_B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
+
+    pub fn path(mag: Ipv4Addr) -> MagAddress {
+        MagAddress::Udp4 {
+            mag: SocketAddrV4::new(mag, MH_UDP_PORT),
+            local: LMA4,
+        }
+    }
+
+    /// An LMA core in virtual time whose every MAG may revoke globally.
+    pub struct Core {
+        pub lma: Lma,
+        t0: Instant,
+        wall0: SystemTime,
+    }
+
+    impl Core {
+        pub fn new() -> Core {
+            let t0 = Instant::now();
+            let wall0 = UNIX_EPOCH + Duration::from_secs(UNIX_SECS);
+            let settings = LmaSettings {
+                ipv4_pool: Some("10.45.0.0/24".parse().unwrap()),
+                ipv4_default_router: Some("10.45.0.1".parse().unwrap()),
+                ipv6_pool: Some("2001:db8:45::/56".parse().unwrap()),
+                max_lifetime: Lifetime::from_secs(3600),
+                timestamp_window: Duration::from_secs(5),
+                require_timestamp: false,
+                require_gre_key: true,
+                unauthorized_mag: UnauthorizedMag::Reject,
+                allowed_mags: vec!["192.0.2.0/24".parse::<MagFilter>().unwrap()],
+                restart_counter: 1,
+                revocation: RevocationSettings {
+                    global_mags: vec!["192.0.2.0/24".parse().unwrap()],
+                    ..RevocationSettings::default()
+                },
+                limits: Default::default(),
+            };
+            Core {
+                lma: Lma::new(settings, t0, wall0).unwrap(),
+                t0,
+                wall0,
+            }
+        }
+
+        /// Feeds `message` from `mag` at virtual second `secs`; the messages the core
+        /// sent back, each checked to re-emit to the very octets the core produced.
+        pub fn feed(
+            &mut self,
+            mag: Ipv4Addr,
+            message: MobilityMessage,
+            secs: u64,
+        ) -> Vec<(Ipv4Addr, MobilityHeaderRepr)> {
+            let from = path(mag);
+            let bytes = message_repr(message).to_bytes(from.receive_checksum());
+            let mut out = Vec::new();
+            let now = self.t0 + Duration::from_secs(secs);
+            self.lma.handle(
+                Input::Mobility {
+                    from,
+                    bytes: &bytes,
+                },
+                now,
+                &mut out,
+            );
+            sent(out)
+        }
+
+        pub fn pbu(&self, mn: &str, hi: HandoffIndicator, key: u32, secs: u64) -> MobilityMessage {
+            let wall = self.wall0 + Duration::from_secs(secs);
+            MobilityMessage::BindingUpdate(
+                ProxyBindingUpdate {
+                    sequence: 1,
+                    flags: BuFlags(BuFlags::ACK | BuFlags::HOME_REGISTRATION | BuFlags::PROXY),
+                    lifetime: Lifetime::from_secs(600),
+                    mn_id: mn.to_string(),
+                    apn: Some(APN.into()),
+                    home_network_prefixes: vec!["::/0".parse().unwrap()],
+                    handoff: hi,
+                    access_technology: AccessTechnologyType::Ieee80211,
+                    timestamp: Some(Timestamp::from_system_time(wall)),
+                    link_local_address: None,
+                    link_layer_id: None,
+                    gre_key: Some(GreKey(key)),
+                    ipv4_home_address_request: Some("0.0.0.0/0".parse().unwrap()),
+                    ipv4_care_of_address: None,
+                    restart_counter: None,
+                    vendor: Vec::new(),
+                    other: Vec::new(),
+                }
+                .to_binding_update(),
+            )
+        }
+    }
+
+    fn message_repr(message: MobilityMessage) -> MobilityHeaderRepr {
+        MobilityHeaderRepr {
+            payload_proto: IPPROTO_NONE,
+            message,
+        }
+    }
+
+    fn sent(out: Vec<Output>) -> Vec<(Ipv4Addr, MobilityHeaderRepr)> {
+        out.into_iter()
+            .filter_map(|o| match o {
+                Output::Send { to, bytes } => {
+                    let context = to.send_checksum();
+                    let repr = MobilityHeaderRepr::parse(&bytes, context)
+                        .unwrap_or_else(|e| panic!("the LMA's own message does not parse: {e}"));
+                    assert_eq!(repr.to_bytes(context), bytes, "re-emitted exactly");
+                    let IpAddr::V4(mag) = to.ip() else {
+                        panic!("an IPv4 path")
+                    };
+                    Some((mag, repr))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The messages the LMA core emits besides PBAs, each from a run of the core itself:
+/// Binding Revocation Indications for every trigger it uses, its Acknowledgements with
+/// every status it answers with, and its Binding Error.
+fn lma_emitted() -> Vec<(String, MobilityHeaderRepr)> {
+    use lma_core::{Core, MAG_A, MAG_B};
+    let mut cases = Vec::new();
+    let revocations =
+        |sent: Vec<(Ipv4Addr, MobilityHeaderRepr)>, to: Ipv4Addr| -> Vec<MobilityHeaderRepr> {
+            sent.into_iter()
+                .filter(|(mag, r)| {
+                    *mag == to && matches!(r.message, MobilityMessage::BindingRevocation(_))
+                })
+                .map(|(_, r)| r)
+                .collect()
+        };
+    // Indications: handoff with the same and another access type, state unknown, a new
+    // session replacing the old one.
+    for (name, hi, technology) in [
+        (
+            "handoff, same access type",
+            HandoffIndicator::HandoffBetweenSameInterface,
+            None,
+        ),
+        (
+            "handoff, different access type",
+            HandoffIndicator::HandoffBetweenDifferentInterfaces,
+            Some(AccessTechnologyType::ThreeGppEutran),
+        ),
+        (
+            "handoff state unknown",
+            HandoffIndicator::HandoffStateUnknown,
+            None,
+        ),
+        (
+            "new session elsewhere",
+            HandoffIndicator::AttachmentOverNewInterface,
+            None,
+        ),
+    ] {
+        let mut core = Core::new();
+        core.feed(
+            MAG_A,
+            core.pbu(NAI, HandoffIndicator::AttachmentOverNewInterface, 1, 0),
+            0,
+        );
+        let mut moved = core.pbu(NAI, hi, 2, 1);
+        if let (Some(t), MobilityMessage::BindingUpdate(bu)) = (technology, &mut moved) {
+            for o in &mut bu.options {
+                if let MobilityOption::AccessTechnologyType(a) = o {
+                    *a = t;
+                }
+            }
+        }
+        let bris = revocations(core.feed(MAG_B, moved, 1), MAG_A);
+        assert_eq!(bris.len(), 1, "{name}: one BRI to the old MAG");
+        cases.push((format!("LMA's BRI: {name}"), bris[0].clone()));
+    }
+    // Acknowledgements, by the status the LMA answers with.
+    let bri = |trigger: u8, flags: u8, options: Vec<MobilityOption>| {
+        MobilityMessage::BindingRevocation(BindingRevocationRepr {
+            revocation_type: BindingRevocationType::Indication,
+            trigger_or_status: trigger,
+            sequence: 0x1234,
+            flags,
+            options,
+        })
+    };
+    let mut core = Core::new();
+    core.feed(
+        MAG_A,
+        core.pbu(NAI, HandoffIndicator::AttachmentOverNewInterface, 1, 0),
+        0,
+    );
+    let other_prefix = MobilityOption::HomeNetworkPrefix("2001:db8:99::/64".parse().unwrap());
+    let hnp = MobilityOption::HomeNetworkPrefix("2001:db8:45::/64".parse().unwrap());
+    for (name, message) in [
+        ("trigger not supported", bri(77, BRI_P, vec![nai()])),
+        ("function not supported", bri(2, BRI_P | BRI_G, vec![nai()])),
+        ("identity required", bri(1, BRI_P, vec![])),
+        (
+            "IPv4 HoA option required",
+            bri(1, BRI_P | BRI_V, vec![nai()]),
+        ),
+        (
+            "binding does not exist",
+            bri(1, BRI_P, vec![nai(), other_prefix.clone()]),
+        ),
+        (
+            "partial success",
+            bri(1, BRI_P, vec![nai(), hnp, other_prefix]),
+        ),
+        ("global, success", bri(128, BRI_P | BRI_G, vec![nai()])),
+        ("global not authorized", bri(128, BRI_P | BRI_G, vec![])),
+    ] {
+        let acks = revocations(core.feed(MAG_A, message, 2), MAG_A);
+        assert_eq!(acks.len(), 1, "{name}: one BRA");
+        cases.push((format!("LMA's BRA: {name}"), acks[0].clone()));
+    }
+    // A Binding Error for an MH type it does not know.
+    let unknown = {
+        let mut bytes = MobilityHeaderRepr {
+            payload_proto: IPPROTO_NONE,
+            message: core.pbu(NAI, HandoffIndicator::AttachmentOverNewInterface, 1, 3),
+        }
+        .to_bytes(ChecksumContext::Skip);
+        bytes[2] = 99;
+        let from = lma_core::path(MAG_A);
+        if let Some(sum) = mobility_header_checksum(from.receive_checksum(), &bytes) {
+            bytes[4..6].copy_from_slice(&sum.to_be_bytes());
+        }
+        let mut out = Vec::new();
+        core.lma.handle(
+            lma::Input::Mobility {
+                from,
+                bytes: &bytes,
+            },
+            std::time::Instant::now(),
+            &mut out,
+        );
+        out.into_iter()
+            .find_map(|o| match o {
+                lma::Output::Send { to, bytes } => {
+                    MobilityHeaderRepr::parse(&bytes, to.send_checksum()).ok()
+                }
+                _ => None,
+            })
+            .expect("a Binding Error")
+    };
+    assert!(matches!(unknown.message, MobilityMessage::BindingError(_)));
+    cases.push(("LMA's Binding Error, unknown MH type".to_string(), unknown));
     cases
 }
 
