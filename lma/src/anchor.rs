@@ -276,6 +276,10 @@ impl Rejection {
             limit: None,
         }
     }
+    /// The binding looked up a moment ago is gone.
+    fn vanished() -> Self {
+        Rejection::new(BindingAckStatus::ReasonUnspecified, "binding vanished")
+    }
     fn ipv4(
         status: BindingAckStatus,
         reply: Ipv4HomeAddressReplyStatus,
@@ -317,6 +321,18 @@ enum Processed {
 /// `::/0` (or any zero-length prefix): "assign me a prefix".
 fn is_any_prefix(prefix: &Ipv6Net) -> bool {
     prefix.prefix_len() == 0
+}
+
+/// A new binding or mobility session is given prefixes, never asks for one (RFC 5213
+/// section 5.3.2 step 3): 155 otherwise.
+fn no_specific_prefix(pbu: &ProxyBindingUpdate) -> Result<(), Rejection> {
+    if pbu.home_network_prefixes.iter().any(|p| !is_any_prefix(p)) {
+        return Err(Rejection::new(
+            BindingAckStatus::NotAuthorizedForHomeNetworkPrefix,
+            "a specific home network prefix for a mobile node without a binding",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `new` is later than `old` (sequence numbers compare modulo 2^16).
@@ -873,12 +889,7 @@ impl Lma {
         now: Instant,
         out: &mut Vec<Output>,
     ) -> Result<Granted, Rejection> {
-        if pbu.home_network_prefixes.iter().any(|p| !is_any_prefix(p)) {
-            return Err(Rejection::new(
-                BindingAckStatus::NotAuthorizedForHomeNetworkPrefix,
-                "a specific home network prefix for a mobile node without a binding",
-            ));
-        }
+        no_specific_prefix(pbu)?;
         self.admit_new(from.ip(), false, now)?;
         let mut taken = Addresses::default();
         if let Err(rejection) = self.allocate(&Addresses::default(), pbu, from, &mut taken) {
@@ -935,12 +946,7 @@ impl Lma {
         now: Instant,
         out: &mut Vec<Output>,
     ) -> Result<Granted, Rejection> {
-        let Some(entry) = self.cache.get(id) else {
-            return Err(Rejection::new(
-                BindingAckStatus::ReasonUnspecified,
-                "binding vanished",
-            ));
-        };
+        let entry = self.cache.get(id).ok_or_else(Rejection::vanished)?;
         let held = entry.addresses();
         let before = (entry.mag(), entry.state.downlink_gre_key);
         let previous_expiry = entry.state.expires;

@@ -547,21 +547,19 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
                     "binding up"
                 ),
                 Output::BindingDown { binding, reason } => match reason {
-                    DownReason::Expired => tracing::info!(
+                    DownReason::Expired | DownReason::Revoked => tracing::info!(
                         id = %binding.id,
                         mag = %binding.mag,
                         ipv4 = ?binding.addresses.ipv4_home_address,
                         prefix = ?binding.addresses.home_network_prefix,
-                        "binding expired"
+                        "{}",
+                        if reason == DownReason::Expired {
+                            "binding expired"
+                        } else {
+                            "binding revoked"
+                        }
                     ),
                     DownReason::Deregistered => tracing::debug!(id = %binding.id, "binding down"),
-                    DownReason::Revoked => tracing::info!(
-                        id = %binding.id,
-                        mag = %binding.mag,
-                        ipv4 = ?binding.addresses.ipv4_home_address,
-                        prefix = ?binding.addresses.home_network_prefix,
-                        "binding revoked"
-                    ),
                 },
                 Output::Revocation(r) => tracing::info!(
                     mag = %r.mag,

@@ -58,8 +58,8 @@ use pmip_common::mh::{
 
 use super::revocation::RevocationTrigger;
 use super::{
-    is_any_prefix, reject_ack, Granted, HomeGrant, Lma, Outcome, Output, PbuReport, Rejection,
-    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+    is_any_prefix, no_specific_prefix, reject_ack, Granted, HomeGrant, Lma, Outcome, Output,
+    PbuReport, Rejection, STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
 };
 use crate::binding_cache::{Addresses, BindingId, BindingState};
 use crate::config::MagFilter;
@@ -373,12 +373,7 @@ impl Lma {
         now: Instant,
         out: &mut Vec<Output>,
     ) -> Result<(), Rejection> {
-        if pbu.home_network_prefixes.iter().any(|p| !is_any_prefix(p)) {
-            return Err(Rejection::new(
-                BindingAckStatus::NotAuthorizedForHomeNetworkPrefix,
-                "a specific home network prefix for a mobile node without a binding",
-            ));
-        }
+        no_specific_prefix(pbu)?;
         let (key, chain) = chain_for(&mut self.chain, pbu)?;
         if chain.deregistering.contains(&key) {
             // The old home registration of this key is still being let go (a new
@@ -1155,11 +1150,7 @@ impl Lma {
             }
         }
         // A handoff to another ePDG (the takeover module): the old one is told now.
-        let trigger = if old_technology == pbu.access_technology {
-            RevocationTrigger::InterMagHandoverSameAccessType
-        } else {
-            RevocationTrigger::InterMagHandoverDifferentAccessType
-        };
+        let trigger = RevocationTrigger::handoff(old_technology, pbu.access_technology);
         self.moved(id, before.0, from, Some(trigger), now, out);
         let granted = Granted {
             addresses: home.addresses(uplink_key),

@@ -217,41 +217,34 @@ impl Lma {
             return Ok(());
         }
         let usage = self.cache.usage(mag);
-        let over = |held: u32, more: u32, total: u64| {
-            more > 0 && u64::from(held) + u64::from(more) > share(total, percent)
-        };
-        let max_bindings = self.settings.limits.max_bindings as u64;
-        if over(usage.bindings, more.bindings, max_bindings) {
-            return Err(Rejection::limit(
-                LimitKind::Share,
+        // (held, asked for, the whole of it, an IPv4 refusal, why)
+        let checks = [
+            (
+                usage.bindings,
+                more.bindings,
+                Some(self.settings.limits.max_bindings as u64),
                 false,
                 "the MAG holds its share of the binding cache (mag_limits.share_percent)",
-            ));
-        }
-        if let Some(pool) = &self.prefix_pool {
-            if over(
+            ),
+            (
                 usage.home_network_prefixes,
                 more.home_network_prefixes,
-                pool.capacity().into(),
-            ) {
-                return Err(Rejection::limit(
-                    LimitKind::Share,
-                    false,
-                    "the MAG holds its share of ipv6_pool (mag_limits.share_percent)",
-                ));
-            }
-        }
-        if let Some(pool) = &self.ipv4_pool {
-            if over(
+                self.prefix_pool.as_ref().map(|p| p.capacity().into()),
+                false,
+                "the MAG holds its share of ipv6_pool (mag_limits.share_percent)",
+            ),
+            (
                 usage.ipv4_home_addresses,
                 more.ipv4_home_addresses,
-                pool.capacity().into(),
-            ) {
-                return Err(Rejection::limit(
-                    LimitKind::Share,
-                    true,
-                    "the MAG holds its share of ipv4_pool (mag_limits.share_percent)",
-                ));
+                self.ipv4_pool.as_ref().map(|p| p.capacity().into()),
+                true,
+                "the MAG holds its share of ipv4_pool (mag_limits.share_percent)",
+            ),
+        ];
+        for (held, asked, total, ipv4, reason) in checks {
+            let Some(total) = total else { continue };
+            if asked > 0 && u64::from(held) + u64::from(asked) > share(total, percent) {
+                return Err(Rejection::limit(LimitKind::Share, ipv4, reason));
             }
         }
         Ok(())

@@ -96,52 +96,94 @@ pub enum RevocationStatus {
     Other(u8),
 }
 
-macro_rules! code_point {
-    ($ty:ident { $($variant:ident = $value:expr),* $(,)? }) => {
-        impl From<u8> for $ty {
-            fn from(v: u8) -> Self {
-                match v {
-                    $($value => $ty::$variant,)*
-                    other => $ty::Other(other),
-                }
-            }
-        }
-        impl From<$ty> for u8 {
-            fn from(v: $ty) -> u8 {
-                match v {
-                    $($ty::$variant => $value,)*
-                    $ty::Other(other) => other,
-                }
-            }
-        }
-    };
+/// The registry's values (RFC 5846 section 12).
+const TRIGGERS: [(u8, RevocationTrigger); 10] = {
+    use RevocationTrigger as T;
+    [
+        (0, T::Unspecified),
+        (1, T::AdministrativeReason),
+        (2, T::InterMagHandoverSameAccessType),
+        (3, T::InterMagHandoverDifferentAccessType),
+        (4, T::InterMagHandoverUnknown),
+        (5, T::UserInitiatedSessionTermination),
+        (6, T::AccessNetworkSessionTermination),
+        (7, T::PossibleOutOfSyncBceState),
+        (128, T::PerPeerPolicy),
+        (129, T::RevokingMobilityNodeLocalPolicy),
+    ]
+};
+
+/// The registry's values (RFC 5846 section 12).
+const STATUSES: [(u8, RevocationStatus); 10] = {
+    use RevocationStatus as S;
+    [
+        (0, S::Success),
+        (1, S::PartialSuccess),
+        (128, S::BindingDoesNotExist),
+        (129, S::Ipv4HomeAddressOptionRequired),
+        (130, S::GlobalRevocationNotAuthorized),
+        (131, S::RevokedMobileNodesIdentityRequired),
+        (132, S::RevocationFailedMnIsAttached),
+        (133, S::RevocationTriggerNotSupported),
+        (134, S::RevocationFunctionNotSupported),
+        (135, S::ProxyBindingRevocationNotSupported),
+    ]
+};
+
+/// The named value of `code` in `table`.
+fn named<T: Copy>(table: &[(u8, T)], code: u8) -> Option<T> {
+    table.iter().find(|(c, _)| *c == code).map(|(_, t)| *t)
 }
 
-code_point!(RevocationTrigger {
-    Unspecified = 0,
-    AdministrativeReason = 1,
-    InterMagHandoverSameAccessType = 2,
-    InterMagHandoverDifferentAccessType = 3,
-    InterMagHandoverUnknown = 4,
-    UserInitiatedSessionTermination = 5,
-    AccessNetworkSessionTermination = 6,
-    PossibleOutOfSyncBceState = 7,
-    PerPeerPolicy = 128,
-    RevokingMobilityNodeLocalPolicy = 129,
-});
+/// The code of a named value in `table`.
+fn code<T: Copy + PartialEq>(table: &[(u8, T)], value: T) -> Option<u8> {
+    table.iter().find(|(_, t)| *t == value).map(|(c, _)| *c)
+}
 
-code_point!(RevocationStatus {
-    Success = 0,
-    PartialSuccess = 1,
-    BindingDoesNotExist = 128,
-    Ipv4HomeAddressOptionRequired = 129,
-    GlobalRevocationNotAuthorized = 130,
-    RevokedMobileNodesIdentityRequired = 131,
-    RevocationFailedMnIsAttached = 132,
-    RevocationTriggerNotSupported = 133,
-    RevocationFunctionNotSupported = 134,
-    ProxyBindingRevocationNotSupported = 135,
-});
+impl From<u8> for RevocationTrigger {
+    fn from(v: u8) -> Self {
+        named(&TRIGGERS, v).unwrap_or(RevocationTrigger::Other(v))
+    }
+}
+
+impl From<RevocationTrigger> for u8 {
+    fn from(t: RevocationTrigger) -> u8 {
+        match t {
+            RevocationTrigger::Other(v) => v,
+            t => code(&TRIGGERS, t).unwrap_or_default(),
+        }
+    }
+}
+
+impl From<u8> for RevocationStatus {
+    fn from(v: u8) -> Self {
+        named(&STATUSES, v).unwrap_or(RevocationStatus::Other(v))
+    }
+}
+
+impl From<RevocationStatus> for u8 {
+    fn from(s: RevocationStatus) -> u8 {
+        match s {
+            RevocationStatus::Other(v) => v,
+            s => code(&STATUSES, s).unwrap_or_default(),
+        }
+    }
+}
+
+impl RevocationTrigger {
+    /// The trigger telling a MAG that a binding was handed off from it: by whether the
+    /// Access Technology Type changed (RFC 5846 section 5.1).
+    pub fn handoff(
+        old: pmip_common::mh::AccessTechnologyType,
+        new: pmip_common::mh::AccessTechnologyType,
+    ) -> Self {
+        if old == new {
+            RevocationTrigger::InterMagHandoverSameAccessType
+        } else {
+            RevocationTrigger::InterMagHandoverDifferentAccessType
+        }
+    }
+}
 
 impl RevocationStatus {
     /// Values under 128 report a revocation carried out (RFC 5846 section 5.2).

@@ -54,7 +54,9 @@ use std::time::Instant;
 use pmip_common::mh::{BindingAckStatus, HandoffIndicator, ProxyBindingUpdate};
 
 use super::revocation::{Purpose, RevocationStatus, RevocationTrigger};
-use super::{is_any_prefix, Addresses, DownReason, Granted, Lma, Output, Processed, Rejection};
+use super::{
+    no_specific_prefix, Addresses, DownReason, Granted, Lma, Output, Processed, Rejection,
+};
 use crate::binding_cache::BindingId;
 use crate::transport::MagAddress;
 
@@ -129,18 +131,10 @@ impl Lma {
         now: Instant,
         out: &mut Vec<Output>,
     ) -> Result<Processed, Rejection> {
-        let Some(entry) = self.cache.get(id) else {
-            return Err(Rejection::new(
-                BindingAckStatus::ReasonUnspecified,
-                "binding vanished",
-            ));
-        };
+        let entry = self.cache.get(id).ok_or_else(Rejection::vanished)?;
         let old = entry.mag();
-        let trigger = if entry.state.access_technology == pbu.access_technology {
-            RevocationTrigger::InterMagHandoverSameAccessType
-        } else {
-            RevocationTrigger::InterMagHandoverDifferentAccessType
-        };
+        let trigger =
+            RevocationTrigger::handoff(entry.state.access_technology, pbu.access_technology);
         let held = entry.addresses();
         let brought = crate::binding_cache::MagUsage {
             bindings: 1,
@@ -217,12 +211,7 @@ impl Lma {
         now: Instant,
         out: &mut Vec<Output>,
     ) -> Result<Processed, Rejection> {
-        if pbu.home_network_prefixes.iter().any(|p| !is_any_prefix(p)) {
-            return Err(Rejection::new(
-                BindingAckStatus::NotAuthorizedForHomeNetworkPrefix,
-                "a specific home network prefix for a new mobility session",
-            ));
-        }
+        no_specific_prefix(pbu)?;
         let Some(entry) = self.cache.get(id) else {
             return self.new_binding(pbu, from, now, out);
         };

@@ -2118,40 +2118,30 @@ fn new_bindings_are_rate_limited_per_mag_in_virtual_time() {
         let pbu = b.pbu(1, mn, secs);
         b.exchange(mag, pbu.to_binding_update(), secs).0.status
     };
-    for i in 0..3 {
-        assert_eq!(
-            status(&mut b, udp(MAG), &format!("{i}@x"), 0),
-            BindingAckStatus::Accepted
-        );
+    let (ok, refused) = (
+        BindingAckStatus::Accepted,
+        BindingAckStatus::InsufficientResources,
+    );
+    // The burst, then nothing; another MAG has its own bucket.
+    for (mag, mn, want) in [
+        (MAG, "0@x", ok),
+        (MAG, "1@x", ok),
+        (MAG, "2@x", ok),
+        (MAG, "3@x", refused),
+        (OTHER_MAG, "o@x", ok),
+    ] {
+        assert_eq!(status(&mut b, udp(mag), mn, 0), want, "{mn} from {mag}");
     }
-    assert_eq!(
-        status(&mut b, udp(MAG), "3@x", 0),
-        BindingAckStatus::InsufficientResources
-    );
-    // Another MAG has its own bucket.
-    assert_eq!(
-        status(&mut b, udp(OTHER_MAG), "o@x", 0),
-        BindingAckStatus::Accepted
-    );
     // A refresh is not a new binding.
     let mut refresh = b.pbu(2, "0@x", 0);
     refresh.handoff = HandoffIndicator::HandoffStateNotChanged;
     refresh.timestamp = Some(Timestamp(b.ntp_at(0).0 + 1));
     let (ack, _) = b.exchange(udp(MAG), refresh.to_binding_update(), 0);
-    assert_eq!(ack.status, BindingAckStatus::Accepted);
+    assert_eq!(ack.status, ok);
     // One second later, two more.
-    assert_eq!(
-        status(&mut b, udp(MAG), "4@x", 1),
-        BindingAckStatus::Accepted
-    );
-    assert_eq!(
-        status(&mut b, udp(MAG), "5@x", 1),
-        BindingAckStatus::Accepted
-    );
-    assert_eq!(
-        status(&mut b, udp(MAG), "6@x", 1),
-        BindingAckStatus::InsufficientResources
-    );
+    for (mn, want) in [("4@x", ok), ("5@x", ok), ("6@x", refused)] {
+        assert_eq!(status(&mut b, udp(MAG), mn, 1), want, "{mn}");
+    }
     assert_eq!(b.lma.stats().refused_mag_rate, 2);
 }
 

@@ -1148,19 +1148,37 @@ fn acks_to_epdg2(net: &Net) -> Vec<ProxyBindingAck> {
         .collect()
 }
 
+/// The mobile node of the chained test registration, 5 s later at the second ePDG with
+/// Handoff Indicator `handoff`; naming the home gateway when `chained`.
+fn at_second_epdg(net: &mut Net, handoff: HandoffIndicator, chained: bool) -> ProxyBindingUpdate {
+    net.epdg_input(bul::Input::Register(Net::request(UE, HOME, 7000)));
+    net.secs(5.0);
+    let vendor = if chained {
+        vec![VendorSpecific::ThreeGpp(ThreeGppOption::PdnGwIpAddress(
+            IpAddr::V4(HOME),
+        ))]
+    } else {
+        Vec::new()
+    };
+    ProxyBindingUpdate {
+        sequence: 9,
+        gre_key: Some(GreKey(8888)),
+        handoff,
+        timestamp: Some(pmip_common::mh::Timestamp::from_system_time(net.wall())),
+        vendor,
+        ..net.to_home[0].clone()
+    }
+}
+
 #[test]
 fn a_chained_binding_handed_to_another_epdg_moves_the_relay_and_revokes_the_old_epdg() {
     let mut net = Net::new("10.90.0.0/24");
-    net.epdg_input(bul::Input::Register(Net::request(UE, HOME, 7000)));
+    let pbu = at_second_epdg(
+        &mut net,
+        HandoffIndicator::HandoffBetweenSameInterface,
+        false,
+    );
     let registered = net.registered()[0].clone();
-    net.secs(5.0);
-    let pbu = ProxyBindingUpdate {
-        sequence: 9,
-        gre_key: Some(GreKey(8888)),
-        handoff: HandoffIndicator::HandoffBetweenSameInterface,
-        timestamp: Some(pmip_common::mh::Timestamp::from_system_time(net.wall())),
-        ..net.to_home[0].clone()
-    };
     send_as(&mut net, EPDG2, &pbu);
     let acks = acks_to_epdg2(&net);
     assert_eq!(acks.len(), 1);
@@ -1191,20 +1209,9 @@ fn a_chained_binding_handed_to_another_epdg_moves_the_relay_and_revokes_the_old_
 #[test]
 fn a_new_session_from_another_epdg_replaces_a_chained_binding_after_home_lets_it_go() {
     let mut net = Net::new("10.90.0.0/24");
-    net.epdg_input(bul::Input::Register(Net::request(UE, HOME, 7000)));
+    // Chained again: it names the home gateway.
+    let pbu = at_second_epdg(&mut net, HandoffIndicator::AttachmentOverNewInterface, true);
     let first = net.registered()[0].clone();
-    net.secs(5.0);
-    let pbu = ProxyBindingUpdate {
-        sequence: 9,
-        gre_key: Some(GreKey(8888)),
-        handoff: HandoffIndicator::AttachmentOverNewInterface,
-        timestamp: Some(pmip_common::mh::Timestamp::from_system_time(net.wall())),
-        // Chained again: it names the home gateway.
-        vendor: vec![VendorSpecific::ThreeGpp(ThreeGppOption::PdnGwIpAddress(
-            IpAddr::V4(HOME),
-        ))],
-        ..net.to_home[0].clone()
-    };
     send_as(&mut net, EPDG2, &pbu);
     net.secs(10.0);
     let acks = acks_to_epdg2(&net);
@@ -1229,18 +1236,7 @@ fn a_new_session_from_another_epdg_replaces_a_chained_binding_after_home_lets_it
 #[test]
 fn a_new_session_waits_while_the_home_is_slow_to_let_the_old_one_go() {
     let mut net = Net::new("10.90.0.0/24");
-    net.epdg_input(bul::Input::Register(Net::request(UE, HOME, 7000)));
-    net.secs(5.0);
-    let pbu = ProxyBindingUpdate {
-        sequence: 9,
-        gre_key: Some(GreKey(8888)),
-        handoff: HandoffIndicator::AttachmentOverNewInterface,
-        timestamp: Some(pmip_common::mh::Timestamp::from_system_time(net.wall())),
-        vendor: vec![VendorSpecific::ThreeGpp(ThreeGppOption::PdnGwIpAddress(
-            IpAddr::V4(HOME),
-        ))],
-        ..net.to_home[0].clone()
-    };
+    let pbu = at_second_epdg(&mut net, HandoffIndicator::AttachmentOverNewInterface, true);
     // The home does not hear the first de-registration.
     net.home_down = true;
     send_as(&mut net, EPDG2, &pbu);
