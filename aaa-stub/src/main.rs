@@ -81,14 +81,19 @@ enum Event {
     Input(aaa::Input),
 }
 
-fn record(pcap: &Pcap, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+/// Does `what` with the pcap recorder, if there is one; a write error is logged.
+fn with_pcap(pcap: &Pcap, what: impl FnOnce(&mut Recorder) -> std::io::Result<()>) {
     if let Some(p) = pcap {
         if let Ok(mut p) = p.lock() {
-            if let Err(e) = p.record(from, to, bytes) {
+            if let Err(e) = what(&mut p) {
                 warn!(error = %e, "writing the pcap");
             }
         }
     }
+}
+
+fn record(pcap: &Pcap, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+    with_pcap(pcap, |p| p.record(from, to, bytes));
 }
 
 #[tokio::main]
@@ -340,6 +345,7 @@ async fn connection(
     if events.send(Event::Connected(id, remote, answers)).is_err() {
         return;
     }
+    with_pcap(&pcap, |p| p.connect(remote, local));
     let caps = capabilities(&identity, local.ip());
     let mut peer = Peer::new(
         PeerConfig::new(caps),
@@ -424,6 +430,7 @@ async fn connection(
             }
         }
     }
+    with_pcap(&pcap, |p| p.close(local, remote));
     let _ = events.send(Event::Closed(id));
 }
 
@@ -455,6 +462,7 @@ async fn home_link(
         Ok(l) => l,
         Err(e) => return unreachable(e.to_string()),
     };
+    with_pcap(&pcap, |p| p.connect(local, addr));
     let mut peer = Peer::new(
         PeerConfig::new(capabilities(&identity, local.ip())),
         Role::Initiator,

@@ -15,7 +15,7 @@ use lma::anchor::{ChainDownReason, ChainInfo, ChainReport};
 use lma::config::Settings;
 use lma::{DownReason, Input, Lma, MagAddress, Outcome, Output, PbuReport};
 use pmip_common::mh::{mobility_header_checksum, ChecksumContext, IPPROTO_MH};
-use pmip_common::pcap::PcapWriter;
+use pmip_node::pcap::PcapWriter;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;

@@ -1,5 +1,5 @@
 //! The SGi data plane's I/O around [`lma::dataplane::DataPlane`]: a TUN device toward
-//! the PDN (created by [`pmip_common::tun`], `IFF_TUN | IFF_NO_PI`; its MTU, addresses
+//! the PDN (created by [`pmip_node::tun`], `IFF_TUN | IFF_NO_PI`; its MTU, addresses
 //! and link state set with the `ip` command) and raw GRE sockets (IP protocol 47) for
 //! IPv4 (received with the outer header) and IPv6 (received without it), bound to the
 //! LMA's `listen_v4` / `listen_v6` addresses. What the kernel sends out of a raw socket
@@ -81,7 +81,7 @@ impl Sgi {
         local_v4: Option<Ipv4Addr>,
         local_v6: Option<Ipv6Addr>,
     ) -> Result<Sgi> {
-        let tun = pmip_common::tun::create(&s.tun_name, pmip_common::tun::Mode::NonBlocking)?;
+        let tun = pmip_node::tun::create(&s.tun_name, pmip_node::tun::Mode::NonBlocking)?;
         configure_tun(s).with_context(|| format!("configuring TUN device {}", s.tun_name))?;
         // SAFETY: the file owns its fd, open until the AsyncFd drops.
         let tun = unsafe { AsyncFd::register(tun) }

@@ -19,7 +19,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use integration_tests::tshark_fields::{values, walk};
 use pmip_common::esp::{OutboundSa, UdpEncapsulated, ESP_IN_UDP_PORT, NAT_KEEPALIVE};
 use pmip_common::ike::{EspSuite, Random};
-use pmip_common::pcap::PcapWriter;
+use pmip_node::pcap::PcapWriter;
 use pmip_common::tunnel::{encapsulate, GreRepr, OuterHeader, ProtocolType};
 use serde_json::Value;
 

@@ -6,7 +6,8 @@
 //! one IPv4 or IPv6 packet, its version told by its first nibble. The IP and UDP headers
 //! around a payload are built here (by `etherparse`) with correct lengths and checksums,
 //! so an independent decoder raises no checksum or length complaint about our framing.
-//! The Mobility Header's own checksum is the caller's (the codec computes it).
+//! The Mobility Header's own checksum is the caller's (the codec computes it). A TCP
+//! connection's messages (Diameter) are recorded as synthetic segments by [`tcp`].
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -15,6 +16,9 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use etherparse::{IpNumber, PacketBuilder};
+
+pub mod tcp;
+pub use tcp::TcpCapture;
 
 /// `LINKTYPE_RAW`: each record starts with an IPv4 or IPv6 header.
 pub const LINKTYPE_RAW: u32 = 101;
@@ -66,7 +70,7 @@ impl PcapWriter {
         let builder = PacketBuilder::ipv6(source.octets(), destination.octets(), HOP_LIMIT);
         let mut packet = Vec::with_capacity(builder.size(mh.len()));
         builder
-            .write(&mut packet, IpNumber(crate::mh::IPPROTO_MH), mh)
+            .write(&mut packet, IpNumber(pmip_common::mh::IPPROTO_MH), mh)
             .map_err(|e| invalid(format!("cannot frame the Mobility Header in IPv6: {e}")))?;
         self.write_ip(time, &packet)
     }
