@@ -1,8 +1,9 @@
 //! `lma --config lma.toml`: the LMA / SAE GW. Reads the configuration, binds the
 //! Mobility Header sockets and runs the sans-IO core behind them until SIGINT/SIGTERM.
 
+mod capture;
+mod data_path;
 mod driver;
-mod relay_io;
 mod sgi;
 
 use std::io::IsTerminal;

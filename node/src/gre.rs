@@ -82,10 +82,7 @@ impl GreSocket {
     }
 
     /// Receives one GRE packet: its sender and the GRE header and payload.
-    pub async fn recv<'a>(
-        &self,
-        buffer: &'a mut [u8],
-    ) -> Result<(IpAddr, &'a [u8]), ReceiveError> {
+    pub async fn recv<'a>(&self, buffer: &'a mut [u8]) -> Result<(IpAddr, &'a [u8]), ReceiveError> {
         let (len, from) = self.socket.recv_from(buffer).await?;
         self.unwrap(buffer, len, from)
     }
@@ -126,7 +123,9 @@ impl GreSockets {
                 sockets.push(GreSocket::bind(local).map_err(|e| {
                     io::Error::new(
                         e.kind(),
-                        format!("opening a raw GRE socket on {local} (needs root or CAP_NET_RAW): {e}"),
+                        format!(
+                            "opening a raw GRE socket on {local} (needs root or CAP_NET_RAW): {e}"
+                        ),
                     )
                 })?);
             }
@@ -167,7 +166,8 @@ impl GreSockets {
             let start = self.next.get();
             for i in 0..count {
                 let index = (start + i) % count;
-                if let Poll::Ready(received) = self.sockets[index].socket.poll_recv_from(cx, buffer) {
+                if let Poll::Ready(received) = self.sockets[index].socket.poll_recv_from(cx, buffer)
+                {
                     self.next.set((index + 1) % count);
                     return Poll::Ready((index, received));
                 }

@@ -7,9 +7,7 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines look.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One line per event.
@@ -54,7 +52,10 @@ pub struct Logging<'a> {
 fn env_filter(logging: &Logging<'_>) -> Result<EnvFilter, LogError> {
     let (source_name, value) = match std::env::var("RUST_LOG") {
         Ok(value) if !value.is_empty() => ("RUST_LOG".to_string(), value),
-        _ => (logging.filter_source.to_string(), logging.filter.to_string()),
+        _ => (
+            logging.filter_source.to_string(),
+            logging.filter.to_string(),
+        ),
     };
     EnvFilter::try_new(&value).map_err(|e| LogError::Filter {
         source_name,

@@ -286,7 +286,10 @@ mod tests {
         let mut buffer = [0u8; 16];
         a.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let (len, from) = a.recv_from(&mut buffer).unwrap();
-        assert_eq!((&buffer[..len], from), (&b"pbu"[..], b.local_addr().unwrap()));
+        assert_eq!(
+            (&buffer[..len], from),
+            (&b"pbu"[..], b.local_addr().unwrap())
+        );
     }
 
     #[test]
@@ -309,7 +312,10 @@ mod tests {
             .unwrap();
         let mut buffer = [0u8; 2048];
         loop {
-            let (len, from) = receiver.recv_timeout(&mut buffer).unwrap().expect("no heartbeat");
+            let (len, from) = receiver
+                .recv_timeout(&mut buffer)
+                .unwrap()
+                .expect("no heartbeat");
             if len == message.len() && buffer[8..12] == marker {
                 assert_eq!(from, IpAddr::V6(Ipv6Addr::LOCALHOST));
                 let checksum = u16::from_be_bytes([buffer[4], buffer[5]]);
