@@ -1,17 +1,63 @@
-//! The AAA server's configuration file (`--config aaa.toml`) and its authorization
-//! policy: which gateway serves an APN in this realm, and which home AAA serves the
-//! users of another realm (visited role). Unknown or bad fields are errors that name
-//! the field and the file.
+//! The AAA server's configuration and its authorization policy: which gateway serves an
+//! APN in this realm, and which home AAA serves the users of another realm (visited
+//! role). The file (`--config aaa.toml`) and the flags over it follow the pattern every
+//! node follows (`pmip_node::config`): [`ConfigLayer`] is both, [`AaaConfig::resolve`]
+//! checks them. Unknown or bad fields are errors that name the field and the file.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use pmip_node::config::{Layer, Layers};
+use pmip_node::pick;
 use serde::Deserialize;
 
-/// The whole `aaa.toml`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub use pmip_node::config::ConfigError;
+
+/// One layer of settings: the file, or the flags over it (the doc comments of the fields
+/// with a flag are its `--help`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    /// Diameter identity: Origin-Host (a FQDN).
+    #[arg(skip)]
+    pub origin_host: Option<String>,
+    /// Diameter identity: Origin-Realm.
+    #[arg(skip)]
+    pub origin_realm: Option<String>,
+    /// Listen on this TCP address for Diameter peers, overriding `listen` in the file
+    /// (default 0.0.0.0:3868).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// The subscriber file.
+    #[arg(skip)]
+    pub subscribers: Option<PathBuf>,
+    /// Where the last SQN of each subscriber is persisted.
+    #[arg(skip)]
+    pub sqn_state: Option<PathBuf>,
+    /// APN -> gateway.
+    #[arg(skip)]
+    pub gateways: Option<BTreeMap<String, IpAddr>>,
+    /// Realm -> home AAA (visited role).
+    #[arg(skip)]
+    pub home_realms: Option<BTreeMap<String, SocketAddr>>,
+    /// Seconds to wait for a home AAA before answering DIAMETER_UNABLE_TO_DELIVER,
+    /// overriding `relay_timeout_secs` in the file.
+    #[arg(long, value_name = "SECS")]
+    pub relay_timeout_secs: Option<u64>,
+}
+
+impl Layer for ConfigLayer {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        self.subscribers
+            .iter_mut()
+            .chain(self.sqn_state.iter_mut())
+            .collect()
+    }
+}
+
+/// The AAA's settings, checked.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AaaConfig {
     /// Diameter identity: Origin-Host (a FQDN).
     pub origin_host: String,
@@ -19,68 +65,51 @@ pub struct AaaConfig {
     /// e.g. `epc.mnc001.mcc001.3gppnetwork.org`.
     pub origin_realm: String,
     /// Where the Diameter server listens (TCP, RFC 6733; 3868 by default).
-    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// The subscriber file (relative paths are relative to this config file).
+    /// The subscriber file (relative paths are relative to the config file).
     pub subscribers: PathBuf,
     /// Where the last SQN of each subscriber is persisted.
     pub sqn_state: PathBuf,
     /// The gateway (LMA / PDN GW) serving each APN for this realm's own subscribers,
     /// and, in the visited role, the visited gateway picked for roamers.
-    #[serde(default)]
     pub gateways: BTreeMap<String, IpAddr>,
     /// Visited role: the home AAA of each other realm, by realm name.
-    #[serde(default)]
     pub home_realms: BTreeMap<String, SocketAddr>,
     /// Seconds to wait for a home AAA before answering DIAMETER_UNABLE_TO_DELIVER.
-    #[serde(default = "default_relay_timeout")]
     pub relay_timeout_secs: u64,
 }
 
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 3868))
-}
-
-fn default_relay_timeout() -> u64 {
-    5
-}
-
-/// Errors reading `aaa.toml`.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("reading {path}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+fn not_empty(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(())
+    }
 }
 
 impl AaaConfig {
-    /// Reads and checks the file; relative paths inside it become relative to it.
+    /// The flags over the file, with defaults, checked.
+    pub fn resolve(layers: &Layers<ConfigLayer>) -> Result<Self, ConfigError> {
+        Ok(AaaConfig {
+            origin_host: pick!(layers, origin_host)
+                .check(|v| not_empty(v))?
+                .required()?,
+            origin_realm: pick!(layers, origin_realm)
+                .check(|v| not_empty(v))?
+                .required()?,
+            listen: pick!(layers, listen).or(SocketAddr::from(([0, 0, 0, 0], 3868))),
+            subscribers: pick!(layers, subscribers).required()?,
+            sqn_state: pick!(layers, sqn_state).required()?,
+            gateways: pick!(layers, gateways).or_default(),
+            home_realms: pick!(layers, home_realms).or_default(),
+            relay_timeout_secs: pick!(layers, relay_timeout_secs).or(5),
+        })
+    }
+
+    /// Reads and checks the file (no flags); relative paths inside it become relative
+    /// to it.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        let mut config: AaaConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for file in [&mut config.subscribers, &mut config.sqn_state] {
-            if file.is_relative() {
-                *file = base.join(&*file);
-            }
-        }
-        if config.origin_host.is_empty() || config.origin_realm.is_empty() {
-            return Err(ConfigError::Parse {
-                path: path.into(),
-                message: "origin_host and origin_realm must not be empty".into(),
-            });
-        }
-        Ok(config)
+        Self::resolve(&Layers::load(Some(path), ConfigLayer::default())?)
     }
 
     /// The realm part of an NAI (`user@realm`), if it names another realm than ours,
@@ -218,5 +247,9 @@ internet = "127.0.0.21"
             err.contains("listen_port") && err.contains("aaa.toml"),
             "{err}"
         );
+        let err = load(&VISITED.replace("origin_host = \"aaa.visited.example\"", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("aaa.toml: origin_host: missing"), "{err}");
     }
 }

@@ -39,7 +39,7 @@ pub enum ConfigError {
 }
 
 /// A binary's settings as one layer (module doc).
-pub trait ConfigLayer: Default + DeserializeOwned {
+pub trait Layer: Default + DeserializeOwned {
     /// The paths in the layer that, read from a file, are relative to the file's folder.
     fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
         Vec::new()
@@ -71,7 +71,7 @@ pub struct Layers<L> {
     flags: L,
 }
 
-impl<L: ConfigLayer> Layers<L> {
+impl<L: Layer> Layers<L> {
     /// Reads the file at `path`, if given, beneath `flags`.
     pub fn load(path: Option<&Path>, flags: L) -> Result<Self, ConfigError> {
         match path {
@@ -201,6 +201,14 @@ impl<T> Setting<'_, T> {
         self.value.unwrap_or(default)
     }
 
+    /// The value, or `T::default()` when neither the flag nor the file gave one.
+    pub fn or_default(self) -> T
+    where
+        T: Default,
+    {
+        self.value.unwrap_or_default()
+    }
+
     /// The value, or an error naming the field when neither gave one.
     pub fn required(self) -> Result<T, ConfigError> {
         match self.value {
@@ -248,7 +256,7 @@ mod tests {
         table: Option<Vec<String>>,
     }
 
-    impl ConfigLayer for Layer {
+    impl super::Layer for Layer {
         fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
             self.state_file.iter_mut().collect()
         }
