@@ -140,10 +140,10 @@ mod tests {
     use std::time::Duration;
 
     /// One record read back: seconds, microseconds, the packet.
-    type Record = (u32, u32, Vec<u8>);
+    pub(super) type Record = (u32, u32, Vec<u8>);
 
     /// Reads a pcap file with the independent `pcap-file` reader.
-    fn read_back(path: &Path) -> (pcap_file::pcap::PcapHeader, Vec<Record>) {
+    pub(super) fn read_back(path: &Path) -> (pcap_file::pcap::PcapHeader, Vec<Record>) {
         let file = File::open(path).unwrap();
         let mut reader = pcap_file::pcap::PcapReader::new(file).unwrap();
         let header = reader.header();

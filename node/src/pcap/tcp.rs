@@ -172,27 +172,26 @@ mod tests {
     type Segment = (u16, u32, u32, bool, bool, bool, bool, Vec<u8>);
 
     fn segments(path: &std::path::Path) -> Vec<Segment> {
-        let mut reader =
-            pcap_file::pcap::PcapReader::new(std::fs::File::open(path).unwrap()).unwrap();
-        let mut out = Vec::new();
-        while let Some(packet) = reader.next_packet() {
-            let packet = packet.unwrap();
-            let sliced = SlicedPacket::from_ip(&packet.data).unwrap();
-            let Some(TransportSlice::Tcp(tcp)) = sliced.transport else {
-                panic!("not TCP");
-            };
-            out.push((
-                tcp.source_port(),
-                tcp.sequence_number(),
-                tcp.acknowledgment_number(),
-                tcp.syn(),
-                tcp.ack(),
-                tcp.psh(),
-                tcp.fin(),
-                tcp.payload().to_vec(),
-            ));
-        }
-        out
+        let (_, records) = crate::pcap::tests::read_back(path);
+        records
+            .iter()
+            .map(|(_, _, packet)| {
+                let sliced = SlicedPacket::from_ip(packet).unwrap();
+                let Some(TransportSlice::Tcp(tcp)) = sliced.transport else {
+                    panic!("not TCP");
+                };
+                (
+                    tcp.source_port(),
+                    tcp.sequence_number(),
+                    tcp.acknowledgment_number(),
+                    tcp.syn(),
+                    tcp.ack(),
+                    tcp.psh(),
+                    tcp.fin(),
+                    tcp.payload().to_vec(),
+                )
+            })
+            .collect()
     }
 
     #[test]
