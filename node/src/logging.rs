@@ -4,6 +4,7 @@
 
 use std::io::IsTerminal;
 
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines look.
@@ -72,26 +73,16 @@ pub fn init(logging: Logging<'_>) -> Result<(), LogError> {
         LogOutput::Stdout => std::io::stdout().is_terminal(),
     };
     let ansi = terminal && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let installed = match (logging.output, logging.format) {
-        (LogOutput::Stderr, LogFormat::Human) => builder
-            .with_writer(std::io::stderr)
-            .with_ansi(ansi)
-            .try_init(),
-        (LogOutput::Stderr, LogFormat::Json) => builder
-            .with_writer(std::io::stderr)
-            .json()
-            .with_ansi(false)
-            .try_init(),
-        (LogOutput::Stdout, LogFormat::Human) => builder
-            .with_writer(std::io::stdout)
-            .with_ansi(ansi)
-            .try_init(),
-        (LogOutput::Stdout, LogFormat::Json) => builder
-            .with_writer(std::io::stdout)
-            .json()
-            .with_ansi(false)
-            .try_init(),
+    let writer = match logging.output {
+        LogOutput::Stderr => BoxMakeWriter::new(std::io::stderr),
+        LogOutput::Stdout => BoxMakeWriter::new(std::io::stdout),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    let installed = match logging.format {
+        LogFormat::Human => builder.with_ansi(ansi).try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
     };
     installed.map_err(|_| LogError::AlreadyInstalled)
 }

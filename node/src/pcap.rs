@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use etherparse::{IpNumber, PacketBuilder};
+use etherparse::{IpHeaders, IpNumber, PacketBuilder, PacketBuilderStep};
 
 pub mod tcp;
 pub use tcp::TcpCapture;
@@ -40,6 +40,26 @@ pub struct PcapWriter {
 
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message)
+}
+
+/// The IPv4 or IPv6 header from `source` to `destination` (one family) of a packet
+/// carrying `what`.
+fn ip_builder(
+    source: IpAddr,
+    destination: IpAddr,
+    what: &str,
+) -> io::Result<PacketBuilderStep<IpHeaders>> {
+    match (source, destination) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            Ok(PacketBuilder::ipv4(s.octets(), d.octets(), HOP_LIMIT))
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            Ok(PacketBuilder::ipv6(s.octets(), d.octets(), HOP_LIMIT))
+        }
+        _ => Err(invalid(format!(
+            "{what} between addresses of two families: {source} -> {destination}"
+        ))),
+    }
 }
 
 impl PcapWriter {
@@ -84,20 +104,8 @@ impl PcapWriter {
         destination: SocketAddr,
         payload: &[u8],
     ) -> io::Result<()> {
-        let builder = match (source.ip(), destination.ip()) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                PacketBuilder::ipv4(s.octets(), d.octets(), HOP_LIMIT)
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                PacketBuilder::ipv6(s.octets(), d.octets(), HOP_LIMIT)
-            }
-            _ => {
-                return Err(invalid(format!(
-                    "UDP between addresses of two families: {source} -> {destination}"
-                )))
-            }
-        }
-        .udp(source.port(), destination.port());
+        let builder = ip_builder(source.ip(), destination.ip(), "UDP")?
+            .udp(source.port(), destination.port());
         let mut packet = Vec::with_capacity(builder.size(payload.len()));
         builder
             .write(&mut packet, payload)

@@ -12,9 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use etherparse::PacketBuilder;
-
-use super::{PcapWriter, HOP_LIMIT};
+use super::{ip_builder, PcapWriter};
 
 /// The window advertised in every segment.
 const WINDOW: u16 = 65_535;
@@ -125,21 +123,8 @@ fn write(
     payload: &[u8],
 ) -> io::Result<()> {
     let (this, other) = if from == c.client { (0, 1) } else { (1, 0) };
-    let builder = match (from, to) {
-        (SocketAddr::V4(a), SocketAddr::V4(b)) => {
-            PacketBuilder::ipv4(a.ip().octets(), b.ip().octets(), HOP_LIMIT)
-        }
-        (SocketAddr::V6(a), SocketAddr::V6(b)) => {
-            PacketBuilder::ipv6(a.ip().octets(), b.ip().octets(), HOP_LIMIT)
-        }
-        _ => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("TCP between addresses of two families: {from} -> {to}"),
-            ))
-        }
-    };
-    let mut builder = builder.tcp(from.port(), to.port(), c.next[this], WINDOW);
+    let mut builder =
+        ip_builder(from.ip(), to.ip(), "TCP")?.tcp(from.port(), to.port(), c.next[this], WINDOW);
     if matches!(flags, Flags::Syn | Flags::SynAck) {
         builder = builder.syn();
     }
