@@ -1,17 +1,69 @@
-//! The AAA server's configuration file (`--config aaa.toml`) and its authorization
-//! policy: which gateway serves an APN in this realm, and which home AAA serves the
-//! users of another realm (visited role). Unknown or bad fields are errors that name
-//! the field and the file.
+//! The AAA server's configuration and its authorization policy: which gateway serves an
+//! APN in this realm, and which home AAA serves the users of another realm (visited
+//! role). The file (`--config aaa.toml`) and the flags over it follow the pattern every
+//! node follows (`pmip_node::config`): [`ConfigLayer`] is both, [`AaaConfig::resolve`]
+//! checks them. Unknown or bad fields are errors that name the field and the file.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use pmip_node::config::{Layer, Layers};
+use pmip_node::pick;
 use serde::Deserialize;
 
-/// The whole `aaa.toml`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub use pmip_node::config::ConfigError;
+
+/// One layer of settings: the file, or the flags over it (the doc comments of the fields
+/// with a flag are its `--help`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    /// Diameter identity: Origin-Host (a FQDN).
+    #[arg(skip)]
+    pub origin_host: Option<String>,
+    /// Diameter identity: Origin-Realm.
+    #[arg(skip)]
+    pub origin_realm: Option<String>,
+    /// Listen on this TCP address for Diameter peers, overriding `listen` in the file
+    /// (default 0.0.0.0:3868).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// The subscriber file.
+    #[arg(skip)]
+    pub subscribers: Option<PathBuf>,
+    /// Where the last SQN of each subscriber is persisted.
+    #[arg(skip)]
+    pub sqn_state: Option<PathBuf>,
+    /// APN -> gateway.
+    #[arg(skip)]
+    pub gateways: Option<BTreeMap<String, IpAddr>>,
+    /// Realm -> home AAA (visited role).
+    #[arg(skip)]
+    pub home_realms: Option<BTreeMap<String, SocketAddr>>,
+    /// Seconds to wait for a home AAA before answering DIAMETER_UNABLE_TO_DELIVER,
+    /// overriding `relay_timeout_secs` in the file.
+    #[arg(long, value_name = "SECS")]
+    pub relay_timeout_secs: Option<u64>,
+    /// The USIMs' SQN profile (TS 33.102 annex C): the length of IND in bits.
+    #[arg(skip)]
+    pub sqn_ind_bits: Option<u8>,
+    /// Δ of TS 33.102 annex C.2.1, in units of SEQ.
+    #[arg(skip)]
+    pub sqn_delta: Option<u64>,
+}
+
+impl Layer for ConfigLayer {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        self.subscribers
+            .iter_mut()
+            .chain(self.sqn_state.iter_mut())
+            .collect()
+    }
+}
+
+/// The AAA's settings, checked.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AaaConfig {
     /// Diameter identity: Origin-Host (a FQDN).
     pub origin_host: String,
@@ -19,91 +71,70 @@ pub struct AaaConfig {
     /// e.g. `epc.mnc001.mcc001.3gppnetwork.org`.
     pub origin_realm: String,
     /// Where the Diameter server listens (TCP, RFC 6733; 3868 by default).
-    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// The subscriber file (relative paths are relative to this config file).
+    /// The subscriber file (relative paths are relative to the config file).
     pub subscribers: PathBuf,
     /// Where the last SQN of each subscriber is persisted.
     pub sqn_state: PathBuf,
     /// The gateway (LMA / PDN GW) serving each APN for this realm's own subscribers,
     /// and, in the visited role, the visited gateway picked for roamers.
-    #[serde(default)]
     pub gateways: BTreeMap<String, IpAddr>,
     /// Visited role: the home AAA of each other realm, by realm name.
-    #[serde(default)]
     pub home_realms: BTreeMap<String, SocketAddr>,
     /// Seconds to wait for a home AAA before answering DIAMETER_UNABLE_TO_DELIVER.
-    #[serde(default = "default_relay_timeout")]
     pub relay_timeout_secs: u64,
     /// The USIMs' SQN profile (TS 33.102 annex C), for resynchronisation: the length of
     /// IND in bits (0: one counter, as the project's software USIMs keep; 5 for USIMs
     /// with an array of 32 SEQ values). At most 47.
-    #[serde(default)]
     pub sqn_ind_bits: u8,
     /// Δ: how far above the USIM's highest SEQ a SEQ is still fresh (annex C.2.1), in
     /// units of SEQ. Default 2^28.
-    #[serde(default = "default_sqn_delta")]
     pub sqn_delta: u64,
 }
 
-fn default_sqn_delta() -> u64 {
-    pmip_common::eap::DEFAULT_SQN_DELTA
-}
-
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 3868))
-}
-
-fn default_relay_timeout() -> u64 {
-    5
-}
-
-/// Errors reading `aaa.toml`.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("reading {path}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+fn not_empty(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(())
+    }
 }
 
 impl AaaConfig {
-    /// Reads and checks the file; relative paths inside it become relative to it.
+    /// The flags over the file, with defaults, checked.
+    pub fn resolve(layers: &Layers<ConfigLayer>) -> Result<Self, ConfigError> {
+        Ok(AaaConfig {
+            origin_host: pick!(layers, origin_host)
+                .check(|v| not_empty(v))?
+                .required()?,
+            origin_realm: pick!(layers, origin_realm)
+                .check(|v| not_empty(v))?
+                .required()?,
+            listen: pick!(layers, listen).or(SocketAddr::from(([0, 0, 0, 0], 3868))),
+            subscribers: pick!(layers, subscribers).required()?,
+            sqn_state: pick!(layers, sqn_state).required()?,
+            gateways: pick!(layers, gateways).or_default(),
+            home_realms: pick!(layers, home_realms).or_default(),
+            relay_timeout_secs: pick!(layers, relay_timeout_secs).or(5),
+            sqn_ind_bits: pick!(layers, sqn_ind_bits)
+                .check(|bits| match bits {
+                    0..=47 => Ok(()),
+                    _ => Err("IND takes at most 47 of the 48 bits of SQN".into()),
+                })?
+                .or(0),
+            sqn_delta: pick!(layers, sqn_delta)
+                .check(|delta| match delta {
+                    0 => Err("Δ must be at least 1".into()),
+                    _ => Ok(()),
+                })?
+                .or(pmip_common::eap::DEFAULT_SQN_DELTA),
+        })
+    }
+
+    /// Reads and checks the file (no flags); relative paths inside it become relative
+    /// to it.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        let mut config: AaaConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for file in [&mut config.subscribers, &mut config.sqn_state] {
-            if file.is_relative() {
-                *file = base.join(&*file);
-            }
-        }
-        if config.sqn_ind_bits > 47 || config.sqn_delta == 0 {
-            return Err(ConfigError::Parse {
-                path: path.into(),
-                message: format!(
-                    "sqn_ind_bits {} / sqn_delta {}: IND takes at most 47 of the 48 bits, \
-                     and Δ must be at least 1",
-                    config.sqn_ind_bits, config.sqn_delta
-                ),
-            });
-        }
-        if config.origin_host.is_empty() || config.origin_realm.is_empty() {
-            return Err(ConfigError::Parse {
-                path: path.into(),
-                message: "origin_host and origin_realm must not be empty".into(),
-            });
-        }
-        Ok(config)
+        Self::resolve(&Layers::load(Some(path), ConfigLayer::default())?)
     }
 
     /// The SQN profile the EAP-AKA server resynchronises with.
@@ -249,6 +280,10 @@ internet = "127.0.0.21"
             err.contains("listen_port") && err.contains("aaa.toml"),
             "{err}"
         );
+        let err = load(&VISITED.replace("origin_host = \"aaa.visited.example\"", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("aaa.toml: origin_host: missing"), "{err}");
     }
 
     #[test]
@@ -266,9 +301,12 @@ internet = "127.0.0.21"
                 delta: 1024
             }
         );
-        for bad in ["sqn_ind_bits = 48\n", "sqn_delta = 0\n"] {
+        for (bad, field) in [
+            ("sqn_ind_bits = 48\n", "sqn_ind_bits"),
+            ("sqn_delta = 0\n", "sqn_delta"),
+        ] {
             let err = load(&format!("{bad}{VISITED}")).unwrap_err().to_string();
-            assert!(err.contains("sqn_ind_bits"), "{err}");
+            assert!(err.contains(field), "{err}");
         }
     }
 }

@@ -9,15 +9,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aaa_stub::config::AaaConfig;
+use aaa_stub::config::{AaaConfig, ConfigLayer};
 use aaa_stub::core::{self as aaa, Aaa, ConnId};
 use aaa_stub::pcap::Recorder;
 use aaa_stub::subscriber::SubscriberStore;
 use anyhow::{Context, Result};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use pmip_common::diameter::base::{Capabilities, DisconnectCause};
 use pmip_common::diameter::peer::{self, Peer, PeerConfig, PeerEvent, Role};
 use pmip_common::diameter::{Framer, Message};
+use pmip_node::config::Layers;
+use pmip_node::logging::{LogFormat, LogOutput, Logging};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -40,15 +42,8 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
 
-    /// Listen on this TCP address for Diameter peers, overriding `listen` in the file
-    /// (default 0.0.0.0:3868).
-    #[arg(long, value_name = "ADDR:PORT")]
-    listen: Option<SocketAddr>,
-
-    /// Seconds to wait for a home AAA before answering DIAMETER_UNABLE_TO_DELIVER,
-    /// overriding `relay_timeout_secs` in the file.
-    #[arg(long, value_name = "SECS")]
-    relay_timeout_secs: Option<u64>,
+    #[command(flatten)]
+    settings: ConfigLayer,
 
     /// Log format: `human` (default) or `json` (one object per line). The level comes
     /// from RUST_LOG (default `info`).
@@ -67,12 +62,6 @@ struct Cli {
     status_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Human,
-    Json,
-}
-
 type Pcap = Option<Arc<Mutex<Recorder>>>;
 
 enum Event {
@@ -81,14 +70,19 @@ enum Event {
     Input(aaa::Input),
 }
 
-fn record(pcap: &Pcap, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+/// Does `what` with the pcap recorder, if there is one; a write error is logged.
+fn with_pcap(pcap: &Pcap, what: impl FnOnce(&mut Recorder) -> std::io::Result<()>) {
     if let Some(p) = pcap {
         if let Ok(mut p) = p.lock() {
-            if let Err(e) = p.record(from, to, bytes) {
+            if let Err(e) = what(&mut p) {
                 warn!(error = %e, "writing the pcap");
             }
         }
     }
+}
+
+fn record(pcap: &Pcap, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+    with_pcap(pcap, |p| p.record(from, to, bytes));
 }
 
 #[tokio::main]
@@ -101,25 +95,15 @@ async fn main() {
 
 async fn run() -> Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    match cli.log_format {
-        LogFormat::Human => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-    }
-    let mut config = AaaConfig::load(&cli.config).context("loading the configuration")?;
-    if let Some(listen) = cli.listen {
-        config.listen = listen;
-    }
-    if let Some(t) = cli.relay_timeout_secs {
-        config.relay_timeout_secs = t;
-    }
+    pmip_node::logging::init(Logging {
+        format: cli.log_format,
+        filter: "info",
+        filter_source: "the default log level",
+        output: LogOutput::Stdout,
+    })?;
+    let layers = Layers::load(Some(&cli.config), cli.settings.clone())
+        .context("loading the configuration")?;
+    let config = AaaConfig::resolve(&layers).context("loading the configuration")?;
     let store = SubscriberStore::load(&config.subscribers, &config.sqn_state)
         .context("loading the subscribers")?;
     let pcap: Pcap = match &cli.pcap {
@@ -340,6 +324,7 @@ async fn connection(
     if events.send(Event::Connected(id, remote, answers)).is_err() {
         return;
     }
+    with_pcap(&pcap, |p| p.connect(remote, local));
     let caps = capabilities(&identity, local.ip());
     let mut peer = Peer::new(
         PeerConfig::new(caps),
@@ -424,6 +409,7 @@ async fn connection(
             }
         }
     }
+    with_pcap(&pcap, |p| p.close(local, remote));
     let _ = events.send(Event::Closed(id));
 }
 
@@ -455,6 +441,7 @@ async fn home_link(
         Ok(l) => l,
         Err(e) => return unreachable(e.to_string()),
     };
+    with_pcap(&pcap, |p| p.connect(local, addr));
     let mut peer = Peer::new(
         PeerConfig::new(capabilities(&identity, local.ip())),
         Role::Initiator,

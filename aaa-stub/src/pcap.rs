@@ -1,56 +1,49 @@
-//! Records the Diameter messages the server sends and receives as a pcap: each message
-//! becomes one TCP segment (PSH|ACK) between the real endpoints, with sequence numbers
-//! that advance consistently per direction, so tshark and Wireshark decode it as
-//! Diameter on port 3868 (or with `-d tcp.port==N,diameter`).
+//! Records the Diameter messages the server sends and receives as a pcap: each peer
+//! connection as synthetic TCP between the real endpoints ([`TcpCapture`]: the
+//! handshake, one PSH|ACK segment per message with sequence numbers that follow both
+//! directions, a FIN at close), so tshark and Wireshark decode it as Diameter on port
+//! 3868 (or with `-d tcp.port==N,diameter`). Every record is flushed at once, so a
+//! reader sees it while the server runs.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::SystemTime;
 
-use etherparse::PacketBuilder;
-use pmip_common::pcap::PcapWriter;
+use pmip_node::pcap::{PcapWriter, TcpCapture};
 
-/// The pcap file and the next sequence number of each direction of each connection.
+/// The pcap file and the state of every connection in it.
 pub struct Recorder {
     writer: PcapWriter,
-    seq: HashMap<(SocketAddr, SocketAddr), u32>,
+    tcp: TcpCapture,
 }
 
 impl Recorder {
     pub fn create(path: &Path) -> io::Result<Self> {
         Ok(Recorder {
             writer: PcapWriter::create(path)?,
-            seq: HashMap::new(),
+            tcp: TcpCapture::new(),
         })
+    }
+
+    /// Records the handshake of a connection from `client` to `server`.
+    pub fn connect(&mut self, client: SocketAddr, server: SocketAddr) -> io::Result<()> {
+        self.tcp
+            .connect(&mut self.writer, SystemTime::now(), client, server)?;
+        self.writer.flush()
     }
 
     /// Writes `message` as one TCP segment from `from` to `to`.
     pub fn record(&mut self, from: SocketAddr, to: SocketAddr, message: &[u8]) -> io::Result<()> {
-        let seq = *self.seq.entry((from, to)).or_insert(1);
-        let ack = *self.seq.entry((to, from)).or_insert(1);
-        let builder = match (from, to) {
-            (SocketAddr::V4(a), SocketAddr::V4(b)) => {
-                PacketBuilder::ipv4(a.ip().octets(), b.ip().octets(), 64)
-            }
-            (SocketAddr::V6(a), SocketAddr::V6(b)) => {
-                PacketBuilder::ipv6(a.ip().octets(), b.ip().octets(), 64)
-            }
-            _ => return Ok(()),
-        };
-        let builder = builder
-            .tcp(from.port(), to.port(), seq, 65535)
-            .ack(ack)
-            .psh();
-        let mut packet = Vec::with_capacity(builder.size(message.len()));
-        builder
-            .write(&mut packet, message)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        self.writer.write_ip(SystemTime::now(), &packet)?;
-        self.writer.flush()?;
-        let len = u32::try_from(message.len()).unwrap_or(u32::MAX);
-        self.seq.insert((from, to), seq.wrapping_add(len));
-        Ok(())
+        self.tcp
+            .send(&mut self.writer, SystemTime::now(), from, to, message)?;
+        self.writer.flush()
+    }
+
+    /// Records the close of the connection by `from`.
+    pub fn close(&mut self, from: SocketAddr, to: SocketAddr) -> io::Result<()> {
+        self.tcp
+            .close(&mut self.writer, SystemTime::now(), from, to)?;
+        self.writer.flush()
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Every module here is pure protocol logic: wire formats (a checked view plus a typed
 //! `Repr`, smoltcp style) and state machines advanced by `handle(input, now)` and asked
-//! `poll_timeout()`. None of them opens a socket or reads a clock (DESIGN.md section 2),
-//! except [`tun`], the one shared piece of device I/O (creating a TUN device).
+//! `poll_timeout()`. None of them opens a socket or reads a clock (DESIGN.md section 2):
+//! the I/O every node shares (sockets, pcap files, the TUN device) is `pmip-node`'s.
 
 pub mod binding_update_list;
 pub mod diameter;
@@ -13,7 +13,5 @@ pub mod esp;
 pub mod fuzzing;
 pub mod ike;
 pub mod mh;
-pub mod pcap;
 pub mod time;
-pub mod tun;
 pub mod tunnel;

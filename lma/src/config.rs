@@ -1,17 +1,22 @@
-//! The LMA's configuration: the `lma.toml` file (serde, unknown fields refused), the
-//! command-line flags that override it, and their check into the settings the sans-IO
-//! core ([`LmaSettings`]) and the socket drivers use. Every error names the field and
-//! where its value came from (the file or the flag). `lma.example.toml` documents each
-//! field.
+//! The LMA's configuration, in the pattern every node follows (`pmip_node::config`):
+//! [`ConfigLayer`] is both the `lma.toml` file (serde, unknown fields refused) and the
+//! command-line flags that override it (clap, flattened into the binary's command line);
+//! [`resolve`] checks the two layers into the settings the sans-IO core
+//! ([`LmaSettings`]) and the socket drivers use. Every error names the field and where
+//! its value came from (the file or the flag). `lma.example.toml` documents each field.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use pmip_common::mh::Lifetime;
+use pmip_node::config::{Layer, Layers};
+use pmip_node::pick;
 use serde::Deserialize;
+
+pub use pmip_node::config::ConfigError;
 
 use crate::anchor::{ChainSettings, LmaSettings, MagLimits, RevocationSettings};
 use crate::pools::{Ipv4Pool, PrefixPool};
@@ -66,30 +71,84 @@ impl TryFrom<String> for MagFilter {
 }
 
 /// One layer of settings: the file, or the flags over it. Every field is optional so
-/// that a flag given overrides the file and a flag not given leaves it alone.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// that a flag given overrides the file and a flag not given leaves it alone. The doc
+/// comments are the flags' `--help`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigLayer {
+    /// IPv4 address and UDP port for the Mobility Header over IPv4 (RFC 5844; 5436 by
+    /// convention), e.g. 192.0.2.1:5436. Must be a specific address, not 0.0.0.0.
+    #[arg(long, value_name = "ADDR:PORT")]
     pub listen_v4: Option<SocketAddr>,
+
+    /// IPv6 address for the raw Mobility Header socket (next header 135; needs root or
+    /// CAP_NET_RAW). The kernel computes and verifies the MH checksum.
+    #[arg(long, value_name = "ADDR")]
     pub listen_v6: Option<Ipv6Addr>,
+
+    /// IPv4 network whose host addresses are assigned as IPv4 home addresses.
+    #[arg(long, value_name = "CIDR")]
     pub ipv4_pool: Option<Ipv4Net>,
+
+    /// IPv4 default router reported to MAGs and never assigned [default: first host of
+    /// the IPv4 pool].
+    #[arg(long, value_name = "ADDR")]
     pub ipv4_default_router: Option<Ipv4Addr>,
+
+    /// IPv6 prefix (/64 or shorter) from which one /64 home network prefix is assigned
+    /// per binding.
+    #[arg(long, value_name = "CIDR")]
     pub ipv6_pool: Option<Ipv6Net>,
+
+    /// Longest binding lifetime granted, in seconds [default: 3600].
+    #[arg(long, value_name = "SECS")]
     pub max_lifetime_secs: Option<u32>,
+
+    /// How far a PBU Timestamp may be from this clock before TIMESTAMP_MISMATCH, in
+    /// milliseconds [default: 300].
+    #[arg(long, value_name = "MS")]
     pub timestamp_window_ms: Option<u64>,
+
+    /// Refuse PBUs that carry no Timestamp option [default: false].
+    #[arg(long, value_name = "BOOL")]
     pub require_timestamp: Option<bool>,
+
+    /// Refuse PBUs that carry no GRE Key option, with GRE_KEY_OPTION_REQUIRED
+    /// [default: true].
+    #[arg(long, value_name = "BOOL")]
     pub require_gre_key: Option<bool>,
+
+    /// What a PBU from a MAG not in the allowed list gets: reject (status 154) or drop
+    /// (no answer) [default: reject].
+    #[arg(long, value_enum, value_name = "WHAT")]
     pub unauthorized_mag: Option<UnauthorizedMag>,
+
+    /// A MAG address or prefix allowed to register bindings; repeat for several. Given
+    /// at all, the flags replace the file's allowed_mags list.
+    #[arg(long = "allowed-mag", value_name = "ADDR|CIDR")]
     pub allowed_mags: Option<Vec<MagFilter>>,
+
+    /// File holding the RFC 5847 restart counter, incremented at every start
+    /// [default: none; the counter is the start time in seconds].
+    #[arg(long, value_name = "FILE")]
     pub restart_counter_file: Option<PathBuf>,
+
+    /// Receive buffer of each socket, in bytes [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
     pub socket_buffer_bytes: Option<usize>,
+
     /// The SGi data plane; without it the LMA runs signaling only.
+    #[arg(skip)]
     pub sgi: Option<SgiConfig>,
+
     /// The visited role: chaining to home gateways (`lma::anchor` chain module doc).
+    #[arg(skip)]
     pub chaining: Option<ChainingConfig>,
     /// Per-MAG limits (`lma::anchor` limits module doc).
+    #[arg(skip)]
     pub mag_limits: Option<MagLimitsConfig>,
     /// Binding revocation (RFC 5846; `lma::anchor` revocation module doc).
+    #[arg(skip)]
     pub revocation: Option<RevocationConfig>,
 }
 
@@ -126,6 +185,12 @@ pub struct RevocationConfig {
     /// MAGs (addresses or prefixes) allowed the global "Per-Peer Policy" revocation.
     /// Default: none.
     pub global_mags: Option<Vec<MagFilter>>,
+}
+
+impl Layer for ConfigLayer {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        self.restart_counter_file.iter_mut().collect()
+    }
 }
 
 /// The `[chaining]` table: when a PBU names another gateway in the 3GPP PDN GW IP
@@ -189,51 +254,6 @@ pub struct SgiSettings {
     pub icmp_source_v6: Option<Ipv6Addr>,
 }
 
-/// Errors reading or checking the configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read (the cause is the error's source).
-    #[error("reading {path}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    /// A value that parsed but cannot be used: `place` is the file or the flag.
-    #[error("{place}: {field}: {message}")]
-    Invalid {
-        place: String,
-        field: &'static str,
-        message: String,
-    },
-}
-
-impl ConfigLayer {
-    /// Reads and parses a `lma.toml`.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        Self::parse(&text, path)
-    }
-
-    /// Parses `lma.toml` text; `path` names it in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let mut layer: ConfigLayer = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
-        if let Some(file) = &mut layer.restart_counter_file {
-            if file.is_relative() {
-                *file = path.parent().unwrap_or(Path::new(".")).join(&*file);
-            }
-        }
-        Ok(layer)
-    }
-}
-
 /// Everything the binary needs, checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -259,44 +279,22 @@ pub mod defaults {
     pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 }
 
-/// Merges the flags over the file and checks the result. `file` is the config file's
-/// path and contents, if one was given.
-pub fn resolve(
-    file: Option<(&Path, ConfigLayer)>,
-    flags: &ConfigLayer,
-) -> Result<Settings, ConfigError> {
-    let (path, file) = match file {
-        Some((path, layer)) => (Some(path), layer),
-        None => (None, ConfigLayer::default()),
-    };
-    // Where a field's value came from, for errors.
-    let place = |field: &str, from_flag: bool| -> String {
-        if from_flag {
-            format!("--{}", field.replace('_', "-"))
-        } else {
-            match path {
-                Some(p) => p.display().to_string(),
-                None => "configuration (no --config file)".to_string(),
-            }
-        }
-    };
-    macro_rules! pick {
-        ($field:ident) => {
-            (
-                flags.$field.clone().or(file.$field.clone()),
-                flags.$field.is_some(),
-            )
-        };
+/// Merges the flags over the file and checks the result.
+pub fn resolve(layers: &Layers<ConfigLayer>) -> Result<Settings, ConfigError> {
+    macro_rules! value {
+        ($field:ident) => {{
+            let setting = pick!(layers, $field);
+            (setting.value, setting.from_flag)
+        }};
     }
-    let invalid = |field: &'static str, from_flag: bool, message: String| ConfigError::Invalid {
-        place: place(field, from_flag),
-        field,
-        message,
+    let invalid = |field: &'static str, from_flag: bool, message: String| {
+        layers.invalid(field, from_flag, message)
     };
+    let place = |field: &str, from_flag: bool| layers.place(field, from_flag);
     let mut warnings = Vec::new();
 
-    let (listen_v4, v4_flag) = pick!(listen_v4);
-    let (listen_v6, _) = pick!(listen_v6);
+    let (listen_v4, v4_flag) = value!(listen_v4);
+    let (listen_v6, _) = value!(listen_v6);
     if listen_v4.is_none() && listen_v6.is_none() {
         return Err(invalid(
             "listen_v4",
@@ -324,9 +322,9 @@ pub fn resolve(
         }
     }
 
-    let (ipv4_pool, v4pool_flag) = pick!(ipv4_pool);
-    let (ipv6_pool, v6pool_flag) = pick!(ipv6_pool);
-    let (chaining, _) = pick!(chaining);
+    let (ipv4_pool, v4pool_flag) = value!(ipv4_pool);
+    let (ipv6_pool, v6pool_flag) = value!(ipv6_pool);
+    let (chaining, _) = value!(chaining);
     if ipv4_pool.is_none() && ipv6_pool.is_none() && chaining.is_none() {
         return Err(invalid(
             "ipv4_pool",
@@ -334,7 +332,7 @@ pub fn resolve(
             "neither ipv4_pool nor ipv6_pool is set: nothing to assign".into(),
         ));
     }
-    let (ipv4_default_router, router_flag) = pick!(ipv4_default_router);
+    let (ipv4_default_router, router_flag) = value!(ipv4_default_router);
     if ipv4_default_router.is_some() && ipv4_pool.is_none() {
         return Err(invalid(
             "ipv4_default_router",
@@ -356,7 +354,7 @@ pub fn resolve(
         PrefixPool::new(pool).map_err(|e| invalid("ipv6_pool", v6pool_flag, e.to_string()))?;
     }
 
-    let (max_lifetime, lifetime_flag) = pick!(max_lifetime_secs);
+    let (max_lifetime, lifetime_flag) = value!(max_lifetime_secs);
     let max_lifetime = max_lifetime.unwrap_or(defaults::MAX_LIFETIME_SECS);
     if !(4..=MAX_LIFETIME_SECS).contains(&max_lifetime) {
         return Err(invalid(
@@ -367,7 +365,7 @@ pub fn resolve(
             ),
         ));
     }
-    let (window, window_flag) = pick!(timestamp_window_ms);
+    let (window, window_flag) = value!(timestamp_window_ms);
     let window = window.unwrap_or(defaults::TIMESTAMP_WINDOW_MS);
     if window == 0 || window > 24 * 3600 * 1000 {
         return Err(invalid(
@@ -376,7 +374,7 @@ pub fn resolve(
             format!("{window} ms: give a window between 1 ms and a day"),
         ));
     }
-    let (allowed_mags, mags_flag) = pick!(allowed_mags);
+    let (allowed_mags, mags_flag) = value!(allowed_mags);
     let allowed_mags = allowed_mags.unwrap_or_default();
     if allowed_mags.is_empty() {
         warnings.push(format!(
@@ -384,7 +382,7 @@ pub fn resolve(
             place("allowed_mags", mags_flag)
         ));
     }
-    let (socket_buffer, buffer_flag) = pick!(socket_buffer_bytes);
+    let (socket_buffer, buffer_flag) = value!(socket_buffer_bytes);
     let socket_buffer_bytes = socket_buffer.unwrap_or(defaults::SOCKET_BUFFER_BYTES);
     if socket_buffer_bytes < 4096 {
         return Err(invalid(
@@ -394,7 +392,7 @@ pub fn resolve(
         ));
     }
 
-    let limits = match pick!(mag_limits).0 {
+    let limits = match value!(mag_limits).0 {
         None => MagLimits::default(),
         Some(c) => {
             let defaults = MagLimits::default();
@@ -440,7 +438,7 @@ pub fn resolve(
             }
         }
     };
-    let revocation = match pick!(revocation).0 {
+    let revocation = match value!(revocation).0 {
         None => RevocationSettings::default(),
         Some(c) => {
             let defaults = RevocationSettings::default();
@@ -493,15 +491,15 @@ pub fn resolve(
         ipv6_pool,
         max_lifetime: Lifetime::from_secs(max_lifetime),
         timestamp_window: Duration::from_millis(window),
-        require_timestamp: pick!(require_timestamp).0.unwrap_or(false),
-        require_gre_key: pick!(require_gre_key).0.unwrap_or(true),
-        unauthorized_mag: pick!(unauthorized_mag).0.unwrap_or_default(),
+        require_timestamp: value!(require_timestamp).0.unwrap_or(false),
+        require_gre_key: value!(require_gre_key).0.unwrap_or(true),
+        unauthorized_mag: value!(unauthorized_mag).0.unwrap_or_default(),
         allowed_mags,
         restart_counter: 0,
         revocation,
         limits,
     };
-    let sgi = match pick!(sgi).0 {
+    let sgi = match value!(sgi).0 {
         None => None,
         Some(c) => {
             let tun_name = c.tun_name.unwrap_or_else(|| "lma-sgi".into());
@@ -634,7 +632,7 @@ pub fn resolve(
         chaining,
         listen_v4,
         listen_v6,
-        restart_counter_file: pick!(restart_counter_file).0,
+        restart_counter_file: value!(restart_counter_file).0,
         socket_buffer_bytes,
         warnings,
     })
@@ -642,10 +640,24 @@ pub fn resolve(
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn parse(text: &str) -> Result<ConfigLayer, ConfigError> {
-        ConfigLayer::parse(text, Path::new("/etc/lma.toml"))
+        pmip_node::config::parse_text(text, Path::new("/etc/lma.toml"))
+    }
+
+    /// `resolve` of a file (its path and layer) and the flags.
+    fn resolve_with(
+        file: Option<(&Path, ConfigLayer)>,
+        flags: &ConfigLayer,
+    ) -> Result<Settings, ConfigError> {
+        let layers = match file {
+            Some((path, layer)) => Layers::new(Some(path.into()), layer, flags.clone()),
+            None => Layers::new(None, ConfigLayer::default(), flags.clone()),
+        };
+        resolve(&layers)
     }
 
     const GOOD: &str = r#"
@@ -666,7 +678,7 @@ mod tests {
             max_lifetime_secs: Some(600),
             ..ConfigLayer::default()
         };
-        let s = resolve(Some((Path::new("/etc/lma.toml"), layer)), &flags).unwrap();
+        let s = resolve_with(Some((Path::new("/etc/lma.toml"), layer)), &flags).unwrap();
         assert_eq!(s.core.max_lifetime, Lifetime::from_secs(600));
         assert_eq!(s.core.timestamp_window, Duration::from_millis(7000));
         assert_eq!(s.core.unauthorized_mag, UnauthorizedMag::Drop);
@@ -705,7 +717,8 @@ mod tests {
             max_lifetime_secs: Some(0),
             ..ConfigLayer::default()
         };
-        let err = resolve(Some((Path::new("/etc/lma.toml"), layer.clone())), &flags).unwrap_err();
+        let err =
+            resolve_with(Some((Path::new("/etc/lma.toml"), layer.clone())), &flags).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("--max-lifetime-secs: max_lifetime_secs:"),
@@ -713,7 +726,7 @@ mod tests {
         );
         let mut unspecified = layer.clone();
         unspecified.listen_v4 = Some("0.0.0.0:5436".parse().unwrap());
-        let err = resolve(
+        let err = resolve_with(
             Some((Path::new("/etc/lma.toml"), unspecified)),
             &ConfigLayer::default(),
         )
@@ -727,13 +740,13 @@ mod tests {
         tiny.ipv4_default_router = Some("10.0.0.1".parse().unwrap());
         tiny.ipv6_pool = None;
         // A /30 has two hosts; one is the router, one is left.
-        assert!(resolve(
+        assert!(resolve_with(
             Some((Path::new("x"), tiny.clone())),
             &ConfigLayer::default()
         )
         .is_ok());
         tiny.ipv4_pool = Some("10.0.0.1/32".parse().unwrap());
-        let err = resolve(Some((Path::new("x"), tiny)), &ConfigLayer::default()).unwrap_err();
+        let err = resolve_with(Some((Path::new("x"), tiny)), &ConfigLayer::default()).unwrap_err();
         assert!(err.to_string().contains("ipv4_pool"), "{err}");
     }
 
@@ -741,7 +754,7 @@ mod tests {
     fn an_empty_mag_list_warns() {
         let layer =
             parse("listen_v4 = \"192.0.2.1:5436\"\nipv6_pool = \"2001:db8::/48\"\n").unwrap();
-        let s = resolve(Some((Path::new("x"), layer)), &ConfigLayer::default()).unwrap();
+        let s = resolve_with(Some((Path::new("x"), layer)), &ConfigLayer::default()).unwrap();
         assert_eq!(s.warnings.len(), 1);
         assert_eq!(s.core.max_lifetime, Lifetime::from_secs(3600));
     }
@@ -749,14 +762,14 @@ mod tests {
     #[test]
     fn the_sgi_table_is_optional_and_checked() {
         let base = "listen_v4 = \"127.0.0.1:5436\"\nipv4_pool = \"10.0.0.0/24\"\n";
-        let s = resolve(
+        let s = resolve_with(
             Some((Path::new("x"), parse(base).unwrap())),
             &ConfigLayer::default(),
         )
         .unwrap();
         assert_eq!(s.sgi, None);
         let text = format!("{base}[sgi]\ntun_name = \"sgi0\"\nipv4 = \"10.0.0.254/24\"\n");
-        let s = resolve(
+        let s = resolve_with(
             Some((Path::new("x"), parse(&text).unwrap())),
             &ConfigLayer::default(),
         )
@@ -772,7 +785,7 @@ mod tests {
             format!("{base}[sgi]\nipv4 = \"10.0.0.9/24\"\nicmp_source_v4 = \"10.0.0.9\"\n"),
             format!("{base}[sgi]\nipv4 = \"10.0.0.1/24\"\n"),
         ] {
-            let err = resolve(
+            let err = resolve_with(
                 Some((Path::new("x"), parse(&same).unwrap())),
                 &ConfigLayer::default(),
             )
@@ -780,7 +793,7 @@ mod tests {
             assert!(err.to_string().contains("sgi.icmp_source_v4"), "{err}");
         }
         let bad = format!("{base}[sgi]\ntun_name = \"a-name-much-too-long\"\n");
-        let err = resolve(
+        let err = resolve_with(
             Some((Path::new("x"), parse(&bad).unwrap())),
             &ConfigLayer::default(),
         )
@@ -794,7 +807,7 @@ mod tests {
     fn the_chaining_table_is_checked_and_defaults_to_listen_v4() {
         let base = "listen_v4 = \"192.0.2.2:5436\"\nallowed_mags = [\"192.0.2.1\"]\n";
         let resolve_text = |text: &str| {
-            resolve(
+            resolve_with(
                 Some((Path::new("x"), parse(text).unwrap())),
                 &ConfigLayer::default(),
             )
@@ -846,7 +859,7 @@ mod tests {
     fn the_limit_and_revocation_tables_are_optional_and_checked() {
         let base = "listen_v4 = \"127.0.0.1:5436\"\nipv4_pool = \"10.0.0.0/24\"\n";
         let resolve_text = |text: &str| {
-            resolve(
+            resolve_with(
                 Some((Path::new("x"), parse(text).unwrap())),
                 &ConfigLayer::default(),
             )
@@ -916,7 +929,7 @@ mod tests {
     fn the_example_file_is_valid() {
         let text = include_str!("../lma.example.toml");
         let layer = parse(text).unwrap();
-        resolve(
+        resolve_with(
             Some((Path::new("lma.example.toml"), layer)),
             &ConfigLayer::default(),
         )

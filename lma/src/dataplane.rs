@@ -2,10 +2,12 @@
 //!
 //! [`DataPlane`] learns bindings from the signaling core's [`Output::BindingUp`] and
 //! [`Output::BindingDown`] (fed through [`DataPlane::apply`]) and turns packets into
-//! [`Action`]s; the driver owns the TUN device and the raw GRE sockets.
+//! [`Action`]s; the driver owns the TUN device and the raw GRE sockets, whose packets
+//! reach this plane through the GRE demultiplexer ([`demux::GreDemux`]) unless a
+//! chained binding's relay owns their key.
 //!
-//! * **Uplink** (a MAG's GRE packet, from a raw IPv4 socket with its outer header, or a
-//!   raw IPv6 socket without): keyed GRE (RFC 2890, RFC 5845) -> binding by the uplink key
+//! * **Uplink** (a MAG's GRE packet, taken apart once by the demultiplexer, or whole with
+//!   its outer header): keyed GRE (RFC 2890, RFC 5845) -> binding by the uplink key
 //!   (ours) -> the outer source must be the binding's MAG -> the inner source must be the
 //!   binding's IPv4 home address or inside its home network prefix -> the inner packet
 //!   goes to the SGi TUN device. Anything else is dropped and counted by reason.
@@ -41,6 +43,7 @@ use pmip_common::tunnel::{
 
 use crate::anchor::{BindingInfo, Output};
 
+pub mod demux;
 pub mod relay;
 use crate::binding_cache::BindingId;
 use crate::transport::MagAddress;
@@ -285,19 +288,21 @@ impl DataPlane {
         }
     }
 
-    /// Uplink from a raw IPv4 socket: the packet with its outer IPv4 header.
+    /// Uplink of a whole packet with its outer IPv4 or IPv6 header.
     pub fn uplink_ip(&mut self, packet: &[u8]) -> Result<Action, DropReason> {
         let d = decapsulate_ip(packet);
         self.uplink(d, None)
     }
 
-    /// Uplink from a raw IPv6 socket: the GRE header and payload, `from` the MAG.
+    /// Uplink of a GRE header and payload, `from` the MAG.
     pub fn uplink_gre(&mut self, from: IpAddr, gre: &[u8]) -> Result<Action, DropReason> {
         let d = decapsulate_gre(gre);
         self.uplink(d, Some(from))
     }
 
-    fn uplink(
+    /// Uplink of a packet already taken apart: `from` the outer source when the outer
+    /// header was not in `d`.
+    pub fn uplink(
         &mut self,
         d: Result<Decapsulated<'_>, pmip_common::tunnel::TunnelError>,
         from: Option<IpAddr>,

@@ -1,37 +1,157 @@
-//! `mag.toml`: every setting of the ePDG, with defaults; flags override the file (see
-//! `main.rs`). An unknown or malformed field is an error naming the field and the file.
+//! The ePDG's configuration, in the pattern every node follows (`pmip_node::config`):
+//! [`ConfigLayer`] is both `mag.toml` (serde, unknown fields refused) and the
+//! command-line flags that override it (clap, flattened into `main.rs`'s command line);
+//! [`Config::resolve`] applies the defaults and checks the result into the [`Config`] the
+//! driver runs with. An unknown or malformed field is an error naming the field and the
+//! file; a value that cannot be used is an error naming the field and its flag or file.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use pmip_node::config::{Layer, Layers};
+use pmip_node::pick;
 use serde::Deserialize;
 
-/// Everything that can go wrong reading the configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{0}")]
-    Invalid(String),
+pub use pmip_node::config::ConfigError;
+pub use pmip_node::logging::LogFormat;
+
+/// One layer of settings: the file, or the flags over it (every field optional; the doc
+/// comments are the flags' `--help`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    /// Address and port for IKE (normally UDP 500).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub ike_listen: Option<SocketAddr>,
+
+    /// Address and port for IKE after NAT detection and ESP-in-UDP (normally UDP 4500).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub natt_listen: Option<SocketAddr>,
+
+    /// The AAA server's Diameter address (TCP, normally port 3868).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub aaa: Option<SocketAddr>,
+
+    /// Our IPv4 address toward the LMAs (PBUs to UDP lma_port, RFC 5844).
+    #[arg(long, value_name = "ADDR")]
+    pub mh_local: Option<Ipv4Addr>,
+
+    /// Our IPv6 address toward LMAs named by IPv6 address (raw Mobility Header socket,
+    /// next header 135; needs root or CAP_NET_RAW).
+    #[arg(long, value_name = "ADDR")]
+    pub mh_local_v6: Option<std::net::Ipv6Addr>,
+
+    /// The LMA's UDP port for the Mobility Header over IPv4 [default: 5436].
+    #[arg(long, value_name = "PORT")]
+    pub lma_port: Option<u16>,
+
+    /// Diameter Origin-Host of the ePDG.
+    #[arg(long, value_name = "FQDN")]
+    pub origin_host: Option<String>,
+
+    /// Diameter Origin-Realm of the ePDG.
+    #[arg(long, value_name = "REALM")]
+    pub origin_realm: Option<String>,
+
+    /// Diameter Destination-Realm (the AAA's realm).
+    #[arg(long, value_name = "REALM")]
+    pub destination_realm: Option<String>,
+
+    /// Our IKE identity (IDr, FQDN) when the UE names none; also the lab certificate's name.
+    #[arg(long, value_name = "FQDN")]
+    pub ike_identity: Option<String>,
+
+    /// IKE suites in preference order, comma-separated, strongSwan style
+    /// (e.g. aes256gcm16-prfsha256-ecp256,aes128-sha256-prfsha256-modp2048).
+    #[arg(long, value_name = "SUITES", value_delimiter = ',')]
+    pub ike_suites: Option<Vec<String>>,
+
+    /// The APN for UEs whose IDr names none.
+    #[arg(long, value_name = "APN")]
+    pub default_apn: Option<String>,
+
+    /// DNS server for UEs (repeat for more); replaces the file's list.
+    #[arg(long, value_name = "ADDR")]
+    pub dns: Option<Vec<IpAddr>>,
+
+    /// P-CSCF for UEs (repeat for more); replaces the file's list.
+    #[arg(long, value_name = "ADDR")]
+    pub pcscf: Option<Vec<IpAddr>>,
+
+    /// Our certificate (DER) for UEs without EAP-only authentication.
+    #[arg(long, value_name = "FILE", requires = "private_key")]
+    pub certificate: Option<PathBuf>,
+
+    /// The PKCS#8 ECDSA P-256 key (DER) of --certificate.
+    #[arg(long, value_name = "FILE", requires = "certificate")]
+    pub private_key: Option<PathBuf>,
+
+    /// Milliseconds a DEA or AAA may take before the AAA counts as down.
+    #[arg(long, value_name = "MS")]
+    pub diameter_timeout_ms: Option<u64>,
+
+    /// First PBU retransmission delay in milliseconds (doubling after).
+    #[arg(long, value_name = "MS")]
+    pub pbu_retransmit_ms: Option<u64>,
+
+    /// PBU retransmissions before a registration fails.
+    #[arg(long, value_name = "N")]
+    pub pbu_max_retransmissions: Option<u32>,
+
+    /// Binding lifetime asked of the LMA, in seconds [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    pub binding_lifetime_secs: Option<u32>,
+
+    /// An IKE SA not authenticated within this many seconds is dropped [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub half_open_timeout_secs: Option<u64>,
+
+    /// Above N half-open IKE SAs, IKE_SA_INIT must carry a cookie [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub cookie_threshold: Option<usize>,
+
+    /// Liveness check of attached UEs every SECS seconds (0 = off) [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub liveness_interval_secs: Option<u64>,
+
+    /// First retransmission of our IKE requests in milliseconds (doubling) [default: 500].
+    #[arg(long, value_name = "MS")]
+    pub ike_retransmit_ms: Option<u64>,
+
+    /// IKE retransmissions before the SA is given up [default: 5].
+    #[arg(long, value_name = "N")]
+    pub ike_max_retransmissions: Option<u32>,
+
+    /// Record the signaling (IKE, Diameter, Mobility Header) to this pcap file.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+
+    /// Write Wireshark IKEv2 decryption records (ikev2_decryption_table) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
+
+    /// Keep a JSON summary of the state in this file (IKE SAs, attached UEs and their
+    /// addresses, bindings, AAA sessions), rewritten whenever it changes.
+    #[arg(long, value_name = "FILE")]
+    pub status_file: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Take EAP-only authentication (RFC 5998) from UEs that offer it (file only).
+    #[arg(skip)]
+    pub eap_only_auth: Option<bool>,
+
+    /// Run the user-space data plane (file; the flag is --no-data-plane).
+    #[arg(skip)]
+    pub data_plane: Option<bool>,
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Human,
-    Json,
-}
+impl Layer for ConfigLayer {}
 
-/// The ePDG's settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// The ePDG's settings, checked, with defaults applied.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// IKE on UDP 500.
     pub ike_listen: SocketAddr,
@@ -142,39 +262,49 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Reads and checks a file; unknown fields are errors.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&text, path)
-    }
-
-    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
-    }
-
-    /// Checks what serde cannot.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.certificate.is_some() != self.private_key.is_some() {
-            return Err(ConfigError::Invalid(
-                "certificate and private_key go together".into(),
-            ));
+    /// The flags over the file, with defaults, checked.
+    pub fn resolve(layers: &Layers<ConfigLayer>) -> Result<Config, ConfigError> {
+        let d = Config::default();
+        macro_rules! take {
+            ($($field:ident),* ; $($optional:ident),*) => {
+                Config {
+                    $( $field: pick!(layers, $field).or(d.$field), )*
+                    $( $optional: pick!(layers, $optional).value.or(d.$optional), )*
+                }
+            };
         }
-        if self.mh_local.is_unspecified() {
-            return Err(ConfigError::Invalid(
-                "mh_local must be a specific address (the MH checksum covers it)".into(),
-            ));
+        let config = take!(
+            ike_listen, natt_listen, aaa, mh_local, lma_port, origin_host, origin_realm,
+            destination_realm, ike_identity, dns, pcscf, ike_suites, diameter_timeout_ms,
+            pbu_retransmit_ms, pbu_max_retransmissions, binding_lifetime_secs,
+            half_open_timeout_secs, cookie_threshold, liveness_interval_secs, ike_retransmit_ms,
+            ike_max_retransmissions, eap_only_auth, log_format, data_plane;
+            mh_local_v6, default_apn, certificate, private_key, pcap, keylog, status_file
+        );
+        let certificate = pick!(layers, certificate);
+        if config.certificate.is_some() != config.private_key.is_some() {
+            return Err(certificate.invalid("certificate and private_key go together"));
         }
-        for s in &self.ike_suites {
+        if config.mh_local.is_unspecified() {
+            return Err(pick!(layers, mh_local)
+                .invalid("must be a specific address (the MH checksum covers it)"));
+        }
+        let suites = pick!(layers, ike_suites);
+        for s in &config.ike_suites {
             s.parse::<pmip_common::ike::IkeSuite>()
-                .map_err(|e| ConfigError::Invalid(format!("ike_suites: {s:?}: {e}")))?;
+                .map_err(|e| suites.invalid(format!("{s:?}: {e}")))?;
         }
-        Ok(())
+        Ok(config)
+    }
+
+    /// Reads and checks a file (no flags).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::resolve(&Layers::load(Some(path), ConfigLayer::default())?)
+    }
+
+    /// Parses and checks a file's text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Self::resolve(&Layers::parse(text, path, ConfigLayer::default())?)
     }
 }
 
@@ -189,7 +319,33 @@ mod tests {
             Path::new("mag.example.toml"),
         )
         .unwrap();
-        c.validate().unwrap();
+        assert_eq!(c.default_apn.as_deref(), Some("internet"));
+        assert_eq!(c.dns.len(), 2);
+    }
+
+    #[test]
+    fn flags_override_the_file_and_checks_name_the_place() {
+        let flags = ConfigLayer {
+            lma_port: Some(6000),
+            dns: Some(vec!["192.0.2.53".parse().unwrap()]),
+            ..ConfigLayer::default()
+        };
+        let text = include_str!("../mag.example.toml");
+        let layers = Layers::parse(text, Path::new("mag.toml"), flags).unwrap();
+        let c = Config::resolve(&layers).unwrap();
+        assert_eq!((c.lma_port, c.dns.len()), (6000, 1));
+        assert_eq!(c.ike_max_retransmissions, 5);
+        let flags = ConfigLayer {
+            mh_local: Some(Ipv4Addr::UNSPECIFIED),
+            ..ConfigLayer::default()
+        };
+        let layers = Layers::parse(text, Path::new("mag.toml"), flags).unwrap();
+        let err = Config::resolve(&layers).unwrap_err().to_string();
+        assert!(err.starts_with("--mh-local: mh_local:"), "{err}");
+        let err = Config::parse("ike_suites = [\"rot13\"]\n", Path::new("mag.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("mag.toml: ike_suites:"), "{err}");
     }
 
     #[test]

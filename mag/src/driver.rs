@@ -29,7 +29,7 @@ use pmip_common::mh::{
     ChecksumContext, GreKey, Lifetime, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck,
     IPPROTO_NONE,
 };
-use pmip_common::pcap::PcapWriter;
+use pmip_node::pcap::PcapWriter;
 use rand::rngs::OsRng;
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

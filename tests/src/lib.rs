@@ -1,7 +1,7 @@
 //! Helpers shared by the cross-process scenario tests: finding and starting the node
 //! binaries, waiting for their readiness log line, and a blocking MAG that drives the
 //! sans-IO [`BindingUpdateList`] over the real transports (IPv4 UDP 5436, IPv6 raw
-//! Mobility Header).
+//! Mobility Header), whose sockets come from `pmip_node::socket`.
 
 pub mod fake_aaa;
 pub mod lab;
@@ -17,10 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use pmip_common::binding_update_list::{self as bul, BindingUpdateList, MagConfig};
-use pmip_common::mh::{
-    ChecksumContext, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck, IPPROTO_MH,
-};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use pmip_common::mh::{ChecksumContext, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck};
+use pmip_node::socket::RawSocket;
 
 /// The workspace's target directory for the profile the tests were built with.
 fn target_dir() -> Result<PathBuf> {
@@ -239,93 +237,80 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> Result<PathBuf> {
 }
 
 /// One socket toward the LMA: UDP 5436 over IPv4 (RFC 5844) or a raw Mobility Header
-/// socket over IPv6 whose checksum the kernel fills and verifies.
+/// socket over IPv6 whose checksum the kernel fills and verifies (both from
+/// `pmip_node::socket`).
 pub struct MhSocket {
-    socket: Socket,
+    transport: Transport,
     local: IpAddr,
-    ipv6: bool,
+}
+
+enum Transport {
+    Udp(std::net::UdpSocket),
+    Raw(RawSocket),
 }
 
 impl MhSocket {
     /// Binds a socket at `local` (port 0 for an ephemeral UDP port; ignored for IPv6).
     pub fn bind(local: SocketAddr) -> Result<MhSocket> {
-        let socket = match local.ip() {
-            IpAddr::V4(_) => {
-                let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-                s.bind(&SockAddr::from(local))
-                    .with_context(|| format!("binding UDP {local}"))?;
-                s
-            }
-            IpAddr::V6(_) => {
-                let s = Socket::new(
-                    Domain::IPV6,
-                    Type::RAW,
-                    Some(Protocol::from(i32::from(IPPROTO_MH))),
-                )
-                .context("opening a raw Mobility Header socket (needs root)")?;
-                set_ipv6_checksum_offset(&s, 4)?;
-                s.bind(&SockAddr::from(SocketAddr::new(local.ip(), 0)))
-                    .with_context(|| format!("binding raw MH at {}", local.ip()))?;
-                s
-            }
-        };
         // A test MAG sends bursts of a thousand PBUs before it reads the answers: room
         // for them all (past rmem_max when root).
-        set_receive_buffer(&socket, 8 << 20);
-        let ipv6 = local.is_ipv6();
+        let buffer = 8 << 20;
+        let transport = match local.ip() {
+            IpAddr::V4(_) => Transport::Udp(
+                pmip_node::socket::udp(local, Some(buffer))
+                    .with_context(|| format!("binding UDP {local}"))?,
+            ),
+            IpAddr::V6(address) => {
+                let raw = RawSocket::mobility_header(address, true).with_context(|| {
+                    format!("opening a raw Mobility Header socket at {address} (needs root)")
+                })?;
+                raw.set_receive_buffer(buffer);
+                Transport::Raw(raw)
+            }
+        };
         Ok(MhSocket {
-            socket,
+            transport,
             local: local.ip(),
-            ipv6,
         })
     }
 
-    /// The address PBAs come back to.
+    /// The address PBAs come back to (port 0 for the raw IPv6 socket).
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        let addr = self
-            .socket
-            .local_addr()?
-            .as_socket()
-            .context("socket has no IP address")?;
-        Ok(SocketAddr::new(self.local, addr.port()))
+        let port = match &self.transport {
+            Transport::Udp(s) => s.local_addr()?.port(),
+            Transport::Raw(_) => 0,
+        };
+        Ok(SocketAddr::new(self.local, port))
     }
 
     /// Sends Mobility Header bytes to the LMA.
     pub fn send(&self, to: SocketAddr, bytes: &[u8]) -> Result<()> {
-        let to = if self.ipv6 {
-            SocketAddr::new(to.ip(), 0)
-        } else {
-            to
-        };
-        self.socket
-            .send_to(bytes, &SockAddr::from(to))
-            .with_context(|| format!("sending to {to}"))?;
+        match &self.transport {
+            Transport::Udp(s) => s.send_to(bytes, to),
+            Transport::Raw(s) => s.send_to(bytes, to.ip()),
+        }
+        .with_context(|| format!("sending to {to}"))?;
         Ok(())
     }
 
     /// Receives one Mobility Header message, or `None` after `timeout`.
     pub fn recv(&self, timeout: Duration) -> Result<Option<(SocketAddr, Vec<u8>)>> {
-        self.socket
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
-        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 65536];
-        match self.socket.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                // SAFETY: recv_from initialised the first n bytes.
-                let bytes: Vec<u8> = buf[..n]
-                    .iter()
-                    .map(|b| unsafe { b.assume_init() })
-                    .collect();
-                let from = from.as_socket().context("reply from a non-IP address")?;
-                Ok(Some((from, bytes)))
+        let timeout = Some(timeout.max(Duration::from_millis(1)));
+        let mut buf = vec![0u8; 65_536];
+        let received = match &self.transport {
+            Transport::Udp(s) => {
+                s.set_read_timeout(timeout)?;
+                s.recv_from(&mut buf)
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                Ok(None)
+            Transport::Raw(s) => {
+                s.set_read_timeout(timeout)?;
+                s.recv_from(&mut buf)
+                    .map(|(len, from)| (len, SocketAddr::new(from, 0)))
             }
+        };
+        match received {
+            Ok((len, from)) => Ok(Some((from, buf[..len].to_vec()))),
+            Err(e) if pmip_node::socket::is_timeout(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -369,43 +354,6 @@ impl MhSocket {
             None => Ok(None),
         }
     }
-}
-
-fn set_receive_buffer(socket: &Socket, bytes: libc::c_int) {
-    use std::os::fd::AsRawFd;
-    let _ = socket.set_recv_buffer_size(bytes as usize);
-    // SAFETY: a valid socket fd and a c_int option of the right size; failing without
-    // CAP_NET_ADMIN leaves the size set above.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            &bytes as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
-/// Has the kernel fill and verify the Mobility Header checksum at `offset` of every
-/// message on this raw IPv6 socket (`IPV6_CHECKSUM`).
-pub fn set_ipv6_checksum_offset(socket: &Socket, offset: libc::c_int) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid socket fd and a c_int option of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_RAW,
-            libc::IPV6_CHECKSUM,
-            &offset as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .context("setting IPV6_CHECKSUM on the raw MH socket");
-    }
-    Ok(())
 }
 
 /// A blocking MAG for tests: the real [`BindingUpdateList`] with a thin loop around one

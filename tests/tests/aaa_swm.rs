@@ -504,6 +504,9 @@ fn python_check(pcap: &Path) -> Result<()> {
         let ihl = usize::from(packet[0] & 0x0f) * 4;
         let doff = usize::from(packet[ihl + 12] >> 4) * 4;
         let payload = &packet[ihl + doff..];
+        if payload.is_empty() {
+            continue; // the synthetic handshake and FIN carry no message
+        }
         for b in payload {
             hex_lines.push_str(&format!("{b:02x}"));
         }

@@ -6,7 +6,7 @@
 //! each with an echo reply in GRE under the downlink key, and checks that ue-emu counts
 //! the replies. The forged-source drop is unit-tested in mag/src/dataplane.rs.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use integration_tests::fake_aaa::{FakeAaa, APN, IMSI, K, OPC};
 use integration_tests::{node_binary, write_file, Node};
 use ipnet::Ipv6Net;
+use pmip_node::socket::RawSocket;
 
 use serde_json::Value;
 const IPV4_POOL: &str = "10.45.0.0/22";
@@ -135,32 +136,18 @@ impl Drop for LoopbackAddress {
 
 /// The LMA's tunnel end, played by the test: a raw GRE socket at `address` (an IPv4
 /// one delivers the outer IPv4 header, an IPv6 one only the GRE packet).
-fn raw_gre(address: IpAddr) -> Result<socket2::Socket> {
-    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-    let domain = if address.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let s = Socket::new(domain, Type::RAW, Some(Protocol::from(47)))
+fn raw_gre(address: IpAddr) -> Result<RawSocket> {
+    let s = RawSocket::bind(address, pmip_node::gre::IPPROTO_GRE)
         .context("raw GRE socket (the test needs root)")?;
-    s.bind(&SockAddr::from(SocketAddr::new(address, 0)))?;
     s.set_read_timeout(Some(Duration::from_millis(200)))?;
     Ok(s)
 }
 
-fn recv_from(s: &socket2::Socket) -> Option<(Vec<u8>, IpAddr)> {
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 65536];
+fn recv_from(s: &RawSocket) -> Option<(Vec<u8>, IpAddr)> {
+    let mut buf = vec![0u8; 65_536];
     let (n, from) = s.recv_from(&mut buf).ok()?;
-    let from = from.as_socket()?.ip();
-    // SAFETY: recv_from initialised the first n bytes.
-    Some((
-        buf[..n]
-            .iter()
-            .map(|b| unsafe { b.assume_init() })
-            .collect(),
-        from,
-    ))
+    buf.truncate(n);
+    Some((buf, from))
 }
 
 /// A command that runs `binary` as user and group 65534 (nobody) through setpriv(1),
@@ -348,7 +335,7 @@ fn run(net: u8, how: Reply, v6: Option<(Ipv6Addr, Ipv6Addr)>) -> Result<()> {
         } else {
             &gre
         };
-        from.send_to(&out, &socket2::SockAddr::from(SocketAddr::new(mag_addr, 0)))?;
+        from.send_to(&out, mag_addr)?;
     }
     let out = ue.wait_with_output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);

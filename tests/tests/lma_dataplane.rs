@@ -13,8 +13,7 @@
 //! nothing is left.
 
 use std::fs::File;
-use std::mem::MaybeUninit;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,8 @@ use pmip_common::binding_update_list::{
 };
 use pmip_common::mh::{GreKey, HandoffIndicator};
 use pmip_common::tunnel::{decapsulate_ip, GreRepr, ProtocolType};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use pmip_node::gre::IPPROTO_GRE;
+use pmip_node::socket::RawSocket;
 
 const DOWNLINK_KEY: u32 = 0x0d0d_0001;
 const TUN_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 46, 1, 1);
@@ -89,80 +89,49 @@ fn echo_request_v6(src: Ipv6Addr, dst: Ipv6Addr, id: u16) -> Vec<u8> {
     p
 }
 
-fn gre_socket(local: Ipv4Addr) -> Result<Socket> {
-    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(47)))
-        .context("raw GRE socket (needs root)")?;
-    s.bind(&SockAddr::from(SocketAddrV4::new(local, 0)))?;
+fn gre_socket(local: Ipv4Addr) -> Result<RawSocket> {
+    let s = RawSocket::bind(local.into(), IPPROTO_GRE).context("raw GRE socket (needs root)")?;
     s.set_read_timeout(Some(Duration::from_millis(200)))?;
     Ok(s)
 }
 
-fn send_gre(s: &Socket, to: Ipv4Addr, key: u32, inner: &[u8]) -> Result<()> {
+fn send_gre(s: &RawSocket, to: Ipv4Addr, key: u32, inner: &[u8]) -> Result<()> {
     let mut gre = Vec::new();
     GreRepr::keyed(ProtocolType::Ipv4, key).emit_with_payload(inner, &mut gre);
-    s.send_to(&gre, &SockAddr::from(SocketAddrV4::new(to, 0)))?;
+    s.send_to(&gre, to.into())?;
     Ok(())
 }
 
 /// A raw ICMP socket inside the namespace `ns` (made on a thread that joins it; the
 /// socket stays in the namespace it was made in).
-fn icmp_socket_in(ns: &str) -> Result<Socket> {
+fn icmp_socket_in(ns: &str) -> Result<RawSocket> {
     raw_socket_in(ns, false)
 }
 
 /// Sets IP_MTU_DISCOVER (2: always DF, 0: never DF).
-fn set_pmtu_discovery(s: &Socket, value: libc::c_int) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid socket fd and an int option of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            &value as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    ensure!(
-        rc == 0,
-        "IP_MTU_DISCOVER: {}",
-        std::io::Error::last_os_error()
-    );
-    Ok(())
+fn set_pmtu_discovery(s: &RawSocket, value: i32) -> Result<()> {
+    s.set_option(libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, value)
+        .context("IP_MTU_DISCOVER")
 }
 
 /// A raw ICMP (or, with `v6`, ICMPv6) socket inside the namespace `ns`.
-fn raw_socket_in(ns: &str, v6: bool) -> Result<Socket> {
+fn raw_socket_in(ns: &str, v6: bool) -> Result<RawSocket> {
     let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || -> Result<Socket> {
+    std::thread::spawn(move || -> Result<RawSocket> {
         use std::os::fd::AsRawFd;
         let netns = File::open(&path).with_context(|| format!("opening {path}"))?;
         // SAFETY: a valid namespace fd; only this thread changes namespace.
         let rc = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
         ensure!(rc == 0, "setns: {}", std::io::Error::last_os_error());
-        if v6 {
-            let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
-            s.set_read_timeout(Some(Duration::from_millis(200)))?;
-            return Ok(s);
-        }
-        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
-        s.set_read_timeout(Some(Duration::from_millis(200)))?;
-        let pmtudisc_do: libc::c_int = 2; // IP_PMTUDISC_DO: always set DF
-                                          // SAFETY: a valid socket fd and an int option of the right size.
-        let rc = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_MTU_DISCOVER,
-                &pmtudisc_do as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
+        let s = if v6 {
+            RawSocket::unbound(Ipv6Addr::UNSPECIFIED.into(), 58)?
+        } else {
+            RawSocket::unbound(Ipv4Addr::UNSPECIFIED.into(), 1)?
         };
-        ensure!(
-            rc == 0,
-            "IP_MTU_DISCOVER: {}",
-            std::io::Error::last_os_error()
-        );
+        s.set_read_timeout(Some(Duration::from_millis(200)))?;
+        if !v6 {
+            set_pmtu_discovery(&s, 2)?; // IP_PMTUDISC_DO: always set DF
+        }
         Ok(s)
     })
     .join()
@@ -171,29 +140,18 @@ fn raw_socket_in(ns: &str, v6: bool) -> Result<Socket> {
 
 /// Waits for an IP packet on `s` (a raw ICMP socket) satisfying `pred`.
 fn receive_icmp(
-    s: &Socket,
+    s: &RawSocket,
     timeout: Duration,
     pred: impl Fn(&[u8]) -> bool,
 ) -> Result<Option<Vec<u8>>> {
     let deadline = Instant::now() + timeout;
-    let mut buffer = vec![MaybeUninit::<u8>::uninit(); 65_536];
+    let mut buffer = vec![0u8; 65_536];
     while Instant::now() < deadline {
-        let len = match s.recv(&mut buffer) {
-            Ok(len) => len,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(e).context("receiving ICMP"),
+        let Some((len, _)) = s.recv_timeout(&mut buffer).context("receiving ICMP")? else {
+            continue;
         };
-        // SAFETY: recv initialised the first `len` octets.
-        let bytes: &[u8] = unsafe { std::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), len) };
-        if pred(bytes) {
-            return Ok(Some(bytes.to_vec()));
+        if pred(&buffer[..len]) {
+            return Ok(Some(buffer[..len].to_vec()));
         }
     }
     Ok(None)
@@ -212,29 +170,18 @@ fn echo_message(kind: u8, id: u16, payload: usize) -> Vec<u8> {
 /// Waits for a GRE packet from `from` whose inner packet satisfies `pred`; returns
 /// (key, inner).
 fn receive_gre_inner(
-    s: &Socket,
+    s: &RawSocket,
     from: Ipv4Addr,
     timeout: Duration,
     pred: impl Fn(&[u8]) -> bool,
 ) -> Result<Option<(u32, Vec<u8>)>> {
     let deadline = Instant::now() + timeout;
-    let mut buffer = vec![MaybeUninit::<u8>::uninit(); 65_536];
+    let mut buffer = vec![0u8; 65_536];
     while Instant::now() < deadline {
-        let len = match s.recv(&mut buffer) {
-            Ok(len) => len,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(e).context("receiving GRE"),
+        let Some((len, _)) = s.recv_timeout(&mut buffer).context("receiving GRE")? else {
+            continue;
         };
-        // SAFETY: recv initialised the first `len` octets.
-        let bytes: &[u8] = unsafe { std::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), len) };
-        let Ok(d) = decapsulate_ip(bytes) else {
+        let Ok(d) = decapsulate_ip(&buffer[..len]) else {
             continue;
         };
         if d.outer_source == Some(from.into()) && pred(d.inner) {
@@ -247,7 +194,7 @@ fn receive_gre_inner(
 /// Waits for a GRE packet from `from` whose inner packet is an echo reply with `id`;
 /// returns (key, inner).
 fn receive_echo_reply(
-    s: &Socket,
+    s: &RawSocket,
     from: Ipv4Addr,
     id: u16,
     timeout: Duration,
@@ -258,7 +205,7 @@ fn receive_echo_reply(
 /// Waits for a GRE packet from `from` whose inner packet is an ICMP echo of `kind`
 /// with `id`; returns (key, inner).
 fn receive_echo(
-    s: &Socket,
+    s: &RawSocket,
     from: Ipv4Addr,
     kind: u8,
     id: u16,
@@ -378,7 +325,7 @@ fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
         let mut gre6 = Vec::new();
         GreRepr::keyed(ProtocolType::Ipv6, uplink)
             .emit_with_payload(&echo_request_v6(ue6, TUN_ADDRESS_V6, 0x6666), &mut gre6);
-        gre.send_to(&gre6, &SockAddr::from(SocketAddrV4::new(topology.lma, 0)))?;
+        gre.send_to(&gre6, topology.lma.into())?;
         reply6 = receive_gre_inner(&gre, topology.lma, Duration::from_secs(1), |p| {
             p.len() >= 48
                 && p[0] >> 4 == 6
@@ -398,8 +345,8 @@ fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
     // From the PDN side (the LMA's namespace): an echo to the home address leaves
     // through the TUN and reaches the MAG in GRE with the downlink key.
     let pdn = icmp_socket_in(&topology.ns)?;
-    let to_hoa = SockAddr::from(SocketAddrV4::new(hoa, 0));
-    pdn.send_to(&echo_message(8, 0x5151, 32), &to_hoa)?;
+    let to_hoa = IpAddr::V4(hoa);
+    pdn.send_to(&echo_message(8, 0x5151, 32), to_hoa)?;
     let (key, inner) = receive_echo(&gre, topology.lma, 8, 0x5151, Duration::from_secs(3))?
         .with_context(|| format!("PDN echo not tunnelled; lma log:\n{}", lma.output()))?;
     assert_eq!(key, DOWNLINK_KEY);
@@ -409,7 +356,7 @@ fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
     // path MTU): tunnelled whole, the outer packet fragmented on the veth and
     // reassembled by this host before the raw socket sees it.
     set_pmtu_discovery(&pdn, 0)?;
-    pdn.send_to(&echo_message(8, 0x5454, 1500 - 28), &to_hoa)?;
+    pdn.send_to(&echo_message(8, 0x5454, 1500 - 28), to_hoa)?;
     let (key, inner) = receive_echo(&gre, topology.lma, 8, 0x5454, Duration::from_secs(3))?
         .with_context(|| format!("big non-DF echo not tunnelled; lma log:\n{}", lma.output()))?;
     assert_eq!(key, DOWNLINK_KEY);
@@ -419,7 +366,7 @@ fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
     // Too big for the tunnel (1500 - 20 - 8 = 1472 fits, 1500 does not), DF set: the
     // sender gets ICMP fragmentation-needed with the tunnel's inner MTU.
     set_pmtu_discovery(&pdn, 2)?;
-    pdn.send_to(&echo_message(8, 0x5252, 1500 - 28), &to_hoa)?;
+    pdn.send_to(&echo_message(8, 0x5252, 1500 - 28), to_hoa)?;
     let icmp = receive_icmp(&pdn, Duration::from_secs(3), |p| {
         p.len() >= 28 && p[9] == 1 && p[20] == 3 && p[21] == 4
     })?
@@ -438,18 +385,17 @@ fn gre_echo_through_the_sgi_tun_and_forged_source_dropped() -> Result<()> {
     let mut big6 = vec![0u8; 1500 - 40];
     big6[0] = 128; // echo request; the kernel fills the checksum
     big6[4..6].copy_from_slice(&[0x53, 0x53]);
-    pdn6.send_to(&big6, &SockAddr::from(SocketAddr::from((ue6, 0))))?;
-    let mut buffer = vec![MaybeUninit::<u8>::uninit(); 65_536];
+    pdn6.send_to(&big6, ue6.into())?;
+    let mut buffer = vec![0u8; 65_536];
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut ptb = None;
     while Instant::now() < deadline && ptb.is_none() {
         let Ok((len, from)) = pdn6.recv_from(&mut buffer) else {
             continue;
         };
-        // SAFETY: recv_from initialised the first `len` octets.
-        let bytes: &[u8] = unsafe { std::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), len) };
+        let bytes = &buffer[..len];
         if bytes.len() >= 8 && bytes[0] == 2 {
-            ptb = Some((from.as_socket().map(|a| a.ip()), bytes.to_vec()));
+            ptb = Some((Some(from), bytes.to_vec()));
         }
     }
     let (from, ptb) =
@@ -525,31 +471,27 @@ fn gre_over_ipv6_transport() -> Result<()> {
         .addr();
     let uplink = registration.uplink_gre_key.context("no uplink key")?.0;
 
-    let gre = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(47)))
+    let gre = RawSocket::bind(topology.mag6.into(), IPPROTO_GRE)
         .context("raw IPv6 GRE socket (needs root)")?;
-    gre.bind(&SockAddr::from(SocketAddr::from((topology.mag6, 0))))?;
     gre.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let to = SockAddr::from(SocketAddr::from((topology.lma6, 0)));
-    let mut buffer = vec![MaybeUninit::<u8>::uninit(); 65_536];
+    let to = IpAddr::V6(topology.lma6);
+    let mut buffer = vec![0u8; 65_536];
     let mut got = None;
     'attempts: for seq in 0..5 {
         let mut packet = Vec::new();
         GreRepr::keyed(ProtocolType::Ipv4, uplink)
             .emit_with_payload(&echo_request(hoa, TUN_ADDRESS, 0x7777, seq), &mut packet);
-        gre.send_to(&packet, &to)?;
+        gre.send_to(&packet, to)?;
         let deadline = Instant::now() + Duration::from_secs(1);
         while Instant::now() < deadline {
             let Ok((len, from)) = gre.recv_from(&mut buffer) else {
                 continue;
             };
-            // SAFETY: recv_from initialised the first `len` octets.
-            let bytes: &[u8] =
-                unsafe { std::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), len) };
-            let Ok(d) = pmip_common::tunnel::decapsulate_gre(bytes) else {
+            let Ok(d) = pmip_common::tunnel::decapsulate_gre(&buffer[..len]) else {
                 continue;
             };
             let i = d.inner;
-            if from.as_socket().map(|a| a.ip()) == Some(topology.lma6.into())
+            if from == IpAddr::V6(topology.lma6)
                 && i.len() >= 28
                 && i[9] == 1
                 && i[20] == 0

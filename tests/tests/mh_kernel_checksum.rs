@@ -4,64 +4,41 @@
 //! way, receive them on a plain raw socket, and require the kernel's checksum to equal
 //! the one our codec computes for the same addresses. Needs root.
 
-use std::mem::MaybeUninit;
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use integration_tests::set_ipv6_checksum_offset;
 use pmip_common::mh::*;
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use pmip_node::socket::RawSocket;
 
-fn raw_mh_socket() -> Result<Socket> {
-    let socket = Socket::new(
-        Domain::IPV6,
-        Type::RAW,
-        Some(Protocol::from(i32::from(IPPROTO_MH))),
-    )
-    .context("opening a raw Mobility Header socket (this test needs root)")?;
-    socket.bind(&SockAddr::from(SocketAddr::new(
-        Ipv6Addr::LOCALHOST.into(),
-        0,
-    )))?;
-    Ok(socket)
+/// A raw Mobility Header socket on ::1; with `kernel_checksum` the kernel fills the
+/// checksum of what it sends (`IPV6_CHECKSUM`), without it bytes go and arrive as they are.
+fn raw_mh_socket(kernel_checksum: bool) -> Result<RawSocket> {
+    RawSocket::mobility_header(Ipv6Addr::LOCALHOST, kernel_checksum)
+        .context("opening a raw Mobility Header socket (this test needs root)")
 }
 
 /// Heartbeats received within `wait`: sequence number and the bytes as they arrived.
-fn received(socket: &Socket, wait: Duration) -> Result<Vec<(u32, Vec<u8>)>> {
+fn received(socket: &RawSocket, wait: Duration) -> Result<Vec<(u32, Vec<u8>)>> {
     let deadline = Instant::now() + wait;
     let mut seen = Vec::new();
+    let mut buf = [0u8; 2048];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Ok(seen);
         }
         socket.set_read_timeout(Some(left))?;
-        let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
-        match socket.recv(&mut buf) {
-            Ok(n) => {
-                // SAFETY: recv initialised the first n bytes.
-                let bytes: Vec<u8> = buf[..n]
-                    .iter()
-                    .map(|b| unsafe { b.assume_init() })
-                    .collect();
-                if let Ok(MobilityHeaderRepr {
-                    message: MobilityMessage::Heartbeat(hb),
-                    ..
-                }) = MobilityHeaderRepr::parse(&bytes, ChecksumContext::Skip)
-                {
-                    seen.push((hb.sequence, bytes));
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(seen)
-            }
-            Err(e) => return Err(e.into()),
+        let Some((n, _)) = socket.recv_timeout(&mut buf)? else {
+            return Ok(seen);
+        };
+        let bytes = buf[..n].to_vec();
+        if let Ok(MobilityHeaderRepr {
+            message: MobilityMessage::Heartbeat(hb),
+            ..
+        }) = MobilityHeaderRepr::parse(&bytes, ChecksumContext::Skip)
+        {
+            seen.push((hb.sequence, bytes));
         }
     }
 }
@@ -80,14 +57,13 @@ fn heartbeat(sequence: u32, options: Vec<MobilityOption>) -> MobilityHeaderRepr 
 
 #[test]
 fn kernel_computes_the_same_ipv6_checksums_as_our_codec() -> Result<()> {
-    let receiver = raw_mh_socket()?; // no IPV6_CHECKSUM: bytes arrive as they were sent
-    let sender = raw_mh_socket()?;
-    set_ipv6_checksum_offset(&sender, 4)?; // the kernel fills the checksum field on send
+    let receiver = raw_mh_socket(false)?; // bytes arrive as they were sent
+    let sender = raw_mh_socket(true)?; // the kernel fills the checksum field on send
     let context = ChecksumContext::Ipv6 {
         source: Ipv6Addr::LOCALHOST,
         destination: Ipv6Addr::LOCALHOST,
     };
-    let to = SockAddr::from(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 0));
+    let to = IpAddr::V6(Ipv6Addr::LOCALHOST);
     let base = 0x5213_0000 + std::process::id() % 0x1000 * 16;
 
     // Odd-length option data and several padding cases, so every path of the sum runs.
@@ -112,7 +88,7 @@ fn kernel_computes_the_same_ipv6_checksums_as_our_codec() -> Result<()> {
         ),
     ];
     for message in &samples {
-        sender.send_to(&message.to_bytes(ChecksumContext::Skip), &to)?;
+        sender.send_to(&message.to_bytes(ChecksumContext::Skip), to)?;
     }
 
     let seen = received(&receiver, Duration::from_millis(500))?;

@@ -419,8 +419,8 @@ fn roaming_in_the_namespace_lab_reaches_the_pdn_host_through_both_gateways() -> 
     r.visited.wait_exit(Duration::from_secs(5))?;
     let stopped = r.visited.output();
     assert!(stopped.contains("bindings=2 chained=1 held=0"), "{stopped}");
-    // Both the SGi plane and the relay saw every GRE packet on the ePDG-side address;
-    // each left the other's alone: neither counted an unknown key, both forwarded.
+    // The GRE demultiplexer handed each packet on the ePDG-side address to the owner of
+    // its key: neither the SGi plane nor the relay counted an unknown key, both forwarded.
     let last = |what: &str| {
         stopped
             .lines()

@@ -19,8 +19,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use integration_tests::tshark_fields::{values, walk};
 use pmip_common::esp::{OutboundSa, UdpEncapsulated, ESP_IN_UDP_PORT, NAT_KEEPALIVE};
 use pmip_common::ike::{EspSuite, Random};
-use pmip_common::pcap::PcapWriter;
 use pmip_common::tunnel::{encapsulate, GreRepr, OuterHeader, ProtocolType};
+use pmip_node::pcap::PcapWriter;
 use serde_json::Value;
 
 /// A deterministic byte stream standing in for the OS generator.

@@ -21,7 +21,7 @@ use integration_tests::tshark_fields::{values, walk};
 use pmip_common::ike::keys::{nat_detection_hash, shared_key_auth, signed_octets};
 use pmip_common::ike::wire::*;
 use pmip_common::ike::{DhPrivate, Encr, EspSuite, IkeSaKeys, IkeSuite, Random};
-use pmip_common::pcap::PcapWriter;
+use pmip_node::pcap::PcapWriter;
 use serde_json::Value;
 
 const NAI: &str = "0234150999999999@nai.epc.mnc015.mcc234.3gppnetwork.org";

@@ -2,7 +2,7 @@
 //!
 //! Every message type and every mobility option `pmip_common::mh` can emit is built with
 //! our codec, sent through both transports (IPv6 with next header 135, and IPv4 with the
-//! Mobility Header in UDP port 5436), written to a pcap by `pmip_common::pcap`, and
+//! Mobility Header in UDP port 5436), written to a pcap by `pmip_node::pcap`, and
 //! decoded by `tshark -V -T json`. For each packet we require:
 //!
 //! * no malformed-packet mark and no expert info of any severity (the one exception: the
@@ -30,7 +30,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use ipnet::Ipv6Net;
 use pmip_common::mh::*;
-use pmip_common::pcap::PcapWriter;
+use pmip_node::pcap::PcapWriter;
 
 // ---------------------------------------------------------------------------------------
 // The messages

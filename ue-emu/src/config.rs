@@ -1,68 +1,87 @@
-//! `ue.toml`: the UE's USIM (IMSI, K, OPc, SQN), its ePDG and APN. Unknown fields are
-//! errors that name the field and the file.
+//! `ue.toml`: the UE's USIM (IMSI, K, OPc, SQN), its ePDG and APN, in the pattern every
+//! node follows (`pmip_node::config`): [`ConfigLayer`] is both the file (serde, unknown
+//! fields refused: an error naming the field and the file) and the flags over it (only
+//! `--apn` has one); [`UeConfig::resolve`] applies the defaults and names a missing field.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use pmip_node::config::{Layer, Layers};
+use pmip_node::pick;
 use serde::Deserialize;
 
-/// The UE's settings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// One layer of settings: the file, or the flags over it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    #[arg(skip)]
+    pub imsi: Option<String>,
+    #[arg(skip)]
+    pub mnc_digits: Option<usize>,
+    #[arg(skip)]
+    pub nai: Option<String>,
+    #[arg(skip)]
+    pub k: Option<String>,
+    #[arg(skip)]
+    pub opc: Option<String>,
+    #[arg(skip)]
+    pub sqn: Option<u64>,
+    #[arg(skip)]
+    pub epdg: Option<SocketAddr>,
+    #[arg(skip)]
+    pub epdg_natt_port: Option<u16>,
+    #[arg(skip)]
+    pub local: Option<IpAddr>,
+    /// The APN (IDr); overrides the file.
+    #[arg(long, value_name = "APN")]
+    pub apn: Option<String>,
+    #[arg(skip)]
+    pub eap_only: Option<bool>,
+    #[arg(skip)]
+    pub epdg_public_key: Option<String>,
+    #[arg(skip)]
+    pub epdg_ca: Option<PathBuf>,
+    #[arg(skip)]
+    pub ike_suites: Option<Vec<String>>,
+    #[arg(skip)]
+    pub timeout_ms: Option<u64>,
+}
+
+impl Layer for ConfigLayer {}
+
+/// The UE's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UeConfig {
     /// 15 digits.
     pub imsi: String,
-    /// Digits of the MNC in the IMSI (2 or 3), for the NAI's realm.
-    #[serde(default = "default_mnc_digits")]
+    /// Digits of the MNC in the IMSI (2 or 3), for the NAI's realm. Default 3.
     pub mnc_digits: usize,
     /// The NAI for IDi and EAP; built from the IMSI (TS 23.003 section 19.3.2) if unset.
     pub nai: Option<String>,
     /// K and OPc, 32 hex digits each.
     pub k: String,
     pub opc: String,
-    /// SQN_MS: the highest SQN the USIM has accepted.
-    #[serde(default)]
+    /// SQN_MS: the highest SQN the USIM has accepted. Default 0.
     pub sqn: u64,
-    /// The ePDG's IKE address (UDP 500) and its NAT-T port.
+    /// The ePDG's IKE address (UDP 500) and its NAT-T port (default 4500).
     pub epdg: SocketAddr,
-    #[serde(default = "default_natt_port")]
     pub epdg_natt_port: u16,
-    /// Our local address.
-    #[serde(default = "default_local")]
+    /// Our local address. Default 127.0.0.1.
     pub local: IpAddr,
-    /// The APN (IDr) unless --apn gives one.
+    /// The APN (IDr).
     pub apn: Option<String>,
-    /// Offer EAP-only authentication (RFC 5998); otherwise the ePDG must prove itself with
-    /// a certificate whose key is `epdg_public_key` (or `--insecure`).
-    #[serde(default = "default_true")]
+    /// Offer EAP-only authentication (RFC 5998; default); otherwise the ePDG must prove
+    /// itself with a certificate whose key is `epdg_public_key` (or `--insecure`).
     pub eap_only: bool,
     /// The ePDG's ECDSA P-256 public key (uncompressed point, hex), pinned.
     pub epdg_public_key: Option<String>,
     /// The CA certificate (DER) that must have signed the ePDG's certificate.
-    pub epdg_ca: Option<std::path::PathBuf>,
+    pub epdg_ca: Option<PathBuf>,
     /// IKE suites in preference order (empty = the library defaults).
-    #[serde(default)]
     pub ike_suites: Vec<String>,
-    /// Give up after this many milliseconds.
-    #[serde(default = "default_timeout")]
+    /// Give up after this many milliseconds. Default 20000.
     pub timeout_ms: u64,
-}
-
-fn default_mnc_digits() -> usize {
-    3
-}
-fn default_natt_port() -> u16 {
-    4500
-}
-fn default_local() -> IpAddr {
-    Ipv4Addr::LOCALHOST.into()
-}
-fn default_true() -> bool {
-    true
-}
-fn default_timeout() -> u64 {
-    20_000
 }
 
 fn key(name: &str, hex_text: &str) -> Result<[u8; 16]> {
@@ -73,10 +92,38 @@ fn key(name: &str, hex_text: &str) -> Result<[u8; 16]> {
 }
 
 impl UeConfig {
+    /// The flags over the file, with defaults.
+    pub fn resolve(
+        layers: &Layers<ConfigLayer>,
+    ) -> Result<UeConfig, pmip_node::config::ConfigError> {
+        Ok(UeConfig {
+            imsi: pick!(layers, imsi).required()?,
+            mnc_digits: pick!(layers, mnc_digits).or(3),
+            nai: pick!(layers, nai).value,
+            k: pick!(layers, k).required()?,
+            opc: pick!(layers, opc).required()?,
+            sqn: pick!(layers, sqn).or(0),
+            epdg: pick!(layers, epdg).required()?,
+            epdg_natt_port: pick!(layers, epdg_natt_port).or(4500),
+            local: pick!(layers, local).or(Ipv4Addr::LOCALHOST.into()),
+            apn: pick!(layers, apn).value,
+            eap_only: pick!(layers, eap_only).or(true),
+            epdg_public_key: pick!(layers, epdg_public_key).value,
+            epdg_ca: pick!(layers, epdg_ca).value,
+            ike_suites: pick!(layers, ike_suites).or_default(),
+            timeout_ms: pick!(layers, timeout_ms).or(20_000),
+        })
+    }
+
+    /// Reads the file at `path` beneath `flags`.
+    pub fn load_with(path: &Path, flags: ConfigLayer) -> Result<UeConfig> {
+        let layers = Layers::load(Some(path), flags)?;
+        Ok(Self::resolve(&layers)?)
+    }
+
+    /// Reads the file at `path`.
     pub fn load(path: &Path) -> Result<UeConfig> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        Self::load_with(path, ConfigLayer::default())
     }
 
     pub fn k(&self) -> Result<[u8; 16]> {
@@ -101,9 +148,17 @@ impl UeConfig {
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> Result<UeConfig, pmip_node::config::ConfigError> {
+        UeConfig::resolve(&Layers::parse(
+            text,
+            Path::new("ue.toml"),
+            ConfigLayer::default(),
+        )?)
+    }
+
     #[test]
     fn the_example_parses() {
-        let c: UeConfig = toml::from_str(include_str!("../ue.example.toml")).unwrap();
+        let c = parse(include_str!("../ue.example.toml")).unwrap();
         assert!(c
             .nai()
             .unwrap()
@@ -114,9 +169,11 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_named() {
-        let e = toml::from_str::<UeConfig>("imsy = \"1\"\n")
+        let e = parse("imsy = \"1\"\n").unwrap_err().to_string();
+        assert!(e.contains("imsy") && e.contains("ue.toml"), "{e}");
+        let e = parse("imsi = \"001010000000001\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("imsy"), "{e}");
+        assert!(e.starts_with("ue.toml: k: missing"), "{e}");
     }
 }

@@ -2,7 +2,7 @@
 //! ePDG assigned, relayed to and from the CHILD_SA's ESP-in-UDP (RFC 3948) so ordinary
 //! tools (ping, iperf3) run through the tunnel. Needs root (or CAP_NET_ADMIN).
 //!
-//! The device is created by [`pmip_common::tun`] (`IFF_TUN | IFF_NO_PI`), configured
+//! The device is created by [`pmip_node::tun`] (`IFF_TUN | IFF_NO_PI`), configured
 //! with the `ip` command: no IPv6 link-local address (`addrgenmode none`), the assigned
 //! IPv4 address as /32, the assigned IPv6 address (interface identifier ::1 when the
 //! ePDG gave the bare prefix) with its prefix length, the MTU, and the routes asked for
@@ -95,7 +95,7 @@ pub struct TunDevice {
 impl TunDevice {
     /// Creates TUN device `name` (`TUNSETIFF`); it goes away when dropped.
     pub fn open(name: &str) -> Result<TunDevice> {
-        let file = pmip_common::tun::create(name, pmip_common::tun::Mode::Blocking)
+        let file = pmip_node::tun::create(name, pmip_node::tun::Mode::Blocking)
             .with_context(|| format!("--tun {name}"))?;
         Ok(TunDevice { file })
     }

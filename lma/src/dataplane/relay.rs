@@ -13,7 +13,9 @@
 //!
 //! IPv4 and IPv6 inner packets alike (the GRE protocol type is kept); IPv4 or IPv6 outer
 //! on either side. Both keys of a chained binding are allocated from one key space, so
-//! one lookup by key tells the direction. Anything else is dropped and counted.
+//! one lookup by key tells the direction. Anything else is dropped and counted. The
+//! driver's GRE demultiplexer ([`super::demux::GreDemux`]) hands this relay the packets
+//! under its keys ([`Relay::has_key`]) and the SGi data plane the others.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -83,18 +85,6 @@ impl Relay {
         self.legs.contains_key(&key)
     }
 
-    /// Whether a packet from a raw IPv4 socket (outer header on) carries a relayed key:
-    /// a gateway with an SGi data plane too receives every GRE packet on both its SGi
-    /// and its relay sockets, and each leaves the other's alone (uncounted).
-    pub fn owns_ip(&self, packet: &[u8]) -> bool {
-        decapsulate_ip(packet).is_ok_and(|d| self.has_key(d.key))
-    }
-
-    /// Likewise for a packet from a raw IPv6 socket (GRE header on).
-    pub fn owns_gre(&self, gre: &[u8]) -> bool {
-        decapsulate_gre(gre).is_ok_and(|d| self.has_key(d.key))
-    }
-
     /// Follows the core: installs on `ChainUp`, removes on `ChainDown`.
     pub fn apply(&mut self, output: &Output) {
         match output {
@@ -140,19 +130,21 @@ impl Relay {
         }
     }
 
-    /// A packet from a raw IPv4 GRE socket, with its outer IPv4 header.
+    /// A whole packet with its outer IPv4 or IPv6 header.
     pub fn relay_ip(&mut self, packet: &[u8]) -> Result<Action, DropReason> {
         let d = decapsulate_ip(packet);
         self.relay(d, None)
     }
 
-    /// A packet from a raw IPv6 GRE socket (GRE header on), `from` its source.
+    /// A GRE header and payload, `from` its source.
     pub fn relay_gre(&mut self, from: IpAddr, gre: &[u8]) -> Result<Action, DropReason> {
         let d = decapsulate_gre(gre);
         self.relay(d, Some(from))
     }
 
-    fn relay(
+    /// A packet already taken apart: `from` the outer source when the outer header was
+    /// not in `d`.
+    pub fn relay(
         &mut self,
         d: Result<Decapsulated<'_>, TunnelError>,
         from: Option<IpAddr>,
@@ -375,13 +367,12 @@ mod tests {
         packet.extend_from_slice(&g);
         let (to, _, key, _) = relayed(relay.relay_ip(&packet).unwrap());
         assert_eq!((to, key), (HOME.into(), 900));
-        assert!(relay.owns_ip(&packet));
+        assert!(relay.has_key(10) && relay.has_key(11));
         relay.apply(&Output::ChainDown {
             chain: info(),
             reason: crate::anchor::ChainDownReason::Deregistered,
         });
         assert!(relay.is_empty() && !relay.has_key(10) && !relay.has_key(11));
-        assert!(!relay.owns_ip(&packet));
         assert_eq!(relay.relay_ip(&packet), Err(DropReason::UnknownKey));
     }
 }

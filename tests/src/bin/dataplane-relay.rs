@@ -10,7 +10,7 @@
 //! dataplane-relay --a udp:LOCAL=REMOTE --b udp:LOCAL=REMOTE
 //! ```
 //!
-//! A TUN device is created ([`pmip_common::tun`], `IFF_TUN | IFF_NO_PI`) and left for the caller to configure
+//! A TUN device is created ([`pmip_node::tun`], `IFF_TUN | IFF_NO_PI`) and left for the caller to configure
 //! with `ip`; it goes away when the relay exits (SIGTERM/SIGINT end it).
 
 use std::fs::File;
@@ -28,7 +28,7 @@ enum Side {
 impl Side {
     fn open(spec: &str) -> Result<Side> {
         if let Some(name) = spec.strip_prefix("tun:") {
-            let file = pmip_common::tun::create(name, pmip_common::tun::Mode::Blocking)?;
+            let file = pmip_node::tun::create(name, pmip_node::tun::Mode::Blocking)?;
             Ok(Side::Tun(file))
         } else if let Some(pair) = spec.strip_prefix("udp:") {
             let (local, remote) = pair

@@ -6,7 +6,8 @@
 //! one IPv4 or IPv6 packet, its version told by its first nibble. The IP and UDP headers
 //! around a payload are built here (by `etherparse`) with correct lengths and checksums,
 //! so an independent decoder raises no checksum or length complaint about our framing.
-//! The Mobility Header's own checksum is the caller's (the codec computes it).
+//! The Mobility Header's own checksum is the caller's (the codec computes it). A TCP
+//! connection's messages (Diameter) are recorded as synthetic segments by [`tcp`].
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -14,7 +15,10 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use etherparse::{IpNumber, PacketBuilder};
+use etherparse::{IpHeaders, IpNumber, PacketBuilder, PacketBuilderStep};
+
+pub mod tcp;
+pub use tcp::TcpCapture;
 
 /// `LINKTYPE_RAW`: each record starts with an IPv4 or IPv6 header.
 pub const LINKTYPE_RAW: u32 = 101;
@@ -36,6 +40,26 @@ pub struct PcapWriter {
 
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message)
+}
+
+/// The IPv4 or IPv6 header from `source` to `destination` (one family) of a packet
+/// carrying `what`.
+fn ip_builder(
+    source: IpAddr,
+    destination: IpAddr,
+    what: &str,
+) -> io::Result<PacketBuilderStep<IpHeaders>> {
+    match (source, destination) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            Ok(PacketBuilder::ipv4(s.octets(), d.octets(), HOP_LIMIT))
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            Ok(PacketBuilder::ipv6(s.octets(), d.octets(), HOP_LIMIT))
+        }
+        _ => Err(invalid(format!(
+            "{what} between addresses of two families: {source} -> {destination}"
+        ))),
+    }
 }
 
 impl PcapWriter {
@@ -66,7 +90,7 @@ impl PcapWriter {
         let builder = PacketBuilder::ipv6(source.octets(), destination.octets(), HOP_LIMIT);
         let mut packet = Vec::with_capacity(builder.size(mh.len()));
         builder
-            .write(&mut packet, IpNumber(crate::mh::IPPROTO_MH), mh)
+            .write(&mut packet, IpNumber(pmip_common::mh::IPPROTO_MH), mh)
             .map_err(|e| invalid(format!("cannot frame the Mobility Header in IPv6: {e}")))?;
         self.write_ip(time, &packet)
     }
@@ -80,20 +104,8 @@ impl PcapWriter {
         destination: SocketAddr,
         payload: &[u8],
     ) -> io::Result<()> {
-        let builder = match (source.ip(), destination.ip()) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                PacketBuilder::ipv4(s.octets(), d.octets(), HOP_LIMIT)
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                PacketBuilder::ipv6(s.octets(), d.octets(), HOP_LIMIT)
-            }
-            _ => {
-                return Err(invalid(format!(
-                    "UDP between addresses of two families: {source} -> {destination}"
-                )))
-            }
-        }
-        .udp(source.port(), destination.port());
+        let builder = ip_builder(source.ip(), destination.ip(), "UDP")?
+            .udp(source.port(), destination.port());
         let mut packet = Vec::with_capacity(builder.size(payload.len()));
         builder
             .write(&mut packet, payload)
@@ -136,10 +148,10 @@ mod tests {
     use std::time::Duration;
 
     /// One record read back: seconds, microseconds, the packet.
-    type Record = (u32, u32, Vec<u8>);
+    pub(super) type Record = (u32, u32, Vec<u8>);
 
     /// Reads a pcap file with the independent `pcap-file` reader.
-    fn read_back(path: &Path) -> (pcap_file::pcap::PcapHeader, Vec<Record>) {
+    pub(super) fn read_back(path: &Path) -> (pcap_file::pcap::PcapHeader, Vec<Record>) {
         let file = File::open(path).unwrap();
         let mut reader = pcap_file::pcap::PcapReader::new(file).unwrap();
         let header = reader.header();

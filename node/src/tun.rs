@@ -1,14 +1,15 @@
 //! Creating a named Linux TUN device (`/dev/net/tun`, `TUNSETIFF` with
-//! `IFF_TUN | IFF_NO_PI`): the one piece of I/O in this crate, shared by the LMA's SGi
-//! side, `ue-emu --tun` and the benchmark's `dataplane-relay`. Each caller keeps its own
-//! read/write loop on the returned [`File`] and sets MTU, addresses, routes and link
-//! state with the `ip` command; the device goes away when the file is closed.
+//! `IFF_TUN | IFF_NO_PI`), shared by the LMA's SGi side, `ue-emu --tun` and the
+//! benchmark's `dataplane-relay`: [`create`] gives the [`File`] for a blocking loop,
+//! [`AsyncTun`] the device for a tokio driver. Callers set MTU, addresses, routes and
+//! link state with the `ip` command; the device goes away when the file is closed.
 //!
 //! Written by hand because it is one ioctl: the `tun` crate would add nix, bytes, log
 //! and a build script for the same call, and configures the device through its own
 //! ioctls where our callers use `ip`.
 
 use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -35,6 +36,12 @@ pub enum TunError {
     },
     #[error("creating TUN device {name} (TUNSETIFF; needs root or CAP_NET_ADMIN)")]
     Create {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("registering TUN device {name} with tokio")]
+    Register {
         name: String,
         #[source]
         source: std::io::Error,
@@ -91,6 +98,59 @@ pub fn create(name: &str, mode: Mode) -> Result<File, TunError> {
         });
     }
     Ok(file)
+}
+
+/// A TUN device driven by tokio: each read and write is one IP packet.
+#[derive(Debug)]
+pub struct AsyncTun {
+    device: tokio::io::unix::AsyncFd<File>,
+}
+
+impl AsyncTun {
+    /// Creates TUN device `name` (see [`create`]; call inside the runtime).
+    pub fn create(name: &str) -> Result<AsyncTun, TunError> {
+        let file = create(name, Mode::NonBlocking)?;
+        // SAFETY: the File owns its descriptor, which therefore stays open and refers to
+        // the same device until the AsyncFd, which owns the File, is dropped.
+        let device = unsafe { tokio::io::unix::AsyncFd::register(file) }.map_err(|e| {
+            TunError::Register {
+                name: name.into(),
+                source: e.into_parts().1,
+            }
+        })?;
+        Ok(AsyncTun { device })
+    }
+
+    /// Reads one packet into `buffer`: its length.
+    pub async fn recv(&self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let mut ready = self.device.readable().await?;
+            match ready.try_io(|f| f.get_ref().read(buffer)) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Reads one packet if one is waiting (`Ok(None)` when none is).
+    pub fn try_recv(&self, buffer: &mut [u8]) -> std::io::Result<Option<usize>> {
+        match self.device.get_ref().read(buffer) {
+            Ok(len) => Ok(Some(len)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes one packet.
+    pub async fn send(&self, packet: &[u8]) -> std::io::Result<()> {
+        loop {
+            let mut ready = self.device.writable().await?;
+            match ready.try_io(|f| f.get_ref().write(packet)) {
+                Ok(result) => return result.map(|_| ()),
+                Err(_would_block) => continue,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
