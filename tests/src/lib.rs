@@ -4,7 +4,7 @@
 //! Mobility Header); and [`net`], the same cores wired together in memory, in virtual
 //! time.
 
-pub mod fake_aaa;
+pub mod aaa;
 pub mod lab;
 pub mod net;
 pub mod netns;
