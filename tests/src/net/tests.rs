@@ -256,3 +256,527 @@ fn a_partitioned_home_fails_the_registration_back_to_the_epdg() {
     chain.settle_registrations(2);
     assert_eq!(chain.net.node(chain.epdg).registered(), 1);
 }
+
+// ---------------------------------------------------------------------------------------
+// Stream links, with the AAA server on them.
+
+mod swm {
+    //! A Diameter client for the AAA tests: the SWm side of an ePDG reduced to one UE's
+    //! EAP-AKA run (a software USIM answering the challenges) and the STR.
+
+    use std::any::Any;
+    use std::net::{IpAddr, SocketAddr};
+    use std::time::Instant;
+
+    use pmip_common::diameter::base::Capabilities;
+    use pmip_common::diameter::peer::{self, Peer, PeerConfig, PeerEvent, Role};
+    use pmip_common::diameter::swm::{
+        AuthRequestType, DiameterEapAnswer, DiameterEapRequest, SessionTerminationAnswer,
+        SessionTerminationRequest, SwmMessage, TerminationCause,
+    };
+    use pmip_common::diameter::{Framer, Message};
+    use pmip_common::eap::{self, PeerOutput, Sqn, Usim};
+    use rand::rngs::StdRng;
+
+    use super::super::{ConnId, Node, NodeInput, NodeOutput, StreamEvent};
+
+    pub const REALM: &str = "epc.mnc001.mcc001.3gppnetwork.org";
+
+    pub struct SwmClient {
+        pub address: IpAddr,
+        aaa: SocketAddr,
+        nai: String,
+        session: String,
+        conn: Option<ConnId>,
+        peer: Option<Peer>,
+        framer: Framer,
+        eap: eap::Peer,
+        next_tag: u64,
+        pub open: bool,
+        pub refused: u32,
+        pub downs: u32,
+        /// The Result-Code of every answer (0 for an Experimental-Result).
+        pub results: Vec<u32>,
+        pub deas: Vec<DiameterEapAnswer>,
+        pub stas: Vec<SessionTerminationAnswer>,
+        pub msk: Option<Vec<u8>>,
+    }
+
+    impl SwmClient {
+        pub fn new(
+            address: IpAddr,
+            aaa: SocketAddr,
+            imsi: &str,
+            k: [u8; 16],
+            opc: [u8; 16],
+        ) -> Self {
+            let nai = eap::permanent_identity(imsi, 2).expect("an IMSI");
+            let eap = eap::Peer::new(
+                eap::PeerConfig {
+                    permanent_identity: nai.clone().into_bytes(),
+                    eap_identity: Some(nai.clone().into_bytes()),
+                    result_indication: false,
+                },
+                Usim::new(&k, &opc, Sqn::new(0).expect("0 fits")),
+            );
+            SwmClient {
+                address,
+                aaa,
+                session: format!("epdg.test;1;{imsi}"),
+                nai,
+                conn: None,
+                peer: None,
+                framer: Framer::new(1 << 20),
+                eap,
+                next_tag: 1,
+                open: false,
+                refused: 0,
+                downs: 0,
+                results: Vec::new(),
+                deas: Vec::new(),
+                stas: Vec::new(),
+                msk: None,
+            }
+        }
+
+        pub fn connect(&mut self, out: &mut Vec<NodeOutput>) {
+            let tag = self.next_tag;
+            self.next_tag += 1;
+            out.push(NodeOutput::Connect {
+                tag,
+                from: self.address,
+                to: self.aaa,
+            });
+        }
+
+        fn request(&mut self, build: impl FnOnce(u32, u32) -> Message, out: &mut Vec<NodeOutput>) {
+            let (Some(conn), Some(peer)) = (self.conn, self.peer.as_mut()) else {
+                return;
+            };
+            let (hbh, e2e) = (peer.next_hop_by_hop(), peer.next_end_to_end());
+            if let Ok(bytes) = build(hbh, e2e).to_vec() {
+                out.push(NodeOutput::Send { conn, bytes });
+            }
+        }
+
+        fn der(&mut self, eap_payload: Vec<u8>, out: &mut Vec<NodeOutput>) {
+            let der = DiameterEapRequest {
+                session_id: self.session.clone(),
+                origin_host: "epdg.test".into(),
+                origin_realm: "test".into(),
+                destination_realm: REALM.into(),
+                destination_host: None,
+                auth_request_type: AuthRequestType::AuthorizeAuthenticate,
+                eap_payload,
+                user_name: Some(self.nai.clone()),
+                rat_type: Some(0),
+                service_selection: Some("internet".into()),
+                mip6_feature_vector: None,
+                visited_network_identifier: None,
+                route_record: vec![],
+                proxy_info: vec![],
+                other: vec![],
+            };
+            self.request(|h, e| der.to_message(h, e), out);
+        }
+
+        /// Ends the session: STR.
+        pub fn terminate(&mut self, out: &mut Vec<NodeOutput>) {
+            let str = SessionTerminationRequest {
+                session_id: self.session.clone(),
+                origin_host: "epdg.test".into(),
+                origin_realm: "test".into(),
+                destination_realm: REALM.into(),
+                destination_host: None,
+                termination_cause: TerminationCause::Logout,
+                user_name: Some(self.nai.clone()),
+                route_record: vec![],
+                proxy_info: vec![],
+                other: vec![],
+            };
+            self.request(|h, e| str.to_message(h, e), out);
+        }
+
+        fn peer_outputs(&mut self, peer_out: Vec<peer::Output>, out: &mut Vec<NodeOutput>) {
+            let Some(conn) = self.conn else { return };
+            for o in peer_out {
+                match o {
+                    peer::Output::Send(bytes) => out.push(NodeOutput::Send { conn, bytes }),
+                    peer::Output::Close => out.push(NodeOutput::Close { conn }),
+                    peer::Output::Event(PeerEvent::Open { .. }) => {
+                        self.open = true;
+                        // EAP-Response/Identity built from the NAI, as an ePDG does.
+                        let mut identity = vec![2, 0, 0, 5 + self.nai.len() as u8, 1];
+                        identity.extend_from_slice(self.nai.as_bytes());
+                        self.der(identity, out);
+                    }
+                    peer::Output::Event(PeerEvent::Answer(m)) => self.answer(&m, out),
+                    peer::Output::Event(PeerEvent::Down(_)) => {
+                        self.open = false;
+                        self.conn = None;
+                        self.peer = None;
+                    }
+                    peer::Output::Event(_) => {}
+                }
+            }
+        }
+
+        fn answer(&mut self, m: &Message, out: &mut Vec<NodeOutput>) {
+            self.results.push(m.result_code().unwrap_or(0));
+            let dea = match SwmMessage::parse(m) {
+                Ok(SwmMessage::Sta(sta)) => return self.stas.push(sta),
+                Ok(SwmMessage::Dea(dea)) => dea,
+                _ => return,
+            };
+            let mut next = None;
+            for o in self
+                .eap
+                .handle(dea.eap_payload.as_deref().unwrap_or_default())
+            {
+                match o {
+                    PeerOutput::Send(p) => next = Some(p),
+                    PeerOutput::Success(keys) => self.msk = Some(keys.msk.to_vec()),
+                    _ => {}
+                }
+            }
+            let multi_round = dea.result.code()
+                == pmip_common::diameter::codes::result::DIAMETER_MULTI_ROUND_AUTH;
+            self.deas.push(dea);
+            if let (true, Some(p)) = (multi_round, next) {
+                self.der(p, out);
+            }
+        }
+    }
+
+    impl Node for SwmClient {
+        fn name(&self) -> &str {
+            "epdg-swm"
+        }
+
+        fn addresses(&self) -> Vec<IpAddr> {
+            vec![self.address]
+        }
+
+        fn handle(
+            &mut self,
+            input: NodeInput<'_>,
+            now: Instant,
+            _rng: &mut StdRng,
+            out: &mut Vec<NodeOutput>,
+        ) {
+            let mut peer_out = Vec::new();
+            match input {
+                NodeInput::Stream(StreamEvent::Up { conn, local, .. }) => {
+                    let caps = Capabilities::swm("epdg.test", "test", vec![local.ip()], "test");
+                    let mut peer =
+                        Peer::new(PeerConfig::new(caps), Role::Initiator, Box::new(|| 4));
+                    peer.handle(peer::Input::ConnectionUp, now, &mut peer_out);
+                    self.conn = Some(conn);
+                    self.peer = Some(peer);
+                    self.framer = Framer::new(1 << 20);
+                }
+                NodeInput::Stream(StreamEvent::Refused { .. }) => self.refused += 1,
+                NodeInput::Stream(StreamEvent::Data { conn, bytes }) if Some(conn) == self.conn => {
+                    self.framer.push(bytes);
+                    while let Ok(Some(m)) = self.framer.next_message() {
+                        if let Some(peer) = self.peer.as_mut() {
+                            peer.handle(peer::Input::Message(&m), now, &mut peer_out);
+                        }
+                    }
+                }
+                NodeInput::Stream(StreamEvent::Down { conn }) if Some(conn) == self.conn => {
+                    self.downs += 1;
+                    if let Some(peer) = self.peer.as_mut() {
+                        peer.handle(peer::Input::ConnectionDown, now, &mut peer_out);
+                    }
+                }
+                NodeInput::Timeout => {
+                    if let Some(peer) = self.peer.as_mut() {
+                        peer.handle(peer::Input::Timeout, now, &mut peer_out);
+                    }
+                }
+                _ => {}
+            }
+            self.peer_outputs(peer_out, out);
+        }
+
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.peer.as_ref().and_then(Peer::poll_timeout)
+        }
+
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+
+        fn as_any_mut(&mut self) -> &mut dyn Any {
+            self
+        }
+    }
+}
+
+use super::aaa::{AaaNode, MemorySubscribers};
+use aaa_stub::config::AaaConfig;
+use pmip_common::diameter::codes::result;
+use swm::SwmClient;
+
+const K: [u8; 16] = [0x46; 16];
+const OPC: [u8; 16] = [0xcd; 16];
+const SUBSCRIBER: &str = "001010000000001";
+
+fn aaa_config(realm: &str, listen: &str, gateway: &str, homes: &[(&str, &str)]) -> AaaConfig {
+    AaaConfig {
+        origin_host: format!("aaa.{realm}"),
+        origin_realm: realm.into(),
+        listen: listen.parse().unwrap(),
+        subscribers: "unused.toml".into(),
+        sqn_state: "unused-sqn.toml".into(),
+        gateways: [("internet".to_string(), gateway.parse().unwrap())].into(),
+        home_realms: homes
+            .iter()
+            .map(|(r, a)| (r.to_string(), a.parse().unwrap()))
+            .collect(),
+        relay_timeout_secs: 5,
+    }
+}
+
+fn home_aaa(listen: &str) -> AaaNode {
+    let mut subscribers = MemorySubscribers::default();
+    subscribers.add(SUBSCRIBER, K, OPC, &["internet"], 0);
+    AaaNode::new(
+        "aaa",
+        aaa_config(swm::REALM, listen, "10.0.0.3", &[]),
+        subscribers,
+        5,
+    )
+}
+
+fn client(aaa: &str) -> SwmClient {
+    SwmClient::new(
+        "192.0.2.1".parse().unwrap(),
+        aaa.parse().unwrap(),
+        SUBSCRIBER,
+        K,
+        OPC,
+    )
+}
+
+#[test]
+fn eap_aka_runs_over_a_stream_link_to_the_aaa_and_str_ends_the_session() {
+    let mut net = Net::new(1);
+    let aaa = net.add(home_aaa("192.0.2.4:3868"));
+    let epdg = net.add(client("192.0.2.4:3868"));
+    net.link(aaa, epdg, LinkPolicy::lossy(Duration::from_millis(5), 0.5));
+    net.command(epdg, |c, _, _, out| c.connect(out));
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        n.node(epdg)
+            .deas
+            .last()
+            .is_some_and(|d| d.result.is_success())
+    }));
+    let c = net.node(epdg);
+    // Identity -> challenge, response -> success: two rounds, the keys agree.
+    assert_eq!(c.deas.len(), 2);
+    let dea = &c.deas[1];
+    assert_eq!(dea.eap_master_session_key, c.msk);
+    assert_eq!(
+        dea.mip6_agent_info[0].home_agent_addresses,
+        vec!["10.0.0.3".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(net.node(aaa).sessions(), 1);
+    assert!(net
+        .node(aaa)
+        .core
+        .store()
+        .sqn(SUBSCRIBER)
+        .is_some_and(|s| s > 0));
+    // The stream is reliable whatever the link's loss: nothing lost, all in order.
+    let stream: Vec<&TraceEntry> = net
+        .trace()
+        .iter()
+        .filter(|e| matches!(e.kind, TraceKind::Stream { .. }))
+        .collect();
+    assert!(stream.len() >= 6, "CER/CEA and two DER/DEA");
+    assert!(stream.iter().all(|e| matches!(e.fate, Fate::Arrives(_))));
+
+    net.command(epdg, |c, _, _, out| c.terminate(out));
+    assert!(net.run_until(Duration::from_secs(1), |n| !n.node(epdg).stas.is_empty()));
+    assert_eq!(net.node(epdg).stas[0].result_code, result::DIAMETER_SUCCESS);
+    assert_eq!(net.node(aaa).sessions(), 0);
+}
+
+#[test]
+fn a_cut_link_takes_the_connection_down_at_both_ends_and_refuses_new_ones() {
+    let mut net = Net::new(2);
+    let aaa = net.add(home_aaa("192.0.2.4:3868"));
+    let epdg = net.add(client("192.0.2.4:3868"));
+    net.command(epdg, |c, _, _, out| c.connect(out));
+    assert!(net.run_until(Duration::from_secs(1), |n| n.node(epdg).open));
+    assert_eq!(net.node(aaa).connections(), 1);
+    net.partition(aaa, epdg, true);
+    net.run_for(Duration::from_millis(10));
+    assert_eq!((net.node(epdg).downs, net.node(epdg).open), (1, false));
+    assert_eq!(net.node(aaa).connections(), 0);
+    net.command(epdg, |c, _, _, out| c.connect(out));
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(net.node(epdg).refused, 1);
+    // Restored: a new connection, CER/CEA, and the authentication goes through.
+    net.partition(aaa, epdg, false);
+    net.command(epdg, |c, _, _, out| c.connect(out));
+    assert!(net.run_until(Duration::from_secs(1), |n| {
+        n.node(epdg)
+            .deas
+            .last()
+            .is_some_and(|d| d.result.is_success())
+    }));
+    // Nobody listens elsewhere: refused.
+    let stray = net.add(SwmClient::new(
+        "192.0.2.6".parse().unwrap(),
+        "192.0.2.99:3868".parse().unwrap(),
+        SUBSCRIBER,
+        K,
+        OPC,
+    ));
+    net.command(stray, |c, _, _, out| c.connect(out));
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(net.node(stray).refused, 1);
+}
+
+#[test]
+fn a_visited_aaa_relays_home_and_adds_its_gateway_or_answers_unable_to_deliver() {
+    let mut net = Net::new(3);
+    let home = net.add(home_aaa("198.51.100.4:3868"));
+    let visited = net.add(AaaNode::new(
+        "visited-aaa",
+        aaa_config(
+            "epc.mnc002.mcc001.3gppnetwork.org",
+            "192.0.2.4:3868",
+            "192.0.2.3",
+            &[(swm::REALM, "198.51.100.4:3868")],
+        ),
+        MemorySubscribers::default(),
+        6,
+    ));
+    let epdg = net.add(client("192.0.2.4:3868"));
+    net.link(
+        visited,
+        home,
+        LinkPolicy::lossy(Duration::from_millis(40), 0.0),
+    );
+    net.command(epdg, |c, _, _, out| c.connect(out));
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        n.node(epdg)
+            .deas
+            .last()
+            .is_some_and(|d| d.result.is_success())
+    }));
+    // The home gateway first, the visited one last (DESIGN.md section 4).
+    let gateways: Vec<IpAddr> = net.node(epdg).deas[1]
+        .mip6_agent_info
+        .iter()
+        .flat_map(|i| i.home_agent_addresses.clone())
+        .collect();
+    assert_eq!(
+        gateways,
+        ["10.0.0.3", "192.0.2.3"].map(|a| a.parse::<IpAddr>().unwrap())
+    );
+    assert_eq!(net.node(home).sessions(), 1);
+    assert_eq!(
+        net.node(visited).sessions(),
+        0,
+        "the visited AAA relays only"
+    );
+
+    // The home realm unreachable: the next DER is answered 3002 after one round trip
+    // (the connection attempt refused).
+    net.partition(visited, home, true);
+    let other = net.add(SwmClient::new(
+        "192.0.2.5".parse().unwrap(),
+        "192.0.2.4:3868".parse().unwrap(),
+        SUBSCRIBER,
+        K,
+        OPC,
+    ));
+    net.command(other, |c, _, _, out| c.connect(out));
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        !n.node(other).results.is_empty()
+    }));
+    assert_eq!(
+        net.node(other).results,
+        [result::DIAMETER_UNABLE_TO_DELIVER],
+        "{:?}",
+        net.node(visited).logs
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The UE on the network.
+
+#[test]
+fn a_ue_whose_epdg_is_missing_retransmits_then_gives_up_in_virtual_time() {
+    use pmip_common::eap::Sqn;
+    use pmip_common::ike::wire::{Identification, TrafficSelector};
+    use pmip_common::ike::{EspSuite, IkeSuite};
+    use std::sync::Arc;
+    use ue_emu::ue::{
+        CloseReason, DetachPolicy, FailureCause, Identity, InitiatorConfig, Output, Profile,
+        RetransmitPolicy, Ue,
+    };
+
+    let epdg: SocketAddr = "198.51.100.1:500".parse().unwrap();
+    let local: SocketAddr = "192.0.2.10:40000".parse().unwrap();
+    let profile = Profile {
+        epdg,
+        epdg_natt: "198.51.100.1:4500".parse().unwrap(),
+        k: K,
+        opc: OPC,
+        ike: InitiatorConfig {
+            suites: IkeSuite::defaults(),
+            esp_suites: EspSuite::defaults(),
+            idi: Identification::Rfc822Addr(String::new()),
+            idr: Some(Identification::Fqdn("internet".into())),
+            cp_request: vec![],
+            tsi: vec![TrafficSelector::any_ipv4()],
+            tsr: vec![TrafficSelector::any_ipv4()],
+            local,
+            remote: epdg,
+            force_port_4500: true,
+            eap_only: true,
+            peer_verifier: None,
+            retransmit: RetransmitPolicy::default(),
+        },
+        attach_timeout: Duration::from_secs(60),
+        detach: DetachPolicy {
+            attempts: 1,
+            wait: Duration::from_millis(500),
+        },
+    };
+    let mut net = Net::new(4);
+    let identity = Identity {
+        imsi: SUBSCRIBER.into(),
+        nai: "0001010000000001@nai.epc.mnc001.mcc001.3gppnetwork.org".into(),
+        sqn_ms: Sqn::new(0).unwrap(),
+    };
+    let ue = Ue::new(Arc::new(profile), identity, net.start());
+    let ue = net.add(super::ue::UeNode::new("ue", local, ue));
+    net.command(ue, |u, now, rng, out| u.attach(now, rng, out));
+    assert!(net.run_until(Duration::from_secs(60), |n| n.node(ue).outcome().is_some()));
+    assert_eq!(
+        net.node(ue).outcome(),
+        Some(&Output::Failed(ue_emu::ue::Failure {
+            cause: FailureCause::Ike(CloseReason::Timeout),
+            usim_problem: None,
+        }))
+    );
+    // Six IKE_SA_INITs to port 500, nobody there; given up 31.5 s in (RFC 7296 section
+    // 2.1 back-off from 0.5 s).
+    let sent: Vec<&TraceEntry> = net.trace().iter().collect();
+    assert_eq!(sent.len(), 6);
+    assert!(sent.iter().all(|e| e.fate == Fate::Unroutable
+        && e.kind
+            == TraceKind::Datagram {
+                from: local,
+                to: epdg
+            }));
+    assert_eq!(net.elapsed(), Duration::from_millis(31_500));
+    assert!(net.node(ue).ue.is_idle());
+}
