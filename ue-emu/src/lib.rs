@@ -151,15 +151,26 @@ pub struct AttachOptions {
     pub tun: Option<tun::TunOptions>,
 }
 
-/// The IKE and USIM settings of `config`'s UEs toward its ePDG, for `apn`; `cp_request`
-/// is what the CP payload asks for. `insecure` accepts any ePDG certificate.
+/// The IKE and USIM settings of `config`'s UEs toward its ePDG, for `apn`. The CP
+/// payload asks for addresses and DNS servers, and P-CSCFs with `ask_pcscf` (RFC 7651).
+/// `insecure` accepts any ePDG certificate.
 pub fn profile(
     config: &UeConfig,
     apn: &str,
     insecure: bool,
-    cp_request: Vec<ConfigAttribute>,
+    ask_pcscf: bool,
     detach: DetachPolicy,
 ) -> Result<Profile> {
+    let mut cp_request = vec![
+        ConfigAttribute::InternalIp4Address(None),
+        ConfigAttribute::InternalIp4Dns(None),
+        ConfigAttribute::InternalIp6Address(None),
+        ConfigAttribute::InternalIp6Dns(None),
+    ];
+    if ask_pcscf {
+        cp_request.push(ConfigAttribute::PCscfIp4Address(None));
+        cp_request.push(ConfigAttribute::PCscfIp6Address(None));
+    }
     let suites = if config.ike_suites.is_empty() {
         IkeSuite::defaults()
     } else {
@@ -369,14 +380,7 @@ pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport
         config,
         &apn,
         options.insecure,
-        vec![
-            ConfigAttribute::InternalIp4Address(None),
-            ConfigAttribute::InternalIp4Dns(None),
-            ConfigAttribute::InternalIp6Address(None),
-            ConfigAttribute::InternalIp6Dns(None),
-            ConfigAttribute::PCscfIp4Address(None),
-            ConfigAttribute::PCscfIp6Address(None),
-        ],
+        true,
         DetachPolicy {
             attempts: 1,
             wait: Duration::from_millis(500),

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use pmip_common::eap::Sqn;
-use pmip_common::ike::wire::ConfigAttribute;
 use rand::rngs::OsRng;
 use serde::Serialize;
 use tokio::net::UdpSocket;
@@ -183,12 +182,7 @@ pub async fn run(config: UeConfig, options: LoadOptions) -> Result<LoadReport> {
         &config,
         &apn,
         options.insecure,
-        vec![
-            ConfigAttribute::InternalIp4Address(None),
-            ConfigAttribute::InternalIp4Dns(None),
-            ConfigAttribute::InternalIp6Address(None),
-            ConfigAttribute::InternalIp6Dns(None),
-        ],
+        false,
         // A storm's burst of detaches may overflow a queue at the ePDG: the DELETE is
         // sent again every second, up to five times.
         DetachPolicy {

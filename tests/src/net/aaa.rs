@@ -7,7 +7,6 @@
 //! connection that is refused or goes down reported as that home being unreachable.
 //! Subscribers are kept in memory ([`MemorySubscribers`]), their SQNs too.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -396,13 +395,5 @@ impl Node for AaaNode {
             .filter_map(|c| c.peer.poll_timeout())
             .chain(self.core.poll_timeout())
             .min()
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }

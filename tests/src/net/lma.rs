@@ -2,7 +2,6 @@
 //! Header in UDP port 5436 over IPv4 (RFC 5844), each datagram handed in with the path it
 //! came on, as the `lma` binary's IPv4 driver does.
 
-use std::any::Any;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Instant;
 
@@ -88,13 +87,5 @@ impl Node for LmaNode {
 
     fn poll_timeout(&self) -> Option<Instant> {
         self.lma.poll_timeout()
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }

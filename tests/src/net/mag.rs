@@ -4,7 +4,6 @@
 //! only the PMIP side matters (the chain of gateways); the test gives it the
 //! registrations and de-registrations.
 
-use std::any::Any;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Instant, SystemTime};
 
@@ -128,13 +127,5 @@ impl Node for MagNode {
 
     fn poll_timeout(&self) -> Option<Instant> {
         self.list.poll_timeout()
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }

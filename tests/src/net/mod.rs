@@ -97,8 +97,23 @@ pub enum NodeOutput {
     },
 }
 
+/// Any node as `Any`, so the network hands a test its node by type.
+pub trait AsAny: Any {
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any> AsAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
 /// A sans-IO core on the network.
-pub trait Node: Any {
+pub trait Node: AsAny {
     /// The name the trace and the errors use.
     fn name(&self) -> &str;
     /// The addresses datagrams to it are routed by.
@@ -115,8 +130,6 @@ pub trait Node: Any {
         out: &mut Vec<NodeOutput>,
     );
     fn poll_timeout(&self) -> Option<Instant>;
-    fn as_any(&self) -> &dyn Any;
-    fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
 /// A node on one network, by type: what [`Net::add`] returns.
@@ -396,14 +409,14 @@ impl Net {
     pub fn node<T: Node>(&self, id: NodeId<T>) -> &T {
         self.nodes
             .get(id.index)
-            .and_then(|s| s.node.as_any().downcast_ref())
+            .and_then(|s| (*s.node).as_any().downcast_ref())
             .expect("a NodeId of this network")
     }
 
     pub fn node_mut<T: Node>(&mut self, id: NodeId<T>) -> &mut T {
         self.nodes
             .get_mut(id.index)
-            .and_then(|s| s.node.as_any_mut().downcast_mut())
+            .and_then(|s| (*s.node).as_any_mut().downcast_mut())
             .expect("a NodeId of this network")
     }
 
@@ -493,8 +506,8 @@ impl Net {
             .nodes
             .get_mut(id.index)
             .expect("a NodeId of this network");
-        let node = slot
-            .node
+        // Through the box to the node (the box itself is `Any` too).
+        let node = (*slot.node)
             .as_any_mut()
             .downcast_mut::<T>()
             .expect("a NodeId of this network");

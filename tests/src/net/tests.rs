@@ -264,7 +264,6 @@ mod swm {
     //! A Diameter client for the AAA tests: the SWm side of an ePDG reduced to one UE's
     //! EAP-AKA run (a software USIM answering the challenges) and the STR.
 
-    use std::any::Any;
     use std::net::{IpAddr, SocketAddr};
     use std::time::Instant;
 
@@ -378,6 +377,11 @@ mod swm {
                 other: vec![],
             };
             self.request(|h, e| der.to_message(h, e), out);
+        }
+
+        /// Whether the last DEA was a success.
+        pub fn authenticated(&self) -> bool {
+            self.deas.last().is_some_and(|d| d.result.is_success())
         }
 
         /// Ends the session: STR.
@@ -503,14 +507,6 @@ mod swm {
         fn poll_timeout(&self) -> Option<Instant> {
             self.peer.as_ref().and_then(Peer::poll_timeout)
         }
-
-        fn as_any(&self) -> &dyn Any {
-            self
-        }
-
-        fn as_any_mut(&mut self) -> &mut dyn Any {
-            self
-        }
     }
 }
 
@@ -550,14 +546,19 @@ fn home_aaa(listen: &str) -> AaaNode {
     )
 }
 
-fn client(aaa: &str) -> SwmClient {
+/// The SWm client of the subscriber at `address`, toward the AAA at `aaa`.
+fn client_at(address: &str, aaa: &str) -> SwmClient {
     SwmClient::new(
-        "192.0.2.1".parse().unwrap(),
+        address.parse().unwrap(),
         aaa.parse().unwrap(),
         SUBSCRIBER,
         K,
         OPC,
     )
+}
+
+fn client(aaa: &str) -> SwmClient {
+    client_at("192.0.2.1", aaa)
 }
 
 #[test]
@@ -567,12 +568,7 @@ fn eap_aka_runs_over_a_stream_link_to_the_aaa_and_str_ends_the_session() {
     let epdg = net.add(client("192.0.2.4:3868"));
     net.link(aaa, epdg, LinkPolicy::lossy(Duration::from_millis(5), 0.5));
     net.command(epdg, |c, _, _, out| c.connect(out));
-    assert!(net.run_until(Duration::from_secs(5), |n| {
-        n.node(epdg)
-            .deas
-            .last()
-            .is_some_and(|d| d.result.is_success())
-    }));
+    assert!(net.run_until(Duration::from_secs(5), |n| n.node(epdg).authenticated()));
     let c = net.node(epdg);
     // Identity -> challenge, response -> success: two rounds, the keys agree.
     assert_eq!(c.deas.len(), 2);
@@ -622,20 +618,9 @@ fn a_cut_link_takes_the_connection_down_at_both_ends_and_refuses_new_ones() {
     // Restored: a new connection, CER/CEA, and the authentication goes through.
     net.partition(aaa, epdg, false);
     net.command(epdg, |c, _, _, out| c.connect(out));
-    assert!(net.run_until(Duration::from_secs(1), |n| {
-        n.node(epdg)
-            .deas
-            .last()
-            .is_some_and(|d| d.result.is_success())
-    }));
+    assert!(net.run_until(Duration::from_secs(1), |n| n.node(epdg).authenticated()));
     // Nobody listens elsewhere: refused.
-    let stray = net.add(SwmClient::new(
-        "192.0.2.6".parse().unwrap(),
-        "192.0.2.99:3868".parse().unwrap(),
-        SUBSCRIBER,
-        K,
-        OPC,
-    ));
+    let stray = net.add(client_at("192.0.2.6", "192.0.2.99:3868"));
     net.command(stray, |c, _, _, out| c.connect(out));
     net.run_for(Duration::from_millis(10));
     assert_eq!(net.node(stray).refused, 1);
@@ -663,12 +648,7 @@ fn a_visited_aaa_relays_home_and_adds_its_gateway_or_answers_unable_to_deliver()
         LinkPolicy::lossy(Duration::from_millis(40), 0.0),
     );
     net.command(epdg, |c, _, _, out| c.connect(out));
-    assert!(net.run_until(Duration::from_secs(5), |n| {
-        n.node(epdg)
-            .deas
-            .last()
-            .is_some_and(|d| d.result.is_success())
-    }));
+    assert!(net.run_until(Duration::from_secs(5), |n| n.node(epdg).authenticated()));
     // The home gateway first, the visited one last (DESIGN.md section 4).
     let gateways: Vec<IpAddr> = net.node(epdg).deas[1]
         .mip6_agent_info
@@ -689,13 +669,7 @@ fn a_visited_aaa_relays_home_and_adds_its_gateway_or_answers_unable_to_deliver()
     // The home realm unreachable: the next DER is answered 3002 after one round trip
     // (the connection attempt refused).
     net.partition(visited, home, true);
-    let other = net.add(SwmClient::new(
-        "192.0.2.5".parse().unwrap(),
-        "192.0.2.4:3868".parse().unwrap(),
-        SUBSCRIBER,
-        K,
-        OPC,
-    ));
+    let other = net.add(client_at("192.0.2.5", "192.0.2.4:3868"));
     net.command(other, |c, _, _, out| c.connect(out));
     assert!(net.run_until(Duration::from_secs(5), |n| {
         !n.node(other).results.is_empty()

@@ -2,7 +2,6 @@
 //! leave from one local address, as from `ue-emu`'s socket; the test gives it the
 //! commands (attach, detach).
 
-use std::any::Any;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -98,13 +97,5 @@ impl Node for UeNode {
 
     fn poll_timeout(&self) -> Option<Instant> {
         self.ue.poll_timeout()
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }
