@@ -493,6 +493,14 @@ impl Net {
         &self.trace
     }
 
+    /// What was sent between `a` and `b`, either way, in send order.
+    pub fn crossed<A, B>(&self, a: NodeId<A>, b: NodeId<B>) -> impl Iterator<Item = &TraceEntry> {
+        let key = pair(a.index, b.index);
+        self.trace
+            .iter()
+            .filter(move |e| e.to.is_some_and(|to| pair(e.from, to) == key))
+    }
+
     /// Gives node `id` to `command` (e.g. to start a registration) at the current time,
     /// then carries out what it output.
     pub fn command<T: Node, R>(
