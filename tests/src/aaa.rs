@@ -4,7 +4,6 @@
 //! Diameter sessions directly and can have it originate requests, such as an
 //! Abort-Session-Request the ePDG does not implement.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -49,7 +48,7 @@ impl InTestAaa {
 
     pub fn start_at(listen: SocketAddr, gateway: IpAddr) -> Result<InTestAaa> {
         let dir = tempfile::tempdir()?;
-        let subscribers = write_file(
+        write_file(
             dir.path(),
             "subscribers.toml",
             &format!(
@@ -57,16 +56,18 @@ impl InTestAaa {
                  opc = \"{OPC}\"\napns = [\"{APN}\"]\n"
             ),
         )?;
-        let config = AaaConfig {
-            origin_host: ORIGIN.0.into(),
-            origin_realm: ORIGIN.1.into(),
-            listen,
-            subscribers,
-            sqn_state: dir.path().join("sqn.toml"),
-            gateways: BTreeMap::from([(APN.to_string(), gateway)]),
-            home_realms: BTreeMap::new(),
-            relay_timeout_secs: 5,
-        };
+        let config = write_file(
+            dir.path(),
+            "aaa.toml",
+            &format!(
+                "origin_host = \"{}\"\norigin_realm = \"{}\"\nlisten = \"{listen}\"\n\
+                 subscribers = \"subscribers.toml\"\nsqn_state = \"sqn.toml\"\n\
+                 [gateways]\n{APN} = \"{gateway}\"\n",
+                ORIGIN.0, ORIGIN.1
+            ),
+        )?;
+        // Read as the binary reads its file.
+        let config = AaaConfig::load(&config)?;
         let store = SubscriberStore::load(&config.subscribers, &config.sqn_state)
             .context("loading the AAA's subscribers")?;
         let runtime = tokio::runtime::Builder::new_current_thread()

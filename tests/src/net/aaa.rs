@@ -111,6 +111,19 @@ impl AaaNode {
         }
     }
 
+    /// The AAA that `aaa.toml` text `config` describes (its `subscribers` and
+    /// `sqn_state` files are not read: `subscribers` stands in for them).
+    pub fn configured(
+        name: &str,
+        config: &str,
+        subscribers: MemorySubscribers,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
+        let config: AaaConfig =
+            toml::from_str(config).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        Ok(AaaNode::new(name, config, subscribers, seed))
+    }
+
     /// Diameter sessions open at the core (authenticated or authenticating, not ended).
     pub fn sessions(&self) -> usize {
         self.core.session_count()

@@ -3,8 +3,11 @@
 //! came on, as the `lma` binary's IPv4 driver does.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Instant, SystemTime};
 
+use anyhow::Context;
+use lma::config::{resolve, ConfigLayer};
 use lma::{Input, Lma, MagAddress, Output};
 use rand::rngs::StdRng;
 
@@ -22,6 +25,34 @@ pub struct LmaNode {
 }
 
 impl LmaNode {
+    /// The LMA that `lma.toml` text `config` describes (read and checked as the `lma`
+    /// binary does, `[chaining]` included), started at `now` / `wall_clock`; it answers
+    /// on `listen_v4`'s address and on `chaining.local_v4`.
+    pub fn configured(
+        name: &str,
+        config: &str,
+        now: Instant,
+        wall_clock: SystemTime,
+    ) -> anyhow::Result<Self> {
+        let path = Path::new(name);
+        let layer = ConfigLayer::parse(config, path)?;
+        let settings = resolve(Some((path, layer)), &ConfigLayer::default())?;
+        let mut addresses: Vec<Ipv4Addr> = Vec::new();
+        if let Some(SocketAddr::V4(listen)) = settings.listen_v4 {
+            addresses.push(*listen.ip());
+        }
+        let chaining = settings.chaining.clone();
+        addresses.extend(chaining.as_ref().and_then(|c| c.local_v4));
+        addresses.dedup();
+        let lma = Lma::new(settings.core, now, wall_clock)
+            .with_context(|| format!("{name}: the address pools"))?;
+        let lma = match chaining {
+            Some(c) => lma.with_chaining(c),
+            None => lma,
+        };
+        Ok(LmaNode::new(name, lma, &addresses))
+    }
+
     /// `lma` answering on `addresses` (a visited gateway has one toward the ePDGs and
     /// one toward the home gateways).
     pub fn new(name: &str, lma: Lma, addresses: &[Ipv4Addr]) -> Self {

@@ -5,10 +5,6 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use ::lma::anchor::ChainSettings;
-use ::lma::config::{MagFilter, UnauthorizedMag};
-use ::lma::{Lma, LmaSettings};
-use ipnet::IpNet;
 use pmip_common::binding_update_list::{
     self as bul, MagConfig, MobileNodeKey, RegistrationRequest,
 };
@@ -23,26 +19,6 @@ const VISITED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const VISITED_HOME_SIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const HOME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 3);
 const HOME_POOL: &str = "10.90.0.0/20";
-
-fn filter(a: Ipv4Addr) -> MagFilter {
-    MagFilter(IpNet::from(IpAddr::V4(a)))
-}
-
-fn gateway(pool_v4: &str, pool_v6: &str, mag: Ipv4Addr) -> LmaSettings {
-    let pool: ipnet::Ipv4Net = pool_v4.parse().unwrap();
-    LmaSettings {
-        ipv4_pool: Some(pool),
-        ipv4_default_router: pool.hosts().next(),
-        ipv6_pool: Some(pool_v6.parse().unwrap()),
-        max_lifetime: Lifetime::from_secs(3600),
-        timestamp_window: Duration::from_secs(1),
-        require_timestamp: false,
-        require_gre_key: true,
-        unauthorized_mag: UnauthorizedMag::Reject,
-        allowed_mags: vec![filter(mag)],
-        restart_counter: 1,
-    }
-}
 
 /// The roaming chain on a network of `seed`, every link `loss` lossy with 10 ms delay.
 struct Chain {
@@ -69,34 +45,34 @@ impl Chain {
             t0,
             wall0,
         ));
-        let visited = Lma::new(gateway("10.20.0.0/20", "2001:db8:20::/48", EPDG), t0, wall0)
-            .unwrap()
-            .with_chaining(ChainSettings {
-                home_gateways: vec![filter(HOME)],
-                own_addresses: vec![IpAddr::V4(VISITED), IpAddr::V4(VISITED_HOME_SIDE)],
-                local_v4: Some(VISITED_HOME_SIDE),
-                local_v6: None,
-                home_port: MH_PORT,
-                registration: MagConfig {
-                    init_min_delay_between_bus: Duration::from_millis(200),
-                    max_delay_between_bus: Duration::from_secs(2),
-                    max_retransmissions: 6,
-                    requested_lifetime: Lifetime::from_secs(600),
-                    ..MagConfig::default()
-                },
-            });
-        let visited = net.add(LmaNode::new(
+        // Configured as the binaries are: the visited gateway chains to the home one.
+        let visited = LmaNode::configured(
             "vsaegw",
-            visited,
-            &[VISITED, VISITED_HOME_SIDE],
-        ));
-        let home = Lma::new(
-            gateway(HOME_POOL, "2001:db8:90::/48", VISITED_HOME_SIDE),
+            &format!(
+                "listen_v4 = \"{VISITED}:{MH_PORT}\"\nipv4_pool = \"10.20.0.0/20\"\n\
+                 ipv6_pool = \"2001:db8:20::/48\"\nallowed_mags = [\"{EPDG}\"]\n\
+                 timestamp_window_ms = 1000\n\
+                 [chaining]\nhome_gateways = [\"{HOME}\"]\nlocal_v4 = \"{VISITED_HOME_SIDE}\"\n\
+                 retransmit_ms = 200\nmax_retransmit_ms = 2000\nmax_retransmissions = 6\n\
+                 lifetime_secs = 600\n"
+            ),
             t0,
             wall0,
         )
         .unwrap();
-        let home = net.add(LmaNode::new("hsaegw", home, &[HOME]));
+        let visited = net.add(visited);
+        let home = LmaNode::configured(
+            "hsaegw",
+            &format!(
+                "listen_v4 = \"{HOME}:{MH_PORT}\"\nipv4_pool = \"{HOME_POOL}\"\n\
+                 ipv6_pool = \"2001:db8:90::/48\"\nallowed_mags = [\"{VISITED_HOME_SIDE}\"]\n\
+                 timestamp_window_ms = 1000\n"
+            ),
+            t0,
+            wall0,
+        )
+        .unwrap();
+        let home = net.add(home);
         let link = LinkPolicy::lossy(Duration::from_millis(10), loss);
         net.link(epdg, visited, link).link(visited, home, link);
         Chain {
@@ -520,7 +496,6 @@ mod swm {
 }
 
 use super::aaa::{AaaNode, MemorySubscribers};
-use aaa_stub::config::AaaConfig;
 use pmip_common::diameter::codes::result;
 use swm::SwmClient;
 
@@ -528,31 +503,25 @@ const K: [u8; 16] = [0x46; 16];
 const OPC: [u8; 16] = [0xcd; 16];
 const SUBSCRIBER: &str = "001010000000001";
 
-fn aaa_config(realm: &str, listen: &str, gateway: &str, homes: &[(&str, &str)]) -> AaaConfig {
-    AaaConfig {
-        origin_host: format!("aaa.{realm}"),
-        origin_realm: realm.into(),
-        listen: listen.parse().unwrap(),
-        subscribers: "unused.toml".into(),
-        sqn_state: "unused-sqn.toml".into(),
-        gateways: [("internet".to_string(), gateway.parse().unwrap())].into(),
-        home_realms: homes
-            .iter()
-            .map(|(r, a)| (r.to_string(), a.parse().unwrap()))
-            .collect(),
-        relay_timeout_secs: 5,
-    }
+/// An `aaa.toml` of `realm` listening on `listen`, the APN served by `gateway`, the
+/// users of the realms in `homes` relayed to their home AAA.
+fn aaa_config(realm: &str, listen: &str, gateway: &str, homes: &[(&str, &str)]) -> String {
+    let homes: String = homes
+        .iter()
+        .map(|(r, a)| format!("\"{r}\" = \"{a}\"\n"))
+        .collect();
+    format!(
+        "origin_host = \"aaa.{realm}\"\norigin_realm = \"{realm}\"\nlisten = \"{listen}\"\n\
+         subscribers = \"unused.toml\"\nsqn_state = \"unused-sqn.toml\"\n\
+         [gateways]\ninternet = \"{gateway}\"\n[home_realms]\n{homes}"
+    )
 }
 
 fn home_aaa(listen: &str) -> AaaNode {
     let mut subscribers = MemorySubscribers::default();
     subscribers.add(SUBSCRIBER, K, OPC, &["internet"], 0);
-    AaaNode::new(
-        "aaa",
-        aaa_config(swm::REALM, listen, "10.0.0.3", &[]),
-        subscribers,
-        5,
-    )
+    let config = aaa_config(swm::REALM, listen, "10.0.0.3", &[]);
+    AaaNode::configured("aaa", &config, subscribers, 5).unwrap()
 }
 
 /// The SWm client of the subscriber at `address`, toward the AAA at `aaa`.
@@ -639,17 +608,14 @@ fn a_cut_link_takes_the_connection_down_at_both_ends_and_refuses_new_ones() {
 fn a_visited_aaa_relays_home_and_adds_its_gateway_or_answers_unable_to_deliver() {
     let mut net = Net::new(3);
     let home = net.add(home_aaa("198.51.100.4:3868"));
-    let visited = net.add(AaaNode::new(
-        "visited-aaa",
-        aaa_config(
-            "epc.mnc002.mcc001.3gppnetwork.org",
-            "192.0.2.4:3868",
-            "192.0.2.3",
-            &[(swm::REALM, "198.51.100.4:3868")],
-        ),
-        MemorySubscribers::default(),
-        6,
-    ));
+    let config = aaa_config(
+        "epc.mnc002.mcc001.3gppnetwork.org",
+        "192.0.2.4:3868",
+        "192.0.2.3",
+        &[(swm::REALM, "198.51.100.4:3868")],
+    );
+    let visited = AaaNode::configured("visited-aaa", &config, MemorySubscribers::default(), 6);
+    let visited = net.add(visited.unwrap());
     let epdg = net.add(client("192.0.2.4:3868"));
     net.link(
         visited,
