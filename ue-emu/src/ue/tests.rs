@@ -185,7 +185,8 @@ impl StandIn {
                     ServerOutput::Send(p) => eap = Some(p),
                     ServerOutput::Success(s) => success = Some(s.keys.msk.to_vec()),
                     ServerOutput::Failure(_) => failed = true,
-                    ServerOutput::Discarded(_) => {}
+                    // Discarded packets, and what a resynchronisation reports.
+                    _ => {}
                 }
             }
         }
