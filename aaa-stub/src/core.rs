@@ -165,6 +165,11 @@ impl<S: Subscribers> Aaa<S> {
         }
     }
 
+    /// The subscriber store (and the SQNs it committed).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
     /// Sessions held in the home role.
     pub fn session_count(&self) -> usize {
         self.sessions.len()

@@ -6,4 +6,5 @@
 pub mod config;
 pub mod core;
 pub mod pcap;
+pub mod server;
 pub mod subscriber;

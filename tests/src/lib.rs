@@ -1,10 +1,12 @@
 //! Helpers shared by the cross-process scenario tests: finding and starting the node
 //! binaries, waiting for their readiness log line, and a blocking MAG that drives the
 //! sans-IO [`BindingUpdateList`] over the real transports (IPv4 UDP 5436, IPv6 raw
-//! Mobility Header), whose sockets come from `pmip_node::socket`.
+//! Mobility Header), whose sockets come from `pmip_node::socket`; and [`net`], the same
+//! cores wired together in memory, in virtual time.
 
-pub mod fake_aaa;
+pub mod aaa;
 pub mod lab;
+pub mod net;
 pub mod netns;
 pub mod tshark_fields;
 
@@ -17,7 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use pmip_common::binding_update_list::{self as bul, BindingUpdateList, MagConfig};
-use pmip_common::mh::{ChecksumContext, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck};
+use pmip_common::mh::{
+    ChecksumContext, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck, ProxyBindingUpdate,
+};
 use pmip_node::socket::RawSocket;
 
 /// The workspace's target directory for the profile the tests were built with.
@@ -356,6 +360,23 @@ impl MhSocket {
     }
 }
 
+/// A PBU as a MAG sends it: the Mobility Header message with the checksum of its path.
+pub fn encode_pbu(pbu: &ProxyBindingUpdate, checksum: ChecksumContext) -> Vec<u8> {
+    MobilityHeaderRepr {
+        payload_proto: pmip_common::mh::IPPROTO_NONE,
+        message: MobilityMessage::BindingUpdate(pbu.to_binding_update()),
+    }
+    .to_bytes(checksum)
+}
+
+/// The PBA in a received Mobility Header message; `None` for anything else or broken.
+pub fn decode_pba(bytes: &[u8], checksum: ChecksumContext) -> Option<ProxyBindingAck> {
+    match MobilityHeaderRepr::parse(bytes, checksum).ok()?.message {
+        MobilityMessage::BindingAck(ba) => ProxyBindingAck::try_from(&ba).ok(),
+        _ => None,
+    }
+}
+
 /// A blocking MAG for tests: the real [`BindingUpdateList`] with a thin loop around one
 /// [`MhSocket`].
 pub struct TestMag {
@@ -388,12 +409,8 @@ impl TestMag {
         for output in out {
             match output {
                 bul::Output::Send { to, pbu } => {
-                    let message = MobilityHeaderRepr {
-                        payload_proto: pmip_common::mh::IPPROTO_NONE,
-                        message: MobilityMessage::BindingUpdate(pbu.to_binding_update()),
-                    };
-                    self.socket
-                        .send(to, &message.to_bytes(self.socket.checksum_to(to)))?;
+                    let bytes = encode_pbu(&pbu, self.socket.checksum_to(to));
+                    self.socket.send(to, &bytes)?;
                 }
                 event => self.events.push(event),
             }
@@ -419,17 +436,10 @@ impl TestMag {
             let wake = self.list.poll_timeout().unwrap_or(deadline).min(deadline);
             let wait = wake.saturating_duration_since(now);
             match self.socket.recv(wait)? {
-                Some((from, bytes)) => {
-                    let parsed = MobilityHeaderRepr::parse(&bytes, self.socket.checksum_for(from));
-                    match parsed.map(|m| m.message) {
-                        Ok(MobilityMessage::BindingAck(ba)) => match ProxyBindingAck::try_from(&ba)
-                        {
-                            Ok(ack) => self.input(bul::Input::Ack { from, ack })?,
-                            Err(_) => self.unparsable += 1,
-                        },
-                        _ => self.unparsable += 1,
-                    }
-                }
+                Some((from, bytes)) => match decode_pba(&bytes, self.socket.checksum_for(from)) {
+                    Some(ack) => self.input(bul::Input::Ack { from, ack })?,
+                    None => self.unparsable += 1,
+                },
                 None => {
                     if self
                         .list

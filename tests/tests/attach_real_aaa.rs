@@ -251,6 +251,10 @@ fn real_aaa_attach_gets_the_lma_binding() -> Result<()> {
         .parse()?;
     assert!(IPV4_POOL.parse::<Ipv4Net>()?.contains(&ipv4), "{ipv4}");
     assert!(IPV6_POOL.parse::<Ipv6Net>()?.contains(&prefix), "{prefix}");
+    // The LMA's log comes through a pipe that may lag the UE's answer.
+    lab.eventually("no registration in the LMA's log", |l| {
+        !l.lma_lines(IMSI, "registered").is_empty()
+    })?;
     let registered = lab.lma_lines(IMSI, "registered");
     assert_eq!(registered.len(), 1, "{}", lab.outputs());
     assert!(

@@ -1,39 +1,35 @@
 //! The UE emulator (DESIGN.md section 6): `ue-emu attach` runs one UE through the S2b
-//! attach, the IKEv2 initiator ([`pmip_common::ike::sa::InitiatorSa`]) driven together
-//! with the EAP-AKA peer ([`pmip_common::eap::Peer`], a software USIM) over one UDP
-//! socket, and reports the ladder with per-step times.
+//! attach over one UDP socket and reports the ladder with per-step times; `ue-emu load`
+//! ([`load`]) runs many. Both drive the one sans-IO UE core ([`ue::Ue`]: the IKEv2
+//! initiator, the EAP-AKA peer and its software USIM); this module is the blocking shell
+//! of `attach`, with its ping and TUN data plane.
 
 pub mod config;
 pub mod load;
 pub mod ping;
 pub mod tun;
+pub mod ue;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use pmip_common::eap::{Peer, PeerConfig, PeerOutput, Sqn, Usim};
+use pmip_common::eap::Sqn;
 use pmip_common::ike::auth::{PeerVerifier, PinnedEcdsaP256Key};
-use pmip_common::ike::sa::{
-    CloseReason, Event, InitiatorConfig, InitiatorSa, Output, RetransmitPolicy,
-};
 use pmip_common::ike::wire::{
-    AuthPayload, CertPayload, ConfigAttribute, Identification, NotifyType, TrafficSelector,
+    AuthPayload, CertPayload, ConfigAttribute, Identification, TrafficSelector,
 };
 use pmip_common::ike::{EspSuite, IkeSuite};
 use rand::rngs::OsRng;
 use serde::Serialize;
 
 use config::UeConfig;
-
-/// One step of the attach ladder.
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    pub name: String,
-    /// Milliseconds since the previous step.
-    pub ms: f64,
-}
+pub use ue::Step;
+use ue::{
+    ChildSa, CloseReason, Command, DetachPolicy, FailureCause, Identity, InitiatorConfig, Input,
+    Output, Profile, RetransmitPolicy, Ue,
+};
 
 /// What `ue-emu attach --json` prints.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -129,32 +125,6 @@ impl PeerVerifier for CaVerifier {
     }
 }
 
-fn notify_name(n: NotifyType) -> String {
-    format!("{n:?} ({})", u16::from(n))
-}
-
-struct Ladder {
-    last: Instant,
-    steps: Vec<Step>,
-    print: bool,
-}
-
-impl Ladder {
-    fn step(&mut self, name: impl Into<String>) {
-        let now = Instant::now();
-        let ms = (now - self.last).as_secs_f64() * 1000.0;
-        self.last = now;
-        let name = name.into();
-        if self.print {
-            println!("  {name:<58} {ms:>8.1} ms");
-        }
-        self.steps.push(Step {
-            name,
-            ms: (ms * 10.0).round() / 10.0,
-        });
-    }
-}
-
 /// Options of one attach run beyond the file.
 #[derive(Debug, Clone, Default)]
 pub struct AttachOptions {
@@ -181,38 +151,26 @@ pub struct AttachOptions {
     pub tun: Option<tun::TunOptions>,
 }
 
-/// Runs one attach and returns the report (failures included); `Err` only for local
-/// problems (configuration, sockets).
-pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport> {
-    let apn = options
-        .apn
-        .clone()
-        .or_else(|| config.apn.clone())
-        .context("no APN: give --apn or apn in the config")?;
-    let nai = config.nai()?;
-    let usim = Usim::new(
-        &config.k()?,
-        &config.opc()?,
-        Sqn::new(config.sqn).context("sqn is more than 48 bits")?,
-    );
-    // A --tun device is created first: without the privilege, fail before attaching.
-    let mut tun_device = options
-        .tun
-        .as_ref()
-        .map(|t| tun::TunDevice::open(&t.name))
-        .transpose()?;
-    let mut peer = Peer::new(
-        PeerConfig {
-            permanent_identity: nai.clone().into_bytes(),
-            eap_identity: Some(nai.clone().into_bytes()),
-            result_indication: false,
-        },
-        usim,
-    );
-    let socket = UdpSocket::bind(SocketAddr::new(config.local, 0))
-        .with_context(|| format!("binding UDP at {}", config.local))?;
-    let local = socket.local_addr()?;
-    let natt = SocketAddr::new(config.epdg.ip(), config.epdg_natt_port);
+/// The IKE and USIM settings of `config`'s UEs toward its ePDG, for `apn`. The CP
+/// payload asks for addresses and DNS servers, and P-CSCFs with `ask_pcscf` (RFC 7651).
+/// `insecure` accepts any ePDG certificate.
+pub fn profile(
+    config: &UeConfig,
+    apn: &str,
+    insecure: bool,
+    ask_pcscf: bool,
+    detach: DetachPolicy,
+) -> Result<Profile> {
+    let mut cp_request = vec![
+        ConfigAttribute::InternalIp4Address(None),
+        ConfigAttribute::InternalIp4Dns(None),
+        ConfigAttribute::InternalIp6Address(None),
+        ConfigAttribute::InternalIp6Dns(None),
+    ];
+    if ask_pcscf {
+        cp_request.push(ConfigAttribute::PCscfIp4Address(None));
+        cp_request.push(ConfigAttribute::PCscfIp6Address(None));
+    }
     let suites = if config.ike_suites.is_empty() {
         IkeSuite::defaults()
     } else {
@@ -223,8 +181,7 @@ pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow::anyhow!("ike_suites: {e}"))?
     };
-    let peer_verifier: Option<Arc<dyn PeerVerifier>> = if options.insecure {
-        eprintln!("WARNING: --insecure: the ePDG's certificate is NOT checked");
+    let peer_verifier: Option<Arc<dyn PeerVerifier>> = if insecure {
         Some(Arc::new(AcceptAnything))
     } else {
         match (&config.epdg_public_key, &config.epdg_ca) {
@@ -237,267 +194,294 @@ pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport
             (None, None) => None,
         }
     };
-    let ike_config = InitiatorConfig {
-        suites,
-        esp_suites: EspSuite::defaults(),
-        idi: Identification::Rfc822Addr(nai.clone()),
-        idr: Some(Identification::Fqdn(apn.clone())),
-        cp_request: vec![
-            ConfigAttribute::InternalIp4Address(None),
-            ConfigAttribute::InternalIp4Dns(None),
-            ConfigAttribute::InternalIp6Address(None),
-            ConfigAttribute::InternalIp6Dns(None),
-            ConfigAttribute::PCscfIp4Address(None),
-            ConfigAttribute::PCscfIp6Address(None),
-        ],
-        tsi: vec![TrafficSelector::any_ipv4(), TrafficSelector::any_ipv6()],
-        tsr: vec![TrafficSelector::any_ipv4(), TrafficSelector::any_ipv6()],
-        local,
-        remote: config.epdg,
-        force_port_4500: true,
-        eap_only: config.eap_only,
-        peer_verifier,
-        retransmit: RetransmitPolicy::default(),
+    let local = SocketAddr::new(config.local, 0);
+    Ok(Profile {
+        epdg: config.epdg,
+        epdg_natt: SocketAddr::new(config.epdg.ip(), config.epdg_natt_port),
+        k: config.k()?,
+        opc: config.opc()?,
+        ike: InitiatorConfig {
+            suites,
+            esp_suites: EspSuite::defaults(),
+            // IDi and the local address are set for each attach.
+            idi: Identification::Rfc822Addr(String::new()),
+            idr: Some(Identification::Fqdn(apn.to_string())),
+            cp_request,
+            tsi: vec![TrafficSelector::any_ipv4(), TrafficSelector::any_ipv6()],
+            tsr: vec![TrafficSelector::any_ipv4(), TrafficSelector::any_ipv6()],
+            local,
+            remote: config.epdg,
+            force_port_4500: true,
+            eap_only: config.eap_only,
+            peer_verifier,
+            retransmit: RetransmitPolicy::default(),
+        },
+        attach_timeout: Duration::from_millis(config.timeout_ms),
+        detach,
+    })
+}
+
+/// The blocking shell of `ue-emu attach`: the UE core on one UDP socket, its ladder
+/// printed as it goes.
+struct Shell<'a> {
+    socket: &'a UdpSocket,
+    ue: Ue,
+    steps: Vec<Step>,
+    print: bool,
+    rng: OsRng,
+    buf: Vec<u8>,
+}
+
+impl Shell<'_> {
+    /// Carries out the core's outputs (datagrams, ladder steps) and returns the others.
+    fn carry_out(&mut self, out: Vec<Output>) -> Result<Vec<Output>> {
+        let mut rest = Vec::new();
+        for o in out {
+            match o {
+                Output::Transmit { to, bytes } => send_to(self.socket, to, &bytes)?,
+                Output::Step(step) => self.record(step),
+                other => rest.push(other),
+            }
+        }
+        Ok(rest)
+    }
+
+    /// A step of the shell's own (ping, TUN) on the UE's ladder.
+    fn note(&mut self, name: String) {
+        let step = self.ue.ladder_step(name, Instant::now());
+        self.record(step);
+    }
+
+    fn record(&mut self, step: Step) {
+        if self.print {
+            println!("  {:<58} {:>8.1} ms", step.name, step.ms);
+        }
+        self.steps.push(step);
+    }
+
+    fn command(&mut self, command: Command) -> Result<Vec<Output>> {
+        let mut out = Vec::new();
+        self.ue.handle(
+            Input::Command(command),
+            Instant::now(),
+            &mut self.rng,
+            &mut out,
+        );
+        self.carry_out(out)
+    }
+
+    /// Runs the UE on the socket until `done` picks one of its outputs (`pending` first).
+    fn run_until(
+        &mut self,
+        pending: Vec<Output>,
+        done: impl Fn(&Output) -> bool,
+    ) -> Result<Output> {
+        let mut pending = pending;
+        loop {
+            if let Some(i) = pending.iter().position(&done) {
+                return Ok(pending.swap_remove(i));
+            }
+            let now = Instant::now();
+            let wake = self
+                .ue
+                .poll_timeout()
+                .unwrap_or(now + Duration::from_secs(1));
+            self.socket.set_read_timeout(Some(
+                wake.saturating_duration_since(now)
+                    .max(Duration::from_millis(1)),
+            ))?;
+            let mut out = Vec::new();
+            match self.socket.recv_from(&mut self.buf) {
+                Ok((n, from)) => self.ue.handle(
+                    Input::Datagram {
+                        from,
+                        bytes: &self.buf[..n],
+                    },
+                    Instant::now(),
+                    &mut self.rng,
+                    &mut out,
+                ),
+                Err(e) if is_timeout(&e) => {
+                    if self.ue.poll_timeout().is_some_and(|t| t <= Instant::now()) {
+                        self.ue
+                            .handle(Input::Timeout, Instant::now(), &mut self.rng, &mut out);
+                    }
+                }
+                Err(e) => return Err(e).context("receiving from the ePDG"),
+            }
+            pending = self.carry_out(out)?;
+        }
+    }
+
+    /// Deletes the IKE SA; true when the ePDG answered.
+    fn detach(&mut self) -> Result<bool> {
+        let out = self.command(Command::Detach)?;
+        match self.run_until(out, |o| matches!(o, Output::Detached { .. }))? {
+            Output::Detached { answered } => Ok(answered),
+            _ => Ok(false),
+        }
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+fn send_to(socket: &UdpSocket, to: SocketAddr, bytes: &[u8]) -> Result<()> {
+    socket
+        .send_to(bytes, to)
+        .with_context(|| format!("sending to the ePDG {to}"))?;
+    Ok(())
+}
+
+/// Carries out what the UE core asked for after an IKE datagram or a timeout while
+/// attached (answers to the ePDG's liveness checks); the reason when its IKE SA ended.
+pub(crate) fn carry_out_attached(
+    out: Vec<Output>,
+    send: &dyn Fn(SocketAddr, &[u8]) -> Result<()>,
+) -> Result<Option<CloseReason>> {
+    let mut closed = None;
+    for o in out {
+        match o {
+            Output::Transmit { to, bytes } => send(to, &bytes)?,
+            Output::Closed(reason) => closed = Some(reason),
+            _ => {}
+        }
+    }
+    Ok(closed)
+}
+
+/// Runs one attach and returns the report (failures included); `Err` only for local
+/// problems (configuration, sockets).
+pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport> {
+    let apn = options
+        .apn
+        .clone()
+        .or_else(|| config.apn.clone())
+        .context("no APN: give --apn or apn in the config")?;
+    let nai = config.nai()?;
+    let sqn_ms = Sqn::new(config.sqn).context("sqn is more than 48 bits")?;
+    // A --tun device is created first: without the privilege, fail before attaching.
+    let mut tun_device = options
+        .tun
+        .as_ref()
+        .map(|t| tun::TunDevice::open(&t.name))
+        .transpose()?;
+    let socket = UdpSocket::bind(SocketAddr::new(config.local, 0))
+        .with_context(|| format!("binding UDP at {}", config.local))?;
+    let local = socket.local_addr()?;
+    if options.insecure {
+        eprintln!("WARNING: --insecure: the ePDG's certificate is NOT checked");
+    }
+    let profile = profile(
+        config,
+        &apn,
+        options.insecure,
+        true,
+        DetachPolicy {
+            attempts: 1,
+            wait: Duration::from_millis(500),
+        },
+    )?;
+    let natt = profile.epdg_natt;
+    let identity = Identity {
+        imsi: config.imsi.clone(),
+        nai,
+        sqn_ms,
+    };
+    let mut shell = Shell {
+        socket: &socket,
+        ue: Ue::new(Arc::new(profile), identity, Instant::now()),
+        steps: Vec::new(),
+        print: options.print,
+        rng: OsRng,
+        buf: vec![0u8; 65536],
     };
     let mut report = AttachReport {
         imsi: config.imsi.clone(),
         apn,
         ..AttachReport::default()
     };
-    let mut ladder = Ladder {
-        last: Instant::now(),
-        steps: Vec::new(),
-        print: options.print,
-    };
-    let mut rng = OsRng;
-    let mut out = Vec::new();
-    let mut sa = InitiatorSa::start(ike_config, Instant::now(), &mut rng, &mut out)
-        .map_err(|e| anyhow::anyhow!("starting IKE: {e}"))?;
-    let deadline = Instant::now() + Duration::from_millis(config.timeout_ms);
-    let mut outcome: Option<std::result::Result<(), String>> = None;
-    let mut child: Option<pmip_common::ike::sa::ChildSa> = None;
-    let mut eap_rounds = 0;
-    let mut buf = vec![0u8; 65536];
-    let send = |bytes: &[u8], port_4500: bool| -> Result<()> {
-        if port_4500 {
-            let mut d = vec![0u8; 4];
-            d.extend_from_slice(bytes);
-            socket.send_to(&d, natt)?;
-        } else {
-            socket.send_to(bytes, config.epdg)?;
-        }
-        Ok(())
-    };
-    loop {
-        // Carry out what the SA asked for.
-        while !out.is_empty() {
-            for o in std::mem::take(&mut out) {
-                match o {
-                    Output::Send { bytes, port_4500 } => send(&bytes, port_4500)
-                        .with_context(|| format!("sending to the ePDG {}", config.epdg))?,
-                    Output::Event(Event::EapRequest(eap)) => {
-                        let code = eap.first().copied().unwrap_or(0);
-                        match code {
-                            1 => {
-                                eap_rounds += 1;
-                                ladder.step(if eap_rounds == 1 {
-                                    "IKE_AUTH(IDi, IDr=APN, CP) -> EAP-Request (AAA via ePDG)"
-                                        .to_string()
-                                } else {
-                                    format!("EAP-Response -> EAP-Request #{eap_rounds}")
-                                });
-                            }
-                            3 => ladder.step("EAP-Response -> EAP-Success (after PBA)"),
-                            4 => ladder.step("EAP-Failure"),
-                            _ => {}
-                        }
-                        for p in peer.handle(&eap) {
-                            match p {
-                                PeerOutput::Send(resp) => {
-                                    sa.send_eap(resp, Instant::now(), &mut rng, &mut out);
-                                }
-                                PeerOutput::Success(keys) => {
-                                    sa.complete_eap(
-                                        keys.msk.to_vec(),
-                                        Instant::now(),
-                                        &mut rng,
-                                        &mut out,
-                                    );
-                                }
-                                PeerOutput::Problem(problem) => {
-                                    report.error = Some(format!("USIM: {problem:?}"));
-                                }
-                                PeerOutput::Failure(problem) => {
-                                    report.error.get_or_insert_with(|| {
-                                        format!("EAP-Failure (last problem: {problem:?})")
-                                    });
-                                }
-                                PeerOutput::SqnAccepted(_) | PeerOutput::Discarded(_) => {}
-                            }
-                        }
-                    }
-                    Output::Event(Event::Established(e)) => {
-                        ladder.step("IKE_AUTH(AUTH) -> AUTH, CFG_REPLY, CHILD_SA");
-                        child = Some(e.child.clone());
-                        for a in e.cp_reply.iter().flat_map(|c| c.attributes.iter()) {
-                            match a {
-                                ConfigAttribute::InternalIp4Address(Some(v)) => {
-                                    report.ipv4 = Some(*v)
-                                }
-                                ConfigAttribute::InternalIp6Address(Some((v, len))) => {
-                                    report.ipv6_prefix = Some(format!("{v}/{len}"))
-                                }
-                                ConfigAttribute::InternalIp4Dns(Some(v)) => {
-                                    report.dns.push((*v).into())
-                                }
-                                ConfigAttribute::InternalIp6Dns(Some(v)) => {
-                                    report.dns.push((*v).into())
-                                }
-                                ConfigAttribute::PCscfIp4Address(Some(v)) => {
-                                    report.pcscf.push((*v).into())
-                                }
-                                ConfigAttribute::PCscfIp6Address(Some(v)) => {
-                                    report.pcscf.push((*v).into())
-                                }
-                                _ => {}
-                            }
-                        }
-                        outcome = Some(Ok(()));
-                    }
-                    Output::Event(Event::Closed(reason)) => {
-                        let text = match &reason {
-                            CloseReason::NotifyReceived(n) => {
-                                report.notify = Some(notify_name(*n));
-                                format!(
-                                    "the ePDG refused the attach with notify {}",
-                                    notify_name(*n)
-                                )
-                            }
-                            CloseReason::Timeout => "no answer from the ePDG".to_string(),
-                            other => format!("IKE SA closed: {other:?}"),
-                        };
-                        ladder.step(format!("closed: {text}"));
-                        if outcome.is_none() {
-                            outcome = Some(Err(text));
-                        }
-                    }
-                    Output::Event(_) => {}
-                }
-            }
-        }
-        if outcome.is_some() {
-            break;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            outcome = Some(Err(format!("no attach within {} ms", config.timeout_ms)));
-            break;
-        }
-        let wake = sa.poll_timeout().unwrap_or(deadline).min(deadline);
-        socket.set_read_timeout(Some(
-            wake.saturating_duration_since(now)
-                .max(Duration::from_millis(1)),
-        ))?;
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                let mut data = &buf[..n];
-                let via_4500 = from.port() == config.epdg_natt_port;
-                if via_4500 {
-                    if data.len() < 4 || data[..4] != [0, 0, 0, 0] {
-                        continue;
-                    }
-                    data = &data[4..];
-                }
-                let first = sa.keys().is_none();
-                sa.handle(data, via_4500, Instant::now(), &mut rng, &mut out);
-                if first && sa.keys().is_some() {
-                    ladder.step("IKE_SA_INIT");
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                if sa.poll_timeout().is_some_and(|t| t <= Instant::now()) {
-                    sa.handle_timeout(Instant::now(), &mut out);
-                }
-            }
-            Err(e) => return Err(e).context("receiving from the ePDG"),
-        }
-    }
-    match outcome {
-        Some(Ok(())) => {
+    let pending = shell.command(Command::Attach { local })?;
+    let end = shell.run_until(pending, |o| {
+        matches!(o, Output::Attached(_) | Output::Failed(_))
+    })?;
+    match end {
+        Output::Attached(attachment) => {
             report.result = "attached".into();
-            if let (Some(child), false) = (&child, options.pings.is_empty()) {
-                let ctx = PingContext {
-                    socket: &socket,
-                    natt,
-                    send: &send,
-                };
-                report.pings = ping_all(&ctx, &mut sa, child, &report, options)?;
+            report.ipv4 = attachment.ipv4;
+            report.ipv6_prefix = attachment.ipv6.map(|(v, len)| format!("{v}/{len}"));
+            report.dns = attachment.dns.clone();
+            report.pcscf = attachment.pcscf.clone();
+            report.error = attachment.usim_problem.clone();
+            let child = &attachment.child;
+            if !options.pings.is_empty() {
+                report.pings = ping_all(&mut shell, natt, child, &report, options)?;
                 let received: u32 = report.pings.iter().map(|p| p.received).sum();
                 let sent: u32 = report.pings.iter().map(|p| p.sent).sum();
-                ladder.step(format!("ping: {received}/{sent} echo replies"));
+                shell.note(format!("ping: {received}/{sent} echo replies"));
             }
-            match (&child, &options.tun) {
-                (Some(child), Some(tun_options)) if tun_device.is_some() => {
+            match (&options.tun, tun_device.take()) {
+                (Some(tun_options), Some(device)) => {
                     let until = (!options.hold.is_zero()).then(|| Instant::now() + options.hold);
                     let assigned = tun::Assigned {
                         ipv4: report.ipv4,
                         ipv6: assigned_ipv6(&report),
                     };
+                    let send = |to: SocketAddr, bytes: &[u8]| send_to(&socket, to, bytes);
                     let link = tun::EpdgLink {
                         socket: &socket,
                         natt,
-                        send_ike: &send,
+                        send: &send,
                     };
-                    let device = tun_device.take().context("the TUN device is gone")?;
-                    let relayed =
-                        tun::relay(device, &link, &mut sa, child, assigned, tun_options, until);
+                    let relayed = tun::relay(
+                        device,
+                        &link,
+                        &mut shell.ue,
+                        child,
+                        assigned,
+                        tun_options,
+                        until,
+                    );
                     let relayed = match relayed {
                         Ok(r) => r,
                         Err(e) => {
                             // Leave no session behind at the ePDG.
                             if !options.no_detach {
-                                let _ = detach(&mut sa, &socket, &send, &mut ladder);
+                                let _ = shell.detach();
                             }
                             return Err(e);
                         }
                     };
-                    ladder.step(format!(
+                    let step = format!(
                         "TUN {}: {} packets up, {} down",
                         relayed.name, relayed.uplink_packets, relayed.downlink_packets
-                    ));
+                    );
+                    shell.note(step);
                     report.tun = Some(relayed);
                 }
                 _ if !options.hold.is_zero() => std::thread::sleep(options.hold),
                 _ => {}
             }
             if !options.no_detach {
-                report.detached = detach(&mut sa, &socket, &send, &mut ladder)?;
+                report.detached = shell.detach()?;
             }
         }
-        Some(Err(e)) => {
+        Output::Failed(failure) => {
             report.result = "failed".into();
-            report.error = Some(match report.error.take() {
-                Some(usim) => format!("{e}; {usim}"),
-                None => e,
-            });
+            if let FailureCause::Ike(CloseReason::NotifyReceived(n)) = &failure.cause {
+                report.notify = Some(ue::notify_name(*n));
+            }
+            report.error = Some(failure.to_string());
         }
-        None => report.result = "failed".into(),
+        _ => report.result = "failed".into(),
     }
-    report.steps = ladder.steps;
+    report.steps = shell.steps;
     Ok(report)
 }
-
-struct PingContext<'a> {
-    socket: &'a UdpSocket,
-    natt: SocketAddr,
-    send: &'a dyn Fn(&[u8], bool) -> Result<()>,
-}
-
 /// The inner source for a target: the assigned IPv4 address, or for IPv6 the assigned
 /// address (interface identifier ::1 when the ePDG gave the bare prefix).
 fn ping_source(report: &AttachReport, target: IpAddr) -> Option<IpAddr> {
@@ -529,12 +513,14 @@ fn assigned_ipv6(report: &AttachReport) -> Option<(std::net::Ipv6Addr, ipnet::Ip
 /// (`force_port_4500`), so the ePDG knows our UDP port for ESP; IKE messages
 /// arriving meanwhile (liveness checks) are still answered.
 fn ping_all(
-    ctx: &PingContext<'_>,
-    sa: &mut InitiatorSa,
-    child: &pmip_common::ike::sa::ChildSa,
+    shell: &mut Shell<'_>,
+    natt: SocketAddr,
+    child: &ChildSa,
     report: &AttachReport,
     options: &AttachOptions,
 ) -> Result<Vec<PingReport>> {
+    let socket = shell.socket;
+    let send = |to: SocketAddr, bytes: &[u8]| send_to(socket, to, bytes);
     use pmip_common::esp::{child_sa_pair, IkeRole, UdpEncapsulated};
     let (mut inbound, mut outbound) =
         child_sa_pair(child, IkeRole::Initiator).context("building the ESP SAs")?;
@@ -580,9 +566,9 @@ fn ping_all(
                 outbound
                     .encapsulate_ip(&packet, &mut rng, &mut esp)
                     .context("sealing an echo request in ESP")?;
-                ctx.socket
-                    .send_to(&esp, ctx.natt)
-                    .with_context(|| format!("sending ESP to {}", ctx.natt))?;
+                socket
+                    .send_to(&esp, natt)
+                    .with_context(|| format!("sending ESP to {natt}"))?;
                 pending.insert((i, sequence), Instant::now());
                 r.sent += 1;
             }
@@ -604,23 +590,16 @@ fn ping_all(
         } else {
             finish_at.unwrap_or(now)
         };
-        ctx.socket.set_read_timeout(Some(
+        socket.set_read_timeout(Some(
             wake.saturating_duration_since(now)
                 .max(Duration::from_millis(1)),
         ))?;
-        let (n, from) = match ctx.socket.recv_from(&mut buf) {
+        let (n, from) = match socket.recv_from(&mut buf) {
             Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
+            Err(e) if is_timeout(&e) => continue,
             Err(e) => return Err(e).context("receiving from the ePDG"),
         };
-        if from != ctx.natt {
+        if from != natt {
             continue;
         }
         match UdpEncapsulated::classify(&buf[..n]) {
@@ -646,42 +625,21 @@ fn ping_all(
                     }
                 }
             }
-            Ok(UdpEncapsulated::Ike(message)) => {
+            Ok(UdpEncapsulated::Ike(_)) => {
                 let mut out = Vec::new();
-                sa.handle(message, true, Instant::now(), &mut rng, &mut out);
-                for o in out {
-                    if let Output::Send { bytes, port_4500 } = o {
-                        (ctx.send)(&bytes, port_4500)?;
-                    }
-                }
+                let datagram = Input::Datagram {
+                    from,
+                    bytes: &buf[..n],
+                };
+                shell
+                    .ue
+                    .handle(datagram, Instant::now(), &mut rng, &mut out);
+                carry_out_attached(out, &send)?;
             }
             _ => {}
         }
     }
     Ok(results)
-}
-
-/// Deletes the IKE SA and waits for the ePDG's answer.
-fn detach(
-    sa: &mut InitiatorSa,
-    socket: &UdpSocket,
-    send: &dyn Fn(&[u8], bool) -> Result<()>,
-    ladder: &mut Ladder,
-) -> Result<bool> {
-    let mut rng = OsRng;
-    let mut out = Vec::new();
-    sa.delete(Instant::now(), &mut rng, &mut out);
-    for o in out {
-        if let Output::Send { bytes, port_4500 } = o {
-            send(&bytes, port_4500)?;
-        }
-    }
-    // The SA is closed on our side; an answer is a courtesy. Wait briefly for it.
-    socket.set_read_timeout(Some(Duration::from_millis(500)))?;
-    let mut buf = [0u8; 2048];
-    let answered = socket.recv_from(&mut buf).is_ok();
-    ladder.step("INFORMATIONAL(DELETE)");
-    Ok(answered)
 }
 
 /// One target's result as ping(8) would sum it up.

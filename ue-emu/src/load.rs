@@ -18,18 +18,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use pmip_common::eap::{Peer, PeerConfig, PeerOutput, Sqn, Usim};
-use pmip_common::ike::auth::{PeerVerifier, PinnedEcdsaP256Key};
-use pmip_common::ike::sa::{CloseReason, Event, InitiatorConfig, InitiatorSa, Output};
-use pmip_common::ike::wire::{ConfigAttribute, Identification, TrafficSelector};
-use pmip_common::ike::{EspSuite, IkeSuite};
+use pmip_common::eap::Sqn;
 use rand::rngs::OsRng;
 use serde::Serialize;
 use tokio::net::UdpSocket;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::UeConfig;
-use crate::CaVerifier;
+use crate::ue::{
+    notify_name, CloseReason, Command, DetachPolicy, Failure, FailureCause, Identity, Input,
+    Output, Profile, Ue,
+};
 
 /// What `ue-emu load` is asked to do.
 #[derive(Debug, Clone)]
@@ -87,12 +86,9 @@ pub struct LoadReport {
 /// The per-UE settings shared by every task.
 struct Shared {
     config: UeConfig,
-    ike: InitiatorConfig,
-    k: [u8; 16],
-    opc: [u8; 16],
+    profile: Arc<Profile>,
     first: u64,
     digits: usize,
-    natt: SocketAddr,
     results: Mutex<Results>,
     attempts: AtomicU64,
     attached_now: AtomicU64,
@@ -182,12 +178,20 @@ pub async fn run(config: UeConfig, options: LoadOptions) -> Result<LoadReport> {
         .clone()
         .or_else(|| config.apn.clone())
         .context("no APN: give --apn or apn in the config")?;
-    let ike = initiator_template(&config, &apn, options.insecure)?;
+    let profile = crate::profile(
+        &config,
+        &apn,
+        options.insecure,
+        false,
+        // A storm's burst of detaches may overflow a queue at the ePDG: the DELETE is
+        // sent again every second, up to five times.
+        DetachPolicy {
+            attempts: 5,
+            wait: Duration::from_secs(1),
+        },
+    )?;
     let shared = Arc::new(Shared {
-        k: config.k()?,
-        opc: config.opc()?,
-        natt: SocketAddr::new(config.epdg.ip(), config.epdg_natt_port),
-        ike,
+        profile: Arc::new(profile),
         first,
         digits,
         config,
@@ -348,53 +352,6 @@ pub async fn run(config: UeConfig, options: LoadOptions) -> Result<LoadReport> {
     })
 }
 
-/// The IKE initiator settings common to every UE (IDi, `local` are filled per UE).
-fn initiator_template(config: &UeConfig, apn: &str, insecure: bool) -> Result<InitiatorConfig> {
-    let suites = if config.ike_suites.is_empty() {
-        IkeSuite::defaults()
-    } else {
-        config
-            .ike_suites
-            .iter()
-            .map(|s| s.parse::<IkeSuite>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!("ike_suites: {e}"))?
-    };
-    let peer_verifier: Option<Arc<dyn PeerVerifier>> = if insecure {
-        Some(Arc::new(crate::AcceptAnything))
-    } else {
-        match (&config.epdg_public_key, &config.epdg_ca) {
-            (Some(hex_key), _) => Some(Arc::new(PinnedEcdsaP256Key(
-                hex::decode(hex_key).context("epdg_public_key is not hex")?,
-            ))),
-            (None, Some(ca)) => Some(Arc::new(CaVerifier::new(
-                std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
-            )?)),
-            (None, None) => None,
-        }
-    };
-    Ok(InitiatorConfig {
-        suites,
-        esp_suites: EspSuite::defaults(),
-        idi: Identification::Rfc822Addr(String::new()),
-        idr: Some(Identification::Fqdn(apn.to_string())),
-        cp_request: vec![
-            ConfigAttribute::InternalIp4Address(None),
-            ConfigAttribute::InternalIp4Dns(None),
-            ConfigAttribute::InternalIp6Address(None),
-            ConfigAttribute::InternalIp6Dns(None),
-        ],
-        tsi: vec![TrafficSelector::any_ipv4(), TrafficSelector::any_ipv6()],
-        tsr: vec![TrafficSelector::any_ipv4(), TrafficSelector::any_ipv6()],
-        local: SocketAddr::new(config.local, 0),
-        remote: config.epdg,
-        force_port_4500: true,
-        eap_only: config.eap_only,
-        peer_verifier,
-        retransmit: Default::default(),
-    })
-}
-
 /// One UE: waits for a start, attaches, then (looping) detaches and waits again, or
 /// (single pass) stays attached until released and detaches.
 async fn ue_task(
@@ -406,7 +363,7 @@ async fn ue_task(
     looping: bool,
 ) {
     let imsi = imsi_of(shared.first, shared.digits, index);
-    let mut sqn_ms = shared.config.sqn;
+    let mut ue = new_ue(&shared, &imsi);
     loop {
         let permit = tokio::select! {
             p = starts.acquire() => p,
@@ -422,28 +379,43 @@ async fn ue_task(
         if let Ok(mut r) = shared.results.lock() {
             r.first_start.get_or_insert(begin);
         }
-        let outcome = attach_once(&shared, &imsi, &mut sqn_ms).await;
+        let outcome = match &mut ue {
+            Ok(ue) => attach_once(&shared, ue).await,
+            Err(e) => Err(e.clone()),
+        };
         let end = Instant::now();
-        match outcome {
-            Ok(mut ue) => {
+        match (outcome, &mut ue) {
+            (Ok(socket), Ok(ue)) => {
                 shared.attached_now.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut r) = shared.results.lock() {
                     r.latencies_ms.push((end - begin).as_secs_f64() * 1000.0);
                     r.last_end = Some(end);
                 }
+                let mut shell = Shell {
+                    socket,
+                    epdg: shared.profile.epdg,
+                    buf: vec![0u8; 4096],
+                };
                 if !looping {
                     // Stay attached (answering the ePDG's liveness checks) until released.
-                    ue.serve_until(&mut release).await;
+                    let _ = shell
+                        .run_until(
+                            ue,
+                            Vec::new(),
+                            |o| matches!(o, Output::Closed(_)),
+                            Some(&mut release),
+                        )
+                        .await;
                 }
-                let answered = ue.detach().await;
+                let answered = shell.detach(ue).await;
                 shared.attached_now.fetch_sub(1, Ordering::Relaxed);
                 if let Ok(mut r) = shared.results.lock() {
                     r.detached += u64::from(answered);
                 }
             }
-            Err(e) => {
+            (outcome, _) => {
                 if let Ok(mut r) = shared.results.lock() {
-                    r.error(e);
+                    r.error(outcome.err().unwrap_or_default());
                     r.last_end = Some(end);
                 }
             }
@@ -454,112 +426,8 @@ async fn ue_task(
     }
 }
 
-/// An attached UE: its socket and IKE SA.
-struct AttachedUe {
-    socket: UdpSocket,
-    sa: InitiatorSa,
-    epdg: SocketAddr,
-    natt: SocketAddr,
-}
-
-impl AttachedUe {
-    async fn send(&self, bytes: &[u8], port_4500: bool) -> std::io::Result<()> {
-        send(&self.socket, self.epdg, self.natt, bytes, port_4500).await
-    }
-
-    /// Answers the ePDG's requests (liveness checks) until `release` turns true.
-    async fn serve_until(&mut self, release: &mut watch::Receiver<bool>) {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let received = tokio::select! {
-                r = self.socket.recv_from(&mut buf) => r,
-                _ = release.wait_for(|r| *r) => return,
-            };
-            let Ok((n, from)) = received else { return };
-            let Some(data) = ike_payload(&buf[..n], from, self.natt) else {
-                continue;
-            };
-            let mut out = Vec::new();
-            self.sa.handle(
-                data,
-                from == self.natt,
-                Instant::now(),
-                &mut OsRng,
-                &mut out,
-            );
-            for o in out {
-                if let Output::Send { bytes, port_4500 } = o {
-                    let _ = self.send(&bytes, port_4500).await;
-                }
-            }
-        }
-    }
-
-    /// Deletes the IKE SA; true when the ePDG answered. The request is sent again every
-    /// second, up to four times, as a storm's burst of detaches may overflow a queue.
-    async fn detach(mut self) -> bool {
-        let mut out = Vec::new();
-        self.sa.delete(Instant::now(), &mut OsRng, &mut out);
-        let requests: Vec<(Vec<u8>, bool)> = out
-            .into_iter()
-            .filter_map(|o| match o {
-                Output::Send { bytes, port_4500 } => Some((bytes, port_4500)),
-                Output::Event(_) => None,
-            })
-            .collect();
-        let mut buf = [0u8; 2048];
-        for _ in 0..5 {
-            for (bytes, port_4500) in &requests {
-                if self.send(bytes, *port_4500).await.is_err() {
-                    return false;
-                }
-            }
-            let wait =
-                tokio::time::timeout(Duration::from_secs(1), self.socket.recv_from(&mut buf));
-            if let Ok(Ok((n, from))) = wait.await {
-                // Any IKE message from the ePDG for this SA now is the answer.
-                if ike_payload(&buf[..n], from, self.natt).is_some() {
-                    return true;
-                }
-            }
-        }
-        false
-    }
-}
-
-async fn send(
-    socket: &UdpSocket,
-    epdg: SocketAddr,
-    natt: SocketAddr,
-    bytes: &[u8],
-    port_4500: bool,
-) -> std::io::Result<()> {
-    if port_4500 {
-        let mut d = Vec::with_capacity(bytes.len() + 4);
-        d.extend_from_slice(&[0, 0, 0, 0]);
-        d.extend_from_slice(bytes);
-        socket.send_to(&d, natt).await?;
-    } else {
-        socket.send_to(bytes, epdg).await?;
-    }
-    Ok(())
-}
-
-/// The IKE message in a datagram from the ePDG (non-ESP marker removed on port 4500).
-fn ike_payload(data: &[u8], from: SocketAddr, natt: SocketAddr) -> Option<&[u8]> {
-    if from == natt {
-        data.strip_prefix(&[0, 0, 0, 0])
-    } else {
-        Some(data)
-    }
-}
-
-/// One attach of `imsi`: Ok with the attached UE, or Err naming why it failed.
-async fn attach_once(
-    shared: &Shared,
-    imsi: &str,
-    sqn_ms: &mut u64,
-) -> std::result::Result<AttachedUe, String> {
+/// The UE core of `imsi`, or why it cannot attach.
+fn new_ue(shared: &Shared, imsi: &str) -> std::result::Result<Ue, String> {
     let nai =
         pmip_common::eap::permanent_identity(imsi, shared.config.mnc_digits).ok_or_else(|| {
             format!(
@@ -567,117 +435,155 @@ async fn attach_once(
                 shared.config.mnc_digits
             )
         })?;
-    let usim = Usim::new(
-        &shared.k,
-        &shared.opc,
-        Sqn::new(*sqn_ms).ok_or("sqn is more than 48 bits")?,
-    );
-    let mut peer = Peer::new(
-        PeerConfig {
-            permanent_identity: nai.clone().into_bytes(),
-            eap_identity: Some(nai.clone().into_bytes()),
-            result_indication: false,
-        },
-        usim,
-    );
-    let socket = UdpSocket::bind(SocketAddr::new(shared.config.local, 0))
+    let sqn_ms = Sqn::new(shared.config.sqn).ok_or("sqn is more than 48 bits")?;
+    let identity = Identity {
+        imsi: imsi.to_string(),
+        nai,
+        sqn_ms,
+    };
+    Ok(Ue::new(
+        Arc::clone(&shared.profile),
+        identity,
+        Instant::now(),
+    ))
+}
+
+/// The async shell of one UE: the core on its own UDP socket.
+struct Shell {
+    socket: UdpSocket,
+    epdg: SocketAddr,
+    buf: Vec<u8>,
+}
+
+impl Shell {
+    /// Sends the core's datagrams and returns its other outputs.
+    async fn carry_out(&self, out: Vec<Output>) -> std::result::Result<Vec<Output>, String> {
+        let mut rest = Vec::new();
+        for o in out {
+            match o {
+                Output::Transmit { to, bytes } => {
+                    self.socket
+                        .send_to(&bytes, to)
+                        .await
+                        .map_err(|e| format!("sending to the ePDG {}: {e}", self.epdg))?;
+                }
+                Output::Step(_) => {}
+                other => rest.push(other),
+            }
+        }
+        Ok(rest)
+    }
+
+    /// Runs `ue` on the socket until `done` picks one of its outputs (`pending` first);
+    /// `None` when `release` turned true first.
+    async fn run_until(
+        &mut self,
+        ue: &mut Ue,
+        mut pending: Vec<Output>,
+        done: impl Fn(&Output) -> bool,
+        mut release: Option<&mut watch::Receiver<bool>>,
+    ) -> std::result::Result<Option<Output>, String> {
+        loop {
+            if let Some(i) = pending.iter().position(&done) {
+                return Ok(Some(pending.swap_remove(i)));
+            }
+            let wake = ue.poll_timeout();
+            let released = async {
+                match release.as_deref_mut() {
+                    Some(r) => {
+                        let _ = r.wait_for(|r| *r).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let mut out = Vec::new();
+            tokio::select! {
+                received = self.socket.recv_from(&mut self.buf) => {
+                    let (n, from) = received.map_err(|e| format!("receiving from the ePDG: {e}"))?;
+                    let datagram = Input::Datagram { from, bytes: &self.buf[..n] };
+                    ue.handle(datagram, Instant::now(), &mut OsRng, &mut out);
+                }
+                _ = sleep_until(wake) => {
+                    ue.handle(Input::Timeout, Instant::now(), &mut OsRng, &mut out);
+                }
+                _ = released => return Ok(None),
+            }
+            pending = self.carry_out(out).await?;
+        }
+    }
+
+    /// Deletes the IKE SA; true when the ePDG answered.
+    async fn detach(&mut self, ue: &mut Ue) -> bool {
+        let mut out = Vec::new();
+        ue.handle(
+            Input::Command(Command::Detach),
+            Instant::now(),
+            &mut OsRng,
+            &mut out,
+        );
+        let Ok(pending) = self.carry_out(out).await else {
+            return false;
+        };
+        let detached = self
+            .run_until(ue, pending, |o| matches!(o, Output::Detached { .. }), None)
+            .await;
+        matches!(detached, Ok(Some(Output::Detached { answered: true })))
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One attach of `ue` from a new socket: Ok with the socket, or Err naming why it failed.
+async fn attach_once(shared: &Shared, ue: &mut Ue) -> std::result::Result<UdpSocket, String> {
+    let local = shared.config.local;
+    let socket = UdpSocket::bind(SocketAddr::new(local, 0))
         .await
-        .map_err(|e| format!("binding UDP at {}: {e}", shared.config.local))?;
+        .map_err(|e| format!("binding UDP at {local}: {e}"))?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
-    let mut ike = shared.ike.clone();
-    ike.idi = Identification::Rfc822Addr(nai);
-    ike.local = local;
-    let epdg = shared.config.epdg;
-    let natt = shared.natt;
-    let mut rng = OsRng;
+    let mut shell = Shell {
+        socket,
+        epdg: shared.profile.epdg,
+        buf: vec![0u8; 65536],
+    };
     let mut out = Vec::new();
-    let mut sa = InitiatorSa::start(ike, Instant::now(), &mut rng, &mut out)
-        .map_err(|e| format!("starting IKE: {e}"))?;
-    let deadline = Instant::now() + Duration::from_millis(shared.config.timeout_ms);
-    let mut buf = vec![0u8; 65536];
-    let mut usim_error: Option<String> = None;
-    loop {
-        while !out.is_empty() {
-            for o in std::mem::take(&mut out) {
-                match o {
-                    Output::Send { bytes, port_4500 } => {
-                        send(&socket, epdg, natt, &bytes, port_4500)
-                            .await
-                            .map_err(|e| format!("sending to the ePDG {epdg}: {e}"))?;
-                    }
-                    Output::Event(Event::EapRequest(eap)) => {
-                        for p in peer.handle(&eap) {
-                            match p {
-                                PeerOutput::Send(resp) => {
-                                    sa.send_eap(resp, Instant::now(), &mut rng, &mut out);
-                                }
-                                PeerOutput::Success(keys) => {
-                                    sa.complete_eap(
-                                        keys.msk.to_vec(),
-                                        Instant::now(),
-                                        &mut rng,
-                                        &mut out,
-                                    );
-                                }
-                                PeerOutput::SqnAccepted(sqn) => *sqn_ms = sqn.value(),
-                                PeerOutput::Problem(p) => {
-                                    usim_error = Some(format!("USIM: {p:?}"));
-                                }
-                                PeerOutput::Failure(p) => {
-                                    usim_error.get_or_insert_with(|| {
-                                        format!("EAP-Failure (last problem: {p:?})")
-                                    });
-                                }
-                                PeerOutput::Discarded(_) => {}
-                            }
-                        }
-                    }
-                    Output::Event(Event::Established(_)) => {
-                        return Ok(AttachedUe {
-                            socket,
-                            sa,
-                            epdg,
-                            natt,
-                        });
-                    }
-                    Output::Event(Event::Closed(reason)) => {
-                        let text = match reason {
-                            CloseReason::NotifyReceived(n) => {
-                                format!("notify {n:?} ({})", u16::from(n))
-                            }
-                            CloseReason::Timeout => "no answer from the ePDG".to_string(),
-                            other => format!("IKE SA closed: {other:?}"),
-                        };
-                        return Err(match usim_error {
-                            Some(u) => format!("{text}; {u}"),
-                            None => text,
-                        });
-                    }
-                    Output::Event(_) => {}
-                }
-            }
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(format!("no attach within {} ms", shared.config.timeout_ms));
-        }
-        let wake = sa.poll_timeout().unwrap_or(deadline).min(deadline);
-        match tokio::time::timeout_at(wake.into(), socket.recv_from(&mut buf)).await {
-            Ok(Ok((n, from))) => {
-                if from.ip() != epdg.ip() {
-                    continue;
-                }
-                if let Some(data) = ike_payload(&buf[..n], from, natt) {
-                    sa.handle(data, from == natt, Instant::now(), &mut rng, &mut out);
-                }
-            }
-            Ok(Err(e)) => return Err(format!("receiving from the ePDG: {e}")),
-            Err(_) => {
-                if sa.poll_timeout().is_some_and(|t| t <= Instant::now()) {
-                    sa.handle_timeout(Instant::now(), &mut out);
-                }
-            }
-        }
+    ue.handle(
+        Input::Command(Command::Attach { local }),
+        Instant::now(),
+        &mut OsRng,
+        &mut out,
+    );
+    let pending = shell.carry_out(out).await?;
+    let end = shell
+        .run_until(
+            ue,
+            pending,
+            |o| matches!(o, Output::Attached(_) | Output::Failed(_)),
+            None,
+        )
+        .await?;
+    match end {
+        Some(Output::Attached(_)) => Ok(shell.socket),
+        Some(Output::Failed(f)) => Err(failure_text(&f)),
+        _ => Err("the attach ended without an outcome".into()),
+    }
+}
+
+/// How the report's `errors` name a failed attach.
+fn failure_text(f: &Failure) -> String {
+    let text = match &f.cause {
+        FailureCause::Ike(CloseReason::NotifyReceived(n)) => format!("notify {}", notify_name(*n)),
+        // The overall deadline names no USIM problem.
+        FailureCause::AttachTimeout(_) => return f.cause.to_string(),
+        cause => cause.to_string(),
+    };
+    match &f.usim_problem {
+        Some(u) => format!("{text}; {u}"),
+        None => text,
     }
 }
 

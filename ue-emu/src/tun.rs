@@ -26,10 +26,10 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::ue::{ChildSa, Input, Ue};
 use anyhow::{bail, Context, Result};
 use ipnet::{IpNet, Ipv6Net};
 use pmip_common::esp::{child_sa_pair, next_header_of, IkeRole, UdpEncapsulated, NAT_KEEPALIVE};
-use pmip_common::ike::sa::{ChildSa, Event, InitiatorSa, Output};
 use rand::rngs::OsRng;
 use serde::Serialize;
 
@@ -207,21 +207,21 @@ pub struct EpdgLink<'a> {
     pub socket: &'a UdpSocket,
     /// The ePDG's port 4500 (ESP-in-UDP).
     pub natt: SocketAddr,
-    /// Sends an IKE message (`port_4500`) to the ePDG.
-    pub send_ike: &'a dyn Fn(&[u8], bool) -> Result<()>,
+    /// Sends a datagram of the UE core's to the ePDG.
+    pub send: &'a dyn Fn(SocketAddr, &[u8]) -> Result<()>,
 }
 
 /// Configures the device and relays until a signal, `until`, or the end of the IKE SA.
 pub fn relay(
     device: TunDevice,
     link: &EpdgLink<'_>,
-    sa: &mut InitiatorSa,
+    ue: &mut Ue,
     child: &ChildSa,
     assigned: Assigned,
     options: &TunOptions,
     until: Option<Instant>,
 ) -> Result<TunReport> {
-    let (socket, natt, send_ike) = (link.socket, link.natt, link.send_ike);
+    let (socket, natt, send) = (link.socket, link.natt, link.send);
     let (mut inbound, mut outbound) =
         child_sa_pair(child, IkeRole::Initiator).context("building the ESP SAs")?;
     STOP.store(false, Ordering::SeqCst);
@@ -325,11 +325,11 @@ pub fn relay(
                 if uplink.is_finished() {
                     return Ok("uplink error".into());
                 }
-                if sa.poll_timeout().is_some_and(|t| t <= Instant::now()) {
+                if ue.poll_timeout().is_some_and(|t| t <= Instant::now()) {
                     let mut out = Vec::new();
-                    sa.handle_timeout(Instant::now(), &mut out);
-                    if let Some(reason) = carry_out(out, send_ike)? {
-                        return Ok(reason);
+                    ue.handle(Input::Timeout, Instant::now(), &mut rng, &mut out);
+                    if let Some(reason) = crate::carry_out_attached(out, send)? {
+                        return Ok(format!("ike closed: {reason:?}"));
                     }
                 }
                 let (n, from) = match socket.recv_from(&mut buf) {
@@ -376,11 +376,15 @@ pub fn relay(
                             Err(e) => tracing::debug!(error = %e, "writing to the TUN device"),
                         }
                     }
-                    Ok(UdpEncapsulated::Ike(message)) => {
+                    Ok(UdpEncapsulated::Ike(_)) => {
                         let mut out = Vec::new();
-                        sa.handle(message, true, Instant::now(), &mut rng, &mut out);
-                        if let Some(reason) = carry_out(out, send_ike)? {
-                            return Ok(reason);
+                        let datagram = Input::Datagram {
+                            from,
+                            bytes: &buf[..n],
+                        };
+                        ue.handle(datagram, Instant::now(), &mut rng, &mut out);
+                        if let Some(reason) = crate::carry_out_attached(out, send)? {
+                            return Ok(format!("ike closed: {reason:?}"));
                         }
                     }
                     _ => {}
@@ -409,24 +413,6 @@ pub fn relay(
         report.downlink_bytes
     );
     Ok(report)
-}
-
-/// Sends what the IKE SA asked to send; the reason when it reports the SA closed.
-fn carry_out(
-    out: Vec<Output>,
-    send_ike: &dyn Fn(&[u8], bool) -> Result<()>,
-) -> Result<Option<String>> {
-    let mut closed = None;
-    for o in out {
-        match o {
-            Output::Send { bytes, port_4500 } => send_ike(&bytes, port_4500)?,
-            Output::Event(Event::Closed(reason)) => {
-                closed = Some(format!("ike closed: {reason:?}"))
-            }
-            Output::Event(_) => {}
-        }
-    }
-    Ok(closed)
 }
 
 #[cfg(test)]

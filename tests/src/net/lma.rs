@@ -1,0 +1,122 @@
+//! An `lma` core ([`lma::Lma`], home or visited) on the in-memory network: the Mobility
+//! Header in UDP port 5436 over IPv4 (RFC 5844), each datagram handed in with the path it
+//! came on, as the `lma` binary's IPv4 driver does.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::Path;
+use std::time::{Instant, SystemTime};
+
+use anyhow::Context;
+use lma::config::{resolve, ConfigLayer};
+use lma::{Input, Lma, MagAddress, Output};
+use rand::rngs::StdRng;
+
+use super::{Node, NodeInput, NodeOutput};
+
+/// The UDP port of the Mobility Header over IPv4 (RFC 5844 section 3).
+pub const MH_PORT: u16 = 5436;
+
+/// An LMA and everything it reported (every output but the datagrams it sent).
+pub struct LmaNode {
+    name: String,
+    pub lma: Lma,
+    addresses: Vec<Ipv4Addr>,
+    pub reports: Vec<(Instant, Output)>,
+}
+
+impl LmaNode {
+    /// The LMA that `lma.toml` text `config` describes (read and checked as the `lma`
+    /// binary does, `[chaining]` included), started at `now` / `wall_clock`; it answers
+    /// on `listen_v4`'s address and on `chaining.local_v4`.
+    pub fn configured(
+        name: &str,
+        config: &str,
+        now: Instant,
+        wall_clock: SystemTime,
+    ) -> anyhow::Result<Self> {
+        let path = Path::new(name);
+        let layers = pmip_node::config::Layers::parse(config, path, ConfigLayer::default())?;
+        let settings = resolve(&layers)?;
+        let mut addresses: Vec<Ipv4Addr> = Vec::new();
+        if let Some(SocketAddr::V4(listen)) = settings.listen_v4 {
+            addresses.push(*listen.ip());
+        }
+        let chaining = settings.chaining.clone();
+        addresses.extend(chaining.as_ref().and_then(|c| c.local_v4));
+        addresses.dedup();
+        let lma = Lma::new(settings.core, now, wall_clock)
+            .with_context(|| format!("{name}: the address pools"))?;
+        let lma = match chaining {
+            Some(c) => lma.with_chaining(c),
+            None => lma,
+        };
+        Ok(LmaNode::new(name, lma, &addresses))
+    }
+
+    /// `lma` answering on `addresses` (a visited gateway has one toward the ePDGs and
+    /// one toward the home gateways).
+    pub fn new(name: &str, lma: Lma, addresses: &[Ipv4Addr]) -> Self {
+        LmaNode {
+            name: name.into(),
+            lma,
+            addresses: addresses.to_vec(),
+            reports: Vec::new(),
+        }
+    }
+}
+
+impl Node for LmaNode {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn addresses(&self) -> Vec<IpAddr> {
+        self.addresses.iter().map(|a| IpAddr::V4(*a)).collect()
+    }
+
+    fn handle(
+        &mut self,
+        input: NodeInput<'_>,
+        now: Instant,
+        _rng: &mut StdRng,
+        out: &mut Vec<NodeOutput>,
+    ) {
+        let mut lma_out = Vec::new();
+        match input {
+            NodeInput::Datagram {
+                from: SocketAddr::V4(mag),
+                to: SocketAddr::V4(local),
+                bytes,
+            } if local.port() == MH_PORT => {
+                let from = MagAddress::Udp4 {
+                    mag,
+                    local: *local.ip(),
+                };
+                self.lma
+                    .handle(Input::Mobility { from, bytes }, now, &mut lma_out);
+            }
+            NodeInput::Timeout => self.lma.handle(Input::Timeout, now, &mut lma_out),
+            // IPv6 transport and streams are not this node's.
+            NodeInput::Datagram { .. } | NodeInput::Stream(_) => {}
+        }
+        for o in lma_out {
+            match o {
+                Output::Send {
+                    to: MagAddress::Udp4 { mag, local },
+                    bytes,
+                } => out.push(NodeOutput::Datagram {
+                    from: SocketAddr::V4(SocketAddrV4::new(local, MH_PORT)),
+                    to: SocketAddr::V4(mag),
+                    bytes,
+                }),
+                // Not routed here: the network has no IPv6 Mobility Header path yet.
+                Output::Send { .. } => {}
+                other => self.reports.push((now, other)),
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.lma.poll_timeout()
+    }
+}
