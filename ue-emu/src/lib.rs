@@ -1,5 +1,5 @@
 //! The UE emulator (DESIGN.md section 6): `ue-emu attach` runs one UE through the S2b
-//! attach, the IKEv2 initiator ([`pmip_common::ike::sa::InitiatorSa`]) driven together
+//! attach, the IKEv2 initiator ([`pmip_common::ike::initiator::InitiatorSa`]) driven together
 //! with the EAP-AKA peer ([`pmip_common::eap::Peer`], a software USIM) over one UDP
 //! socket, and reports the ladder with per-step times.
 
@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use pmip_common::eap::{Peer, PeerConfig, PeerOutput, Sqn, Usim};
 use pmip_common::ike::auth::{PeerVerifier, PinnedEcdsaP256Key};
-use pmip_common::ike::sa::{
-    CloseReason, Event, InitiatorConfig, InitiatorSa, Output, RetransmitPolicy,
-};
+use pmip_common::ike::initiator::{InitiatorConfig, InitiatorSa};
+use pmip_common::ike::sa::{CloseReason, Event, Output, RetransmitPolicy};
 use pmip_common::ike::wire::{
     AuthPayload, CertPayload, ConfigAttribute, Identification, NotifyType, TrafficSelector,
 };

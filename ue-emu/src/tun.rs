@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use ipnet::{IpNet, Ipv6Net};
 use pmip_common::esp::{child_sa_pair, next_header_of, IkeRole, UdpEncapsulated, NAT_KEEPALIVE};
-use pmip_common::ike::sa::{ChildSa, Event, InitiatorSa, Output};
+use pmip_common::ike::initiator::InitiatorSa;
+use pmip_common::ike::sa::{ChildSa, Event, Output};
 use rand::rngs::OsRng;
 use serde::Serialize;
 
