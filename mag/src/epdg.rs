@@ -46,6 +46,8 @@
 //! list's, the Diameter link's and the shutdown's.
 
 mod aaa_link;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
