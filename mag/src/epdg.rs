@@ -9,33 +9,33 @@
 //! The attach ladder, and the function that makes each step:
 //!
 //! 1. IKE_SA_INIT: [`Endpoint::handle`] answers it (cookies, the retransmission cache)
-//!    with a new half-open IKE SA; [`Epdg::new_ue`] gives it a Diameter Session-Id and a
+//!    with a new half-open IKE SA; `Epdg::new_ue` gives it a Diameter Session-Id and a
 //!    downlink GRE key (RFC 5845) and starts its [`Attach`].
 //! 2. IKE_AUTH (IDi = NAI, IDr = APN, CP request): the SA reports
-//!    [`Event::AuthRequested`]; [`Epdg::step`] feeds it to [`Attach::handle`], whose DER
-//!    (EAP-Response/Identity) [`Epdg::carry_out`] sends on the SWm link
-//!    ([`AaaLink::send`]); without an open link the attach fails at once
+//!    [`Event::AuthRequested`]; `Epdg::step` feeds it to [`Attach::handle`], whose DER
+//!    (EAP-Response/Identity) `Epdg::carry_out` sends on the SWm link
+//!    (`AaaLink::send`); without an open link the attach fails at once
 //!    (NETWORK_FAILURE).
-//! 3. DEA with DIAMETER_MULTI_ROUND_AUTH (the AKA-Challenge): [`Epdg::on_swm_answer`]
+//! 3. DEA with DIAMETER_MULTI_ROUND_AUTH (the AKA-Challenge): `Epdg::on_swm_answer`
 //!    finds the UE by Session-Id; the EAP request goes to the UE
 //!    ([`Endpoint::send_eap`]), its EAP response comes back as [`Event::EapResponse`] and
 //!    goes out in the next DER.
 //! 4. DEA with DIAMETER_SUCCESS: the attach holds the EAP-Success and the MSK and, unless
 //!    the DEA named the gateway, asks with an AAR; the AAA names it.
-//! 5. PBU: [`Epdg::register`] either hands over the binding of an older IKE SA of the
+//! 5. PBU: `Epdg::register` either hands over the binding of an older IKE SA of the
 //!    same (NAI, APN) or gives the request to the [`BindingUpdateList`], which sends the
-//!    PBU ([`Epdg::send_pbu`]) and retransmits it (RFC 5213 section 6.9.4).
-//! 6. PBA: [`Epdg::on_mobility`] hands it to the list; [`Epdg::on_list_outputs`] passes
+//!    PBU (`Epdg::send_pbu`) and retransmits it (RFC 5213 section 6.9.4).
+//! 6. PBA: `Epdg::on_mobility` hands it to the list; `Epdg::on_list_outputs` passes
 //!    `Registered` to the attach, which only now releases the EAP-Success (the gate) with
 //!    the LMA's addresses in the CFG_REPLY to come ([`Endpoint::eap_success`]). A
 //!    registration whose UE left meanwhile is undone with a lifetime-0 PBU.
 //! 7. IKE_AUTH (AUTH from the MSK): the SA checks it and answers with AUTH, CFG_REPLY,
 //!    SA and TS; [`Event::Established`] makes the attach report the UE attached and
-//!    [`Epdg::session_up`] hands the data plane its CHILD_SA keys, addresses and GRE keys.
+//!    `Epdg::session_up` hands the data plane its CHILD_SA keys, addresses and GRE keys.
 //!
 //! Every failure (DEA or AAA refusal, AAA silent or unreachable, PBA error, LMA silent)
 //! ends IKE_AUTH with an error notify; the attach then de-registers a binding it made and
-//! ends its AAA session (STR), and [`Epdg::remove_ue`] drops the UE with its IKE SA,
+//! ends its AAA session (STR), and `Epdg::remove_ue` drops the UE with its IKE SA,
 //! Session-Id, binding key and deadline. A UE that deletes its IKE SA, stops answering
 //! liveness checks (RFC 7296 section 2.4) or never finishes IKE_AUTH goes the same way.
 //! [`Input::Shutdown`] deletes every IKE SA, waits (up to `shutdown_grace`) for the
@@ -46,6 +46,8 @@
 //! list's, the Diameter link's and the shutdown's.
 
 mod aaa_link;
+mod config;
+mod report;
 #[cfg(test)]
 mod tests;
 
@@ -55,124 +57,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use pmip_common::binding_update_list::{
-    self as bul, BindingUpdateList, MagConfig, MobileNodeKey, RegistrationFailure,
-    RegistrationRequest,
+    self as bul, BindingUpdateList, MobileNodeKey, RegistrationFailure, RegistrationRequest,
 };
-use pmip_common::diameter::base::Capabilities;
-use pmip_common::diameter::peer::{DownReason, PeerConfig, PeerEvent};
 use pmip_common::diameter::swm::{self, SwmMessage};
-use pmip_common::diameter::{Error as DiameterError, Message};
+use pmip_common::diameter::Message;
 use pmip_common::ike::endpoint::{Endpoint, EndpointOutput, Transmit};
-use pmip_common::ike::responder::ResponderConfig;
-use pmip_common::ike::sa::{ChildSa, Discard, Event};
+use pmip_common::ike::sa::{ChildSa, Event};
 use pmip_common::ike::Random;
 use pmip_common::mh::{
-    ChecksumContext, GreKey, Lifetime, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck,
+    ChecksumContext, GreKey, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck,
     ProxyBindingUpdate, IPPROTO_NONE,
 };
 use pmip_common::time::DeadlineQueue;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
-use serde::Serialize;
 
-use crate::attach::{self, Attach, AttachConfig, AttachInfo, Outcome};
+use crate::attach::{self, Attach, AttachConfig, AttachInfo};
 use crate::dataplane::SessionInfo;
 use aaa_link::AaaLink;
-
-/// Everything the core needs, without files: build it with [`EpdgConfig::default`] and
-/// change fields, or from the `mag.toml` settings with [`EpdgConfig::from_config`].
-#[derive(Debug, Clone)]
-pub struct EpdgConfig {
-    /// IKE: suites, identity and certificate, cookie threshold, timers, liveness checks.
-    pub ike: ResponderConfig,
-    /// Each UE's attach: Diameter identities, the LMAs' port, default APN, DNS and
-    /// P-CSCF for the CFG_REPLY, how long the AAA may take.
-    pub attach: AttachConfig,
-    /// The binding update list: PBU retransmissions, requested lifetime (RFC 5213).
-    pub mag: MagConfig,
-    /// Our IPv4 address toward the LMAs: the source of PBUs over IPv4 (RFC 5844) and of
-    /// their checksum.
-    pub mh_local: Ipv4Addr,
-    /// What we advertise in CER and the watchdog timers (RFC 6733, RFC 3539).
-    pub diameter: PeerConfig,
-    /// The wait before connecting again after the connection to the AAA failed or ended.
-    pub reconnect_delay: Duration,
-    /// How long shutdown waits for de-registrations before the DPR.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for EpdgConfig {
-    fn default() -> Self {
-        EpdgConfig::from_config(&crate::config::Config::default(), None)
-    }
-}
-
-impl EpdgConfig {
-    /// The core's settings from `mag.toml` (`config`, already validated) and our
-    /// certificate signer. Unparsable `ike_suites` are left out here: the driver checks
-    /// them (naming the field) before it builds the core.
-    pub fn from_config(
-        config: &crate::config::Config,
-        signer: Option<Arc<dyn pmip_common::ike::auth::Signer>>,
-    ) -> Self {
-        let suites: Vec<_> = config
-            .ike_suites
-            .iter()
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        let defaults = ResponderConfig::default();
-        let ike = ResponderConfig {
-            suites: if suites.is_empty() {
-                defaults.suites.clone()
-            } else {
-                suites
-            },
-            identity: pmip_common::ike::wire::Identification::Fqdn(config.ike_identity.clone()),
-            half_open_timeout: Duration::from_secs(config.half_open_timeout_secs),
-            cookie_threshold: config.cookie_threshold,
-            signer,
-            accept_eap_only: config.eap_only_auth,
-            retransmit: pmip_common::ike::sa::RetransmitPolicy {
-                initial: Duration::from_millis(config.ike_retransmit_ms),
-                max_retransmissions: config.ike_max_retransmissions,
-            },
-            liveness_interval: (config.liveness_interval_secs > 0)
-                .then(|| Duration::from_secs(config.liveness_interval_secs)),
-            ..defaults
-        };
-        let attach = AttachConfig {
-            origin_host: config.origin_host.clone(),
-            origin_realm: config.origin_realm.clone(),
-            destination_realm: config.destination_realm.clone(),
-            lma_port: config.lma_port,
-            default_apn: config.default_apn.clone(),
-            dns: config.dns.clone(),
-            pcscf: config.pcscf.clone(),
-            diameter_timeout: Duration::from_millis(config.diameter_timeout_ms),
-        };
-        let mag = MagConfig {
-            init_min_delay_between_bus: Duration::from_millis(config.pbu_retransmit_ms),
-            max_retransmissions: config.pbu_max_retransmissions,
-            requested_lifetime: Lifetime::from_secs(config.binding_lifetime_secs),
-            ..MagConfig::default()
-        };
-        let capabilities = Capabilities::swm(
-            &config.origin_host,
-            &config.origin_realm,
-            vec![IpAddr::from(config.mh_local)],
-            "pmip-mag",
-        );
-        EpdgConfig {
-            ike,
-            attach,
-            mag,
-            mh_local: config.mh_local,
-            diameter: PeerConfig::new(capabilities),
-            reconnect_delay: Duration::from_secs(2),
-            shutdown_grace: Duration::from_secs(1),
-        }
-    }
-}
+pub use config::EpdgConfig;
+pub use report::{AttachedUe, Report, Status};
 
 /// What the driver feeds in.
 #[derive(Debug, Clone, Copy)]
@@ -227,146 +131,6 @@ pub enum Output {
     SessionDown { ike_spi: u64 },
     /// Something to log.
     Report(Report),
-}
-
-/// What happened, for the log.
-#[derive(Debug)]
-pub enum Report {
-    /// A new IKE SA (its keys for a Wireshark keylog: [`Epdg::keylog_record`]).
-    IkeSaCreated {
-        spi: u64,
-    },
-    /// An IKE datagram was dropped without effect.
-    IkeDropped {
-        spi: Option<u64>,
-        reason: Discard,
-    },
-    DiameterOpen {
-        applications: Vec<u32>,
-    },
-    DiameterDown(DownReason),
-    /// The AAA's byte stream could not be framed: the connection is closed.
-    DiameterStreamBroken(DiameterError),
-    /// A request from the AAA, answered DIAMETER_COMMAND_UNSUPPORTED.
-    DiameterRequestRefused {
-        command: u32,
-        session: String,
-    },
-    /// Another event of the Diameter peer (failover, failback, DPR from the AAA).
-    DiameterEvent(PeerEvent),
-    /// A Diameter answer that is not usable: no such session, or not parsable.
-    SwmAnswerDropped {
-        reason: String,
-    },
-    /// A STR could not be sent: the AAA is unreachable.
-    StrNotSent {
-        session: String,
-    },
-    PbuSent {
-        to: SocketAddr,
-        sequence: u16,
-        lifetime: Lifetime,
-    },
-    PbaReceived {
-        from: SocketAddr,
-        sequence: u16,
-        status: pmip_common::mh::BindingAckStatus,
-    },
-    /// A Mobility Header message the MAG does not act on (not a PBA).
-    MobilityIgnored {
-        from: SocketAddr,
-        message: String,
-    },
-    /// A Mobility Header message that should have been a PBA and is not usable.
-    MobilityDropped {
-        from: SocketAddr,
-        reason: String,
-    },
-    /// The PBA accepted the binding: the EAP-Success goes to the UE.
-    EapSuccessReleased {
-        nai: String,
-        apn: String,
-    },
-    /// A UE is attached; `attached` UEs are now.
-    Attached {
-        spi: u64,
-        info: Box<AttachInfo>,
-        attached: usize,
-    },
-    /// Attached without a CHILD_SA for the data plane.
-    NoChildSa {
-        spi: u64,
-    },
-    /// A newer IKE SA of the same (NAI, APN) took the binding over.
-    BindingHandedOver {
-        key: MobileNodeKey,
-        old: u64,
-        new: u64,
-    },
-    /// An attach ended (rejected, detached or abandoned).
-    AttachEnded {
-        spi: u64,
-        outcome: Outcome,
-    },
-    /// A UE's state is gone; what is left.
-    UeRemoved {
-        spi: u64,
-        ike_sas: usize,
-        aaa_sessions: usize,
-        bindings: usize,
-    },
-    BindingRefreshed {
-        key: MobileNodeKey,
-    },
-    BindingRemoved {
-        key: MobileNodeKey,
-        acknowledged: bool,
-        bindings: usize,
-    },
-    ShuttingDown {
-        ike_sas: usize,
-    },
-    /// Shutdown is done (DPR sent if the AAA was reachable): the driver may exit.
-    Stopped {
-        bindings: usize,
-    },
-}
-
-/// The state summary of the status file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Status {
-    pub ike_sas: usize,
-    pub aaa_sessions: usize,
-    pub bindings: usize,
-    pub diameter_open: bool,
-    /// Attached UEs by NAI and APN.
-    pub attached: Vec<AttachedUe>,
-}
-
-/// One attached UE in the status file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AttachedUe {
-    pub nai: String,
-    pub apn: String,
-    pub lma: SocketAddr,
-    pub ipv4: Option<Ipv4Addr>,
-    pub ipv6_prefix: Option<ipnet::Ipv6Net>,
-    pub uplink_gre_key: Option<u32>,
-    pub downlink_gre_key: u32,
-}
-
-impl From<&AttachInfo> for AttachedUe {
-    fn from(a: &AttachInfo) -> Self {
-        AttachedUe {
-            nai: a.nai.clone(),
-            apn: a.apn.clone(),
-            lma: a.lma,
-            ipv4: a.ipv4.map(|n| n.addr()),
-            ipv6_prefix: a.ipv6_prefix,
-            uplink_gre_key: a.uplink_gre_key.map(|k| k.0),
-            downlink_gre_key: a.downlink_gre_key.0,
-        }
-    }
 }
 
 /// One UE: its attach procedure (its IKE SA is in the endpoint under the same SPI).

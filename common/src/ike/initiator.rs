@@ -1,7 +1,7 @@
 //! The initiator's IKE SA (RFC 7296 sections 1.2, 2.6, 2.16, RFC 5998): the UE
 //! emulator's side of IKE_SA_INIT (INVALID_KE_PAYLOAD retry, cookies, NAT detection) and
 //! of an EAP-only IKE_AUTH whose EAP the application answers with its USIM, with the
-//! shared windows, retransmissions and SK protection of [`SaCore`].
+//! shared windows, retransmissions and SK protection of the SA core ([`super::sa`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //!
 //! A `ResponderSa` is made and owned by the [`Endpoint`](super::endpoint::Endpoint),
 //! which finds it by our SPI and passes the application's calls on; the windows,
-//! retransmissions and SK protection are the shared [`SaCore`].
+//! retransmissions and SK protection are the shared SA core ([`super::sa`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

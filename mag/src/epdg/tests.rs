@@ -25,6 +25,9 @@ use pmip_common::ike::wire::{
 use pmip_common::ike::{EspSuite, IkeSuite};
 
 use super::*;
+use crate::attach::Outcome;
+use pmip_common::diameter::peer::PeerConfig;
+use pmip_common::mh::Lifetime;
 
 const IMSI: &str = "234150999999999";
 const K: [u8; 16] = [0x46; 16];
