@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::auth::PeerVerifier;
 use super::crypto::{CryptoError, DhGroup, DhPrivate, EspSuite, IkeSuite, Random};
-use super::keys::{shared_key_auth, signed_octets, verify_shared_key_auth, IkeSaKeys};
+use super::keys::{shared_key_auth, verify_shared_key_auth, IkeSaKeys};
 use super::sa::{
     backoff, nat_detected, nat_detection, nonce, nonzero_spi, notify_of, ChildSa, CloseReason,
     Discard, Established, Event, Incoming, Output, Receipt, RetransmitPolicy, SaCore,
@@ -495,13 +495,9 @@ impl InitiatorSa {
                 _ => None,
             })
             .collect();
-        let octets = signed_octets(
-            self.core.keys.suite().prf,
-            &self.init_response,
-            &self.ni,
-            &self.core.keys.sk_pr,
-            &idr.body_bytes(),
-        );
+        let octets = self
+            .core
+            .responder_signed_octets(&self.init_response, &self.ni, idr);
         verifier.verify(&certificates, auth, &octets)
     }
 
@@ -524,13 +520,9 @@ impl InitiatorSa {
                 out,
             );
         };
-        let octets = signed_octets(
-            prf,
-            &self.init_response,
-            &self.ni,
-            &self.core.keys.sk_pr,
-            &idr.body_bytes(),
-        );
+        let octets = self
+            .core
+            .responder_signed_octets(&self.init_response, &self.ni, &idr);
         if !verify_shared_key_auth(prf, msk, &octets, &auth.data) {
             return self.give_up(
                 CloseReason::NotifyReceived(NotifyType::AuthenticationFailed),
@@ -614,13 +606,9 @@ impl InitiatorSa {
             return false;
         }
         let prf = self.core.keys.suite().prf;
-        let octets = signed_octets(
-            prf,
-            &self.init_request,
-            &self.nr,
-            &self.core.keys.sk_pi,
-            &self.config.idi.body_bytes(),
-        );
+        let octets =
+            self.core
+                .initiator_signed_octets(&self.init_request, &self.nr, &self.config.idi);
         let auth = Payload::Auth(AuthPayload {
             method: AuthMethod::SharedKeyMessageIntegrityCode,
             data: shared_key_auth(prf, &msk, &octets),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::auth::Signer;
 use super::crypto::{EspSuite, IkeSuite, Random};
-use super::keys::{shared_key_auth, signed_octets, verify_shared_key_auth, IkeSaKeys};
+use super::keys::{shared_key_auth, verify_shared_key_auth, IkeSaKeys};
 use super::sa::{
     ChildSa, CloseReason, Discard, Established, Event, Incoming, Output, Receipt, RetransmitPolicy,
     SaCore,
@@ -362,13 +362,9 @@ impl ResponderSa {
                     _ => None,
                 });
                 let prf = self.core.keys.suite().prf;
-                let octets = signed_octets(
-                    prf,
-                    &self.init_request,
-                    &self.nr,
-                    &self.core.keys.sk_pi,
-                    &request.idi.body_bytes(),
-                );
+                let octets =
+                    self.core
+                        .initiator_signed_octets(&self.init_request, &self.nr, &request.idi);
                 let ok = auth.as_ref().is_some_and(|a| {
                     a.method == AuthMethod::SharedKeyMessageIntegrityCode
                         && verify_shared_key_auth(prf, &msk, &octets, &a.data)
@@ -377,13 +373,9 @@ impl ResponderSa {
                     return self.fail(id, NotifyType::AuthenticationFailed, None, rng, out);
                 }
                 let idr = self.our_idr(&request);
-                let our_octets = signed_octets(
-                    prf,
-                    &self.init_response,
-                    &self.ni,
-                    &self.core.keys.sk_pr,
-                    &idr.body_bytes(),
-                );
+                let our_octets =
+                    self.core
+                        .responder_signed_octets(&self.init_response, &self.ni, &idr);
                 let keys = match self.core.child_keys(&request.esp, &self.ni, &self.nr) {
                     Ok(k) => k,
                     Err(_) => return self.fail(id, NotifyType::TemporaryFailure, None, rng, out),
@@ -483,13 +475,9 @@ impl ResponderSa {
             let idr = self.our_idr(&request);
             payloads.push(Payload::IdR(idr.clone()));
             if let (false, Some(signer)) = (request.eap_only, self.config.signer.clone()) {
-                let octets = signed_octets(
-                    self.core.keys.suite().prf,
-                    &self.init_response,
-                    &self.ni,
-                    &self.core.keys.sk_pr,
-                    &idr.body_bytes(),
-                );
+                let octets = self
+                    .core
+                    .responder_signed_octets(&self.init_response, &self.ni, &idr);
                 let Ok(signature) = signer.sign(&octets) else {
                     self.fail(message_id, NotifyType::AuthenticationFailed, None, rng, out);
                     return true;

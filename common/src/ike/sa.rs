@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::crypto::{CryptoError, EspSuite, Random};
-use super::keys::{nat_detection_hash, ChildSaKeys, IkeSaKeys};
+use super::keys::{nat_detection_hash, signed_octets, ChildSaKeys, IkeSaKeys};
 use super::responder::AuthRequest;
 use super::sk::{SkError, SkKeys};
 use super::wire::*;
@@ -456,6 +456,30 @@ impl SaCore {
             out,
         );
         self.close(CloseReason::Deleted, out);
+    }
+
+    /// What the responder's AUTH covers (section 2.15): its IKE_SA_INIT response, the
+    /// initiator's nonce and prf(SK_pr, IDr').
+    pub(super) fn responder_signed_octets(
+        &self,
+        init_response: &[u8],
+        ni: &[u8],
+        idr: &Identification,
+    ) -> Vec<u8> {
+        let prf = self.keys.suite().prf;
+        signed_octets(prf, init_response, ni, &self.keys.sk_pr, &idr.body_bytes())
+    }
+
+    /// What the initiator's AUTH covers (section 2.15): its IKE_SA_INIT request, the
+    /// responder's nonce and prf(SK_pi, IDi').
+    pub(super) fn initiator_signed_octets(
+        &self,
+        init_request: &[u8],
+        nr: &[u8],
+        idi: &Identification,
+    ) -> Vec<u8> {
+        let prf = self.keys.suite().prf;
+        signed_octets(prf, init_request, nr, &self.keys.sk_pi, &idi.body_bytes())
     }
 
     pub(super) fn child_keys(
