@@ -17,7 +17,6 @@ use anyhow::{Context, Result};
 use pmip_common::esp::UdpEncapsulated;
 use pmip_common::ike::auth::Signer;
 use pmip_common::ike::endpoint::Transmit;
-use pmip_common::ike::IkeSuite;
 use pmip_common::mh::{mobility_header_checksum, ChecksumContext};
 use pmip_common::pcap::PcapWriter;
 use rand::rngs::OsRng;
@@ -210,18 +209,10 @@ impl Epdg {
         let local_500 = ike500.local_addr()?;
         let local_4500 = ike4500.local_addr()?;
         let local_mh = mh.local_addr()?;
-        for suite in &config.ike_suites {
-            suite
-                .parse::<IkeSuite>()
-                .map_err(|e| anyhow::anyhow!("ike_suites: {e}"))?;
-        }
+        let mut core_config = EpdgConfig::from_config(&config)?;
+        core_config.ike.signer = Some(signer(&config)?);
         let mut rng = OsRng;
-        let core = epdg::Epdg::new(
-            EpdgConfig::from_config(&config, Some(signer(&config)?)),
-            Instant::now(),
-            SystemTime::now(),
-            &mut rng,
-        );
+        let core = epdg::Epdg::new(core_config, Instant::now(), SystemTime::now(), &mut rng);
         let pcap = match &config.pcap {
             Some(p) => {
                 Some(PcapWriter::create(p).with_context(|| format!("creating {}", p.display()))?)

@@ -2,20 +2,19 @@
 //! without files, or from the `mag.toml` settings.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use pmip_common::binding_update_list::MagConfig;
 use pmip_common::diameter::base::Capabilities;
 use pmip_common::diameter::peer::PeerConfig;
-use pmip_common::ike::auth::Signer;
 use pmip_common::ike::responder::ResponderConfig;
 use pmip_common::ike::sa::RetransmitPolicy;
 use pmip_common::ike::wire::Identification;
+use pmip_common::ike::IkeSuite;
 use pmip_common::mh::Lifetime;
 
 use crate::attach::AttachConfig;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 
 /// Everything the core needs, without files: build it with [`EpdgConfig::default`] and
 /// change fields, or from the `mag.toml` settings with [`EpdgConfig::from_config`].
@@ -41,20 +40,26 @@ pub struct EpdgConfig {
 
 impl Default for EpdgConfig {
     fn default() -> Self {
-        EpdgConfig::from_config(&Config::default(), None)
+        EpdgConfig::with_suites(&Config::default(), Vec::new())
     }
 }
 
 impl EpdgConfig {
-    /// The core's settings from `mag.toml` (`config`, already validated) and our
-    /// certificate signer. Unparsable `ike_suites` are left out here: the driver checks
-    /// them (naming the field) before it builds the core.
-    pub fn from_config(config: &Config, signer: Option<Arc<dyn Signer>>) -> Self {
-        let suites: Vec<_> = config
+    /// The core's settings from the `mag.toml` settings `config`. No certificate: the
+    /// caller that has one sets `ike.signer` (without, UEs that do not offer EAP-only
+    /// authentication get AUTHENTICATION_FAILED).
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let suites = config
             .ike_suites
             .iter()
-            .filter_map(|s| s.parse().ok())
-            .collect();
+            .map(|s| s.parse::<IkeSuite>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::Invalid(format!("ike_suites: {e}")))?;
+        Ok(EpdgConfig::with_suites(config, suites))
+    }
+
+    /// `config` with these IKE suites (our defaults when empty).
+    fn with_suites(config: &Config, suites: Vec<IkeSuite>) -> Self {
         let defaults = ResponderConfig::default();
         let ike = ResponderConfig {
             suites: if suites.is_empty() {
@@ -65,7 +70,7 @@ impl EpdgConfig {
             identity: Identification::Fqdn(config.ike_identity.clone()),
             half_open_timeout: Duration::from_secs(config.half_open_timeout_secs),
             cookie_threshold: config.cookie_threshold,
-            signer,
+            signer: None,
             accept_eap_only: config.eap_only_auth,
             retransmit: RetransmitPolicy {
                 initial: Duration::from_millis(config.ike_retransmit_ms),

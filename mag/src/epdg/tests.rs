@@ -1100,3 +1100,24 @@ fn poll_timeout_is_exact_and_nothing_waits_after_an_attach() {
         .any(|r| matches!(r, Report::BindingRefreshed { .. })));
     assert_eq!(net.epdg.status().bindings, 1);
 }
+
+#[test]
+fn the_core_config_comes_from_mag_toml_settings_and_names_a_bad_suite() {
+    let settings = crate::config::Config {
+        ike_suites: vec!["aes128-sha256-prfsha256-modp2048".into()],
+        liveness_interval_secs: 0,
+        half_open_timeout_secs: 7,
+        ..crate::config::Config::default()
+    };
+    let config = EpdgConfig::from_config(&settings).unwrap();
+    assert_eq!(config.ike.suites.len(), 1);
+    assert_eq!(config.ike.liveness_interval, None);
+    assert_eq!(config.ike.half_open_timeout, Duration::from_secs(7));
+    assert!(config.ike.signer.is_none());
+    let bad = crate::config::Config {
+        ike_suites: vec!["aes128-nonsense".into()],
+        ..crate::config::Config::default()
+    };
+    let error = EpdgConfig::from_config(&bad).unwrap_err().to_string();
+    assert!(error.starts_with("ike_suites: "), "{error}");
+}
