@@ -4,7 +4,7 @@
 //! crosses an in-memory wire in order; the tests advance the clock to the next deadline
 //! of any node.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::UNIX_EPOCH;
 
@@ -194,16 +194,13 @@ impl Net {
         let now = Instant::now();
         let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut rng = StdRng::seed_from_u64(7);
-        let aaa_config = AaaConfig {
-            origin_host: format!("aaa.{REALM}"),
-            origin_realm: REALM.into(),
-            listen: "127.0.0.1:3868".parse().unwrap(),
-            subscribers: "subscribers.toml".into(),
-            sqn_state: "sqn.toml".into(),
-            gateways: BTreeMap::from([(APN.to_string(), IpAddr::from(LMA_IP))]),
-            home_realms: BTreeMap::new(),
-            relay_timeout_secs: 5,
-        };
+        // From TOML, as the aaa-stub reads it: fields added later take their defaults.
+        let aaa_config: AaaConfig = toml::from_str(&format!(
+            "origin_host = \"aaa.{REALM}\"\norigin_realm = \"{REALM}\"\n\
+             subscribers = \"subscribers.toml\"\nsqn_state = \"sqn.toml\"\n\
+             [gateways]\n{APN} = \"{LMA_IP}\"\n"
+        ))
+        .unwrap();
         let mut net = Net {
             now,
             seq: 0,
