@@ -11,7 +11,6 @@ use std::time::UNIX_EPOCH;
 use aaa_stub::config::AaaConfig;
 use aaa_stub::core::{self as aaa, Aaa, Subscribers};
 use aaa_stub::subscriber::{Key128, Subscriber};
-use lma::config::{MagFilter, UnauthorizedMag};
 use lma::{Lma, LmaSettings, MagAddress};
 use pmip_common::diameter::codes::command;
 use pmip_common::diameter::peer::{self, Peer, Role};
@@ -27,7 +26,6 @@ use pmip_common::ike::{EspSuite, IkeSuite};
 use super::*;
 use crate::attach::Outcome;
 use pmip_common::diameter::peer::PeerConfig;
-use pmip_common::mh::Lifetime;
 
 const IMSI: &str = "234150999999999";
 const K: [u8; 16] = [0x46; 16];
@@ -81,19 +79,21 @@ fn epdg_config() -> EpdgConfig {
     config
 }
 
+/// The LMA's settings from `lma.toml` text, as the lma reads them (fields added later
+/// take their defaults): pools, GRE keys required, our MAG allowed.
+fn lma_settings_from(extra: &str) -> LmaSettings {
+    let text = format!(
+        "listen_v4 = \"{LMA_IP}:5436\"\nipv6_pool = \"2001:db8:45::/48\"\n\
+         max_lifetime_secs = 7200\n\
+         timestamp_window_ms = 7000\nrequire_gre_key = true\n\
+         allowed_mags = [\"{MH_LOCAL}\"]\n{extra}"
+    );
+    let layer: lma::config::ConfigLayer = toml::from_str(&text).unwrap();
+    lma::config::resolve(None, &layer).unwrap().core
+}
+
 fn lma_settings() -> LmaSettings {
-    LmaSettings {
-        ipv4_pool: Some("10.45.0.0/24".parse().unwrap()),
-        ipv4_default_router: Some("10.45.0.1".parse().unwrap()),
-        ipv6_pool: Some("2001:db8:45::/48".parse().unwrap()),
-        max_lifetime: Lifetime::from_secs(7200),
-        timestamp_window: Duration::from_secs(7),
-        require_timestamp: false,
-        require_gre_key: true,
-        unauthorized_mag: UnauthorizedMag::Reject,
-        allowed_mags: vec![MagFilter(IpAddr::from(MH_LOCAL).into())],
-        restart_counter: 1,
-    }
+    lma_settings_from("ipv4_pool = \"10.45.0.0/24\"\nipv4_default_router = \"10.45.0.1\"\n")
 }
 
 /// One UE: its IKE SA and USIM.
@@ -878,11 +878,7 @@ fn a_silent_lma_is_network_failure_after_the_pbu_retransmissions() {
 #[test]
 fn a_pba_error_is_pdn_connection_rejection() {
     // No IPv4 pool: the LMA refuses the IPv4 home address request (RFC 5844, 170).
-    let settings = LmaSettings {
-        ipv4_pool: None,
-        ipv4_default_router: None,
-        ..lma_settings()
-    };
+    let settings = lma_settings_from("");
     assert_rejected(
         Net::with(epdg_config(), settings),
         APN,
