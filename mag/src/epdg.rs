@@ -75,7 +75,7 @@ use rand::{RngCore, SeedableRng};
 use crate::attach::{self, Attach, AttachConfig, AttachInfo};
 use crate::dataplane::SessionInfo;
 use aaa_link::AaaLink;
-pub use config::EpdgConfig;
+pub use config::{EpdgConfig, EpdgConfigError};
 pub use report::{AttachedUe, Report, Status};
 
 /// What the driver feeds in.

@@ -14,7 +14,14 @@ use pmip_common::ike::IkeSuite;
 use pmip_common::mh::Lifetime;
 
 use crate::attach::AttachConfig;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
+
+/// A `mag.toml` setting the core cannot take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EpdgConfigError {
+    #[error("ike_suites: {0}")]
+    IkeSuite(String),
+}
 
 /// Everything the core needs, without files: build it with [`EpdgConfig::default`] and
 /// change fields, or from the `mag.toml` settings with [`EpdgConfig::from_config`].
@@ -48,13 +55,13 @@ impl EpdgConfig {
     /// The core's settings from the `mag.toml` settings `config`. No certificate: the
     /// caller that has one sets `ike.signer` (without, UEs that do not offer EAP-only
     /// authentication get AUTHENTICATION_FAILED).
-    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+    pub fn from_config(config: &Config) -> Result<Self, EpdgConfigError> {
         let suites = config
             .ike_suites
             .iter()
             .map(|s| s.parse::<IkeSuite>())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ConfigError::Invalid(format!("ike_suites: {e}")))?;
+            .map_err(|e| EpdgConfigError::IkeSuite(e.to_string()))?;
         Ok(EpdgConfig::with_suites(config, suites))
     }
 
