@@ -267,6 +267,13 @@ impl BindingUpdateList {
         self.entries.is_empty()
     }
 
+    /// Whether the first registration of this mobile node is under way (no PBA yet).
+    pub fn is_registering(&self, key: &MobileNodeKey) -> bool {
+        self.entries
+            .get(key)
+            .is_some_and(|e| e.phase == Phase::Registering)
+    }
+
     /// What the LMA granted this mobile node, if it is registered.
     pub fn registration(&self, key: &MobileNodeKey) -> Option<&Registration> {
         self.entries.get(key).and_then(|e| e.granted.as_ref())

@@ -22,7 +22,8 @@ use pmip_common::diameter::swm::{
     AaAnswer, AaRequest, AnswerResult, AuthRequestType, DiameterEapAnswer, DiameterEapRequest,
     Mip6AgentInfo, SessionTerminationRequest, TerminationCause, RAT_TYPE_WLAN,
 };
-use pmip_common::ike::sa::{Acceptance, AuthRequest, CloseReason};
+use pmip_common::ike::responder::{Acceptance, AuthRequest};
+use pmip_common::ike::sa::CloseReason;
 use pmip_common::ike::wire::{ConfigAttribute, Identification, NotifyType, TrafficSelector};
 use pmip_common::mh::{GreKey, HandoffIndicator, ThreeGppOption, VendorSpecific};
 

@@ -1,10 +1,12 @@
-//! The tokio driver of the ePDG: UDP 500/4500 for IKE, one Diameter connection to the
-//! AAA, one UDP socket toward the LMAs. One task owns every state machine (IKE SAs,
-//! attach procedures, the Diameter peer, the binding update list); socket readers feed it
-//! through a channel, and it sleeps until the earliest `poll_timeout()`.
+//! The tokio driver of the ePDG: it binds UDP 500/4500 for IKE, a UDP socket (and,
+//! with `mh_local_v6`, a raw IPv6 socket) toward the LMAs, the raw GRE sockets of the
+//! data plane, and opens the Diameter connection to the AAA when the core asks. Socket
+//! readers feed one task through a channel; that task hands every datagram and byte to
+//! the sans-IO core ([`crate::epdg::Epdg`]), carries out its outputs, sleeps until its
+//! `poll_timeout()`, and writes the pcap, the keylog, the status file and the log lines
+//! from the core's reports. The ESP <-> GRE data plane ([`DataPlane`]) is driven here,
+//! with the sessions the core installs and removes.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -12,35 +14,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use pmip_common::binding_update_list::{self as bul, BindingUpdateList, MagConfig, MobileNodeKey};
-use pmip_common::diameter::base::{Capabilities, DisconnectCause};
-use pmip_common::diameter::peer::{self, Peer, PeerConfig, PeerEvent, Role};
-use pmip_common::diameter::swm::SwmMessage;
-use pmip_common::diameter::{Framer, Message};
-use pmip_common::esp::{UdpEncapsulated, ESP_IN_UDP_PORT};
+use pmip_common::esp::UdpEncapsulated;
 use pmip_common::ike::auth::Signer;
-use pmip_common::ike::sa::{
-    CloseReason, Event as IkeEvent, InitReply, Output as IkeOutput, Responder, ResponderConfig,
-    ResponderSa, RetransmitPolicy,
-};
-use pmip_common::ike::wire::Identification;
-use pmip_common::ike::IkeSuite;
-use pmip_common::mh::{
-    ChecksumContext, GreKey, Lifetime, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck,
-    IPPROTO_NONE,
-};
+use pmip_common::ike::endpoint::Transmit;
+use pmip_common::mh::{mobility_header_checksum, ChecksumContext};
 use pmip_node::pcap::PcapWriter;
 use rand::rngs::OsRng;
-use rand::RngCore;
+use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::attach::{self, Attach, AttachConfig, Outcome};
+use crate::attach::Outcome;
 use crate::config::Config;
-use crate::dataplane::{DataPlane, SessionInfo};
+use crate::dataplane::{Counters, DataPlane};
+use crate::epdg::{self, EpdgConfig, Input, Output, Report};
 
 const TCP_SYN: u8 = 1;
 const TCP_ACK: u8 = 2;
@@ -64,73 +54,56 @@ enum Event {
         data: Vec<u8>,
         from: IpAddr,
     },
-    DiameterUp(OwnedWriteHalf),
-    DiameterConnectFailed(String),
-    DiameterBytes(Vec<u8>),
-    DiameterDown,
+    /// Diameter connection `conn` (the driver's count of connects) is up, failed, has
+    /// bytes, or is closed; events of an older connection are ignored.
+    DiameterUp {
+        conn: u64,
+        writer: OwnedWriteHalf,
+    },
+    DiameterConnectFailed {
+        conn: u64,
+        error: String,
+    },
+    DiameterBytes {
+        conn: u64,
+        bytes: Vec<u8>,
+    },
+    DiameterDown {
+        conn: u64,
+    },
 }
-
-/// One UE: its IKE SA and its attach procedure.
-struct Ue {
-    sa: ResponderSa,
-    attach: Attach,
-    remote: IpAddr,
-    port_500: u16,
-    port_4500: Option<u16>,
-    /// The CHILD_SA of the finished IKE_AUTH, for the data plane.
-    child: Option<pmip_common::ike::sa::ChildSa>,
-    /// When to check that the UE is still there (attached UEs only).
-    next_liveness: Option<Instant>,
-    /// The IKE_SA_INIT request that made this SA, where it came from, and our answer,
-    /// to answer a retransmission of it with the same SA.
-    init: (SocketAddr, Vec<u8>, Vec<u8>),
-    /// The deadline this UE has in [`Epdg::timers`] (the earliest of its SA's, its
-    /// attach procedure's and its liveness check's).
-    scheduled: Option<Instant>,
-}
-
-impl Ue {
-    fn deadline(&self) -> Option<Instant> {
-        [
-            self.sa.poll_timeout(),
-            self.attach.poll_timeout(),
-            self.next_liveness,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-}
-
-/// Every UE's timers are also checked this often by a full scan, a safety net under the
-/// timer heap (which finds due UEs without scanning them all).
-const TIMER_SWEEP: Duration = Duration::from_secs(1);
 
 /// The status file is rewritten at most this often, and never more often than 20 times
 /// the last rewrite took (at most 5% of the time): a rewrite serialises every UE, so
 /// doing it after every event made an attach storm quadratic.
 const STATUS_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The whole ePDG.
+/// The status file: the core's summary and the data plane's.
+#[derive(Serialize)]
+struct StatusFile {
+    #[serde(flatten)]
+    core: epdg::Status,
+    data_plane: DataPlaneStatus,
+}
+
+#[derive(Serialize)]
+struct DataPlaneStatus {
+    enabled: bool,
+    sessions: usize,
+    counters: Counters,
+}
+
+/// The open Diameter connection.
+struct DiameterConnection {
+    writer: OwnedWriteHalf,
+    /// Our end, for the pcap.
+    local: Option<SocketAddr>,
+}
+
+/// The ePDG process: sockets around the sans-IO core.
 pub struct Epdg {
     config: Config,
-    attach_config: Arc<AttachConfig>,
-    responder: Responder,
-    ues: HashMap<u64, Ue>,
-    by_session: HashMap<String, u64>,
-    by_key: HashMap<MobileNodeKey, u64>,
-    /// IKE SAs by the UE's address and SPIi of their IKE_SA_INIT.
-    by_init: HashMap<(SocketAddr, u64), u64>,
-    list: BindingUpdateList,
-    diameter: Peer,
-    framer: Framer,
-    writer: Option<OwnedWriteHalf>,
-    /// Our end of the Diameter connection and the next TCP sequence numbers (ours, the
-    /// AAA's) of the segments the pcap is given.
-    diameter_local: Option<SocketAddr>,
-    tcp_seq: (u32, u32),
-    connecting: bool,
-    reconnect_at: Option<Instant>,
+    core: epdg::Epdg,
     ike500: Arc<UdpSocket>,
     ike4500: Arc<UdpSocket>,
     mh: Arc<UdpSocket>,
@@ -142,30 +115,24 @@ pub struct Epdg {
     /// The raw IPv6 GRE socket at `mh_local_v6`, for LMAs named by IPv6 address.
     gre6: Option<Arc<socket2::Socket>>,
     /// The counters last logged, and when (at most one log line a second).
-    logged_counters: (crate::dataplane::Counters, Instant),
+    logged_counters: (Counters, Instant),
     local_500: SocketAddr,
     local_4500: SocketAddr,
     local_mh: SocketAddr,
     pcap: Option<PcapWriter>,
     keylog: Option<File>,
     rng: OsRng,
-    next_gre_key: u32,
-    next_session: u32,
-    work: VecDeque<(u64, attach::Input)>,
+    /// The current Diameter connection's number, and the connection once it is up.
+    diameter_conn: u64,
+    diameter: Option<DiameterConnection>,
+    /// The next TCP sequence numbers (ours, the AAA's) of the segments the pcap is given.
+    tcp_seq: (u32, u32),
     last_status: Option<String>,
     /// When the status file was last rewritten, how long that took, and when the next
     /// rewrite is due.
     status_written_at: Option<Instant>,
     status_cost: Duration,
     status_due: Option<Instant>,
-    /// UE deadlines, earliest first: (deadline, SPI). An entry is current while it
-    /// equals the UE's `scheduled`; others are dropped when they surface.
-    timers: BinaryHeap<Reverse<(Instant, u64)>>,
-    /// UEs whose deadline may have moved since they were last scheduled.
-    dirty: Vec<u64>,
-    next_sweep: Instant,
-    /// IKE SAs not yet established (for the cookie threshold), without a scan.
-    half_open: HashSet<u64>,
     tx: mpsc::Sender<Event>,
     rx: Option<mpsc::Receiver<Event>>,
 }
@@ -199,7 +166,7 @@ fn signer(config: &Config) -> Result<Arc<dyn Signer>> {
 }
 
 impl Epdg {
-    /// Binds every socket and prepares the state machines.
+    /// Binds every socket and prepares the core.
     pub async fn bind(config: Config) -> Result<Epdg> {
         let ike500 = UdpSocket::bind(config.ike_listen)
             .await
@@ -242,64 +209,10 @@ impl Epdg {
         let local_500 = ike500.local_addr()?;
         let local_4500 = ike4500.local_addr()?;
         let local_mh = mh.local_addr()?;
+        let mut core_config = EpdgConfig::from_config(&config)?;
+        core_config.ike.signer = Some(signer(&config)?);
         let mut rng = OsRng;
-        let suites = if config.ike_suites.is_empty() {
-            IkeSuite::defaults()
-        } else {
-            config
-                .ike_suites
-                .iter()
-                .map(|s| s.parse::<IkeSuite>())
-                .collect::<Result<_, _>>()
-                .map_err(|e| anyhow::anyhow!("ike_suites: {e}"))?
-        };
-        let responder = Responder::new(
-            ResponderConfig {
-                suites,
-                identity: Identification::Fqdn(config.ike_identity.clone()),
-                half_open_timeout: Duration::from_secs(config.half_open_timeout_secs),
-                cookie_threshold: config.cookie_threshold,
-                signer: Some(signer(&config)?),
-                accept_eap_only: config.eap_only_auth,
-                retransmit: RetransmitPolicy {
-                    initial: Duration::from_millis(config.ike_retransmit_ms),
-                    max_retransmissions: config.ike_max_retransmissions,
-                },
-                ..ResponderConfig::default()
-            },
-            &mut rng,
-        );
-        let attach_config = Arc::new(AttachConfig {
-            origin_host: config.origin_host.clone(),
-            origin_realm: config.origin_realm.clone(),
-            destination_realm: config.destination_realm.clone(),
-            lma_port: config.lma_port,
-            default_apn: config.default_apn.clone(),
-            dns: config.dns.clone(),
-            pcscf: config.pcscf.clone(),
-            diameter_timeout: Duration::from_millis(config.diameter_timeout_ms),
-        });
-        let list = BindingUpdateList::new(
-            MagConfig {
-                init_min_delay_between_bus: Duration::from_millis(config.pbu_retransmit_ms),
-                max_retransmissions: config.pbu_max_retransmissions,
-                requested_lifetime: Lifetime::from_secs(config.binding_lifetime_secs),
-                ..MagConfig::default()
-            },
-            Instant::now(),
-            SystemTime::now(),
-        );
-        let capabilities = Capabilities::swm(
-            &config.origin_host,
-            &config.origin_realm,
-            vec![IpAddr::from(config.mh_local)],
-            "pmip-mag",
-        );
-        let diameter = Peer::new(
-            PeerConfig::new(capabilities),
-            Role::Initiator,
-            Box::new(|| OsRng.next_u32()),
-        );
+        let core = epdg::Epdg::new(core_config, Instant::now(), SystemTime::now(), &mut rng);
         let pcap = match &config.pcap {
             Some(p) => {
                 Some(PcapWriter::create(p).with_context(|| format!("creating {}", p.display()))?)
@@ -312,20 +225,7 @@ impl Epdg {
         };
         let (tx, rx) = mpsc::channel(1024);
         Ok(Epdg {
-            attach_config,
-            responder,
-            ues: HashMap::new(),
-            by_session: HashMap::new(),
-            by_key: HashMap::new(),
-            by_init: HashMap::new(),
-            list,
-            diameter,
-            framer: Framer::new(1 << 20),
-            writer: None,
-            diameter_local: None,
-            tcp_seq: (1, 1),
-            connecting: false,
-            reconnect_at: None,
+            core,
             ike500: Arc::new(ike500),
             ike4500: Arc::new(ike4500),
             mh: Arc::new(mh),
@@ -340,25 +240,21 @@ impl Epdg {
             pcap,
             keylog,
             rng,
-            next_gre_key: OsRng.next_u32() & 0x00ff_ffff | 1,
-            next_session: 0,
-            work: VecDeque::new(),
+            diameter_conn: 0,
+            diameter: None,
+            tcp_seq: (1, 1),
             last_status: None,
             status_written_at: None,
             status_cost: Duration::ZERO,
             status_due: None,
-            timers: BinaryHeap::new(),
-            dirty: Vec::new(),
-            next_sweep: Instant::now() + TIMER_SWEEP,
-            half_open: HashSet::new(),
             tx,
             rx: Some(rx),
             config,
         })
     }
 
-    /// Runs until the task is cancelled (the caller selects on a signal).
-    /// Runs until `stop` completes, then detaches every UE (see [`Epdg::shutdown`]).
+    /// Runs until `stop` completes, then detaches every UE (the core's shutdown: every
+    /// IKE SA deleted, bindings de-registered, STR, DPR) and returns.
     pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) -> Result<()> {
         tokio::pin!(stop);
         let mut rx = self.rx.take().context("run called twice")?;
@@ -388,7 +284,8 @@ impl Epdg {
         if let Some(socket) = &self.gre6 {
             spawn_gre_reader(Arc::clone(socket), self.tx.clone())?;
         }
-        self.connect();
+        // The core's first deadline is the connect to the AAA.
+        self.feed(Input::Timeout).await;
         info!(
             ike = %self.local_500,
             natt = %self.local_4500,
@@ -397,31 +294,277 @@ impl Epdg {
             "mag listening"
         );
         self.write_status();
+        let mut stopping = false;
         loop {
-            let deadline = self.next_deadline();
+            let deadline = [self.core.poll_timeout(), self.status_due]
+                .into_iter()
+                .flatten()
+                .min();
             let sleep = tokio::time::sleep_until(
                 deadline
                     .map(tokio::time::Instant::from_std)
                     .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600)),
             );
-            tokio::select! {
+            let stopped = tokio::select! {
                 event = rx.recv() => match event {
                     Some(event) => self.on_event(event).await,
                     None => return Ok(()),
                 },
                 _ = sleep => self.on_timeout().await,
-                _ = &mut stop => {
-                    self.shutdown(&mut rx).await;
-                    return Ok(());
+                _ = &mut stop, if !stopping => {
+                    stopping = true;
+                    self.feed(Input::Shutdown).await
                 }
+            };
+            if stopped {
+                return Ok(());
             }
-            self.run_work().await;
             self.log_counters();
             if let Some(p) = self.pcap.as_mut() {
                 let _ = p.flush();
             }
             self.status_changed();
         }
+    }
+
+    /// Hands one input to the core and carries out what it asks. True once the core
+    /// has stopped.
+    async fn feed(&mut self, input: Input<'_>) -> bool {
+        let mut out = Vec::new();
+        self.core
+            .handle(input, Instant::now(), &mut self.rng, &mut out);
+        self.carry_out(out).await
+    }
+
+    async fn on_timeout(&mut self) -> bool {
+        let now = Instant::now();
+        if self.status_due.is_some_and(|t| t <= now) {
+            self.status_changed();
+        }
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            return self.feed(Input::Timeout).await;
+        }
+        false
+    }
+
+    async fn on_event(&mut self, event: Event) -> bool {
+        match event {
+            Event::Ike { data, from, natt } => self.on_ike(&data, from, natt).await,
+            Event::Mh { data, from } => {
+                self.record_mh(from, &data);
+                self.feed(Input::Mobility { from, bytes: &data }).await
+            }
+            Event::Gre { data, from } => {
+                self.on_gre(&data, from).await;
+                false
+            }
+            Event::DiameterUp { conn, writer } if conn == self.diameter_conn => {
+                let local = writer.local_addr().ok();
+                self.diameter = Some(DiameterConnection { writer, local });
+                self.record_handshake();
+                info!(aaa = %self.config.aaa, "connected to the AAA");
+                self.feed(Input::DiameterConnected).await
+            }
+            Event::DiameterConnectFailed { conn, error } if conn == self.diameter_conn => {
+                warn!("cannot reach the AAA: {error}; retrying in 2 s");
+                self.feed(Input::DiameterConnectFailed).await
+            }
+            Event::DiameterBytes { conn, bytes } if conn == self.diameter_conn => {
+                self.record_tcp(false, TCP_PSH_ACK, &bytes);
+                self.feed(Input::DiameterBytes(&bytes)).await
+            }
+            Event::DiameterDown { conn } if conn == self.diameter_conn => {
+                self.diameter = None;
+                self.feed(Input::DiameterClosed).await
+            }
+            // An older connection's: it was closed on the core's word.
+            Event::DiameterUp { .. }
+            | Event::DiameterConnectFailed { .. }
+            | Event::DiameterBytes { .. }
+            | Event::DiameterDown { .. } => false,
+        }
+    }
+
+    async fn on_ike(&mut self, data: &[u8], from: SocketAddr, natt: bool) -> bool {
+        let mut ike = data;
+        if natt {
+            // RFC 3948: IKE after a four-octet non-ESP marker; anything else is ESP
+            // (the data plane) or a NAT keepalive.
+            match UdpEncapsulated::classify(data) {
+                Ok(UdpEncapsulated::Ike(_)) => ike = &data[4..],
+                Ok(UdpEncapsulated::Esp(_)) => {
+                    self.on_esp(data, from);
+                    return false;
+                }
+                Ok(UdpEncapsulated::NatKeepalive) | Err(_) => return false,
+            }
+        }
+        self.record_ike(from, natt, false, ike);
+        let local = if natt {
+            self.local_4500
+        } else {
+            self.local_500
+        };
+        self.feed(Input::Ike {
+            remote: from,
+            local,
+            natt,
+            bytes: ike,
+        })
+        .await
+    }
+
+    /// Carries out the core's outputs in order. True once the core has stopped.
+    async fn carry_out(&mut self, out: Vec<Output>) -> bool {
+        let mut stopped = false;
+        for o in out {
+            match o {
+                Output::Ike(t) => self.send_ike(t).await,
+                Output::Mobility { to, bytes } => self.send_mh(to, &bytes).await,
+                Output::DiameterConnect => self.connect(),
+                Output::Diameter(bytes) => {
+                    self.record_tcp(true, TCP_PSH_ACK, &bytes);
+                    match self.diameter.as_mut() {
+                        Some(c) => {
+                            if let Err(e) = c.writer.write_all(&bytes).await {
+                                warn!("writing to the AAA: {e}");
+                            }
+                        }
+                        None => debug!("no AAA connection: Diameter message not written"),
+                    }
+                }
+                Output::DiameterClose => {
+                    // Whatever the old connection still says is ignored.
+                    self.diameter_conn += 1;
+                    if let Some(mut c) = self.diameter.take() {
+                        let _ = c.writer.shutdown().await;
+                    }
+                }
+                Output::SessionUp {
+                    ike_spi,
+                    child,
+                    session,
+                } => {
+                    if let Err(e) = self.dataplane.install(ike_spi, &child, session) {
+                        warn!(
+                            spi = format_args!("{ike_spi:016x}"),
+                            "data plane session not installed: {e}"
+                        );
+                    }
+                }
+                Output::SessionDown { ike_spi } => self.dataplane.remove(ike_spi),
+                Output::Report(report) => stopped |= self.report(report),
+            }
+        }
+        stopped
+    }
+
+    /// Logs one report of the core (and writes the keylog). True for `Stopped`.
+    fn report(&mut self, report: Report) -> bool {
+        let hex = |spi: u64| format!("{spi:016x}");
+        match report {
+            Report::IkeSaCreated { spi } => {
+                if let (Some(k), Some(record)) =
+                    (self.keylog.as_mut(), self.core.keylog_record(spi))
+                {
+                    let _ = writeln!(k, "{record}");
+                    let _ = k.flush();
+                }
+            }
+            Report::IkeDropped { spi, reason } => {
+                debug!(
+                    spi = spi.map(hex).unwrap_or_default(),
+                    ?reason,
+                    "IKE datagram dropped"
+                )
+            }
+            Report::DiameterOpen { applications } => info!(?applications, "Diameter peer open"),
+            Report::DiameterDown(reason) => warn!(?reason, "Diameter peer down"),
+            Report::DiameterStreamBroken(e) => {
+                warn!("bad Diameter stream from the AAA: {e}; reconnecting")
+            }
+            Report::DiameterRequestRefused { command, session } => {
+                warn!(command, session, "request from the AAA not supported")
+            }
+            Report::DiameterEvent(e) => debug!(?e, "Diameter peer event"),
+            Report::SwmAnswerDropped { reason } => debug!("SWm answer dropped: {reason}"),
+            Report::StrNotSent { session } => warn!(session, "STR not sent: AAA unreachable"),
+            Report::PbuSent {
+                to,
+                sequence,
+                lifetime,
+            } => debug!(%to, seq = sequence, lifetime = lifetime.0, "PBU"),
+            Report::PbaReceived {
+                from,
+                sequence,
+                status,
+            } => debug!(%from, seq = sequence, ?status, "PBA"),
+            Report::MobilityIgnored { from, message } => {
+                debug!(%from, message, "Mobility Header message ignored")
+            }
+            Report::MobilityDropped { from, reason } => warn!(%from, "{reason}"),
+            Report::EapSuccessReleased { nai, apn } => {
+                info!(nai, apn, "PBA accepted: releasing the EAP-Success")
+            }
+            Report::Attached {
+                spi: _,
+                info: a,
+                attached,
+            } => info!(
+                nai = a.nai,
+                apn = a.apn,
+                lma = %a.lma,
+                ipv4 = a.ipv4.map(|n| n.addr().to_string()).unwrap_or_default(),
+                ipv6_prefix = a.ipv6_prefix.map(|n| n.to_string()).unwrap_or_default(),
+                uplink_gre_key = a.uplink_gre_key.map(|k| k.0).unwrap_or_default(),
+                downlink_gre_key = a.downlink_gre_key.0,
+                attached,
+                "UE attached"
+            ),
+            Report::NoChildSa { spi } => {
+                warn!(spi = hex(spi), "attached without a CHILD_SA: no data plane")
+            }
+            Report::BindingHandedOver { key, old, new } => info!(
+                %key,
+                old = hex(old),
+                new = hex(new),
+                "binding handed over to the new IKE SA"
+            ),
+            Report::AttachEnded { spi, outcome } => match outcome {
+                Outcome::Rejected { notify, reason } => {
+                    warn!(spi = hex(spi), ?notify, "attach rejected: {reason}")
+                }
+                Outcome::Detached(r) => info!(spi = hex(spi), "UE detached: {r}"),
+                Outcome::Abandoned(r) => info!(spi = hex(spi), "attach abandoned: {r}"),
+            },
+            Report::UeRemoved {
+                spi,
+                ike_sas,
+                aaa_sessions,
+                bindings,
+            } => info!(
+                spi = hex(spi),
+                ike_sas, aaa_sessions, bindings, "UE state removed"
+            ),
+            Report::BindingRefreshed { key } => debug!(%key, "binding refreshed"),
+            Report::BindingRemoved {
+                key,
+                acknowledged,
+                bindings,
+            } => info!(%key, acknowledged, bindings, "binding removed"),
+            Report::ShuttingDown { ike_sas } => {
+                info!(ike_sas, "shutting down: detaching every UE")
+            }
+            Report::Stopped { bindings } => {
+                if let Some(p) = self.pcap.as_mut() {
+                    let _ = p.flush();
+                }
+                self.write_status();
+                info!(bindings, "mag stopped");
+                return true;
+            }
+        }
+        false
     }
 
     /// Rewrites the status file now, or at the end of [`STATUS_INTERVAL`] after the last
@@ -450,39 +593,18 @@ impl Epdg {
         let Some(path) = self.config.status_file.clone() else {
             return;
         };
-        let mut attached: Vec<(String, serde_json::Value)> = self
-            .ues
-            .values()
-            .filter_map(|u| u.attach.info())
-            .map(|a| {
-                let key = format!("{}/{}", a.nai, a.apn);
-                let entry = serde_json::json!({
-                    "nai": a.nai,
-                    "apn": a.apn,
-                    "lma": a.lma.to_string(),
-                    "ipv4": a.ipv4.map(|n| n.addr().to_string()),
-                    "ipv6_prefix": a.ipv6_prefix.map(|n| n.to_string()),
-                    "uplink_gre_key": a.uplink_gre_key.map(|k| k.0),
-                    "downlink_gre_key": a.downlink_gre_key.0,
-                });
-                (key, entry)
-            })
-            .collect();
-        attached.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let attached: Vec<serde_json::Value> = attached.into_iter().map(|(_, v)| v).collect();
-        let status = serde_json::json!({
-            "ike_sas": self.ues.len(),
-            "aaa_sessions": self.by_session.len(),
-            "bindings": self.list.len(),
-            "diameter_open": self.diameter.is_open(),
-            "attached": attached,
-            "data_plane": {
-                "enabled": self.gre4.is_some(),
-                "sessions": self.dataplane.len(),
-                "counters": self.dataplane.counters(),
+        let status = StatusFile {
+            core: self.core.status(),
+            data_plane: DataPlaneStatus {
+                enabled: self.gre4.is_some(),
+                sessions: self.dataplane.len(),
+                counters: self.dataplane.counters(),
             },
-        });
-        let text = status.to_string();
+        };
+        let text = match serde_json::to_string(&status) {
+            Ok(t) => t,
+            Err(e) => return warn!("serialising the status: {e}"),
+        };
         if self.last_status.as_deref() == Some(text.as_str()) {
             return;
         }
@@ -495,48 +617,12 @@ impl Epdg {
         }
     }
 
-    /// Leaves nothing behind (best effort, within about a second): deletes every IKE SA,
-    /// which de-registers its binding (lifetime-0 PBU) and ends its AAA session (STR);
-    /// waits for the answers, then says goodbye to the AAA (DPR).
-    async fn shutdown(&mut self, rx: &mut mpsc::Receiver<Event>) {
-        let now = Instant::now();
-        let spis: Vec<u64> = self.ues.keys().copied().collect();
-        info!(ike_sas = spis.len(), "shutting down: detaching every UE");
-        for spi in spis {
-            let mut out = Vec::new();
-            if let Some(ue) = self.ues.get_mut(&spi) {
-                ue.sa.delete(now, &mut self.rng, &mut out);
-            }
-            self.ike_outputs(spi, out).await;
-            self.work
-                .push_back((spi, attach::Input::IkeClosed(CloseReason::Deleted)));
-        }
-        self.run_work().await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        while !self.list.is_empty() {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(event)) => self.on_event(event).await,
-                _ => break,
-            }
-            self.run_work().await;
-        }
-        let mut out = Vec::new();
-        self.diameter
-            .disconnect(DisconnectCause::Rebooting, Instant::now(), &mut out);
-        self.diameter_outputs(out).await;
-        if let Some(p) = self.pcap.as_mut() {
-            let _ = p.flush();
-        }
-        self.write_status();
-        info!(bindings = self.list.len(), "mag stopped");
-    }
-
+    /// Opens connection number `diameter_conn + 1` to the AAA on a task of its own,
+    /// which then reads it.
     fn connect(&mut self) {
-        if self.connecting || self.writer.is_some() {
-            return;
-        }
-        self.connecting = true;
-        self.reconnect_at = None;
+        self.diameter_conn += 1;
+        self.diameter = None;
+        let conn = self.diameter_conn;
         let aaa = self.config.aaa;
         let tx = self.tx.clone();
         tokio::spawn(async move {
@@ -544,7 +630,7 @@ impl Epdg {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
                     let (mut reader, writer) = stream.into_split();
-                    if tx.send(Event::DiameterUp(writer)).await.is_err() {
+                    if tx.send(Event::DiameterUp { conn, writer }).await.is_err() {
                         return;
                     }
                     let mut buf = vec![0u8; 65536];
@@ -552,410 +638,21 @@ impl Epdg {
                         match reader.read(&mut buf).await {
                             Ok(0) | Err(_) => break,
                             Ok(n) => {
-                                if tx
-                                    .send(Event::DiameterBytes(buf[..n].to_vec()))
-                                    .await
-                                    .is_err()
-                                {
+                                let bytes = buf[..n].to_vec();
+                                if tx.send(Event::DiameterBytes { conn, bytes }).await.is_err() {
                                     return;
                                 }
                             }
                         }
                     }
-                    let _ = tx.send(Event::DiameterDown).await;
+                    let _ = tx.send(Event::DiameterDown { conn }).await;
                 }
                 Err(e) => {
-                    let _ = tx
-                        .send(Event::DiameterConnectFailed(format!("{aaa}: {e}")))
-                        .await;
+                    let error = format!("{aaa}: {e}");
+                    let _ = tx.send(Event::DiameterConnectFailed { conn, error }).await;
                 }
             }
         });
-    }
-
-    /// Puts the UEs whose deadline may have moved back in the timer heap.
-    fn schedule_dirty(&mut self) {
-        for spi in std::mem::take(&mut self.dirty) {
-            let Some(ue) = self.ues.get_mut(&spi) else {
-                continue;
-            };
-            let deadline = ue.deadline();
-            if deadline != ue.scheduled {
-                ue.scheduled = deadline;
-                if let Some(at) = deadline {
-                    self.timers.push(Reverse((at, spi)));
-                }
-            }
-        }
-    }
-
-    fn next_deadline(&mut self) -> Option<Instant> {
-        self.schedule_dirty();
-        // Drop superseded entries (the UE rescheduled or went away).
-        while let Some(Reverse((at, spi))) = self.timers.peek().copied() {
-            if self.ues.get(&spi).is_some_and(|u| u.scheduled == Some(at)) {
-                break;
-            }
-            self.timers.pop();
-        }
-        let earliest_ue = self.timers.peek().map(|Reverse((at, _))| *at);
-        let sweep = (!self.ues.is_empty()).then_some(self.next_sweep);
-        [
-            earliest_ue,
-            sweep,
-            self.status_due,
-            self.list.poll_timeout(),
-            self.diameter.poll_timeout(),
-            self.reconnect_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-
-    /// The UEs with a deadline at or before `now`: from the timer heap, or all of them
-    /// once every [`TIMER_SWEEP`].
-    fn due_ues(&mut self, now: Instant) -> Vec<u64> {
-        let mut due = Vec::new();
-        if now >= self.next_sweep {
-            self.next_sweep = now + TIMER_SWEEP;
-            due.extend(self.ues.keys().copied());
-        } else {
-            while let Some(Reverse((at, spi))) = self.timers.peek().copied() {
-                if at > now {
-                    break;
-                }
-                self.timers.pop();
-                if let Some(ue) = self.ues.get_mut(&spi) {
-                    if ue.scheduled == Some(at) {
-                        ue.scheduled = None;
-                        due.push(spi);
-                    }
-                }
-            }
-        }
-        self.dirty.extend_from_slice(&due);
-        due
-    }
-
-    async fn on_timeout(&mut self) {
-        let now = Instant::now();
-        let mut ike_out = Vec::new();
-        let candidates = self.due_ues(now);
-        let due: Vec<u64> = candidates
-            .iter()
-            .copied()
-            .filter(|spi| {
-                self.ues
-                    .get(spi)
-                    .is_some_and(|u| u.sa.poll_timeout().is_some_and(|t| t <= now))
-            })
-            .collect();
-        for spi in due {
-            if let Some(ue) = self.ues.get_mut(&spi) {
-                ue.sa.handle_timeout(now, &mut ike_out);
-            }
-            let out = std::mem::take(&mut ike_out);
-            self.ike_outputs(spi, out).await;
-        }
-        let interval = Duration::from_secs(self.config.liveness_interval_secs);
-        let due: Vec<u64> = candidates
-            .iter()
-            .copied()
-            .filter(|spi| {
-                self.ues
-                    .get(spi)
-                    .is_some_and(|u| u.next_liveness.is_some_and(|t| t <= now))
-            })
-            .collect();
-        for spi in due {
-            if let Some(ue) = self.ues.get_mut(&spi) {
-                ue.next_liveness = Some(now + interval);
-                ue.sa.check_liveness(now, &mut self.rng, &mut ike_out);
-            }
-            let out = std::mem::take(&mut ike_out);
-            self.ike_outputs(spi, out).await;
-        }
-        for spi in &candidates {
-            if let Some(ue) = self.ues.get(spi) {
-                if ue.attach.poll_timeout().is_some_and(|t| t <= now) {
-                    self.work.push_back((*spi, attach::Input::Timeout));
-                }
-            }
-        }
-        if self.list.poll_timeout().is_some_and(|t| t <= now) {
-            let mut out = Vec::new();
-            self.list.handle(bul::Input::Timeout, now, &mut out);
-            self.list_outputs(out).await;
-        }
-        if self.diameter.poll_timeout().is_some_and(|t| t <= now) {
-            let mut out = Vec::new();
-            self.diameter.handle(peer::Input::Timeout, now, &mut out);
-            self.diameter_outputs(out).await;
-        }
-        if self.reconnect_at.is_some_and(|t| t <= now) {
-            self.connect();
-        }
-    }
-
-    async fn on_event(&mut self, event: Event) {
-        let now = Instant::now();
-        match event {
-            Event::Ike { data, from, natt } => self.on_ike(data, from, natt).await,
-            Event::Mh { data, from } => self.on_mh(&data, from).await,
-            Event::Gre { data, from } => self.on_gre(&data, from).await,
-            Event::DiameterUp(writer) => {
-                self.connecting = false;
-                self.diameter_local = writer.local_addr().ok();
-                self.record_handshake();
-                self.writer = Some(writer);
-                self.framer = Framer::new(1 << 20);
-                info!(aaa = %self.config.aaa, "connected to the AAA");
-                let mut out = Vec::new();
-                self.diameter
-                    .handle(peer::Input::ConnectionUp, now, &mut out);
-                self.diameter_outputs(out).await;
-            }
-            Event::DiameterConnectFailed(e) => {
-                self.connecting = false;
-                warn!("cannot reach the AAA: {e}; retrying in 2 s");
-                self.reconnect_at = Some(now + Duration::from_secs(2));
-            }
-            Event::DiameterBytes(bytes) => {
-                self.record_tcp(false, TCP_PSH_ACK, &bytes);
-                self.framer.push(&bytes);
-                loop {
-                    match self.framer.next_message() {
-                        Ok(Some(m)) => {
-                            let mut out = Vec::new();
-                            self.diameter
-                                .handle(peer::Input::Message(&m), now, &mut out);
-                            self.diameter_outputs(out).await;
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            warn!("bad Diameter stream from the AAA: {e}; reconnecting");
-                            self.writer = None;
-                            let mut out = Vec::new();
-                            self.diameter
-                                .handle(peer::Input::ConnectionDown, now, &mut out);
-                            self.diameter_outputs(out).await;
-                            break;
-                        }
-                    }
-                }
-            }
-            Event::DiameterDown => {
-                let mut out = Vec::new();
-                self.diameter
-                    .handle(peer::Input::ConnectionDown, now, &mut out);
-                self.diameter_outputs(out).await;
-                self.writer = None;
-                self.reconnect_at = Some(now + Duration::from_secs(2));
-            }
-        }
-    }
-
-    async fn diameter_outputs(&mut self, out: Vec<peer::Output>) {
-        for o in out {
-            match o {
-                peer::Output::Send(bytes) => {
-                    self.record_tcp(true, TCP_PSH_ACK, &bytes);
-                    if let Some(w) = self.writer.as_mut() {
-                        if let Err(e) = w.write_all(&bytes).await {
-                            warn!("writing to the AAA: {e}");
-                        }
-                    }
-                }
-                peer::Output::Close => {
-                    if let Some(mut w) = self.writer.take() {
-                        let _ = w.shutdown().await;
-                    }
-                    self.reconnect_at = Some(Instant::now() + Duration::from_secs(2));
-                }
-                peer::Output::Event(PeerEvent::Open { applications, .. }) => {
-                    info!(?applications, "Diameter peer open")
-                }
-                peer::Output::Event(PeerEvent::Answer(m)) => self.on_answer(&m),
-                peer::Output::Event(PeerEvent::Request(m)) => {
-                    // No AAA-initiated procedure (ASR, RAR, re-authorization) is
-                    // implemented yet: say so rather than leave the AAA waiting.
-                    warn!(
-                        command = m.header.command_code,
-                        session = m.session_id().unwrap_or(""),
-                        "request from the AAA not supported"
-                    );
-                    let answer = m.error_answer(
-                        &self.config.origin_host,
-                        &self.config.origin_realm,
-                        &pmip_common::diameter::Error::CommandUnsupported(m.header.command_code),
-                    );
-                    if let Ok(bytes) = answer.to_vec() {
-                        self.record_tcp(true, TCP_PSH_ACK, &bytes);
-                        if let Some(w) = self.writer.as_mut() {
-                            if let Err(e) = w.write_all(&bytes).await {
-                                warn!("writing to the AAA: {e}");
-                            }
-                        }
-                    }
-                }
-                peer::Output::Event(PeerEvent::Down(reason)) => {
-                    warn!(?reason, "Diameter peer down");
-                    self.writer = None;
-                    self.reconnect_at = Some(Instant::now() + Duration::from_secs(2));
-                }
-                peer::Output::Event(e) => debug!(?e, "Diameter peer event"),
-            }
-        }
-    }
-
-    fn on_answer(&mut self, m: &Message) {
-        let Some(spi) = m.session_id().and_then(|s| self.by_session.get(s)).copied() else {
-            debug!("answer for an unknown session");
-            return;
-        };
-        match SwmMessage::parse(m) {
-            Ok(SwmMessage::Dea(dea)) => self
-                .work
-                .push_back((spi, attach::Input::Dea(Box::new(dea)))),
-            Ok(SwmMessage::Aaa(aaa)) => self
-                .work
-                .push_back((spi, attach::Input::Aaa(Box::new(aaa)))),
-            Ok(SwmMessage::Sta(_)) => {}
-            Ok(other) => debug!(?other, "unexpected SWm message"),
-            Err(e) => warn!("unparsable SWm answer: {e}"),
-        }
-    }
-
-    async fn send_diameter(&mut self, message: impl FnOnce(u32, u32) -> Message) -> bool {
-        if !self.diameter.is_open() || self.writer.is_none() {
-            return false;
-        }
-        let (hbh, e2e) = (
-            self.diameter.next_hop_by_hop(),
-            self.diameter.next_end_to_end(),
-        );
-        let Ok(bytes) = message(hbh, e2e).to_vec() else {
-            return false;
-        };
-        self.record_tcp(true, TCP_PSH_ACK, &bytes);
-        match self.writer.as_mut() {
-            Some(w) => w.write_all(&bytes).await.is_ok(),
-            None => false,
-        }
-    }
-
-    async fn on_ike(&mut self, mut data: Vec<u8>, from: SocketAddr, natt: bool) {
-        if natt {
-            // RFC 3948: IKE after a four-octet non-ESP marker; anything else is ESP
-            // (the data plane) or a NAT keepalive.
-            match UdpEncapsulated::classify(&data) {
-                Ok(UdpEncapsulated::Ike(_)) => {}
-                Ok(UdpEncapsulated::Esp(_)) => {
-                    self.on_esp(&data, from);
-                    return;
-                }
-                Ok(UdpEncapsulated::NatKeepalive) | Err(_) => return,
-            }
-            data.drain(..4);
-        }
-        if data.len() < 28 {
-            return;
-        }
-        self.record_ike(from, natt, false, &data);
-        let mut spi_r = [0u8; 8];
-        spi_r.copy_from_slice(&data[8..16]);
-        let spi_r = u64::from_be_bytes(spi_r);
-        let mut out = Vec::new();
-        if spi_r == 0 {
-            let mut spi_i = [0u8; 8];
-            spi_i.copy_from_slice(&data[..8]);
-            let spi_i = u64::from_be_bytes(spi_i);
-            // A retransmitted IKE_SA_INIT gets the answer it already had, not a new SA.
-            let cached = self
-                .by_init
-                .get(&(from, spi_i))
-                .and_then(|spi| self.ues.get(spi))
-                .filter(|u| u.init.1 == data)
-                .map(|u| u.init.2.clone());
-            if let Some(reply) = cached {
-                debug!(%from, "IKE_SA_INIT retransmitted: answered again");
-                self.send_ike_to(from, natt, &reply).await;
-                return;
-            }
-            let local = if natt {
-                self.local_4500
-            } else {
-                self.local_500
-            };
-            let half_open = self.half_open.len();
-            match self.responder.handle_ike_sa_init(
-                &data,
-                from,
-                local,
-                half_open,
-                Instant::now(),
-                &mut self.rng,
-            ) {
-                InitReply::Stateless(reply) => self.send_ike_to(from, natt, &reply).await,
-                InitReply::NewSa(sa, reply) => {
-                    let spi = sa.responder_spi();
-                    if let Some(k) = self.keylog.as_mut() {
-                        let record = sa
-                            .keys()
-                            .wireshark_decryption_record(sa.initiator_spi(), spi);
-                        let _ = writeln!(k, "{record}");
-                        let _ = k.flush();
-                    }
-                    self.next_session = self.next_session.wrapping_add(1);
-                    let session_id = pmip_common::diameter::swm::session_id(
-                        &self.config.origin_host,
-                        (spi >> 32) as u32,
-                        self.next_session,
-                        None,
-                    );
-                    self.next_gre_key = self.next_gre_key.wrapping_add(1).max(1);
-                    let attach = Attach::new(
-                        Arc::clone(&self.attach_config),
-                        session_id.clone(),
-                        GreKey(self.next_gre_key),
-                    );
-                    self.by_session.insert(session_id, spi);
-                    self.ues.insert(
-                        spi,
-                        Ue {
-                            sa: *sa,
-                            attach,
-                            remote: from.ip(),
-                            port_500: from.port(),
-                            port_4500: natt.then_some(from.port()),
-                            child: None,
-                            next_liveness: None,
-                            init: (from, data.clone(), reply.clone()),
-                            scheduled: None,
-                        },
-                    );
-                    self.half_open.insert(spi);
-                    self.dirty.push(spi);
-                    self.by_init.insert((from, spi_i), spi);
-                    self.send_ike_to(from, natt, &reply).await;
-                }
-                InitReply::Discarded(d) => debug!(%from, ?d, "IKE_SA_INIT discarded"),
-            }
-            return;
-        }
-        let Some(ue) = self.ues.get_mut(&spi_r) else {
-            debug!(%from, "IKE message for an unknown SA");
-            return;
-        };
-        if natt {
-            ue.port_4500 = Some(from.port());
-        } else {
-            ue.port_500 = from.port();
-        }
-        ue.remote = from.ip();
-        ue.sa.handle(&data, natt, &mut self.rng, &mut out);
-        self.ike_outputs(spi_r, out).await;
     }
 
     /// A synthetic three-way handshake, so Wireshark follows the Diameter stream.
@@ -968,7 +665,8 @@ impl Epdg {
 
     /// One TCP segment of the Diameter connection in the pcap.
     fn record_tcp(&mut self, outbound: bool, flags: u8, payload: &[u8]) {
-        let (Some(pcap), Some(local)) = (self.pcap.as_mut(), self.diameter_local) else {
+        let local = self.diameter.as_ref().and_then(|c| c.local);
+        let (Some(pcap), Some(local)) = (self.pcap.as_mut(), local) else {
             return;
         };
         let remote = self.config.aaa;
@@ -1037,229 +735,70 @@ impl Epdg {
         }
     }
 
-    async fn send_ike_to(&mut self, to: SocketAddr, natt: bool, bytes: &[u8]) {
-        self.record_ike(to, natt, true, bytes);
-        let result = if natt {
-            let mut d = vec![0u8; 4];
-            d.extend_from_slice(bytes);
-            self.ike4500.send_to(&d, to).await
+    /// An IKE datagram of the core, from the socket of its port.
+    async fn send_ike(&mut self, t: Transmit) {
+        self.record_ike(t.remote, t.natt, true, &t.bytes);
+        let result = if t.natt {
+            let mut d = Vec::with_capacity(t.bytes.len() + 4);
+            d.extend_from_slice(&[0, 0, 0, 0]);
+            d.extend_from_slice(&t.bytes);
+            self.ike4500.send_to(&d, t.remote).await
         } else {
-            self.ike500.send_to(bytes, to).await
+            self.ike500.send_to(&t.bytes, t.remote).await
         };
         if let Err(e) = result {
-            warn!(%to, "sending IKE: {e}");
+            warn!(to = %t.remote, "sending IKE: {e}");
         }
     }
 
-    /// Carries out what an IKE SA asked for and turns its events into attach inputs.
-    async fn ike_outputs(&mut self, spi: u64, out: Vec<IkeOutput>) {
-        self.dirty.push(spi);
-        for o in out {
-            match o {
-                IkeOutput::Send { bytes, port_4500 } => {
-                    let Some(ue) = self.ues.get(&spi) else {
-                        continue;
-                    };
-                    let to = if port_4500 {
-                        SocketAddr::new(ue.remote, ue.port_4500.unwrap_or(4500))
-                    } else {
-                        SocketAddr::new(ue.remote, ue.port_500)
-                    };
-                    self.send_ike_to(to, port_4500, &bytes).await;
-                }
-                IkeOutput::Event(e) => {
-                    let input = match e {
-                        IkeEvent::AuthRequested(r) => attach::Input::AuthRequested(Box::new(r)),
-                        IkeEvent::EapResponse(eap) => attach::Input::EapFromUe(eap),
-                        IkeEvent::Established(established) => {
-                            self.half_open.remove(&spi);
-                            if let Some(ue) = self.ues.get_mut(&spi) {
-                                ue.child = Some(established.child);
-                                // No IKE_SA_INIT retransmission can come any more: free
-                                // its copy and our answer (about 700 octets per UE).
-                                let (from, request, reply) = &mut ue.init;
-                                let spi_i = ue.sa.initiator_spi();
-                                if self.by_init.get(&(*from, spi_i)) == Some(&spi) {
-                                    self.by_init.remove(&(*from, spi_i));
-                                }
-                                *request = Vec::new();
-                                *reply = Vec::new();
-                            }
-                            attach::Input::IkeEstablished
-                        }
-                        IkeEvent::Closed(reason) => {
-                            self.half_open.remove(&spi);
-                            attach::Input::IkeClosed(reason)
-                        }
-                        IkeEvent::Alive | IkeEvent::EapRequest(_) => continue,
-                        IkeEvent::Discarded(d) => {
-                            debug!(spi = format_args!("{spi:016x}"), ?d, "IKE datagram dropped");
-                            continue;
-                        }
-                    };
-                    self.work.push_back((spi, input));
-                }
+    /// A Mobility Header message of the core: in UDP over IPv4, or on the raw IPv6
+    /// socket (the kernel fills the checksum: IPV6_CHECKSUM).
+    async fn send_mh(&mut self, to: SocketAddr, bytes: &[u8]) {
+        let IpAddr::V6(destination) = to.ip() else {
+            if let Some(p) = self.pcap.as_mut() {
+                let _ = p.write_udp(SystemTime::now(), self.local_mh, to, bytes);
             }
+            if let Err(e) = self.mh.send_to(bytes, to).await {
+                warn!(%to, "sending PBU: {e}");
+            }
+            return;
+        };
+        let Some((socket, source)) = self.mh6.as_ref() else {
+            warn!(%to, "no IPv6 transport to this LMA: set mh_local_v6");
+            return;
+        };
+        let to = SocketAddr::new(to.ip(), 0);
+        if let Err(e) = socket.send_to(bytes, &socket2::SockAddr::from(to)) {
+            warn!(%to, "sending PBU: {e}");
+        }
+        if let Some(p) = self.pcap.as_mut() {
+            // The copy for the pcap gets the checksum the kernel puts on the wire.
+            let mut checked = bytes.to_vec();
+            let context = ChecksumContext::Ipv6 {
+                source: *source,
+                destination,
+            };
+            if let (Some(sum), Some(field)) = (
+                mobility_header_checksum(context, &checked),
+                checked.get_mut(4..6),
+            ) {
+                field.copy_from_slice(&sum.to_be_bytes());
+            }
+            let _ = p.write_ipv6_mh(SystemTime::now(), *source, destination, &checked);
         }
     }
 
-    /// Runs attach procedures until no input is left.
-    async fn run_work(&mut self) {
-        while let Some((spi, input)) = self.work.pop_front() {
-            self.dirty.push(spi);
-            let now = Instant::now();
-            let mut out = Vec::new();
-            let closed_first = matches!(input, attach::Input::IkeClosed(_));
-            {
-                let Some(ue) = self.ues.get_mut(&spi) else {
-                    continue;
-                };
-                ue.attach.handle(input, now, &mut out);
+    /// A received Mobility Header message in the pcap.
+    fn record_mh(&mut self, from: SocketAddr, data: &[u8]) {
+        let Some(p) = self.pcap.as_mut() else { return };
+        match from.ip() {
+            IpAddr::V4(_) => {
+                let _ = p.write_udp(SystemTime::now(), from, self.local_mh, data);
             }
-            let mut ike_out = Vec::new();
-            let mut finished =
-                closed_first && self.ues.get(&spi).is_some_and(|u| u.attach.is_done());
-            for o in out {
-                match o {
-                    attach::Output::SendEap(eap) => {
-                        if let Some(ue) = self.ues.get_mut(&spi) {
-                            ue.sa.send_eap(eap, &mut self.rng, &mut ike_out);
-                        }
-                    }
-                    attach::Output::EapSuccess {
-                        eap,
-                        msk,
-                        acceptance,
-                    } => {
-                        let inbound_spi = self.rng.next_u32() | 0x100;
-                        if let Some(ue) = self.ues.get_mut(&spi) {
-                            info!(
-                                nai = ue.attach.nai(),
-                                apn = ue.attach.apn(),
-                                "PBA accepted: releasing the EAP-Success"
-                            );
-                            ue.sa.eap_success(
-                                eap,
-                                msk,
-                                acceptance,
-                                inbound_spi,
-                                &mut self.rng,
-                                &mut ike_out,
-                            );
-                        }
-                    }
-                    attach::Output::Reject {
-                        notify,
-                        eap_failure,
-                    } => {
-                        if let Some(ue) = self.ues.get_mut(&spi) {
-                            ue.sa
-                                .reject(notify, eap_failure, &mut self.rng, &mut ike_out);
-                        }
-                    }
-                    attach::Output::DeleteIke => {
-                        if let Some(ue) = self.ues.get_mut(&spi) {
-                            ue.sa.delete(now, &mut self.rng, &mut ike_out);
-                        }
-                    }
-                    attach::Output::Der(der) => {
-                        if !self.send_diameter(|h, e| der.to_message(h, e)).await {
-                            self.work.push_back((spi, attach::Input::AaaUnavailable));
-                        }
-                    }
-                    attach::Output::Aar(aar) => {
-                        if !self.send_diameter(|h, e| aar.to_message(h, e)).await {
-                            self.work.push_back((spi, attach::Input::AaaUnavailable));
-                        }
-                    }
-                    attach::Output::Str(str) => {
-                        if !self.send_diameter(|h, e| str.to_message(h, e)).await {
-                            warn!(session = str.session_id, "STR not sent: AAA unreachable");
-                        }
-                    }
-                    attach::Output::Register(request) => {
-                        // The same UE and APN with a binding from an older IKE SA (the UE
-                        // came back without deleting it): the new SA takes the binding
-                        // over, addresses kept; the old SA and its AAA session go.
-                        let older = self
-                            .by_key
-                            .get(&request.key)
-                            .copied()
-                            .filter(|old| *old != spi && self.ues.contains_key(old));
-                        let granted = self.list.registration(&request.key).cloned();
-                        if let (Some(old), Some(registration)) = (older, granted) {
-                            info!(
-                                key = %request.key,
-                                old = format_args!("{old:016x}"),
-                                new = format_args!("{spi:016x}"),
-                                "binding handed over to the new IKE SA"
-                            );
-                            self.by_key.insert(request.key.clone(), spi);
-                            let key = self.ues.get(&old).map(|u| u.attach.downlink_gre_key());
-                            if let (Some(key), Some(ue)) = (key, self.ues.get_mut(&spi)) {
-                                ue.attach.adopt_downlink_gre_key(key);
-                            }
-                            self.work.push_front((old, attach::Input::Superseded));
-                            self.work.push_back((
-                                spi,
-                                attach::Input::Registered(Box::new(registration)),
-                            ));
-                            continue;
-                        }
-                        self.by_key.insert(request.key.clone(), spi);
-                        let mut lout = Vec::new();
-                        self.list
-                            .handle(bul::Input::Register(*request), now, &mut lout);
-                        self.list_outputs(lout).await;
-                    }
-                    attach::Output::Deregister(key) => {
-                        let mut lout = Vec::new();
-                        self.list
-                            .handle(bul::Input::Deregister(key), now, &mut lout);
-                        self.list_outputs(lout).await;
-                    }
-                    attach::Output::Attached(a) => {
-                        self.install_session(spi, &a);
-                        let interval = self.config.liveness_interval_secs;
-                        if let Some(ue) = self.ues.get_mut(&spi) {
-                            ue.next_liveness =
-                                (interval > 0).then(|| now + Duration::from_secs(interval));
-                        }
-                        info!(
-                            nai = a.nai,
-                            apn = a.apn,
-                            lma = %a.lma,
-                            ipv4 = a.ipv4.map(|n| n.addr().to_string()).unwrap_or_default(),
-                            ipv6_prefix = a.ipv6_prefix.map(|n| n.to_string()).unwrap_or_default(),
-                            uplink_gre_key = a.uplink_gre_key.map(|k| k.0).unwrap_or_default(),
-                            downlink_gre_key = a.downlink_gre_key.0,
-                            attached = self.ues.values().filter(|u| u.attach.info().is_some()).count(),
-                            "UE attached"
-                        )
-                    }
-                    attach::Output::Finished(outcome) => {
-                        finished = true;
-                        match &outcome {
-                            Outcome::Rejected { notify, reason } => {
-                                warn!(
-                                    spi = format_args!("{spi:016x}"),
-                                    ?notify,
-                                    "attach rejected: {reason}"
-                                )
-                            }
-                            Outcome::Detached(r) => {
-                                info!(spi = format_args!("{spi:016x}"), "UE detached: {r}")
-                            }
-                            Outcome::Abandoned(r) => {
-                                info!(spi = format_args!("{spi:016x}"), "attach abandoned: {r}")
-                            }
-                        }
-                    }
+            IpAddr::V6(source) => {
+                if let Some((_, local)) = self.mh6.as_ref() {
+                    let _ = p.write_ipv6_mh(SystemTime::now(), source, *local, data);
                 }
-            }
-            self.ike_outputs(spi, ike_out).await;
-            if finished {
-                self.remove(spi);
             }
         }
     }
@@ -1284,34 +823,6 @@ impl Epdg {
             wrong_lma = c.drop_wrong_lma,
             "data plane counters"
         );
-    }
-
-    /// Gives the data plane the attached UE's CHILD_SA, addresses and GRE keys.
-    fn install_session(&mut self, spi: u64, a: &attach::AttachInfo) {
-        let Some(ue) = self.ues.get(&spi) else {
-            return;
-        };
-        let Some(child) = ue.child.as_ref() else {
-            warn!(
-                spi = format_args!("{spi:016x}"),
-                "attached without a CHILD_SA: no data plane"
-            );
-            return;
-        };
-        let info = SessionInfo {
-            ipv4: a.ipv4.map(|n| n.addr()),
-            ipv6_prefix: a.ipv6_prefix,
-            lma: a.lma.ip(),
-            uplink_key: a.uplink_gre_key.map(|k| k.0),
-            downlink_key: a.downlink_gre_key.0,
-            ue: SocketAddr::new(ue.remote, ue.port_4500.unwrap_or(ESP_IN_UDP_PORT)),
-        };
-        if let Err(e) = self.dataplane.install(spi, child, info) {
-            warn!(
-                spi = format_args!("{spi:016x}"),
-                "data plane session not installed: {e}"
-            );
-        }
     }
 
     /// Uplink: ESP from a UE on port 4500 -> GRE to its LMA.
@@ -1349,155 +860,6 @@ impl Epdg {
             }
             Err(reason) => debug!(%from, ?reason, "downlink packet dropped"),
         }
-    }
-
-    fn remove(&mut self, spi: u64) {
-        self.dataplane.remove(spi);
-        self.half_open.remove(&spi);
-        if let Some(ue) = self.ues.remove(&spi) {
-            self.by_session.remove(ue.attach.session_id());
-            let spi_i = ue.sa.initiator_spi();
-            if self.by_init.get(&(ue.init.0, spi_i)) == Some(&spi) {
-                self.by_init.remove(&(ue.init.0, spi_i));
-            }
-            let key = ue.attach.key();
-            if self.by_key.get(&key) == Some(&spi) {
-                self.by_key.remove(&key);
-            }
-            info!(
-                spi = format_args!("{spi:016x}"),
-                ike_sas = self.ues.len(),
-                aaa_sessions = self.by_session.len(),
-                bindings = self.list.len(),
-                "UE state removed"
-            );
-        }
-    }
-
-    async fn list_outputs(&mut self, out: Vec<bul::Output>) {
-        for o in out {
-            match o {
-                bul::Output::Send { to, pbu } => {
-                    let message = MobilityHeaderRepr {
-                        payload_proto: IPPROTO_NONE,
-                        message: MobilityMessage::BindingUpdate(pbu.to_binding_update()),
-                    };
-                    let IpAddr::V4(destination) = to.ip() else {
-                        self.send_mh6(to, &message);
-                        continue;
-                    };
-                    let bytes = message.to_bytes(ChecksumContext::Ipv4Udp {
-                        source: self.config.mh_local,
-                        destination,
-                    });
-                    if let Some(p) = self.pcap.as_mut() {
-                        let _ = p.write_udp(SystemTime::now(), self.local_mh, to, &bytes);
-                    }
-                    debug!(%to, seq = pbu.sequence, lifetime = pbu.lifetime.0, "PBU");
-                    if let Err(e) = self.mh.send_to(&bytes, to).await {
-                        warn!(%to, "sending PBU: {e}");
-                    }
-                }
-                bul::Output::Registered { key, registration } => {
-                    match self.by_key.get(&key) {
-                        Some(spi) => self
-                            .work
-                            .push_back((*spi, attach::Input::Registered(Box::new(registration)))),
-                        None => {
-                            // The UE left while the PBU was out: undo the binding.
-                            let mut lout = Vec::new();
-                            self.list.handle(
-                                bul::Input::Deregister(key),
-                                Instant::now(),
-                                &mut lout,
-                            );
-                            Box::pin(self.list_outputs(lout)).await;
-                        }
-                    }
-                }
-                bul::Output::Failed { key, reason } => {
-                    if let Some(spi) = self.by_key.get(&key) {
-                        self.work
-                            .push_back((*spi, attach::Input::RegistrationFailed(reason)));
-                    }
-                }
-                bul::Output::Lost { key, reason } => {
-                    if let Some(spi) = self.by_key.get(&key) {
-                        self.work
-                            .push_back((*spi, attach::Input::BindingLost(reason)));
-                    }
-                }
-                bul::Output::Refreshed { key, .. } => debug!(%key, "binding refreshed"),
-                bul::Output::Deregistered { key, acknowledged } => {
-                    info!(%key, acknowledged, bindings = self.list.len(), "binding removed")
-                }
-            }
-        }
-    }
-
-    /// A PBU over IPv6 transport: the kernel fills the checksum (IPV6_CHECKSUM).
-    fn send_mh6(&mut self, to: SocketAddr, message: &MobilityHeaderRepr) {
-        let (IpAddr::V6(destination), Some((socket, source))) = (to.ip(), self.mh6.as_ref()) else {
-            warn!(%to, "no IPv6 transport to this LMA: set mh_local_v6");
-            return;
-        };
-        let bytes = message.to_bytes(ChecksumContext::Skip);
-        let to = SocketAddr::new(to.ip(), 0);
-        if let Err(e) = socket.send_to(&bytes, &socket2::SockAddr::from(to)) {
-            warn!(%to, "sending PBU: {e}");
-        }
-        if let Some(p) = self.pcap.as_mut() {
-            // The copy for the pcap gets the checksum the kernel puts on the wire.
-            let checked = message.to_bytes(ChecksumContext::Ipv6 {
-                source: *source,
-                destination,
-            });
-            let _ = p.write_ipv6_mh(SystemTime::now(), *source, destination, &checked);
-        }
-    }
-
-    async fn on_mh(&mut self, data: &[u8], from: SocketAddr) {
-        let checksum = match from.ip() {
-            IpAddr::V4(source) => {
-                if let Some(p) = self.pcap.as_mut() {
-                    let _ = p.write_udp(SystemTime::now(), from, self.local_mh, data);
-                }
-                ChecksumContext::Ipv4Udp {
-                    source,
-                    destination: self.config.mh_local,
-                }
-            }
-            IpAddr::V6(source) => {
-                if let (Some(p), Some((_, local))) = (self.pcap.as_mut(), self.mh6.as_ref()) {
-                    let _ = p.write_ipv6_mh(SystemTime::now(), source, *local, data);
-                }
-                // The kernel verified it (IPV6_CHECKSUM).
-                ChecksumContext::Skip
-            }
-        };
-        let parsed = MobilityHeaderRepr::parse(data, checksum);
-        let ack = match parsed.map(|m| m.message) {
-            Ok(MobilityMessage::BindingAck(ba)) => match ProxyBindingAck::try_from(&ba) {
-                Ok(ack) => ack,
-                Err(e) => {
-                    warn!(%from, "bad PBA: {e:?}");
-                    return;
-                }
-            },
-            Ok(other) => {
-                debug!(%from, ?other, "Mobility Header message ignored");
-                return;
-            }
-            Err(e) => {
-                warn!(%from, "unparsable Mobility Header: {e}");
-                return;
-            }
-        };
-        debug!(%from, seq = ack.sequence, status = ?ack.status, "PBA");
-        let mut out = Vec::new();
-        self.list
-            .handle(bul::Input::Ack { from, ack }, Instant::now(), &mut out);
-        self.list_outputs(out).await;
     }
 }
 

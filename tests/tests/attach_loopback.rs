@@ -797,7 +797,8 @@ fn the_ladder_and_cookies() -> Result<()> {
 
 #[test]
 fn a_retransmitted_ike_sa_init_gets_the_same_sa() -> Result<()> {
-    use pmip_common::ike::sa::{InitiatorConfig, InitiatorSa, Output, RetransmitPolicy};
+    use pmip_common::ike::initiator::{InitiatorConfig, InitiatorSa};
+    use pmip_common::ike::sa::{Output, RetransmitPolicy};
     use pmip_common::ike::wire::{Identification, TrafficSelector};
     use pmip_common::ike::{EspSuite, IkeSuite};
     let lab = Lab::start(76, true, true)?;

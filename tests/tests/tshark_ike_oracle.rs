@@ -539,11 +539,14 @@ fn tshark_decrypts_and_decodes_our_ike_sa_init_and_ike_auth() {
 }
 
 /// A whole attach as the state machines run it (UE `InitiatorSa` against the ePDG's
-/// `Responder`/`ResponderSa`, EAP relayed by stand-in applications), recorded on the
-/// wire and decoded by tshark with the ePDG's keylog record.
+/// `Endpoint`, EAP relayed by stand-in applications), recorded on the wire and decoded by
+/// tshark with the ePDG's keylog record.
 #[test]
 fn tshark_decodes_an_attach_driven_by_the_state_machines() {
-    use pmip_common::ike::sa::*;
+    use pmip_common::ike::endpoint::{Endpoint, EndpointOutput};
+    use pmip_common::ike::initiator::{InitiatorConfig, InitiatorSa};
+    use pmip_common::ike::responder::{Acceptance, ResponderConfig};
+    use pmip_common::ike::sa::{Event, Output, RetransmitPolicy};
     use std::time::Instant;
 
     let ue_addr: SocketAddr = "192.0.2.10:500".parse().unwrap();
@@ -569,10 +572,10 @@ fn tshark_decodes_an_attach_driven_by_the_state_machines() {
         peer_verifier: None,
         retransmit: RetransmitPolicy::default(),
     };
-    let responder = Responder::new(ResponderConfig::default(), &mut rng);
+    let mut endpoint = Endpoint::new(ResponderConfig::default(), &mut rng);
     let mut out = Vec::new();
     let mut ue = InitiatorSa::start(config, now, &mut rng, &mut out).unwrap();
-    let mut epdg: Option<ResponderSa> = None;
+    let mut epdg_spi = None;
     // (from the UE, datagram, port 4500)
     let mut wire: Vec<(bool, Vec<u8>, bool)> = Vec::new();
     let mut to_epdg: Vec<(Vec<u8>, bool)> = Vec::new();
@@ -590,27 +593,26 @@ fn tshark_decodes_an_attach_driven_by_the_state_machines() {
         };
         wire.push((true, d.clone(), via_4500));
         let mut epdg_out = Vec::new();
-        match epdg.as_mut() {
-            Some(sa) => sa.handle(&d, via_4500, &mut rng, &mut epdg_out),
-            None => match responder.handle_ike_sa_init(&d, ue_addr, epdg_addr, 0, now, &mut rng) {
-                InitReply::NewSa(sa, r) => {
-                    epdg = Some(*sa);
-                    epdg_out.push(Output::Send {
-                        bytes: r,
-                        port_4500: false,
-                    });
-                }
-                other => panic!("{other:?}"),
-            },
+        let (mut remote, mut local) = (ue_addr, epdg_addr);
+        if via_4500 {
+            remote.set_port(4500);
+            local.set_port(4500);
         }
-        let sa = epdg.as_mut().unwrap();
+        endpoint.handle(&d, remote, local, via_4500, now, &mut rng, &mut epdg_out);
         let mut more = Vec::new();
         for o in &epdg_out {
             match o {
-                Output::Event(Event::AuthRequested(_)) => {
-                    assert!(sa.send_eap(vec![1, 1, 0, 5, 1], &mut rng, &mut more));
+                EndpointOutput::Created { spi } => epdg_spi = Some(*spi),
+                EndpointOutput::Event {
+                    spi,
+                    event: Event::AuthRequested(_),
+                } => {
+                    assert!(endpoint.send_eap(*spi, vec![1, 1, 0, 5, 1], now, &mut rng, &mut more));
                 }
-                Output::Event(Event::EapResponse(_)) => {
+                EndpointOutput::Event {
+                    spi,
+                    event: Event::EapResponse(_),
+                } => {
                     let acceptance = Acceptance {
                         cp_reply: vec![
                             ConfigAttribute::InternalIp4Address(Some(Ipv4Addr::new(10, 45, 0, 7))),
@@ -629,25 +631,35 @@ fn tshark_decodes_an_attach_driven_by_the_state_machines() {
                         }],
                         tsr: vec![TrafficSelector::any_ipv4()],
                     };
-                    assert!(sa.eap_success(
+                    assert!(endpoint.eap_success(
+                        *spi,
                         vec![3, 1, 0, 4],
                         msk.clone(),
                         acceptance,
                         0xe0e0_e0e0,
+                        now,
                         &mut rng,
                         &mut more
                     ));
                 }
-                Output::Event(Event::Established(_)) => established += 1,
-                Output::Event(Event::Closed(r)) => panic!("ePDG closed: {r:?}"),
+                EndpointOutput::Event {
+                    event: Event::Established(_),
+                    ..
+                } => established += 1,
+                EndpointOutput::Event {
+                    event: Event::Closed(r),
+                    ..
+                } => panic!("ePDG closed: {r:?}"),
                 _ => {}
             }
         }
         epdg_out.extend(more);
         for o in epdg_out {
-            let Output::Send { bytes, port_4500 } = o else {
+            let EndpointOutput::Transmit(t) = o else {
                 continue;
             };
+            assert_eq!(t.remote.ip(), ue_addr.ip());
+            let (bytes, port_4500) = (t.bytes, t.natt);
             wire.push((false, bytes.clone(), port_4500));
             let mut ue_out = Vec::new();
             ue.handle(&bytes, port_4500, now, &mut rng, &mut ue_out);
@@ -703,7 +715,7 @@ fn tshark_decodes_an_attach_driven_by_the_state_machines() {
     pcap.flush().unwrap();
     drop(pcap);
 
-    let sa = epdg.as_ref().unwrap();
+    let sa = epdg_spi.and_then(|spi| endpoint.sa(spi)).unwrap();
     let record = format!(
         "uat:ikev2_decryption_table:{}",
         sa.keys()

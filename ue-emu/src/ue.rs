@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 use pmip_common::eap::{Peer, PeerConfig, PeerOutput, Sqn, Usim};
 use pmip_common::esp::NON_ESP_MARKER;
 // Every path into the IKE state machine, in one place.
-pub use pmip_common::ike::sa::{ChildSa, CloseReason, InitiatorConfig, RetransmitPolicy};
-use pmip_common::ike::sa::{Event, InitiatorSa, Output as SaOutput};
+pub use pmip_common::ike::initiator::InitiatorConfig;
+use pmip_common::ike::initiator::InitiatorSa;
+pub use pmip_common::ike::sa::{ChildSa, CloseReason, RetransmitPolicy};
+use pmip_common::ike::sa::{Event, Output as SaOutput};
 pub use pmip_common::ike::wire::NotifyType;
 use pmip_common::ike::wire::{ConfigAttribute, Identification};
 pub use pmip_common::ike::Random;

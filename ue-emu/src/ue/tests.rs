@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pmip_common::eap::{Server, ServerConfig, ServerInput, ServerOutput, Sqn, Subscriber};
-use pmip_common::ike::sa::{
-    Acceptance, Event, InitReply, Output as SaOutput, Responder, ResponderConfig, ResponderSa,
-};
+use pmip_common::ike::endpoint::{Endpoint, EndpointOutput};
+use pmip_common::ike::responder::{Acceptance, ResponderConfig};
+use pmip_common::ike::sa::Event;
 use pmip_common::ike::wire::{ConfigAttribute, Identification, NotifyType, TrafficSelector};
 use pmip_common::ike::{EspSuite, IkeSuite};
 use rand::rngs::StdRng;
@@ -83,8 +83,7 @@ enum Verdict {
 /// An ePDG reduced to what the UE sees: the IKE responder, one EAP-AKA server with one
 /// subscriber, and a fixed verdict after EAP.
 struct StandIn {
-    responder: Responder,
-    sa: Option<Box<ResponderSa>>,
+    endpoint: Endpoint,
     server: Server,
     sqn: u64,
     verdict: Verdict,
@@ -95,8 +94,7 @@ struct StandIn {
 impl StandIn {
     fn new(rng: &mut StdRng, sqn: u64, verdict: Verdict) -> Self {
         StandIn {
-            responder: Responder::new(ResponderConfig::default(), rng),
-            sa: None,
+            endpoint: Endpoint::new(ResponderConfig::default(), rng),
             server: Server::new(ServerConfig::default()),
             sqn,
             verdict,
@@ -115,56 +113,52 @@ impl StandIn {
         if self.silent {
             return Vec::new();
         }
-        let mut sa_out = Vec::new();
-        if to == epdg() && self.sa.is_none() {
-            match self
-                .responder
-                .handle_ike_sa_init(bytes, ue_addr(), epdg(), 0, now, rng)
-            {
-                InitReply::NewSa(sa, answer) => {
-                    self.sa = Some(sa);
-                    return vec![(epdg(), answer)];
-                }
-                InitReply::Stateless(answer) => return vec![(epdg(), answer)],
-                InitReply::Discarded(_) => return Vec::new(),
-            }
-        }
-        let Some(sa) = self.sa.as_mut() else {
-            return Vec::new();
-        };
-        let (message, via_4500) = match bytes.strip_prefix(&NON_ESP_MARKER) {
+        let (message, natt) = match bytes.strip_prefix(&NON_ESP_MARKER) {
             Some(m) if to == epdg_natt() => (m, true),
             _ => (bytes, false),
         };
-        sa.handle(message, via_4500, rng, &mut sa_out);
+        let mut out = Vec::new();
+        self.endpoint
+            .handle(message, ue_addr(), to, natt, now, rng, &mut out);
         let mut sent = Vec::new();
-        while !sa_out.is_empty() {
-            for o in std::mem::take(&mut sa_out) {
+        while !out.is_empty() {
+            for o in std::mem::take(&mut out) {
                 match o {
-                    SaOutput::Send { bytes, port_4500 } => sent.push(if port_4500 {
-                        (epdg_natt(), [&NON_ESP_MARKER[..], &bytes].concat())
-                    } else {
-                        (epdg(), bytes)
-                    }),
-                    SaOutput::Event(Event::AuthRequested(request)) => {
+                    EndpointOutput::Transmit(t) if t.natt => {
+                        sent.push((t.local, [&NON_ESP_MARKER[..], &t.bytes].concat()))
+                    }
+                    EndpointOutput::Transmit(t) => sent.push((t.local, t.bytes)),
+                    EndpointOutput::Event {
+                        spi,
+                        event: Event::AuthRequested(request),
+                    } => {
                         let Identification::Rfc822Addr(nai) = request.idi else {
                             panic!("IDi {:?}", request.idi);
                         };
                         // EAP-Response/Identity built from IDi, as an ePDG does.
                         let mut identity = vec![2, 0, 0, 5 + nai.len() as u8, 1];
                         identity.extend_from_slice(nai.as_bytes());
-                        self.eap(&identity, rng, &mut sa_out);
+                        self.eap(spi, &identity, now, rng, &mut out);
                     }
-                    SaOutput::Event(Event::EapResponse(eap)) => self.eap(&eap, rng, &mut sa_out),
-                    SaOutput::Event(_) => {}
+                    EndpointOutput::Event {
+                        spi,
+                        event: Event::EapResponse(eap),
+                    } => self.eap(spi, &eap, now, rng, &mut out),
+                    _ => {}
                 }
             }
         }
         sent
     }
 
-    fn eap(&mut self, packet: &[u8], rng: &mut StdRng, sa_out: &mut Vec<SaOutput>) {
-        let Some(sa) = self.sa.as_mut() else { return };
+    fn eap(
+        &mut self,
+        spi: u64,
+        packet: &[u8],
+        now: Instant,
+        rng: &mut StdRng,
+        out: &mut Vec<EndpointOutput>,
+    ) {
         let mut pending = self.server.handle(ServerInput::Packet(packet), rng);
         let (mut eap, mut success, mut failed) = (None, None, false);
         while !pending.is_empty() {
@@ -206,16 +200,24 @@ impl StandIn {
                     tsi: vec![TrafficSelector::any_ipv4()],
                     tsr: vec![TrafficSelector::any_ipv4()],
                 };
-                sa.eap_success(eap, msk, acceptance, 0x1234_5678, rng, sa_out);
+                self.endpoint
+                    .eap_success(spi, eap, msk, acceptance, 0x1234_5678, now, rng, out);
             }
             (Some(_), Verdict::Refuse(notify)) => {
-                sa.reject(notify, None, rng, sa_out);
+                self.endpoint.reject(spi, notify, None, now, rng, out);
             }
             (None, _) if failed => {
-                sa.reject(NotifyType::AuthenticationFailed, Some(eap), rng, sa_out);
+                self.endpoint.reject(
+                    spi,
+                    NotifyType::AuthenticationFailed,
+                    Some(eap),
+                    now,
+                    rng,
+                    out,
+                );
             }
             (None, _) => {
-                sa.send_eap(eap, rng, sa_out);
+                self.endpoint.send_eap(spi, eap, now, rng, out);
             }
         }
     }
