@@ -14,6 +14,7 @@ pub mod fuzzing;
 pub mod ike;
 pub mod mh;
 pub mod pcap;
+pub mod registry;
 pub mod time;
 pub mod tun;
 pub mod tunnel;

@@ -62,16 +62,6 @@ use crate::pools::{Ipv4Pool, PoolError, PrefixPool};
 use crate::transport::MagAddress;
 use pmip_common::time::{DeadlineQueue, WallClock};
 
-/// RFC 5844 section 8: NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE.
-pub const STATUS_NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE: BindingAckStatus =
-    BindingAckStatus::Other(170);
-/// RFC 5844 section 8: NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS.
-pub const STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS: BindingAckStatus =
-    BindingAckStatus::Other(171);
-/// RFC 5844 section 8: NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE.
-pub const STATUS_NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE: BindingAckStatus =
-    BindingAckStatus::Other(172);
-
 /// The core's settings (checked by [`crate::config::resolve`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LmaSettings {
@@ -637,7 +627,7 @@ impl Lma {
     ) -> Result<(), Rejection> {
         if !pbu.home_network_prefixes.is_empty() && held.home_network_prefix.is_none() {
             let pool = self.prefix_pool.as_mut().ok_or(Rejection::new(
-                STATUS_NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE,
+                BindingAckStatus::NotAuthorizedForIpv6MobilityService,
                 "no ipv6_pool: IPv6 home network prefixes are not served",
             ))?;
             taken.home_network_prefix = Some(pool.allocate().ok_or(Rejection::new(
@@ -647,7 +637,7 @@ impl Lma {
         }
         if let (Some(request), None) = (pbu.ipv4_home_address_request, held.ipv4_home_address) {
             let pool = self.ipv4_pool.as_mut().ok_or(Rejection::ipv4(
-                STATUS_NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE,
+                BindingAckStatus::NotAuthorizedForIpv4MobilityService,
                 Ipv4HomeAddressReplyStatus::AdministrativelyProhibited,
                 "no ipv4_pool: IPv4 home addresses are not served",
             ))?;
@@ -660,7 +650,7 @@ impl Lma {
                 ))?);
             } else if !pool.contains(wanted) {
                 return Err(Rejection::ipv4(
-                    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+                    BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
                     Ipv4HomeAddressReplyStatus::InvalidIpv4Address,
                     "requested IPv4 home address outside ipv4_pool",
                 ));
@@ -668,7 +658,7 @@ impl Lma {
                 taken.ipv4_home_address = Some(wanted);
             } else {
                 return Err(Rejection::ipv4(
-                    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+                    BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
                     Ipv4HomeAddressReplyStatus::IncorrectIpv4HomeAddress,
                     "requested IPv4 home address is held by another binding",
                 ));
@@ -804,7 +794,7 @@ impl Lma {
             if !wanted.is_unspecified() && held.ipv4_home_address.is_some_and(|held| held != wanted)
             {
                 return Err(Rejection::ipv4(
-                    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+                    BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
                     Ipv4HomeAddressReplyStatus::IncorrectIpv4HomeAddress,
                     "IPv4 home address differs from the one the binding holds",
                 ));

@@ -58,7 +58,6 @@ use pmip_common::mh::{
 
 use super::{
     is_any_prefix, reject_ack, Granted, HomeGrant, Lma, Outcome, Output, PbuReport, Rejection,
-    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
 };
 use crate::binding_cache::{Addresses, BindingId, BindingState};
 use crate::config::MagFilter;
@@ -845,7 +844,7 @@ impl Lma {
             ),
             RegistrationFailure::Ipv4Refused(status) => (
                 Rejection::ipv4(
-                    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+                    BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
                     status,
                     "the home gateway refused the IPv4 home address",
                 ),
@@ -1054,7 +1053,7 @@ impl Lma {
             let assigned = home.ipv4_home_address.map(|a| a.addr());
             if !wanted.is_unspecified() && assigned.is_some_and(|a| a != wanted) {
                 return Err(Rejection::ipv4(
-                    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+                    BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
                     Ipv4HomeAddressReplyStatus::IncorrectIpv4HomeAddress,
                     "IPv4 home address differs from the one the home gateway assigned",
                 ));
