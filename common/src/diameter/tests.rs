@@ -1330,3 +1330,35 @@ fn application_messages_reach_the_owner_and_bad_ones_are_answered() {
     ));
     assert_eq!(pair.b.state(), PeerState::Open);
 }
+
+#[test]
+fn every_registry_round_trips_named_and_unknown_values() {
+    use crate::diameter::codes::{
+        ApplicationId, CommandCode, ExperimentalResultCode, ResultCode, VendorId,
+    };
+    use crate::registry::tests::assert_registry;
+    assert_registry::<CommandCode>();
+    assert_registry::<ApplicationId>();
+    assert_registry::<VendorId>();
+    assert_registry::<ResultCode>();
+    assert_registry::<ExperimentalResultCode>();
+    assert_registry::<DisconnectCause>();
+    assert_registry::<AuthRequestType>();
+    assert_registry::<TerminationCause>();
+    assert_registry::<PdnType>();
+    assert_registry::<RatType>();
+    // The u32 constants are the registry values, and the two result registries are apart.
+    assert_eq!(result::DIAMETER_SUCCESS, 2001);
+    assert_eq!(
+        ResultCode::from(5001).to_string(),
+        "DIAMETER_AVP_UNSUPPORTED"
+    );
+    assert_eq!(
+        ExperimentalResultCode::from(5001).to_string(),
+        "DIAMETER_ERROR_USER_UNKNOWN"
+    );
+    assert!(result::is_protocol_error(3008) && !result::is_protocol_error(5008));
+    assert!(result::is_success(2002) && !result::is_success(1001));
+    assert_eq!(application::SWM, 16_777_264);
+    assert_eq!(command::DIAMETER_EAP, 268);
+}

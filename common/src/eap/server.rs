@@ -322,7 +322,7 @@ impl Server {
             Subtype::AuthenticationReject => ServerFailure::AuthenticationReject,
             Subtype::ClientError => ServerFailure::ClientError(
                 repr.client_error_code()
-                    .unwrap_or(ClientErrorCode::UNABLE_TO_PROCESS_PACKET),
+                    .unwrap_or(ClientErrorCode::UnableToProcessPacket),
             ),
             _ => ServerFailure::Malformed(EapError::Malformed("unexpected EAP-AKA subtype")),
         };
@@ -477,7 +477,7 @@ impl Server {
                 data: TypeData::Aka(AkaRepr::new(
                     Subtype::Notification,
                     vec![
-                        Attribute::Notification(NotificationCode::SUCCESS),
+                        Attribute::Notification(NotificationCode::Success),
                         Attribute::Mac([0; 16]),
                     ],
                 )),

@@ -520,7 +520,7 @@ fn tampered_at_mac_in_the_challenge_is_rejected() {
     assert_eq!(
         t.server_failure(),
         Some(&ServerFailure::ClientError(
-            ClientErrorCode::UNABLE_TO_PROCESS_PACKET
+            ClientErrorCode::UnableToProcessPacket
         ))
     );
     // A challenge whose AT_MAC failed does not move the USIM's SQN.
@@ -881,9 +881,9 @@ fn attribute() -> impl Strategy<Value = Attribute> {
         Just(Attribute::FullauthIdReq),
         Just(Attribute::CounterTooSmall),
         Just(Attribute::ResultInd),
-        any::<u16>().prop_map(|c| Attribute::Notification(NotificationCode(c))),
+        any::<u16>().prop_map(|c| Attribute::Notification(NotificationCode::from(c))),
         any::<u16>().prop_map(Attribute::Counter),
-        any::<u16>().prop_map(|c| Attribute::ClientErrorCode(ClientErrorCode(c))),
+        any::<u16>().prop_map(|c| Attribute::ClientErrorCode(ClientErrorCode::from(c))),
     ];
     let variable = prop_oneof![
         (32u16..=128).prop_flat_map(|bits| {
@@ -1108,4 +1108,20 @@ fn endless_identity_requests_get_a_client_error() {
         };
         assert_eq!(aka_subtype(answer), Some(expected));
     }
+}
+
+#[test]
+fn every_registry_round_trips_named_and_unknown_values() {
+    use crate::registry::tests::assert_registry;
+    assert_registry::<Code>();
+    assert_registry::<EapType>();
+    assert_registry::<Subtype>();
+    assert_registry::<AttributeType>();
+    assert_registry::<NotificationCode>();
+    assert_registry::<ClientErrorCode>();
+    assert_eq!(Subtype::Challenge.to_string(), "AKA-Challenge");
+    assert_eq!(AttributeType::from(11).to_string(), "AT_MAC");
+    assert!(NotificationCode::Success.is_success());
+    assert!(NotificationCode::GeneralFailure.is_phase_bit());
+    assert!(!NotificationCode::from(1026).is_success());
 }

@@ -2046,4 +2046,29 @@ pub(crate) mod tests {
         assert_eq!(u16::from(NotifyType::NetworkFailure), 10500);
         assert!(NotifyType::PdnConnectionRejection.is_error());
     }
+
+    #[test]
+    fn every_registry_round_trips_named_and_unknown_values() {
+        use crate::registry::tests::assert_registry;
+        assert_registry::<ExchangeType>();
+        assert_registry::<PayloadType>();
+        assert_registry::<ProtocolId>();
+        assert_registry::<EncrId>();
+        assert_registry::<PrfId>();
+        assert_registry::<IntegId>();
+        assert_registry::<DhGroupId>();
+        assert_registry::<EsnId>();
+        assert_registry::<TransformType>();
+        assert_registry::<TransformAttributeType>();
+        assert_registry::<IdType>();
+        assert_registry::<CertEncoding>();
+        assert_registry::<AuthMethod>();
+        assert_registry::<NotifyType>();
+        assert_registry::<TsType>();
+        assert_registry::<CfgType>();
+        assert_registry::<CfgAttributeType>();
+        assert_eq!(NotifyType::from(24).to_string(), "AUTHENTICATION_FAILED");
+        assert_eq!(ExchangeType::IkeAuth.to_string(), "IKE_AUTH");
+        assert_eq!(ConfigAttribute::P_CSCF_IP6_ADDRESS, 21);
+    }
 }
