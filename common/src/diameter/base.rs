@@ -216,7 +216,10 @@ impl Capabilities {
             .to_owned();
         let origin_state_id = opt_u32(r.optional((avp::ORIGIN_STATE_ID, None))?)?;
         let u32s = |r: &mut AvpReader<'_>, code| -> Result<Vec<u32>, Error> {
-            r.all((code, None)).into_iter().map(Avp::as_u32).collect()
+            Ok(r.all((code, None))
+                .into_iter()
+                .map(Avp::as_u32)
+                .collect::<Result<_, _>>()?)
         };
         let supported_vendor_ids = u32s(r, avp::SUPPORTED_VENDOR_ID)?;
         let auth_application_ids = u32s(r, avp::AUTH_APPLICATION_ID)?;

@@ -411,10 +411,10 @@ fn required_identity(r: &mut AvpReader<'_>, code: u32) -> Result<String, Error> 
 }
 
 fn read_route_records(r: &mut AvpReader<'_>) -> Result<Vec<String>, Error> {
-    r.all((avp::ROUTE_RECORD, None))
+    Ok(r.all((avp::ROUTE_RECORD, None))
         .into_iter()
         .map(|a| a.as_identity().map(str::to_owned))
-        .collect()
+        .collect::<Result<_, _>>()?)
 }
 
 fn read_proxy_info(r: &mut AvpReader<'_>) -> Vec<Avp> {

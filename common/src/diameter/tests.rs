@@ -158,7 +158,7 @@ fn avp_padding_vendor_and_data_formats() {
 #[test]
 fn wrong_length_of_unsigned32_is_5014_with_zeroed_failed_avp() {
     let bad = Avp::new(avp::RESULT_CODE, vec![1, 2]);
-    let err = bad.as_u32().unwrap_err();
+    let err = Error::from(bad.as_u32().unwrap_err());
     assert_eq!(err.result_code(), result::DIAMETER_INVALID_AVP_LENGTH);
     let failed = err.failed_avp().unwrap();
     assert_eq!(failed.code, avp::RESULT_CODE);
