@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use pmip_common::eap::{Peer, PeerConfig, PeerOutput, Sqn, Usim};
+use pmip_common::eap::{Code, EapPacket, Peer, PeerConfig, PeerOutput, Sqn, Usim};
 use pmip_common::ike::auth::{PeerVerifier, PinnedEcdsaP256Key};
 use pmip_common::ike::sa::{
     CloseReason, Event, InitiatorConfig, InitiatorSa, Output, RetransmitPolicy,
@@ -296,9 +296,9 @@ pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport
                     Output::Send { bytes, port_4500 } => send(&bytes, port_4500)
                         .with_context(|| format!("sending to the ePDG {}", config.epdg))?,
                     Output::Event(Event::EapRequest(eap)) => {
-                        let code = eap.first().copied().unwrap_or(0);
+                        let code = EapPacket::new_checked(&eap[..]).map(|p| p.code());
                         match code {
-                            1 => {
+                            Ok(Code::Request) => {
                                 eap_rounds += 1;
                                 ladder.step(if eap_rounds == 1 {
                                     "IKE_AUTH(IDi, IDr=APN, CP) -> EAP-Request (AAA via ePDG)"
@@ -307,8 +307,10 @@ pub fn attach(config: &UeConfig, options: &AttachOptions) -> Result<AttachReport
                                     format!("EAP-Response -> EAP-Request #{eap_rounds}")
                                 });
                             }
-                            3 => ladder.step("EAP-Response -> EAP-Success (after PBA)"),
-                            4 => ladder.step("EAP-Failure"),
+                            Ok(Code::Success) => {
+                                ladder.step("EAP-Response -> EAP-Success (after PBA)")
+                            }
+                            Ok(Code::Failure) => ladder.step("EAP-Failure"),
                             _ => {}
                         }
                         for p in peer.handle(&eap) {

@@ -12,6 +12,7 @@ use super::codes::{application, avp, command, result, vendor};
 use super::peer::*;
 use super::swm::*;
 use super::*;
+use crate::eap::{EapRepr, TypeData};
 
 // ---------------------------------------------------------------------------------------
 // A CER from a public source, checked by hand.
@@ -238,7 +239,12 @@ fn sample_der() -> DiameterEapRequest {
         destination_realm: "wlan.mnc001.mcc001.3gppnetwork.org".into(),
         destination_host: None,
         auth_request_type: AuthRequestType::AuthorizeAuthenticate,
-        eap_payload: vec![2, 0, 0, 5, 1],
+        eap_payload: EapRepr::Response {
+            identifier: 0,
+            data: TypeData::Identity(Vec::new()),
+        }
+        .to_bytes()
+        .unwrap(),
         user_name: Some("0001010123456789@nai.epc.mnc001.mcc001.3gppnetwork.org".into()),
         rat_type: Some(RAT_TYPE_WLAN),
         service_selection: Some("internet".into()),
@@ -342,7 +348,7 @@ fn experimental_result_round_trips_in_dea() {
         "aaa.example.org",
         "example.org",
     );
-    dea.eap_payload = Some(vec![4, 1, 0, 4]);
+    dea.eap_payload = Some(EapRepr::failure_bytes(1).to_vec());
     let request = der.to_message(7, 8);
     let m = dea.to_message(&request.header);
     assert!(!m.header.flags.error());

@@ -233,14 +233,30 @@ impl EapRepr {
         }
     }
 
+    /// Code, Identifier and Length (RFC 3748 section 4).
+    fn header(&self, length: u16) -> [u8; HEADER_LEN] {
+        let [high, low] = length.to_be_bytes();
+        [self.code().value(), self.identifier(), high, low]
+    }
+
+    /// An EAP-Success (RFC 3748 section 4.2) with `identifier`: four octets, so writing
+    /// it cannot fail.
+    pub fn success_bytes(identifier: u8) -> [u8; HEADER_LEN] {
+        EapRepr::Success { identifier }.header(HEADER_LEN as u16)
+    }
+
+    /// An EAP-Failure (RFC 3748 section 4.2) with `identifier`: four octets, so writing
+    /// it cannot fail.
+    pub fn failure_bytes(identifier: u8) -> [u8; HEADER_LEN] {
+        EapRepr::Failure { identifier }.header(HEADER_LEN as u16)
+    }
+
     /// Writes the packet into the first `buffer_len()` octets of `out`; returns that length.
     pub fn emit(&self, out: &mut [u8]) -> Result<usize, EapError> {
         let len = self.buffer_len();
         let length = u16::try_from(len).map_err(|_| EapError::TooLong("EAP Length"))?;
         let out = out.get_mut(..len).ok_or(EapError::BufferTooShort)?;
-        out[0] = self.code().into();
-        out[1] = self.identifier();
-        out[2..4].copy_from_slice(&length.to_be_bytes());
+        out[..HEADER_LEN].copy_from_slice(&self.header(length));
         if let EapRepr::Request { data, .. } | EapRepr::Response { data, .. } = self {
             out[4] = data.eap_type().into();
             let body = &mut out[HEADER_LEN + 1..];

@@ -760,8 +760,13 @@ fn peer_naks_other_methods_and_answers_notifications() {
         &mut rng(),
         |from_server, p| {
             if !from_server && aka_subtype(p) == Some(Subtype::Challenge) {
-                let identifier = p[1];
-                *p = vec![2, identifier, 0, 6, 3, 4];
+                let identifier = EapPacket::new_checked(&p[..]).unwrap().identifier();
+                *p = EapRepr::Response {
+                    identifier,
+                    data: TypeData::Nak(vec![EapType::Md5Challenge]),
+                }
+                .to_bytes()
+                .unwrap();
             }
         },
     );
@@ -1124,4 +1129,32 @@ fn every_registry_round_trips_named_and_unknown_values() {
     assert!(NotificationCode::Success.is_success());
     assert!(NotificationCode::GeneralFailure.is_phase_bit());
     assert!(!NotificationCode::from(1026).is_success());
+}
+
+/// RFC 3748 section 4.2: Success and Failure are the four header octets alone, and the
+/// fixed-size forms are what `emit` writes.
+#[test]
+fn success_and_failure_bytes_are_the_header_alone() {
+    assert_eq!(EapRepr::success_bytes(7), [3, 7, 0, 4]);
+    assert_eq!(EapRepr::failure_bytes(9), [4, 9, 0, 4]);
+    for identifier in [0, 1, 255] {
+        let success = EapRepr::Success { identifier };
+        assert_eq!(
+            success.to_bytes().unwrap(),
+            EapRepr::success_bytes(identifier)
+        );
+        assert_eq!(
+            EapRepr::parse_bytes(&EapRepr::success_bytes(identifier)),
+            Ok(success)
+        );
+        let failure = EapRepr::Failure { identifier };
+        assert_eq!(
+            failure.to_bytes().unwrap(),
+            EapRepr::failure_bytes(identifier)
+        );
+        assert_eq!(
+            EapRepr::parse_bytes(&EapRepr::failure_bytes(identifier)),
+            Ok(failure)
+        );
+    }
 }

@@ -1957,7 +1957,14 @@ pub(crate) mod tests {
                 response: true,
             },
             message_id: 0xa0b0c0d0,
-            payloads: vec![Payload::Eap(vec![1, 7, 0, 5, 1])],
+            payloads: vec![Payload::Eap(
+                crate::eap::EapRepr::Request {
+                    identifier: 7,
+                    data: crate::eap::TypeData::Identity(Vec::new()),
+                }
+                .to_bytes()
+                .unwrap(),
+            )],
         };
         let b = m.to_bytes();
         assert_eq!(
