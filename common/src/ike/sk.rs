@@ -69,7 +69,7 @@ impl SkKeys {
 
     fn icv_len(&self) -> usize {
         if self.encr.is_aead() {
-            16
+            self.encr.icv_len()
         } else {
             self.integ.map_or(0, Integ::icv_len)
         }
