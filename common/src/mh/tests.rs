@@ -779,3 +779,87 @@ proptest! {
         prop_assert_eq!(ProxyBindingAck::try_from(&ba), Ok(pba));
     }
 }
+
+/// The per-message views read every field at the range RFC 6275 (and RFC 5846, 5847)
+/// draws, and refuse a buffer of another type or too short for the fixed part.
+#[test]
+fn message_views_read_fields_at_their_ranges() {
+    let pba = MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::BindingAck(BindingAckRepr {
+            status: BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
+            flags: BaFlags(BaFlags::PROXY),
+            sequence: 0x1234,
+            lifetime: Lifetime(0x0102),
+            options: vec![MobilityOption::GreKey(GreKey(7))],
+        }),
+    };
+    let bytes = pba.to_bytes(ChecksumContext::Skip);
+    // Status 171, flags P, sequence, lifetime: octets 6 to 11 (RFC 6275 section 6.1.8).
+    assert_eq!(&bytes[6..12], &[171, 0x20, 0x12, 0x34, 0x01, 0x02]);
+    let view = BindingAck::new_checked(&bytes[..]).unwrap();
+    assert_eq!(
+        view.status(),
+        BindingAckStatus::NotAuthorizedForIpv4HomeAddress
+    );
+    assert_eq!(view.flags(), BaFlags(BaFlags::PROXY));
+    assert_eq!(
+        (view.sequence(), view.lifetime()),
+        (0x1234, Lifetime(0x0102))
+    );
+    let types: Vec<u8> = view.options().map(|o| o.unwrap().option_type).collect();
+    // The GRE Key at offset 12, already 4n (RFC 5845 section 3.1), then PadN to 8n.
+    assert_eq!(types, [33, 1]);
+    assert!(matches!(
+        BindingUpdate::new_checked(&bytes[..]),
+        Err(MhError::Malformed(_))
+    ));
+
+    let bri = MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::BindingRevocation(BindingRevocationRepr {
+            revocation_type: BindingRevocationType::Indication,
+            trigger_or_status: RevocationTrigger::PerPeerPolicy.value(),
+            sequence: 9,
+            flags: BindingRevocationRepr::PROXY | BindingRevocationRepr::GLOBAL,
+            options: vec![],
+        }),
+    };
+    let bytes = bri.to_bytes(ChecksumContext::Skip);
+    assert_eq!(&bytes[6..12], &[1, 128, 0, 9, 0xa0, 0]);
+    let view = BindingRevocation::new_checked(&bytes[..]).unwrap();
+    assert_eq!(view.revocation_type(), BindingRevocationType::Indication);
+    assert_eq!(view.sequence(), 9);
+    let MobilityMessage::BindingRevocation(parsed) =
+        MobilityHeaderRepr::parse_view(&MobilityHeader::new_checked(&bytes[..]).unwrap())
+            .unwrap()
+            .message
+    else {
+        panic!("not a revocation");
+    };
+    assert_eq!(parsed.trigger(), Some(RevocationTrigger::PerPeerPolicy));
+    assert_eq!(parsed.status(), None);
+
+    let heartbeat = MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::Heartbeat(HeartbeatRepr {
+            unsolicited: false,
+            response: true,
+            sequence: 0xa1b2_c3d4,
+            options: vec![],
+        }),
+    };
+    let bytes = heartbeat.to_bytes(ChecksumContext::Skip);
+    let view = Heartbeat::new_checked(&bytes[..]).unwrap();
+    assert!(view.response() && !view.unsolicited());
+    assert_eq!(view.sequence(), 0xa1b2_c3d4);
+
+    // A Binding Error needs 24 octets before its options: a 16-octet message of type 7
+    // is refused by the view, never read past its end.
+    let mut short = vec![IPPROTO_NONE, 1, 7, 0, 0, 0];
+    short.resize(16, 0);
+    assert_eq!(
+        BindingError::new_checked(&short[..]).unwrap_err(),
+        MhError::Truncated("Binding Error fixed fields")
+    );
+}
