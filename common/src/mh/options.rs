@@ -92,6 +92,7 @@ macro_rules! option_table {
         impl MobilityOptionType {
             /// The length rule and alignment of a type the codec reads; `None` for one it
             /// keeps as [`MobilityOption::Unknown`].
+            #[inline]
             pub const fn layout(self) -> Option<OptionLayout> {
                 match self {
                     MobilityOptionType::Pad1 => Some(OptionLayout {
@@ -125,6 +126,7 @@ macro_rules! option_table {
         impl MobilityOption {
             /// The option's type.
             #[allow(unused_variables)]
+            #[inline]
             pub fn option_type(&self) -> MobilityOptionType {
                 match self {
                     $($pattern => MobilityOptionType::$variant,)*
@@ -388,6 +390,7 @@ pub fn is_known_option_type(option_type: u8) -> bool {
 
 impl MobilityOption {
     /// Where the option's Type octet must sit (RFC 6275 section 6.2).
+    #[inline]
     pub fn alignment(&self) -> Alignment {
         self.option_type()
             .layout()
@@ -396,6 +399,7 @@ impl MobilityOption {
 
     /// Writes Type, Length and data in one pass (the Length octet is patched once the
     /// data is written); data beyond 255 octets is cut.
+    #[inline]
     pub(super) fn write(&self, sink: &mut Sink<'_>) {
         sink.put(&[self.option_type().value(), 0]);
         let start = sink.pos;
@@ -417,6 +421,7 @@ impl MobilityOption {
 
 /// Inserts Pad1 or PadN so the next octet is at an offset `x*n + y` (RFC 6275 section
 /// 6.2.1 and 6.2.2).
+#[inline]
 pub(super) fn pad_to(sink: &mut Sink<'_>, alignment: Alignment) {
     let Alignment { x, y } = alignment;
     let pad = (y + x - sink.pos % x) % x;

@@ -89,22 +89,27 @@ pub mod field {
     }
 }
 
+#[inline]
 pub(crate) fn be16(b: &[u8]) -> u16 {
     u16::from_be_bytes([b[0], b[1]])
 }
 
+#[inline]
 pub(crate) fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
+#[inline]
 pub(crate) fn be64(b: &[u8]) -> u64 {
     u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
+#[inline]
 pub(crate) fn ipv4(b: &[u8]) -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3])
 }
 
+#[inline]
 pub(crate) fn ipv6(b: &[u8]) -> std::net::Ipv6Addr {
     let mut octets = [0u8; 16];
     octets.copy_from_slice(&b[..16]);
@@ -119,10 +124,12 @@ pub(crate) struct Sink<'a> {
 }
 
 impl<'a> Sink<'a> {
+    #[inline]
     pub(crate) fn new(out: &'a mut [u8]) -> Self {
         Sink { out, pos: 0 }
     }
 
+    #[inline]
     pub(crate) fn counting() -> Sink<'static> {
         Sink {
             out: &mut [],
@@ -130,6 +137,7 @@ impl<'a> Sink<'a> {
         }
     }
 
+    #[inline]
     pub(crate) fn put(&mut self, bytes: &[u8]) {
         let end = self.pos + bytes.len();
         if let Some(dst) = self.out.get_mut(self.pos..end) {
