@@ -7,10 +7,10 @@
 //! every length before reading) and emits (alignment and padding done once, here).
 //! Unknown options are kept as [`MobilityOption::Unknown`] and re-emitted unchanged.
 //!
-//! Layers, each using only those above it: [`types`](self) (registries and small value
-//! types), the error, the octet layout (`wire`: field ranges, readers, the bounded
-//! writer), the option table (`options`), the message representations (`message`), the
-//! codec (views, parse, emit, checksum) and the proxy forms (`proxy`).
+//! Layers, each using only those before it: `types` (registries and small value types),
+//! `error`, `wire` (the field ranges, the readers, the bounded writer), `options` (the
+//! option table), `message` (the message representations), `codec` (the views, parse,
+//! emit, checksum) and `proxy` (the PBU and PBA as the LMA and the MAG use them).
 
 mod codec;
 mod error;
