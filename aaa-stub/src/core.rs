@@ -46,8 +46,8 @@ use pmip_common::diameter::swm::{
 };
 use pmip_common::diameter::{Avp, Header, Message};
 use pmip_common::eap::{
-    Resynchronisation, Server, ServerConfig, ServerFailure, ServerInput, ServerOutput, Sqn,
-    Subscriber as EapSubscriber,
+    Code, EapPacket, EapRepr, EapType, Resynchronisation, Server, ServerConfig, ServerFailure,
+    ServerInput, ServerOutput, Sqn, Subscriber as EapSubscriber,
 };
 use rand::RngCore;
 
@@ -712,10 +712,11 @@ impl<S: Subscribers> Aaa<S> {
     }
 }
 
-/// An EAP-Failure answering the packet `request` (RFC 3748 section 4.2).
+/// An EAP-Failure answering the packet `request` (RFC 3748 section 4.2): its Identifier,
+/// or 0 when the request is not an EAP packet at all.
 fn eap_failure(request: &[u8]) -> Vec<u8> {
-    let identifier = request.get(1).copied().unwrap_or(0);
-    vec![4, identifier, 0, 4]
+    let identifier = EapPacket::new_checked(request).map_or(0, |p| p.identifier());
+    EapRepr::failure_bytes(identifier).to_vec()
 }
 
 /// The user a request is for: User-Name, else the identity of an EAP-Response/Identity.
@@ -726,10 +727,12 @@ pub fn user_of(message: &Message) -> String {
     {
         return name.to_string();
     }
-    if let Some(eap) = message.find(avp::EAP_PAYLOAD, None) {
-        let p = eap.as_octets();
-        if p.len() > 5 && p[0] == 2 && p[4] == 1 {
-            return String::from_utf8_lossy(&p[5..]).into_owned();
+    if let Some(Ok(eap)) = message
+        .find(avp::EAP_PAYLOAD, None)
+        .map(|avp| EapPacket::new_checked(avp.as_octets()))
+    {
+        if eap.code() == Code::Response && eap.eap_type() == Some(EapType::Identity) {
+            return String::from_utf8_lossy(eap.type_data()).into_owned();
         }
     }
     String::new()
@@ -740,7 +743,7 @@ mod tests {
     use super::*;
     use crate::subscriber::Key128;
     use pmip_common::diameter::swm::{AaAnswer, AaRequest, AuthRequestType, DiameterEapRequest};
-    use pmip_common::eap::{Peer, PeerConfig, PeerOutput, Usim};
+    use pmip_common::eap::{Peer, PeerConfig, PeerOutput, TypeData, Usim};
     use rand::SeedableRng;
     use std::collections::BTreeMap;
 
@@ -835,11 +838,12 @@ mod tests {
     }
 
     fn identity(id: &str) -> Vec<u8> {
-        let mut p = vec![2, 0, 0, 0, 1];
-        p.extend_from_slice(id.as_bytes());
-        let len = p.len() as u16;
-        p[2..4].copy_from_slice(&len.to_be_bytes());
-        p
+        EapRepr::Response {
+            identifier: 0,
+            data: TypeData::Identity(id.as_bytes().to_vec()),
+        }
+        .to_bytes()
+        .unwrap()
     }
 
     fn sent(out: &[Output]) -> Vec<Message> {

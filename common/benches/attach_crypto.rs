@@ -20,7 +20,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
-use pmip_common::eap::{fill_mac, verify_mac, Milenage, SessionKeys, Sqn};
+use pmip_common::eap::{
+    fill_mac, verify_mac, AkaRepr, Attribute, EapRepr, Milenage, Res, SessionKeys, Sqn, Subtype,
+    TypeData, MAC_LEN,
+};
 use pmip_common::ike::keys::{
     child_sa_keymat, shared_key_auth, signed_octets, verify_shared_key_auth,
 };
@@ -60,18 +63,32 @@ fn inputs(rng: &mut StdRng) -> Inputs {
     };
     // An EAP-Request/AKA-Challenge with AT_RAND, AT_AUTN, AT_MAC (zeroed MAC value),
     // and an EAP-Response/AKA-Challenge with AT_RES and AT_MAC.
-    let mut challenge = vec![1, 1, 0, 68, 23, 1, 0, 0];
-    challenge.extend_from_slice(&[1, 5, 0, 0]);
-    challenge.extend_from_slice(&[0x11; 16]);
-    challenge.extend_from_slice(&[2, 5, 0, 0]);
-    challenge.extend_from_slice(&[0x22; 16]);
-    challenge.extend_from_slice(&[11, 5, 0, 0]);
-    challenge.extend_from_slice(&[0; 16]);
-    let mut response = vec![2, 1, 0, 40, 23, 1, 0, 0];
-    response.extend_from_slice(&[3, 3, 0, 64]);
-    response.extend_from_slice(&[0x33; 8]);
-    response.extend_from_slice(&[11, 5, 0, 0]);
-    response.extend_from_slice(&[0; 16]);
+    let challenge = EapRepr::Request {
+        identifier: 1,
+        data: TypeData::Aka(AkaRepr::new(
+            Subtype::Challenge,
+            vec![
+                Attribute::Rand([0x11; 16]),
+                Attribute::Autn([0x22; 16]),
+                Attribute::Mac([0; MAC_LEN]),
+            ],
+        )),
+    }
+    .to_bytes()
+    .expect("EAP-Request/AKA-Challenge");
+    let response = EapRepr::Response {
+        identifier: 1,
+        data: TypeData::Aka(AkaRepr::new(
+            Subtype::Challenge,
+            vec![
+                Attribute::Res(Res::from_octets(&[0x33; 8])),
+                Attribute::Mac([0; MAC_LEN]),
+            ],
+        )),
+    }
+    .to_bytes()
+    .expect("EAP-Response/AKA-Challenge");
+    assert_eq!((challenge.len(), response.len()), (68, 40));
     Inputs {
         peer_public: peer.public_value().to_vec(),
         ni: bytes(32),

@@ -478,7 +478,7 @@ impl BindingUpdateList {
             .entries
             .get(key)
             .ok_or(RegistrationFailure::Incomplete("the entry vanished"))?;
-        if !is_accepted(ack.status) {
+        if !ack.status.is_accepted() {
             return Err(RegistrationFailure::Rejected(ack.status));
         }
         if ack.lifetime.is_zero() {
@@ -660,15 +660,6 @@ fn build_pbu(
         restart_counter: None,
         vendor: request.vendor.clone(),
         other: Vec::new(),
-    }
-}
-
-/// Status values under 128 accept the binding (RFC 6275 section 6.1.8).
-fn is_accepted(status: BindingAckStatus) -> bool {
-    match status {
-        BindingAckStatus::Accepted | BindingAckStatus::AcceptedPrefixDiscoveryNecessary => true,
-        BindingAckStatus::Other(value) => value < 128,
-        _ => false,
     }
 }
 

@@ -38,7 +38,7 @@ use ring::{aead, hmac};
 use thiserror::Error;
 
 use crate::ike::sa::ChildSa;
-use crate::ike::{Encr, EspSuite, Integ, Random};
+use crate::ike::{EspSuite, Integ, Random};
 
 /// The UDP port of IKE after NAT detection and of UDP-encapsulated ESP (RFC 3948).
 pub const ESP_IN_UDP_PORT: u16 = 4500;
@@ -212,8 +212,8 @@ impl Transform {
                 })
             }
         };
-        match (suite.encr, suite.integ) {
-            (Encr::AesGcm16 { .. }, None) => {
+        match (suite.encr.description().aead, suite.integ) {
+            (Some(algorithm), None) => {
                 let cipher_len = suite.encr.cipher_key_len();
                 key_len(
                     "AES-GCM key || salt",
@@ -221,15 +221,6 @@ impl Transform {
                     encryption_key,
                 )?;
                 key_len("integrity", 0, integrity_key)?;
-                let algorithm = match cipher_len {
-                    16 => &aead::AES_128_GCM,
-                    32 => &aead::AES_256_GCM,
-                    _ => {
-                        return Err(EspError::UnsupportedSuite(
-                            "AES-GCM key not 128 or 256 bits",
-                        ))
-                    }
-                };
                 let (key, salt) = encryption_key.split_at(cipher_len);
                 let key = aead::UnboundKey::new(algorithm, key)
                     .map_err(|_| EspError::UnsupportedSuite("AES-GCM key rejected"))?;
@@ -240,7 +231,7 @@ impl Transform {
                     salt: s,
                 })
             }
-            (Encr::AesCbc { .. }, Some(integ)) => {
+            (None, Some(integ)) => {
                 key_len("integrity", integ.key_len(), integrity_key)?;
                 key_len("AES-CBC", suite.encr.cipher_key_len(), encryption_key)?;
                 let cipher = match encryption_key.len() {
@@ -257,20 +248,16 @@ impl Transform {
                     }
                 }
                 .map_err(|_| EspError::UnsupportedSuite("AES-CBC key rejected"))?;
-                let algorithm = match integ {
-                    Integ::HmacSha1_96 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-                    Integ::HmacSha2_256_128 => hmac::HMAC_SHA256,
-                };
                 Ok(Transform::AesCbc {
                     cipher,
                     integ,
-                    integ_key: hmac::Key::new(algorithm, integrity_key),
+                    integ_key: hmac::Key::new(integ.hmac_algorithm(), integrity_key),
                 })
             }
-            (Encr::AesGcm16 { .. }, Some(_)) => Err(EspError::UnsupportedSuite(
+            (Some(_), Some(_)) => Err(EspError::UnsupportedSuite(
                 "AES-GCM is combined mode and takes no integrity algorithm",
             )),
-            (Encr::AesCbc { .. }, None) => Err(EspError::UnsupportedSuite(
+            (None, None) => Err(EspError::UnsupportedSuite(
                 "AES-CBC needs an integrity algorithm",
             )),
         }

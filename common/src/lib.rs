@@ -13,5 +13,6 @@ pub mod esp;
 pub mod fuzzing;
 pub mod ike;
 pub mod mh;
+pub mod registry;
 pub mod time;
 pub mod tunnel;

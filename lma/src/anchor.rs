@@ -90,16 +90,6 @@ use crate::pools::{Ipv4Pool, PoolError, PrefixPool};
 use crate::transport::MagAddress;
 use pmip_common::time::{DeadlineQueue, WallClock};
 
-/// RFC 5844 section 8: NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE.
-pub const STATUS_NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE: BindingAckStatus =
-    BindingAckStatus::Other(170);
-/// RFC 5844 section 8: NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS.
-pub const STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS: BindingAckStatus =
-    BindingAckStatus::Other(171);
-/// RFC 5844 section 8: NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE.
-pub const STATUS_NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE: BindingAckStatus =
-    BindingAckStatus::Other(172);
-
 /// The core's settings (checked by [`crate::config::resolve`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LmaSettings {
@@ -790,7 +780,7 @@ impl Lma {
                 self.fits_share(mag.ip(), one(1, 0))?;
             }
             let pool = self.prefix_pool.as_mut().ok_or(Rejection::new(
-                STATUS_NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE,
+                BindingAckStatus::NotAuthorizedForIpv6MobilityService,
                 "no ipv6_pool: IPv6 home network prefixes are not served",
             ))?;
             taken.home_network_prefix = Some(pool.allocate().ok_or(Rejection::new(
@@ -803,7 +793,7 @@ impl Lma {
                 self.fits_share(mag.ip(), one(0, 1))?;
             }
             let pool = self.ipv4_pool.as_mut().ok_or(Rejection::ipv4(
-                STATUS_NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE,
+                BindingAckStatus::NotAuthorizedForIpv4MobilityService,
                 Ipv4HomeAddressReplyStatus::AdministrativelyProhibited,
                 "no ipv4_pool: IPv4 home addresses are not served",
             ))?;
@@ -816,7 +806,7 @@ impl Lma {
                 ))?);
             } else if !pool.contains(wanted) {
                 return Err(Rejection::ipv4(
-                    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+                    BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
                     Ipv4HomeAddressReplyStatus::InvalidIpv4Address,
                     "requested IPv4 home address outside ipv4_pool",
                 ));
@@ -824,7 +814,7 @@ impl Lma {
                 taken.ipv4_home_address = Some(wanted);
             } else {
                 return Err(Rejection::ipv4(
-                    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+                    BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
                     Ipv4HomeAddressReplyStatus::IncorrectIpv4HomeAddress,
                     "requested IPv4 home address is held by another binding",
                 ));
@@ -963,7 +953,7 @@ impl Lma {
             if !wanted.is_unspecified() && held.ipv4_home_address.is_some_and(|held| held != wanted)
             {
                 return Err(Rejection::ipv4(
-                    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+                    BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
                     Ipv4HomeAddressReplyStatus::IncorrectIpv4HomeAddress,
                     "IPv4 home address differs from the one the binding holds",
                 ));

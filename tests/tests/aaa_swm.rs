@@ -22,7 +22,7 @@ use pmip_common::diameter::swm::{
     TerminationCause,
 };
 use pmip_common::diameter::{Framer, Message};
-use pmip_common::eap::{PeerConfig, PeerOutput, Sqn, Usim};
+use pmip_common::eap::{EapRepr, PeerConfig, PeerOutput, Sqn, TypeData, Usim};
 
 const K: &str = "465b5ce8b199b49faa5f0a2ee238a6bc";
 const OPC: &str = "cd63cb71954a9f4e48a5994e37a02baf";
@@ -181,11 +181,12 @@ fn der(session: &str, user: &str, eap: Vec<u8>, apn: Option<&str>) -> Message {
 }
 
 fn eap_identity(identity: &str) -> Vec<u8> {
-    let mut p = vec![2, 0, 0, 0, 1];
-    p.extend_from_slice(identity.as_bytes());
-    let len = p.len() as u16;
-    p[2..4].copy_from_slice(&len.to_be_bytes());
-    p
+    EapRepr::Response {
+        identifier: 0,
+        data: TypeData::Identity(identity.as_bytes().to_vec()),
+    }
+    .to_bytes()
+    .expect("an EAP-Response/Identity fits its Length field")
 }
 
 /// The end of one EAP-AKA conversation.

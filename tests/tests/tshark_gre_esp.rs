@@ -118,8 +118,8 @@ fn esp_sa_record(
 ) -> String {
     use pmip_common::ike::{Encr, Integ};
     let encryption = match suite.encr {
-        Encr::AesGcm16 { .. } => "AES-GCM with 16 octet ICV [RFC4106]",
-        Encr::AesCbc { .. } => "AES-CBC [RFC3602]",
+        Encr::AesGcm16_128 | Encr::AesGcm16_256 => "AES-GCM with 16 octet ICV [RFC4106]",
+        Encr::AesCbc128 | Encr::AesCbc256 => "AES-CBC [RFC3602]",
     };
     let authentication = match suite.integ {
         None => "NULL",

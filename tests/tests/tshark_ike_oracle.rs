@@ -18,11 +18,17 @@ use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
 use integration_tests::tshark_fields::{values, walk};
+use pmip_common::eap::{Code, EapPacket, EapRepr, TypeData};
 use pmip_common::ike::keys::{nat_detection_hash, shared_key_auth, signed_octets};
 use pmip_common::ike::wire::*;
 use pmip_common::ike::{DhPrivate, Encr, EspSuite, IkeSaKeys, IkeSuite, Random};
 use pmip_node::pcap::PcapWriter;
 use serde_json::Value;
+
+/// The Code of an EAP packet the peer handed over, if it is one.
+fn eap_code(eap: &[u8]) -> Option<Code> {
+    EapPacket::new_checked(eap).ok().map(|p| p.code())
+}
 
 const NAI: &str = "0234150999999999@nai.epc.mnc015.mcc234.3gppnetwork.org";
 const APN: &str = "ims.mnc015.mcc234.gprs";
@@ -607,7 +613,17 @@ fn tshark_decodes_an_attach_driven_by_the_state_machines() {
                     spi,
                     event: Event::AuthRequested(_),
                 } => {
-                    assert!(endpoint.send_eap(*spi, vec![1, 1, 0, 5, 1], now, &mut rng, &mut more));
+                    let identity_request = EapRepr::Request {
+                        identifier: 1,
+                        data: TypeData::Identity(Vec::new()),
+                    };
+                    assert!(endpoint.send_eap(
+                        *spi,
+                        identity_request.to_bytes().unwrap(),
+                        now,
+                        &mut rng,
+                        &mut more
+                    ));
                 }
                 EndpointOutput::Event {
                     spi,
@@ -633,7 +649,7 @@ fn tshark_decodes_an_attach_driven_by_the_state_machines() {
                     };
                     assert!(endpoint.eap_success(
                         *spi,
-                        vec![3, 1, 0, 4],
+                        EapRepr::success_bytes(1).to_vec(),
                         msk.clone(),
                         acceptance,
                         0xe0e0_e0e0,
@@ -666,14 +682,23 @@ fn tshark_decodes_an_attach_driven_by_the_state_machines() {
             let mut more = Vec::new();
             for o in &ue_out {
                 match o {
-                    Output::Event(Event::EapRequest(eap)) if eap[0] == 1 => {
-                        let mut response = vec![2, eap[1], 0, 0, 1];
-                        response.extend_from_slice(NAI.as_bytes());
-                        let len = (response.len() as u16).to_be_bytes();
-                        response[2..4].copy_from_slice(&len);
-                        assert!(ue.send_eap(response, now, &mut rng, &mut more));
+                    Output::Event(Event::EapRequest(eap))
+                        if eap_code(eap) == Some(Code::Request) =>
+                    {
+                        let response = EapRepr::Response {
+                            identifier: EapPacket::new_checked(&eap[..]).unwrap().identifier(),
+                            data: TypeData::Identity(NAI.as_bytes().to_vec()),
+                        };
+                        assert!(ue.send_eap(
+                            response.to_bytes().unwrap(),
+                            now,
+                            &mut rng,
+                            &mut more
+                        ));
                     }
-                    Output::Event(Event::EapRequest(eap)) if eap[0] == 3 => {
+                    Output::Event(Event::EapRequest(eap))
+                        if eap_code(eap) == Some(Code::Success) =>
+                    {
                         assert!(ue.complete_eap(msk.clone(), now, &mut rng, &mut more));
                     }
                     Output::Event(Event::Established(_)) => established += 1,

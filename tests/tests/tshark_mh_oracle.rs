@@ -227,7 +227,7 @@ fn mipv6_ba() -> MobilityHeaderRepr {
         options: vec![
             O::BindingRefreshAdvice(150),
             O::Ipv4AddressAcknowledgement {
-                status: 0,
+                status: Ipv4AddressAcknowledgementStatus::Success,
                 prefix_len: 24,
                 address: Ipv4Addr::new(10, 0, 0, 5),
             },
@@ -304,11 +304,11 @@ fn cases() -> Vec<(String, MobilityHeaderRepr)> {
     ];
     // Every rejecting status the codec names, and the IPv4 HoA Reply failure statuses
     // 128-132 (those whose names tshark 4.0 gets wrong) in turn beside them.
-    let reject = [
-        128u8, 129, 130, 131, 132, 133, 134, 135, 151, 152, 153, 154, 155, 156, 157, 158, 159, 160,
-        161, 162, 163,
-    ];
-    for (i, status) in reject.into_iter().enumerate() {
+    let reject = BindingAckStatus::NAMED
+        .iter()
+        .filter(|s| !s.is_accepted())
+        .map(|s| s.value());
+    for (i, status) in reject.enumerate() {
         let ipv4_status = 128 + (i % 5) as u8;
         cases.push((
             format!("PBA rejected, status {status}, IPv4 status {ipv4_status}"),
@@ -751,7 +751,7 @@ fn option_fields(fields: &mut Fields, option: &MobilityOption) {
             prefix_len,
             address,
         } => {
-            put(fields, "mip6.ipv4aa.sts", status);
+            put(fields, "mip6.ipv4aa.sts", u8::from(*status));
             put(fields, "mip6.ipv4ha.preflen", prefix_len);
             put(fields, "mip6.ipv4ha.ha", address);
         }

@@ -13,7 +13,46 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::error::{EmitError, Error};
+/// Why an AVP's bytes or data cannot be read: the AVP layer's errors, each holding the
+/// Failed-AVP content RFC 6733 section 7.5 asks for. [`super::Error`] takes them in with
+/// `From` (DIAMETER_INVALID_AVP_LENGTH, DIAMETER_INVALID_AVP_BITS,
+/// DIAMETER_INVALID_AVP_VALUE).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AvpError {
+    /// A length below the header, beyond the container, or wrong for the data format.
+    #[error("AVP {} has an invalid length", .0.code)]
+    InvalidLength(Avp),
+    /// Reserved flag bits set.
+    #[error("AVP {} has invalid flag bits", .0.code)]
+    InvalidBits(Avp),
+    /// Data that is not a valid value of its format.
+    #[error("AVP {} has an invalid value", .0.code)]
+    InvalidValue(Avp),
+}
+
+impl AvpError {
+    /// Re-points an error found inside a Grouped AVP at the group, so the Failed-AVP holds
+    /// the grouped AVP that holds the offending one (RFC 6733 section 7.5).
+    pub(crate) fn within(self, parent: &Avp) -> Self {
+        let wrap = |failed: Avp| parent.wrapping(&failed);
+        match self {
+            AvpError::InvalidLength(failed) => AvpError::InvalidLength(wrap(failed)),
+            AvpError::InvalidBits(failed) => AvpError::InvalidBits(wrap(failed)),
+            AvpError::InvalidValue(failed) => AvpError::InvalidValue(wrap(failed)),
+        }
+    }
+}
+
+/// Why a representation could not be written out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    /// The output buffer is shorter than [`buffer_len`](super::Message::buffer_len).
+    #[error("output buffer of {have} bytes, {need} needed")]
+    BufferTooShort { have: usize, need: usize },
+    /// A length or a command code does not fit its 24-bit field.
+    #[error("{0} does not fit in 24 bits")]
+    TooLarge(&'static str),
+}
 
 /// The V (vendor-specific) flag: a Vendor-ID field follows the length.
 pub const FLAG_VENDOR: u8 = 0x80;
@@ -56,20 +95,16 @@ pub struct AvpPacket<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> AvpPacket<T> {
     /// Checks that the header is complete and that the AVP Length fits both the header and
     /// the buffer; every accessor below then reads within bounds.
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
+    pub fn new_checked(buffer: T) -> Result<Self, AvpError> {
         let bytes = buffer.as_ref();
         if bytes.len() < 8 {
-            return Err(Error::InvalidAvpLength {
-                failed: failed_from_header(bytes),
-            });
+            return Err(AvpError::InvalidLength(failed_from_header(bytes)));
         }
         let flags = bytes[4];
         let header_len = if flags & FLAG_VENDOR != 0 { 12 } else { 8 };
         let length = be_u24(bytes, 5) as usize;
         if length < header_len || length > bytes.len() {
-            return Err(Error::InvalidAvpLength {
-                failed: failed_from_header(bytes),
-            });
+            return Err(AvpError::InvalidLength(failed_from_header(bytes)));
         }
         Ok(AvpPacket { buffer })
     }
@@ -146,7 +181,7 @@ impl<'a> AvpIter<'a> {
 }
 
 impl<'a> Iterator for AvpIter<'a> {
-    type Item = Result<AvpPacket<&'a [u8]>, Error>;
+    type Item = Result<AvpPacket<&'a [u8]>, AvpError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() {
@@ -305,7 +340,7 @@ impl Avp {
 
     /// Reads one AVP from a checked view. Reserved flag bits are an error
     /// (DIAMETER_INVALID_AVP_BITS, RFC 6733 section 4.1).
-    pub fn parse<T: AsRef<[u8]>>(packet: &AvpPacket<T>) -> Result<Self, Error> {
+    pub fn parse<T: AsRef<[u8]>>(packet: &AvpPacket<T>) -> Result<Self, AvpError> {
         let avp = Avp {
             code: packet.code(),
             vendor_id: packet.vendor_id(),
@@ -314,13 +349,13 @@ impl Avp {
             data: packet.data().to_vec(),
         };
         if packet.flags() & FLAG_RESERVED != 0 {
-            return Err(Error::InvalidAvpBits { failed: avp });
+            return Err(AvpError::InvalidBits(avp));
         }
         Ok(avp)
     }
 
     /// Reads every AVP packed in `buffer`.
-    pub fn parse_all(buffer: &[u8]) -> Result<Vec<Avp>, Error> {
+    pub fn parse_all(buffer: &[u8]) -> Result<Vec<Avp>, AvpError> {
         AvpIter::new(buffer)
             .map(|packet| packet.and_then(|p| Avp::parse(&p)))
             .collect()
@@ -382,22 +417,30 @@ impl Avp {
         self.code == code && self.vendor_id == vendor_id
     }
 
-    fn length_error(&self, min_len: usize) -> Error {
-        Error::InvalidAvpLength {
-            failed: Avp {
-                data: vec![0; min_len],
-                ..self.clone()
-            },
+    /// This AVP with `inner` (emitted) as its data: the Failed-AVP of an error found
+    /// inside a Grouped AVP (RFC 6733 section 7.5).
+    pub(crate) fn wrapping(&self, inner: &Avp) -> Avp {
+        Avp {
+            code: self.code,
+            vendor_id: self.vendor_id,
+            mandatory: self.mandatory,
+            protected: self.protected,
+            data: inner.to_vec(),
         }
     }
 
-    fn value_error(&self) -> Error {
-        Error::InvalidAvpValue {
-            failed: self.clone(),
-        }
+    fn length_error(&self, min_len: usize) -> AvpError {
+        AvpError::InvalidLength(Avp {
+            data: vec![0; min_len],
+            ..self.clone()
+        })
     }
 
-    fn fixed<const N: usize>(&self) -> Result<[u8; N], Error> {
+    fn value_error(&self) -> AvpError {
+        AvpError::InvalidValue(self.clone())
+    }
+
+    fn fixed<const N: usize>(&self) -> Result<[u8; N], AvpError> {
         <[u8; N]>::try_from(self.data.as_slice()).map_err(|_| self.length_error(N))
     }
 
@@ -407,43 +450,43 @@ impl Avp {
     }
 
     /// Unsigned32; a length other than 4 is DIAMETER_INVALID_AVP_LENGTH.
-    pub fn as_u32(&self) -> Result<u32, Error> {
+    pub fn as_u32(&self) -> Result<u32, AvpError> {
         self.fixed::<4>().map(u32::from_be_bytes)
     }
 
     /// Unsigned64; a length other than 8 is DIAMETER_INVALID_AVP_LENGTH.
-    pub fn as_u64(&self) -> Result<u64, Error> {
+    pub fn as_u64(&self) -> Result<u64, AvpError> {
         self.fixed::<8>().map(u64::from_be_bytes)
     }
 
     /// Integer32.
-    pub fn as_i32(&self) -> Result<i32, Error> {
+    pub fn as_i32(&self) -> Result<i32, AvpError> {
         self.fixed::<4>().map(i32::from_be_bytes)
     }
 
     /// Integer64.
-    pub fn as_i64(&self) -> Result<i64, Error> {
+    pub fn as_i64(&self) -> Result<i64, AvpError> {
         self.fixed::<8>().map(i64::from_be_bytes)
     }
 
     /// Enumerated (an Integer32).
-    pub fn as_enumerated(&self) -> Result<i32, Error> {
+    pub fn as_enumerated(&self) -> Result<i32, AvpError> {
         self.as_i32()
     }
 
     /// Time: seconds since 1900-01-01 00:00 UTC.
-    pub fn as_time(&self) -> Result<u32, Error> {
+    pub fn as_time(&self) -> Result<u32, AvpError> {
         self.as_u32()
     }
 
     /// UTF8String; bytes that are not UTF-8 are DIAMETER_INVALID_AVP_VALUE.
-    pub fn as_utf8(&self) -> Result<&str, Error> {
+    pub fn as_utf8(&self) -> Result<&str, AvpError> {
         std::str::from_utf8(&self.data).map_err(|_| self.value_error())
     }
 
     /// DiameterIdentity: a non-empty FQDN or realm of printable ASCII without spaces
     /// (RFC 6733 section 4.3.1); anything else is DIAMETER_INVALID_AVP_VALUE.
-    pub fn as_identity(&self) -> Result<&str, Error> {
+    pub fn as_identity(&self) -> Result<&str, AvpError> {
         if self.data.is_empty() || !self.data.iter().all(u8::is_ascii_graphic) {
             return Err(self.value_error());
         }
@@ -452,7 +495,7 @@ impl Avp {
 
     /// Address: the 2-byte family (1 = IPv4, 2 = IPv6), then the address. A wrong length
     /// for the family is DIAMETER_INVALID_AVP_LENGTH.
-    pub fn as_address(&self) -> Result<Address, Error> {
+    pub fn as_address(&self) -> Result<Address, AvpError> {
         Address::from_bytes(&self.data).ok_or_else(|| {
             let min = match self.data.get(..2) {
                 Some([0, 2]) => 18,
@@ -463,7 +506,7 @@ impl Avp {
     }
 
     /// An Address that must be IPv4 or IPv6; another family is DIAMETER_INVALID_AVP_VALUE.
-    pub fn as_ip(&self) -> Result<IpAddr, Error> {
+    pub fn as_ip(&self) -> Result<IpAddr, AvpError> {
         match self.as_address()? {
             Address::Ip(ip) => Ok(ip),
             Address::Other { .. } => Err(self.value_error()),
@@ -472,7 +515,7 @@ impl Avp {
 
     /// Grouped: the member AVPs. An error inside is reported with this AVP around the
     /// offending member, as RFC 6733 section 7.5 allows.
-    pub fn as_grouped(&self) -> Result<Vec<Avp>, Error> {
+    pub fn as_grouped(&self) -> Result<Vec<Avp>, AvpError> {
         Avp::parse_all(&self.data).map_err(|e| e.within(self))
     }
 }

@@ -7,6 +7,7 @@ use super::codes::{application, avp, command};
 use super::error::Error;
 use super::message::{Header, Message};
 use super::read::{opt_u32, opt_utf8, AvpReader};
+use crate::registry::registry;
 
 const ERROR_MESSAGE_ID: (u32, Option<u32>) = (avp::ERROR_MESSAGE, None);
 
@@ -215,7 +216,10 @@ impl Capabilities {
             .to_owned();
         let origin_state_id = opt_u32(r.optional((avp::ORIGIN_STATE_ID, None))?)?;
         let u32s = |r: &mut AvpReader<'_>, code| -> Result<Vec<u32>, Error> {
-            r.all((code, None)).into_iter().map(Avp::as_u32).collect()
+            Ok(r.all((code, None))
+                .into_iter()
+                .map(Avp::as_u32)
+                .collect::<Result<_, _>>()?)
         };
         let supported_vendor_ids = u32s(r, avp::SUPPORTED_VENDOR_ID)?;
         let auth_application_ids = u32s(r, avp::AUTH_APPLICATION_ID)?;
@@ -494,38 +498,15 @@ impl PeerAnswer {
     }
 }
 
-/// Disconnect-Cause values (RFC 6733 section 5.4.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DisconnectCause {
-    /// REBOOTING (0): the peer may reconnect.
-    Rebooting,
-    /// BUSY (1): do not reconnect.
-    Busy,
-    /// DO_NOT_WANT_TO_TALK_TO_YOU (2): do not reconnect.
-    DoNotWantToTalkToYou,
-    /// Any other value.
-    Unknown(i32),
-}
-
-impl From<i32> for DisconnectCause {
-    fn from(v: i32) -> Self {
-        match v {
-            0 => DisconnectCause::Rebooting,
-            1 => DisconnectCause::Busy,
-            2 => DisconnectCause::DoNotWantToTalkToYou,
-            v => DisconnectCause::Unknown(v),
-        }
-    }
-}
-
-impl From<DisconnectCause> for i32 {
-    fn from(c: DisconnectCause) -> i32 {
-        match c {
-            DisconnectCause::Rebooting => 0,
-            DisconnectCause::Busy => 1,
-            DisconnectCause::DoNotWantToTalkToYou => 2,
-            DisconnectCause::Unknown(v) => v,
-        }
+registry! {
+    /// Disconnect-Cause values (RFC 6733 section 5.4.3).
+    pub enum DisconnectCause: i32 {
+        /// The peer may reconnect.
+        Rebooting = 0 => "REBOOTING",
+        /// Do not reconnect.
+        Busy = 1 => "BUSY",
+        /// Do not reconnect.
+        DoNotWantToTalkToYou = 2 => "DO_NOT_WANT_TO_TALK_TO_YOU",
     }
 }
 

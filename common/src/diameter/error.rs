@@ -1,7 +1,11 @@
 //! Errors of the Diameter codec, each mapping to the RFC 6733 Result-Code an answer carries,
 //! with the Failed-AVP content the RFC asks for (RFC 6733 sections 7.1 and 7.5).
+//!
+//! This module sits above [`super::avp`]: an [`Error`] carries the failed [`Avp`], and the
+//! AVP layer's own failures ([`AvpError`]) become an [`Error`] through `From`, so the two
+//! modules do not import each other.
 
-use super::avp::Avp;
+use super::avp::{Avp, AvpError};
 use super::codes::result;
 
 /// What went wrong while reading a Diameter message or one of its AVPs.
@@ -114,13 +118,7 @@ impl Error {
     /// Re-point an error found inside a Grouped AVP at the group, so the Failed-AVP holds
     /// the grouped AVP that holds the offending one (RFC 6733 section 7.5).
     pub(crate) fn within(self, parent: &Avp) -> Self {
-        let wrap = |failed: Avp| Avp {
-            code: parent.code,
-            vendor_id: parent.vendor_id,
-            mandatory: parent.mandatory,
-            protected: parent.protected,
-            data: failed.to_vec(),
-        };
+        let wrap = |failed: Avp| parent.wrapping(&failed);
         match self {
             Error::InvalidAvpLength { failed } => Error::InvalidAvpLength {
                 failed: wrap(failed),
@@ -145,13 +143,12 @@ impl Error {
     }
 }
 
-/// Why a representation could not be written out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum EmitError {
-    /// The output buffer is shorter than [`buffer_len`](super::Message::buffer_len).
-    #[error("output buffer of {have} bytes, {need} needed")]
-    BufferTooShort { have: usize, need: usize },
-    /// A length or a command code does not fit its 24-bit field.
-    #[error("{0} does not fit in 24 bits")]
-    TooLarge(&'static str),
+impl From<AvpError> for Error {
+    fn from(e: AvpError) -> Self {
+        match e {
+            AvpError::InvalidLength(failed) => Error::InvalidAvpLength { failed },
+            AvpError::InvalidBits(failed) => Error::InvalidAvpBits { failed },
+            AvpError::InvalidValue(failed) => Error::InvalidAvpValue { failed },
+        }
+    }
 }

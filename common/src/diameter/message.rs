@@ -14,9 +14,9 @@
 //! |  AVPs ...
 //! ```
 
-use super::avp::{pad4, Avp, AvpIter, MAX_LEN24};
+use super::avp::{pad4, Avp, AvpIter, EmitError, MAX_LEN24};
 use super::codes::{avp, result};
-use super::error::{EmitError, Error};
+use super::error::Error;
 
 /// Length of the Diameter header.
 pub const HEADER_LEN: usize = 20;

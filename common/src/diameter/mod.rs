@@ -26,8 +26,8 @@ pub mod peer;
 mod read;
 pub mod swm;
 
-pub use avp::{Address, Avp, AvpIter, AvpPacket};
-pub use error::{EmitError, Error};
+pub use avp::{Address, Avp, AvpError, AvpIter, AvpPacket, EmitError};
+pub use error::Error;
 pub use message::{CommandFlags, Framer, Header, Message, Packet, HEADER_LEN, VERSION};
 
 #[cfg(test)]

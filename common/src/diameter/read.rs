@@ -74,25 +74,27 @@ impl<'a> AvpReader<'a> {
 
 /// Reads an optional UTF8String.
 pub(crate) fn opt_utf8(avp: Option<&Avp>) -> Result<Option<String>, Error> {
-    avp.map(|a| a.as_utf8().map(str::to_owned)).transpose()
+    Ok(avp.map(|a| a.as_utf8().map(str::to_owned)).transpose()?)
 }
 
 /// Reads an optional DiameterIdentity.
 pub(crate) fn opt_identity(avp: Option<&Avp>) -> Result<Option<String>, Error> {
-    avp.map(|a| a.as_identity().map(str::to_owned)).transpose()
+    Ok(avp
+        .map(|a| a.as_identity().map(str::to_owned))
+        .transpose()?)
 }
 
 /// Reads an optional Unsigned32.
 pub(crate) fn opt_u32(avp: Option<&Avp>) -> Result<Option<u32>, Error> {
-    avp.map(Avp::as_u32).transpose()
+    Ok(avp.map(Avp::as_u32).transpose()?)
 }
 
 /// Reads an optional Unsigned64.
 pub(crate) fn opt_u64(avp: Option<&Avp>) -> Result<Option<u64>, Error> {
-    avp.map(Avp::as_u64).transpose()
+    Ok(avp.map(Avp::as_u64).transpose()?)
 }
 
 /// Reads an optional Enumerated.
 pub(crate) fn opt_enum(avp: Option<&Avp>) -> Result<Option<i32>, Error> {
-    avp.map(Avp::as_enumerated).transpose()
+    Ok(avp.map(Avp::as_enumerated).transpose()?)
 }

@@ -26,6 +26,7 @@ use super::codes::{application, avp, command, result, vendor};
 use super::error::Error;
 use super::message::{CommandFlags, Header, Message};
 use super::read::{opt_enum, opt_identity, opt_u32, opt_u64, opt_utf8, AvpId, AvpReader};
+use crate::registry::registry;
 
 const TGPP: Option<u32> = Some(vendor::TGPP);
 
@@ -40,134 +41,53 @@ const TOLERATED: &[AvpId] = &[
     (avp::EAP_REISSUED_PAYLOAD, None),
 ];
 
-/// Auth-Request-Type values (RFC 6733 section 8.7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AuthRequestType {
-    /// AUTHENTICATE_ONLY (1).
-    AuthenticateOnly,
-    /// AUTHORIZE_ONLY (2).
-    AuthorizeOnly,
-    /// AUTHORIZE_AUTHENTICATE (3).
-    AuthorizeAuthenticate,
-    /// Any other value.
-    Unknown(i32),
-}
-
-impl From<i32> for AuthRequestType {
-    fn from(v: i32) -> Self {
-        match v {
-            1 => AuthRequestType::AuthenticateOnly,
-            2 => AuthRequestType::AuthorizeOnly,
-            3 => AuthRequestType::AuthorizeAuthenticate,
-            v => AuthRequestType::Unknown(v),
-        }
+registry! {
+    /// Auth-Request-Type values (RFC 6733 section 8.7).
+    pub enum AuthRequestType: i32 {
+        AuthenticateOnly = 1 => "AUTHENTICATE_ONLY",
+        AuthorizeOnly = 2 => "AUTHORIZE_ONLY",
+        AuthorizeAuthenticate = 3 => "AUTHORIZE_AUTHENTICATE",
     }
 }
 
-impl From<AuthRequestType> for i32 {
-    fn from(t: AuthRequestType) -> i32 {
-        match t {
-            AuthRequestType::AuthenticateOnly => 1,
-            AuthRequestType::AuthorizeOnly => 2,
-            AuthRequestType::AuthorizeAuthenticate => 3,
-            AuthRequestType::Unknown(v) => v,
-        }
+registry! {
+    /// Termination-Cause values (RFC 6733 section 8.15, IANA "Termination-Cause AVP Values").
+    pub enum TerminationCause: i32 {
+        Logout = 1 => "DIAMETER_LOGOUT",
+        ServiceNotProvided = 2 => "DIAMETER_SERVICE_NOT_PROVIDED",
+        BadAnswer = 3 => "DIAMETER_BAD_ANSWER",
+        Administrative = 4 => "DIAMETER_ADMINISTRATIVE",
+        LinkBroken = 5 => "DIAMETER_LINK_BROKEN",
+        AuthExpired = 6 => "DIAMETER_AUTH_EXPIRED",
+        UserMoved = 7 => "DIAMETER_USER_MOVED",
+        SessionTimeout = 8 => "DIAMETER_SESSION_TIMEOUT",
     }
 }
 
-/// Termination-Cause values (RFC 6733 section 8.15, IANA "Termination-Cause AVP Values").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TerminationCause {
-    /// DIAMETER_LOGOUT (1).
-    Logout,
-    /// DIAMETER_SERVICE_NOT_PROVIDED (2).
-    ServiceNotProvided,
-    /// DIAMETER_BAD_ANSWER (3).
-    BadAnswer,
-    /// DIAMETER_ADMINISTRATIVE (4).
-    Administrative,
-    /// DIAMETER_LINK_BROKEN (5).
-    LinkBroken,
-    /// DIAMETER_AUTH_EXPIRED (6).
-    AuthExpired,
-    /// DIAMETER_USER_MOVED (7).
-    UserMoved,
-    /// DIAMETER_SESSION_TIMEOUT (8).
-    SessionTimeout,
-    /// Any other value.
-    Unknown(i32),
-}
-
-impl From<i32> for TerminationCause {
-    fn from(v: i32) -> Self {
-        use TerminationCause::*;
-        match v {
-            1 => Logout,
-            2 => ServiceNotProvided,
-            3 => BadAnswer,
-            4 => Administrative,
-            5 => LinkBroken,
-            6 => AuthExpired,
-            7 => UserMoved,
-            8 => SessionTimeout,
-            v => Unknown(v),
-        }
+registry! {
+    /// PDN-Type values (TS 29.272 section 7.3.62).
+    pub enum PdnType: i32 {
+        Ipv4 = 0 => "IPv4",
+        Ipv6 = 1 => "IPv6",
+        Ipv4v6 = 2 => "IPv4v6",
+        Ipv4OrIpv6 = 3 => "IPv4_OR_IPv6",
     }
 }
 
-impl From<TerminationCause> for i32 {
-    fn from(c: TerminationCause) -> i32 {
-        use TerminationCause::*;
-        match c {
-            Logout => 1,
-            ServiceNotProvided => 2,
-            BadAnswer => 3,
-            Administrative => 4,
-            LinkBroken => 5,
-            AuthExpired => 6,
-            UserMoved => 7,
-            SessionTimeout => 8,
-            Unknown(v) => v,
-        }
-    }
-}
-
-/// PDN-Type values (TS 29.272 section 7.3.62).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PdnType {
-    /// IPv4 (0).
-    Ipv4,
-    /// IPv6 (1).
-    Ipv6,
-    /// IPv4v6 (2).
-    Ipv4v6,
-    /// IPv4_OR_IPv6 (3).
-    Ipv4OrIpv6,
-    /// Any other value.
-    Unknown(i32),
-}
-
-impl From<i32> for PdnType {
-    fn from(v: i32) -> Self {
-        match v {
-            0 => PdnType::Ipv4,
-            1 => PdnType::Ipv6,
-            2 => PdnType::Ipv4v6,
-            3 => PdnType::Ipv4OrIpv6,
-            v => PdnType::Unknown(v),
-        }
-    }
-}
-
-impl From<PdnType> for i32 {
-    fn from(t: PdnType) -> i32 {
-        match t {
-            PdnType::Ipv4 => 0,
-            PdnType::Ipv6 => 1,
-            PdnType::Ipv4v6 => 2,
-            PdnType::Ipv4OrIpv6 => 3,
-            PdnType::Unknown(v) => v,
-        }
+registry! {
+    /// RAT-Type values (TS 29.212 section 5.3.31).
+    pub enum RatType: i32 {
+        Wlan = 0 => "WLAN",
+        Virtual = 1 => "VIRTUAL",
+        Utran = 1000 => "UTRAN",
+        Geran = 1001 => "GERAN",
+        Gan = 1002 => "GAN",
+        HspaEvolution = 1003 => "HSPA_EVOLUTION",
+        Eutran = 1004 => "EUTRAN",
+        Cdma2000_1x = 2000 => "CDMA2000_1X",
+        Hrpd = 2001 => "HRPD",
+        Umb = 2002 => "UMB",
+        Ehrpd = 2003 => "EHRPD",
     }
 }
 
@@ -181,7 +101,7 @@ pub fn session_id(origin_host: &str, high: u32, low: u32, optional: Option<&str>
 }
 
 /// RAT-Type value WLAN (TS 29.212 section 5.3.31), what an ePDG reports.
-pub const RAT_TYPE_WLAN: i32 = 0;
+pub const RAT_TYPE_WLAN: i32 = RatType::Wlan.value();
 
 /// The outcome an answer carries: a Result-Code, or an Experimental-Result (RFC 6733
 /// sections 7.1 and 7.6; answers of vendor applications carry one of the two).
@@ -491,10 +411,10 @@ fn required_identity(r: &mut AvpReader<'_>, code: u32) -> Result<String, Error> 
 }
 
 fn read_route_records(r: &mut AvpReader<'_>) -> Result<Vec<String>, Error> {
-    r.all((avp::ROUTE_RECORD, None))
+    Ok(r.all((avp::ROUTE_RECORD, None))
         .into_iter()
         .map(|a| a.as_identity().map(str::to_owned))
-        .collect()
+        .collect::<Result<_, _>>()?)
 }
 
 fn read_proxy_info(r: &mut AvpReader<'_>) -> Vec<Avp> {

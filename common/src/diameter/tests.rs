@@ -12,6 +12,7 @@ use super::codes::{application, avp, command, result, vendor};
 use super::peer::*;
 use super::swm::*;
 use super::*;
+use crate::eap::{EapRepr, TypeData};
 
 // ---------------------------------------------------------------------------------------
 // A CER from a public source, checked by hand.
@@ -158,7 +159,7 @@ fn avp_padding_vendor_and_data_formats() {
 #[test]
 fn wrong_length_of_unsigned32_is_5014_with_zeroed_failed_avp() {
     let bad = Avp::new(avp::RESULT_CODE, vec![1, 2]);
-    let err = bad.as_u32().unwrap_err();
+    let err = Error::from(bad.as_u32().unwrap_err());
     assert_eq!(err.result_code(), result::DIAMETER_INVALID_AVP_LENGTH);
     let failed = err.failed_avp().unwrap();
     assert_eq!(failed.code, avp::RESULT_CODE);
@@ -238,7 +239,12 @@ fn sample_der() -> DiameterEapRequest {
         destination_realm: "wlan.mnc001.mcc001.3gppnetwork.org".into(),
         destination_host: None,
         auth_request_type: AuthRequestType::AuthorizeAuthenticate,
-        eap_payload: vec![2, 0, 0, 5, 1],
+        eap_payload: EapRepr::Response {
+            identifier: 0,
+            data: TypeData::Identity(Vec::new()),
+        }
+        .to_bytes()
+        .unwrap(),
         user_name: Some("0001010123456789@nai.epc.mnc001.mcc001.3gppnetwork.org".into()),
         rat_type: Some(RAT_TYPE_WLAN),
         service_selection: Some("internet".into()),
@@ -342,7 +348,7 @@ fn experimental_result_round_trips_in_dea() {
         "aaa.example.org",
         "example.org",
     );
-    dea.eap_payload = Some(vec![4, 1, 0, 4]);
+    dea.eap_payload = Some(EapRepr::failure_bytes(1).to_vec());
     let request = der.to_message(7, 8);
     let m = dea.to_message(&request.header);
     assert!(!m.header.flags.error());
@@ -1329,4 +1335,36 @@ fn application_messages_reach_the_owner_and_bad_ones_are_answered() {
         Some(Output::Event(PeerEvent::ProtocolError(_)))
     ));
     assert_eq!(pair.b.state(), PeerState::Open);
+}
+
+#[test]
+fn every_registry_round_trips_named_and_unknown_values() {
+    use crate::diameter::codes::{
+        ApplicationId, CommandCode, ExperimentalResultCode, ResultCode, VendorId,
+    };
+    use crate::registry::tests::assert_registry;
+    assert_registry::<CommandCode>();
+    assert_registry::<ApplicationId>();
+    assert_registry::<VendorId>();
+    assert_registry::<ResultCode>();
+    assert_registry::<ExperimentalResultCode>();
+    assert_registry::<DisconnectCause>();
+    assert_registry::<AuthRequestType>();
+    assert_registry::<TerminationCause>();
+    assert_registry::<PdnType>();
+    assert_registry::<RatType>();
+    // The u32 constants are the registry values, and the two result registries are apart.
+    assert_eq!(result::DIAMETER_SUCCESS, 2001);
+    assert_eq!(
+        ResultCode::from(5001).to_string(),
+        "DIAMETER_AVP_UNSUPPORTED"
+    );
+    assert_eq!(
+        ExperimentalResultCode::from(5001).to_string(),
+        "DIAMETER_ERROR_USER_UNKNOWN"
+    );
+    assert!(result::is_protocol_error(3008) && !result::is_protocol_error(5008));
+    assert!(result::is_success(2002) && !result::is_success(1001));
+    assert_eq!(application::SWM, 16_777_264);
+    assert_eq!(command::DIAMETER_EAP, 268);
 }

@@ -8,6 +8,7 @@
 //! non-skippable one is [`EapError::UnsupportedAttribute`].
 
 use super::error::EapError;
+use crate::registry::registry;
 
 /// Subtype, two Reserved octets.
 pub const AKA_HEADER_LEN: usize = 3;
@@ -18,111 +19,129 @@ pub const AUTS_LEN: usize = 14;
 /// Length of the AT_CHECKCODE value when there is one (a SHA-1 hash).
 pub const CHECKCODE_LEN: usize = 20;
 
-/// EAP-AKA Subtype (RFC 4187 section 11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Subtype {
-    Challenge,
-    AuthenticationReject,
-    SynchronizationFailure,
-    Identity,
-    Notification,
-    Reauthentication,
-    ClientError,
-    Unknown(u8),
-}
-
-impl From<u8> for Subtype {
-    fn from(value: u8) -> Self {
-        match value {
-            1 => Subtype::Challenge,
-            2 => Subtype::AuthenticationReject,
-            4 => Subtype::SynchronizationFailure,
-            5 => Subtype::Identity,
-            12 => Subtype::Notification,
-            13 => Subtype::Reauthentication,
-            14 => Subtype::ClientError,
-            other => Subtype::Unknown(other),
-        }
+registry! {
+    /// EAP-AKA Subtype (RFC 4187 section 11).
+    pub enum Subtype: u8 {
+        Challenge = 1 => "AKA-Challenge",
+        AuthenticationReject = 2 => "AKA-Authentication-Reject",
+        SynchronizationFailure = 4 => "AKA-Synchronization-Failure",
+        Identity = 5 => "AKA-Identity",
+        Notification = 12 => "AKA-Notification",
+        Reauthentication = 13 => "AKA-Reauthentication",
+        ClientError = 14 => "AKA-Client-Error",
     }
 }
 
-impl From<Subtype> for u8 {
-    fn from(subtype: Subtype) -> u8 {
-        match subtype {
-            Subtype::Challenge => 1,
-            Subtype::AuthenticationReject => 2,
-            Subtype::SynchronizationFailure => 4,
-            Subtype::Identity => 5,
-            Subtype::Notification => 12,
-            Subtype::Reauthentication => 13,
-            Subtype::ClientError => 14,
-            Subtype::Unknown(other) => other,
-        }
+registry! {
+    /// EAP-AKA (and EAP-SIM) attribute types (RFC 4187 section 11; AT_BIDDING from
+    /// RFC 9048 section 4). Types from 128 on may be skipped by a receiver that does not
+    /// know them.
+    pub enum AttributeType: u8 {
+        AtRand = 1 => "AT_RAND",
+        AtAutn = 2 => "AT_AUTN",
+        AtRes = 3 => "AT_RES",
+        AtAuts = 4 => "AT_AUTS",
+        AtPadding = 6 => "AT_PADDING",
+        /// EAP-SIM only (RFC 4186).
+        AtNonceMt = 7 => "AT_NONCE_MT",
+        AtPermanentIdReq = 10 => "AT_PERMANENT_ID_REQ",
+        AtMac = 11 => "AT_MAC",
+        AtNotification = 12 => "AT_NOTIFICATION",
+        AtAnyIdReq = 13 => "AT_ANY_ID_REQ",
+        AtIdentity = 14 => "AT_IDENTITY",
+        /// EAP-SIM only (RFC 4186).
+        AtVersionList = 15 => "AT_VERSION_LIST",
+        /// EAP-SIM only (RFC 4186).
+        AtSelectedVersion = 16 => "AT_SELECTED_VERSION",
+        AtFullauthIdReq = 17 => "AT_FULLAUTH_ID_REQ",
+        AtCounter = 19 => "AT_COUNTER",
+        AtCounterTooSmall = 20 => "AT_COUNTER_TOO_SMALL",
+        AtNonceS = 21 => "AT_NONCE_S",
+        AtClientErrorCode = 22 => "AT_CLIENT_ERROR_CODE",
+        AtIv = 129 => "AT_IV",
+        AtEncrData = 130 => "AT_ENCR_DATA",
+        AtNextPseudonym = 132 => "AT_NEXT_PSEUDONYM",
+        AtNextReauthId = 133 => "AT_NEXT_REAUTH_ID",
+        AtCheckcode = 134 => "AT_CHECKCODE",
+        AtResultInd = 135 => "AT_RESULT_IND",
+        /// EAP-AKA' only (RFC 9048 section 4).
+        AtBidding = 136 => "AT_BIDDING",
     }
 }
 
-/// Attribute type numbers (RFC 4187 section 11; 136 is AT_BIDDING of RFC 9048).
-pub mod attribute_type {
-    pub const AT_RAND: u8 = 1;
-    pub const AT_AUTN: u8 = 2;
-    pub const AT_RES: u8 = 3;
-    pub const AT_AUTS: u8 = 4;
-    pub const AT_PADDING: u8 = 6;
-    pub const AT_PERMANENT_ID_REQ: u8 = 10;
-    pub const AT_MAC: u8 = 11;
-    pub const AT_NOTIFICATION: u8 = 12;
-    pub const AT_ANY_ID_REQ: u8 = 13;
-    pub const AT_IDENTITY: u8 = 14;
-    pub const AT_FULLAUTH_ID_REQ: u8 = 17;
-    pub const AT_COUNTER: u8 = 19;
-    pub const AT_COUNTER_TOO_SMALL: u8 = 20;
-    pub const AT_NONCE_S: u8 = 21;
-    pub const AT_CLIENT_ERROR_CODE: u8 = 22;
-    pub const AT_IV: u8 = 129;
-    pub const AT_ENCR_DATA: u8 = 130;
-    pub const AT_NEXT_PSEUDONYM: u8 = 132;
-    pub const AT_NEXT_REAUTH_ID: u8 = 133;
-    pub const AT_CHECKCODE: u8 = 134;
-    pub const AT_RESULT_IND: u8 = 135;
-    /// Attributes from this type on may be skipped by a receiver that does not know them.
+impl AttributeType {
+    /// Attributes from this type on may be skipped by a receiver that does not know them
+    /// (RFC 4187 section 8.1).
     pub const SKIPPABLE_FROM: u8 = 128;
-}
-use attribute_type::*;
 
-/// AT_NOTIFICATION code (RFC 4187 sections 10.19 and 11): the S bit (0x8000) set means
-/// success, the P bit (0x4000) set means the notification comes before the challenge
-/// phase (and so carries no AT_MAC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct NotificationCode(pub u16);
+    pub fn is_skippable(self) -> bool {
+        self.value() >= Self::SKIPPABLE_FROM
+    }
+}
+
+/// Attribute type numbers as plain octets, for code that patches packets by hand (the
+/// tests); [`AttributeType`] is the registry they come from.
+pub mod attribute_type {
+    use super::AttributeType as T;
+    pub const AT_RAND: u8 = T::AtRand.value();
+    pub const AT_AUTN: u8 = T::AtAutn.value();
+    pub const AT_RES: u8 = T::AtRes.value();
+    pub const AT_AUTS: u8 = T::AtAuts.value();
+    pub const AT_PADDING: u8 = T::AtPadding.value();
+    pub const AT_PERMANENT_ID_REQ: u8 = T::AtPermanentIdReq.value();
+    pub const AT_MAC: u8 = T::AtMac.value();
+    pub const AT_NOTIFICATION: u8 = T::AtNotification.value();
+    pub const AT_ANY_ID_REQ: u8 = T::AtAnyIdReq.value();
+    pub const AT_IDENTITY: u8 = T::AtIdentity.value();
+    pub const AT_FULLAUTH_ID_REQ: u8 = T::AtFullauthIdReq.value();
+    pub const AT_COUNTER: u8 = T::AtCounter.value();
+    pub const AT_COUNTER_TOO_SMALL: u8 = T::AtCounterTooSmall.value();
+    pub const AT_NONCE_S: u8 = T::AtNonceS.value();
+    pub const AT_CLIENT_ERROR_CODE: u8 = T::AtClientErrorCode.value();
+    pub const AT_IV: u8 = T::AtIv.value();
+    pub const AT_ENCR_DATA: u8 = T::AtEncrData.value();
+    pub const AT_NEXT_PSEUDONYM: u8 = T::AtNextPseudonym.value();
+    pub const AT_NEXT_REAUTH_ID: u8 = T::AtNextReauthId.value();
+    pub const AT_CHECKCODE: u8 = T::AtCheckcode.value();
+    pub const AT_RESULT_IND: u8 = T::AtResultInd.value();
+    /// Attributes from this type on may be skipped by a receiver that does not know them.
+    pub const SKIPPABLE_FROM: u8 = T::SKIPPABLE_FROM;
+}
+
+registry! {
+    /// AT_NOTIFICATION codes (RFC 4187 sections 10.19 and 11): the S bit (0x8000) set
+    /// means success, the P bit (0x4000) set means the notification comes before the
+    /// challenge phase (and so carries no AT_MAC).
+    pub enum NotificationCode: u16 {
+        GeneralFailureAfterAuthentication = 0 => "General failure after authentication",
+        TemporarilyDenied = 1026 => "User has been temporarily denied access",
+        NotSubscribed = 1031 => "User has not subscribed to the requested service",
+        /// Before authentication.
+        GeneralFailure = 16384 => "General failure",
+        /// Sent after the challenge when both sides asked for result indications.
+        Success = 32768 => "Success",
+    }
+}
 
 impl NotificationCode {
-    /// "General failure after authentication".
-    pub const GENERAL_FAILURE_AFTER_AUTHENTICATION: Self = NotificationCode(0);
-    /// "User has been temporarily denied access to the requested service".
-    pub const TEMPORARILY_DENIED: Self = NotificationCode(1026);
-    /// "User has not subscribed to the requested service".
-    pub const NOT_SUBSCRIBED: Self = NotificationCode(1031);
-    /// "General failure" (before authentication).
-    pub const GENERAL_FAILURE: Self = NotificationCode(16384);
-    /// "Success": sent after the challenge when both sides asked for result indications.
-    pub const SUCCESS: Self = NotificationCode(32768);
-
     pub fn is_success(self) -> bool {
-        self.0 & 0x8000 != 0
+        self.value() & 0x8000 != 0
     }
     /// The P bit: set when the notification is sent before the challenge phase.
     pub fn is_phase_bit(self) -> bool {
-        self.0 & 0x4000 != 0
+        self.value() & 0x4000 != 0
     }
 }
 
-/// AT_CLIENT_ERROR_CODE (RFC 4187 sections 10.20 and 11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientErrorCode(pub u16);
-
-impl ClientErrorCode {
-    /// "unable to process packet".
-    pub const UNABLE_TO_PROCESS_PACKET: Self = ClientErrorCode(0);
+registry! {
+    /// AT_CLIENT_ERROR_CODE values (RFC 4187 sections 10.20 and 11; 1 to 3 from EAP-SIM,
+    /// RFC 4186 section 10.19).
+    pub enum ClientErrorCode: u16 {
+        UnableToProcessPacket = 0 => "unable to process packet",
+        UnsupportedVersion = 1 => "unsupported version",
+        InsufficientNumberOfChallenges = 2 => "insufficient number of challenges",
+        RandsAreNotFresh = 3 => "RANDs are not fresh",
+    }
 }
 
 /// AT_RES: the RES and its length in bits (RFC 4187 section 10.8).
@@ -189,32 +208,38 @@ pub enum Attribute {
 }
 
 impl Attribute {
+    /// The attribute's type.
+    pub fn kind(&self) -> AttributeType {
+        use AttributeType as T;
+        match self {
+            Attribute::Rand(_) => T::AtRand,
+            Attribute::Autn(_) => T::AtAutn,
+            Attribute::Res(_) => T::AtRes,
+            Attribute::Auts(_) => T::AtAuts,
+            Attribute::Padding(_) => T::AtPadding,
+            Attribute::PermanentIdReq => T::AtPermanentIdReq,
+            Attribute::Mac(_) => T::AtMac,
+            Attribute::Notification(_) => T::AtNotification,
+            Attribute::AnyIdReq => T::AtAnyIdReq,
+            Attribute::Identity(_) => T::AtIdentity,
+            Attribute::FullauthIdReq => T::AtFullauthIdReq,
+            Attribute::Counter(_) => T::AtCounter,
+            Attribute::CounterTooSmall => T::AtCounterTooSmall,
+            Attribute::NonceS(_) => T::AtNonceS,
+            Attribute::ClientErrorCode(_) => T::AtClientErrorCode,
+            Attribute::Iv(_) => T::AtIv,
+            Attribute::EncrData(_) => T::AtEncrData,
+            Attribute::NextPseudonym(_) => T::AtNextPseudonym,
+            Attribute::NextReauthId(_) => T::AtNextReauthId,
+            Attribute::Checkcode(_) => T::AtCheckcode,
+            Attribute::ResultInd => T::AtResultInd,
+            Attribute::Unknown { attribute_type, .. } => T::from(*attribute_type),
+        }
+    }
+
     /// The attribute's type number.
     pub fn attribute_type(&self) -> u8 {
-        match self {
-            Attribute::Rand(_) => AT_RAND,
-            Attribute::Autn(_) => AT_AUTN,
-            Attribute::Res(_) => AT_RES,
-            Attribute::Auts(_) => AT_AUTS,
-            Attribute::Padding(_) => AT_PADDING,
-            Attribute::PermanentIdReq => AT_PERMANENT_ID_REQ,
-            Attribute::Mac(_) => AT_MAC,
-            Attribute::Notification(_) => AT_NOTIFICATION,
-            Attribute::AnyIdReq => AT_ANY_ID_REQ,
-            Attribute::Identity(_) => AT_IDENTITY,
-            Attribute::FullauthIdReq => AT_FULLAUTH_ID_REQ,
-            Attribute::Counter(_) => AT_COUNTER,
-            Attribute::CounterTooSmall => AT_COUNTER_TOO_SMALL,
-            Attribute::NonceS(_) => AT_NONCE_S,
-            Attribute::ClientErrorCode(_) => AT_CLIENT_ERROR_CODE,
-            Attribute::Iv(_) => AT_IV,
-            Attribute::EncrData(_) => AT_ENCR_DATA,
-            Attribute::NextPseudonym(_) => AT_NEXT_PSEUDONYM,
-            Attribute::NextReauthId(_) => AT_NEXT_REAUTH_ID,
-            Attribute::Checkcode(_) => AT_CHECKCODE,
-            Attribute::ResultInd => AT_RESULT_IND,
-            Attribute::Unknown { attribute_type, .. } => *attribute_type,
-        }
+        self.kind().value()
     }
 
     /// Octets after the Type and Length fields, padding included.
@@ -289,10 +314,11 @@ impl Attribute {
                 .ok_or(EapError::Malformed(what))
         }
 
-        Ok(match attribute_type {
-            AT_RAND => Attribute::Rand(fixed(value, 2, "AT_RAND length")?),
-            AT_AUTN => Attribute::Autn(fixed(value, 2, "AT_AUTN length")?),
-            AT_RES => {
+        use AttributeType as T;
+        Ok(match T::from(attribute_type) {
+            T::AtRand => Attribute::Rand(fixed(value, 2, "AT_RAND length")?),
+            T::AtAutn => Attribute::Autn(fixed(value, 2, "AT_AUTN length")?),
+            T::AtRes => {
                 if value.len() < 2 {
                     return Err(EapError::Malformed("AT_RES length"));
                 }
@@ -312,8 +338,8 @@ impl Attribute {
                     value: res.to_vec(),
                 })
             }
-            AT_AUTS => Attribute::Auts(fixed(value, 0, "AT_AUTS length")?),
-            AT_PADDING => {
+            T::AtAuts => Attribute::Auts(fixed(value, 0, "AT_AUTS length")?),
+            T::AtPadding => {
                 if value.iter().any(|&b| b != 0) {
                     return Err(EapError::Malformed("AT_PADDING not zero"));
                 }
@@ -324,61 +350,61 @@ impl Attribute {
                     _ => return Err(EapError::Malformed("AT_PADDING length")),
                 }
             }
-            AT_PERMANENT_ID_REQ => {
+            T::AtPermanentIdReq => {
                 reserved_only(value, "AT_PERMANENT_ID_REQ length")?;
                 Attribute::PermanentIdReq
             }
-            AT_MAC => Attribute::Mac(fixed(value, 2, "AT_MAC length")?),
-            AT_NOTIFICATION => {
-                Attribute::Notification(NotificationCode(u16_only(value, "AT_NOTIFICATION")?))
+            T::AtMac => Attribute::Mac(fixed(value, 2, "AT_MAC length")?),
+            T::AtNotification => {
+                Attribute::Notification(NotificationCode::from(u16_only(value, "AT_NOTIFICATION")?))
             }
-            AT_ANY_ID_REQ => {
+            T::AtAnyIdReq => {
                 reserved_only(value, "AT_ANY_ID_REQ length")?;
                 Attribute::AnyIdReq
             }
-            AT_IDENTITY => Attribute::Identity(counted(value, "AT_IDENTITY length")?),
-            AT_FULLAUTH_ID_REQ => {
+            T::AtIdentity => Attribute::Identity(counted(value, "AT_IDENTITY length")?),
+            T::AtFullauthIdReq => {
                 reserved_only(value, "AT_FULLAUTH_ID_REQ length")?;
                 Attribute::FullauthIdReq
             }
-            AT_COUNTER => Attribute::Counter(u16_only(value, "AT_COUNTER length")?),
-            AT_COUNTER_TOO_SMALL => {
+            T::AtCounter => Attribute::Counter(u16_only(value, "AT_COUNTER length")?),
+            T::AtCounterTooSmall => {
                 reserved_only(value, "AT_COUNTER_TOO_SMALL length")?;
                 Attribute::CounterTooSmall
             }
-            AT_NONCE_S => Attribute::NonceS(fixed(value, 2, "AT_NONCE_S length")?),
-            AT_CLIENT_ERROR_CODE => Attribute::ClientErrorCode(ClientErrorCode(u16_only(
+            T::AtNonceS => Attribute::NonceS(fixed(value, 2, "AT_NONCE_S length")?),
+            T::AtClientErrorCode => Attribute::ClientErrorCode(ClientErrorCode::from(u16_only(
                 value,
                 "AT_CLIENT_ERROR_CODE length",
             )?)),
-            AT_IV => Attribute::Iv(fixed(value, 2, "AT_IV length")?),
-            AT_ENCR_DATA => {
+            T::AtIv => Attribute::Iv(fixed(value, 2, "AT_IV length")?),
+            T::AtEncrData => {
                 let data = &value[2.min(value.len())..];
                 if value.len() < 2 || data.is_empty() || !data.len().is_multiple_of(16) {
                     return Err(EapError::Malformed("AT_ENCR_DATA not whole AES blocks"));
                 }
                 Attribute::EncrData(data.to_vec())
             }
-            AT_NEXT_PSEUDONYM => {
+            T::AtNextPseudonym => {
                 Attribute::NextPseudonym(counted(value, "AT_NEXT_PSEUDONYM length")?)
             }
-            AT_NEXT_REAUTH_ID => {
+            T::AtNextReauthId => {
                 Attribute::NextReauthId(counted(value, "AT_NEXT_REAUTH_ID length")?)
             }
-            AT_CHECKCODE => match value.len() {
+            T::AtCheckcode => match value.len() {
                 2 => Attribute::Checkcode(None),
                 22 => Attribute::Checkcode(Some(fixed(value, 2, "AT_CHECKCODE length")?)),
                 _ => return Err(EapError::Malformed("AT_CHECKCODE length")),
             },
-            AT_RESULT_IND => {
+            T::AtResultInd => {
                 reserved_only(value, "AT_RESULT_IND length")?;
                 Attribute::ResultInd
             }
-            t if t >= SKIPPABLE_FROM => Attribute::Unknown {
-                attribute_type: t,
+            t if t.is_skippable() => Attribute::Unknown {
+                attribute_type,
                 data: value.to_vec(),
             },
-            t => return Err(EapError::UnsupportedAttribute(t)),
+            _ => return Err(EapError::UnsupportedAttribute(attribute_type)),
         })
     }
 
@@ -396,7 +422,9 @@ impl Attribute {
             data,
         } = self
         {
-            if *attribute_type < SKIPPABLE_FROM || !(data.len() + 2).is_multiple_of(4) {
+            if *attribute_type < AttributeType::SKIPPABLE_FROM
+                || !(data.len() + 2).is_multiple_of(4)
+            {
                 return Err(EapError::Malformed(
                     "unknown attribute not skippable or padded",
                 ));
@@ -434,11 +462,9 @@ impl Attribute {
             | Attribute::CounterTooSmall
             | Attribute::ResultInd
             | Attribute::Checkcode(None) => {}
-            Attribute::Notification(NotificationCode(code))
-            | Attribute::Counter(code)
-            | Attribute::ClientErrorCode(ClientErrorCode(code)) => {
-                value.copy_from_slice(&code.to_be_bytes())
-            }
+            Attribute::Notification(code) => value.copy_from_slice(&code.value().to_be_bytes()),
+            Attribute::Counter(counter) => value.copy_from_slice(&counter.to_be_bytes()),
+            Attribute::ClientErrorCode(code) => value.copy_from_slice(&code.value().to_be_bytes()),
             Attribute::Identity(id) => counted(value, id, "AT_IDENTITY")?,
             Attribute::NextPseudonym(id) => counted(value, id, "AT_NEXT_PSEUDONYM")?,
             Attribute::NextReauthId(id) => counted(value, id, "AT_NEXT_REAUTH_ID")?,

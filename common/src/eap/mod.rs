@@ -20,7 +20,7 @@ mod resync;
 mod server;
 
 pub use aka::{
-    attribute_type, AkaMessage, AkaRepr, Attribute, AttributeIter, ClientErrorCode,
+    attribute_type, AkaMessage, AkaRepr, Attribute, AttributeIter, AttributeType, ClientErrorCode,
     NotificationCode, RawAttribute, Res, Subtype, AKA_HEADER_LEN, AUTS_LEN, CHECKCODE_LEN, MAC_LEN,
 };
 pub use error::EapError;

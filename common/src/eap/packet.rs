@@ -4,95 +4,38 @@
 
 use super::aka::AkaRepr;
 use super::error::EapError;
+use crate::registry::registry;
 
 /// Length of the Code, Identifier and Length fields.
 pub const HEADER_LEN: usize = 4;
 
-/// EAP Code (RFC 3748 section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Code {
-    Request,
-    Response,
-    Success,
-    Failure,
-    Unknown(u8),
-}
-
-impl From<u8> for Code {
-    fn from(value: u8) -> Self {
-        match value {
-            1 => Code::Request,
-            2 => Code::Response,
-            3 => Code::Success,
-            4 => Code::Failure,
-            other => Code::Unknown(other),
-        }
+registry! {
+    /// EAP Code (RFC 3748 section 4).
+    pub enum Code: u8 {
+        Request = 1 => "Request",
+        Response = 2 => "Response",
+        Success = 3 => "Success",
+        Failure = 4 => "Failure",
     }
 }
 
-impl From<Code> for u8 {
-    fn from(code: Code) -> u8 {
-        match code {
-            Code::Request => 1,
-            Code::Response => 2,
-            Code::Success => 3,
-            Code::Failure => 4,
-            Code::Unknown(other) => other,
-        }
-    }
-}
-
-/// EAP method Type (RFC 3748 section 5, IANA "Method Types").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EapType {
-    Identity,
-    Notification,
-    /// Legacy Nak, Response only (RFC 3748 section 5.3.1).
-    Nak,
-    Md5Challenge,
-    /// EAP-SIM (RFC 4186).
-    Sim,
-    /// EAP-AKA (RFC 4187).
-    Aka,
-    /// EAP-AKA' (RFC 9048).
-    AkaPrime,
-    /// Expanded Type (RFC 3748 section 5.7).
-    Expanded,
-    Experimental,
-    Unknown(u8),
-}
-
-impl From<u8> for EapType {
-    fn from(value: u8) -> Self {
-        match value {
-            1 => EapType::Identity,
-            2 => EapType::Notification,
-            3 => EapType::Nak,
-            4 => EapType::Md5Challenge,
-            18 => EapType::Sim,
-            23 => EapType::Aka,
-            50 => EapType::AkaPrime,
-            254 => EapType::Expanded,
-            255 => EapType::Experimental,
-            other => EapType::Unknown(other),
-        }
-    }
-}
-
-impl From<EapType> for u8 {
-    fn from(t: EapType) -> u8 {
-        match t {
-            EapType::Identity => 1,
-            EapType::Notification => 2,
-            EapType::Nak => 3,
-            EapType::Md5Challenge => 4,
-            EapType::Sim => 18,
-            EapType::Aka => 23,
-            EapType::AkaPrime => 50,
-            EapType::Expanded => 254,
-            EapType::Experimental => 255,
-            EapType::Unknown(other) => other,
-        }
+registry! {
+    /// EAP method Type (RFC 3748 section 5, IANA "Method Types").
+    pub enum EapType: u8 {
+        Identity = 1 => "Identity",
+        Notification = 2 => "Notification",
+        /// Legacy Nak, Response only (RFC 3748 section 5.3.1).
+        Nak = 3 => "Nak",
+        Md5Challenge = 4 => "MD5-Challenge",
+        /// RFC 4186.
+        Sim = 18 => "EAP-SIM",
+        /// RFC 4187.
+        Aka = 23 => "EAP-AKA",
+        /// RFC 9048.
+        AkaPrime = 50 => "EAP-AKA'",
+        /// RFC 3748 section 5.7.
+        Expanded = 254 => "Expanded Types",
+        Experimental = 255 => "Experimental",
     }
 }
 
@@ -290,14 +233,30 @@ impl EapRepr {
         }
     }
 
+    /// Code, Identifier and Length (RFC 3748 section 4).
+    fn header(&self, length: u16) -> [u8; HEADER_LEN] {
+        let [high, low] = length.to_be_bytes();
+        [self.code().value(), self.identifier(), high, low]
+    }
+
+    /// An EAP-Success (RFC 3748 section 4.2) with `identifier`: four octets, so writing
+    /// it cannot fail.
+    pub fn success_bytes(identifier: u8) -> [u8; HEADER_LEN] {
+        EapRepr::Success { identifier }.header(HEADER_LEN as u16)
+    }
+
+    /// An EAP-Failure (RFC 3748 section 4.2) with `identifier`: four octets, so writing
+    /// it cannot fail.
+    pub fn failure_bytes(identifier: u8) -> [u8; HEADER_LEN] {
+        EapRepr::Failure { identifier }.header(HEADER_LEN as u16)
+    }
+
     /// Writes the packet into the first `buffer_len()` octets of `out`; returns that length.
     pub fn emit(&self, out: &mut [u8]) -> Result<usize, EapError> {
         let len = self.buffer_len();
         let length = u16::try_from(len).map_err(|_| EapError::TooLong("EAP Length"))?;
         let out = out.get_mut(..len).ok_or(EapError::BufferTooShort)?;
-        out[0] = self.code().into();
-        out[1] = self.identifier();
-        out[2..4].copy_from_slice(&length.to_be_bytes());
+        out[..HEADER_LEN].copy_from_slice(&self.header(length));
         if let EapRepr::Request { data, .. } | EapRepr::Response { data, .. } = self {
             out[4] = data.eap_type().into();
             let body = &mut out[HEADER_LEN + 1..];

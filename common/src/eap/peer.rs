@@ -292,7 +292,7 @@ impl Peer {
             data: TypeData::Aka(AkaRepr::new(
                 Subtype::ClientError,
                 vec![Attribute::ClientErrorCode(
-                    ClientErrorCode::UNABLE_TO_PROCESS_PACKET,
+                    ClientErrorCode::UnableToProcessPacket,
                 )],
             )),
         }

@@ -345,7 +345,7 @@ impl Server {
             Subtype::AuthenticationReject => ServerFailure::AuthenticationReject,
             Subtype::ClientError => ServerFailure::ClientError(
                 repr.client_error_code()
-                    .unwrap_or(ClientErrorCode::UNABLE_TO_PROCESS_PACKET),
+                    .unwrap_or(ClientErrorCode::UnableToProcessPacket),
             ),
             _ => ServerFailure::Malformed(EapError::Malformed("unexpected EAP-AKA subtype")),
         };
@@ -504,7 +504,7 @@ impl Server {
                 data: TypeData::Aka(AkaRepr::new(
                     Subtype::Notification,
                     vec![
-                        Attribute::Notification(NotificationCode::SUCCESS),
+                        Attribute::Notification(NotificationCode::Success),
                         Attribute::Mac([0; 16]),
                     ],
                 )),

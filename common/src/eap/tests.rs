@@ -520,7 +520,7 @@ fn tampered_at_mac_in_the_challenge_is_rejected() {
     assert_eq!(
         t.server_failure(),
         Some(&ServerFailure::ClientError(
-            ClientErrorCode::UNABLE_TO_PROCESS_PACKET
+            ClientErrorCode::UnableToProcessPacket
         ))
     );
     // A challenge whose AT_MAC failed does not move the USIM's SQN.
@@ -762,8 +762,13 @@ fn peer_naks_other_methods_and_answers_notifications() {
         &mut rng(),
         |from_server, p| {
             if !from_server && aka_subtype(p) == Some(Subtype::Challenge) {
-                let identifier = p[1];
-                *p = vec![2, identifier, 0, 6, 3, 4];
+                let identifier = EapPacket::new_checked(&p[..]).unwrap().identifier();
+                *p = EapRepr::Response {
+                    identifier,
+                    data: TypeData::Nak(vec![EapType::Md5Challenge]),
+                }
+                .to_bytes()
+                .unwrap();
             }
         },
     );
@@ -883,9 +888,9 @@ fn attribute() -> impl Strategy<Value = Attribute> {
         Just(Attribute::FullauthIdReq),
         Just(Attribute::CounterTooSmall),
         Just(Attribute::ResultInd),
-        any::<u16>().prop_map(|c| Attribute::Notification(NotificationCode(c))),
+        any::<u16>().prop_map(|c| Attribute::Notification(NotificationCode::from(c))),
         any::<u16>().prop_map(Attribute::Counter),
-        any::<u16>().prop_map(|c| Attribute::ClientErrorCode(ClientErrorCode(c))),
+        any::<u16>().prop_map(|c| Attribute::ClientErrorCode(ClientErrorCode::from(c))),
     ];
     let variable = prop_oneof![
         (32u16..=128).prop_flat_map(|bits| {
@@ -1285,4 +1290,48 @@ fn a_resynchronisation_resets_to_the_next_seq_of_an_array_usim() {
         &mut rng,
     );
     assert!(out.iter().any(|o| matches!(o, ServerOutput::Success(_))));
+}
+
+#[test]
+fn every_registry_round_trips_named_and_unknown_values() {
+    use crate::registry::tests::assert_registry;
+    assert_registry::<Code>();
+    assert_registry::<EapType>();
+    assert_registry::<Subtype>();
+    assert_registry::<AttributeType>();
+    assert_registry::<NotificationCode>();
+    assert_registry::<ClientErrorCode>();
+    assert_eq!(Subtype::Challenge.to_string(), "AKA-Challenge");
+    assert_eq!(AttributeType::from(11).to_string(), "AT_MAC");
+    assert!(NotificationCode::Success.is_success());
+    assert!(NotificationCode::GeneralFailure.is_phase_bit());
+    assert!(!NotificationCode::from(1026).is_success());
+}
+
+/// RFC 3748 section 4.2: Success and Failure are the four header octets alone, and the
+/// fixed-size forms are what `emit` writes.
+#[test]
+fn success_and_failure_bytes_are_the_header_alone() {
+    assert_eq!(EapRepr::success_bytes(7), [3, 7, 0, 4]);
+    assert_eq!(EapRepr::failure_bytes(9), [4, 9, 0, 4]);
+    for identifier in [0, 1, 255] {
+        let success = EapRepr::Success { identifier };
+        assert_eq!(
+            success.to_bytes().unwrap(),
+            EapRepr::success_bytes(identifier)
+        );
+        assert_eq!(
+            EapRepr::parse_bytes(&EapRepr::success_bytes(identifier)),
+            Ok(success)
+        );
+        let failure = EapRepr::Failure { identifier };
+        assert_eq!(
+            failure.to_bytes().unwrap(),
+            EapRepr::failure_bytes(identifier)
+        );
+        assert_eq!(
+            EapRepr::parse_bytes(&EapRepr::failure_bytes(identifier)),
+            Ok(failure)
+        );
+    }
 }

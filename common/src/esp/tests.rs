@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::ike::Encr;
 
 /// A deterministic byte stream standing in for the OS generator.
 struct Counter(u8);

@@ -3,6 +3,15 @@
 //! PRFs (PRF_HMAC_SHA2_256, PRF_HMAC_SHA1) and Diffie-Hellman groups 19, 31, 14 and 2,
 //! with randomness injected through [`Random`] so that tests are deterministic.
 //!
+//! The transforms are data, as rustls keeps its cipher suites: one static table per
+//! transform type ([`Encr`], [`Prf`], [`Integ`], [`DhGroup`]), each row a description
+//! (the names configs use, the IANA transform ID and key length, the key, IV, block and
+//! ICV sizes, and the primitive that runs it: ring's AEAD, HMAC or key agreement, or the
+//! MODP prime). Adding a transform is adding a row. The suites are combinations of rows:
+//! parsing a suite name (`aes128gcm16-prfsha256-ecp256`) looks each part up in the
+//! tables, and the default suites ([`IkeSuite::defaults`], [`EspSuite::defaults`]) are the
+//! rows marked default, combined in table order (the order of preference).
+//!
 //! ring does ECDH, X25519, AES-GCM and HMAC; the RustCrypto `aes` and `cbc` crates do
 //! AES-CBC, which ring lacks; `num-bigint` does the MODP exponentiation (not constant
 //! time: MODP groups are for old UEs, group 2 is off by default).
@@ -15,7 +24,8 @@ use ring::{aead, agreement, hmac};
 use thiserror::Error;
 
 use super::wire::{
-    DhGroupId, EncrId, IntegId, PrfId, Proposal, ProtocolId, SaPayload, Transform, TransformId,
+    DhGroupId, EncrId, EsnId, IntegId, PrfId, Proposal, ProtocolId, SaPayload, Transform,
+    TransformId,
 };
 
 /// Where key material comes from: the OS in a node, a seeded generator in a test.
@@ -61,44 +71,334 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A pseudorandom function (Transform Type 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Prf {
-    /// PRF_HMAC_SHA1 (RFC 2104).
-    HmacSha1,
-    /// PRF_HMAC_SHA2_256 (RFC 4868).
-    HmacSha2_256,
+// ---------------------------------------------------------------------------------------
+// The transform tables
+
+/// Declares one transform type as a table: the enum naming each row (in preference
+/// order), the static description each row holds, and what every table shares: `ALL`,
+/// the defaults, parsing and displaying the names configs use.
+macro_rules! transform_table {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident => $desc:ident {
+            $(
+                $(#[$vmeta:meta])*
+                $variant:ident => $row:expr,
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            /// Every row of the table, in its order (the order of preference).
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            /// The row that describes it.
+            pub fn description(self) -> &'static $desc {
+                match self {
+                    $($name::$variant => {
+                        static ROW: $desc = $row;
+                        &ROW
+                    })*
+                }
+            }
+
+            /// The rows offered when a config names none, in table order.
+            pub fn defaults() -> impl Iterator<Item = $name> {
+                $name::ALL.iter().copied().filter(|t| t.description().default)
+            }
+        }
+
+        /// The canonical name (the first of the row's names).
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.description().names[0])
+            }
+        }
+
+        /// Any of the row's names.
+        impl FromStr for $name {
+            type Err = CryptoError;
+            fn from_str(s: &str) -> Result<Self, CryptoError> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|t| t.description().names.contains(&s))
+                    .ok_or_else(|| CryptoError::UnknownName(s.to_string()))
+            }
+        }
+    };
+}
+
+/// An encryption transform (Transform Type 1) with its Key Length, as data.
+#[derive(Debug)]
+pub struct EncrDescription {
+    /// The names a config may use (strongSwan's), the canonical one first.
+    pub names: &'static [&'static str],
+    /// Transform ID.
+    pub id: EncrId,
+    /// The Key Length attribute (RFC 7296 section 3.3.5), in bits.
+    pub key_bits: u16,
+    /// Octets of salt after the key in SK_e and in ESP KEYMAT (RFC 5282 section 7.1,
+    /// RFC 4106 section 8.1).
+    pub salt_len: usize,
+    /// Octets of IV in an SK payload or ESP packet.
+    pub iv_len: usize,
+    /// The plaintext, padding and Pad Length included, is a multiple of this.
+    pub block_len: usize,
+    /// The combined-mode primitive (ring's AEAD, 16-octet ICV); `None` for a cipher that
+    /// takes an integrity transform (AES-CBC, RustCrypto's `cbc`).
+    pub aead: Option<&'static aead::Algorithm>,
+    /// Its name in Wireshark's IKEv2 decryption table.
+    pub wireshark: &'static str,
+    /// Offered by default.
+    pub default: bool,
+}
+
+/// A pseudorandom function (Transform Type 2), as data.
+#[derive(Debug)]
+pub struct PrfDescription {
+    /// The names a config may use (strongSwan's), the canonical one first.
+    pub names: &'static [&'static str],
+    /// Transform ID.
+    pub id: PrfId,
+    /// The primitive: ring's HMAC.
+    pub hmac: &'static hmac::Algorithm,
+    /// Output length in octets, also the length of SK_d, SK_pi and SK_pr (RFC 7296
+    /// section 2.14).
+    pub output_len: usize,
+    /// Offered by default.
+    pub default: bool,
+}
+
+/// An integrity algorithm (Transform Type 3), as data.
+#[derive(Debug)]
+pub struct IntegDescription {
+    /// The names a config may use (strongSwan's), the canonical one first.
+    pub names: &'static [&'static str],
+    /// Transform ID.
+    pub id: IntegId,
+    /// The primitive: ring's HMAC, truncated to `icv_len`.
+    pub hmac: &'static hmac::Algorithm,
+    /// Key length in octets (SK_ai, SK_ar, ESP integrity keys).
+    pub key_len: usize,
+    /// Integrity Checksum Data length in octets.
+    pub icv_len: usize,
+    /// The PRF a suite name with this integrity algorithm and no PRF takes.
+    pub prf: Prf,
+    /// Its name in Wireshark's IKEv2 decryption table.
+    pub wireshark: &'static str,
+    /// Offered by default.
+    pub default: bool,
+}
+
+/// How a Diffie-Hellman group computes.
+#[derive(Debug)]
+pub enum KeyExchange {
+    /// An elliptic curve of ring's. With `sec1_point`, ring's public key is the SEC1
+    /// uncompressed point 04 | x | y, and IKE sends x | y (RFC 5903 section 7).
+    Ring {
+        algorithm: &'static agreement::Algorithm,
+        sec1_point: bool,
+    },
+    /// A MODP group: the prime in hex (generator 2) and the length of the private
+    /// exponent drawn, twice the group's strength (RFC 3526 section 8).
+    Modp {
+        prime: &'static str,
+        exponent_len: usize,
+    },
+}
+
+/// A Diffie-Hellman group (Transform Type 4), as data.
+#[derive(Debug)]
+pub struct DhDescription {
+    /// The names a config may use (strongSwan's), the canonical one first.
+    pub names: &'static [&'static str],
+    /// Transform ID.
+    pub id: DhGroupId,
+    /// Length of the Key Exchange Data: the modulus length for MODP, x | y for ECP
+    /// (RFC 5903 section 7), 32 octets for Curve25519 (RFC 8031).
+    pub public_len: usize,
+    /// The primitive.
+    pub exchange: KeyExchange,
+    /// Offered by default.
+    pub default: bool,
+}
+
+transform_table! {
+    /// An encryption algorithm (Transform Type 1) with its Key Length attribute.
+    pub enum Encr => EncrDescription {
+        /// ENCR_AES_GCM_16 (RFC 4106, RFC 5282 for IKE), 256-bit key, 16-octet ICV.
+        AesGcm16_256 => EncrDescription {
+            names: &["aes256gcm16", "aes256gcm"],
+            id: EncrId::EncrAesGcm16,
+            key_bits: 256,
+            salt_len: 4,
+            iv_len: 8,
+            block_len: 1,
+            aead: Some(&aead::AES_256_GCM),
+            wireshark: "AES-GCM-256 with 16 octet ICV [RFC5282]",
+            default: true,
+        },
+        /// ENCR_AES_GCM_16, 128-bit key.
+        AesGcm16_128 => EncrDescription {
+            names: &["aes128gcm16", "aes128gcm"],
+            id: EncrId::EncrAesGcm16,
+            key_bits: 128,
+            salt_len: 4,
+            iv_len: 8,
+            block_len: 1,
+            aead: Some(&aead::AES_128_GCM),
+            wireshark: "AES-GCM-128 with 16 octet ICV [RFC5282]",
+            default: true,
+        },
+        /// ENCR_AES_CBC (RFC 3602), 256-bit key; needs an integrity algorithm.
+        AesCbc256 => EncrDescription {
+            names: &["aes256", "aes256cbc"],
+            id: EncrId::EncrAesCbc,
+            key_bits: 256,
+            salt_len: 0,
+            iv_len: 16,
+            block_len: 16,
+            aead: None,
+            wireshark: "AES-CBC-256 [RFC3602]",
+            default: true,
+        },
+        /// ENCR_AES_CBC, 128-bit key.
+        AesCbc128 => EncrDescription {
+            names: &["aes128", "aes128cbc"],
+            id: EncrId::EncrAesCbc,
+            key_bits: 128,
+            salt_len: 0,
+            iv_len: 16,
+            block_len: 16,
+            aead: None,
+            wireshark: "AES-CBC-128 [RFC3602]",
+            default: true,
+        },
+    }
+}
+
+transform_table! {
+    /// A pseudorandom function (Transform Type 2).
+    pub enum Prf => PrfDescription {
+        /// PRF_HMAC_SHA2_256 (RFC 4868).
+        HmacSha2_256 => PrfDescription {
+            names: &["prfsha256", "prfsha2_256"],
+            id: PrfId::PrfHmacSha2_256,
+            hmac: &hmac::HMAC_SHA256,
+            output_len: 32,
+            default: true,
+        },
+        /// PRF_HMAC_SHA1 (RFC 2104).
+        HmacSha1 => PrfDescription {
+            names: &["prfsha1"],
+            id: PrfId::PrfHmacSha1,
+            hmac: &hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+            output_len: 20,
+            default: true,
+        },
+    }
+}
+
+transform_table! {
+    /// An integrity algorithm (Transform Type 3).
+    pub enum Integ => IntegDescription {
+        /// AUTH_HMAC_SHA2_256_128 (RFC 4868).
+        HmacSha2_256_128 => IntegDescription {
+            names: &["sha256", "sha2_256"],
+            id: IntegId::AuthHmacSha2_256_128,
+            hmac: &hmac::HMAC_SHA256,
+            key_len: 32,
+            icv_len: 16,
+            prf: Prf::HmacSha2_256,
+            wireshark: "HMAC_SHA2_256_128 [RFC4868]",
+            default: true,
+        },
+        /// AUTH_HMAC_SHA1_96 (RFC 2404).
+        HmacSha1_96 => IntegDescription {
+            names: &["sha1"],
+            id: IntegId::AuthHmacSha1_96,
+            hmac: &hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+            key_len: 20,
+            icv_len: 12,
+            prf: Prf::HmacSha1,
+            wireshark: "HMAC_SHA1_96 [RFC2404]",
+            default: true,
+        },
+    }
+}
+
+transform_table! {
+    /// A Diffie-Hellman group (Transform Type 4).
+    pub enum DhGroup => DhDescription {
+        /// Group 19, 256-bit random ECP (RFC 5903).
+        Ecp256 => DhDescription {
+            names: &["ecp256"],
+            id: DhGroupId::Ecp256,
+            public_len: 64,
+            exchange: KeyExchange::Ring {
+                algorithm: &agreement::ECDH_P256,
+                sec1_point: true,
+            },
+            default: true,
+        },
+        /// Group 31, Curve25519 (RFC 8031).
+        Curve25519 => DhDescription {
+            names: &["curve25519", "x25519"],
+            id: DhGroupId::Curve25519,
+            public_len: 32,
+            exchange: KeyExchange::Ring {
+                algorithm: &agreement::X25519,
+                sec1_point: false,
+            },
+            default: true,
+        },
+        /// Group 14, 2048-bit MODP (RFC 3526 section 3).
+        Modp2048 => DhDescription {
+            names: &["modp2048"],
+            id: DhGroupId::Modp2048,
+            public_len: 256,
+            exchange: KeyExchange::Modp {
+                prime: MODP_2048_P,
+                exponent_len: 48,
+            },
+            default: true,
+        },
+        /// Group 2, 1024-bit MODP (RFC 2409 section 6.2): for old UEs, off by default.
+        Modp1024 => DhDescription {
+            names: &["modp1024"],
+            id: DhGroupId::Modp1024,
+            public_len: 128,
+            exchange: KeyExchange::Modp {
+                prime: MODP_1024_P,
+                exponent_len: 32,
+            },
+            default: false,
+        },
+    }
 }
 
 impl Prf {
     pub fn from_id(id: PrfId) -> Option<Self> {
-        match id {
-            PrfId::PrfHmacSha1 => Some(Prf::HmacSha1),
-            PrfId::PrfHmacSha2_256 => Some(Prf::HmacSha2_256),
-            _ => None,
-        }
+        Prf::ALL.iter().copied().find(|p| p.id() == id)
     }
 
     pub fn id(self) -> PrfId {
-        match self {
-            Prf::HmacSha1 => PrfId::PrfHmacSha1,
-            Prf::HmacSha2_256 => PrfId::PrfHmacSha2_256,
-        }
+        self.description().id
     }
 
     fn algorithm(self) -> hmac::Algorithm {
-        match self {
-            Prf::HmacSha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-            Prf::HmacSha2_256 => hmac::HMAC_SHA256,
-        }
+        *self.description().hmac
     }
 
     /// Output length in octets, also the length of SK_d, SK_pi and SK_pr (section 2.14).
     pub fn output_len(self) -> usize {
-        match self {
-            Prf::HmacSha1 => 20,
-            Prf::HmacSha2_256 => 32,
-        }
+        self.description().output_len
     }
 
     /// The preferred key length: the output length for the HMAC PRFs.
@@ -135,57 +435,33 @@ impl Prf {
     }
 }
 
-/// An integrity algorithm (Transform Type 3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Integ {
-    /// AUTH_HMAC_SHA1_96 (RFC 2404).
-    HmacSha1_96,
-    /// AUTH_HMAC_SHA2_256_128 (RFC 4868).
-    HmacSha2_256_128,
-}
-
 impl Integ {
     pub fn from_id(id: IntegId) -> Option<Self> {
-        match id {
-            IntegId::AuthHmacSha1_96 => Some(Integ::HmacSha1_96),
-            IntegId::AuthHmacSha2_256_128 => Some(Integ::HmacSha2_256_128),
-            _ => None,
-        }
+        Integ::ALL.iter().copied().find(|i| i.id() == id)
     }
 
     pub fn id(self) -> IntegId {
-        match self {
-            Integ::HmacSha1_96 => IntegId::AuthHmacSha1_96,
-            Integ::HmacSha2_256_128 => IntegId::AuthHmacSha2_256_128,
-        }
+        self.description().id
     }
 
-    fn algorithm(self) -> hmac::Algorithm {
-        match self {
-            Integ::HmacSha1_96 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-            Integ::HmacSha2_256_128 => hmac::HMAC_SHA256,
-        }
+    /// The HMAC behind it (ESP keys its integrity with it).
+    pub fn hmac_algorithm(self) -> hmac::Algorithm {
+        *self.description().hmac
     }
 
     /// Key length in octets (SK_ai, SK_ar).
     pub fn key_len(self) -> usize {
-        match self {
-            Integ::HmacSha1_96 => 20,
-            Integ::HmacSha2_256_128 => 32,
-        }
+        self.description().key_len
     }
 
     /// Integrity Checksum Data length in octets.
     pub fn icv_len(self) -> usize {
-        match self {
-            Integ::HmacSha1_96 => 12,
-            Integ::HmacSha2_256_128 => 16,
-        }
+        self.description().icv_len
     }
 
     /// The truncated HMAC of `data`.
     pub fn compute(self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        let tag = hmac::sign(&hmac::Key::new(self.algorithm(), key), data);
+        let tag = hmac::sign(&hmac::Key::new(self.hmac_algorithm(), key), data);
         tag.as_ref()[..self.icv_len()].to_vec()
     }
 
@@ -199,75 +475,52 @@ impl Integ {
     }
 }
 
-/// An encryption algorithm (Transform Type 1) with its Key Length attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Encr {
-    /// ENCR_AES_CBC (RFC 3602), 128 or 256 bits; needs an integrity algorithm.
-    AesCbc { key_bits: u16 },
-    /// ENCR_AES_GCM_16 (RFC 4106, RFC 5282 for IKE), 128 or 256 bits, 16-octet ICV.
-    AesGcm16 { key_bits: u16 },
-}
-
 impl Encr {
-    pub const AES_CBC_128: Encr = Encr::AesCbc { key_bits: 128 };
-    pub const AES_CBC_256: Encr = Encr::AesCbc { key_bits: 256 };
-    pub const AES_GCM_16_128: Encr = Encr::AesGcm16 { key_bits: 128 };
-    pub const AES_GCM_16_256: Encr = Encr::AesGcm16 { key_bits: 256 };
+    pub const AES_CBC_128: Encr = Encr::AesCbc128;
+    pub const AES_CBC_256: Encr = Encr::AesCbc256;
+    pub const AES_GCM_16_128: Encr = Encr::AesGcm16_128;
+    pub const AES_GCM_16_256: Encr = Encr::AesGcm16_256;
 
-    /// From a transform: the ID and a Key Length of 128 or 256.
+    /// From a transform: a row with its ID and its Key Length attribute.
     pub fn from_transform(t: &Transform) -> Option<Self> {
-        let key_bits = t.key_length().filter(|b| *b == 128 || *b == 256)?;
-        match t.id {
-            TransformId::Encr(EncrId::EncrAesCbc) => Some(Encr::AesCbc { key_bits }),
-            TransformId::Encr(EncrId::EncrAesGcm16) => Some(Encr::AesGcm16 { key_bits }),
-            _ => None,
-        }
+        let key_bits = t.key_length()?;
+        Encr::ALL.iter().copied().find(|e| {
+            TransformId::Encr(e.description().id) == t.id && e.description().key_bits == key_bits
+        })
     }
 
     pub fn transform(self) -> Transform {
-        match self {
-            Encr::AesCbc { key_bits } => {
-                Transform::with_key_length(TransformId::Encr(EncrId::EncrAesCbc), key_bits)
-            }
-            Encr::AesGcm16 { key_bits } => {
-                Transform::with_key_length(TransformId::Encr(EncrId::EncrAesGcm16), key_bits)
-            }
-        }
+        let d = self.description();
+        Transform::with_key_length(TransformId::Encr(d.id), d.key_bits)
     }
 
     pub fn is_aead(self) -> bool {
-        matches!(self, Encr::AesGcm16 { .. })
+        self.description().aead.is_some()
     }
 
     /// The AES key length in octets.
     pub fn cipher_key_len(self) -> usize {
-        match self {
-            Encr::AesCbc { key_bits } | Encr::AesGcm16 { key_bits } => key_bits as usize / 8,
-        }
+        usize::from(self.description().key_bits) / 8
     }
 
     /// Length of SK_ei/SK_er: for GCM the key plus a 4-octet salt (RFC 5282 section 7.1).
     pub fn key_len(self) -> usize {
-        match self {
-            Encr::AesCbc { .. } => self.cipher_key_len(),
-            Encr::AesGcm16 { .. } => self.cipher_key_len() + 4,
-        }
+        self.cipher_key_len() + self.description().salt_len
     }
 
     /// Length of the IV in an SK payload: the block for CBC, 8 octets for GCM (RFC 5282).
     pub fn iv_len(self) -> usize {
-        match self {
-            Encr::AesCbc { .. } => 16,
-            Encr::AesGcm16 { .. } => 8,
-        }
+        self.description().iv_len
     }
 
     /// The plaintext (with padding and Pad Length) must be a multiple of this.
     pub fn block_len(self) -> usize {
-        match self {
-            Encr::AesCbc { .. } => 16,
-            Encr::AesGcm16 { .. } => 1,
-        }
+        self.description().block_len
+    }
+
+    /// The ICV a combined-mode cipher appends (0 for one that takes an integrity transform).
+    pub fn icv_len(self) -> usize {
+        self.description().aead.map_or(0, aead::Algorithm::tag_len)
     }
 
     /// AES-CBC encryption in place; `data` must be whole blocks.
@@ -380,30 +633,6 @@ impl Encr {
     }
 }
 
-/// A Diffie-Hellman group (Transform Type 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DhGroup {
-    /// Group 2, 1024-bit MODP (RFC 2409 section 6.2).
-    Modp1024,
-    /// Group 14, 2048-bit MODP (RFC 3526 section 3).
-    Modp2048,
-    /// Group 19, 256-bit random ECP (RFC 5903).
-    Ecp256,
-    /// Group 31, Curve25519 (RFC 8031).
-    Curve25519,
-}
-
-impl fmt::Display for DhGroup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DhGroup::Modp1024 => "modp1024",
-            DhGroup::Modp2048 => "modp2048",
-            DhGroup::Ecp256 => "ecp256",
-            DhGroup::Curve25519 => "curve25519",
-        })
-    }
-}
-
 /// RFC 2409 section 6.2, the Second Oakley Group.
 const MODP_1024_P: &str = concat!(
     "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD1",
@@ -431,51 +660,24 @@ const MODP_2048_P: &str = concat!(
 
 impl DhGroup {
     pub fn from_id(id: DhGroupId) -> Option<Self> {
-        match id {
-            DhGroupId::Modp1024 => Some(DhGroup::Modp1024),
-            DhGroupId::Modp2048 => Some(DhGroup::Modp2048),
-            DhGroupId::Ecp256 => Some(DhGroup::Ecp256),
-            DhGroupId::Curve25519 => Some(DhGroup::Curve25519),
-            _ => None,
-        }
+        DhGroup::ALL.iter().copied().find(|g| g.id() == id)
     }
 
     pub fn id(self) -> DhGroupId {
-        match self {
-            DhGroup::Modp1024 => DhGroupId::Modp1024,
-            DhGroup::Modp2048 => DhGroupId::Modp2048,
-            DhGroup::Ecp256 => DhGroupId::Ecp256,
-            DhGroup::Curve25519 => DhGroupId::Curve25519,
-        }
+        self.description().id
     }
 
     /// Length of the Key Exchange Data: the modulus length for MODP, x | y for ECP
     /// (RFC 5903 section 7), 32 octets for Curve25519 (RFC 8031).
     pub fn public_len(self) -> usize {
-        match self {
-            DhGroup::Modp1024 => 128,
-            DhGroup::Modp2048 => 256,
-            DhGroup::Ecp256 => 64,
-            DhGroup::Curve25519 => 32,
-        }
+        self.description().public_len
     }
 
     /// The prime of a MODP group.
     pub fn modp_prime(self) -> Option<BigUint> {
-        let hex = match self {
-            DhGroup::Modp1024 => MODP_1024_P,
-            DhGroup::Modp2048 => MODP_2048_P,
-            _ => return None,
-        };
-        BigUint::parse_bytes(hex.as_bytes(), 16)
-    }
-
-    /// Length of the private exponent drawn for a MODP group, in octets: twice the
-    /// group's strength (RFC 3526 section 8), well above what an attacker can search.
-    fn modp_exponent_len(self) -> usize {
-        match self {
-            DhGroup::Modp1024 => 32,
-            _ => 48,
+        match self.description().exchange {
+            KeyExchange::Modp { prime, .. } => BigUint::parse_bytes(prime.as_bytes(), 16),
+            KeyExchange::Ring { .. } => None,
         }
     }
 }
@@ -515,9 +717,9 @@ impl fmt::Debug for DhPrivate {
 impl DhPrivate {
     /// Draws a private key from `rng` and computes the public value.
     pub fn generate(group: DhGroup, rng: &mut dyn Random) -> Result<Self, CryptoError> {
-        let mut seed = vec![0u8; 32];
-        match group {
-            DhGroup::Ecp256 | DhGroup::Curve25519 => {
+        match group.description().exchange {
+            KeyExchange::Ring { .. } => {
+                let mut seed = [0u8; 32];
                 // A P-256 scalar is out of range with probability 2^-32; draw again then.
                 for _ in 0..8 {
                     rng.fill(&mut seed);
@@ -527,8 +729,8 @@ impl DhPrivate {
                 }
                 Err(CryptoError::KeyExchangeFailed(group))
             }
-            DhGroup::Modp1024 | DhGroup::Modp2048 => {
-                seed.resize(group.modp_exponent_len(), 0);
+            KeyExchange::Modp { exponent_len, .. } => {
+                let mut seed = vec![0u8; exponent_len];
                 rng.fill(&mut seed);
                 if let Some(first) = seed.first_mut() {
                     *first |= 0x80; // a full-length exponent, never 0 or 1
@@ -541,25 +743,24 @@ impl DhPrivate {
     /// A key from known private octets: a test vector's, or ones drawn by [`Self::generate`].
     pub fn from_private_octets(group: DhGroup, private: &[u8]) -> Result<Self, CryptoError> {
         let failed = || CryptoError::KeyExchangeFailed(group);
-        match group {
-            DhGroup::Ecp256 | DhGroup::Curve25519 => {
-                let alg = if group == DhGroup::Ecp256 {
-                    &agreement::ECDH_P256
-                } else {
-                    &agreement::X25519
-                };
+        match group.description().exchange {
+            KeyExchange::Ring {
+                algorithm,
+                sec1_point,
+            } => {
                 if private.len() != 32 {
                     return Err(CryptoError::KeyLength {
                         got: private.len(),
                         want: 32,
                     });
                 }
-                let key = ring_private_key(alg, private).map_err(|_| failed())?;
+                let key = ring_private_key(algorithm, private).map_err(|_| failed())?;
                 let public = key.compute_public_key().map_err(|_| failed())?;
-                let public = match group {
+                let public = if sec1_point {
                     // ring gives the SEC1 uncompressed point 04 | x | y; IKE sends x | y.
-                    DhGroup::Ecp256 => public.as_ref().get(1..).ok_or_else(failed)?.to_vec(),
-                    _ => public.as_ref().to_vec(),
+                    public.as_ref().get(1..).ok_or_else(failed)?.to_vec()
+                } else {
+                    public.as_ref().to_vec()
                 };
                 Ok(DhPrivate {
                     group,
@@ -567,7 +768,7 @@ impl DhPrivate {
                     public,
                 })
             }
-            DhGroup::Modp1024 | DhGroup::Modp2048 => {
+            KeyExchange::Modp { .. } => {
                 let p = group.modp_prime().ok_or_else(failed)?;
                 let x = BigUint::from_bytes_be(private);
                 let public = left_pad(
@@ -600,25 +801,27 @@ impl DhPrivate {
         if peer.len() != group.public_len() {
             return Err(invalid());
         }
-        match self.key {
-            PrivateKey::Ring(key) => {
-                let (alg, peer) = match group {
-                    DhGroup::Ecp256 => {
-                        let mut sec1 = Vec::with_capacity(65);
-                        sec1.push(4);
-                        sec1.extend_from_slice(peer);
-                        (&agreement::ECDH_P256, sec1)
-                    }
-                    _ => (&agreement::X25519, peer.to_vec()),
+        match (self.key, &group.description().exchange) {
+            (
+                PrivateKey::Ring(key),
+                KeyExchange::Ring {
+                    algorithm,
+                    sec1_point,
+                },
+            ) => {
+                let peer = if *sec1_point {
+                    [&[4][..], peer].concat()
+                } else {
+                    peer.to_vec()
                 };
                 agreement::agree_ephemeral(
                     key,
-                    &agreement::UnparsedPublicKey::new(alg, peer),
+                    &agreement::UnparsedPublicKey::new(algorithm, peer),
                     |secret| secret.to_vec(),
                 )
                 .map_err(|_| invalid())
             }
-            PrivateKey::Modp(x) => {
+            (PrivateKey::Modp(x), KeyExchange::Modp { .. }) => {
                 let p = group
                     .modp_prime()
                     .ok_or(CryptoError::KeyExchangeFailed(group))?;
@@ -632,6 +835,7 @@ impl DhPrivate {
                     group.public_len(),
                 ))
             }
+            _ => Err(CryptoError::KeyExchangeFailed(group)),
         }
     }
 }
@@ -661,29 +865,19 @@ impl IkeSuite {
         dh: DhGroup::Ecp256,
     };
 
-    /// The suites enabled by default, in preference order. MODP-1024 is not among them.
+    /// The suites enabled by default, in preference order: every default DH group, then
+    /// PRF, then cipher (an AEAD alone, a CBC cipher with each default integrity
+    /// algorithm), in table order. MODP-1024 is not among them.
     pub fn defaults() -> Vec<IkeSuite> {
         let mut out = Vec::new();
-        for dh in [DhGroup::Ecp256, DhGroup::Curve25519, DhGroup::Modp2048] {
-            for prf in [Prf::HmacSha2_256, Prf::HmacSha1] {
-                for encr in [Encr::AES_GCM_16_256, Encr::AES_GCM_16_128] {
-                    out.push(IkeSuite {
-                        encr,
-                        prf,
-                        integ: None,
-                        dh,
-                    });
-                }
-                for encr in [Encr::AES_CBC_256, Encr::AES_CBC_128] {
-                    for integ in [Integ::HmacSha2_256_128, Integ::HmacSha1_96] {
-                        out.push(IkeSuite {
-                            encr,
-                            prf,
-                            integ: Some(integ),
-                            dh,
-                        });
-                    }
-                }
+        for dh in DhGroup::defaults() {
+            for prf in Prf::defaults() {
+                out.extend(default_ciphers().map(|(encr, integ)| IkeSuite {
+                    encr,
+                    prf,
+                    integ,
+                    dh,
+                }));
             }
         }
         out
@@ -809,65 +1003,29 @@ impl IkeSuite {
     }
 }
 
-impl FromStr for Encr {
-    type Err = CryptoError;
-    fn from_str(s: &str) -> Result<Self, CryptoError> {
-        Ok(match s {
-            "aes128gcm16" | "aes128gcm" => Encr::AES_GCM_16_128,
-            "aes256gcm16" | "aes256gcm" => Encr::AES_GCM_16_256,
-            "aes128" | "aes128cbc" => Encr::AES_CBC_128,
-            "aes256" | "aes256cbc" => Encr::AES_CBC_256,
-            _ => return Err(CryptoError::UnknownName(s.to_string())),
-        })
-    }
-}
-
-impl FromStr for Integ {
-    type Err = CryptoError;
-    fn from_str(s: &str) -> Result<Self, CryptoError> {
-        Ok(match s {
-            "sha256" | "sha2_256" => Integ::HmacSha2_256_128,
-            "sha1" => Integ::HmacSha1_96,
-            _ => return Err(CryptoError::UnknownName(s.to_string())),
-        })
-    }
-}
-
-impl FromStr for Prf {
-    type Err = CryptoError;
-    fn from_str(s: &str) -> Result<Self, CryptoError> {
-        Ok(match s {
-            "prfsha256" | "prfsha2_256" => Prf::HmacSha2_256,
-            "prfsha1" => Prf::HmacSha1,
-            _ => return Err(CryptoError::UnknownName(s.to_string())),
-        })
-    }
-}
-
-impl FromStr for DhGroup {
-    type Err = CryptoError;
-    fn from_str(s: &str) -> Result<Self, CryptoError> {
-        Ok(match s {
-            "modp1024" => DhGroup::Modp1024,
-            "modp2048" => DhGroup::Modp2048,
-            "ecp256" => DhGroup::Ecp256,
-            "curve25519" | "x25519" => DhGroup::Curve25519,
-            _ => return Err(CryptoError::UnknownName(s.to_string())),
-        })
-    }
+/// The pairs of a default cipher and its integrity algorithm, in table order: an AEAD
+/// cipher alone, a CBC cipher with each default integrity algorithm.
+fn default_ciphers() -> impl Iterator<Item = (Encr, Option<Integ>)> {
+    Encr::defaults().flat_map(|encr| {
+        let integs: Vec<Option<Integ>> = if encr.is_aead() {
+            vec![None]
+        } else {
+            Integ::defaults().map(Some).collect()
+        };
+        integs.into_iter().map(move |integ| (encr, integ))
+    })
 }
 
 /// strongSwan-style names, e.g. `aes256gcm16-prfsha256-ecp256` or
-/// `aes128-sha256-prfsha256-modp2048`, so a node's config can list its suites. Without a
-/// PRF name a CBC suite takes the PRF matching its integrity algorithm.
+/// `aes128-sha256-prfsha256-modp2048`, so a node's config can list its suites: each part
+/// looked up in the tables. Without a PRF name a CBC suite takes the PRF its integrity
+/// algorithm's row names.
 impl FromStr for IkeSuite {
     type Err = CryptoError;
     fn from_str(s: &str) -> Result<Self, CryptoError> {
+        let unknown = || CryptoError::UnknownName(s.to_string());
         let mut parts = s.split('-');
-        let encr: Encr = parts
-            .next()
-            .ok_or_else(|| CryptoError::UnknownName(s.to_string()))?
-            .parse()?;
+        let encr: Encr = parts.next().ok_or_else(unknown)?.parse()?;
         let (mut integ, mut prf, mut dh) = (None, None, None);
         for p in parts {
             if let Ok(v) = p.parse::<Prf>() {
@@ -879,23 +1037,31 @@ impl FromStr for IkeSuite {
             }
         }
         let prf = prf
-            .or(match integ {
-                Some(Integ::HmacSha1_96) => Some(Prf::HmacSha1),
-                Some(Integ::HmacSha2_256_128) => Some(Prf::HmacSha2_256),
-                None => None,
-            })
-            .ok_or_else(|| CryptoError::UnknownName(s.to_string()))?;
+            .or(integ.map(|i: Integ| i.description().prf))
+            .ok_or_else(unknown)?;
         let suite = IkeSuite {
             encr,
             prf,
             integ,
-            dh: dh.ok_or_else(|| CryptoError::UnknownName(s.to_string()))?,
+            dh: dh.ok_or_else(unknown)?,
         };
         if suite.is_valid() {
             Ok(suite)
         } else {
-            Err(CryptoError::UnknownName(s.to_string()))
+            Err(unknown())
         }
+    }
+}
+
+/// The canonical name, which parses back to the same suite: cipher, integrity (if any),
+/// PRF, group.
+impl fmt::Display for IkeSuite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.encr)?;
+        if let Some(integ) = self.integ {
+            write!(f, "-{integ}")?;
+        }
+        write!(f, "-{}-{}", self.prf, self.dh)
     }
 }
 
@@ -918,7 +1084,7 @@ impl EspSuite {
         if let Some(i) = self.integ {
             transforms.push(Transform::new(TransformId::Integ(i.id())));
         }
-        transforms.push(Transform::new(TransformId::Esn(super::wire::EsnId::NoEsn)));
+        transforms.push(Transform::new(TransformId::Esn(EsnId::NoEsn)));
         Proposal {
             number,
             protocol_id: ProtocolId::Esp,
@@ -927,27 +1093,12 @@ impl EspSuite {
         }
     }
 
-    /// The suites enabled by default, in preference order.
+    /// The suites enabled by default, in preference order: the default ciphers in table
+    /// order, an AEAD alone, a CBC cipher with each default integrity algorithm.
     pub fn defaults() -> Vec<EspSuite> {
-        let mut out = vec![
-            EspSuite {
-                encr: Encr::AES_GCM_16_256,
-                integ: None,
-            },
-            EspSuite {
-                encr: Encr::AES_GCM_16_128,
-                integ: None,
-            },
-        ];
-        for encr in [Encr::AES_CBC_256, Encr::AES_CBC_128] {
-            for integ in [Integ::HmacSha2_256_128, Integ::HmacSha1_96] {
-                out.push(EspSuite {
-                    encr,
-                    integ: Some(integ),
-                });
-            }
-        }
-        out
+        default_ciphers()
+            .map(|(encr, integ)| EspSuite { encr, integ })
+            .collect()
     }
 
     /// Whether the combination is one ESP allows: integrity exactly when not AEAD.
@@ -970,7 +1121,7 @@ impl EspSuite {
             .transforms
             .iter()
             .all(|t| !matches!(t.id, TransformId::Esn(_)))
-            || has(&Transform::new(TransformId::Esn(super::wire::EsnId::NoEsn)));
+            || has(&Transform::new(TransformId::Esn(EsnId::NoEsn)));
         p.protocol_id == ProtocolId::Esp
             && p.spi.len() == 4
             && has(&self.encr.transform())
@@ -1008,7 +1159,7 @@ impl EspSuite {
                 TransformId::Integ(id) => {
                     integ = Some(Integ::from_id(id).ok_or(CryptoError::UnsupportedTransform(t.id))?)
                 }
-                TransformId::Esn(super::wire::EsnId::NoEsn) => {}
+                TransformId::Esn(EsnId::NoEsn) => {}
                 _ => return Err(CryptoError::UnsupportedTransform(t.id)),
             }
         }
@@ -1041,6 +1192,17 @@ impl FromStr for EspSuite {
             Ok(suite)
         } else {
             Err(CryptoError::UnknownName(s.to_string()))
+        }
+    }
+}
+
+/// The canonical name, which parses back to the same suite.
+impl fmt::Display for EspSuite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.encr)?;
+        match self.integ {
+            Some(integ) => write!(f, "-{integ}"),
+            None => Ok(()),
         }
     }
 }
@@ -1392,5 +1554,91 @@ mod tests {
                 .proposal(1)],
         };
         assert_eq!(IkeSuite::select(&ours, &only_1024), None);
+    }
+
+    /// Every row of every table is consistent with itself and with the wire: its ID
+    /// leads back to it, its names parse back to it, its sizes agree with its RFC.
+    #[test]
+    fn every_table_row_round_trips_through_its_id_and_names() {
+        for &e in Encr::ALL {
+            let d = e.description();
+            assert_eq!(Encr::from_transform(&e.transform()), Some(e));
+            assert_eq!(e.to_string(), d.names[0]);
+            for name in d.names {
+                assert_eq!(name.parse::<Encr>(), Ok(e));
+            }
+            assert_eq!(e.key_len(), usize::from(d.key_bits) / 8 + d.salt_len);
+            // RFC 5282 section 7.1: GCM keys carry a 4-octet salt, 8-octet IV, 16-octet ICV.
+            if e.is_aead() {
+                assert_eq!((d.salt_len, d.iv_len, e.icv_len()), (4, 8, 16));
+            } else {
+                assert_eq!(
+                    (d.salt_len, d.iv_len, d.block_len, e.icv_len()),
+                    (0, 16, 16, 0)
+                );
+            }
+        }
+        for &p in Prf::ALL {
+            assert_eq!(Prf::from_id(p.id()), Some(p));
+            assert_eq!(p.to_string().parse::<Prf>(), Ok(p));
+            assert_eq!(p.prf(b"k", &[b"d"]).len(), p.output_len());
+        }
+        for &i in Integ::ALL {
+            assert_eq!(Integ::from_id(i.id()), Some(i));
+            assert_eq!(i.to_string().parse::<Integ>(), Ok(i));
+            assert_eq!(i.compute(&vec![0; i.key_len()], b"d").len(), i.icv_len());
+        }
+        for &g in DhGroup::ALL {
+            assert_eq!(DhGroup::from_id(g.id()), Some(g));
+            assert_eq!(g.to_string().parse::<DhGroup>(), Ok(g));
+            if let Some(p) = g.modp_prime() {
+                assert_eq!(p.bits() as usize, g.public_len() * 8);
+            }
+        }
+        assert_eq!("x25519".parse::<DhGroup>(), Ok(DhGroup::Curve25519));
+        assert_eq!(
+            "aes9".parse::<Encr>(),
+            Err(CryptoError::UnknownName("aes9".into()))
+        );
+        assert_eq!(
+            Encr::from_transform(&Transform::with_key_length(
+                TransformId::Encr(EncrId::EncrAesCbc),
+                192
+            )),
+            None
+        );
+    }
+
+    /// The default lists come from the tables: every default row combined, in table
+    /// order, MODP-1024 left out; each suite's name parses back to it.
+    #[test]
+    fn default_suites_are_the_tables_defaults_and_their_names_parse_back() {
+        let ike = IkeSuite::defaults();
+        assert_eq!(ike.len(), 3 * 2 * (2 + 2 * 2));
+        assert_eq!(ike[0], IkeSuite::DEFAULT);
+        assert_eq!(
+            IkeSuite::DEFAULT.to_string(),
+            "aes256gcm16-prfsha256-ecp256"
+        );
+        assert!(ike.iter().all(|s| s.dh != DhGroup::Modp1024));
+        for s in &ike {
+            assert_eq!(s.to_string().parse::<IkeSuite>(), Ok(*s), "{s}");
+        }
+        let esp = EspSuite::defaults();
+        let names: Vec<String> = esp.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            names,
+            [
+                "aes256gcm16",
+                "aes128gcm16",
+                "aes256-sha256",
+                "aes256-sha1",
+                "aes128-sha256",
+                "aes128-sha1"
+            ]
+        );
+        for s in &esp {
+            assert_eq!(s.to_string().parse::<EspSuite>(), Ok(*s));
+        }
     }
 }

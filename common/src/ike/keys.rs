@@ -242,19 +242,11 @@ impl IkeSaKeys {
     /// so the SK payloads of this IKE SA can be read in Wireshark: `--keylog` writes these.
     pub fn wireshark_decryption_record(&self, spi_i: u64, spi_r: u64) -> String {
         let hex = |b: &[u8]| b.iter().map(|o| format!("{o:02x}")).collect::<String>();
-        let encr = match self.suite.encr {
-            crate::ike::Encr::AesCbc { key_bits: 128 } => "AES-CBC-128 [RFC3602]",
-            crate::ike::Encr::AesCbc { .. } => "AES-CBC-256 [RFC3602]",
-            crate::ike::Encr::AesGcm16 { key_bits: 128 } => {
-                "AES-GCM-128 with 16 octet ICV [RFC5282]"
-            }
-            crate::ike::Encr::AesGcm16 { .. } => "AES-GCM-256 with 16 octet ICV [RFC5282]",
-        };
-        let integ = match self.suite.integ {
-            None => "NONE [RFC4306]",
-            Some(crate::ike::Integ::HmacSha1_96) => "HMAC_SHA1_96 [RFC2404]",
-            Some(crate::ike::Integ::HmacSha2_256_128) => "HMAC_SHA2_256_128 [RFC4868]",
-        };
+        let encr = self.suite.encr.description().wireshark;
+        let integ = self
+            .suite
+            .integ
+            .map_or("NONE [RFC4306]", |i| i.description().wireshark);
         format!(
             "{spi_i:016x},{spi_r:016x},{},{},\"{encr}\",{},{},\"{integ}\"",
             hex(&self.sk_ei),

@@ -69,7 +69,7 @@ impl SkKeys {
 
     fn icv_len(&self) -> usize {
         if self.encr.is_aead() {
-            16
+            self.encr.icv_len()
         } else {
             self.integ.map_or(0, Integ::icv_len)
         }
@@ -186,6 +186,7 @@ impl SkKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eap::{EapRepr, TypeData};
     use crate::ike::crypto::IkeSuite;
     use crate::ike::keys::IkeSaKeys;
     use crate::ike::wire::{ExchangeType, Flags, Payload};
@@ -220,13 +221,23 @@ mod tests {
         }
     }
 
+    /// An EAP-Response/Identity with no identity, as payload data to seal.
+    fn identity_response() -> Vec<u8> {
+        EapRepr::Response {
+            identifier: 0,
+            data: TypeData::Identity(Vec::new()),
+        }
+        .to_bytes()
+        .unwrap()
+    }
+
     #[test]
     fn every_suite_seals_and_opens_and_detects_tampering() {
         let mut rng = StdRng::seed_from_u64(3);
         for suite in SUITES {
             let k = keys(suite);
             let m = message(vec![
-                Payload::Eap(vec![2, 0, 0, 5, 1]),
+                Payload::Eap(identity_response()),
                 Payload::VendorId(b"pmip".to_vec()),
             ]);
             let bytes = k.initiator_sk().seal(&m, &mut rng).unwrap();
@@ -256,7 +267,8 @@ mod tests {
     #[test]
     fn gcm_layout_is_rfc_5282() {
         let k = keys("aes128gcm16-prfsha256-ecp256");
-        let m = message(vec![Payload::Eap(vec![2, 0, 0, 4])]);
+        let eap = EapRepr::success_bytes(0);
+        let m = message(vec![Payload::Eap(eap.to_vec())]);
         let bytes = k
             .initiator_sk()
             .seal(&m, &mut StdRng::seed_from_u64(1))
@@ -278,13 +290,15 @@ mod tests {
         nonce[4..].copy_from_slice(&bytes[32..40]);
         let mut data = bytes[40..].to_vec();
         let n = Encr::gcm_open(&k.sk_ei[..16], nonce, &bytes[..32], &mut data).unwrap();
-        assert_eq!(&data[..n], &[0, 0, 0, 8, 2, 0, 0, 4, 0]);
+        // The EAP payload's generic header, the packet, Pad Length 0.
+        assert_eq!(&data[..n], &[&[0, 0, 0, 8][..], &eap, &[0]].concat()[..]);
     }
 
     #[test]
     fn cbc_layout_pads_to_the_block_and_macs_everything_before_the_icv() {
         let k = keys("aes128-sha256-prfsha256-ecp256");
-        let m = message(vec![Payload::Eap(vec![2, 0, 0, 4])]);
+        let eap = EapRepr::success_bytes(0);
+        let m = message(vec![Payload::Eap(eap.to_vec())]);
         let bytes = k
             .initiator_sk()
             .seal(&m, &mut StdRng::seed_from_u64(1))
@@ -294,7 +308,7 @@ mod tests {
         assert_eq!(icv, &Integ::HmacSha2_256_128.compute(&k.sk_ai, signed)[..]);
         let mut data = bytes[48..64].to_vec();
         Encr::cbc_decrypt(&k.sk_ei, &bytes[32..48], &mut data).unwrap();
-        assert_eq!(&data[..8], &[0, 0, 0, 8, 2, 0, 0, 4]);
+        assert_eq!(&data[..8], &[&[0, 0, 0, 8][..], &eap].concat()[..]);
         assert_eq!(data[15], 7, "Pad Length");
     }
 

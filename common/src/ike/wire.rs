@@ -12,6 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
 
+use crate::registry::registry;
+
 /// Length of the fixed IKE header (RFC 7296 section 3.1).
 pub const HEADER_LEN: usize = 28;
 /// Length of the generic payload header (RFC 7296 section 3.2).
@@ -64,265 +66,252 @@ fn len16(len: usize) -> [u8; 2] {
     u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes()
 }
 
-macro_rules! wire_enum {
-    ($(#[$m:meta])* pub enum $name:ident : $ty:ty { $($(#[$vm:meta])* $var:ident = $val:expr,)* }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vm])* $var,)*
-            /// A value this codec has no name for, kept as it was.
-            Unknown($ty),
-        }
-        impl From<$ty> for $name {
-            fn from(value: $ty) -> Self {
-                match value {
-                    $($val => Self::$var,)*
-                    other => Self::Unknown(other),
-                }
-            }
-        }
-        impl From<$name> for $ty {
-            fn from(value: $name) -> $ty {
-                match value {
-                    $($name::$var => $val,)*
-                    $name::Unknown(other) => other,
-                }
-            }
-        }
-    };
-}
-
-wire_enum! {
+registry! {
     /// Exchange types (RFC 7296 section 3.1).
     pub enum ExchangeType: u8 {
-        IkeSaInit = 34,
-        IkeAuth = 35,
-        CreateChildSa = 36,
-        Informational = 37,
+        IkeSaInit = 34 => "IKE_SA_INIT",
+        IkeAuth = 35 => "IKE_AUTH",
+        CreateChildSa = 36 => "CREATE_CHILD_SA",
+        Informational = 37 => "INFORMATIONAL",
     }
 }
 
-wire_enum! {
-    /// Payload types (RFC 7296 section 3.2; RFC 7296 names in brackets).
+registry! {
+    /// Payload types (RFC 7296 section 3.2), displayed in the RFC's notation.
     pub enum PayloadType: u8 {
-        /// No Next Payload.
-        NoNextPayload = 0,
-        /// Security Association (SA).
-        Sa = 33,
-        /// Key Exchange (KE).
-        Ke = 34,
-        /// Identification - Initiator (IDi).
-        IdI = 35,
-        /// Identification - Responder (IDr).
-        IdR = 36,
-        /// Certificate (CERT).
-        Cert = 37,
-        /// Certificate Request (CERTREQ).
-        CertReq = 38,
-        /// Authentication (AUTH).
-        Auth = 39,
-        /// Nonce (Ni, Nr).
-        Nonce = 40,
-        /// Notify (N).
-        Notify = 41,
-        /// Delete (D).
-        Delete = 42,
-        /// Vendor ID (V).
-        VendorId = 43,
-        /// Traffic Selector - Initiator (TSi).
-        TsI = 44,
-        /// Traffic Selector - Responder (TSr).
-        TsR = 45,
-        /// Encrypted and Authenticated (SK).
-        Sk = 46,
-        /// Configuration (CP).
-        Cp = 47,
-        /// Extensible Authentication (EAP).
-        Eap = 48,
+        NoNextPayload = 0 => "No Next Payload",
+        /// Security Association.
+        Sa = 33 => "SA",
+        /// Key Exchange.
+        Ke = 34 => "KE",
+        /// Identification - Initiator.
+        IdI = 35 => "IDi",
+        /// Identification - Responder.
+        IdR = 36 => "IDr",
+        /// Certificate.
+        Cert = 37 => "CERT",
+        /// Certificate Request.
+        CertReq = 38 => "CERTREQ",
+        /// Authentication.
+        Auth = 39 => "AUTH",
+        /// Nonce.
+        Nonce = 40 => "Ni, Nr",
+        /// Notify.
+        Notify = 41 => "N",
+        /// Delete.
+        Delete = 42 => "D",
+        /// Vendor ID.
+        VendorId = 43 => "V",
+        /// Traffic Selector - Initiator.
+        TsI = 44 => "TSi",
+        /// Traffic Selector - Responder.
+        TsR = 45 => "TSr",
+        /// Encrypted and Authenticated.
+        Sk = 46 => "SK",
+        /// Configuration.
+        Cp = 47 => "CP",
+        /// Extensible Authentication.
+        Eap = 48 => "EAP",
     }
 }
 
-wire_enum! {
+registry! {
     /// Security protocol identifiers (RFC 7296 section 3.3.1).
     pub enum ProtocolId: u8 {
-        Ike = 1,
-        Ah = 2,
-        Esp = 3,
+        Ike = 1 => "IKE",
+        Ah = 2 => "AH",
+        Esp = 3 => "ESP",
     }
 }
 
-wire_enum! {
-    /// Transform Type 1 identifiers: encryption algorithms (IANA IKEv2 registry).
+registry! {
+    /// Transform Type 1 identifiers: encryption algorithms (RFC 7296 section 3.3.2 and
+    /// the IANA "Transform Type 1" registry).
     pub enum EncrId: u16 {
-        EncrDes = 2,
-        Encr3Des = 3,
-        EncrNull = 11,
-        EncrAesCbc = 12,
-        EncrAesCtr = 13,
-        EncrAesCcm8 = 14,
-        EncrAesGcm8 = 18,
-        EncrAesGcm12 = 19,
-        EncrAesGcm16 = 20,
-        EncrChacha20Poly1305 = 28,
+        EncrDes = 2 => "ENCR_DES",
+        Encr3Des = 3 => "ENCR_3DES",
+        EncrNull = 11 => "ENCR_NULL",
+        EncrAesCbc = 12 => "ENCR_AES_CBC",
+        EncrAesCtr = 13 => "ENCR_AES_CTR",
+        EncrAesCcm8 = 14 => "ENCR_AES_CCM_8",
+        EncrAesGcm8 = 18 => "ENCR_AES_GCM_8",
+        EncrAesGcm12 = 19 => "ENCR_AES_GCM_12",
+        EncrAesGcm16 = 20 => "ENCR_AES_GCM_16",
+        EncrChacha20Poly1305 = 28 => "ENCR_CHACHA20_POLY1305",
     }
 }
 
-wire_enum! {
-    /// Transform Type 2 identifiers: pseudorandom functions.
+registry! {
+    /// Transform Type 2 identifiers: pseudorandom functions (RFC 7296 section 3.3.2).
     pub enum PrfId: u16 {
-        PrfHmacMd5 = 1,
-        PrfHmacSha1 = 2,
-        PrfAes128Xcbc = 4,
-        PrfHmacSha2_256 = 5,
-        PrfHmacSha2_384 = 6,
-        PrfHmacSha2_512 = 7,
+        PrfHmacMd5 = 1 => "PRF_HMAC_MD5",
+        PrfHmacSha1 = 2 => "PRF_HMAC_SHA1",
+        PrfAes128Xcbc = 4 => "PRF_AES128_XCBC",
+        PrfHmacSha2_256 = 5 => "PRF_HMAC_SHA2_256",
+        PrfHmacSha2_384 = 6 => "PRF_HMAC_SHA2_384",
+        PrfHmacSha2_512 = 7 => "PRF_HMAC_SHA2_512",
     }
 }
 
-wire_enum! {
-    /// Transform Type 3 identifiers: integrity algorithms.
+registry! {
+    /// Transform Type 3 identifiers: integrity algorithms (RFC 7296 section 3.3.2).
     pub enum IntegId: u16 {
-        None = 0,
-        AuthHmacMd5_96 = 1,
-        AuthHmacSha1_96 = 2,
-        AuthAesXcbc96 = 5,
-        AuthHmacSha2_256_128 = 12,
-        AuthHmacSha2_384_192 = 13,
-        AuthHmacSha2_512_256 = 14,
+        None = 0 => "NONE",
+        AuthHmacMd5_96 = 1 => "AUTH_HMAC_MD5_96",
+        AuthHmacSha1_96 = 2 => "AUTH_HMAC_SHA1_96",
+        AuthAesXcbc96 = 5 => "AUTH_AES_XCBC_96",
+        AuthHmacSha2_256_128 = 12 => "AUTH_HMAC_SHA2_256_128",
+        AuthHmacSha2_384_192 = 13 => "AUTH_HMAC_SHA2_384_192",
+        AuthHmacSha2_512_256 = 14 => "AUTH_HMAC_SHA2_512_256",
     }
 }
 
-wire_enum! {
-    /// Transform Type 4 identifiers: Diffie-Hellman groups.
+registry! {
+    /// Transform Type 4 identifiers: Diffie-Hellman groups (RFC 7296 section 3.3.2 and the
+    /// IANA "Transform Type 4" registry, whose descriptions are the identifiers here).
     pub enum DhGroupId: u16 {
-        None = 0,
-        /// 1024-bit MODP group (RFC 2409).
-        Modp1024 = 2,
-        /// 1536-bit MODP group (RFC 3526).
-        Modp1536 = 5,
-        /// 2048-bit MODP group (RFC 3526).
-        Modp2048 = 14,
-        /// 3072-bit MODP group.
-        Modp3072 = 15,
-        /// 256-bit random ECP group (RFC 5903).
-        Ecp256 = 19,
-        /// 384-bit random ECP group (RFC 5903).
-        Ecp384 = 20,
-        /// Curve25519 (RFC 8031).
-        Curve25519 = 31,
+        None = 0 => "NONE",
+        /// RFC 2409 section 6.2.
+        Modp1024 = 2 => "1024-bit MODP Group",
+        /// RFC 3526 section 2.
+        Modp1536 = 5 => "1536-bit MODP Group",
+        /// RFC 3526 section 3.
+        Modp2048 = 14 => "2048-bit MODP Group",
+        /// RFC 3526 section 4.
+        Modp3072 = 15 => "3072-bit MODP Group",
+        /// RFC 5903.
+        Ecp256 = 19 => "256-bit random ECP group",
+        /// RFC 5903.
+        Ecp384 = 20 => "384-bit random ECP group",
+        /// RFC 8031.
+        Curve25519 = 31 => "Curve25519",
     }
 }
 
-wire_enum! {
-    /// Transform Type 5 identifiers: Extended Sequence Numbers.
+registry! {
+    /// Transform Type 5 identifiers: Extended Sequence Numbers (RFC 7296 section 3.3.2).
     pub enum EsnId: u16 {
-        NoEsn = 0,
-        Esn = 1,
+        NoEsn = 0 => "No Extended Sequence Numbers",
+        Esn = 1 => "Extended Sequence Numbers",
     }
 }
 
-wire_enum! {
+registry! {
     /// Transform types (RFC 7296 section 3.3.2).
     pub enum TransformType: u8 {
-        Encr = 1,
-        Prf = 2,
-        Integ = 3,
-        Dh = 4,
-        Esn = 5,
+        /// Encryption Algorithm.
+        Encr = 1 => "ENCR",
+        /// Pseudorandom Function.
+        Prf = 2 => "PRF",
+        /// Integrity Algorithm.
+        Integ = 3 => "INTEG",
+        /// Diffie-Hellman group.
+        Dh = 4 => "D-H",
+        /// Extended Sequence Numbers.
+        Esn = 5 => "ESN",
     }
 }
 
-wire_enum! {
+registry! {
+    /// Transform attribute types (RFC 7296 section 3.3.5).
+    pub enum TransformAttributeType: u16 {
+        /// Key Length in bits, TV format.
+        KeyLength = 14 => "Key Length",
+    }
+}
+
+registry! {
     /// Identification types (RFC 7296 section 3.5).
     pub enum IdType: u8 {
-        IdIpv4Addr = 1,
-        IdFqdn = 2,
-        IdRfc822Addr = 3,
-        IdIpv6Addr = 5,
-        IdDerAsn1Dn = 9,
-        IdDerAsn1Gn = 10,
-        IdKeyId = 11,
+        IdIpv4Addr = 1 => "ID_IPV4_ADDR",
+        IdFqdn = 2 => "ID_FQDN",
+        IdRfc822Addr = 3 => "ID_RFC822_ADDR",
+        IdIpv6Addr = 5 => "ID_IPV6_ADDR",
+        IdDerAsn1Dn = 9 => "ID_DER_ASN1_DN",
+        IdDerAsn1Gn = 10 => "ID_DER_ASN1_GN",
+        IdKeyId = 11 => "ID_KEY_ID",
     }
 }
 
-wire_enum! {
+registry! {
     /// Certificate encodings (RFC 7296 section 3.6).
     pub enum CertEncoding: u8 {
-        X509CertificateSignature = 4,
-        RawRsaKey = 11,
-        HashAndUrlOfX509Certificate = 12,
-        HashAndUrlOfX509Bundle = 13,
+        X509CertificateSignature = 4 => "X.509 Certificate - Signature",
+        RawRsaKey = 11 => "Raw RSA Key",
+        HashAndUrlOfX509Certificate = 12 => "Hash and URL of X.509 certificate",
+        HashAndUrlOfX509Bundle = 13 => "Hash and URL of X.509 bundle",
     }
 }
 
-wire_enum! {
-    /// Authentication methods (RFC 7296 section 3.8, RFC 7427).
+registry! {
+    /// Authentication methods (RFC 7296 section 3.8, RFC 4754 section 7, RFC 7427 section 7).
     pub enum AuthMethod: u8 {
-        RsaDigitalSignature = 1,
-        SharedKeyMessageIntegrityCode = 2,
-        DssDigitalSignature = 3,
-        EcdsaSha256P256 = 9,
-        EcdsaSha384P384 = 10,
-        EcdsaSha512P521 = 11,
-        DigitalSignature = 14,
+        RsaDigitalSignature = 1 => "RSA Digital Signature",
+        SharedKeyMessageIntegrityCode = 2 => "Shared Key Message Integrity Code",
+        DssDigitalSignature = 3 => "DSS Digital Signature",
+        EcdsaSha256P256 = 9 => "ECDSA with SHA-256 on the P-256 curve",
+        EcdsaSha384P384 = 10 => "ECDSA with SHA-384 on the P-384 curve",
+        EcdsaSha512P521 = 11 => "ECDSA with SHA-512 on the P-521 curve",
+        DigitalSignature = 14 => "Digital Signature",
     }
 }
 
-wire_enum! {
-    /// Notify message types (RFC 7296 section 3.10.1, RFC 5998, RFC 7383, RFC 7427, and
-    /// the private error types of TS 24.302 an ePDG sends), below 16384 errors, from 16384
-    /// on status types.
+registry! {
+    /// Notify message types (RFC 7296 section 3.10.1, RFC 4555, RFC 5998, RFC 7383,
+    /// RFC 7427, and the private error types of TS 24.302 section 8.1.2.2 that an ePDG
+    /// sends), below 16384 errors, from 16384 on status types.
     pub enum NotifyType: u16 {
-        UnsupportedCriticalPayload = 1,
-        InvalidIkeSpi = 4,
-        InvalidMajorVersion = 5,
-        InvalidSyntax = 7,
-        InvalidMessageId = 9,
-        InvalidSpi = 11,
-        NoProposalChosen = 14,
-        InvalidKePayload = 17,
-        AuthenticationFailed = 24,
-        SinglePairRequired = 34,
-        NoAdditionalSas = 35,
-        InternalAddressFailure = 36,
-        FailedCpRequired = 37,
-        TsUnacceptable = 38,
-        InvalidSelectors = 39,
-        TemporaryFailure = 43,
-        ChildSaNotFound = 44,
-        /// TS 24.302 section 8.1.2.2 private error types, from here to UNAUTHENTICATED_EMERGENCY_NOT_SUPPORTED.
-        PdnConnectionRejection = 8192,
-        MaxConnectionReached = 8193,
-        SemanticErrorInTheTftOperation = 8241,
-        SyntacticalErrorInTheTftOperation = 8242,
-        SemanticErrorsInPacketFilters = 8244,
-        SyntacticalErrorsInPacketFilters = 8245,
-        Non3gppAccessToEpcNotAllowed = 9000,
-        UserUnknown = 9001,
-        NoApnSubscription = 9002,
-        AuthorizationRejected = 9003,
-        IllegalMe = 9006,
-        NetworkFailure = 10500,
-        RatTypeNotAllowed = 11001,
-        ImeiNotAccepted = 11005,
-        PlmnNotAllowed = 11011,
-        UnauthenticatedEmergencyNotSupported = 11055,
-        InitialContact = 16384,
-        SetWindowSize = 16385,
-        AdditionalTsPossible = 16386,
-        IpcompSupported = 16387,
-        NatDetectionSourceIp = 16388,
-        NatDetectionDestinationIp = 16389,
-        Cookie = 16390,
-        UseTransportMode = 16391,
-        HttpCertLookupSupported = 16392,
-        RekeySa = 16393,
-        EspTfcPaddingNotSupported = 16394,
-        NonFirstFragmentsAlso = 16395,
-        MobikeSupported = 16396,
-        EapOnlyAuthentication = 16417,
-        Ikev2FragmentationSupported = 16430,
-        SignatureHashAlgorithms = 16431,
+        UnsupportedCriticalPayload = 1 => "UNSUPPORTED_CRITICAL_PAYLOAD",
+        InvalidIkeSpi = 4 => "INVALID_IKE_SPI",
+        InvalidMajorVersion = 5 => "INVALID_MAJOR_VERSION",
+        InvalidSyntax = 7 => "INVALID_SYNTAX",
+        InvalidMessageId = 9 => "INVALID_MESSAGE_ID",
+        InvalidSpi = 11 => "INVALID_SPI",
+        NoProposalChosen = 14 => "NO_PROPOSAL_CHOSEN",
+        InvalidKePayload = 17 => "INVALID_KE_PAYLOAD",
+        AuthenticationFailed = 24 => "AUTHENTICATION_FAILED",
+        SinglePairRequired = 34 => "SINGLE_PAIR_REQUIRED",
+        NoAdditionalSas = 35 => "NO_ADDITIONAL_SAS",
+        InternalAddressFailure = 36 => "INTERNAL_ADDRESS_FAILURE",
+        FailedCpRequired = 37 => "FAILED_CP_REQUIRED",
+        TsUnacceptable = 38 => "TS_UNACCEPTABLE",
+        InvalidSelectors = 39 => "INVALID_SELECTORS",
+        TemporaryFailure = 43 => "TEMPORARY_FAILURE",
+        ChildSaNotFound = 44 => "CHILD_SA_NOT_FOUND",
+        /// TS 24.302 section 8.1.2.2 private error types, from here to
+        /// UNAUTHENTICATED_EMERGENCY_NOT_SUPPORTED.
+        PdnConnectionRejection = 8192 => "PDN_CONNECTION_REJECTION",
+        MaxConnectionReached = 8193 => "MAX_CONNECTION_REACHED",
+        SemanticErrorInTheTftOperation = 8241 => "SEMANTIC_ERROR_IN_THE_TFT_OPERATION",
+        SyntacticalErrorInTheTftOperation = 8242 => "SYNTACTICAL_ERROR_IN_THE_TFT_OPERATION",
+        SemanticErrorsInPacketFilters = 8244 => "SEMANTIC_ERRORS_IN_PACKET_FILTERS",
+        SyntacticalErrorsInPacketFilters = 8245 => "SYNTACTICAL_ERRORS_IN_PACKET_FILTERS",
+        Non3gppAccessToEpcNotAllowed = 9000 => "NON_3GPP_ACCESS_TO_EPC_NOT_ALLOWED",
+        UserUnknown = 9001 => "USER_UNKNOWN",
+        NoApnSubscription = 9002 => "NO_APN_SUBSCRIPTION",
+        AuthorizationRejected = 9003 => "AUTHORIZATION_REJECTED",
+        IllegalMe = 9006 => "ILLEGAL_ME",
+        NetworkFailure = 10500 => "NETWORK_FAILURE",
+        RatTypeNotAllowed = 11001 => "RAT_TYPE_NOT_ALLOWED",
+        ImeiNotAccepted = 11005 => "IMEI_NOT_ACCEPTED",
+        PlmnNotAllowed = 11011 => "PLMN_NOT_ALLOWED",
+        UnauthenticatedEmergencyNotSupported = 11055 => "UNAUTHENTICATED_EMERGENCY_NOT_SUPPORTED",
+        InitialContact = 16384 => "INITIAL_CONTACT",
+        SetWindowSize = 16385 => "SET_WINDOW_SIZE",
+        AdditionalTsPossible = 16386 => "ADDITIONAL_TS_POSSIBLE",
+        IpcompSupported = 16387 => "IPCOMP_SUPPORTED",
+        NatDetectionSourceIp = 16388 => "NAT_DETECTION_SOURCE_IP",
+        NatDetectionDestinationIp = 16389 => "NAT_DETECTION_DESTINATION_IP",
+        Cookie = 16390 => "COOKIE",
+        UseTransportMode = 16391 => "USE_TRANSPORT_MODE",
+        HttpCertLookupSupported = 16392 => "HTTP_CERT_LOOKUP_SUPPORTED",
+        RekeySa = 16393 => "REKEY_SA",
+        EspTfcPaddingNotSupported = 16394 => "ESP_TFC_PADDING_NOT_SUPPORTED",
+        NonFirstFragmentsAlso = 16395 => "NON_FIRST_FRAGMENTS_ALSO",
+        MobikeSupported = 16396 => "MOBIKE_SUPPORTED",
+        EapOnlyAuthentication = 16417 => "EAP_ONLY_AUTHENTICATION",
+        Ikev2FragmentationSupported = 16430 => "IKEV2_FRAGMENTATION_SUPPORTED",
+        SignatureHashAlgorithms = 16431 => "SIGNATURE_HASH_ALGORITHMS",
     }
 }
 
@@ -333,21 +322,42 @@ impl NotifyType {
     }
 }
 
-wire_enum! {
+registry! {
     /// Traffic selector types (RFC 7296 section 3.13.1).
     pub enum TsType: u8 {
-        TsIpv4AddrRange = 7,
-        TsIpv6AddrRange = 8,
+        TsIpv4AddrRange = 7 => "TS_IPV4_ADDR_RANGE",
+        TsIpv6AddrRange = 8 => "TS_IPV6_ADDR_RANGE",
     }
 }
 
-wire_enum! {
+registry! {
     /// CFG types of the Configuration payload (RFC 7296 section 3.15).
     pub enum CfgType: u8 {
-        CfgRequest = 1,
-        CfgReply = 2,
-        CfgSet = 3,
-        CfgAck = 4,
+        CfgRequest = 1 => "CFG_REQUEST",
+        CfgReply = 2 => "CFG_REPLY",
+        CfgSet = 3 => "CFG_SET",
+        CfgAck = 4 => "CFG_ACK",
+    }
+}
+
+registry! {
+    /// Configuration attribute types (RFC 7296 section 3.15.1, RFC 7651 section 6). The
+    /// private-use P-CSCF types some phones send are [`ConfigAttribute::PrivatePCscf`].
+    pub enum CfgAttributeType: u16 {
+        InternalIp4Address = 1 => "INTERNAL_IP4_ADDRESS",
+        InternalIp4Netmask = 2 => "INTERNAL_IP4_NETMASK",
+        InternalIp4Dns = 3 => "INTERNAL_IP4_DNS",
+        InternalIp4Nbns = 4 => "INTERNAL_IP4_NBNS",
+        InternalIp4Dhcp = 6 => "INTERNAL_IP4_DHCP",
+        ApplicationVersion = 7 => "APPLICATION_VERSION",
+        InternalIp6Address = 8 => "INTERNAL_IP6_ADDRESS",
+        InternalIp6Dns = 10 => "INTERNAL_IP6_DNS",
+        InternalIp6Dhcp = 12 => "INTERNAL_IP6_DHCP",
+        InternalIp4Subnet = 13 => "INTERNAL_IP4_SUBNET",
+        SupportedAttributes = 14 => "SUPPORTED_ATTRIBUTES",
+        InternalIp6Subnet = 15 => "INTERNAL_IP6_SUBNET",
+        PCscfIp4Address = 20 => "P_CSCF_IP4_ADDRESS",
+        PCscfIp6Address = 21 => "P_CSCF_IP6_ADDRESS",
     }
 }
 
@@ -547,7 +557,7 @@ pub enum AttributeValue {
 
 impl TransformAttribute {
     /// Attribute type 14, Key Length in bits; the only one RFC 7296 defines.
-    pub const KEY_LENGTH: u16 = 14;
+    pub const KEY_LENGTH: u16 = TransformAttributeType::KeyLength.value();
 
     pub fn key_length(bits: u16) -> Self {
         TransformAttribute {
@@ -607,14 +617,15 @@ impl TransformId {
     }
 
     fn to_wire(self) -> (u8, u16) {
-        match self {
-            TransformId::Encr(id) => (1, id.into()),
-            TransformId::Prf(id) => (2, id.into()),
-            TransformId::Integ(id) => (3, id.into()),
-            TransformId::Dh(id) => (4, id.into()),
-            TransformId::Esn(id) => (5, id.into()),
-            TransformId::Unknown { transform_type, id } => (transform_type, id),
-        }
+        let (transform_type, id) = match self {
+            TransformId::Encr(id) => (TransformType::Encr, id.value()),
+            TransformId::Prf(id) => (TransformType::Prf, id.value()),
+            TransformId::Integ(id) => (TransformType::Integ, id.value()),
+            TransformId::Dh(id) => (TransformType::Dh, id.value()),
+            TransformId::Esn(id) => (TransformType::Esn, id.value()),
+            TransformId::Unknown { transform_type, id } => (transform_type.into(), id),
+        };
+        (transform_type.value(), id)
     }
 
     pub fn transform_type(self) -> TransformType {
@@ -1198,13 +1209,13 @@ pub enum ConfigAttribute {
 }
 
 impl ConfigAttribute {
-    pub const INTERNAL_IP4_ADDRESS: u16 = 1;
-    pub const INTERNAL_IP4_NETMASK: u16 = 2;
-    pub const INTERNAL_IP4_DNS: u16 = 3;
-    pub const INTERNAL_IP6_ADDRESS: u16 = 8;
-    pub const INTERNAL_IP6_DNS: u16 = 10;
-    pub const P_CSCF_IP4_ADDRESS: u16 = 20;
-    pub const P_CSCF_IP6_ADDRESS: u16 = 21;
+    pub const INTERNAL_IP4_ADDRESS: u16 = CfgAttributeType::InternalIp4Address.value();
+    pub const INTERNAL_IP4_NETMASK: u16 = CfgAttributeType::InternalIp4Netmask.value();
+    pub const INTERNAL_IP4_DNS: u16 = CfgAttributeType::InternalIp4Dns.value();
+    pub const INTERNAL_IP6_ADDRESS: u16 = CfgAttributeType::InternalIp6Address.value();
+    pub const INTERNAL_IP6_DNS: u16 = CfgAttributeType::InternalIp6Dns.value();
+    pub const P_CSCF_IP4_ADDRESS: u16 = CfgAttributeType::PCscfIp4Address.value();
+    pub const P_CSCF_IP6_ADDRESS: u16 = CfgAttributeType::PCscfIp6Address.value();
     pub const PRIVATE_P_CSCF_16389: u16 = 16389;
     pub const PRIVATE_P_CSCF_16390: u16 = 16390;
 
@@ -1946,7 +1957,14 @@ pub(crate) mod tests {
                 response: true,
             },
             message_id: 0xa0b0c0d0,
-            payloads: vec![Payload::Eap(vec![1, 7, 0, 5, 1])],
+            payloads: vec![Payload::Eap(
+                crate::eap::EapRepr::Request {
+                    identifier: 7,
+                    data: crate::eap::TypeData::Identity(Vec::new()),
+                }
+                .to_bytes()
+                .unwrap(),
+            )],
         };
         let b = m.to_bytes();
         assert_eq!(
@@ -2034,5 +2052,30 @@ pub(crate) mod tests {
         assert_eq!(NotifyType::from(9002), NotifyType::NoApnSubscription);
         assert_eq!(u16::from(NotifyType::NetworkFailure), 10500);
         assert!(NotifyType::PdnConnectionRejection.is_error());
+    }
+
+    #[test]
+    fn every_registry_round_trips_named_and_unknown_values() {
+        use crate::registry::tests::assert_registry;
+        assert_registry::<ExchangeType>();
+        assert_registry::<PayloadType>();
+        assert_registry::<ProtocolId>();
+        assert_registry::<EncrId>();
+        assert_registry::<PrfId>();
+        assert_registry::<IntegId>();
+        assert_registry::<DhGroupId>();
+        assert_registry::<EsnId>();
+        assert_registry::<TransformType>();
+        assert_registry::<TransformAttributeType>();
+        assert_registry::<IdType>();
+        assert_registry::<CertEncoding>();
+        assert_registry::<AuthMethod>();
+        assert_registry::<NotifyType>();
+        assert_registry::<TsType>();
+        assert_registry::<CfgType>();
+        assert_registry::<CfgAttributeType>();
+        assert_eq!(NotifyType::from(24).to_string(), "AUTHENTICATION_FAILED");
+        assert_eq!(ExchangeType::IkeAuth.to_string(), "IKE_AUTH");
+        assert_eq!(ConfigAttribute::P_CSCF_IP6_ADDRESS, 21);
     }
 }

@@ -6,8 +6,26 @@
 //! checked view over bytes for field access and a typed `Repr` that parses (validating
 //! every length before reading) and emits (alignment and padding done once, here).
 //! Unknown options are kept as [`MobilityOption::Unknown`] and re-emitted unchanged.
+//!
+//! Layers, each using only those before it: `types` (registries and small value types),
+//! `error`, `wire` (the field ranges, the readers, the bounded writer), `options` (the
+//! option table), `message` (the message representations), `codec` (the views, parse,
+//! emit, checksum) and `proxy` (the PBU and PBA as the LMA and the MAG use them).
 
 mod codec;
+mod error;
+mod message;
+mod options;
+mod proxy;
 mod types;
+mod wire;
+
 pub use codec::*;
+pub use error::MhError;
+pub use message::*;
+pub use options::*;
+pub use proxy::*;
 pub use types::*;
+
+#[cfg(test)]
+mod tests;

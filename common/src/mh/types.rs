@@ -1,10 +1,11 @@
-//! Typed values of the Mobility Header: message and option representations, status
-//! codes, flags and the small newtypes the standards name (lifetime, GRE key, timestamp).
+//! Typed values of the Mobility Header: the registries (MH types, status codes, handoff
+//! indicator, access technology, ...), flags, and the small newtypes the standards name
+//! (lifetime, GRE key, timestamp).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use crate::registry::registry;
 
 /// IPv6 Next Header value of the Mobility Header (RFC 6275 section 6.1.1).
 pub const IPPROTO_MH: u8 = 135;
@@ -114,73 +115,124 @@ impl BaFlags {
     }
 }
 
-/// Binding Acknowledgement status (RFC 6275 6.1.8, RFC 5213 8.9, RFC 5844 and the IANA
-/// "Status Codes" registry). Values under 128 accept the binding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BindingAckStatus {
-    Accepted,
-    AcceptedPrefixDiscoveryNecessary,
-    ReasonUnspecified,
-    AdministrativelyProhibited,
-    InsufficientResources,
-    HomeRegistrationNotSupported,
-    NotHomeSubnet,
-    NotHomeAgentForThisMobileNode,
-    DuplicateAddressDetectionFailed,
-    SequenceNumberOutOfWindow,
-    /// 151, RFC 5149: the MN is not authorized for the requested service (APN).
-    ServiceAuthorizationFailed,
-    ProxyRegNotEnabled,
-    NotLmaForThisMobileNode,
-    MagNotAuthorizedForProxyReg,
-    NotAuthorizedForHomeNetworkPrefix,
-    TimestampMismatch,
-    TimestampLowerThanPrevAccepted,
-    MissingHomeNetworkPrefixOption,
-    BcePbuPrefixSetDoNotMatch,
-    MissingMnIdentifierOption,
-    MissingHandoffIndicatorOption,
-    MissingAccessTechTypeOption,
-    GreKeyOptionRequired,
-    /// Any other value, kept as it was.
-    Other(u8),
+registry! {
+    /// Binding Acknowledgement status (RFC 6275 section 6.1.8 and the IANA "Status Codes"
+    /// registry): values under 128 accept the binding. The identifiers are the RFCs'
+    /// own: upper case where the RFC gives one (RFC 5149, 5213, 5844, 5845), its
+    /// description otherwise (RFC 6275, RFC 3963).
+    pub enum BindingAckStatus: u8 {
+        Accepted = 0 => "Binding Update accepted",
+        AcceptedPrefixDiscoveryNecessary = 1 => "Accepted but prefix discovery necessary",
+        ReasonUnspecified = 128 => "Reason unspecified",
+        AdministrativelyProhibited = 129 => "Administratively prohibited",
+        InsufficientResources = 130 => "Insufficient resources",
+        HomeRegistrationNotSupported = 131 => "Home registration not supported",
+        NotHomeSubnet = 132 => "Not home subnet",
+        NotHomeAgentForThisMobileNode = 133 => "Not home agent for this mobile node",
+        DuplicateAddressDetectionFailed = 134 => "Duplicate Address Detection failed",
+        SequenceNumberOutOfWindow = 135 => "Sequence number out of window",
+        ExpiredHomeNonceIndex = 136 => "Expired home nonce index",
+        ExpiredCareOfNonceIndex = 137 => "Expired care-of nonce index",
+        ExpiredNonces = 138 => "Expired nonces",
+        RegistrationTypeChangeDisallowed = 139 => "Registration type change disallowed",
+        /// RFC 3963 section 4.2 (NEMO), and so on to 143.
+        MobileRouterOperationNotPermitted = 140 => "Mobile Router Operation not permitted",
+        InvalidPrefix = 141 => "Invalid Prefix",
+        NotAuthorizedForPrefix = 142 => "Not Authorized for Prefix",
+        ForwardingSetupFailed = 143 => "Forwarding Setup failed (prefixes missing)",
+        /// RFC 5149 section 5: the MN is not authorized for the requested service (APN).
+        ServiceAuthorizationFailed = 151 => "SERVICE_AUTHORIZATION_FAILED",
+        /// RFC 5213 section 8.9, and so on to 162.
+        ProxyRegNotEnabled = 152 => "PROXY_REG_NOT_ENABLED",
+        NotLmaForThisMobileNode = 153 => "NOT_LMA_FOR_THIS_MOBILE_NODE",
+        MagNotAuthorizedForProxyReg = 154 => "MAG_NOT_AUTHORIZED_FOR_PROXY_REG",
+        NotAuthorizedForHomeNetworkPrefix = 155 => "NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX",
+        TimestampMismatch = 156 => "TIMESTAMP_MISMATCH",
+        TimestampLowerThanPrevAccepted = 157 => "TIMESTAMP_LOWER_THAN_PREV_ACCEPTED",
+        MissingHomeNetworkPrefixOption = 158 => "MISSING_HOME_NETWORK_PREFIX_OPTION",
+        BcePbuPrefixSetDoNotMatch = 159 => "BCE_PBU_PREFIX_SET_DO_NOT_MATCH",
+        MissingMnIdentifierOption = 160 => "MISSING_MN_IDENTIFIER_OPTION",
+        MissingHandoffIndicatorOption = 161 => "MISSING_HANDOFF_INDICATOR_OPTION",
+        MissingAccessTechTypeOption = 162 => "MISSING_ACCESS_TECH_TYPE_OPTION",
+        /// RFC 5845 section 6.4.
+        GreKeyOptionRequired = 163 => "GRE_KEY_OPTION_REQUIRED",
+        /// RFC 5844 section 3.3.5: the MN is not authorized for IPv4 mobility service.
+        NotAuthorizedForIpv4MobilityService = 170 => "NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE",
+        /// RFC 5844 section 3.3.5: the MN is not authorized for the requested IPv4 home
+        /// address.
+        NotAuthorizedForIpv4HomeAddress = 171 => "NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS",
+        /// RFC 5844 section 3.3.5: the MN is not authorized for IPv6 mobility service.
+        NotAuthorizedForIpv6MobilityService = 172 => "NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE",
+        /// RFC 5844 section 3.3.5.
+        MultipleIpv4HomeAddressAssignmentNotSupported = 173
+            => "MULTIPLE_IPV4_HOME_ADDRESS_ASSIGNMENT_NOT_SUPPORTED",
+        /// RFC 6275 section 6.1.8.
+        InvalidCareOfAddress = 174 => "Invalid Care-of Address",
+    }
 }
 
-/// Status of the IPv4 Home Address Reply option (RFC 5844 section 3.2.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Ipv4HomeAddressReplyStatus {
-    Success,
-    ReasonUnspecified,
-    AdministrativelyProhibited,
-    IncorrectIpv4HomeAddress,
-    InvalidIpv4Address,
-    DynamicIpv4HomeAddressAssignmentNotAvailable,
-    Other(u8),
+impl BindingAckStatus {
+    /// Values under 128 accept the binding (RFC 6275 section 6.1.8).
+    pub fn is_accepted(self) -> bool {
+        self.value() < 128
+    }
 }
 
-/// Handoff Indicator (RFC 5213 section 8.6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HandoffIndicator {
-    AttachmentOverNewInterface,
-    HandoffBetweenDifferentInterfaces,
-    HandoffBetweenSameInterface,
-    HandoffStateUnknown,
-    HandoffStateNotChanged,
-    Other(u8),
+registry! {
+    /// Status of the IPv4 Home Address Reply option (RFC 5844 section 3.3.2): values
+    /// under 128 are successes.
+    pub enum Ipv4HomeAddressReplyStatus: u8 {
+        Success = 0 => "Success",
+        ReasonUnspecified = 128 => "Failure, reason unspecified",
+        AdministrativelyProhibited = 129 => "Administratively prohibited",
+        IncorrectIpv4HomeAddress = 130 => "Incorrect IPv4 home address",
+        InvalidIpv4Address = 131 => "Invalid IPv4 address",
+        DynamicIpv4HomeAddressAssignmentNotAvailable = 132
+            => "Dynamic IPv4 home address assignment not available",
+    }
 }
 
-/// Access Technology Type (RFC 5213 section 8.5 and the IANA registry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AccessTechnologyType {
-    Virtual,
-    Ppp,
-    Ieee8023,
-    Ieee80211,
-    Ieee80216e,
-    ThreeGppGeran,
-    ThreeGppUtran,
-    ThreeGppEutran,
-    Other(u8),
+registry! {
+    /// Status of the IPv4 Address Acknowledgement option (RFC 5555 section 3.2.1):
+    /// values under 128 are successes.
+    pub enum Ipv4AddressAcknowledgementStatus: u8 {
+        Success = 0 => "Success",
+        ReasonUnspecified = 128 => "Failure, reason unspecified",
+        AdministrativelyProhibited = 129 => "Administratively prohibited",
+        IncorrectIpv4HomeAddress = 130 => "Incorrect IPv4 home address",
+        InvalidIpv4Address = 131 => "Invalid IPv4 address",
+        DynamicIpv4HomeAddressAssignmentNotAvailable = 132
+            => "Dynamic IPv4 home address assignment not available",
+        PrefixAllocationUnauthorized = 133 => "Prefix allocation unauthorized",
+    }
+}
+
+registry! {
+    /// Handoff Indicator (RFC 5213 section 8.4).
+    pub enum HandoffIndicator: u8 {
+        AttachmentOverNewInterface = 1 => "Attachment over a new interface",
+        HandoffBetweenDifferentInterfaces = 2
+            => "Handoff between two different interfaces of the mobile node",
+        HandoffBetweenSameInterface = 3
+            => "Handoff between mobile access gateways for the same interface",
+        HandoffStateUnknown = 4 => "Handoff state unknown",
+        HandoffStateNotChanged = 5 => "Handoff state not changed (Re-registration)",
+    }
+}
+
+registry! {
+    /// Access Technology Type (RFC 5213 section 8.5; 6 to 8 from the IANA registry, for
+    /// TS 29.275).
+    pub enum AccessTechnologyType: u8 {
+        Virtual = 1 => "Virtual",
+        Ppp = 2 => "PPP",
+        Ieee8023 = 3 => "IEEE 802.3",
+        Ieee80211 = 4 => "IEEE 802.11a/b/g",
+        Ieee80216e = 5 => "IEEE 802.16e",
+        ThreeGppGeran = 6 => "3GPP GERAN",
+        ThreeGppUtran = 7 => "3GPP UTRAN",
+        ThreeGppEutran = 8 => "3GPP E-UTRAN",
+    }
 }
 
 /// The 3GPP vendor-specific mobility option (RFC 5094 with vendor 10415, TS 29.275
@@ -205,13 +257,25 @@ pub enum ThreeGppOption {
     Other { sub_type: u8, data: Vec<u8> },
 }
 
-/// PDN type indication (TS 29.275).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PdnType {
-    Ipv4,
-    Ipv6,
-    Ipv4v6,
-    Other(u8),
+registry! {
+    /// PDN type of the 3GPP PDN type indication (TS 29.275 section 12.1.1.4).
+    pub enum PdnType: u8 {
+        Ipv4 = 1 => "IPv4",
+        Ipv6 = 2 => "IPv6",
+        Ipv4v6 = 3 => "IPv4v6",
+    }
+}
+
+registry! {
+    /// Sub-types of the 3GPP vendor-specific mobility option (TS 29.275 section 12.1.1):
+    /// those this codec reads into a [`ThreeGppOption`].
+    pub enum ThreeGppSubType: u8 {
+        ProtocolConfigurationOptions = 1 => "Protocol Configuration Options",
+        ErrorCode = 2 => "3GPP Specific PMIPv6 Error Code",
+        PdnGwIpAddress = 3 => "PMIPv6 PDN GW IP Address",
+        PdnTypeIndication = 6 => "PMIPv6 PDN Type Indication",
+        ChargingId = 7 => "Charging ID",
+    }
 }
 
 /// A Vendor-Specific Mobility Option (RFC 5094).
@@ -238,165 +302,87 @@ pub enum MobileNodeIdentifier {
     },
 }
 
-/// One mobility option (RFC 6275 section 6.2 and the PMIPv6 extensions). Pad1 and PadN
-/// are consumed by the parser and inserted by the emitter; they never appear here.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum MobilityOption {
-    /// Binding Refresh Advice (type 2), in units of 4 seconds.
-    BindingRefreshAdvice(u16),
-    /// Alternate Care-of Address (type 3).
-    AlternateCareOfAddress(Ipv6Addr),
-    /// Nonce Indices (type 4).
-    NonceIndices { home: u16, care_of: u16 },
-    /// Binding Authorization Data (type 5): the authenticator.
-    BindingAuthorizationData(Vec<u8>),
-    /// Mobile Network Prefix (type 6, RFC 3963).
-    MobileNetworkPrefix(Ipv6Net),
-    /// Mobile Node Identifier (type 8, RFC 4283).
-    MobileNodeIdentifier(MobileNodeIdentifier),
-    /// Vendor-Specific Mobility Option (type 19, RFC 5094).
-    VendorSpecific(VendorSpecific),
-    /// Service Selection (type 20, RFC 5149): the APN.
-    ServiceSelection(String),
-    /// Home Network Prefix (type 22, RFC 5213).
-    HomeNetworkPrefix(Ipv6Net),
-    /// Handoff Indicator (type 23, RFC 5213).
-    HandoffIndicator(HandoffIndicator),
-    /// Access Technology Type (type 24, RFC 5213).
-    AccessTechnologyType(AccessTechnologyType),
-    /// Mobile Node Link-layer Identifier (type 25, RFC 5213).
-    MobileNodeLinkLayerIdentifier(Vec<u8>),
-    /// Link-local Address (type 26, RFC 5213).
-    LinkLocalAddress(Ipv6Addr),
-    /// Timestamp (type 27, RFC 5213).
-    Timestamp(Timestamp),
-    /// Restart Counter (type 28, RFC 5847).
-    RestartCounter(u32),
-    /// IPv4 Home Address (type 29, RFC 5555).
-    Ipv4HomeAddress {
-        prefix_len: u8,
-        address: Ipv4Addr,
-        request_prefix: bool,
-    },
-    /// IPv4 Address Acknowledgement (type 30, RFC 5555).
-    Ipv4AddressAcknowledgement {
-        status: u8,
-        prefix_len: u8,
-        address: Ipv4Addr,
-    },
-    /// NAT Detection (type 31, RFC 5555).
-    NatDetection {
-        udp_encapsulation_required: bool,
-        refresh_time: u32,
-    },
-    /// IPv4 Care-of Address (type 32, RFC 5555).
-    Ipv4CareOfAddress(Ipv4Addr),
-    /// GRE Key (type 33, RFC 5845).
-    GreKey(GreKey),
-    /// IPv4 Home Address Request (type 36, RFC 5844): 0.0.0.0/0 asks for any address.
-    Ipv4HomeAddressRequest(Ipv4Net),
-    /// IPv4 Home Address Reply (type 37, RFC 5844).
-    Ipv4HomeAddressReply {
-        status: Ipv4HomeAddressReplyStatus,
-        address: Ipv4Net,
-    },
-    /// IPv4 Default-Router Address (type 38, RFC 5844).
-    Ipv4DefaultRouterAddress(Ipv4Addr),
-    /// IPv4 DHCP Support Mode (type 39, RFC 5844): S flag, the LMA is the DHCP server.
-    Ipv4DhcpSupportMode { server: bool },
-    /// An option type we do not interpret, kept as it was and re-emitted unchanged.
-    Unknown { option_type: u8, data: Vec<u8> },
+registry! {
+    /// Binding Error status (RFC 6275 section 6.1.9).
+    pub enum BindingErrorStatus: u8 {
+        /// Unknown binding for Home Address destination option.
+        UnknownBindingForHomeAddress = 1 => "Unknown binding for Home Address destination option",
+        /// Unrecognized MH Type value.
+        UnrecognizedMhType = 2 => "Unrecognized MH Type value",
+    }
 }
 
-/// Binding Update, and Proxy Binding Update when the P flag is set (RFC 6275 6.1.7,
-/// RFC 5213 8.1). Options in wire order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct BindingUpdateRepr {
-    pub sequence: u16,
-    pub flags: BuFlags,
-    pub lifetime: Lifetime,
-    pub options: Vec<MobilityOption>,
+registry! {
+    /// Binding Revocation Type (RFC 5846 section 5).
+    pub enum BindingRevocationType: u8 {
+        Indication = 1 => "Binding Revocation Indication",
+        Acknowledgement = 2 => "Binding Revocation Acknowledgement",
+    }
 }
 
-/// Binding Acknowledgement, and Proxy Binding Acknowledgement when the P flag is set
-/// (RFC 6275 6.1.8, RFC 5213 8.2).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct BindingAckRepr {
-    pub status: BindingAckStatus,
-    pub flags: BaFlags,
-    pub sequence: u16,
-    pub lifetime: Lifetime,
-    pub options: Vec<MobilityOption>,
+registry! {
+    /// Revocation Trigger of a Binding Revocation Indication (RFC 5846 section 5.1):
+    /// per-MN values under 128, global ones from 128.
+    pub enum RevocationTrigger: u8 {
+        Unspecified = 0 => "Unspecified",
+        AdministrativeReason = 1 => "Administrative Reason",
+        InterMagHandoverSameAccessType = 2 => "Inter-MAG Handover - same Access Type",
+        InterMagHandoverDifferentAccessType = 3 => "Inter-MAG Handover - different Access Type",
+        InterMagHandoverUnknown = 4 => "Inter-MAG Handover - Unknown",
+        UserInitiatedSessionTermination = 5 => "User-Initiated Session(s) Termination",
+        AccessNetworkSessionTermination = 6 => "Access Network Session(s) Termination",
+        PossibleOutOfSyncBceState = 7 => "Possible Out-of-Sync BCE State",
+        PerPeerPolicy = 128 => "Per-Peer Policy",
+        RevokingMobilityNodeLocalPolicy = 129 => "Revoking Mobility Node Local Policy",
+    }
 }
 
-/// Binding Error status (RFC 6275 section 6.1.9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BindingErrorStatus {
-    /// 1: unknown binding for Home Address destination option.
-    UnknownBindingForHomeAddress,
-    /// 2: unrecognized MH Type value.
-    UnrecognizedMhType,
-    Other(u8),
+registry! {
+    /// Status of a Binding Revocation Acknowledgement (RFC 5846 section 5.2): values under
+    /// 128 are successes.
+    pub enum BindingRevocationStatus: u8 {
+        Success = 0 => "success",
+        PartialSuccess = 1 => "partial success",
+        BindingDoesNotExist = 128 => "Binding Does NOT Exist",
+        Ipv4HomeAddressOptionRequired = 129 => "IPv4 Home Address Option Required",
+        GlobalRevocationNotAuthorized = 130 => "Global Revocation NOT Authorized",
+        RevokedMobileNodesIdentityRequired = 131 => "Revoked Mobile Nodes Identity Required",
+        RevocationFailedMnIsAttached = 132 => "Revocation Failed - MN is Attached",
+        RevocationTriggerNotSupported = 133 => "Revocation Trigger NOT Supported",
+        RevocationFunctionNotSupported = 134 => "Revocation Function NOT Supported",
+        ProxyBindingRevocationNotSupported = 135 => "Proxy Binding Revocation NOT Supported",
+    }
 }
 
-/// Binding Error (RFC 6275 section 6.1.9).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct BindingErrorRepr {
-    pub status: BindingErrorStatus,
-    pub home_address: Ipv6Addr,
-    pub options: Vec<MobilityOption>,
+registry! {
+    /// Mobility Header types (RFC 6275 section 6.1 and the IANA "Mobility Header Types"
+    /// registry). The codec reads Binding Update, Binding Acknowledgement, Binding
+    /// Error, Heartbeat and Binding Revocation; any other type is answered with a
+    /// Binding Error (RFC 6275 section 9.2).
+    pub enum MhType: u8 {
+        BindingRefreshRequest = 0 => "Binding Refresh Request",
+        HomeTestInit = 1 => "Home Test Init",
+        CareOfTestInit = 2 => "Care-of Test Init",
+        HomeTest = 3 => "Home Test",
+        CareOfTest = 4 => "Care-of Test",
+        BindingUpdate = 5 => "Binding Update",
+        BindingAck = 6 => "Binding Acknowledgement",
+        BindingError = 7 => "Binding Error",
+        /// RFC 5142 section 5.
+        HomeAgentSwitch = 12 => "Home Agent Switch",
+        /// RFC 5847 section 5.1.
+        Heartbeat = 13 => "Heartbeat",
+        /// RFC 5846 section 5.
+        BindingRevocation = 16 => "Binding Revocation",
+    }
 }
 
-/// Heartbeat message (RFC 5847 section 5.1).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct HeartbeatRepr {
-    /// U flag: unsolicited (no response expected).
-    pub unsolicited: bool,
-    /// R flag: this is a response.
-    pub response: bool,
-    pub sequence: u32,
-    pub options: Vec<MobilityOption>,
-}
-
-/// Binding Revocation Type (RFC 5846 section 6.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BindingRevocationType {
-    Indication,
-    Acknowledgement,
-    Other(u8),
-}
-
-/// Binding Revocation Indication or Acknowledgement (RFC 5846 sections 6.1 to 6.3).
-/// `trigger_or_status` is the Revocation Trigger in an indication and the Status in an
-/// acknowledgement; `flags` is the flags octet as on the wire: P (proxy binding, 0x80),
-/// V (IPv4 home address binding only, 0x40) and G (global revocation, 0x20), see
-/// [`BindingRevocationRepr::PROXY`] and its siblings.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct BindingRevocationRepr {
-    pub revocation_type: BindingRevocationType,
-    pub trigger_or_status: u8,
-    pub sequence: u16,
-    pub flags: u8,
-    pub options: Vec<MobilityOption>,
-}
-
-impl BindingRevocationRepr {
-    /// P: the revocation concerns a proxy (PMIPv6) binding.
-    pub const PROXY: u8 = 0x80;
-    /// V: only the IPv4 home address binding is revoked.
-    pub const IPV4_HOA_ONLY: u8 = 0x40;
-    /// G: global revocation of every binding of the peer.
-    pub const GLOBAL: u8 = 0x20;
-}
-
-/// The message a Mobility Header carries.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum MobilityMessage {
-    BindingUpdate(BindingUpdateRepr),
-    BindingAck(BindingAckRepr),
-    BindingError(BindingErrorRepr),
-    Heartbeat(HeartbeatRepr),
-    BindingRevocation(BindingRevocationRepr),
+registry! {
+    /// Sub-types of the Mobile Node Identifier option (RFC 4283 section 3).
+    pub enum MnIdSubtype: u8 {
+        /// Network Access Identifier (RFC 4282).
+        Nai = 1 => "NAI",
+    }
 }
 
 /// How the Mobility Header's checksum field is computed and verified, which depends on
@@ -417,63 +403,4 @@ pub enum ChecksumContext {
     /// Neither computed nor verified (the kernel fills and checks it on a raw IPv6
     /// socket with IPV6_CHECKSUM, as it does here).
     Skip,
-}
-
-/// A Proxy Binding Update as the LMA's logic sees it (RFC 5213 section 6.9, RFC 5844,
-/// RFC 5845, TS 29.275): the options of a BU with the P flag, validated and named. Built
-/// from a [`BindingUpdateRepr`] by `ProxyBindingUpdate::try_from`, whose error names the
-/// PBA status to answer with; turned back into one by `to_binding_update`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ProxyBindingUpdate {
-    pub sequence: u16,
-    /// The A flag and the other flags besides P, as received.
-    pub flags: BuFlags,
-    pub lifetime: Lifetime,
-    /// MN-ID: the NAI (mandatory: MISSING_MN_IDENTIFIER_OPTION, 160, when missing).
-    pub mn_id: String,
-    /// Service Selection: the APN.
-    pub apn: Option<String>,
-    /// Home Network Prefixes requested or held: `::/0` asks the LMA to allocate.
-    pub home_network_prefixes: Vec<Ipv6Net>,
-    /// Mandatory (MISSING_HANDOFF_INDICATOR_OPTION, 161, when missing).
-    pub handoff: HandoffIndicator,
-    /// Mandatory (MISSING_ACCESS_TECH_TYPE_OPTION, 162, when missing).
-    pub access_technology: AccessTechnologyType,
-    pub timestamp: Option<Timestamp>,
-    pub link_local_address: Option<Ipv6Addr>,
-    pub link_layer_id: Option<Vec<u8>>,
-    /// The MAG's downlink GRE key (RFC 5845).
-    pub gre_key: Option<GreKey>,
-    /// `0.0.0.0/0` asks the LMA to allocate an IPv4 home address (RFC 5844).
-    pub ipv4_home_address_request: Option<Ipv4Net>,
-    /// The MAG's IPv4 proxy care-of address (IPv4 Care-of Address option, type 32, as
-    /// RFC 5844 section 3.1 uses it when the transport is IPv6 but the MAG has IPv4).
-    pub ipv4_care_of_address: Option<Ipv4Addr>,
-    pub restart_counter: Option<u32>,
-    pub vendor: Vec<VendorSpecific>,
-    /// Every other option, kept and re-emitted as received.
-    pub other: Vec<MobilityOption>,
-}
-
-/// A Proxy Binding Acknowledgement as the MAG's logic sees it (RFC 5213 section 6.9.1).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ProxyBindingAck {
-    pub status: BindingAckStatus,
-    pub sequence: u16,
-    pub lifetime: Lifetime,
-    pub mn_id: Option<String>,
-    pub apn: Option<String>,
-    pub home_network_prefixes: Vec<Ipv6Net>,
-    pub handoff: Option<HandoffIndicator>,
-    pub access_technology: Option<AccessTechnologyType>,
-    pub timestamp: Option<Timestamp>,
-    pub link_local_address: Option<Ipv6Addr>,
-    pub link_layer_id: Option<Vec<u8>>,
-    /// The LMA's uplink GRE key (RFC 5845).
-    pub gre_key: Option<GreKey>,
-    pub ipv4_home_address_reply: Option<(Ipv4HomeAddressReplyStatus, Ipv4Net)>,
-    pub ipv4_default_router: Option<Ipv4Addr>,
-    pub restart_counter: Option<u32>,
-    pub vendor: Vec<VendorSpecific>,
-    pub other: Vec<MobilityOption>,
 }

@@ -59,7 +59,7 @@ use pmip_common::mh::{
 use super::revocation::RevocationTrigger;
 use super::{
     is_any_prefix, no_specific_prefix, reject_ack, Granted, HomeGrant, Lma, Outcome, Output,
-    PbuReport, Rejection, STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+    PbuReport, Rejection,
 };
 use crate::binding_cache::{Addresses, BindingId, BindingState};
 use crate::config::MagFilter;
@@ -872,7 +872,7 @@ impl Lma {
             ),
             RegistrationFailure::Ipv4Refused(status) => (
                 Rejection::ipv4(
-                    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+                    BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
                     status,
                     "the home gateway refused the IPv4 home address",
                 ),
@@ -1096,7 +1096,7 @@ impl Lma {
             let assigned = home.ipv4_home_address.map(|a| a.addr());
             if !wanted.is_unspecified() && assigned.is_some_and(|a| a != wanted) {
                 return Err(Rejection::ipv4(
-                    STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+                    BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
                     Ipv4HomeAddressReplyStatus::IncorrectIpv4HomeAddress,
                     "IPv4 home address differs from the one the home gateway assigned",
                 ));

@@ -549,7 +549,7 @@ impl Lma {
                 }));
                 self.revocation_answered(o, Some(status), now, out);
             }
-            BindingRevocationType::Other(_) => self.stats.malformed += 1,
+            BindingRevocationType::Unknown(_) => self.stats.malformed += 1,
         }
     }
 

@@ -82,7 +82,7 @@ fn classify(handoff: HandoffIndicator) -> Move {
         | HandoffIndicator::HandoffBetweenSameInterface => Move::Handoff,
         HandoffIndicator::HandoffStateUnknown => Move::Unknown,
         HandoffIndicator::AttachmentOverNewInterface => Move::NewSession,
-        HandoffIndicator::HandoffStateNotChanged | HandoffIndicator::Other(_) => Move::Refused,
+        HandoffIndicator::HandoffStateNotChanged | HandoffIndicator::Unknown(_) => Move::Refused,
     }
 }
 

@@ -621,7 +621,7 @@ fn prefix_and_address_mismatches_on_reregistration_are_refused() {
         udp(MAG),
         wrong_v4.to_binding_update(),
         2,
-        STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+        BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
     );
     let pba = ProxyBindingAck::try_from(&ack).unwrap();
     assert_eq!(
@@ -682,7 +682,7 @@ fn a_specific_ipv4_address_is_granted_when_free_and_refused_otherwise() {
         udp(MAG),
         taken.to_binding_update(),
         0,
-        STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+        BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
     );
     let mut outside = b.pbu(1, "other@x", 0);
     outside.ipv4_home_address_request = Some("192.168.0.5/32".parse().unwrap());
@@ -691,7 +691,7 @@ fn a_specific_ipv4_address_is_granted_when_free_and_refused_otherwise() {
         udp(MAG),
         outside.to_binding_update(),
         0,
-        STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+        BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
     );
     assert_eq!(
         ProxyBindingAck::try_from(&ack)
@@ -733,7 +733,7 @@ fn single_family_registrations_and_families_without_a_pool() {
         udp(MAG),
         pbu.to_binding_update(),
         0,
-        STATUS_NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE,
+        BindingAckStatus::NotAuthorizedForIpv4MobilityService,
     );
     let mut no_v6 = Bench::with(LmaSettings {
         ipv6_pool: None,
@@ -745,7 +745,7 @@ fn single_family_registrations_and_families_without_a_pool() {
         udp(MAG),
         pbu.to_binding_update(),
         0,
-        STATUS_NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE,
+        BindingAckStatus::NotAuthorizedForIpv6MobilityService,
     );
 }
 

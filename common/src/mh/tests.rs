@@ -7,6 +7,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
+use super::wire::Sink;
 use super::*;
 
 fn minimal_pbu() -> ProxyBindingUpdate {
@@ -64,10 +65,11 @@ fn options_are_placed_at_their_alignment() {
     let mut offset = 12;
     for raw in view.options(6) {
         let raw = raw.unwrap();
-        let (x, y) = match raw.option_type {
-            opt::HOME_NETWORK_PREFIX => (8, 4),
-            opt::TIMESTAMP => (8, 2),
-            opt::GRE_KEY | opt::IPV4_HOA_REQUEST => (4, 0),
+        // RFC 5213 sections 8.3 and 8.8, RFC 5845 section 3.1, RFC 5844 section 3.3.1.
+        let (x, y) = match MobilityOptionType::from(raw.option_type) {
+            MobilityOptionType::HomeNetworkPrefix => (8, 4),
+            MobilityOptionType::Timestamp => (8, 2),
+            MobilityOptionType::GreKey | MobilityOptionType::Ipv4HomeAddressRequest => (4, 0),
             _ => (1, 0),
         };
         assert_eq!(
@@ -76,7 +78,7 @@ fn options_are_placed_at_their_alignment() {
             "option {} at offset {offset}",
             raw.option_type
         );
-        offset += if raw.option_type == opt::PAD1 {
+        offset += if raw.option_type == MobilityOptionType::Pad1.value() {
             1
         } else {
             2 + raw.data.len()
@@ -256,9 +258,9 @@ fn three_gpp_sub_types_have_their_ts_29_275_layout() {
         ThreeGppOption::PdnGwIpAddress(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))),
     ));
     let mut sink = Sink::counting();
-    write_option(&option, &mut sink);
+    option.write(&mut sink);
     let mut bytes = vec![0u8; sink.pos];
-    write_option(&option, &mut Sink::new(&mut bytes));
+    option.write(&mut Sink::new(&mut bytes));
     // Type 19, length 10, vendor 10415, sub-type 3, reserved/M 0, address.
     assert_eq!(bytes, [19, 10, 0x00, 0x00, 0x28, 0xaf, 3, 0, 10, 1, 2, 3]);
     let parsed = parse_options(&bytes).unwrap();
@@ -317,15 +319,126 @@ fn timestamp_is_rfc_5213_fixed_point_since_1970() {
 }
 
 #[test]
-fn every_code_point_converts_back_unchanged() {
-    for v in 0..=255u8 {
-        assert_eq!(u8::from(BindingAckStatus::from(v)), v);
-        assert_eq!(u8::from(Ipv4HomeAddressReplyStatus::from(v)), v);
-        assert_eq!(u8::from(HandoffIndicator::from(v)), v);
-        assert_eq!(u8::from(AccessTechnologyType::from(v)), v);
-        assert_eq!(u8::from(PdnType::from(v)), v);
-        assert_eq!(u8::from(BindingErrorStatus::from(v)), v);
-        assert_eq!(u8::from(BindingRevocationType::from(v)), v);
+fn every_registry_round_trips_named_and_unknown_values() {
+    use crate::registry::tests::assert_registry;
+    assert_registry::<MhType>();
+    assert_registry::<MobilityOptionType>();
+    assert_registry::<BindingAckStatus>();
+    assert_registry::<Ipv4HomeAddressReplyStatus>();
+    assert_registry::<Ipv4AddressAcknowledgementStatus>();
+    assert_registry::<HandoffIndicator>();
+    assert_registry::<AccessTechnologyType>();
+    assert_registry::<PdnType>();
+    assert_registry::<ThreeGppSubType>();
+    assert_registry::<MnIdSubtype>();
+    assert_registry::<BindingErrorStatus>();
+    assert_registry::<BindingRevocationType>();
+    assert_registry::<RevocationTrigger>();
+    assert_registry::<BindingRevocationStatus>();
+}
+
+/// RFC 5844 section 3.3.5: the four IPv4 statuses are named, displayed as the RFC spells
+/// them, reject the binding, and travel as 170 to 173.
+#[test]
+fn rfc_5844_statuses_are_named() {
+    let named = [
+        (
+            170,
+            BindingAckStatus::NotAuthorizedForIpv4MobilityService,
+            "NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE",
+        ),
+        (
+            171,
+            BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
+            "NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS",
+        ),
+        (
+            172,
+            BindingAckStatus::NotAuthorizedForIpv6MobilityService,
+            "NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE",
+        ),
+        (
+            173,
+            BindingAckStatus::MultipleIpv4HomeAddressAssignmentNotSupported,
+            "MULTIPLE_IPV4_HOME_ADDRESS_ASSIGNMENT_NOT_SUPPORTED",
+        ),
+    ];
+    for (value, status, name) in named {
+        assert_eq!(BindingAckStatus::from(value), status);
+        assert_eq!(status.to_string(), name);
+        assert!(!status.is_accepted());
+        let ba = BindingAckRepr {
+            status,
+            flags: BaFlags(BaFlags::PROXY),
+            sequence: 7,
+            lifetime: Lifetime(0),
+            options: vec![],
+        };
+        let message = MobilityHeaderRepr {
+            payload_proto: IPPROTO_NONE,
+            message: MobilityMessage::BindingAck(ba),
+        };
+        let bytes = message.to_bytes(ChecksumContext::Skip);
+        assert_eq!(bytes[6], value);
+        let parsed = MobilityHeaderRepr::parse(&bytes, ChecksumContext::Skip).unwrap();
+        assert_eq!(parsed, message);
+    }
+    assert_eq!(BindingAckStatus::from(175), BindingAckStatus::Unknown(175));
+}
+
+/// The option table's alignment column against the RFCs, read independently: RFC 6275
+/// section 6.2, RFC 3963 section 4.3, RFC 4283 section 3, RFC 5094 section 3, RFC 5149
+/// section 3, RFC 5213 section 8, RFC 5555 section 3, RFC 5844 section 3.3, RFC 5845
+/// section 3.1, RFC 5847 section 5.2.
+#[test]
+fn every_option_alignment_is_the_one_its_rfc_gives() {
+    use MobilityOptionType as T;
+    let rfc = |t: MobilityOptionType| match t {
+        T::Pad1 | T::PadN => (1, 0),
+        T::BindingRefreshAdvice | T::NonceIndices => (2, 0),
+        T::AlternateCareOfAddress | T::LinkLocalAddress => (8, 6),
+        T::BindingAuthorizationData | T::Timestamp | T::MobileNodeLinkLayerIdentifier => (8, 2),
+        T::MobileNetworkPrefix | T::HomeNetworkPrefix => (8, 4),
+        T::VendorSpecific | T::RestartCounter => (4, 2),
+        T::Ipv4HomeAddress
+        | T::Ipv4AddressAcknowledgement
+        | T::NatDetection
+        | T::Ipv4CareOfAddress
+        | T::GreKey
+        | T::Ipv4HomeAddressRequest
+        | T::Ipv4HomeAddressReply
+        | T::Ipv4DefaultRouterAddress => (4, 0),
+        T::MobileNodeIdentifier
+        | T::ServiceSelection
+        | T::HandoffIndicator
+        | T::AccessTechnologyType
+        | T::Ipv4DhcpSupportMode => (1, 0),
+        T::Unknown(_) => unreachable!(),
+    };
+    for &t in MobilityOptionType::NAMED {
+        let layout = t.layout().expect("every named option type is in the table");
+        assert_eq!((layout.alignment.x, layout.alignment.y), rfc(t), "{t}");
+        assert!(is_known_option_type(t.value()));
+    }
+    assert!(!is_known_option_type(7));
+    assert_eq!(MobilityOptionType::from(33).to_string(), "GRE Key Option");
+}
+
+/// A wrong length is refused with the option's name, before any field is read.
+#[test]
+fn option_lengths_follow_the_table() {
+    for &t in &MobilityOptionType::NAMED[2..] {
+        let Some(layout) = t.layout() else { continue };
+        for len in 0..40 {
+            let data = vec![0u8; len];
+            let parsed = MobilityOption::parse(t.value(), &data);
+            if !layout.length.allows(len) {
+                assert!(
+                    matches!(parsed, Err(MhError::Malformed(why)) if why.starts_with(t.name().unwrap())),
+                    "{t} {len}: {parsed:?}"
+                );
+            }
+        }
     }
 }
 
@@ -413,7 +526,7 @@ fn option() -> impl Strategy<Value = MobilityOption> {
         }),
         (any::<u8>(), 0u8..=32, ipv4_addr()).prop_map(|(status, prefix_len, address)| {
             O::Ipv4AddressAcknowledgement {
-                status,
+                status: status.into(),
                 prefix_len,
                 address,
             }
@@ -665,4 +778,88 @@ proptest! {
         };
         prop_assert_eq!(ProxyBindingAck::try_from(&ba), Ok(pba));
     }
+}
+
+/// The per-message views read every field at the range RFC 6275 (and RFC 5846, 5847)
+/// draws, and refuse a buffer of another type or too short for the fixed part.
+#[test]
+fn message_views_read_fields_at_their_ranges() {
+    let pba = MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::BindingAck(BindingAckRepr {
+            status: BindingAckStatus::NotAuthorizedForIpv4HomeAddress,
+            flags: BaFlags(BaFlags::PROXY),
+            sequence: 0x1234,
+            lifetime: Lifetime(0x0102),
+            options: vec![MobilityOption::GreKey(GreKey(7))],
+        }),
+    };
+    let bytes = pba.to_bytes(ChecksumContext::Skip);
+    // Status 171, flags P, sequence, lifetime: octets 6 to 11 (RFC 6275 section 6.1.8).
+    assert_eq!(&bytes[6..12], &[171, 0x20, 0x12, 0x34, 0x01, 0x02]);
+    let view = BindingAck::new_checked(&bytes[..]).unwrap();
+    assert_eq!(
+        view.status(),
+        BindingAckStatus::NotAuthorizedForIpv4HomeAddress
+    );
+    assert_eq!(view.flags(), BaFlags(BaFlags::PROXY));
+    assert_eq!(
+        (view.sequence(), view.lifetime()),
+        (0x1234, Lifetime(0x0102))
+    );
+    let types: Vec<u8> = view.options().map(|o| o.unwrap().option_type).collect();
+    // The GRE Key at offset 12, already 4n (RFC 5845 section 3.1), then PadN to 8n.
+    assert_eq!(types, [33, 1]);
+    assert!(matches!(
+        BindingUpdate::new_checked(&bytes[..]),
+        Err(MhError::Malformed(_))
+    ));
+
+    let bri = MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::BindingRevocation(BindingRevocationRepr {
+            revocation_type: BindingRevocationType::Indication,
+            trigger_or_status: RevocationTrigger::PerPeerPolicy.value(),
+            sequence: 9,
+            flags: BindingRevocationRepr::PROXY | BindingRevocationRepr::GLOBAL,
+            options: vec![],
+        }),
+    };
+    let bytes = bri.to_bytes(ChecksumContext::Skip);
+    assert_eq!(&bytes[6..12], &[1, 128, 0, 9, 0xa0, 0]);
+    let view = BindingRevocation::new_checked(&bytes[..]).unwrap();
+    assert_eq!(view.revocation_type(), BindingRevocationType::Indication);
+    assert_eq!(view.sequence(), 9);
+    let MobilityMessage::BindingRevocation(parsed) =
+        MobilityHeaderRepr::parse_view(&MobilityHeader::new_checked(&bytes[..]).unwrap())
+            .unwrap()
+            .message
+    else {
+        panic!("not a revocation");
+    };
+    assert_eq!(parsed.trigger(), Some(RevocationTrigger::PerPeerPolicy));
+    assert_eq!(parsed.status(), None);
+
+    let heartbeat = MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::Heartbeat(HeartbeatRepr {
+            unsolicited: false,
+            response: true,
+            sequence: 0xa1b2_c3d4,
+            options: vec![],
+        }),
+    };
+    let bytes = heartbeat.to_bytes(ChecksumContext::Skip);
+    let view = Heartbeat::new_checked(&bytes[..]).unwrap();
+    assert!(view.response() && !view.unsolicited());
+    assert_eq!(view.sequence(), 0xa1b2_c3d4);
+
+    // A Binding Error needs 24 octets before its options: a 16-octet message of type 7
+    // is refused by the view, never read past its end.
+    let mut short = vec![IPPROTO_NONE, 1, 7, 0, 0, 0];
+    short.resize(16, 0);
+    assert_eq!(
+        BindingError::new_checked(&short[..]).unwrap_err(),
+        MhError::Truncated("Binding Error fixed fields")
+    );
 }
