@@ -22,6 +22,7 @@ use pmip_common::diameter::swm::{
     AaAnswer, AaRequest, AnswerResult, AuthRequestType, DiameterEapAnswer, DiameterEapRequest,
     Mip6AgentInfo, SessionTerminationRequest, TerminationCause, RAT_TYPE_WLAN,
 };
+use pmip_common::eap::{Code, EapPacket, EapRepr, TypeData, HEADER_LEN};
 use pmip_common::ike::responder::{Acceptance, AuthRequest};
 use pmip_common::ike::sa::CloseReason;
 use pmip_common::ike::wire::{ConfigAttribute, Identification, NotifyType, TrafficSelector};
@@ -193,14 +194,22 @@ pub struct Attach {
     state: State,
 }
 
-/// The EAP-Response/Identity the ePDG builds from IDi (RFC 7296 section 2.16).
+/// The EAP-Response/Identity the ePDG builds from IDi (RFC 7296 section 2.16; RFC 3748
+/// section 5.1), identifier 0. An identity longer than an EAP packet can carry is cut
+/// to fit (an IKE message cannot bring one that long anyway).
 pub fn eap_response_identity(identity: &[u8]) -> Vec<u8> {
-    let len = (5 + identity.len()).min(usize::from(u16::MAX));
-    let mut eap = vec![2, 0];
-    eap.extend_from_slice(&(len as u16).to_be_bytes());
-    eap.push(1);
-    eap.extend_from_slice(&identity[..len - 5]);
-    eap
+    let room = usize::from(u16::MAX) - HEADER_LEN - 1;
+    EapRepr::Response {
+        identifier: 0,
+        data: TypeData::Identity(identity[..identity.len().min(room)].to_vec()),
+    }
+    .to_bytes()
+    .unwrap_or_default()
+}
+
+/// The Code of an EAP packet, if it is one.
+fn eap_code(eap: &[u8]) -> Option<Code> {
+    EapPacket::new_checked(eap).ok().map(|p| p.code())
 }
 
 fn identification_text(id: &Identification) -> Option<String> {
@@ -446,8 +455,12 @@ impl Attach {
     }
 
     fn dea(&mut self, dea: DiameterEapAnswer, now: Instant, out: &mut Vec<Output>) {
-        if let Some(eap) = dea.eap_payload.as_ref().filter(|e| e.len() >= 2) {
-            self.last_eap_id = eap[1];
+        if let Some(packet) = dea
+            .eap_payload
+            .as_deref()
+            .and_then(|e| EapPacket::new_checked(e).ok())
+        {
+            self.last_eap_id = packet.identifier();
         }
         if dea.result.code() == result::DIAMETER_MULTI_ROUND_AUTH {
             match dea.eap_payload {
@@ -471,7 +484,9 @@ impl Attach {
                     .map(|m| format!(" ({m})"))
                     .unwrap_or_default()
             );
-            let failure = dea.eap_payload.filter(|e| e.first() == Some(&4));
+            let failure = dea
+                .eap_payload
+                .filter(|e| eap_code(e) == Some(Code::Failure));
             self.reject(notify_for(&dea.result), failure, reason, out);
             return;
         }
@@ -485,8 +500,8 @@ impl Attach {
         };
         let eap_success = dea
             .eap_payload
-            .filter(|e| e.first() == Some(&3))
-            .unwrap_or_else(|| vec![3, self.last_eap_id, 0, 4]);
+            .filter(|e| eap_code(e) == Some(Code::Success))
+            .unwrap_or_else(|| EapRepr::success_bytes(self.last_eap_id).to_vec());
         let held = Held { eap_success, msk };
         let mut infos = dea.mip6_agent_info;
         if let Some(info) = dea.apn_configuration.and_then(|c| c.mip6_agent_info) {
@@ -596,7 +611,7 @@ impl Attach {
     fn fail(&mut self, notify: NotifyType, reason: String, out: &mut Vec<Output>) {
         let failure = self
             .session
-            .then(|| vec![4, self.last_eap_id, 0, 4])
+            .then(|| EapRepr::failure_bytes(self.last_eap_id).to_vec())
             .filter(|_| {
                 matches!(
                     self.state,

@@ -129,7 +129,10 @@ fn to_registering(a: &mut Attach, t0: Instant) -> Vec<Output> {
     assert!(matches!(&out[..], [Output::Der(_)]), "{out:?}");
     out.clear();
     a.handle(
-        dea(AnswerResult::SUCCESS, Some(vec![3, 7, 0, 4])),
+        dea(
+            AnswerResult::SUCCESS,
+            Some(EapRepr::success_bytes(7).to_vec()),
+        ),
         t,
         &mut out,
     );
@@ -178,7 +181,7 @@ fn eap_success_only_after_the_pba() {
     else {
         panic!("{out:?}")
     };
-    assert_eq!(eap, &vec![3, 7, 0, 4]);
+    assert_eq!(eap, &EapRepr::success_bytes(7).to_vec());
     assert_eq!(msk.len(), 64);
     assert!(acceptance
         .cp_reply
@@ -225,7 +228,10 @@ fn the_dea_gateway_skips_the_aar() {
     let mut out = Vec::new();
     a.handle(Input::AuthRequested(auth_request()), t0, &mut out);
     out.clear();
-    let Input::Dea(mut d) = dea(AnswerResult::SUCCESS, Some(vec![3, 1, 0, 4])) else {
+    let Input::Dea(mut d) = dea(
+        AnswerResult::SUCCESS,
+        Some(EapRepr::success_bytes(1).to_vec()),
+    ) else {
         unreachable!()
     };
     d.apn_configuration = Some(ApnConfiguration {
@@ -302,7 +308,7 @@ fn aaa_reject_passes_the_eap_failure() {
     a.handle(
         dea(
             AnswerResult::ResultCode(result::DIAMETER_AUTHENTICATION_REJECTED),
-            Some(vec![4, 3, 0, 4]),
+            Some(EapRepr::failure_bytes(3).to_vec()),
         ),
         t0,
         &mut out,
@@ -311,7 +317,7 @@ fn aaa_reject_passes_the_eap_failure() {
         out[0],
         Output::Reject {
             notify: NotifyType::AuthenticationFailed,
-            eap_failure: Some(vec![4, 3, 0, 4])
+            eap_failure: Some(EapRepr::failure_bytes(3).to_vec())
         }
     );
     assert!(has_str(&out));
@@ -325,7 +331,10 @@ fn unknown_apn_at_the_aar() {
     let mut out = Vec::new();
     a.handle(Input::AuthRequested(auth_request()), t0, &mut out);
     a.handle(
-        dea(AnswerResult::SUCCESS, Some(vec![3, 1, 0, 4])),
+        dea(
+            AnswerResult::SUCCESS,
+            Some(EapRepr::success_bytes(1).to_vec()),
+        ),
         t0,
         &mut out,
     );
@@ -410,7 +419,10 @@ fn roaming_registers_at_the_visited_gateway_naming_the_home_one() {
     let mut out = Vec::new();
     a.handle(Input::AuthRequested(auth_request()), t0, &mut out);
     a.handle(
-        dea(AnswerResult::SUCCESS, Some(vec![3, 1, 0, 4])),
+        dea(
+            AnswerResult::SUCCESS,
+            Some(EapRepr::success_bytes(1).to_vec()),
+        ),
         t0,
         &mut out,
     );

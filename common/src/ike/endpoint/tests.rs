@@ -232,7 +232,7 @@ impl Lab {
                 Event::EapResponse(_) if self.aaa == Aaa::Accept => {
                     assert!(self.endpoint.eap_success(
                         *spi,
-                        vec![3, 7, 0, 4],
+                        crate::eap::EapRepr::success_bytes(7).to_vec(),
                         MSK.to_vec(),
                         acceptance(),
                         0xe0e0_e0e0,
@@ -245,7 +245,7 @@ impl Lab {
                     assert!(self.endpoint.reject(
                         *spi,
                         NotifyType::AuthenticationFailed,
-                        Some(vec![4, 7, 0, 4]),
+                        Some(crate::eap::EapRepr::failure_bytes(7).to_vec()),
                         now,
                         &mut self.rng,
                         &mut more,
