@@ -30,10 +30,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use pmip_common::mh::*;
 
-const CONTEXT: ChecksumContext = ChecksumContext::Ipv4Udp {
-    source: Ipv4Addr::new(192, 0, 2, 1),
-    destination: Ipv4Addr::new(198, 51, 100, 1),
-};
+const CONTEXT: ChecksumContext = ChecksumContext::Ipv4Udp;
 
 const NAI: &str = "0234150999999999@nai.epc.mnc015.mcc234.3gppnetwork.org";
 const APN: &str = "internet.mnc015.mcc234.gprs";

@@ -11,7 +11,7 @@
 //! 3.4.3. Built only with the `fuzzing` feature; the library itself never calls it.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 use crate::diameter::base::{
     CapabilitiesExchangeAnswer, CapabilitiesExchangeRequest, DeviceWatchdogRequest,
@@ -69,10 +69,7 @@ pub fn mh(data: &[u8]) {
         source: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
         destination: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2),
     };
-    let v4 = ChecksumContext::Ipv4Udp {
-        source: Ipv4Addr::new(192, 0, 2, 1),
-        destination: Ipv4Addr::new(192, 0, 2, 2),
-    };
+    let v4 = ChecksumContext::Ipv4Udp;
     let _ = MobilityHeaderRepr::parse(data, v6);
     let Ok(parsed) = MobilityHeaderRepr::parse(data, ChecksumContext::Skip) else {
         return;

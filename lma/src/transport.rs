@@ -43,10 +43,7 @@ impl MagAddress {
     /// The checksum rule for a message from the MAG.
     pub fn receive_checksum(&self) -> ChecksumContext {
         match *self {
-            MagAddress::Udp4 { mag, local } => ChecksumContext::Ipv4Udp {
-                source: *mag.ip(),
-                destination: local,
-            },
+            MagAddress::Udp4 { .. } => ChecksumContext::Ipv4Udp,
             MagAddress::Ip6 {
                 kernel_checksum: true,
                 ..
@@ -61,10 +58,7 @@ impl MagAddress {
     /// The checksum rule for a message to the MAG.
     pub fn send_checksum(&self) -> ChecksumContext {
         match *self {
-            MagAddress::Udp4 { mag, local } => ChecksumContext::Ipv4Udp {
-                source: local,
-                destination: *mag.ip(),
-            },
+            MagAddress::Udp4 { .. } => ChecksumContext::Ipv4Udp,
             MagAddress::Ip6 {
                 kernel_checksum: true,
                 ..

@@ -52,7 +52,7 @@ mod report;
 mod tests;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -153,7 +153,6 @@ struct Shutdown {
 /// The whole ePDG's signaling state.
 pub struct Epdg {
     attach_config: Arc<AttachConfig>,
-    mh_local: Ipv4Addr,
     shutdown_grace: Duration,
     ike: Endpoint,
     /// Every UE by our IKE SPI.
@@ -189,7 +188,6 @@ impl Epdg {
         rng.fill(&mut first_key);
         Epdg {
             attach_config: Arc::new(config.attach),
-            mh_local: config.mh_local,
             shutdown_grace: config.shutdown_grace,
             ike: Endpoint::new(config.ike, rng),
             ues: HashMap::new(),
@@ -654,10 +652,7 @@ impl Epdg {
             message: MobilityMessage::BindingUpdate(pbu.to_binding_update()),
         };
         let checksum = match to.ip() {
-            IpAddr::V4(destination) => ChecksumContext::Ipv4Udp {
-                source: self.mh_local,
-                destination,
-            },
+            IpAddr::V4(_) => ChecksumContext::Ipv4Udp,
             IpAddr::V6(_) => ChecksumContext::Skip,
         };
         out.push(Output::Report(Report::PbuSent {
@@ -681,10 +676,7 @@ impl Epdg {
         out: &mut Vec<Output>,
     ) {
         let checksum = match from.ip() {
-            IpAddr::V4(source) => ChecksumContext::Ipv4Udp {
-                source,
-                destination: self.mh_local,
-            },
+            IpAddr::V4(_) => ChecksumContext::Ipv4Udp,
             // The raw socket checked it (IPV6_CHECKSUM).
             IpAddr::V6(_) => ChecksumContext::Skip,
         };

@@ -10,7 +10,6 @@
 //!
 //! This library holds what both need: the PBU wire images and the resident-memory probe.
 
-use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime};
 
 use pmip_common::mh::{
@@ -37,15 +36,13 @@ pub fn nai(index: u64) -> String {
 /// The wire image of the first (or, with `refresh`, a refreshing) PBU of binding `index`
 /// from `mag` to `lma` over UDP 5436: what an ePDG sends at attach (MN-ID, APN, HNP
 /// `::/0`, Handoff Indicator, Access Technology Type, Timestamp, GRE key, IPv4 HoA
-/// Request), checksum computed for that address pair.
+/// Request), with the Mobility Header checksum zero as RFC 5844 section 4.2.2.1 says.
 pub fn pbu(
     index: u64,
     sequence: u16,
     refresh: bool,
     lifetime_secs: u16,
     at: SystemTime,
-    mag: Ipv4Addr,
-    lma: Ipv4Addr,
 ) -> Vec<u8> {
     let pbu = ProxyBindingUpdate {
         sequence,
@@ -74,10 +71,7 @@ pub fn pbu(
         payload_proto: IPPROTO_NONE,
         message: MobilityMessage::BindingUpdate(pbu.to_binding_update()),
     }
-    .to_bytes(ChecksumContext::Ipv4Udp {
-        source: mag,
-        destination: lma,
-    })
+    .to_bytes(ChecksumContext::Ipv4Udp)
 }
 
 /// VmRSS of process `pid` in bytes, from /proc/PID/status.
@@ -113,18 +107,10 @@ mod tests {
 
     #[test]
     fn pbu_images_decode_with_their_sequence_where_the_load_reads_it() {
-        let mag = Ipv4Addr::new(127, 0, 160, 10);
-        let lma = Ipv4Addr::new(127, 0, 160, 3);
-        let bytes = pbu(41, 0x1234, false, 3600, SystemTime::now(), mag, lma);
+        let bytes = pbu(41, 0x1234, false, 3600, SystemTime::now());
         assert_eq!(&bytes[PBU_SEQUENCE_AT..PBU_SEQUENCE_AT + 2], &[0x12, 0x34]);
-        let repr = MobilityHeaderRepr::parse(
-            &bytes,
-            ChecksumContext::Ipv4Udp {
-                source: mag,
-                destination: lma,
-            },
-        )
-        .expect("a valid Mobility Header");
+        let repr = MobilityHeaderRepr::parse(&bytes, ChecksumContext::Ipv4Udp)
+            .expect("a valid Mobility Header");
         let MobilityMessage::BindingUpdate(bu) = repr.message else {
             panic!("not a BU: {:?}", repr.message);
         };

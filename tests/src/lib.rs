@@ -323,20 +323,14 @@ impl MhSocket {
     /// IPv6; UDP carries the RFC 5844 rule).
     pub fn checksum_for(&self, from: SocketAddr) -> ChecksumContext {
         match (from.ip(), self.local) {
-            (IpAddr::V4(source), IpAddr::V4(destination)) => ChecksumContext::Ipv4Udp {
-                source,
-                destination,
-            },
+            (IpAddr::V4(_), IpAddr::V4(_)) => ChecksumContext::Ipv4Udp,
             _ => ChecksumContext::Skip,
         }
     }
 
     fn checksum_to(&self, to: SocketAddr) -> ChecksumContext {
         match (self.local, to.ip()) {
-            (IpAddr::V4(source), IpAddr::V4(destination)) => ChecksumContext::Ipv4Udp {
-                source,
-                destination,
-            },
+            (IpAddr::V4(_), IpAddr::V4(_)) => ChecksumContext::Ipv4Udp,
             _ => ChecksumContext::Skip,
         }
     }

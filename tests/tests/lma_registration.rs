@@ -508,8 +508,8 @@ fn bad_inputs(socket: &MhSocket, lma: SocketAddr, lma_node: &mut Node) -> Result
     );
 
     // Unknown MH type: Binding Error, status 2 (RFC 6275 section 9.2). The checksum is
-    // computed after the type is changed, as a sender of that type would (over IPv4 the
-    // LMA verifies it; over raw IPv6 the kernel fills it).
+    // computed after the type is changed, as a sender of that type would (over IPv4 it is
+    // zero, RFC 5844 section 4.2.2.1; over raw IPv6 the kernel fills it).
     let unknown = {
         let mut bytes = message(good(130, "x@test")).to_bytes(ChecksumContext::Skip);
         bytes[2] = 200; // MH Type
@@ -529,18 +529,42 @@ fn bad_inputs(socket: &MhSocket, lma: SocketAddr, lma_node: &mut Node) -> Result
         other => anyhow::bail!("unknown MH type: expected a Binding Error, got {other:?}"),
     }
 
-    // Truncated and (over UDP) bad-checksum messages: dropped, no answer, LMA alive.
+    // Truncated messages: dropped, no answer, LMA alive.
     let full = message(good(140, "trunc@test")).to_bytes(ChecksumContext::Skip);
     assert!(
         send_raw(socket, lma, full[..full.len() / 2].to_vec())?.is_none(),
         "truncated PBU must be dropped"
     );
+    // Over UDP 5436 the Mobility Header checksum is zero and a receiver ignores it (RFC
+    // 5844 sections 4.2.2.1 and 4.1.3.1): a PBU with zero and one with a random value
+    // are both accepted, and the PBA carries zero.
     if lma.is_ipv4() {
-        let mut corrupt = message(good(141, "cksum@test")).to_bytes(checksum_for(socket, lma)?);
-        corrupt[4] ^= 0x55;
-        corrupt[5] ^= 0xaa;
-        // Only meaningful when the IPv4 rule computes a checksum: RFC 5844 decides.
-        let _ = send_raw(socket, lma, corrupt)?;
+        for (n, field) in [[0u8, 0], rand::random::<[u8; 2]>()]
+            .into_iter()
+            .enumerate()
+        {
+            let mn = format!("cksum{n}@test");
+            let mut bytes = message(good(141, &mn)).to_bytes(ChecksumContext::Ipv4Udp);
+            assert_eq!(&bytes[4..6], &[0, 0], "sent with a zero checksum");
+            bytes[4..6].copy_from_slice(&field);
+            socket.send(lma, &bytes)?;
+            let (_, reply) = socket
+                .recv(Duration::from_secs(3))?
+                .with_context(|| format!("no PBA for a PBU with checksum {field:02x?}"))?;
+            assert_eq!(&reply[4..6], &[0, 0], "the PBA's checksum is zero");
+            let Ok(MobilityHeaderRepr {
+                message: MobilityMessage::BindingAck(ba),
+                ..
+            }) = MobilityHeaderRepr::parse(&reply, ChecksumContext::Ipv4Udp)
+            else {
+                anyhow::bail!("checksum {field:02x?}: not a PBA");
+            };
+            assert_eq!(
+                ba.status,
+                BindingAckStatus::Accepted,
+                "PBU with checksum {field:02x?}"
+            );
+        }
     }
 
     // Heartbeat (RFC 5847): a response with the same sequence and a restart counter.
@@ -632,10 +656,7 @@ fn bad_inputs(socket: &MhSocket, lma: SocketAddr, lma_node: &mut Node) -> Result
 
 fn checksum_for(socket: &MhSocket, lma: SocketAddr) -> Result<ChecksumContext> {
     Ok(match (socket.local_addr()?.ip(), lma.ip()) {
-        (IpAddr::V4(source), IpAddr::V4(destination)) => ChecksumContext::Ipv4Udp {
-            source,
-            destination,
-        },
+        (IpAddr::V4(_), IpAddr::V4(_)) => ChecksumContext::Ipv4Udp,
         _ => ChecksumContext::Skip,
     })
 }
@@ -803,14 +824,13 @@ fn pcap_json_logs_and_graceful_shutdown(
         let (context, mh) = if lma.is_ipv4() {
             assert_eq!(record[0] >> 4, 4, "IPv4");
             assert_eq!(record[9], 17, "UDP");
-            let ip = |at: usize| {
-                Ipv4Addr::new(record[at], record[at + 1], record[at + 2], record[at + 3])
-            };
-            let context = ChecksumContext::Ipv4Udp {
-                source: ip(12),
-                destination: ip(16),
-            };
-            (context, &record[28..])
+            // RFC 5844 section 4.1.3.2: the MH checksum is zero over UDP 5436.
+            assert_eq!(
+                &record[28 + 4..28 + 6],
+                &[0, 0],
+                "MH checksum zero over UDP"
+            );
+            (ChecksumContext::Ipv4Udp, &record[28..])
         } else {
             assert_eq!(record[0] >> 4, 6, "IPv6");
             assert_eq!(record[6], IPPROTO_MH, "next header 135");

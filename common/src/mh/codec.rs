@@ -5,12 +5,12 @@
 //! Checksum. Over IPv6 the Mobility Header checksum is the RFC 6275 section 6.1.1 one's
 //! complement sum over the IPv6 pseudo-header (source, destination, upper-layer length,
 //! next header 135) and the whole Mobility Header. Over IPv4 (RFC 5844) the Mobility
-//! Header travels directly in a UDP datagram to port 5436, so there is no IPv6 header to
-//! build the pseudo-header from: we compute the same RFC 6275 sum with the IPv4 source
-//! and destination written as IPv4-mapped IPv6 addresses (RFC 4291 section 2.5.5.2), and
-//! verify it the same way on receipt; the UDP checksum (computed by the kernel) protects
-//! the datagram as a whole as well. On a raw IPv6 socket with `IPV6_CHECKSUM` the kernel
-//! fills and verifies the field, so drivers pass [`ChecksumContext::Skip`].
+//! Header travels directly in a UDP datagram to port 5436 and its Checksum field "MUST
+//! be set to zero (and the UDP checksum MUST be used instead)" (sections 4.1.3.2 and
+//! 4.2.2.1); a receiver ignores it (sections 4.1.3.1 and 4.2.2):
+//! [`ChecksumContext::Ipv4Udp`] writes zero and verifies nothing. On a raw IPv6 socket
+//! with `IPV6_CHECKSUM` the kernel fills and verifies the field, so drivers pass
+//! [`ChecksumContext::Skip`].
 //!
 //! Alignment. Every option is placed at the offset its `xn+y` alignment rule names
 //! (offsets counted from the start of the Mobility Header, which IPv6 places on an
@@ -70,11 +70,7 @@ fn pseudo_header_sum(context: ChecksumContext, mh: &[u8]) -> Option<u16> {
             source,
             destination,
         } => (source, destination),
-        ChecksumContext::Ipv4Udp {
-            source,
-            destination,
-        } => (source.to_ipv6_mapped(), destination.to_ipv6_mapped()),
-        ChecksumContext::Skip => return None,
+        ChecksumContext::Ipv4Udp | ChecksumContext::Skip => return None,
     };
     let mut sum = sum_words(0, &source.octets());
     sum = sum_words(sum, &destination.octets());
@@ -90,7 +86,8 @@ pub fn mobility_header_checksum(context: ChecksumContext, mh: &[u8]) -> Option<u
     pseudo_header_sum(context, mh).map(|sum| !sum)
 }
 
-/// Whether the checksum in `mh` verifies (always true for [`ChecksumContext::Skip`]).
+/// Whether the checksum in `mh` verifies (always true for [`ChecksumContext::Ipv4Udp`],
+/// whose field is ignored, and for [`ChecksumContext::Skip`]).
 pub fn verify_checksum(context: ChecksumContext, mh: &[u8]) -> bool {
     match pseudo_header_sum(context, mh) {
         Some(sum) => sum == 0xffff,

@@ -2,7 +2,7 @@
 //! indicator, access technology, ...), flags, and the small newtypes the standards name
 //! (lifetime, GRE key, timestamp).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::registry::registry;
@@ -394,12 +394,10 @@ pub enum ChecksumContext {
         source: Ipv6Addr,
         destination: Ipv6Addr,
     },
-    /// Inside UDP port 5436 over IPv4 (RFC 5844): see the codec's module doc for what the
-    /// checksum covers there.
-    Ipv4Udp {
-        source: Ipv4Addr,
-        destination: Ipv4Addr,
-    },
+    /// Directly inside UDP port 5436 over IPv4 (RFC 5844 sections 4.1.3.2 and 4.2.2.1):
+    /// the field is sent as zero, the UDP checksum protecting the datagram instead, and
+    /// ignored on receipt (sections 4.1.3.1 and 4.2.2).
+    Ipv4Udp,
     /// Neither computed nor verified (the kernel fills and checks it on a raw IPv6
     /// socket with IPV6_CHECKSUM, as it does here).
     Skip,

@@ -4,9 +4,8 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::time::UNIX_EPOCH;
 
 use pmip_common::mh::{
-    mobility_header_checksum, AccessTechnologyType, BindingErrorStatus, BindingRevocationRepr,
-    BindingRevocationType, ChecksumContext, GreKey, HandoffIndicator, MobileNodeIdentifier,
-    Timestamp,
+    AccessTechnologyType, BindingErrorStatus, BindingRevocationRepr, BindingRevocationType,
+    ChecksumContext, GreKey, HandoffIndicator, MobileNodeIdentifier, Timestamp,
 };
 use proptest::prelude::*;
 
@@ -840,9 +839,6 @@ fn unknown_types_get_a_binding_error_and_broken_messages_are_dropped() {
     }
     .to_bytes(ChecksumContext::Skip);
     bytes[2] = 200;
-    let context = udp(MAG).receive_checksum();
-    let sum = mobility_header_checksum(context, &bytes).unwrap();
-    bytes[4..6].copy_from_slice(&sum.to_be_bytes());
     let out = b.feed(udp(MAG), &bytes, 0);
     match answers(&out, udp(MAG)).as_slice() {
         [MobilityMessage::BindingError(be)] => {
@@ -854,9 +850,14 @@ fn unknown_types_get_a_binding_error_and_broken_messages_are_dropped() {
     // Truncated.
     assert!(b.feed(udp(MAG), &bytes[..bytes.len() / 2], 0).is_empty());
     assert!(b.feed(udp(MAG), &[], 0).is_empty());
-    // Bad checksum.
+    // A bad checksum where one is computed (IPv6 without the kernel's help): dropped.
     bytes[2] = 5;
-    assert!(b.feed(udp(MAG), &bytes, 0).is_empty());
+    let ip6 = MagAddress::Ip6 {
+        mag: "fd00::1".parse().unwrap(),
+        local: "fd00::2".parse().unwrap(),
+        kernel_checksum: false,
+    };
+    assert!(b.feed(ip6, &bytes, 0).is_empty());
     let stats = b.lma.stats();
     assert_eq!(stats.unknown_mh_type, 1);
     assert_eq!(stats.truncated, 2);
@@ -872,7 +873,7 @@ fn unknown_types_get_a_binding_error_and_broken_messages_are_dropped() {
             options: Vec::new(),
         }),
     }
-    .to_bytes(context);
+    .to_bytes(ChecksumContext::Ipv4Udp);
     assert!(b.feed(udp(MAG), &pba, 0).is_empty());
     assert_eq!(b.lma.stats().ignored, 1);
     b.assert_empty();
@@ -900,6 +901,35 @@ fn ipv6_transport_with_and_without_the_kernel_checksum() {
             kernel_checksum,
             "the kernel fills it on a raw socket"
         );
+    }
+}
+
+/// RFC 5844: over UDP 5436 the checksum field is ignored on receipt (section 4.1.3.1) and
+/// sent as zero (section 4.1.3.2), whatever the PBU carried.
+#[test]
+fn ipv4_udp_ignores_the_checksum_field_and_answers_with_zero() {
+    for field in [[0u8, 0], [0x5a, 0xa5], [0xff, 0xff]] {
+        let mut b = Bench::new();
+        let mut bytes = MobilityHeaderRepr {
+            payload_proto: IPPROTO_NONE,
+            message: MobilityMessage::BindingUpdate(b.pbu(1, "four@x", 0).to_binding_update()),
+        }
+        .to_bytes(udp(MAG).receive_checksum());
+        assert_eq!(&bytes[4..6], &[0, 0]);
+        bytes[4..6].copy_from_slice(&field);
+        let out = b.feed(udp(MAG), &bytes, 0);
+        let Some(Output::Send { bytes: answer, .. }) =
+            out.iter().find(|o| matches!(o, Output::Send { .. }))
+        else {
+            panic!("checksum {field:02x?}: no answer");
+        };
+        assert_eq!(&answer[4..6], &[0, 0], "the PBA's checksum is zero");
+        match answers(&out, udp(MAG)).as_slice() {
+            [MobilityMessage::BindingAck(ba)] => {
+                assert_eq!(ba.status, BindingAckStatus::Accepted, "{field:02x?}")
+            }
+            other => panic!("checksum {field:02x?}: expected a PBA, got {other:?}"),
+        }
     }
 }
 
@@ -972,10 +1002,7 @@ proptest! {
             let at = 6 + at % (bytes.len() - 6);
             bytes[at] = value;
         }
-        bytes[4] = 0;
-        bytes[5] = 0;
-        let sum = mobility_header_checksum(context, &bytes).unwrap();
-        bytes[4..6].copy_from_slice(&sum.to_be_bytes());
+        // Over UDP 5436 the checksum field is ignored (RFC 5844 section 4.1.3.1).
         let out = b.feed(udp(MAG), &bytes, 0);
         let accepted = answers(&out, udp(MAG)).iter().filter(|m| matches!(
             m,

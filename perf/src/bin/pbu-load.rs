@@ -161,17 +161,7 @@ async fn run(cli: &Cli) -> Result<Report> {
         let end = (start + per).min(cli.first + cli.bindings);
         let images: Vec<Vec<u8>> = (start..end)
             .enumerate()
-            .map(|(n, index)| {
-                pbu(
-                    index,
-                    n as u16,
-                    false,
-                    cli.lifetime,
-                    at,
-                    mag,
-                    *cli.target.ip(),
-                )
-            })
+            .map(|(n, index)| pbu(index, n as u16, false, cli.lifetime, at))
             .collect();
         pbu_octets = pbu_octets.max(images.first().map_or(0, Vec::len));
         let socket = std::net::UdpSocket::bind(SocketAddrV4::new(mag, 0))

@@ -89,10 +89,7 @@ impl MagNode {
 /// The RFC 5844 checksum rule for a message between two IPv4 addresses.
 fn checksum(source: SocketAddr, destination: SocketAddr) -> ChecksumContext {
     match (source.ip(), destination.ip()) {
-        (IpAddr::V4(source), IpAddr::V4(destination)) => ChecksumContext::Ipv4Udp {
-            source,
-            destination,
-        },
+        (IpAddr::V4(_), IpAddr::V4(_)) => ChecksumContext::Ipv4Udp,
         _ => ChecksumContext::Skip,
     }
 }
