@@ -396,6 +396,7 @@ mod lma_core {
                     ..RevocationSettings::default()
                 },
                 limits: Default::default(),
+                heartbeat: None,
             };
             Core {
                 lma: Lma::new(settings, t0, wall0).unwrap(),

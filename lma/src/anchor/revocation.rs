@@ -253,6 +253,9 @@ pub(super) enum Purpose {
     Notify,
     /// A handoff with state unknown (Handoff Indicator 4) waits for the answer.
     AwaitHandoff(Box<super::takeover::HeldHandoff>),
+    /// Addresses held back until the MAG has been told (the restoration module): released
+    /// when it answers or is given up.
+    Release(Vec<u64>),
 }
 
 /// An indication waiting for its acknowledgement.
@@ -300,7 +303,7 @@ impl Revocations {
         self.outstanding.get_mut(&sequence)
     }
 
-    fn free_sequence(&mut self) -> Option<u16> {
+    pub(super) fn free_sequence(&mut self) -> Option<u16> {
         for _ in 0..=u16::MAX {
             let s = self.next_sequence;
             self.next_sequence = self.next_sequence.wrapping_add(1);
@@ -309,6 +312,39 @@ impl Revocations {
             }
         }
         None
+    }
+
+    /// Waits for the acknowledgement of the indication `bytes` just sent (section 11).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn track(
+        &mut self,
+        sequence: u16,
+        to: MagAddress,
+        binding: BindingId,
+        mn_id: String,
+        apn: Option<String>,
+        bytes: Vec<u8>,
+        settings: &RevocationSettings,
+        purpose: Purpose,
+        now: Instant,
+    ) {
+        let next = now + settings.initial_timeout;
+        self.outstanding.insert(
+            sequence,
+            Outstanding {
+                to,
+                binding,
+                mn_id,
+                apn,
+                bytes,
+                retries_left: settings.max_retries,
+                timeout: settings.initial_timeout,
+                next,
+                purpose,
+            },
+        );
+        self.by_binding.entry(binding).or_default().push(sequence);
+        self.deadlines.push(next, sequence);
     }
 
     /// Removes and returns an outstanding indication.
@@ -458,28 +494,17 @@ impl Lma {
         };
         self.stats.revocations_sent += 1;
         out.push(report(sequence, RevocationEvent::Sent(trigger), &apn));
-        let settings = &self.settings.revocation;
-        let next = now + settings.initial_timeout;
-        self.revocations.outstanding.insert(
+        self.revocations.track(
             sequence,
-            Outstanding {
-                to,
-                binding: id,
-                mn_id: mn_id.to_string(),
-                apn,
-                bytes,
-                retries_left: settings.max_retries,
-                timeout: settings.initial_timeout,
-                next,
-                purpose,
-            },
+            to,
+            id,
+            mn_id.to_string(),
+            apn,
+            bytes,
+            &self.settings.revocation,
+            purpose,
+            now,
         );
-        self.revocations
-            .by_binding
-            .entry(id)
-            .or_default()
-            .push(sequence);
-        self.revocations.deadlines.push(next, sequence);
         Ok(sequence)
     }
 

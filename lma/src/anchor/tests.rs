@@ -5,8 +5,8 @@ use std::time::UNIX_EPOCH;
 
 use pmip_common::mh::{
     mobility_header_checksum, AccessTechnologyType, BindingErrorStatus, BindingRevocationRepr,
-    BindingRevocationType, ChecksumContext, GreKey, HandoffIndicator, MobileNodeIdentifier,
-    Timestamp,
+    BindingRevocationType, ChecksumContext, GreKey, HandoffIndicator, HeartbeatRepr,
+    MobileNodeIdentifier, Timestamp,
 };
 use proptest::prelude::*;
 
@@ -37,6 +37,7 @@ fn settings() -> LmaSettings {
         restart_counter: 42,
         revocation: RevocationSettings::default(),
         limits: MagLimits::default(),
+        heartbeat: None,
     }
 }
 
@@ -640,16 +641,22 @@ fn prefix_and_address_mismatches_on_reregistration_are_refused() {
         granted.home_network_prefixes.first().copied()
     );
 
-    // A specific prefix for a mobile node without a binding.
-    let mut specific = b.pbu(4, "q@x", 3);
-    specific.home_network_prefixes = vec!["2001:db8:1:7::/64".parse().unwrap()];
-    assert_rejected(
-        &mut b,
-        udp(MAG),
-        specific.to_binding_update(),
-        3,
-        BindingAckStatus::NotAuthorizedForHomeNetworkPrefix,
-    );
+    // A specific prefix for a mobile node without a binding: outside the pool, or held
+    // by another binding (RFC 5213 section 5.3.2: 155).
+    for prefix in [
+        "2001:db8:ffff:7::/64".parse().unwrap(),
+        granted.home_network_prefixes[0],
+    ] {
+        let mut specific = b.pbu(4, "q@x", 3);
+        specific.home_network_prefixes = vec![prefix];
+        assert_rejected(
+            &mut b,
+            udp(MAG),
+            specific.to_binding_update(),
+            3,
+            BindingAckStatus::NotAuthorizedForHomeNetworkPrefix,
+        );
+    }
 
     // A de-registration naming another prefix.
     let mut dereg = b.pbu(5, "p@x", 4);
