@@ -6,9 +6,9 @@
 //! `MagAddress`), peers are told apart by IP address.
 //!
 //! * **Who is asked** (section 3): only peers [`Heartbeats::watch`]ed, i.e. with at least
-//!   one binding between the two; the first request goes out at once (so the peer's
-//!   restart counter is known before it can restart), then one every
-//!   HEARTBEAT_INTERVAL. A request is always answered ([`Heartbeats::on_heartbeat`]),
+//!   one binding between the two; the first request when the caller says (the MAG side
+//!   at once, so the LMA's restart counter is known before it can restart; the LMA an
+//!   interval after a MAG's first binding), then one every HEARTBEAT_INTERVAL. A request is always answered ([`Heartbeats::on_heartbeat`]),
 //!   bindings or not, with this node's restart counter (sections 3 and 3.2).
 //! * **Failure** (section 3.1): before each request, MISSING_HEARTBEAT grows by one if the
 //!   previous request went unanswered; once it exceeds MISSING_HEARTBEATS_ALLOWED the peer
@@ -174,9 +174,10 @@ impl<P: Copy> Heartbeats<P> {
         self.peers.iter().map(|(ip, p)| (*ip, p.path))
     }
 
-    /// Starts asking `peer` (on `path`) if it is not asked yet: the first request goes
-    /// out at the next timeout, at `now`. A watched peer's path is updated.
-    pub fn watch(&mut self, peer: IpAddr, path: P, now: Instant) {
+    /// Starts asking `peer` (on `path`) if it is not asked yet, the first request at
+    /// `first` (at once, to learn the peer's counter early; or an interval on, so a
+    /// short-lived binding costs nothing). A watched peer's path is updated.
+    pub fn watch(&mut self, peer: IpAddr, path: P, first: Instant) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.path = path;
             return;
@@ -191,10 +192,10 @@ impl<P: Copy> Heartbeats<P> {
                 missing: 0,
                 unreachable: false,
                 unsupported: false,
-                next: now,
+                next: first,
             },
         );
-        self.deadlines.push(now, peer);
+        self.deadlines.push(first, peer);
     }
 
     /// Stops asking `peer` and forgets its counter (no binding left between the two).

@@ -663,9 +663,10 @@ impl Lma {
             match o {
                 Output::BindingUp(info) => {
                     if self.restoration.enabled {
+                        let first = now + self.restoration.heartbeats.settings().interval;
                         self.restoration
                             .heartbeats
-                            .watch(info.mag.ip(), info.mag, now);
+                            .watch(info.mag.ip(), info.mag, first);
                     }
                     if let Some(entry) = self.cache.get(info.id) {
                         records.push(JournalRecord::Bound {
@@ -683,9 +684,10 @@ impl Lma {
                 }
                 Output::ChainUp(info) => {
                     if self.restoration.enabled {
+                        let first = now + self.restoration.heartbeats.settings().interval;
                         self.restoration
                             .heartbeats
-                            .watch(info.epdg.ip(), info.epdg, now);
+                            .watch(info.epdg.ip(), info.epdg, first);
                     }
                     records.push(JournalRecord::Bound {
                         id: journal_id(info.id),

@@ -235,7 +235,16 @@ fn a_restarted_mag_loses_its_bindings_at_the_gateway_at_once() {
     for announce in [true, false] {
         let mut lab = Lab::new(5);
         lab.register(50);
-        lab.net.run_for(Duration::from_secs(10));
+        // The gateway's first heartbeat (an interval after the first binding) learns the
+        // MAG's counter.
+        lab.net.run_for(INTERVAL + Duration::from_secs(10));
+        assert_eq!(
+            lab.net
+                .node(lab.gateway)
+                .lma
+                .mag_restart_counter(EPDG.into()),
+            Some(1)
+        );
         let full = lab.net.node(lab.gateway).lma.available_ipv4() + 50;
         let (now, wall) = (lab.net.now(), lab.wall());
         lab.net.command(lab.epdg, |m, _, _, out| {
