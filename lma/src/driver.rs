@@ -345,6 +345,9 @@ pub async fn run(
         None => (None, None),
     };
     let mut shutdown: Option<tokio::time::Instant> = None;
+    // What the gateway held when it was told to stop (the `lma stopped` line reports it;
+    // the revocations then end it).
+    let mut held_at_stop: Option<(usize, (usize, usize))> = None;
     let udp_port = settings
         .listen_v4
         .map_or(pmip_common::mh::MH_UDP_PORT, |a| a.port());
@@ -393,12 +396,14 @@ pub async fn run(
                 if shutdown.is_some() { tracing::info!("SIGINT again: stopping now"); break; }
                 tracing::info!("SIGINT: shutting down, revoking every binding");
                 shutdown = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+                held_at_stop = Some((lma.cache().len(), lma.chain_counts()));
                 let _ = lma.revoke_bindings(RevokeTarget::All, Instant::now(), &mut out);
             }
             _ = terminate.recv() => {
                 if shutdown.is_some() { tracing::info!("SIGTERM again: stopping now"); break; }
                 tracing::info!("SIGTERM: shutting down, revoking every binding");
                 shutdown = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+                held_at_stop = Some((lma.cache().len(), lma.chain_counts()));
                 let _ = lma.revoke_bindings(RevokeTarget::All, Instant::now(), &mut out);
             }
             _ = shutdown_done => {
@@ -547,11 +552,13 @@ pub async fn run(
         data.log_stats();
     }
     let stats = lma.stats();
-    let (chained, held) = lma.chain_counts();
+    let (bindings, (chained, held)) =
+        held_at_stop.unwrap_or((lma.cache().len(), lma.chain_counts()));
     tracing::info!(
-        bindings = lma.cache().len(),
+        bindings,
         chained,
         held,
+        revoked_left = lma.cache().len(),
         ?stats,
         "lma stopped"
     );

@@ -121,6 +121,12 @@ impl Lab {
         self.net.wall_clock_at_start() + self.net.elapsed()
     }
 
+    /// The ePDG's restart counter as the gateway heard it.
+    fn mag_counter_at_gateway(&self) -> Option<u32> {
+        let gateway = &self.net.node(self.gateway).lma;
+        gateway.mag_restart_counter(EPDG.into())
+    }
+
     fn reregistered(&self) -> u64 {
         self.net.node(self.epdg).list.stats().reregistered
     }
@@ -153,13 +159,7 @@ fn restart_heals(keep_state: bool) {
     lab.net.run_for(INTERVAL + Duration::from_secs(5));
     let gw = IpAddr::V4(GATEWAY);
     assert_eq!(lab.net.node(lab.epdg).list.lma_restart_counter(gw), Some(0));
-    assert_eq!(
-        lab.net
-            .node(lab.gateway)
-            .lma
-            .mag_restart_counter(EPDG.into()),
-        Some(1)
-    );
+    assert_eq!(lab.mag_counter_at_gateway(), Some(1));
     // kill -9, started again 2 s later with the next counter.
     lab.net.partition(lab.epdg, lab.gateway, true);
     lab.net.run_for(Duration::from_secs(2));
@@ -238,13 +238,7 @@ fn a_restarted_mag_loses_its_bindings_at_the_gateway_at_once() {
         // The gateway's first heartbeat (an interval after the first binding) learns the
         // MAG's counter.
         lab.net.run_for(INTERVAL + Duration::from_secs(10));
-        assert_eq!(
-            lab.net
-                .node(lab.gateway)
-                .lma
-                .mag_restart_counter(EPDG.into()),
-            Some(1)
-        );
+        assert_eq!(lab.mag_counter_at_gateway(), Some(1));
         let full = lab.net.node(lab.gateway).lma.available_ipv4() + 50;
         let (now, wall) = (lab.net.now(), lab.wall());
         lab.net.command(lab.epdg, |m, _, _, out| {
