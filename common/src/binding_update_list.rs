@@ -1219,6 +1219,7 @@ pub fn is_ipv4_transport(lma: &SocketAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mh::HeartbeatRepr;
     use std::net::Ipv6Addr;
     use std::time::UNIX_EPOCH;
 
@@ -1625,6 +1626,242 @@ mod tests {
             }]
         );
         assert_eq!(list.len(), 1);
+    }
+
+    /// A list holding `n` bindings at `lma()`, granted prefix `2001:db8:0:i::/64`.
+    fn registered(n: u8, t0: Instant) -> BindingUpdateList {
+        let mut list = bul(t0);
+        for i in 1..=n {
+            let mut out = Vec::new();
+            list.handle(Input::Register(request(u32::from(i))), t0, &mut out);
+            let pbu = sent(&out).remove(0);
+            let ack = accept(&pbu, i);
+            list.handle(Input::Ack { from: lma(), ack }, t0, &mut out);
+        }
+        list
+    }
+
+    fn bri(trigger: u8, flags: u8, options: Vec<MobilityOption>) -> MobilityMessage {
+        MobilityMessage::BindingRevocation(BindingRevocationRepr {
+            revocation_type: BindingRevocationType::Indication,
+            trigger_or_status: trigger,
+            sequence: 77,
+            flags,
+            options,
+        })
+    }
+
+    /// Feeds `message` from `lma()`: the acknowledgement's status and flags, and the keys
+    /// lost.
+    fn answer(list: &mut BindingUpdateList, message: MobilityMessage) -> (u8, u8, Vec<String>) {
+        let mut out = Vec::new();
+        let t = Instant::now();
+        list.handle(
+            Input::Mobility {
+                from: lma(),
+                message,
+            },
+            t,
+            &mut out,
+        );
+        let Some(Transmit {
+            to,
+            message: MobilityMessage::BindingRevocation(bra),
+        }) = list.poll_transmit()
+        else {
+            panic!("no acknowledgement")
+        };
+        assert_eq!(to, lma());
+        assert_eq!(bra.revocation_type, BindingRevocationType::Acknowledgement);
+        assert_eq!(bra.sequence, 77);
+        let lost = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Lost {
+                    key,
+                    reason: RegistrationFailure::Revoked { .. },
+                } => Some(key.mn_id.to_string()),
+                _ => None,
+            })
+            .collect();
+        (bra.trigger_or_status, bra.flags, lost)
+    }
+
+    #[test]
+    fn every_revocation_indication_gets_its_status() {
+        const P: u8 = BindingRevocationRepr::PROXY;
+        const V: u8 = BindingRevocationRepr::IPV4_HOA_ONLY;
+        const G: u8 = BindingRevocationRepr::GLOBAL;
+        let t0 = Instant::now();
+        let nai = |n: u32| {
+            MobilityOption::MobileNodeIdentifier(MobileNodeIdentifier::Nai(
+                request(n).key.mn_id.to_string(),
+            ))
+        };
+        let prefix = |i: u16| {
+            MobilityOption::HomeNetworkPrefix(
+                Ipv6Net::new(Ipv6Addr::new(0x2001, 0xdb8, 0, i, 0, 0, 0, 0), 64).unwrap(),
+            )
+        };
+        let mut list = registered(3, t0);
+        // RFC 5846 section 6.2.1 and 9.1, in order.
+        assert_eq!(answer(&mut list, bri(77, P, vec![nai(1)])).0, 133);
+        assert_eq!(answer(&mut list, bri(1, P | G, vec![nai(1)])).0, 134);
+        assert_eq!(answer(&mut list, bri(128, P, vec![])).0, 134);
+        assert_eq!(answer(&mut list, bri(1, 0, vec![nai(1)])).0, 128);
+        assert_eq!(answer(&mut list, bri(1, P, vec![])).0, 131);
+        assert_eq!(answer(&mut list, bri(129, P | G, vec![])).0, 131);
+        assert_eq!(answer(&mut list, bri(128, P | G, vec![nai(1)])).0, 134);
+        assert_eq!(answer(&mut list, bri(1, P, vec![nai(9)])).0, 128);
+        // V: only the IPv4 home address goes; the binding stays (section 9.1).
+        let v4 = MobilityOption::Ipv4HomeAddressRequest("10.45.0.1/32".parse().unwrap());
+        let (status, flags, lost) = answer(&mut list, bri(1, P | V, vec![nai(1), v4]));
+        assert_eq!((status, flags, lost.len()), (0, P | V, 0));
+        let held = list.registration(&request(1).key).unwrap();
+        assert_eq!(held.ipv4_home_address, None);
+        assert!(held.home_network_prefix.is_some());
+        // A prefix held and one not: partial success naming the one not found.
+        let (status, _, lost) = answer(&mut list, bri(1, P, vec![nai(2), prefix(2), prefix(7)]));
+        assert_eq!((status, lost), (1, vec![request(2).key.mn_id.to_string()]));
+        // The realm of the NAIs (G, "Revoking Mobility Node Local Policy").
+        let realm =
+            MobilityOption::MobileNodeIdentifier(MobileNodeIdentifier::Nai("@nai.epc".into()));
+        let (status, flags, lost) = answer(&mut list, bri(129, P | G, vec![realm]));
+        assert_eq!((status, flags, lost.len()), (0, P | G, 2));
+        assert!(list.is_empty());
+        // Every binding at that LMA (G, "Per-Peer Policy", no options).
+        let mut list = registered(2, t0);
+        let (status, _, lost) = answer(&mut list, bri(128, P | G, vec![]));
+        assert_eq!((status, lost.len()), (0, 2));
+        assert!(list.is_empty());
+        assert_eq!(list.stats().revoked, 2);
+    }
+
+    #[test]
+    fn a_restarted_lma_gets_every_binding_again_with_the_same_addresses() {
+        let t0 = Instant::now();
+        let mut list = BindingUpdateList::new(
+            MagConfig {
+                heartbeat: Some(HeartbeatSettings::default()),
+                restart_counter: 5,
+                ..MagConfig::default()
+            },
+            t0,
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        );
+        let mut out = Vec::new();
+        list.handle(Input::Register(request(1)), t0, &mut out);
+        let pbu = sent(&out).remove(0);
+        list.handle(
+            Input::Ack {
+                from: lma(),
+                ack: accept(&pbu, 3),
+            },
+            t0,
+            &mut out,
+        );
+        // The first heartbeat goes at once: the LMA's counter is learnt.
+        list.handle(Input::Timeout, t0, &mut out);
+        let Some(Transmit {
+            message: MobilityMessage::Heartbeat(request_hb),
+            ..
+        }) = list.poll_transmit()
+        else {
+            panic!("no heartbeat request")
+        };
+        let response = |counter, sequence, unsolicited| {
+            MobilityMessage::Heartbeat(HeartbeatRepr {
+                unsolicited,
+                response: true,
+                sequence,
+                options: vec![MobilityOption::RestartCounter(counter)],
+            })
+        };
+        out.clear();
+        let from = lma();
+        list.handle(
+            Input::Mobility {
+                from,
+                message: response(8, request_hb.sequence, false),
+            },
+            t0,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        // A request from the LMA is answered with this MAG's counter.
+        let ask = MobilityMessage::Heartbeat(HeartbeatRepr {
+            unsolicited: false,
+            response: false,
+            sequence: 4,
+            options: Vec::new(),
+        });
+        list.handle(Input::Mobility { from, message: ask }, t0, &mut out);
+        assert_eq!(
+            list.poll_transmit().map(|t| t.message),
+            Some(response(5, 4, false))
+        );
+        // The LMA restarted: it says so; the binding is registered again at once, naming
+        // the prefix and IPv4 address it holds, with the same downlink key.
+        let t1 = t0 + Duration::from_secs(30);
+        list.handle(
+            Input::Mobility {
+                from,
+                message: response(9, 0, true),
+            },
+            t1,
+            &mut out,
+        );
+        let again = sent(&out).remove(0);
+        assert_eq!(
+            again.home_network_prefixes,
+            vec!["2001:db8:0:3::/64".parse::<Ipv6Net>().unwrap()]
+        );
+        assert_eq!(
+            again.ipv4_home_address_request,
+            Some("10.45.0.3/16".parse().unwrap())
+        );
+        assert_eq!(again.gre_key, Some(GreKey(1001)));
+        assert!(matches!(
+            list.poll_event(),
+            Some(LmaEvent::Restarted {
+                previous: Some(8),
+                current: 9,
+                reregistering: 1,
+                ..
+            })
+        ));
+        out.clear();
+        let mut granted = accept(&again, 3);
+        granted.gre_key = Some(GreKey(0x0900_0001));
+        list.handle(Input::Ack { from, ack: granted }, t1, &mut out);
+        match out.as_slice() {
+            [Output::Refreshed { registration, .. }] => {
+                assert_eq!(registration.uplink_gre_key, Some(GreKey(0x0900_0001)))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(list.stats().reregistered, 1);
+        // Other addresses granted after a restart: the binding is lost, not changed.
+        list.handle(
+            Input::Mobility {
+                from,
+                message: response(10, 0, true),
+            },
+            t1,
+            &mut out,
+        );
+        let again = sent(&out).pop().unwrap();
+        out.clear();
+        list.handle(
+            Input::Ack {
+                from,
+                ack: accept(&again, 4),
+            },
+            t1,
+            &mut out,
+        );
+        assert!(matches!(out.as_slice(), [Output::Lost { .. }]), "{out:?}");
+        assert!(list.is_empty());
     }
 
     #[test]

@@ -78,8 +78,10 @@ mod tests {
 
     #[test]
     fn keys_are_sequential_skip_zero_and_in_use() {
-        let mut keys = UplinkKeyAllocator::default();
-        keys.next = INDEX_MASK - 1;
+        let mut keys = UplinkKeyAllocator {
+            next: INDEX_MASK - 1,
+            ..UplinkKeyAllocator::default()
+        };
         let used: HashSet<u32> = [1].into();
         let got: Vec<u32> = (0..3)
             .filter_map(|_| keys.allocate(|k| used.contains(&k.0)))
