@@ -59,6 +59,11 @@ impl BindingId {
             generation: u32::MAX,
         }
     }
+
+    /// Slot and generation in one number (the state file names bindings by it).
+    pub fn as_u64(self) -> u64 {
+        (u64::from(self.slot) << 32) | u64::from(self.generation)
+    }
 }
 
 impl std::fmt::Display for BindingId {

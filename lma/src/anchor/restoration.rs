@@ -188,9 +188,7 @@ pub(super) struct Restoration {
 
 /// A binding id as the state file names it.
 fn journal_id(id: BindingId) -> u64 {
-    let text = id.to_string();
-    let (slot, generation) = text.split_once('.').unwrap_or((&text, "0"));
-    (slot.parse::<u64>().unwrap_or(0) << 32) | generation.parse::<u64>().unwrap_or(0)
+    id.as_u64()
 }
 
 impl Restoration {

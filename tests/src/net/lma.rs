@@ -38,9 +38,7 @@ impl LmaNode {
         now: Instant,
         wall_clock: SystemTime,
     ) -> anyhow::Result<Self> {
-        let mut node = Self::start(name, config, 0, now, wall_clock)?;
-        node.config = Some(config.to_string());
-        Ok(node)
+        Self::start(name, config, 0, now, wall_clock)
     }
 
     fn start(
