@@ -10,18 +10,60 @@
 //! registration fails with [`RegistrationFailure::Timeout`]. Every transmission carries a
 //! new sequence number and a fresh timestamp; a PBA answering any transmission of the
 //! current exchange is accepted, so a late answer to an earlier copy is not wasted.
+//!
+//! Self-healing (RFC 5847, RFC 5846, TS 23.007 section 19), for a caller that feeds every
+//! Mobility Header message from an LMA in as [`Input::Mobility`] and sends what
+//! [`BindingUpdateList::poll_transmit`] returns besides the PBUs:
+//!
+//! * **Heartbeats** (with [`MagConfig::heartbeat`] set; the `heartbeat` module): every LMA
+//!   this list holds a binding at is asked every HEARTBEAT_INTERVAL; requests from an LMA
+//!   are answered with [`MagConfig::restart_counter`] (always, heartbeats on or not).
+//! * **LMA restarted** (its restart counter changed, or it announced a restart with an
+//!   unsolicited response): every binding held there is registered again at once, the PBU
+//!   asking for the same home network prefix and IPv4 home address (RFC 5213 section
+//!   6.9.1.1 lets a MAG name the prefix it wants, RFC 5844 section 3.1.1 the IPv4 home
+//!   address) with this MAG's own downlink GRE key. Granted with the same addresses it is
+//!   [`Output::Refreshed`] (the uplink GRE key in it may be new: the caller moves its
+//!   tunnel to it); refused, unanswered or granted other addresses it is [`Output::Lost`]
+//!   and the caller ends the session. [`LmaEvent::Restarted`] says how many went.
+//! * **LMA unreachable** (MISSING_HEARTBEATS_ALLOWED exceeded): every binding held there is
+//!   [`Output::Lost`] with [`RegistrationFailure::Unreachable`] ([`LmaEvent::Unreachable`]).
+//! * **Binding Revocation Indication** (RFC 5846 section 9.1, checked in the order of
+//!   section 6.2.1): a trigger the registry does not list is 133; G with a per-MN trigger
+//!   or a global trigger without G is 134; P clear is 128 (this list holds only proxy
+//!   bindings). G with "Per-Peer Policy" (no options allowed, else 134) revokes every
+//!   binding held at that LMA; G with "Revoking Mobility Node Local Policy" those whose NAI
+//!   has the realm of the MN-ID option's `@realm` (131 without one). Per mobile node: the
+//!   MN-ID is required (131), the bindings of that NAI at that LMA are the candidates,
+//!   narrowed by the Service Selection option (the APN) and the Home Network Prefix options
+//!   when present (1 PARTIAL_SUCCESS naming the prefixes not found); with V, only the
+//!   IPv4 home address named by the IPv4 Home Address Request option is released and the
+//!   binding stays ([`Output::Refreshed`] without it); none found is 128. Handover
+//!   triggers are accepted: whether the mobile node is still attached is the caller's to
+//!   know, not the list's, and the LMA has moved the binding already. Revoked bindings
+//!   leave the list as [`Output::Lost`] with [`RegistrationFailure::Revoked`]; the
+//!   acknowledgement mirrors P, V, G and the sequence number (section 6.1.2).
+//! * **This MAG restarted**: [`Input::AnnounceRestart`] sends the unsolicited Heartbeat
+//!   Response to the LMAs it had bindings at (their addresses are the caller's to keep), so
+//!   they drop its old bindings at once.
+//!
+//! Heartbeats, acknowledgements and per-LMA events come out of `poll_transmit` and
+//! `poll_event`, quinn-proto style, beside the per-binding [`Output`]s of `handle`: a
+//! caller that feeds no [`Input::Mobility`] and leaves heartbeats off never gets any.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
+use crate::heartbeat::{HeartbeatEvent, HeartbeatSettings, Heartbeats};
 use crate::mh::{
-    AccessTechnologyType, BindingAckStatus, BuFlags, GreKey, HandoffIndicator,
-    Ipv4HomeAddressReplyStatus, Lifetime, ProxyBindingAck, ProxyBindingUpdate, Timestamp,
+    AccessTechnologyType, BindingAckStatus, BindingRevocationRepr, BindingRevocationType, BuFlags,
+    GreKey, HandoffIndicator, Ipv4HomeAddressReplyStatus, Lifetime, MobileNodeIdentifier,
+    MobilityMessage, MobilityOption, ProxyBindingAck, ProxyBindingUpdate, Timestamp,
     VendorSpecific,
 };
 use crate::time::WallClock;
@@ -43,6 +85,12 @@ pub struct MagConfig {
     pub access_technology: AccessTechnologyType,
     /// Whether PBUs carry the Timestamp option (RFC 5213 section 5.5).
     pub use_timestamps: bool,
+    /// RFC 5847 heartbeats toward every LMA holding a binding of this list. `None` (the
+    /// default): none are sent, and an LMA's restart shows only when a refresh fails.
+    pub heartbeat: Option<HeartbeatSettings>,
+    /// This MAG's RFC 5847 restart counter, sent in every Heartbeat Response; the caller
+    /// keeps it across restarts and increments it when the MAG lost its bindings.
+    pub restart_counter: u32,
 }
 
 impl Default for MagConfig {
@@ -55,6 +103,8 @@ impl Default for MagConfig {
             refresh_ratio: 0.8,
             access_technology: AccessTechnologyType::Ieee80211,
             use_timestamps: true,
+            heartbeat: None,
+            restart_counter: 0,
         }
     }
 }
@@ -133,6 +183,12 @@ pub enum RegistrationFailure {
     /// A registration for this key is already in the list.
     #[error("a binding for this mobile node and APN already exists")]
     Duplicate,
+    /// The LMA missed this many heartbeats in a row (RFC 5847 section 3.1).
+    #[error("the LMA did not answer {missed} heartbeats in a row")]
+    Unreachable { missed: u32 },
+    /// The LMA revoked the binding (RFC 5846) with this Revocation Trigger.
+    #[error("the LMA revoked the binding (revocation trigger {trigger})")]
+    Revoked { trigger: u8 },
 }
 
 /// What the driver feeds in.
@@ -149,8 +205,57 @@ pub enum Input {
         from: SocketAddr,
         ack: ProxyBindingAck,
     },
+    /// Any Mobility Header message received from `from` (parsed, checksum checked): a
+    /// Binding Acknowledgement, a Heartbeat (RFC 5847), a Binding Revocation Indication
+    /// (RFC 5846) or a Binding Error; anything else is counted and dropped.
+    Mobility {
+        from: SocketAddr,
+        message: MobilityMessage,
+    },
+    /// This MAG restarted and lost its bindings: the LMAs it had bindings at (kept by the
+    /// caller) are told with unsolicited Heartbeat Responses (RFC 5847 section 3.2).
+    AnnounceRestart(Vec<SocketAddr>),
     /// The driver's timer for `poll_timeout()` fired.
     Timeout,
+}
+
+/// A Mobility Header message other than a PBU that the driver sends for the list: a
+/// Heartbeat or a Binding Revocation Acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub message: MobilityMessage,
+}
+
+/// What the list learnt about one LMA (one log line each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LmaEvent {
+    /// Its restart counter changed: `reregistering` bindings are being registered again.
+    Restarted {
+        lma: IpAddr,
+        previous: Option<u32>,
+        current: u32,
+        reregistering: usize,
+    },
+    /// MISSING_HEARTBEATS_ALLOWED exceeded: `lost` bindings were given up.
+    Unreachable {
+        lma: IpAddr,
+        missed: u32,
+        lost: usize,
+    },
+    /// It answered a heartbeat again after being unreachable.
+    Reachable { lma: IpAddr },
+    /// It answered a heartbeat with Binding Error status 2: no more heartbeats to it.
+    HeartbeatUnsupported { lma: IpAddr },
+    /// It sent a Binding Revocation Indication: answered with `status`, `revoked`
+    /// bindings gone.
+    Revocation {
+        lma: IpAddr,
+        trigger: u8,
+        global: bool,
+        status: u8,
+        revoked: usize,
+    },
 }
 
 /// What the driver carries out or reports.
@@ -196,6 +301,12 @@ pub struct Stats {
     pub pbas_matched: u64,
     /// PBAs that matched no outstanding sequence number, or came from the wrong LMA.
     pub pbas_unmatched: u64,
+    /// Bindings registered again, with the same addresses, after their LMA restarted.
+    pub reregistered: u64,
+    /// Bindings revoked by their LMA (RFC 5846).
+    pub revoked: u64,
+    /// Mobility Header messages the list does not act on.
+    pub ignored: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +335,8 @@ struct BindingUpdateListEntry {
     deadline: Option<Instant>,
     /// Bumped on every deadline change so stale heap items are ignored.
     generation: u64,
+    /// Registering again after the LMA restarted (counted when it succeeds).
+    restoring: bool,
 }
 
 /// The MAG's Binding Update List: every mobile node this MAG has registered or is
@@ -238,12 +351,24 @@ pub struct BindingUpdateList {
     /// Wall clock at `epoch`, so timestamps follow virtual time.
     clock: WallClock,
     stats: Stats,
+    /// RFC 5847 toward the LMAs, and how many granted bindings each holds.
+    heartbeats: Heartbeats<SocketAddr>,
+    granted_at: HashMap<IpAddr, usize>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<LmaEvent>,
 }
 
 impl BindingUpdateList {
     /// `now` and `wall_clock` are the same moment: monotonic and wall-clock time.
     pub fn new(config: MagConfig, now: Instant, wall_clock: SystemTime) -> Self {
         BindingUpdateList {
+            heartbeats: Heartbeats::new(
+                config.heartbeat.unwrap_or_default(),
+                config.restart_counter,
+            ),
+            granted_at: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
             config,
             entries: HashMap::new(),
             by_sequence: HashMap::new(),
@@ -279,9 +404,48 @@ impl BindingUpdateList {
         self.entries.get(key).and_then(|e| e.granted.as_ref())
     }
 
+    /// Heartbeat statistics (RFC 5847).
+    pub fn heartbeat_stats(&self) -> crate::heartbeat::HeartbeatStats {
+        self.heartbeats.stats()
+    }
+
+    /// The LMAs holding a granted binding of this list (what a caller keeps to announce
+    /// its own restart with [`Input::AnnounceRestart`]).
+    pub fn lmas(&self) -> Vec<SocketAddr> {
+        let mut lmas: Vec<SocketAddr> = self
+            .entries
+            .values()
+            .filter(|e| e.granted.is_some())
+            .map(|e| e.request.lma)
+            .collect();
+        lmas.sort();
+        lmas.dedup();
+        lmas
+    }
+
+    /// The restart counter last heard from `lma` (RFC 5847).
+    pub fn lma_restart_counter(&self, lma: IpAddr) -> Option<u32> {
+        self.heartbeats.peer_counter(lma)
+    }
+
     /// The earliest moment `handle(Input::Timeout, ..)` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|Reverse((at, _, _))| *at)
+        let list = self.deadlines.peek().map(|Reverse((at, _, _))| *at);
+        let heartbeats = self
+            .config
+            .heartbeat
+            .and_then(|_| self.heartbeats.poll_timeout());
+        list.into_iter().chain(heartbeats).min()
+    }
+
+    /// The next Heartbeat or Binding Revocation Acknowledgement to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next thing learnt about an LMA.
+    pub fn poll_event(&mut self) -> Option<LmaEvent> {
+        self.events.pop_front()
     }
 
     pub fn handle(&mut self, input: Input, now: Instant, out: &mut Vec<Output>) {
@@ -290,9 +454,334 @@ impl BindingUpdateList {
             Input::Deregister(key) => self.deregister(key, now, out),
             Input::Refresh(key) => self.refresh(key, now, out),
             Input::Ack { from, ack } => self.acknowledge(from, ack, now, out),
-            Input::Timeout => self.expire(now, out),
+            Input::Mobility { from, message } => self.mobility(from, message, now, out),
+            Input::AnnounceRestart(lmas) => {
+                let mut events = Vec::new();
+                self.heartbeats.announce_restart(lmas, &mut events);
+                self.heartbeat_events(events, now, out);
+            }
+            Input::Timeout => {
+                self.expire(now, out);
+                if self.config.heartbeat.is_some() {
+                    let mut events = Vec::new();
+                    self.heartbeats.on_timeout(now, &mut events);
+                    self.heartbeat_events(events, now, out);
+                }
+            }
         }
         self.prune_stale_deadlines();
+    }
+
+    /// A Mobility Header message from an LMA (`Input::Mobility`).
+    fn mobility(
+        &mut self,
+        from: SocketAddr,
+        message: MobilityMessage,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let mut events = Vec::new();
+        match message {
+            MobilityMessage::BindingAck(ba) => match ProxyBindingAck::try_from(&ba) {
+                Ok(ack) => self.acknowledge(from, ack, now, out),
+                Err(_) => self.stats.pbas_unmatched += 1,
+            },
+            MobilityMessage::Heartbeat(heartbeat) => {
+                self.heartbeats
+                    .on_heartbeat(from.ip(), from, &heartbeat, now, &mut events)
+            }
+            MobilityMessage::BindingError(error) => {
+                self.heartbeats
+                    .on_binding_error(from.ip(), error.status, &mut events)
+            }
+            MobilityMessage::BindingRevocation(bri)
+                if bri.revocation_type == BindingRevocationType::Indication =>
+            {
+                self.revocation(from, &bri, out)
+            }
+            _ => self.stats.ignored += 1,
+        }
+        self.heartbeat_events(events, now, out);
+    }
+
+    /// Carries out what the heartbeat state reported.
+    fn heartbeat_events(
+        &mut self,
+        events: Vec<HeartbeatEvent<SocketAddr>>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        for event in events {
+            match event {
+                HeartbeatEvent::Send { to, heartbeat } => self.transmits.push_back(Transmit {
+                    to,
+                    message: MobilityMessage::Heartbeat(heartbeat),
+                }),
+                HeartbeatEvent::Restarted {
+                    peer,
+                    previous,
+                    current,
+                    ..
+                } => {
+                    let reregistering = self.lma_restarted(peer, now, out);
+                    self.events.push_back(LmaEvent::Restarted {
+                        lma: peer,
+                        previous,
+                        current,
+                        reregistering,
+                    });
+                }
+                HeartbeatEvent::Unreachable { peer, missed } => {
+                    let lost = self.lma_unreachable(peer, missed, out);
+                    self.events.push_back(LmaEvent::Unreachable {
+                        lma: peer,
+                        missed,
+                        lost,
+                    });
+                }
+                HeartbeatEvent::Reachable { peer } => {
+                    self.events.push_back(LmaEvent::Reachable { lma: peer })
+                }
+                HeartbeatEvent::Unsupported { peer } => self
+                    .events
+                    .push_back(LmaEvent::HeartbeatUnsupported { lma: peer }),
+            }
+        }
+    }
+
+    /// The keys of the entries at `lma` for which `pick` holds.
+    fn keys_at(
+        &self,
+        lma: IpAddr,
+        pick: impl Fn(&BindingUpdateListEntry) -> bool,
+    ) -> Vec<MobileNodeKey> {
+        let mut keys: Vec<MobileNodeKey> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.request.lma.ip() == lma && pick(e))
+            .map(|(k, _)| k.clone())
+            .collect();
+        // A fixed order, so a run repeats exactly.
+        keys.sort();
+        keys
+    }
+
+    /// The LMA lost its state: every binding granted there is registered again now with
+    /// the addresses it holds (module doc). Returns how many.
+    fn lma_restarted(&mut self, lma: IpAddr, now: Instant, out: &mut Vec<Output>) -> usize {
+        let keys = self.keys_at(lma, |e| e.granted.is_some());
+        let mut count = 0;
+        for key in keys {
+            let Some(entry) = self.entries.get_mut(&key) else {
+                continue;
+            };
+            match entry.phase {
+                Phase::Registered => {
+                    entry.phase = Phase::Refreshing;
+                    entry.restoring = true;
+                    self.start_exchange(&key, now, out);
+                    count += 1;
+                }
+                // Its PBUs go on to the restarted LMA, which answers them as new ones.
+                Phase::Refreshing => {
+                    entry.restoring = true;
+                    count += 1;
+                }
+                Phase::Registering | Phase::Deregistering => {}
+            }
+        }
+        count
+    }
+
+    /// The LMA missed its heartbeats: every binding there is given up. Returns how many.
+    fn lma_unreachable(&mut self, lma: IpAddr, missed: u32, out: &mut Vec<Output>) -> usize {
+        // A registration under way has its own retransmissions and outcome.
+        let keys = self.keys_at(lma, |e| e.phase != Phase::Registering);
+        for key in &keys {
+            let phase = self.entries.get(key).map(|e| e.phase);
+            self.remove(key);
+            out.push(match phase {
+                Some(Phase::Deregistering) => Output::Deregistered {
+                    key: key.clone(),
+                    acknowledged: false,
+                },
+                _ => Output::Lost {
+                    key: key.clone(),
+                    reason: RegistrationFailure::Unreachable { missed },
+                },
+            });
+        }
+        keys.len()
+    }
+
+    /// A Binding Revocation Indication from an LMA (RFC 5846 section 9.1, module doc).
+    fn revocation(&mut self, from: SocketAddr, bri: &BindingRevocationRepr, out: &mut Vec<Output>) {
+        let trigger = bri.trigger_or_status;
+        let global = bri.flags & BindingRevocationRepr::GLOBAL != 0;
+        let nai = bri.options.iter().find_map(|o| match o {
+            MobilityOption::MobileNodeIdentifier(MobileNodeIdentifier::Nai(n)) => Some(n.clone()),
+            _ => None,
+        });
+        let apn = bri.options.iter().find_map(|o| match o {
+            MobilityOption::ServiceSelection(a) => Some(a.clone()),
+            _ => None,
+        });
+        let prefixes: Vec<Ipv6Net> = bri
+            .options
+            .iter()
+            .filter_map(|o| match o {
+                MobilityOption::HomeNetworkPrefix(p) => Some(p.trunc()),
+                _ => None,
+            })
+            .collect();
+        let lma = from.ip();
+        // Revocable: a binding granted at this LMA (or being let go there).
+        let at_lma = |e: &BindingUpdateListEntry| e.granted.is_some();
+        let mut revoked: Vec<MobileNodeKey> = Vec::new();
+        let mut not_found: Vec<Ipv6Net> = Vec::new();
+        let mut ipv4_only: Option<MobileNodeKey> = None;
+        let status = if !revocation::trigger_known(trigger) {
+            revocation::TRIGGER_NOT_SUPPORTED
+        } else if global != (trigger >= 128) {
+            revocation::FUNCTION_NOT_SUPPORTED
+        } else if bri.flags & BindingRevocationRepr::PROXY == 0 {
+            revocation::BINDING_DOES_NOT_EXIST
+        } else if trigger == revocation::PER_PEER_POLICY {
+            if bri.options.is_empty() {
+                revoked = self.keys_at(lma, at_lma);
+                revocation::SUCCESS
+            } else {
+                revocation::FUNCTION_NOT_SUPPORTED
+            }
+        } else if global {
+            // "Revoking Mobility Node Local Policy": every NAI of the realm named.
+            match nai.as_deref().and_then(|n| n.strip_prefix('@')) {
+                Some(realm) if !realm.is_empty() => {
+                    revoked = self.keys_at(lma, |e| {
+                        at_lma(e)
+                            && e.request.key.mn_id.rsplit_once('@').map(|(_, r)| r) == Some(realm)
+                    });
+                    if revoked.is_empty() {
+                        revocation::BINDING_DOES_NOT_EXIST
+                    } else {
+                        revocation::SUCCESS
+                    }
+                }
+                _ => revocation::IDENTITY_REQUIRED,
+            }
+        } else if let Some(nai) = &nai {
+            let mut candidates = self.keys_at(lma, |e| {
+                at_lma(e)
+                    && &*e.request.key.mn_id == nai.as_str()
+                    && apn
+                        .as_deref()
+                        .is_none_or(|a| e.request.key.apn.as_deref() == Some(a))
+            });
+            if bri.flags & BindingRevocationRepr::IPV4_HOA_ONLY != 0 {
+                let address = bri.options.iter().find_map(|o| match o {
+                    MobilityOption::Ipv4HomeAddressRequest(a) => Some(a.addr()),
+                    _ => None,
+                });
+                ipv4_only = candidates.into_iter().find(|k| {
+                    let held = self.registration(k).and_then(|r| r.ipv4_home_address);
+                    address.is_some() && held.map(|h| h.addr()) == address
+                });
+                if ipv4_only.is_some() {
+                    revocation::SUCCESS
+                } else {
+                    revocation::BINDING_DOES_NOT_EXIST
+                }
+            } else {
+                if !prefixes.is_empty() {
+                    for prefix in &prefixes {
+                        let held = |k: &MobileNodeKey| {
+                            self.registration(k)
+                                .and_then(|r| r.home_network_prefix)
+                                .map(|p| p.trunc())
+                                == Some(*prefix)
+                        };
+                        if !candidates.iter().any(held) {
+                            not_found.push(*prefix);
+                        }
+                    }
+                    candidates.retain(|k| {
+                        self.registration(k)
+                            .and_then(|r| r.home_network_prefix)
+                            .is_some_and(|p| prefixes.contains(&p.trunc()))
+                    });
+                }
+                revoked = candidates;
+                match (revoked.is_empty(), not_found.is_empty()) {
+                    (true, _) => revocation::BINDING_DOES_NOT_EXIST,
+                    (false, true) => revocation::SUCCESS,
+                    (false, false) => revocation::PARTIAL_SUCCESS,
+                }
+            }
+        } else {
+            revocation::IDENTITY_REQUIRED
+        };
+        let ipv4_released = ipv4_only.is_some();
+        if let Some(key) = ipv4_only {
+            self.release_ipv4(&key, out);
+        }
+        for key in &revoked {
+            let phase = self.entries.get(key).map(|e| e.phase);
+            self.remove(key);
+            self.stats.revoked += 1;
+            out.push(match phase {
+                Some(Phase::Deregistering) => Output::Deregistered {
+                    key: key.clone(),
+                    acknowledged: true,
+                },
+                _ => Output::Lost {
+                    key: key.clone(),
+                    reason: RegistrationFailure::Revoked { trigger },
+                },
+            });
+        }
+        // RFC 5846 section 9.1: a partial success names what could not be revoked.
+        let mut options = Vec::new();
+        if status == revocation::PARTIAL_SUCCESS {
+            options.extend(
+                nai.map(|n| MobilityOption::MobileNodeIdentifier(MobileNodeIdentifier::Nai(n))),
+            );
+            options.extend(not_found.into_iter().map(MobilityOption::HomeNetworkPrefix));
+        }
+        let mirrored = BindingRevocationRepr::PROXY
+            | BindingRevocationRepr::IPV4_HOA_ONLY
+            | BindingRevocationRepr::GLOBAL;
+        self.transmits.push_back(Transmit {
+            to: from,
+            message: MobilityMessage::BindingRevocation(BindingRevocationRepr {
+                revocation_type: BindingRevocationType::Acknowledgement,
+                trigger_or_status: status,
+                sequence: bri.sequence,
+                flags: bri.flags & mirrored,
+                options,
+            }),
+        });
+        self.events.push_back(LmaEvent::Revocation {
+            lma,
+            trigger,
+            global,
+            status,
+            revoked: revoked.len() + usize::from(ipv4_released),
+        });
+    }
+
+    /// RFC 5846 V flag: the binding keeps going without its IPv4 home address.
+    fn release_ipv4(&mut self, key: &MobileNodeKey, out: &mut Vec<Output>) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        entry.request.request_ipv4_home_address = false;
+        if let Some(granted) = entry.granted.as_mut() {
+            granted.ipv4_home_address = None;
+            out.push(Output::Refreshed {
+                key: key.clone(),
+                registration: granted.clone(),
+            });
+        }
     }
 
     /// Drops superseded deadlines from the top of the heap so `poll_timeout` is exact.
@@ -325,6 +814,7 @@ impl BindingUpdateList {
             next_delay: self.config.init_min_delay_between_bus,
             deadline: None,
             generation: 0,
+            restoring: false,
         };
         self.entries.insert(key.clone(), entry);
         self.transmit(&key, now, out);
@@ -442,9 +932,17 @@ impl BindingUpdateList {
                     let refresh_in = Duration::from_secs_f64(
                         f64::from(registration.lifetime.as_secs()) * self.config.refresh_ratio,
                     );
+                    let mut first = false;
                     if let Some(entry) = self.entries.get_mut(&key) {
+                        first = entry.granted.is_none();
+                        if std::mem::take(&mut entry.restoring) {
+                            self.stats.reregistered += 1;
+                        }
                         entry.granted = Some(registration.clone());
                         entry.phase = Phase::Registered;
+                    }
+                    if first {
+                        self.granted_here(from, 1, now);
                     }
                     self.arm(&key, now + refresh_in);
                     out.push(if phase == Phase::Registering {
@@ -515,12 +1013,21 @@ impl BindingUpdateList {
             ));
         }
         if let Some(held) = &entry.granted {
-            // A refresh must keep what the first registration granted.
+            // A refresh (or a registration again at a restarted LMA) must keep what the
+            // first registration granted.
             if held.home_network_prefix != home_network_prefix
                 && request.request_home_network_prefix
             {
                 return Err(RegistrationFailure::Incomplete(
                     "the home network prefix changed on refresh",
+                ));
+            }
+            let address = |a: Option<Ipv4Net>| a.map(|a| a.addr());
+            if address(held.ipv4_home_address) != address(ipv4_home_address)
+                && request.request_ipv4_home_address
+            {
+                return Err(RegistrationFailure::Incomplete(
+                    "the IPv4 home address changed on refresh",
                 ));
             }
         }
@@ -600,8 +1107,30 @@ impl BindingUpdateList {
 
     fn remove(&mut self, key: &MobileNodeKey) {
         self.forget_outstanding(key);
-        self.entries.remove(key);
+        if let Some(entry) = self.entries.remove(key) {
+            if entry.granted.is_some() {
+                self.granted_here(entry.request.lma, -1, self.clock.epoch());
+            }
+        }
         // Heap items for it are skipped lazily: the entry is gone.
+    }
+
+    /// Counts a granted binding at `lma` in (`1`) or out (`-1`): an LMA is asked for
+    /// heartbeats while it holds one (RFC 5847 section 3).
+    fn granted_here(&mut self, lma: SocketAddr, delta: i32, now: Instant) {
+        let count = self.granted_at.entry(lma.ip()).or_default();
+        if delta > 0 {
+            *count += 1;
+            if *count == 1 && self.config.heartbeat.is_some() {
+                self.heartbeats.watch(lma.ip(), lma, now);
+            }
+        } else {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.granted_at.remove(&lma.ip());
+                self.heartbeats.unwatch(lma.ip());
+            }
+        }
     }
 
     fn timestamp_at(&self, now: Instant) -> Timestamp {
@@ -663,6 +1192,25 @@ fn build_pbu(
     }
 }
 
+/// RFC 5846 code points the list reads and answers with (sections 5.1, 5.2 and 12), as
+/// octets, from the codec's registries.
+mod revocation {
+    use crate::mh::{BindingRevocationStatus as Status, RevocationTrigger as Trigger};
+
+    pub const PER_PEER_POLICY: u8 = Trigger::PerPeerPolicy.value();
+    pub const SUCCESS: u8 = Status::Success.value();
+    pub const PARTIAL_SUCCESS: u8 = Status::PartialSuccess.value();
+    pub const BINDING_DOES_NOT_EXIST: u8 = Status::BindingDoesNotExist.value();
+    pub const IDENTITY_REQUIRED: u8 = Status::RevokedMobileNodesIdentityRequired.value();
+    pub const TRIGGER_NOT_SUPPORTED: u8 = Status::RevocationTriggerNotSupported.value();
+    pub const FUNCTION_NOT_SUPPORTED: u8 = Status::RevocationFunctionNotSupported.value();
+
+    /// Whether the Revocation Trigger registry names `trigger`.
+    pub fn trigger_known(trigger: u8) -> bool {
+        !matches!(Trigger::from(trigger), Trigger::Unknown(_))
+    }
+}
+
 /// The LMA address family decides the transport: IPv4 uses UDP 5436 (RFC 5844), IPv6
 /// the Mobility Header directly (RFC 5213).
 pub fn is_ipv4_transport(lma: &SocketAddr) -> bool {
@@ -672,6 +1220,7 @@ pub fn is_ipv4_transport(lma: &SocketAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mh::HeartbeatRepr;
     use std::net::Ipv6Addr;
     use std::time::UNIX_EPOCH;
 
@@ -1078,6 +1627,242 @@ mod tests {
             }]
         );
         assert_eq!(list.len(), 1);
+    }
+
+    /// A list holding `n` bindings at `lma()`, granted prefix `2001:db8:0:i::/64`.
+    fn registered(n: u8, t0: Instant) -> BindingUpdateList {
+        let mut list = bul(t0);
+        for i in 1..=n {
+            let mut out = Vec::new();
+            list.handle(Input::Register(request(u32::from(i))), t0, &mut out);
+            let pbu = sent(&out).remove(0);
+            let ack = accept(&pbu, i);
+            list.handle(Input::Ack { from: lma(), ack }, t0, &mut out);
+        }
+        list
+    }
+
+    fn bri(trigger: u8, flags: u8, options: Vec<MobilityOption>) -> MobilityMessage {
+        MobilityMessage::BindingRevocation(BindingRevocationRepr {
+            revocation_type: BindingRevocationType::Indication,
+            trigger_or_status: trigger,
+            sequence: 77,
+            flags,
+            options,
+        })
+    }
+
+    /// Feeds `message` from `lma()`: the acknowledgement's status and flags, and the keys
+    /// lost.
+    fn answer(list: &mut BindingUpdateList, message: MobilityMessage) -> (u8, u8, Vec<String>) {
+        let mut out = Vec::new();
+        let t = Instant::now();
+        list.handle(
+            Input::Mobility {
+                from: lma(),
+                message,
+            },
+            t,
+            &mut out,
+        );
+        let Some(Transmit {
+            to,
+            message: MobilityMessage::BindingRevocation(bra),
+        }) = list.poll_transmit()
+        else {
+            panic!("no acknowledgement")
+        };
+        assert_eq!(to, lma());
+        assert_eq!(bra.revocation_type, BindingRevocationType::Acknowledgement);
+        assert_eq!(bra.sequence, 77);
+        let lost = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Lost {
+                    key,
+                    reason: RegistrationFailure::Revoked { .. },
+                } => Some(key.mn_id.to_string()),
+                _ => None,
+            })
+            .collect();
+        (bra.trigger_or_status, bra.flags, lost)
+    }
+
+    #[test]
+    fn every_revocation_indication_gets_its_status() {
+        const P: u8 = BindingRevocationRepr::PROXY;
+        const V: u8 = BindingRevocationRepr::IPV4_HOA_ONLY;
+        const G: u8 = BindingRevocationRepr::GLOBAL;
+        let t0 = Instant::now();
+        let nai = |n: u32| {
+            MobilityOption::MobileNodeIdentifier(MobileNodeIdentifier::Nai(
+                request(n).key.mn_id.to_string(),
+            ))
+        };
+        let prefix = |i: u16| {
+            MobilityOption::HomeNetworkPrefix(
+                Ipv6Net::new(Ipv6Addr::new(0x2001, 0xdb8, 0, i, 0, 0, 0, 0), 64).unwrap(),
+            )
+        };
+        let mut list = registered(3, t0);
+        // RFC 5846 section 6.2.1 and 9.1, in order.
+        assert_eq!(answer(&mut list, bri(77, P, vec![nai(1)])).0, 133);
+        assert_eq!(answer(&mut list, bri(1, P | G, vec![nai(1)])).0, 134);
+        assert_eq!(answer(&mut list, bri(128, P, vec![])).0, 134);
+        assert_eq!(answer(&mut list, bri(1, 0, vec![nai(1)])).0, 128);
+        assert_eq!(answer(&mut list, bri(1, P, vec![])).0, 131);
+        assert_eq!(answer(&mut list, bri(129, P | G, vec![])).0, 131);
+        assert_eq!(answer(&mut list, bri(128, P | G, vec![nai(1)])).0, 134);
+        assert_eq!(answer(&mut list, bri(1, P, vec![nai(9)])).0, 128);
+        // V: only the IPv4 home address goes; the binding stays (section 9.1).
+        let v4 = MobilityOption::Ipv4HomeAddressRequest("10.45.0.1/32".parse().unwrap());
+        let (status, flags, lost) = answer(&mut list, bri(1, P | V, vec![nai(1), v4]));
+        assert_eq!((status, flags, lost.len()), (0, P | V, 0));
+        let held = list.registration(&request(1).key).unwrap();
+        assert_eq!(held.ipv4_home_address, None);
+        assert!(held.home_network_prefix.is_some());
+        // A prefix held and one not: partial success naming the one not found.
+        let (status, _, lost) = answer(&mut list, bri(1, P, vec![nai(2), prefix(2), prefix(7)]));
+        assert_eq!((status, lost), (1, vec![request(2).key.mn_id.to_string()]));
+        // The realm of the NAIs (G, "Revoking Mobility Node Local Policy").
+        let realm =
+            MobilityOption::MobileNodeIdentifier(MobileNodeIdentifier::Nai("@nai.epc".into()));
+        let (status, flags, lost) = answer(&mut list, bri(129, P | G, vec![realm]));
+        assert_eq!((status, flags, lost.len()), (0, P | G, 2));
+        assert!(list.is_empty());
+        // Every binding at that LMA (G, "Per-Peer Policy", no options).
+        let mut list = registered(2, t0);
+        let (status, _, lost) = answer(&mut list, bri(128, P | G, vec![]));
+        assert_eq!((status, lost.len()), (0, 2));
+        assert!(list.is_empty());
+        assert_eq!(list.stats().revoked, 2);
+    }
+
+    #[test]
+    fn a_restarted_lma_gets_every_binding_again_with_the_same_addresses() {
+        let t0 = Instant::now();
+        let mut list = BindingUpdateList::new(
+            MagConfig {
+                heartbeat: Some(HeartbeatSettings::default()),
+                restart_counter: 5,
+                ..MagConfig::default()
+            },
+            t0,
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        );
+        let mut out = Vec::new();
+        list.handle(Input::Register(request(1)), t0, &mut out);
+        let pbu = sent(&out).remove(0);
+        list.handle(
+            Input::Ack {
+                from: lma(),
+                ack: accept(&pbu, 3),
+            },
+            t0,
+            &mut out,
+        );
+        // The first heartbeat goes at once: the LMA's counter is learnt.
+        list.handle(Input::Timeout, t0, &mut out);
+        let Some(Transmit {
+            message: MobilityMessage::Heartbeat(request_hb),
+            ..
+        }) = list.poll_transmit()
+        else {
+            panic!("no heartbeat request")
+        };
+        let response = |counter, sequence, unsolicited| {
+            MobilityMessage::Heartbeat(HeartbeatRepr {
+                unsolicited,
+                response: true,
+                sequence,
+                options: vec![MobilityOption::RestartCounter(counter)],
+            })
+        };
+        out.clear();
+        let from = lma();
+        list.handle(
+            Input::Mobility {
+                from,
+                message: response(8, request_hb.sequence, false),
+            },
+            t0,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        // A request from the LMA is answered with this MAG's counter.
+        let ask = MobilityMessage::Heartbeat(HeartbeatRepr {
+            unsolicited: false,
+            response: false,
+            sequence: 4,
+            options: Vec::new(),
+        });
+        list.handle(Input::Mobility { from, message: ask }, t0, &mut out);
+        assert_eq!(
+            list.poll_transmit().map(|t| t.message),
+            Some(response(5, 4, false))
+        );
+        // The LMA restarted: it says so; the binding is registered again at once, naming
+        // the prefix and IPv4 address it holds, with the same downlink key.
+        let t1 = t0 + Duration::from_secs(30);
+        list.handle(
+            Input::Mobility {
+                from,
+                message: response(9, 0, true),
+            },
+            t1,
+            &mut out,
+        );
+        let again = sent(&out).remove(0);
+        assert_eq!(
+            again.home_network_prefixes,
+            vec!["2001:db8:0:3::/64".parse::<Ipv6Net>().unwrap()]
+        );
+        assert_eq!(
+            again.ipv4_home_address_request,
+            Some("10.45.0.3/16".parse().unwrap())
+        );
+        assert_eq!(again.gre_key, Some(GreKey(1001)));
+        assert!(matches!(
+            list.poll_event(),
+            Some(LmaEvent::Restarted {
+                previous: Some(8),
+                current: 9,
+                reregistering: 1,
+                ..
+            })
+        ));
+        out.clear();
+        let mut granted = accept(&again, 3);
+        granted.gre_key = Some(GreKey(0x0900_0001));
+        list.handle(Input::Ack { from, ack: granted }, t1, &mut out);
+        match out.as_slice() {
+            [Output::Refreshed { registration, .. }] => {
+                assert_eq!(registration.uplink_gre_key, Some(GreKey(0x0900_0001)))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(list.stats().reregistered, 1);
+        // Other addresses granted after a restart: the binding is lost, not changed.
+        list.handle(
+            Input::Mobility {
+                from,
+                message: response(10, 0, true),
+            },
+            t1,
+            &mut out,
+        );
+        let again = sent(&out).pop().unwrap();
+        out.clear();
+        list.handle(
+            Input::Ack {
+                from,
+                ack: accept(&again, 4),
+            },
+            t1,
+            &mut out,
+        );
+        assert!(matches!(out.as_slice(), [Output::Lost { .. }]), "{out:?}");
+        assert!(list.is_empty());
     }
 
     #[test]

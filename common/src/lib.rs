@@ -11,6 +11,7 @@ pub mod eap;
 pub mod esp;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod heartbeat;
 pub mod ike;
 pub mod mh;
 pub mod registry;

@@ -137,6 +137,7 @@ fn core(pool: &str, mags: &[Ipv4Addr]) -> (Lma, Instant) {
         restart_counter: 1,
         revocation: RevocationSettings::default(),
         limits: MagLimits::default(),
+        heartbeat: None,
     };
     let wall: SystemTime = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     (Lma::new(settings, t0, wall).expect("core"), t0)

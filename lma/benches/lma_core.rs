@@ -120,6 +120,7 @@ fn settings() -> LmaSettings {
         restart_counter: 1,
         revocation: RevocationSettings::default(),
         limits: MagLimits::default(),
+        heartbeat: None,
     }
 }
 

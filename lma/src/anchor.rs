@@ -61,16 +61,22 @@ use std::time::{Duration, Instant, SystemTime};
 use ipnet::{Ipv4Net, Ipv6Net};
 use pmip_common::mh::{
     BaFlags, BindingAckRepr, BindingAckStatus, BindingErrorRepr, BindingErrorStatus,
-    BindingUpdateRepr, BuFlags, HeartbeatRepr, Ipv4HomeAddressReplyStatus, Lifetime, MhError,
-    MobilityHeader, MobilityHeaderRepr, MobilityMessage, MobilityOption, ProxyBindingAck,
-    ProxyBindingUpdate, Timestamp, IPPROTO_NONE,
+    BindingUpdateRepr, BuFlags, Ipv4HomeAddressReplyStatus, Lifetime, MhError, MobilityHeader,
+    MobilityHeaderRepr, MobilityMessage, MobilityOption, ProxyBindingAck, ProxyBindingUpdate,
+    Timestamp, IPPROTO_NONE,
 };
 
 mod chain;
 mod limits;
 mod mn_id;
+mod restoration;
 mod revocation;
 mod takeover;
+
+pub use restoration::{
+    HeldBinding, JournalRecord, PeerEvent, PeerReport, Quarantined, Restored, RevokeError,
+    RevokeTarget,
+};
 
 pub use limits::{LimitKind, LimitReport, MagLimits, MagRefusals};
 pub use mn_id::{nai_problem, MAX_NAI_LEN};
@@ -113,6 +119,9 @@ pub struct LmaSettings {
     pub revocation: RevocationSettings,
     /// Per-MAG limits: shares, capacity, rate of new bindings.
     pub limits: MagLimits,
+    /// RFC 5847 heartbeats toward every MAG holding a binding (`None`: not sent; requests
+    /// are answered all the same).
+    pub heartbeat: Option<pmip_common::heartbeat::HeartbeatSettings>,
 }
 
 /// What the driver feeds in.
@@ -141,6 +150,8 @@ pub enum DownReason {
     Expired,
     /// Revoked: by its MAG (RFC 5846), or replaced by a new mobility session.
     Revoked,
+    /// Its MAG restarted and lost it (RFC 5847 restart counter).
+    MagRestarted,
 }
 
 /// What became of one PBU.
@@ -187,6 +198,11 @@ pub enum Output {
         binding: BindingInfo,
         reason: DownReason,
     },
+    /// Something about a peer: heartbeats, a restart, a restoration (one log line).
+    Peer(PeerReport),
+    /// A change of what MAGs may hold, for the restoration state file (the `state`
+    /// module appends it).
+    Journal(JournalRecord),
     /// One PBU was handled (one log line).
     Report(PbuReport),
     /// A chained binding was created, or its ePDG side changed: install or replace its
@@ -348,6 +364,8 @@ pub struct Lma {
     revocations: revocation::Revocations,
     /// Per-MAG buckets and the refusals not reported yet.
     limiter: limits::Limiter,
+    /// RFC 5847 toward the MAGs, addresses held back after a restart, the state file.
+    restoration: restoration::Restoration,
 }
 
 impl Lma {
@@ -363,11 +381,13 @@ impl Lma {
             .transpose()?;
         let prefix_pool = settings.ipv6_pool.map(PrefixPool::new).transpose()?;
         Ok(Lma {
+            restoration: restoration::Restoration::new(&settings),
+            // Keys of earlier runs are never handed out again (the gre_keys module).
+            uplink_keys: UplinkKeyAllocator::for_restart(settings.restart_counter),
             settings,
             cache: BindingCache::new(),
             ipv4_pool,
             prefix_pool,
-            uplink_keys: UplinkKeyAllocator::default(),
             deadlines: DeadlineQueue::new(),
             clock: WallClock::new(now, wall_clock),
             stats: Stats::default(),
@@ -411,6 +431,7 @@ impl Lma {
             self.chain.as_ref().and_then(chain::Chain::poll_timeout),
             self.revocations.poll_timeout(),
             self.limits_poll_timeout(),
+            self.restoration.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -419,6 +440,7 @@ impl Lma {
 
     /// Advances the state machine by one input at `now`, appending what to do to `out`.
     pub fn handle(&mut self, input: Input<'_>, now: Instant, out: &mut Vec<Output>) {
+        let start = out.len();
         match input {
             Input::Mobility { from, bytes } => self.receive(from, bytes, now, out),
             Input::Timeout => {
@@ -426,8 +448,10 @@ impl Lma {
                 self.chain_timeout(now, out);
                 self.revocation_timeout(now, out);
                 self.limits_timeout(now, out);
+                self.restoration_timeout(now, out);
             }
         }
+        self.track_outputs(start, now, out);
         let cache = &self.cache;
         let stale =
             |at: Instant, id: BindingId| cache.get(id).is_none_or(|e| e.state.expires != at);
@@ -517,20 +541,26 @@ impl Lma {
                 self.binding_update(from, authorized, &bu, now, out)
             }
             MobilityMessage::BindingAck(ba) if home_gateway => self.chain_ack(from, &ba, now, out),
+            MobilityMessage::Heartbeat(_)
+            | MobilityMessage::BindingError(_)
+            | MobilityMessage::BindingRevocation(_)
+                if home_gateway && !authorized =>
+            {
+                // The home gateway asks or tells its MAG, this gateway's chain.
+                self.chain_mobility(from, message, now, out)
+            }
             MobilityMessage::BindingRevocation(br) => {
                 self.binding_revocation(from, authorized, &br, now, out)
             }
-            MobilityMessage::Heartbeat(hb) if authorized && !hb.response && !hb.unsolicited => {
-                self.stats.heartbeats_answered += 1;
-                let response = HeartbeatRepr {
-                    unsolicited: false,
-                    response: true,
-                    sequence: hb.sequence,
-                    options: vec![MobilityOption::RestartCounter(
-                        self.settings.restart_counter,
-                    )],
-                };
-                self.send(from, MobilityMessage::Heartbeat(response), out);
+            // U is only ever set in a response (RFC 5847 section 3.3).
+            MobilityMessage::Heartbeat(hb) if authorized && (hb.response || !hb.unsolicited) => {
+                if !hb.response {
+                    self.stats.heartbeats_answered += 1;
+                }
+                self.heartbeat_from_mag(from, &hb, now, out);
+            }
+            MobilityMessage::BindingError(be) if authorized => {
+                self.binding_error_from_mag(from, &be, now, out)
             }
             _ => self.stats.ignored += 1,
         }
@@ -779,14 +809,43 @@ impl Lma {
             if self.prefix_pool.is_some() {
                 self.fits_share(mag.ip(), one(1, 0))?;
             }
-            let pool = self.prefix_pool.as_mut().ok_or(Rejection::new(
-                BindingAckStatus::NotAuthorizedForIpv6MobilityService,
-                "no ipv6_pool: IPv6 home network prefixes are not served",
-            ))?;
-            taken.home_network_prefix = Some(pool.allocate().ok_or(Rejection::new(
-                BindingAckStatus::InsufficientResources,
-                "ipv6_pool exhausted",
-            ))?);
+            let wanted = pbu
+                .home_network_prefixes
+                .iter()
+                .find(|p| !is_any_prefix(p))
+                .map(|p| p.trunc());
+            let own = |p: &Ipv6Net| self.restoration.held_for(None, Some(*p), pbu, mag.ip());
+            if let Some(prefix) = wanted.filter(own) {
+                // Held back for this very binding since a restart: it is its own again.
+                self.restoration.take(None, Some(prefix));
+                taken.home_network_prefix = Some(prefix);
+            } else {
+                let pool = self.prefix_pool.as_mut().ok_or(Rejection::new(
+                    BindingAckStatus::NotAuthorizedForIpv6MobilityService,
+                    "no ipv6_pool: IPv6 home network prefixes are not served",
+                ))?;
+                taken.home_network_prefix = Some(match wanted {
+                    // RFC 5213 sections 5.3.2 and 6.9.1.1: a MAG may ask for the prefix it
+                    // had; the LMA assigns it when it may, else 155.
+                    Some(prefix) if !pool.contains(prefix) => {
+                        return Err(Rejection::new(
+                            BindingAckStatus::NotAuthorizedForHomeNetworkPrefix,
+                            "requested home network prefix outside ipv6_pool",
+                        ))
+                    }
+                    Some(prefix) if pool.allocate_exact(prefix) => prefix,
+                    Some(_) => {
+                        return Err(Rejection::new(
+                            BindingAckStatus::NotAuthorizedForHomeNetworkPrefix,
+                            "requested home network prefix is held by another binding",
+                        ))
+                    }
+                    None => pool.allocate().ok_or(Rejection::new(
+                        BindingAckStatus::InsufficientResources,
+                        "ipv6_pool exhausted",
+                    ))?,
+                });
+            }
         }
         if let (Some(request), None) = (pbu.ipv4_home_address_request, held.ipv4_home_address) {
             if self.ipv4_pool.is_some() {
@@ -798,7 +857,13 @@ impl Lma {
                 "no ipv4_pool: IPv4 home addresses are not served",
             ))?;
             let wanted = request.addr();
-            if wanted.is_unspecified() {
+            if !wanted.is_unspecified()
+                && self.restoration.held_for(Some(wanted), None, pbu, mag.ip())
+            {
+                // Held back for this very binding since a restart: it is its own again.
+                self.restoration.take(Some(wanted), None);
+                taken.ipv4_home_address = Some(wanted);
+            } else if wanted.is_unspecified() {
                 taken.ipv4_home_address = Some(pool.allocate().ok_or(Rejection::ipv4(
                     BindingAckStatus::InsufficientResources,
                     Ipv4HomeAddressReplyStatus::DynamicIpv4HomeAddressAssignmentNotAvailable,
@@ -879,8 +944,10 @@ impl Lma {
         now: Instant,
         out: &mut Vec<Output>,
     ) -> Result<Granted, Rejection> {
-        no_specific_prefix(pbu)?;
         self.admit_new(from.ip(), false, now)?;
+        // The same MAG starting a new session for a key held back since a restart: the
+        // old one is over (one session per key), its addresses go back to the pools.
+        self.release_quarantined_key(pbu, from.ip());
         let mut taken = Addresses::default();
         if let Err(rejection) = self.allocate(&Addresses::default(), pbu, from, &mut taken) {
             self.release(&taken);

@@ -50,6 +50,22 @@ impl BindingId {
     }
 }
 
+impl BindingId {
+    /// An id no binding ever has (slots stop below `u32::MAX`): for an indication about
+    /// something that is not in the cache.
+    pub fn detached() -> Self {
+        BindingId {
+            slot: u32::MAX,
+            generation: u32::MAX,
+        }
+    }
+
+    /// Slot and generation in one number (the state file names bindings by it).
+    pub fn as_u64(self) -> u64 {
+        (u64::from(self.slot) << 32) | u64::from(self.generation)
+    }
+}
+
 impl std::fmt::Display for BindingId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}", self.slot, self.generation)
@@ -422,7 +438,11 @@ impl BindingCache {
         let slot = match self.free_slots.pop() {
             Some(slot) => slot,
             None => {
-                let slot = u32::try_from(self.slots.len()).map_err(|_| CacheError::Full)?;
+                // u32::MAX is no slot: it is `BindingId::detached`'s.
+                let slot = u32::try_from(self.slots.len())
+                    .ok()
+                    .filter(|s| *s != u32::MAX)
+                    .ok_or(CacheError::Full)?;
                 self.slots.push(Slot {
                     generation: 0,
                     entry: None,

@@ -20,6 +20,7 @@ pub use pmip_node::config::ConfigError;
 
 use crate::anchor::{ChainSettings, LmaSettings, MagLimits, RevocationSettings};
 use crate::pools::{Ipv4Pool, PrefixPool};
+use pmip_common::heartbeat::HeartbeatSettings;
 
 /// The largest lifetime the 16-bit field (units of 4 s) carries.
 pub const MAX_LIFETIME_SECS: u32 = u16::MAX as u32 * 4;
@@ -137,6 +138,11 @@ pub struct ConfigLayer {
     #[arg(long, value_name = "BYTES")]
     pub socket_buffer_bytes: Option<usize>,
 
+    /// Address and port of the admin HTTP interface (JSON: `GET /bindings`, `POST
+    /// /revoke`; see lma/README.md), e.g. 127.0.0.1:9436 [default: none, no interface].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub admin_listen: Option<SocketAddr>,
+
     /// The SGi data plane; without it the LMA runs signaling only.
     #[arg(skip)]
     pub sgi: Option<SgiConfig>,
@@ -150,6 +156,23 @@ pub struct ConfigLayer {
     /// Binding revocation (RFC 5846; `lma::anchor` revocation module doc).
     #[arg(skip)]
     pub revocation: Option<RevocationConfig>,
+    /// RFC 5847 heartbeats (`lma::anchor` restoration module doc).
+    #[arg(skip)]
+    pub heartbeat: Option<HeartbeatConfig>,
+}
+
+/// The `[heartbeat]` table: RFC 5847 section 5's variables. Heartbeats go to every MAG
+/// holding a binding and, with `[chaining]`, to every home gateway holding one of ours.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// Send heartbeats at all (requests are answered either way). Default true.
+    pub enabled: Option<bool>,
+    /// HEARTBEAT_INTERVAL in seconds. Default 60; under 30 or over 3600 only with a
+    /// warning (RFC 5847 section 5: SHOULD NOT).
+    pub interval_secs: Option<u64>,
+    /// MISSING_HEARTBEATS_ALLOWED. Default 3.
+    pub missing_allowed: Option<u32>,
 }
 
 /// The `[mag_limits]` table: how much of the pools and of the binding cache one MAG may
@@ -265,6 +288,8 @@ pub struct Settings {
     pub sgi: Option<SgiSettings>,
     /// The visited role (`[chaining]`), checked.
     pub chaining: Option<ChainSettings>,
+    /// The admin HTTP interface's address, if any.
+    pub admin_listen: Option<SocketAddr>,
     /// Things worth a warning in the log, not worth refusing to start.
     pub warnings: Vec<String>,
 }
@@ -485,6 +510,32 @@ pub fn resolve(layers: &Layers<ConfigLayer>) -> Result<Settings, ConfigError> {
             }
         }
     };
+    let heartbeat = match value!(heartbeat).0 {
+        None => Some(HeartbeatSettings::default()),
+        Some(c) if c.enabled == Some(false) => None,
+        Some(c) => {
+            let interval = c.interval_secs.unwrap_or(60);
+            if interval == 0 || interval > 86_400 {
+                return Err(invalid(
+                    "heartbeat.interval_secs",
+                    false,
+                    format!("{interval}: give 1 to 86400 seconds"),
+                ));
+            }
+            let interval = Duration::from_secs(interval);
+            if !HeartbeatSettings::RECOMMENDED_INTERVAL.contains(&interval) {
+                warnings.push(format!(
+                    "{}: heartbeat.interval_secs {} is outside 30..=3600 (RFC 5847 section 5)",
+                    place("heartbeat", false),
+                    interval.as_secs()
+                ));
+            }
+            Some(HeartbeatSettings {
+                interval,
+                missing_allowed: c.missing_allowed.unwrap_or(3),
+            })
+        }
+    };
     let core = LmaSettings {
         ipv4_pool,
         ipv4_default_router,
@@ -498,6 +549,7 @@ pub fn resolve(layers: &Layers<ConfigLayer>) -> Result<Settings, ConfigError> {
         restart_counter: 0,
         revocation,
         limits,
+        heartbeat,
     };
     let sgi = match value!(sgi).0 {
         None => None,
@@ -633,6 +685,7 @@ pub fn resolve(layers: &Layers<ConfigLayer>) -> Result<Settings, ConfigError> {
         listen_v4,
         listen_v6,
         restart_counter_file: value!(restart_counter_file).0,
+        admin_listen: value!(admin_listen).0,
         socket_buffer_bytes,
         warnings,
     })

@@ -10,14 +10,17 @@
 use std::cell::Cell;
 use std::future::{pending, poll_fn};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::task::Poll;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use lma::anchor::{ChainDownReason, ChainInfo, ChainReport};
+use lma::anchor::{JournalRecord, Restored, RevokeTarget};
 use lma::config::Settings;
+use lma::state::StateFile;
 use lma::{DownReason, Input, Lma, MagAddress, Outcome, Output, PbuReport};
+use pmip_node::admin::AdminRequest;
 use pmip_node::gre::{GreSockets, ReceiveError};
 use pmip_node::socket::{self, AsyncRawSocket, RawSocket};
 use pmip_node::tun::AsyncTun;
@@ -281,9 +284,70 @@ fn log_chain_info(info: &ChainInfo, what: &str) {
     );
 }
 
-/// Runs until SIGINT or SIGTERM.
-pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Result<()> {
+/// How long a graceful shutdown waits for the MAGs to acknowledge its revocations
+/// (RFC 5846 section 11's defaults: 1 s, then 2 s) and the home gateways to let go.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits for the next admin request, if there is an admin interface.
+async fn admin_request(
+    admin: Option<&mut tokio::sync::mpsc::Receiver<AdminRequest>>,
+) -> Option<AdminRequest> {
+    match admin {
+        Some(admin) => admin.recv().await,
+        None => pending().await,
+    }
+}
+
+/// Runs until SIGINT or SIGTERM (a graceful shutdown: every MAG's bindings revoked,
+/// RFC 5846), or a second one (at once). `restored` is the state file and what it said
+/// the previous run left (the `state` module).
+pub async fn run(
+    mut lma: Lma,
+    settings: &Settings,
+    pcap: Option<&Path>,
+    restored: Option<(PathBuf, Restored)>,
+) -> Result<()> {
     let mh = MobilitySockets::open(settings)?;
+    let mut out = Vec::new();
+    let mut state = match restored {
+        Some((path, restored)) => {
+            let (held, bindings) = (restored.quarantined.len(), restored.bindings.len());
+            lma.keep_journal();
+            lma.restore(restored, Instant::now(), &mut out);
+            let records: Vec<JournalRecord> = out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Journal(r) => Some(r.clone()),
+                    _ => None,
+                })
+                .collect();
+            out.retain(|o| !matches!(o, Output::Journal(_)));
+            let file = StateFile::create(&path, &records)
+                .with_context(|| format!("writing the state file {}", path.display()))?;
+            tracing::info!(
+                state_file = %path.display(),
+                bindings_before = bindings,
+                held_back_before = held,
+                held_back = lma.held_back(),
+                "restored"
+            );
+            Some(file)
+        }
+        None => None,
+    };
+    let (admin_local, mut admin) = match settings.admin_listen {
+        Some(listen) => {
+            let (local, requests) = pmip_node::admin::serve(listen)
+                .await
+                .with_context(|| format!("binding the admin interface {listen} (admin_listen)"))?;
+            (Some(local), Some(requests))
+        }
+        None => (None, None),
+    };
+    let mut shutdown: Option<tokio::time::Instant> = None;
+    // What the gateway held when it was told to stop (the `lma stopped` line reports it;
+    // the revocations then end it).
+    let mut held_at_stop: Option<(usize, (usize, usize))> = None;
     let udp_port = settings
         .listen_v4
         .map_or(pmip_common::mh::MH_UDP_PORT, |a| a.port());
@@ -300,6 +364,7 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
         ipv4_pool = ?settings.core.ipv4_pool,
         ipv6_pool = ?settings.core.ipv6_pool,
         restart_counter = settings.core.restart_counter,
+        admin = ?admin_local,
         chaining_to = ?chaining.map(|c| &c.home_gateways),
         chaining_local_v4 = ?chaining.and_then(|c| c.local_v4),
         "lma listening"
@@ -310,7 +375,6 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
     let mut gre6_buffer = vec![0u8; PACKET_BUFFER];
     let mut tun_buffer = vec![0u8; PACKET_BUFFER];
     let mut stats_tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    let mut out = Vec::new();
     loop {
         let deadline = lma.poll_timeout();
         let sleep = async {
@@ -319,9 +383,40 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
                 None => pending().await,
             }
         };
+        let shutdown_done = async {
+            match shutdown {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => pending().await,
+            }
+        };
         tokio::select! {
-            _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-            _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            // What the restoration sent before the first event.
+            _ = std::future::ready(()), if !out.is_empty() => {}
+            _ = interrupt.recv() => {
+                if shutdown.is_some() { tracing::info!("SIGINT again: stopping now"); break; }
+                tracing::info!("SIGINT: shutting down, revoking every binding");
+                shutdown = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+                held_at_stop = Some((lma.cache().len(), lma.chain_counts()));
+                let _ = lma.revoke_bindings(RevokeTarget::All, Instant::now(), &mut out);
+            }
+            _ = terminate.recv() => {
+                if shutdown.is_some() { tracing::info!("SIGTERM again: stopping now"); break; }
+                tracing::info!("SIGTERM: shutting down, revoking every binding");
+                shutdown = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+                held_at_stop = Some((lma.cache().len(), lma.chain_counts()));
+                let _ = lma.revoke_bindings(RevokeTarget::All, Instant::now(), &mut out);
+            }
+            _ = shutdown_done => {
+                tracing::info!(
+                    outstanding = lma.revocations_outstanding(),
+                    "shutdown: stopped waiting for the revocations"
+                );
+                break;
+            }
+            Some(request) = admin_request(admin.as_mut()) => {
+                tracing::info!(method = %request.method, path = %request.path, "admin request");
+                lma::admin::handle(&mut lma, request, Instant::now(), &mut out);
+            }
             received = mh.recv(&mut mh_buffer) => match received {
                 MhReceived::Message(from, len) => {
                     let bytes = &mh_buffer[..len.min(mh_buffer.len())];
@@ -390,18 +485,20 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
                     "binding up"
                 ),
                 Output::BindingDown { binding, reason } => match reason {
-                    DownReason::Expired | DownReason::Revoked => tracing::info!(
-                        id = %binding.id,
-                        mag = %binding.mag,
-                        ipv4 = ?binding.addresses.ipv4_home_address,
-                        prefix = ?binding.addresses.home_network_prefix,
-                        "{}",
-                        if reason == DownReason::Expired {
-                            "binding expired"
-                        } else {
-                            "binding revoked"
-                        }
-                    ),
+                    DownReason::Expired | DownReason::Revoked | DownReason::MagRestarted => {
+                        tracing::info!(
+                            id = %binding.id,
+                            mag = %binding.mag,
+                            ipv4 = ?binding.addresses.ipv4_home_address,
+                            prefix = ?binding.addresses.home_network_prefix,
+                            "{}",
+                            match reason {
+                                DownReason::Expired => "binding expired",
+                                DownReason::Revoked => "binding revoked",
+                                _ => "binding removed: its MAG restarted",
+                            }
+                        )
+                    }
                     DownReason::Deregistered => tracing::debug!(id = %binding.id, "binding down"),
                 },
                 Output::Revocation(r) => tracing::info!(
@@ -412,6 +509,16 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
                     event = ?r.event,
                     "binding revocation"
                 ),
+                Output::Peer(report) => tracing::info!(
+                    peer = %report.peer,
+                    event = ?report.event,
+                    "peer"
+                ),
+                Output::Journal(record) => {
+                    if let Some(state) = state.as_mut() {
+                        state.append(&record);
+                    }
+                }
                 Output::Limits(report) => {
                     for (mag, refused) in &report.refusals {
                         tracing::warn!(
@@ -427,16 +534,31 @@ pub async fn run(mut lma: Lma, settings: &Settings, pcap: Option<&Path>) -> Resu
             }
         }
         recorder.flush();
+        if let Some(state) = state.as_mut() {
+            state.flush();
+            if let Some(error) = state.failed.take() {
+                tracing::warn!(%error, file = %state.path().display(), "writing the state file");
+            }
+        }
+        if shutdown.is_some()
+            && lma.revocations_outstanding() == 0
+            && lma.chain_home_registrations() == 0
+        {
+            tracing::info!("shutdown: every revocation answered");
+            break;
+        }
     }
     if let Some(data) = data.as_mut() {
         data.log_stats();
     }
     let stats = lma.stats();
-    let (chained, held) = lma.chain_counts();
+    let (bindings, (chained, held)) =
+        held_at_stop.unwrap_or((lma.cache().len(), lma.chain_counts()));
     tracing::info!(
-        bindings = lma.cache().len(),
+        bindings,
         chained,
         held,
+        revoked_left = lma.cache().len(),
         ?stats,
         "lma stopped"
     );

@@ -14,6 +14,7 @@
 //! `pmip_common::binding_update_list`, and [`dataplane::relay::Relay`] relays GRE
 //! between the two tunnels without a TUN device.
 
+pub mod admin;
 pub mod anchor;
 pub mod binding_cache;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod dataplane;
 pub mod gre_keys;
 pub mod pools;
 pub mod restart;
+pub mod state;
 pub mod transport;
 
 pub use anchor::{

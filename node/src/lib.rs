@@ -1,6 +1,7 @@
 //! What every node binary of the PMIPv6 S2b gateway pair shares: the I/O shell around
 //! the sans-IO protocol cores of `pmip-common` (DESIGN.md section 2).
 //!
+//! * [`admin`]: the admin HTTP interface (JSON), served and asked.
 //! * [`socket`]: UDP with a sized receive buffer, the raw IPv6 Mobility Header socket
 //!   and raw sockets of any protocol, blocking or async, received without `unsafe`.
 //! * [`gre`]: raw GRE sockets for IPv4 and IPv6 that hand out the GRE packet and its
@@ -10,6 +11,7 @@
 //! * [`config`]: the TOML file and the flags over it, one pattern for every binary.
 //! * [`logging`]: human or JSON log lines.
 
+pub mod admin;
 pub mod config;
 pub mod gre;
 pub mod logging;

@@ -372,13 +372,16 @@ pub fn decode_pba(bytes: &[u8], checksum: ChecksumContext) -> Option<ProxyBindin
 }
 
 /// A blocking MAG for tests: the real [`BindingUpdateList`] with a thin loop around one
-/// [`MhSocket`].
+/// [`MhSocket`]. Every Mobility Header message received goes to the list, so it answers
+/// heartbeats (RFC 5847) and Binding Revocation Indications (RFC 5846) too.
 pub struct TestMag {
     pub socket: MhSocket,
     pub list: BindingUpdateList,
     /// Every event the list reported, in order.
     pub events: Vec<bul::Output>,
-    /// PBAs that failed to parse.
+    /// What the list learnt about its LMAs (restarts, revocations).
+    pub lma_events: Vec<bul::LmaEvent>,
+    /// Messages that failed to parse.
     pub unparsable: usize,
 }
 
@@ -388,6 +391,7 @@ impl TestMag {
             socket: MhSocket::bind(local)?,
             list: BindingUpdateList::new(config, Instant::now(), SystemTime::now()),
             events: Vec::new(),
+            lma_events: Vec::new(),
             unparsable: 0,
         })
     }
@@ -408,6 +412,17 @@ impl TestMag {
                 }
                 event => self.events.push(event),
             }
+        }
+        while let Some(bul::Transmit { to, message }) = self.list.poll_transmit() {
+            let repr = MobilityHeaderRepr {
+                payload_proto: pmip_common::mh::IPPROTO_NONE,
+                message,
+            };
+            self.socket
+                .send(to, &repr.to_bytes(self.socket.checksum_to(to)))?;
+        }
+        while let Some(event) = self.list.poll_event() {
+            self.lma_events.push(event);
         }
         Ok(())
     }
@@ -430,10 +445,15 @@ impl TestMag {
             let wake = self.list.poll_timeout().unwrap_or(deadline).min(deadline);
             let wait = wake.saturating_duration_since(now);
             match self.socket.recv(wait)? {
-                Some((from, bytes)) => match decode_pba(&bytes, self.socket.checksum_for(from)) {
-                    Some(ack) => self.input(bul::Input::Ack { from, ack })?,
-                    None => self.unparsable += 1,
-                },
+                Some((from, bytes)) => {
+                    match MobilityHeaderRepr::parse(&bytes, self.socket.checksum_for(from)) {
+                        Ok(repr) => {
+                            let message = repr.message;
+                            self.input(bul::Input::Mobility { from, message })?
+                        }
+                        Err(_) => self.unparsable += 1,
+                    }
+                }
                 None => {
                     if self
                         .list

@@ -772,7 +772,9 @@ fn pool_exhaustion_is_insufficient_resources() -> Result<()> {
 }
 
 /// `--pcap` records what was received and sent, `--log-format json` prints one JSON
-/// object per line (one per PBU), and SIGTERM stops the LMA cleanly.
+/// object per line (one per PBU), and SIGTERM stops the LMA cleanly: it revokes every
+/// binding of the MAG with one indication (G bit, "Per-Peer Policy", RFC 5846 section
+/// 8.1), which the MAG acknowledges.
 fn pcap_json_logs_and_graceful_shutdown(
     setup: &Setup,
     mag: SocketAddr,
@@ -800,6 +802,36 @@ fn pcap_json_logs_and_graceful_shutdown(
     );
     node.wait_for("pcap@test", Duration::from_secs(5))?;
     node.signal(libc::SIGTERM)?;
+    let (from, bytes) = socket
+        .recv(Duration::from_secs(5))?
+        .context("no Binding Revocation Indication on SIGTERM")?;
+    let indication = match MobilityHeaderRepr::parse(&bytes, socket.checksum_for(from))?.message {
+        MobilityMessage::BindingRevocation(bri) => bri,
+        other => anyhow::bail!("expected a Binding Revocation Indication, got {other:?}"),
+    };
+    assert_eq!(
+        indication.revocation_type,
+        BindingRevocationType::Indication
+    );
+    assert_eq!(indication.trigger_or_status, 128, "Per-Peer Policy");
+    assert_eq!(
+        indication.flags,
+        BindingRevocationRepr::PROXY | BindingRevocationRepr::GLOBAL
+    );
+    assert!(indication.options.is_empty());
+    let acknowledgement = MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::BindingRevocation(BindingRevocationRepr {
+            revocation_type: BindingRevocationType::Acknowledgement,
+            trigger_or_status: 0,
+            ..indication
+        }),
+    };
+    let context = match (mag.ip(), lma.ip()) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => ChecksumContext::Ipv4Udp,
+        _ => ChecksumContext::Skip,
+    };
+    socket.send(from, &acknowledgement.to_bytes(context))?;
     assert_eq!(node.wait_exit(Duration::from_secs(10))?, Some(0));
 
     let output = node.output();
@@ -809,8 +841,9 @@ fn pcap_json_logs_and_graceful_shutdown(
     }
     assert!(output.contains("lma stopped"), "{output}");
 
-    // Two records: the PBU in, the PBA out, each a whole IP packet whose Mobility Header
-    // checksum verifies (over IPv6 the LMA fills in what its kernel fills on the wire).
+    // Four records: the PBU in, the PBA out, the indication out, its acknowledgement in,
+    // each a whole IP packet whose Mobility Header checksum verifies (over IPv6 the LMA
+    // fills in what its kernel fills on the wire).
     let bytes = std::fs::read(&pcap)?;
     let mut records = Vec::new();
     let mut at = 24;
@@ -819,7 +852,7 @@ fn pcap_json_logs_and_graceful_shutdown(
         records.push(&bytes[at + 16..at + 16 + len]);
         at += 16 + len;
     }
-    assert_eq!(records.len(), 2, "PBU and PBA recorded");
+    assert_eq!(records.len(), 4, "PBU, PBA, BRI and BRA recorded");
     for record in &records {
         let (context, mh) = if lma.is_ipv4() {
             assert_eq!(record[0] >> 4, 4, "IPv4");

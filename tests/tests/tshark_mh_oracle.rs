@@ -379,6 +379,13 @@ mod lma_core {
 
     impl Core {
         pub fn new() -> Core {
+            Core::with_heartbeat(None)
+        }
+
+        /// With RFC 5847 heartbeats toward the MAGs.
+        pub fn with_heartbeat(
+            heartbeat: Option<pmip_common::heartbeat::HeartbeatSettings>,
+        ) -> Core {
             let t0 = Instant::now();
             let wall0 = UNIX_EPOCH + Duration::from_secs(UNIX_SECS);
             let settings = LmaSettings {
@@ -397,6 +404,7 @@ mod lma_core {
                     ..RevocationSettings::default()
                 },
                 limits: Default::default(),
+                heartbeat,
             };
             Core {
                 lma: Lma::new(settings, t0, wall0).unwrap(),
@@ -425,6 +433,44 @@ mod lma_core {
                 now,
                 &mut out,
             );
+            sent(out)
+        }
+
+        /// The timers due at virtual second `secs`: what the core sent.
+        pub fn timeout(&mut self, secs: u64) -> Vec<(Ipv4Addr, MobilityHeaderRepr)> {
+            let mut out = Vec::new();
+            let now = self.t0 + Duration::from_secs(secs);
+            self.lma.handle(Input::Timeout, now, &mut out);
+            sent(out)
+        }
+
+        /// The operator revokes (the admin interface): what the core sent.
+        pub fn revoke(
+            &mut self,
+            target: lma::anchor::RevokeTarget,
+            secs: u64,
+        ) -> Vec<(Ipv4Addr, MobilityHeaderRepr)> {
+            let mut out = Vec::new();
+            let now = self.t0 + Duration::from_secs(secs);
+            self.lma.revoke_bindings(target, now, &mut out).unwrap();
+            sent(out)
+        }
+
+        /// The core restarted from a state file naming one binding of `mag`: what it sent.
+        pub fn restore(&mut self, mag: Ipv4Addr) -> Vec<(Ipv4Addr, MobilityHeaderRepr)> {
+            let mut out = Vec::new();
+            let restored = lma::anchor::Restored {
+                bindings: vec![lma::anchor::HeldBinding {
+                    mn_id: super::NAI.into(),
+                    apn: Some(APN.into()),
+                    mag: path(mag),
+                    ipv4_home_address: Some("10.45.0.9".parse().unwrap()),
+                    home_network_prefix: Some("2001:db8:45:9::/64".parse().unwrap()),
+                    home: None,
+                }],
+                quarantined: Vec::new(),
+            };
+            self.lma.restore(restored, self.t0, &mut out);
             sent(out)
         }
 
@@ -579,6 +625,76 @@ fn lma_emitted() -> Vec<(String, MobilityHeaderRepr)> {
         assert_eq!(acks.len(), 1, "{name}: one BRA");
         cases.push((format!("LMA's BRA: {name}"), acks[0].clone()));
     }
+    // RFC 5847: its heartbeat request, its response with the restart counter, the
+    // unsolicited response after a restart; RFC 5846: the operator's revocations (per
+    // node with the APN, and every binding of a MAG with G), and the indication telling
+    // a MAG its binding held back since a restart is gone (trigger 7).
+    let mut beating = Core::with_heartbeat(Some(Default::default()));
+    beating.feed(
+        MAG_A,
+        beating.pbu(NAI, HandoffIndicator::AttachmentOverNewInterface, 1, 0),
+        0,
+    );
+    let request = beating.timeout(60);
+    assert!(
+        matches!(request.as_slice(), [(_, r)] if matches!(r.message, MobilityMessage::Heartbeat(_)))
+    );
+    cases.push(("LMA's heartbeat request".to_string(), request[0].1.clone()));
+    let answer = beating.feed(
+        MAG_A,
+        MobilityMessage::Heartbeat(HeartbeatRepr {
+            unsolicited: false,
+            response: false,
+            sequence: 0x0102_0304,
+            options: Vec::new(),
+        }),
+        61,
+    );
+    cases.push((
+        "LMA's heartbeat response with its restart counter".to_string(),
+        answer[0].1.clone(),
+    ));
+    let pick = |sent: Vec<(Ipv4Addr, MobilityHeaderRepr)>, what: &str| {
+        sent.into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("{what}: nothing sent"))
+            .1
+    };
+    let first = |sent: Vec<MobilityHeaderRepr>, what: &str| {
+        sent.into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("{what}: no indication"))
+    };
+    let mut restarted = Core::new();
+    cases.push((
+        "LMA's unsolicited heartbeat response after a restart".to_string(),
+        pick(restarted.restore(MAG_A), "restore"),
+    ));
+    cases.push((
+        "LMA's BRI: a binding held back since the restart".to_string(),
+        pick(restarted.timeout(121), "trigger 7"),
+    ));
+    let mut operator = Core::new();
+    for (key, mn) in [
+        (1, NAI),
+        (2, "001010000000002@nai.epc.mnc001.mcc001.3gppnetwork.org"),
+    ] {
+        let pbu = operator.pbu(mn, HandoffIndicator::AttachmentOverNewInterface, key, 0);
+        operator.feed(MAG_A, pbu, 0);
+    }
+    let per_node = lma::anchor::RevokeTarget::Binding {
+        mn_id: NAI.into(),
+        apn: Some(APN.into()),
+    };
+    cases.push((
+        "LMA's BRI: the operator revokes one PDN connection".to_string(),
+        first(revocations(operator.revoke(per_node, 1), MAG_A), "per node"),
+    ));
+    let global = lma::anchor::RevokeTarget::Mag(MAG_A.into());
+    cases.push((
+        "LMA's BRI: every binding of a MAG (G)".to_string(),
+        first(revocations(operator.revoke(global, 2), MAG_A), "global"),
+    ));
     // A Binding Error for an MH type it does not know.
     let unknown = {
         let mut bytes = MobilityHeaderRepr {

@@ -354,6 +354,25 @@ registry! {
     }
 }
 
+impl BindingRevocationStatus {
+    /// Values under 128 report a revocation carried out (RFC 5846 section 5.2).
+    pub fn is_success(self) -> bool {
+        self.value() < 128
+    }
+}
+
+impl RevocationTrigger {
+    /// The trigger telling a MAG that a binding was handed off from it, by whether the
+    /// Access Technology Type changed (RFC 5846 section 5.1).
+    pub fn handoff(old: AccessTechnologyType, new: AccessTechnologyType) -> Self {
+        if old == new {
+            RevocationTrigger::InterMagHandoverSameAccessType
+        } else {
+            RevocationTrigger::InterMagHandoverDifferentAccessType
+        }
+    }
+}
+
 registry! {
     /// Mobility Header types (RFC 6275 section 6.1 and the IANA "Mobility Header Types"
     /// registry). The codec reads Binding Update, Binding Acknowledgement, Binding

@@ -325,9 +325,24 @@ fn chain_for<'c>(
 
 impl Lma {
     /// Turns chaining on (the `[chaining]` table).
-    pub fn with_chaining(mut self, settings: ChainSettings) -> Self {
+    pub fn with_chaining(mut self, mut settings: ChainSettings) -> Self {
+        // Toward the home gateways this gateway is a MAG with the core's own restart
+        // counter and heartbeats (RFC 5847).
+        settings.registration.restart_counter = self.settings.restart_counter;
+        settings.registration.heartbeat = self.settings.heartbeat;
         self.chain = Some(Chain::new(settings, self.clock));
         self
+    }
+
+    /// The home gateway and home-assigned addresses of a chained binding.
+    pub fn chained_home(&self, id: BindingId) -> Option<(MagAddress, Option<GreKey>)> {
+        let record = self.chain.as_ref()?.records.get(&id)?;
+        Some((record.home, record.registration.uplink_gre_key))
+    }
+
+    /// Registrations the chain still has at home gateways (being let go included).
+    pub fn chain_home_registrations(&self) -> usize {
+        self.chain.as_ref().map_or(0, |c| c.list.len())
     }
 
     /// Chained bindings, and ePDG PBUs held for a home answer.
@@ -499,9 +514,60 @@ impl Lma {
         }
         let mut events = Vec::new();
         chain.list.handle(input, now, &mut events);
+        let mut transmits = Vec::new();
+        while let Some(t) = chain.list.poll_transmit() {
+            transmits.push(t);
+        }
+        let mut home_events = Vec::new();
+        while let Some(e) = chain.list.poll_event() {
+            home_events.push(e);
+        }
         for event in events {
             self.list_event(event, now, out);
         }
+        // Heartbeats and acknowledgements toward the home gateways (RFC 5847, RFC 5846).
+        for bul::Transmit { to, message } in transmits {
+            if let Some(path) = self.chain.as_ref().and_then(|c| c.path(to.ip())) {
+                self.send(path, message, out);
+            }
+        }
+        for event in home_events {
+            let peer = match &event {
+                bul::LmaEvent::Restarted { lma, .. }
+                | bul::LmaEvent::Unreachable { lma, .. }
+                | bul::LmaEvent::Reachable { lma }
+                | bul::LmaEvent::HeartbeatUnsupported { lma }
+                | bul::LmaEvent::Revocation { lma, .. } => *lma,
+            };
+            out.push(Output::Peer(super::PeerReport {
+                peer,
+                event: super::PeerEvent::Home(event),
+            }));
+        }
+    }
+
+    /// A Heartbeat, Binding Error or Binding Revocation Indication from a home gateway:
+    /// the chain's binding update list (this gateway is the home's MAG) takes it.
+    pub(super) fn chain_mobility(
+        &mut self,
+        from: MagAddress,
+        message: MobilityMessage,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let from = from.socket_addr();
+        self.list_input(bul::Input::Mobility { from, message }, now, out);
+    }
+
+    /// This gateway restarted: the home gateways it had chained bindings at are told
+    /// (RFC 5847 section 3.2), so they let go of them at once.
+    pub(super) fn chain_announce_restart(
+        &mut self,
+        homes: Vec<SocketAddr>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        self.list_input(bul::Input::AnnounceRestart(homes), now, out);
     }
 
     fn list_event(&mut self, event: bul::Output, now: Instant, out: &mut Vec<Output>) {
@@ -516,11 +582,18 @@ impl Lma {
                 };
                 let home = registration.lma.ip();
                 let id = chain.by_key.get(&key).copied();
+                let mut moved = false;
                 if let Some(record) = id.and_then(|id| chain.records.get_mut(&id)) {
+                    // A home gateway that restarted grants a new uplink key for the same
+                    // addresses: the relay moves to it.
+                    moved = record.registration.uplink_gre_key != registration.uplink_gre_key;
                     record.registration = registration;
                 }
                 let held = chain.refreshing.remove(&key);
                 out.push(report(&key, home, ChainEvent::HomeRefreshed, String::new()));
+                if let Some(info) = id.filter(|_| moved).and_then(|id| self.chain_info(id)) {
+                    out.push(Output::ChainUp(info));
+                }
                 if let (Some(id), Some(held)) = (id, held) {
                     self.answer_refresh(id, held, now, out);
                 }
@@ -879,13 +952,21 @@ impl Lma {
                 None,
                 ChainEvent::HomeRejected,
             ),
-            RegistrationFailure::Timeout(_) => (
+            RegistrationFailure::Timeout(_) | RegistrationFailure::Unreachable { .. } => (
                 Rejection::new(
                     BindingAckStatus::ReasonUnspecified,
                     "the home gateway did not answer",
                 ),
                 Some(GTP_CAUSE_REMOTE_PEER_NOT_RESPONDING),
                 ChainEvent::HomeTimeout,
+            ),
+            RegistrationFailure::Revoked { .. } => (
+                Rejection::new(
+                    BindingAckStatus::ReasonUnspecified,
+                    "the home gateway revoked the binding",
+                ),
+                None,
+                ChainEvent::HomeRejected,
             ),
             RegistrationFailure::Incomplete(_) | RegistrationFailure::Duplicate => (
                 Rejection::new(
@@ -930,7 +1011,20 @@ impl Lma {
         out.push(report(&key, home, ChainEvent::HomeLost, reason.to_string()));
         let (rejection, vendor, _) = self.failure_answer(&key, &reason);
         let held = self.chain.as_mut().and_then(|c| c.refreshing.remove(&key));
-        let record = self.unbind_chained(id, ChainDownReason::HomeLost, out);
+        if held.is_none() {
+            // Nothing of the ePDG's waits for an answer: it is told (RFC 5846 section
+            // 8.1), with the home's own trigger when the home revoked the binding.
+            let trigger = match reason {
+                RegistrationFailure::Revoked { trigger } => RevocationTrigger::from(trigger),
+                _ => RevocationTrigger::AdministrativeReason,
+            };
+            self.revoke_chained_toward_epdg(id, trigger, now, out);
+        }
+        let reason_down = match reason {
+            RegistrationFailure::Revoked { .. } => ChainDownReason::Revoked,
+            _ => ChainDownReason::HomeLost,
+        };
+        let record = self.unbind_chained(id, reason_down, out);
         if let (Some(record), RegistrationFailure::Timeout(_)) = (&record, &reason) {
             self.send_home_cleanup_for(record, now, out);
         }
@@ -938,6 +1032,27 @@ impl Lma {
         if let Some(held) = held {
             self.answer_error(&held.pbu, held.from, home, rejection, vendor, now, out);
         }
+    }
+
+    /// Sends the ePDG holding chained binding `id` a Binding Revocation Indication.
+    fn revoke_chained_toward_epdg(
+        &mut self,
+        id: BindingId,
+        trigger: RevocationTrigger,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(entry) = self.cache.get(id) else {
+            return;
+        };
+        let (epdg, mn_id, apn) = (
+            entry.mag(),
+            entry.mn_id().to_string(),
+            entry.apn().map(str::to_string),
+        );
+        let prefix = self.revocation_prefix(id);
+        let notify = super::revocation::Purpose::Notify;
+        let _ = self.revoke_key(id, epdg, &mn_id, apn, prefix, trigger, notify, now, out);
     }
 
     /// Removes a chained binding here (cache, record, keys) and tells the relay.

@@ -61,136 +61,9 @@ use crate::transport::MagAddress;
 
 use super::{DownReason, Lma, Output};
 
-/// Revocation Trigger of a Binding Revocation Indication (RFC 5846 section 5.1 and the
-/// IANA registry): below 128 per mobile node, 128 and up global.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RevocationTrigger {
-    Unspecified,
-    AdministrativeReason,
-    InterMagHandoverSameAccessType,
-    InterMagHandoverDifferentAccessType,
-    InterMagHandoverUnknown,
-    UserInitiatedSessionTermination,
-    AccessNetworkSessionTermination,
-    PossibleOutOfSyncBceState,
-    PerPeerPolicy,
-    RevokingMobilityNodeLocalPolicy,
-    /// Any other value, kept as it was.
-    Other(u8),
-}
-
-/// Status of a Binding Revocation Acknowledgement (RFC 5846 section 5.2): below 128 the
-/// revocation succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RevocationStatus {
-    Success,
-    PartialSuccess,
-    BindingDoesNotExist,
-    Ipv4HomeAddressOptionRequired,
-    GlobalRevocationNotAuthorized,
-    RevokedMobileNodesIdentityRequired,
-    RevocationFailedMnIsAttached,
-    RevocationTriggerNotSupported,
-    RevocationFunctionNotSupported,
-    ProxyBindingRevocationNotSupported,
-    Other(u8),
-}
-
-/// The registry's values (RFC 5846 section 12).
-const TRIGGERS: [(u8, RevocationTrigger); 10] = {
-    use RevocationTrigger as T;
-    [
-        (0, T::Unspecified),
-        (1, T::AdministrativeReason),
-        (2, T::InterMagHandoverSameAccessType),
-        (3, T::InterMagHandoverDifferentAccessType),
-        (4, T::InterMagHandoverUnknown),
-        (5, T::UserInitiatedSessionTermination),
-        (6, T::AccessNetworkSessionTermination),
-        (7, T::PossibleOutOfSyncBceState),
-        (128, T::PerPeerPolicy),
-        (129, T::RevokingMobilityNodeLocalPolicy),
-    ]
-};
-
-/// The registry's values (RFC 5846 section 12).
-const STATUSES: [(u8, RevocationStatus); 10] = {
-    use RevocationStatus as S;
-    [
-        (0, S::Success),
-        (1, S::PartialSuccess),
-        (128, S::BindingDoesNotExist),
-        (129, S::Ipv4HomeAddressOptionRequired),
-        (130, S::GlobalRevocationNotAuthorized),
-        (131, S::RevokedMobileNodesIdentityRequired),
-        (132, S::RevocationFailedMnIsAttached),
-        (133, S::RevocationTriggerNotSupported),
-        (134, S::RevocationFunctionNotSupported),
-        (135, S::ProxyBindingRevocationNotSupported),
-    ]
-};
-
-/// The named value of `code` in `table`.
-fn named<T: Copy>(table: &[(u8, T)], code: u8) -> Option<T> {
-    table.iter().find(|(c, _)| *c == code).map(|(_, t)| *t)
-}
-
-/// The code of a named value in `table`.
-fn code<T: Copy + PartialEq>(table: &[(u8, T)], value: T) -> Option<u8> {
-    table.iter().find(|(_, t)| *t == value).map(|(c, _)| *c)
-}
-
-impl From<u8> for RevocationTrigger {
-    fn from(v: u8) -> Self {
-        named(&TRIGGERS, v).unwrap_or(RevocationTrigger::Other(v))
-    }
-}
-
-impl From<RevocationTrigger> for u8 {
-    fn from(t: RevocationTrigger) -> u8 {
-        match t {
-            RevocationTrigger::Other(v) => v,
-            t => code(&TRIGGERS, t).unwrap_or_default(),
-        }
-    }
-}
-
-impl From<u8> for RevocationStatus {
-    fn from(v: u8) -> Self {
-        named(&STATUSES, v).unwrap_or(RevocationStatus::Other(v))
-    }
-}
-
-impl From<RevocationStatus> for u8 {
-    fn from(s: RevocationStatus) -> u8 {
-        match s {
-            RevocationStatus::Other(v) => v,
-            s => code(&STATUSES, s).unwrap_or_default(),
-        }
-    }
-}
-
-impl RevocationTrigger {
-    /// The trigger telling a MAG that a binding was handed off from it: by whether the
-    /// Access Technology Type changed (RFC 5846 section 5.1).
-    pub fn handoff(
-        old: pmip_common::mh::AccessTechnologyType,
-        new: pmip_common::mh::AccessTechnologyType,
-    ) -> Self {
-        if old == new {
-            RevocationTrigger::InterMagHandoverSameAccessType
-        } else {
-            RevocationTrigger::InterMagHandoverDifferentAccessType
-        }
-    }
-}
-
-impl RevocationStatus {
-    /// Values under 128 report a revocation carried out (RFC 5846 section 5.2).
-    pub fn is_success(self) -> bool {
-        u8::from(self) < 128
-    }
-}
+/// The RFC 5846 registries, from the codec: Revocation Trigger (section 5.1) and the
+/// Binding Revocation Acknowledgement status (section 5.2).
+pub use pmip_common::mh::{BindingRevocationStatus as RevocationStatus, RevocationTrigger};
 
 /// RFC 5846 section 11's variables, and who may revoke globally (section 8.2).
 #[derive(Debug, Clone, PartialEq)]
@@ -253,6 +126,9 @@ pub(super) enum Purpose {
     Notify,
     /// A handoff with state unknown (Handoff Indicator 4) waits for the answer.
     AwaitHandoff(Box<super::takeover::HeldHandoff>),
+    /// Addresses held back until the MAG has been told (the restoration module): released
+    /// when it answers or is given up.
+    Release(Vec<u64>),
 }
 
 /// An indication waiting for its acknowledgement.
@@ -300,7 +176,7 @@ impl Revocations {
         self.outstanding.get_mut(&sequence)
     }
 
-    fn free_sequence(&mut self) -> Option<u16> {
+    pub(super) fn free_sequence(&mut self) -> Option<u16> {
         for _ in 0..=u16::MAX {
             let s = self.next_sequence;
             self.next_sequence = self.next_sequence.wrapping_add(1);
@@ -309,6 +185,39 @@ impl Revocations {
             }
         }
         None
+    }
+
+    /// Waits for the acknowledgement of the indication `bytes` just sent (section 11).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn track(
+        &mut self,
+        sequence: u16,
+        to: MagAddress,
+        binding: BindingId,
+        mn_id: String,
+        apn: Option<String>,
+        bytes: Vec<u8>,
+        settings: &RevocationSettings,
+        purpose: Purpose,
+        now: Instant,
+    ) {
+        let next = now + settings.initial_timeout;
+        self.outstanding.insert(
+            sequence,
+            Outstanding {
+                to,
+                binding,
+                mn_id,
+                apn,
+                bytes,
+                retries_left: settings.max_retries,
+                timeout: settings.initial_timeout,
+                next,
+                purpose,
+            },
+        );
+        self.by_binding.entry(binding).or_default().push(sequence);
+        self.deadlines.push(next, sequence);
     }
 
     /// Removes and returns an outstanding indication.
@@ -388,7 +297,7 @@ fn indication(
 
 /// Known per-MN triggers (below 128) and global ones.
 fn trigger_known(trigger: RevocationTrigger) -> bool {
-    !matches!(trigger, RevocationTrigger::Other(_))
+    !matches!(trigger, RevocationTrigger::Unknown(_))
 }
 
 impl Lma {
@@ -458,28 +367,17 @@ impl Lma {
         };
         self.stats.revocations_sent += 1;
         out.push(report(sequence, RevocationEvent::Sent(trigger), &apn));
-        let settings = &self.settings.revocation;
-        let next = now + settings.initial_timeout;
-        self.revocations.outstanding.insert(
+        self.revocations.track(
             sequence,
-            Outstanding {
-                to,
-                binding: id,
-                mn_id: mn_id.to_string(),
-                apn,
-                bytes,
-                retries_left: settings.max_retries,
-                timeout: settings.initial_timeout,
-                next,
-                purpose,
-            },
+            to,
+            id,
+            mn_id.to_string(),
+            apn,
+            bytes,
+            &self.settings.revocation,
+            purpose,
+            now,
         );
-        self.revocations
-            .by_binding
-            .entry(id)
-            .or_default()
-            .push(sequence);
-        self.revocations.deadlines.push(next, sequence);
         Ok(sequence)
     }
 

@@ -258,8 +258,17 @@ impl Lma {
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        let Purpose::AwaitHandoff(held) = outstanding.purpose else {
-            return;
+        let held = match outstanding.purpose {
+            Purpose::AwaitHandoff(held) => held,
+            Purpose::Release(ids) => {
+                let why = if status.is_some() {
+                    "the MAG acknowledged the revocation"
+                } else {
+                    "the MAG never answered the revocation"
+                };
+                return self.release_held(outstanding.to.ip(), ids, why, out);
+            }
+            Purpose::Notify => return,
         };
         let HeldHandoff { pbu, from } = *held;
         let id = outstanding.binding;

@@ -5,7 +5,7 @@ use std::time::UNIX_EPOCH;
 
 use pmip_common::mh::{
     AccessTechnologyType, BindingErrorStatus, BindingRevocationRepr, BindingRevocationType,
-    ChecksumContext, GreKey, HandoffIndicator, MobileNodeIdentifier, Timestamp,
+    ChecksumContext, GreKey, HandoffIndicator, HeartbeatRepr, MobileNodeIdentifier, Timestamp,
 };
 use proptest::prelude::*;
 
@@ -36,6 +36,7 @@ fn settings() -> LmaSettings {
         restart_counter: 42,
         revocation: RevocationSettings::default(),
         limits: MagLimits::default(),
+        heartbeat: None,
     }
 }
 
@@ -639,16 +640,22 @@ fn prefix_and_address_mismatches_on_reregistration_are_refused() {
         granted.home_network_prefixes.first().copied()
     );
 
-    // A specific prefix for a mobile node without a binding.
-    let mut specific = b.pbu(4, "q@x", 3);
-    specific.home_network_prefixes = vec!["2001:db8:1:7::/64".parse().unwrap()];
-    assert_rejected(
-        &mut b,
-        udp(MAG),
-        specific.to_binding_update(),
-        3,
-        BindingAckStatus::NotAuthorizedForHomeNetworkPrefix,
-    );
+    // A specific prefix for a mobile node without a binding: outside the pool, or held
+    // by another binding (RFC 5213 section 5.3.2: 155).
+    for prefix in [
+        "2001:db8:ffff:7::/64".parse().unwrap(),
+        granted.home_network_prefixes[0],
+    ] {
+        let mut specific = b.pbu(4, "q@x", 3);
+        specific.home_network_prefixes = vec![prefix];
+        assert_rejected(
+            &mut b,
+            udp(MAG),
+            specific.to_binding_update(),
+            3,
+            BindingAckStatus::NotAuthorizedForHomeNetworkPrefix,
+        );
+    }
 
     // A de-registration naming another prefix.
     let mut dereg = b.pbu(5, "p@x", 4);
@@ -2193,4 +2200,146 @@ fn a_handoff_into_a_mag_at_its_share_is_refused_and_the_binding_stays() {
     let id = b.lma.cache().find("h@x", Some("internet")).unwrap();
     assert_eq!(b.lma.cache().get(id).unwrap().mag(), udp(MAG));
     assert_eq!(b.lma.revocations_outstanding(), 0, "nobody told to let go");
+}
+
+/// An uplink GRE packet (header and an IPv4 echo request from `source`) with `key`.
+fn uplink_gre(key: GreKey, source: std::net::Ipv4Addr) -> Vec<u8> {
+    use pmip_common::tunnel::{GreRepr, ProtocolType};
+    let mut inner = vec![0u8; 28];
+    inner[0] = 0x45;
+    inner[2..4].copy_from_slice(&28u16.to_be_bytes());
+    inner[8] = 64;
+    inner[9] = 1;
+    inner[12..16].copy_from_slice(&source.octets());
+    inner[16..20].copy_from_slice(&[198, 51, 100, 1]);
+    inner[20] = 8;
+    let mut out = Vec::new();
+    let proto = ProtocolType::of_ip_packet(&inner).unwrap();
+    GreRepr::keyed(proto, key.0).emit_with_payload(&inner, &mut out);
+    out
+}
+
+#[test]
+fn after_a_restart_no_packet_of_an_old_session_reaches_the_pdn_as_a_new_ones_traffic() {
+    use crate::dataplane::{DataPlane, DataPlaneSettings, DropReason};
+    // Run 1 (restart counter 42): three sessions, the state file kept.
+    let mut before = Bench::new();
+    before.lma.keep_journal();
+    let mut journal = String::new();
+    let mut old = Vec::new();
+    for i in 0..3 {
+        let pbu = before.pbu(1, &format!("old{i}@x"), 0);
+        let (ack, out) = before.exchange(udp(MAG), pbu.to_binding_update(), 0);
+        for o in &out {
+            if let Output::Journal(record) = o {
+                journal.push_str(&crate::state::line(record));
+            }
+        }
+        let ack = ProxyBindingAck::try_from(&ack).unwrap();
+        let v4 = ack.ipv4_home_address_reply.unwrap().1.addr();
+        old.push((ack.gre_key.unwrap(), v4, ack.home_network_prefixes[0]));
+    }
+    // kill -9; run 2 (counter 43) reads the state file back. The MAG's sessions are
+    // stale: it has not heard of the restart yet.
+    let mut after = Bench::with(LmaSettings {
+        restart_counter: 43,
+        ..settings()
+    });
+    let mut out = Vec::new();
+    after.lma.keep_journal();
+    after
+        .lma
+        .restore(crate::state::replay(&journal), after.t0, &mut out);
+    assert_eq!(after.lma.held_back(), 3);
+    // RFC 5847 section 3.2: the unsolicited Heartbeat Response tells the MAG at once.
+    match answers(&out, udp(MAG)).as_slice() {
+        [MobilityMessage::Heartbeat(hb)] => {
+            assert!(hb.unsolicited && hb.response);
+            assert_eq!(hb.options, vec![MobilityOption::RestartCounter(43)]);
+        }
+        other => panic!("expected an unsolicited heartbeat response, got {other:?}"),
+    }
+    let mut plane = DataPlane::new(DataPlaneSettings::default());
+    // New sessions, from either MAG: never an address or uplink key of the old ones.
+    for (i, mag) in [udp(MAG), udp(OTHER_MAG)].into_iter().enumerate() {
+        let pbu = after.pbu(1, &format!("new{i}@x"), 1);
+        let (ack, out) = after.exchange(mag, pbu.to_binding_update(), 1);
+        out.iter().for_each(|o| plane.apply(o));
+        let ack = ProxyBindingAck::try_from(&ack).unwrap();
+        assert_eq!(ack.status, BindingAckStatus::Accepted);
+        let key = ack.gre_key.unwrap();
+        let v4 = ack.ipv4_home_address_reply.unwrap().1.addr();
+        assert!(old
+            .iter()
+            .all(|(k, a, p)| *k != key && *a != v4 && *p != ack.home_network_prefixes[0]));
+    }
+    // The pool's other addresses are held back: a third new session gets none.
+    let pbu = after.pbu(1, "new2@x", 1);
+    let (ack, _) = after.exchange(udp(MAG), pbu.to_binding_update(), 1);
+    assert_eq!(ack.status, BindingAckStatus::InsufficientResources);
+    // Another MAG asking for an old session's address by name is refused (RFC 5844).
+    let mut grab = after.pbu(2, "thief@x", 1);
+    grab.ipv4_home_address_request = Some(Ipv4Net::new(old[0].1, 32).unwrap());
+    let (ack, _) = after.exchange(udp(OTHER_MAG), grab.to_binding_update(), 1);
+    assert_eq!(
+        ack.status,
+        BindingAckStatus::NotAuthorizedForIpv4HomeAddress
+    );
+    // Every packet of an old session is dropped: its key is of the old run.
+    for (key, address, _) in &old {
+        let stale = uplink_gre(*key, *address);
+        let from: IpAddr = MAG.parse().unwrap();
+        assert_eq!(plane.uplink_gre(from, &stale), Err(DropReason::UnknownKey));
+    }
+    // The old MAG registers an old session again, naming its addresses: it gets exactly
+    // them, with a key of the new run; the old key still carries nothing.
+    let (old_key, old_v4, old_prefix) = old[1];
+    let mut again = after.pbu(3, "old1@x", 2);
+    again.handoff = HandoffIndicator::HandoffStateNotChanged;
+    again.home_network_prefixes = vec![old_prefix];
+    again.ipv4_home_address_request = Some(Ipv4Net::new(old_v4, 32).unwrap());
+    let (ack, out) = after.exchange(udp(MAG), again.to_binding_update(), 2);
+    out.iter().for_each(|o| plane.apply(o));
+    let ack = ProxyBindingAck::try_from(&ack).unwrap();
+    assert_eq!(ack.status, BindingAckStatus::Accepted);
+    assert_eq!(ack.home_network_prefixes, vec![old_prefix]);
+    assert_eq!(ack.ipv4_home_address_reply.unwrap().1.addr(), old_v4);
+    let key = ack.gre_key.unwrap();
+    assert_ne!(key, old_key);
+    assert_eq!(crate::gre_keys::UplinkKeyAllocator::epoch_of(key), 43);
+    let from: IpAddr = MAG.parse().unwrap();
+    assert!(plane.uplink_gre(from, &uplink_gre(key, old_v4)).is_ok());
+    assert_eq!(
+        plane.uplink_gre(from, &uplink_gre(old_key, old_v4)),
+        Err(DropReason::UnknownKey)
+    );
+    assert_eq!(after.lma.held_back(), 2);
+    // The rest is told after the grace (two heartbeat intervals): trigger 7, then free.
+    let told = after.timeout(121);
+    let indications: Vec<BindingRevocationRepr> = answers(&told, udp(MAG))
+        .into_iter()
+        .filter_map(|m| match m {
+            MobilityMessage::BindingRevocation(br) => Some(br),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(indications.len(), 2);
+    assert!(indications.iter().all(|br| br.trigger_or_status == 7));
+    for br in indications {
+        let ack = BindingRevocationRepr {
+            revocation_type: BindingRevocationType::Acknowledgement,
+            trigger_or_status: 0,
+            sequence: br.sequence,
+            flags: br.flags,
+            options: Vec::new(),
+        };
+        let bytes = MobilityHeaderRepr {
+            payload_proto: IPPROTO_NONE,
+            message: MobilityMessage::BindingRevocation(ack),
+        }
+        .to_bytes(udp(MAG).receive_checksum());
+        after.feed(udp(MAG), &bytes, 122);
+    }
+    assert_eq!(after.lma.held_back(), 0);
+    assert_eq!(after.lma.available_ipv4(), 2);
 }

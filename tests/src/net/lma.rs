@@ -22,6 +22,10 @@ pub struct LmaNode {
     pub lma: Lma,
     addresses: Vec<Ipv4Addr>,
     pub reports: Vec<(Instant, Output)>,
+    /// Its `lma.toml` text, to start it again the same way.
+    config: Option<String>,
+    /// The state file's lines, as the `lma` binary writes them (when kept).
+    pub state_file: Option<String>,
 }
 
 impl LmaNode {
@@ -34,9 +38,20 @@ impl LmaNode {
         now: Instant,
         wall_clock: SystemTime,
     ) -> anyhow::Result<Self> {
+        Self::start(name, config, 0, now, wall_clock)
+    }
+
+    fn start(
+        name: &str,
+        config: &str,
+        restart_counter: u32,
+        now: Instant,
+        wall_clock: SystemTime,
+    ) -> anyhow::Result<Self> {
         let path = Path::new(name);
         let layers = pmip_node::config::Layers::parse(config, path, ConfigLayer::default())?;
-        let settings = resolve(&layers)?;
+        let mut settings = resolve(&layers)?;
+        settings.core.restart_counter = restart_counter;
         let mut addresses: Vec<Ipv4Addr> = Vec::new();
         if let Some(SocketAddr::V4(listen)) = settings.listen_v4 {
             addresses.push(*listen.ip());
@@ -50,7 +65,67 @@ impl LmaNode {
             Some(c) => lma.with_chaining(c),
             None => lma,
         };
-        Ok(LmaNode::new(name, lma, &addresses))
+        let mut node = LmaNode::new(name, lma, &addresses);
+        node.config = Some(config.to_string());
+        Ok(node)
+    }
+
+    /// Keeps a state file from now on (in memory, in the binary's format).
+    pub fn keep_state(&mut self) {
+        self.lma.keep_journal();
+        self.state_file.get_or_insert_with(String::new);
+    }
+
+    /// The gateway restarts (as after a `kill -9`): a fresh core from the same
+    /// configuration with `restart_counter`, restored from the state file when one was
+    /// kept (which goes on being kept). Only the configured node can.
+    pub fn restart(
+        &mut self,
+        restart_counter: u32,
+        now: Instant,
+        wall_clock: SystemTime,
+        out: &mut Vec<NodeOutput>,
+    ) -> anyhow::Result<()> {
+        let config = self.config.clone().context("not a configured node")?;
+        let fresh = Self::start(&self.name, &config, restart_counter, now, wall_clock)?;
+        self.lma = fresh.lma;
+        if let Some(text) = self.state_file.take() {
+            let restored = lma::state::replay(&text);
+            self.keep_state();
+            let mut lma_out = Vec::new();
+            self.lma.restore(restored, now, &mut lma_out);
+            self.handle_outputs(now, lma_out, out);
+        }
+        Ok(())
+    }
+
+    /// Carries out what the core output (datagrams to send; the rest kept as reports).
+    pub fn handle_outputs(
+        &mut self,
+        now: Instant,
+        lma_out: Vec<Output>,
+        out: &mut Vec<NodeOutput>,
+    ) {
+        for o in lma_out {
+            match o {
+                Output::Send {
+                    to: MagAddress::Udp4 { mag, local },
+                    bytes,
+                } => out.push(NodeOutput::Datagram {
+                    from: SocketAddr::V4(SocketAddrV4::new(local, MH_PORT)),
+                    to: SocketAddr::V4(mag),
+                    bytes,
+                }),
+                // Not routed here: the network has no IPv6 Mobility Header path yet.
+                Output::Send { .. } => {}
+                Output::Journal(record) => {
+                    if let Some(text) = self.state_file.as_mut() {
+                        text.push_str(&lma::state::line(&record));
+                    }
+                }
+                other => self.reports.push((now, other)),
+            }
+        }
     }
 
     /// `lma` answering on `addresses` (a visited gateway has one toward the ePDGs and
@@ -61,6 +136,8 @@ impl LmaNode {
             lma,
             addresses: addresses.to_vec(),
             reports: Vec::new(),
+            config: None,
+            state_file: None,
         }
     }
 }
@@ -99,21 +176,7 @@ impl Node for LmaNode {
             // IPv6 transport and streams are not this node's.
             NodeInput::Datagram { .. } | NodeInput::Stream(_) => {}
         }
-        for o in lma_out {
-            match o {
-                Output::Send {
-                    to: MagAddress::Udp4 { mag, local },
-                    bytes,
-                } => out.push(NodeOutput::Datagram {
-                    from: SocketAddr::V4(SocketAddrV4::new(local, MH_PORT)),
-                    to: SocketAddr::V4(mag),
-                    bytes,
-                }),
-                // Not routed here: the network has no IPv6 Mobility Header path yet.
-                Output::Send { .. } => {}
-                other => self.reports.push((now, other)),
-            }
-        }
+        self.handle_outputs(now, lma_out, out);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -1,18 +1,19 @@
 //! The MAG side of an ePDG on the in-memory network: the binding update list
-//! ([`BindingUpdateList`], RFC 5213 section 6) alone, its PBUs and PBAs in UDP port 5436
-//! over IPv4 (RFC 5844), checksummed for their path. It stands in for the ePDG where
-//! only the PMIP side matters (the chain of gateways); the test gives it the
-//! registrations and de-registrations.
+//! ([`BindingUpdateList`], RFC 5213 section 6) alone, its Mobility Header messages in UDP
+//! port 5436 over IPv4 (RFC 5844), checksummed for their path: PBUs and PBAs, and the
+//! heartbeats (RFC 5847) and revocations (RFC 5846) the list sends and answers. It stands
+//! in for the ePDG where only the PMIP side matters (the chain of gateways, restarts);
+//! the test gives it the registrations and de-registrations.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Instant, SystemTime};
 
 use pmip_common::binding_update_list::{self as bul, BindingUpdateList, MagConfig, MobileNodeKey};
-use pmip_common::mh::ChecksumContext;
+use pmip_common::mh::{ChecksumContext, MobilityHeaderRepr, IPPROTO_NONE};
 use rand::rngs::StdRng;
 
 use super::{Node, NodeInput, NodeOutput};
-use crate::{decode_pba, encode_pbu};
+use crate::encode_pbu;
 
 /// A binding update list and everything it reported.
 pub struct MagNode {
@@ -21,7 +22,9 @@ pub struct MagNode {
     pub address: SocketAddr,
     pub list: BindingUpdateList,
     pub events: Vec<(Instant, bul::Output)>,
-    /// Datagrams that were not a PBA this list could read.
+    /// What the list learnt about its LMAs (restarts, unreachable, revocations).
+    pub lma_events: Vec<(Instant, bul::LmaEvent)>,
+    /// Datagrams that were not a Mobility Header message this list could read.
     pub unparsable: u64,
 }
 
@@ -38,7 +41,25 @@ impl MagNode {
             address,
             list: BindingUpdateList::new(config, now, wall_clock),
             events: Vec::new(),
+            lma_events: Vec::new(),
             unparsable: 0,
+        }
+    }
+
+    /// The MAG restarted (a new list, the new `config` with its own restart counter),
+    /// and tells the LMAs it had bindings at (RFC 5847 section 3.2) when `announce`.
+    pub fn restart(
+        &mut self,
+        config: MagConfig,
+        announce: bool,
+        now: Instant,
+        wall_clock: SystemTime,
+        out: &mut Vec<NodeOutput>,
+    ) {
+        let lmas = self.list.lmas();
+        self.list = BindingUpdateList::new(config, now, wall_clock);
+        if announce {
+            self.input(bul::Input::AnnounceRestart(lmas), now, out);
         }
     }
 
@@ -59,6 +80,25 @@ impl MagNode {
                 event => self.events.push((now, event)),
             }
         }
+        while let Some(bul::Transmit { to, message }) = self.list.poll_transmit() {
+            let repr = MobilityHeaderRepr {
+                payload_proto: IPPROTO_NONE,
+                message,
+            };
+            out.push(NodeOutput::Datagram {
+                from: self.address,
+                to,
+                bytes: repr.to_bytes(checksum(self.address, to)),
+            });
+        }
+        while let Some(event) = self.list.poll_event() {
+            self.lma_events.push((now, event));
+        }
+    }
+
+    /// Bindings lost so far (refused, unanswered, unreachable, revoked).
+    pub fn lost(&self) -> usize {
+        self.count(|e| matches!(e, bul::Output::Lost { .. }))
     }
 
     /// Registrations that succeeded so far.
@@ -112,9 +152,12 @@ impl Node for MagNode {
     ) {
         match input {
             NodeInput::Datagram { from, to, bytes } => {
-                match decode_pba(bytes, checksum(from, to)) {
-                    Some(ack) => self.input(bul::Input::Ack { from, ack }, now, out),
-                    None => self.unparsable += 1,
+                match MobilityHeaderRepr::parse(bytes, checksum(from, to)) {
+                    Ok(repr) => {
+                        let message = repr.message;
+                        self.input(bul::Input::Mobility { from, message }, now, out)
+                    }
+                    Err(_) => self.unparsable += 1,
                 }
             }
             NodeInput::Timeout => self.input(bul::Input::Timeout, now, out),

@@ -23,6 +23,8 @@ pub mod mag;
 pub mod ue;
 
 #[cfg(test)]
+mod heal_tests;
+#[cfg(test)]
 mod tests;
 
 use std::any::Any;

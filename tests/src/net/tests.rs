@@ -29,7 +29,13 @@ struct Chain {
 }
 
 impl Chain {
+    /// Without heartbeats, so the trace of a seed is what it was before they existed.
     fn new(seed: u64, loss: f64) -> Chain {
+        Chain::with_heartbeats(seed, loss, false)
+    }
+
+    fn with_heartbeats(seed: u64, loss: f64, heartbeats: bool) -> Chain {
+        let heartbeat = format!("[heartbeat]\nenabled = {heartbeats}\n");
         let mut net = Net::new(seed);
         let (t0, wall0) = (net.start(), net.wall_clock_at_start());
         let epdg = net.add(MagNode::new(
@@ -54,7 +60,7 @@ impl Chain {
                  timestamp_window_ms = 1000\n\
                  [chaining]\nhome_gateways = [\"{HOME}\"]\nlocal_v4 = \"{VISITED_HOME_SIDE}\"\n\
                  retransmit_ms = 200\nmax_retransmit_ms = 2000\nmax_retransmissions = 6\n\
-                 lifetime_secs = 600\n"
+                 lifetime_secs = 600\n{heartbeat}"
             ),
             t0,
             wall0,
@@ -66,7 +72,7 @@ impl Chain {
             &format!(
                 "listen_v4 = \"{HOME}:{MH_PORT}\"\nipv4_pool = \"{HOME_POOL}\"\n\
                  ipv6_pool = \"2001:db8:90::/48\"\nallowed_mags = [\"{VISITED_HOME_SIDE}\"]\n\
-                 timestamp_window_ms = 1000\n"
+                 timestamp_window_ms = 1000\n{heartbeat}"
             ),
             t0,
             wall0,
@@ -728,4 +734,121 @@ fn a_ue_whose_epdg_is_missing_retransmits_then_gives_up_in_virtual_time() {
             }));
     assert_eq!(net.elapsed(), Duration::from_millis(31_500));
     assert!(net.node(ue).ue.is_idle());
+}
+
+#[test]
+fn a_restarted_home_gateway_gets_the_chained_bindings_back_with_the_epdgs_addresses() {
+    let mut chain = Chain::with_heartbeats(21, 0.0, true);
+    chain.register(20);
+    chain.settle_registrations(20);
+    let (epdg, visited, home) = (chain.epdg, chain.visited, chain.home);
+    let before: Vec<bul::Registration> = (0..20)
+        .map(|i| {
+            chain
+                .net
+                .node(epdg)
+                .registration(&Chain::key(i))
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    // A heartbeat exchange: the visited gateway knows the home's counter.
+    chain.net.run_for(Duration::from_secs(70));
+    let chain_ups = |net: &Net| {
+        net.node(visited)
+            .reports
+            .iter()
+            .filter(|(_, o)| matches!(o, ::lma::Output::ChainUp(_)))
+            .count()
+    };
+    let ups_before = chain_ups(&chain.net);
+    let reports_before = chain.net.node(visited).reports.len();
+    // The home gateway restarts without a state file: the visited gateway sees the new
+    // counter at its next heartbeat and registers every chained binding again.
+    let (now, wall) = (
+        chain.net.now(),
+        chain.net.wall_clock_at_start() + chain.net.elapsed(),
+    );
+    chain
+        .net
+        .command(home, |h, _, _, out| h.restart(1, now, wall, out).unwrap());
+    assert!(chain.net.run_until(Duration::from_secs(120), |net| {
+        net.node(home).lma.cache().len() == 20 && chain_ups(net) >= ups_before + 20
+    }));
+    let m = chain.net.node(epdg);
+    assert_eq!(m.lost(), 0, "the ePDG lost nothing");
+    for (i, old) in before.iter().enumerate() {
+        let now = m.registration(&Chain::key(i)).unwrap();
+        assert_eq!(now.ipv4_home_address, old.ipv4_home_address);
+        assert_eq!(now.home_network_prefix, old.home_network_prefix);
+        // The home holds exactly the addresses the ePDG was given.
+        let id = chain
+            .net
+            .node(home)
+            .lma
+            .cache()
+            .find(&Chain::key(i).mn_id, Some("internet"))
+            .unwrap();
+        let held = chain
+            .net
+            .node(home)
+            .lma
+            .cache()
+            .get(id)
+            .unwrap()
+            .addresses();
+        assert_eq!(
+            held.ipv4_home_address,
+            old.ipv4_home_address.map(|a| a.addr())
+        );
+    }
+    // The relay moved to the new home uplink keys (the restarted home's epoch).
+    let moved = chain.net.node(visited).reports.iter().skip(reports_before);
+    let mut keys = 0;
+    for (_, o) in moved {
+        if let ::lma::Output::ChainUp(info) = o {
+            assert_eq!(
+                ::lma::gre_keys::UplinkKeyAllocator::epoch_of(info.home_uplink_key),
+                1
+            );
+            keys += 1;
+        }
+    }
+    assert!(keys >= 20);
+}
+
+#[test]
+fn the_home_revoking_a_roaming_binding_reaches_the_epdg_through_the_visited_gateway() {
+    let mut chain = Chain::new(22, 0.0);
+    chain.register(2);
+    chain.settle_registrations(2);
+    let (epdg, visited, home) = (chain.epdg, chain.visited, chain.home);
+    let now = chain.net.now();
+    chain.net.command(home, |h, _, _, out| {
+        let mut lma_out = Vec::new();
+        let target = ::lma::anchor::RevokeTarget::Binding {
+            mn_id: Chain::key(0).mn_id.to_string(),
+            apn: Some("internet".into()),
+        };
+        assert_eq!(h.lma.revoke_bindings(target, now, &mut lma_out), Ok(1));
+        h.handle_outputs(now, lma_out, out);
+    });
+    chain.net.run_for(Duration::from_secs(3));
+    let m = chain.net.node(epdg);
+    assert!(m.events.iter().any(|(_, e)| matches!(
+        e,
+        bul::Output::Lost {
+            key,
+            reason: bul::RegistrationFailure::Revoked { trigger: 1 }
+        } if *key == Chain::key(0)
+    )));
+    assert!(m.registration(&Chain::key(1)).is_some());
+    assert_eq!(chain.net.node(visited).lma.cache().len(), 1);
+    assert_eq!(chain.net.node(home).lma.cache().len(), 1);
+    // Both indications were acknowledged: nothing is held back, nothing outstanding.
+    for lma in [&chain.net.node(home).lma, &chain.net.node(visited).lma] {
+        assert_eq!(lma.held_back(), 0);
+        assert_eq!(lma.revocations_outstanding(), 0);
+        assert_eq!(lma.stats().revocation_acks, 1);
+    }
 }

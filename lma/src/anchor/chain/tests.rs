@@ -48,6 +48,7 @@ fn core_settings(pool_v4: &str, pool_v6: &str, mags: &[Ipv4Addr]) -> LmaSettings
         restart_counter: 1,
         revocation: RevocationSettings::default(),
         limits: MagLimits::default(),
+        heartbeat: None,
     }
 }
 
@@ -597,14 +598,16 @@ fn refreshes_keep_both_bindings_and_expiry_propagates_home() {
 fn a_home_that_loses_the_binding_ends_it_here_and_the_epdgs_refresh_is_refused() {
     let mut net = Net::new("10.90.0.0/24");
     net.epdg_input(bul::Input::Register(Net::request(UE, HOME, 7000)));
-    // The home gateway restarts with an empty cache.
+    // The home gateway restarts with an empty cache, and another IPv6 pool: the prefix
+    // the binding held is not one it may assign any more.
     net.home = Lma::new(
-        core_settings("10.90.0.0/24", "2001:db8:90::/56", &[VISITED_HOME_SIDE]),
+        core_settings("10.90.0.0/24", "2001:db8:91::/56", &[VISITED_HOME_SIDE]),
         net.now,
         net.wall(),
     )
     .unwrap();
-    // Its refresh at home (480 s) names the old prefix: 155 at home, lost here.
+    // Its refresh at home (480 s) names a prefix outside the new pool: 155 at home, lost
+    // here.
     net.secs(481.0);
     assert!(net.chain_events().contains(&ChainEvent::HomeLost));
     assert!(net.visited_out.iter().any(|o| matches!(
@@ -988,9 +991,10 @@ fn an_epdg_re_registration_the_home_refuses_gets_the_homes_status_and_ends_the_b
     let mut net = Net::new("10.90.0.0/24");
     net.epdg_input(bul::Input::Register(Net::request(UE, HOME, 7000)));
     let registered = net.registered()[0].clone();
-    // The home gateway restarts with an empty cache.
+    // The home gateway restarts with an empty cache, and another IPv6 pool: the prefix
+    // the binding held is not one it may assign any more.
     net.home = Lma::new(
-        core_settings("10.90.0.0/24", "2001:db8:90::/56", &[VISITED_HOME_SIDE]),
+        core_settings("10.90.0.0/24", "2001:db8:91::/56", &[VISITED_HOME_SIDE]),
         net.now,
         net.wall(),
     )
@@ -1004,7 +1008,7 @@ fn an_epdg_re_registration_the_home_refuses_gets_the_homes_status_and_ends_the_b
         ..net.to_home[0].clone()
     };
     send_as_epdg(&mut net, &pbu);
-    // The home refused the refresh (155: a prefix it does not hold); so was the ePDG.
+    // The home refused the refresh (155: a prefix outside its pool); so was the ePDG.
     let ack = net.to_epdg.last().unwrap();
     assert_eq!(ack.sequence, 50);
     assert_eq!(
