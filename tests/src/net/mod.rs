@@ -17,11 +17,15 @@
 //! a node or a message does not shift another node's draws.
 
 pub mod aaa;
+pub mod epc;
 pub mod epdg;
+pub mod ladder;
 pub mod lma;
 pub mod mag;
 pub mod ue;
 
+#[cfg(test)]
+mod scenarios;
 #[cfg(test)]
 mod tests;
 
@@ -334,6 +338,8 @@ pub struct Net {
     streams: BTreeMap<ConnId, Stream>,
     next_conn: u64,
     trace: Vec<TraceEntry>,
+    /// What each trace entry carried, by the same index.
+    payloads: Vec<Vec<u8>>,
     steps_at_now: u32,
 }
 
@@ -360,6 +366,7 @@ impl Net {
             streams: BTreeMap::new(),
             next_conn: 1,
             trace: Vec::new(),
+            payloads: Vec::new(),
             steps_at_now: 0,
         }
     }
@@ -464,15 +471,8 @@ impl Net {
                         self.schedule(self.now, node, Delivery::Refused { tag });
                     }
                 }
-                self.trace.push(TraceEntry {
-                    sent: self.now - self.t0,
-                    from: ends[0].0,
-                    to: Some(ends[1].0),
-                    kind: TraceKind::Cut { conn },
-                    len: 0,
-                    digest: 0,
-                    fate: Fate::Arrives(self.now - self.t0),
-                });
+                let fate = Fate::Arrives(self.now - self.t0);
+                self.record(ends[0].0, Some(ends[1].0), TraceKind::Cut { conn }, &[], fate);
             }
         }
     }
@@ -491,6 +491,14 @@ impl Net {
     /// Everything that crossed (or failed to cross) a link so far, in send order.
     pub fn trace(&self) -> &[TraceEntry] {
         &self.trace
+    }
+
+    /// Every trace entry with the octets it carried (a datagram's payload, one stream
+    /// write; nothing for connects, closes and cuts), in send order.
+    pub fn messages(&self) -> impl Iterator<Item = (&TraceEntry, &[u8])> {
+        self.trace
+            .iter()
+            .zip(self.payloads.iter().map(Vec::as_slice))
     }
 
     /// What was sent between `a` and `b`, either way, in send order.
@@ -547,15 +555,16 @@ impl Net {
         }
     }
 
-    fn entry(
-        &self,
+    /// Adds an entry to the trace, its payload beside it.
+    fn record(
+        &mut self,
         from: usize,
         to: Option<usize>,
         kind: TraceKind,
         bytes: &[u8],
         fate: Fate,
-    ) -> TraceEntry {
-        TraceEntry {
+    ) {
+        self.trace.push(TraceEntry {
             sent: self.now - self.t0,
             from,
             to,
@@ -563,7 +572,8 @@ impl Net {
             len: bytes.len(),
             digest: fnv1a(bytes),
             fate,
-        }
+        });
+        self.payloads.push(bytes.to_vec());
     }
 
     fn send_datagram(
@@ -575,13 +585,11 @@ impl Net {
     ) {
         let kind = TraceKind::Datagram { from, to };
         let Some(&target) = self.routes.get(&to.ip()) else {
-            let e = self.entry(from_node, None, kind, &bytes, Fate::Unroutable);
-            self.trace.push(e);
+            self.record(from_node, None, kind, &bytes, Fate::Unroutable);
             return;
         };
         if self.is_partitioned(from_node, target) {
-            let e = self.entry(from_node, Some(target), kind, &bytes, Fate::Partitioned);
-            self.trace.push(e);
+            self.record(from_node, Some(target), kind, &bytes, Fate::Partitioned);
             return;
         }
         let policy = self.policy(from_node, target);
@@ -601,8 +609,7 @@ impl Net {
             let at = self.now + policy.delay + jitter + extra;
             Fate::Arrives(at - self.t0)
         };
-        let e = self.entry(from_node, Some(target), kind, &bytes, fate);
-        self.trace.push(e);
+        self.record(from_node, Some(target), kind, &bytes, fate);
         if let Fate::Arrives(at) = fate {
             self.schedule(self.t0 + at, target, Delivery::Datagram { from, to, bytes });
         }
@@ -616,8 +623,7 @@ impl Net {
             Some(t) if self.is_partitioned(from_node, t) => Fate::Partitioned,
             Some(t) => Fate::Arrives(self.now + self.policy(from_node, t).delay - self.t0),
         };
-        let e = self.entry(from_node, target, kind, &[], fate);
-        self.trace.push(e);
+        self.record(from_node, target, kind, &[], fate);
         let (Some(target), Fate::Arrives(_)) = (target, fate) else {
             // A refusal comes back after a round trip (SYN, RST).
             let delay = target.map_or(self.default_link.delay, |t| self.policy(from_node, t).delay);
@@ -674,29 +680,26 @@ impl Net {
     fn send_stream(&mut self, from_node: usize, conn: ConnId, bytes: Vec<u8>) {
         let kind = TraceKind::Stream { conn };
         let Some((end, s)) = self.end_of(from_node, conn) else {
-            let e = self.entry(from_node, None, kind, &bytes, Fate::Unroutable);
-            self.trace.push(e);
+            self.record(from_node, None, kind, &bytes, Fate::Unroutable);
             return;
         };
         let other = 1 - end;
         let target = s.ends[other].0;
         if s.cut || s.closed {
-            let e = self.entry(from_node, Some(target), kind, &bytes, Fate::Partitioned);
-            self.trace.push(e);
+            self.record(from_node, Some(target), kind, &bytes, Fate::Partitioned);
             return;
         }
         let at = (self.now + self.policy(from_node, target).delay).max(s.last[other]);
         if let Some(s) = self.streams.get_mut(&conn) {
             s.last[other] = at;
         }
-        let e = self.entry(
+        self.record(
             from_node,
             Some(target),
             kind,
             &bytes,
             Fate::Arrives(at - self.t0),
         );
-        self.trace.push(e);
         self.schedule(at, target, Delivery::Data { conn, bytes });
     }
 
@@ -716,14 +719,13 @@ impl Net {
             s.closed = true;
             s.last[other] = at;
         }
-        let e = self.entry(
+        self.record(
             from_node,
             Some(target),
             kind,
             &[],
             Fate::Arrives(at - self.t0),
         );
-        self.trace.push(e);
         self.schedule(at, target, Delivery::Down { conn });
     }
 
