@@ -65,10 +65,10 @@ use pmip_common::ike::endpoint::{Endpoint, EndpointOutput, Transmit};
 use pmip_common::ike::sa::{ChildSa, Event};
 use pmip_common::ike::Random;
 use pmip_common::mh::{
-    ChecksumContext, GreKey, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck,
-    ProxyBindingUpdate, IPPROTO_NONE,
+    ChecksumContext, GreKey, Lifetime, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck,
+    ProxyBindingUpdate, Timestamp, IPPROTO_NONE,
 };
-use pmip_common::time::DeadlineQueue;
+use pmip_common::time::{DeadlineQueue, WallClock};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
@@ -163,6 +163,11 @@ pub struct Epdg {
     /// The UE holding each binding key (NAI, APN).
     by_key: HashMap<MobileNodeKey, u64>,
     list: BindingUpdateList,
+    /// The last PBU of each first registration under way, and where it went: what a
+    /// release after a failed registration repeats with lifetime 0.
+    registering: HashMap<MobileNodeKey, (SocketAddr, ProxyBindingUpdate)>,
+    /// Wall-clock time of `now`, for the Timestamp of such a release.
+    clock: WallClock,
     aaa: AaaLink,
     /// The attach procedures' deadlines (DEA, AAA answers), by IKE SPI.
     deadlines: DeadlineQueue<u64>,
@@ -196,6 +201,8 @@ impl Epdg {
             by_session: HashMap::new(),
             by_key: HashMap::new(),
             list: BindingUpdateList::new(config.mag, now, wall_clock),
+            registering: HashMap::new(),
+            clock: WallClock::new(now, wall_clock),
             aaa: AaaLink::new(
                 config.diameter,
                 Box::new(move || diameter_rng.next_u32()),
@@ -288,6 +295,7 @@ impl Epdg {
             && self.by_session.is_empty()
             && self.by_key.is_empty()
             && self.list.is_empty()
+            && self.registering.is_empty()
             && self.ike.poll_timeout().is_none()
             && self.deadlines.is_empty()
             && self.list.poll_timeout().is_none()
@@ -607,21 +615,31 @@ impl Epdg {
     ) {
         for o in list_out {
             match o {
-                bul::Output::Send { to, pbu } => self.send_pbu(to, &pbu, out),
-                bul::Output::Registered { key, registration } => match self.by_key.get(&key) {
-                    Some(&spi) => {
-                        let registered = attach::Input::Registered(Box::new(registration));
-                        self.step(spi, registered, now, rng, out);
+                bul::Output::Send { to, pbu } => {
+                    let key = MobileNodeKey::new(&pbu.mn_id, pbu.apn.as_deref());
+                    if self.list.is_registering(&key) {
+                        self.registering.insert(key, (to, pbu.clone()));
                     }
-                    None => {
-                        // The UE left while the PBU was out: undo the binding.
-                        let mut undo = Vec::new();
-                        self.list
-                            .handle(bul::Input::Deregister(key), now, &mut undo);
-                        self.on_list_outputs(undo, now, rng, out);
+                    self.send_pbu(to, &pbu, out);
+                }
+                bul::Output::Registered { key, registration } => {
+                    self.registering.remove(&key);
+                    match self.by_key.get(&key) {
+                        Some(&spi) => {
+                            let registered = attach::Input::Registered(Box::new(registration));
+                            self.step(spi, registered, now, rng, out);
+                        }
+                        None => {
+                            // The UE left while the PBU was out: undo the binding.
+                            let mut undo = Vec::new();
+                            self.list
+                                .handle(bul::Input::Deregister(key), now, &mut undo);
+                            self.on_list_outputs(undo, now, rng, out);
+                        }
                     }
-                },
+                }
                 bul::Output::Failed { key, reason } => {
+                    self.release_failed(&key, &reason, now, out);
                     if let Some(&spi) = self.by_key.get(&key) {
                         let failed = attach::Input::RegistrationFailed(reason);
                         self.step(spi, failed, now, rng, out);
@@ -644,6 +662,45 @@ impl Epdg {
                 }
             }
         }
+    }
+
+    /// A first registration failed where the LMA may hold the binding all the same: no
+    /// PBA after every retransmission (the PBUs may have arrived and the answers been
+    /// lost), or an accepting PBA that did not give what was asked. One PBU with
+    /// lifetime 0 (RFC 5213 section 6.9.1.4), not retransmitted, lets such an LMA
+    /// release the binding and its addresses at once rather than at the end of the
+    /// lifetime; the visited gateway does the same toward a silent home gateway. It
+    /// repeats the last PBU of the registration with its sequence number, which the list
+    /// does not hand out again before its counter wraps (so the answer matches no
+    /// exchange), and a fresh Timestamp, by which the LMA orders it (RFC 5213 section
+    /// 5.5).
+    fn release_failed(
+        &mut self,
+        key: &MobileNodeKey,
+        reason: &RegistrationFailure,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some((to, last)) = self.registering.remove(key) else {
+            return;
+        };
+        let maybe_held = match reason {
+            RegistrationFailure::Timeout(_)
+            | RegistrationFailure::Incomplete(_)
+            | RegistrationFailure::Ipv4Refused(_) => true,
+            RegistrationFailure::Rejected(_) | RegistrationFailure::Duplicate => false,
+        };
+        if !maybe_held {
+            return;
+        }
+        let release = ProxyBindingUpdate {
+            lifetime: Lifetime(0),
+            timestamp: last
+                .timestamp
+                .map(|_| Timestamp::from_system_time(self.clock.at(now))),
+            ..last
+        };
+        self.send_pbu(to, &release, out);
     }
 
     /// A PBU: over IPv4 in UDP with the MH checksum filled (RFC 5844 section 4), over

@@ -878,8 +878,43 @@ fn a_silent_lma_is_network_failure_after_the_pbu_retransmissions() {
         net.ues[n].closed,
         Some(CloseReason::NotifyReceived(NotifyType::NetworkFailure))
     );
-    assert_eq!(net.pbu_lifetimes.len(), 4);
+    // Then one lifetime-0 PBU, not retransmitted, in case the LMA heard us.
+    assert_eq!(net.pbu_lifetimes, [3600, 3600, 3600, 3600, 0]);
+    net.run_for(Duration::from_secs(60));
+    assert_eq!(net.pbu_lifetimes.len(), 5);
     assert_rejected_state(&net);
+}
+
+#[test]
+fn a_registration_whose_answers_are_lost_is_released_at_the_lma() {
+    let mut net = Net::new();
+    let free = net.lma.available_ipv4();
+    // The LMA registers the UE, but none of its PBAs comes back.
+    net.hold_pbas = true;
+    let n = net.add_ue(APN, K);
+    net.run_for(Duration::from_secs(16));
+    assert_eq!(
+        net.ues[n].closed,
+        Some(CloseReason::NotifyReceived(NotifyType::NetworkFailure))
+    );
+    assert_eq!(
+        net.held.len(),
+        5,
+        "four answers to the registration, one to the release"
+    );
+    assert_eq!(net.pbu_lifetimes, [3600, 3600, 3600, 3600, 0]);
+    // The release reached the LMA: its binding and addresses are gone now, not at the
+    // end of the lifetime.
+    assert_eq!(net.lma.cache().len(), 0);
+    assert_eq!(net.lma.available_ipv4(), free);
+    net.assert_nothing_left();
+    // Its late answer matches no exchange.
+    net.hold_pbas = false;
+    for pba in std::mem::take(&mut net.held) {
+        net.wire.push_back(Wire::FromLma(pba));
+    }
+    net.settle();
+    net.assert_nothing_left();
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::time::Duration;
 use pmip_common::eap::{permanent_identity, Sqn};
 use pmip_common::ike::wire::ExchangeType;
 use ue_emu::config::{ConfigLayer as UeLayer, UeConfig};
-use ue_emu::ue::{DetachPolicy, Identity, Output as UeOutput, Profile, Ue};
+use ue_emu::ue::{DetachPolicy, Identity, Profile, Ue};
 
 use super::aaa::{AaaNode, MemorySubscribers};
 use super::epdg::EpdgNode;
@@ -66,10 +66,14 @@ pub struct Options {
     pub loss: f64,
     /// More `mag.toml` lines.
     pub mag: String,
+    /// More lines of the gateway's `[chaining]` table (with roamers).
+    pub chaining: String,
     /// The ePDG's gateway's IPv4 pool.
     pub pool: String,
     /// The UEs' `timeout_ms` (`ue.toml`).
     pub ue_timeout_ms: u64,
+    /// The UEs' IKE retransmissions (RFC 7296 section 2.1), if not `ue-emu`'s five.
+    pub ike_retransmissions: Option<u32>,
 }
 
 impl Default for Options {
@@ -81,8 +85,10 @@ impl Default for Options {
             delay: Duration::from_millis(1),
             loss: 0.0,
             mag: String::new(),
+            chaining: String::new(),
             pool: POOL.into(),
             ue_timeout_ms: 20_000,
+            ike_retransmissions: None,
         }
     }
 }
@@ -165,12 +171,7 @@ impl Epc {
             locals.add(&imsi(i, false), K, OPC, &[APN], 0);
         }
         let homes = [(HOME_REALM, HOME_AAA)];
-        let aaa_config = aaa_toml(
-            REALM,
-            AAA,
-            GATEWAY,
-            if roaming { &homes[..] } else { &[] },
-        );
+        let aaa_config = aaa_toml(REALM, AAA, GATEWAY, if roaming { &homes[..] } else { &[] });
         let aaa = AaaNode::configured("aaa", &aaa_config, locals, options.seed ^ 0xaaa)
             .expect("the AAA's aaa.toml");
         let aaa = net.add(aaa);
@@ -178,7 +179,8 @@ impl Epc {
         let chaining = if roaming {
             format!(
                 "[chaining]\nhome_gateways = [\"{HOME_GATEWAY}\"]\n\
-                 local_v4 = \"{GATEWAY_HOME_SIDE}\"\n"
+                 local_v4 = \"{GATEWAY_HOME_SIDE}\"\n{}",
+                options.chaining
             )
         } else {
             String::new()
@@ -253,21 +255,30 @@ impl Epc {
     pub fn add_ue(&mut self, imsi: &str, apn: &str, k: [u8; 16], sqn_ms: u64) -> usize {
         let n = self.ues.len();
         let local = SocketAddr::new(
-            Ipv4Addr::new(100, 64 + (n / 60_000) as u8, (n / 250 % 240) as u8, (n % 250 + 1) as u8)
-                .into(),
+            Ipv4Addr::new(
+                100,
+                64 + (n / 60_000) as u8,
+                (n / 250 % 240) as u8,
+                (n % 250 + 1) as u8,
+            )
+            .into(),
             50_000,
         );
         let text = ue_toml(imsi, k, self.options.ue_timeout_ms);
-        let layers = pmip_node::config::Layers::parse(&text, Path::new("ue.toml"), UeLayer::default())
-            .expect("the UE's ue.toml");
+        let layers =
+            pmip_node::config::Layers::parse(&text, Path::new("ue.toml"), UeLayer::default())
+                .expect("the UE's ue.toml");
         let config = UeConfig::resolve(&layers).expect("the UE's settings");
         // As `ue-emu load` detaches: several tries, a second apart.
         let detach = DetachPolicy {
             attempts: 5,
             wait: Duration::from_secs(1),
         };
-        let profile: Profile =
+        let mut profile: Profile =
             ue_emu::profile(&config, apn, false, false, detach).expect("the UE's profile");
+        if let Some(n) = self.options.ike_retransmissions {
+            profile.ike.retransmit.max_retransmissions = n;
+        }
         let identity = Identity {
             imsi: imsi.into(),
             nai: permanent_identity(imsi, 2).expect("an IMSI"),
@@ -312,50 +323,64 @@ impl Epc {
         self.net.node(self.epdg)
     }
 
-    /// How many attach commands UE `i` has finished (attached or failed).
-    fn outcomes(&self, i: usize) -> usize {
-        self.ue(i)
-            .events
-            .iter()
-            .filter(|(_, o)| matches!(o, UeOutput::Attached(_) | UeOutput::Failed(_)))
-            .count()
-    }
-
     /// Whether every attach command has its outcome at its UE.
     pub fn attaches_settled(&self) -> bool {
-        self.attaches.iter().all(|(&i, &n)| self.outcomes(i) >= n)
+        self.attaches
+            .iter()
+            .all(|(&i, &n)| self.ue(i).attach_outcomes >= n)
+    }
+
+    /// Steps until `done` holds, or `limit` of virtual time passes, or nothing is left
+    /// to do; `done` is asked each time the clock moves (not at every delivery). Whether
+    /// `done` held.
+    fn run_until(&mut self, limit: Duration, done: impl Fn(&Epc) -> bool) -> bool {
+        let end = self.net.now() + limit;
+        let mut asked_at = None;
+        loop {
+            if asked_at != Some(self.net.now()) {
+                asked_at = Some(self.net.now());
+                if done(self) {
+                    return true;
+                }
+            }
+            match self.net.next_event() {
+                Some(t) if t <= end => {
+                    self.net.step();
+                }
+                _ => {
+                    self.net
+                        .run_for(end.saturating_duration_since(self.net.now()));
+                    return done(self);
+                }
+            }
+        }
     }
 
     /// Runs until every attach has its outcome (or `limit` passes).
     pub fn settle_attaches(&mut self, limit: Duration) -> bool {
-        let attaches = self.attaches.clone();
-        let ues = self.ues.clone();
-        self.net.run_until(limit, |net| {
-            attaches.iter().all(|(&i, &n)| {
-                net.node(ues[i])
-                    .events
-                    .iter()
-                    .filter(|(_, o)| matches!(o, UeOutput::Attached(_) | UeOutput::Failed(_)))
-                    .count()
-                    >= n
-            })
-        })
+        self.run_until(limit, Epc::attaches_settled)
     }
 
     /// Runs until nothing is left anywhere (or `limit` passes); whether it got there.
     pub fn settle_cleanup(&mut self, limit: Duration) -> bool {
-        let end = self.net.now() + limit;
-        loop {
-            if self.leftovers().is_empty() {
-                return true;
-            }
-            if self.net.now() >= end || !self.net.step() {
-                return self.leftovers().is_empty();
-            }
-            if self.net.now() > end {
-                return self.leftovers().is_empty();
-            }
-        }
+        self.run_until(limit, Epc::nothing_left)
+    }
+
+    /// Whether nothing is left on any node: [`Epc::leftovers`] is empty (cheaper).
+    pub fn nothing_left(&self) -> bool {
+        let net = &self.net;
+        let e = self.epdg();
+        let aaas = std::iter::once(self.aaa).chain(self.home.map(|h| h.aaa));
+        let gateways = std::iter::once(self.gateway).chain(self.home.map(|h| h.gateway));
+        e.core().is_idle()
+            && e.sessions.is_empty()
+            && aaas.map(|id| net.node(id)).all(|a| {
+                a.sessions() == 0 && a.relayed() == (0, 0) && a.core.poll_timeout().is_none()
+            })
+            && gateways.map(|id| &net.node(id).lma).all(|l| {
+                l.cache().is_empty() && l.chain_counts() == (0, 0) && l.poll_timeout().is_none()
+            })
+            && self.ues.iter().all(|id| net.node(*id).ue.is_idle())
     }
 
     /// The UEs attached now.
@@ -392,14 +417,17 @@ impl Epc {
                 left.push(format!("{name}: {} sessions", a.sessions()));
             }
             if a.relayed() != (0, 0) {
-                left.push(format!("{name}: relayed (sessions, requests) {:?}", a.relayed()));
+                left.push(format!(
+                    "{name}: relayed (sessions, requests) {:?}",
+                    a.relayed()
+                ));
             }
             if let Some(t) = a.core.poll_timeout() {
                 left.push(format!("{name}: deadline {:?}", t - net.start()));
             }
         }
-        let gateways =
-            std::iter::once(("gateway", self.gateway)).chain(self.home.map(|h| ("home-gateway", h.gateway)));
+        let gateways = std::iter::once(("gateway", self.gateway))
+            .chain(self.home.map(|h| ("home-gateway", h.gateway)));
         for (name, id) in gateways {
             let l = &net.node(id).lma;
             if !l.cache().is_empty() {
@@ -412,11 +440,15 @@ impl Epc {
                 left.push(format!("{name}: deadline {:?}", t - net.start()));
             }
         }
-        for (i, id) in self.ues.iter().enumerate() {
-            let u = &net.node(*id).ue;
-            if !u.is_idle() {
-                left.push(format!("ue{i}: {u:?}"));
-            }
+        let busy: Vec<usize> = (0..self.ues.len())
+            .filter(|&i| !self.ue(i).ue.is_idle())
+            .collect();
+        if let Some(first) = busy.first() {
+            left.push(format!(
+                "{} UEs not idle, the first {:?}",
+                busy.len(),
+                self.ue(*first).ue
+            ));
         }
         left
     }
@@ -437,7 +469,15 @@ impl Epc {
         // When accepted PBAs for each NAI reached the ePDG.
         let mut pbas: HashMap<&str, Vec<Duration>> = HashMap::new();
         for p in seen.iter().filter(|p| p.entry.to == Some(epdg)) {
-            if let (Message::Pba { mn_id: Some(m), status, .. }, Some(at)) = (&p.message, p.arrived()) {
+            if let (
+                Message::Pba {
+                    mn_id: Some(m),
+                    status,
+                    ..
+                },
+                Some(at),
+            ) = (&p.message, p.arrived())
+            {
                 if status.is_accepted() {
                     pbas.entry(m.as_str()).or_default().push(at);
                 }
@@ -461,7 +501,10 @@ impl Epc {
             }
             successes += 1;
             let Some((nai, began)) = auth_began.get(&spis) else {
-                broken.push(format!("EAP-Success at {:?} on an IKE SA without IDi", s.sent()));
+                broken.push(format!(
+                    "EAP-Success at {:?} on an IKE SA without IDi",
+                    s.sent()
+                ));
                 continue;
             };
             let pba = pbas

@@ -32,6 +32,7 @@ use std::time::{Instant, SystemTime};
 
 use mag::config::Config;
 use mag::dataplane::SessionInfo;
+pub use mag::epdg::Report as ReportAlias;
 use mag::epdg::{Epdg, EpdgConfig, Input, Output, Report, Status};
 use pmip_common::esp::{UdpEncapsulated, NON_ESP_MARKER};
 use pmip_common::ike::keys::IkeSaKeys;
@@ -175,7 +176,13 @@ impl EpdgNode {
         self.feed(Input::Shutdown, now, rng, out);
     }
 
-    fn feed(&mut self, input: Input<'_>, now: Instant, rng: &mut StdRng, out: &mut Vec<NodeOutput>) {
+    fn feed(
+        &mut self,
+        input: Input<'_>,
+        now: Instant,
+        rng: &mut StdRng,
+        out: &mut Vec<NodeOutput>,
+    ) {
         let mut core_out = Vec::new();
         self.epdg.handle(input, now, rng, &mut core_out);
         for o in core_out {

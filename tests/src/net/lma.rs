@@ -22,6 +22,9 @@ pub struct LmaNode {
     pub lma: Lma,
     addresses: Vec<Ipv4Addr>,
     pub reports: Vec<(Instant, Output)>,
+    /// While set, what it sends is dropped as it leaves: it hears, acts, and is never
+    /// heard (a path that loses only its answers).
+    pub mute: bool,
 }
 
 impl LmaNode {
@@ -61,6 +64,7 @@ impl LmaNode {
             lma,
             addresses: addresses.to_vec(),
             reports: Vec::new(),
+            mute: false,
         }
     }
 }
@@ -101,6 +105,7 @@ impl Node for LmaNode {
         }
         for o in lma_out {
             match o {
+                Output::Send { .. } if self.mute => {}
                 Output::Send {
                     to: MagAddress::Udp4 { mag, local },
                     bytes,

@@ -31,7 +31,7 @@ mod tests;
 
 use std::any::Any;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -316,6 +316,9 @@ struct Stream {
 struct Slot {
     node: Box<dyn Node>,
     rng: StdRng,
+    /// Its `poll_timeout()` as last asked (after it last ran), filed in
+    /// [`Net::deadlines`].
+    deadline: Option<Instant>,
 }
 
 /// How many times one instant may come round before the network calls it a livelock.
@@ -340,6 +343,11 @@ pub struct Net {
     trace: Vec<TraceEntry>,
     /// What each trace entry carried, by the same index.
     payloads: Vec<Vec<u8>>,
+    /// Every node's deadline, earliest first: a node's deadline changes only when it
+    /// runs, so it is asked again only then (or, after [`Net::node_mut`], all are).
+    deadlines: BTreeSet<(Instant, usize)>,
+    /// A node was handed out mutably: its deadline may have changed unseen.
+    deadlines_stale: bool,
     steps_at_now: u32,
 }
 
@@ -367,6 +375,8 @@ impl Net {
             next_conn: 1,
             trace: Vec::new(),
             payloads: Vec::new(),
+            deadlines: BTreeSet::new(),
+            deadlines_stale: false,
             steps_at_now: 0,
         }
     }
@@ -405,7 +415,9 @@ impl Net {
         self.nodes.push(Slot {
             node: Box::new(node),
             rng,
+            deadline: None,
         });
+        self.refresh_deadline(index);
         NodeId {
             index,
             _type: PhantomData,
@@ -421,6 +433,7 @@ impl Net {
     }
 
     pub fn node_mut<T: Node>(&mut self, id: NodeId<T>) -> &mut T {
+        self.deadlines_stale = true;
         self.nodes
             .get_mut(id.index)
             .and_then(|s| (*s.node).as_any_mut().downcast_mut())
@@ -472,7 +485,13 @@ impl Net {
                     }
                 }
                 let fate = Fate::Arrives(self.now - self.t0);
-                self.record(ends[0].0, Some(ends[1].0), TraceKind::Cut { conn }, &[], fate);
+                self.record(
+                    ends[0].0,
+                    Some(ends[1].0),
+                    TraceKind::Cut { conn },
+                    &[],
+                    fate,
+                );
             }
         }
     }
@@ -528,6 +547,7 @@ impl Net {
             .downcast_mut::<T>()
             .expect("a NodeId of this network");
         let result = command(node, now, &mut slot.rng, &mut out);
+        self.refresh_deadline(id.index);
         self.carry_out(id.index, out);
         result
     }
@@ -792,17 +812,41 @@ impl Net {
         if let Some(slot) = self.nodes.get_mut(index) {
             slot.node.handle(input, now, &mut slot.rng, &mut out);
         }
+        self.refresh_deadline(index);
         self.carry_out(index, out);
     }
 
+    /// Asks node `index` for its deadline again and files it.
+    fn refresh_deadline(&mut self, index: usize) {
+        let Some(slot) = self.nodes.get_mut(index) else {
+            return;
+        };
+        let deadline = slot.node.poll_timeout();
+        if deadline != slot.deadline {
+            if let Some(old) = slot.deadline {
+                self.deadlines.remove(&(old, index));
+            }
+            if let Some(new) = deadline {
+                self.deadlines.insert((new, index));
+            }
+            slot.deadline = deadline;
+        }
+    }
+
+    /// Asks every node again, after one may have changed unseen.
+    fn refresh_stale_deadlines(&mut self) {
+        if std::mem::take(&mut self.deadlines_stale) {
+            for index in 0..self.nodes.len() {
+                self.refresh_deadline(index);
+            }
+        }
+    }
+
     /// The next moment something happens: an arrival or a node's deadline.
-    pub fn next_event(&self) -> Option<Instant> {
+    pub fn next_event(&mut self) -> Option<Instant> {
+        self.refresh_stale_deadlines();
         let wire = self.wire.peek().map(|f| f.0.at);
-        let timers = self
-            .nodes
-            .iter()
-            .filter_map(|s| s.node.poll_timeout())
-            .min();
+        let timers = self.deadlines.first().map(|(at, _)| *at);
         match (wire, timers) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -832,12 +876,19 @@ impl Net {
                 self.deliver(flight);
             }
         }
-        for index in 0..self.nodes.len() {
-            let due = self.nodes[index]
-                .node
-                .poll_timeout()
-                .is_some_and(|t| t <= self.now);
-            if due {
+        self.refresh_stale_deadlines();
+        let mut due: Vec<usize> = self
+            .deadlines
+            .iter()
+            .take_while(|(at, _)| *at <= self.now)
+            .map(|(_, index)| *index)
+            .collect();
+        due.sort_unstable();
+        for index in due {
+            // Asked again: an earlier timeout may have moved this node's deadline.
+            self.refresh_deadline(index);
+            let still_due = self.nodes[index].deadline.is_some_and(|t| t <= self.now);
+            if still_due {
                 self.handle(index, NodeInput::Timeout);
             }
         }
