@@ -59,6 +59,7 @@ use std::time::{Duration, Instant, SystemTime};
 use pmip_common::binding_update_list::{
     self as bul, BindingUpdateList, MobileNodeKey, RegistrationFailure, RegistrationRequest,
 };
+use pmip_common::diameter::codes::command;
 use pmip_common::diameter::swm::{self, SwmMessage};
 use pmip_common::diameter::Message;
 use pmip_common::ike::endpoint::{Endpoint, EndpointOutput, Transmit};
@@ -168,6 +169,10 @@ pub struct Epdg {
     registering: HashMap<MobileNodeKey, (SocketAddr, ProxyBindingUpdate)>,
     /// Wall-clock time of `now`, for the Timestamp of such a release.
     clock: WallClock,
+    /// Registrations waiting for the list to let go of their key, whose earlier binding
+    /// (of a UE now gone) is still being registered or removed: the UE by IKE SPI, and
+    /// its request.
+    deferred: HashMap<MobileNodeKey, (u64, RegistrationRequest)>,
     aaa: AaaLink,
     /// The attach procedures' deadlines (DEA, AAA answers), by IKE SPI.
     deadlines: DeadlineQueue<u64>,
@@ -203,6 +208,7 @@ impl Epdg {
             list: BindingUpdateList::new(config.mag, now, wall_clock),
             registering: HashMap::new(),
             clock: WallClock::new(now, wall_clock),
+            deferred: HashMap::new(),
             aaa: AaaLink::new(
                 config.diameter,
                 Box::new(move || diameter_rng.next_u32()),
@@ -296,6 +302,7 @@ impl Epdg {
             && self.by_key.is_empty()
             && self.list.is_empty()
             && self.registering.is_empty()
+            && self.deferred.is_empty()
             && self.ike.poll_timeout().is_none()
             && self.deadlines.is_empty()
             && self.list.poll_timeout().is_none()
@@ -501,7 +508,9 @@ impl Epdg {
         self.on_ike_outputs(ike_out, now, rng, out);
     }
 
-    /// Steps 3 and 4: a DEA or AAA, to the attach of its session.
+    /// Steps 3 and 4: a DEA or AAA, to the attach of its session. An STA needs
+    /// nothing: it answers the STR of a UE that is already gone (its session ended when
+    /// the STR left, RFC 6733 section 8.4), so it is not reported as dropped.
     fn on_swm_answer(
         &mut self,
         answer: &Message,
@@ -509,6 +518,9 @@ impl Epdg {
         rng: &mut dyn Random,
         out: &mut Vec<Output>,
     ) {
+        if answer.header.command_code == command::SESSION_TERMINATION {
+            return;
+        }
         let Some(spi) = answer
             .session_id()
             .and_then(|s| self.by_session.get(s))
@@ -539,8 +551,11 @@ impl Epdg {
     /// Step 5: the binding for the attach of `spi`. The same (NAI, APN) registered by an
     /// older IKE SA (the UE came back without deleting it) is handed over, addresses and
     /// GRE key kept, and the old SA goes with its AAA session; otherwise the list sends
-    /// the PBU. A registration of that key already under way or being removed is not
-    /// disturbed: this one fails.
+    /// the PBU. The key's earlier binding, of a UE that is gone, still being removed (or
+    /// still being registered, to be undone) is not disturbed, as its retransmissions
+    /// would undo a new binding at the LMA: this registration waits until the list lets
+    /// go of the key (`Epdg::resume_deferred`). A registration of that key already under
+    /// way for a live UE fails.
     fn register(
         &mut self,
         spi: u64,
@@ -570,6 +585,15 @@ impl Epdg {
             let registered = attach::Input::Registered(Box::new(registration));
             return self.step(spi, registered, now, rng, out);
         }
+        let held = self.list.is_registering(&key) || self.list.registration(&key).is_some();
+        let holder_alive = self
+            .by_key
+            .get(&key)
+            .is_some_and(|holder| self.ues.contains_key(holder));
+        if held && !holder_alive && !self.deferred.contains_key(&key) {
+            self.deferred.insert(key, (spi, request));
+            return;
+        }
         let mut list_out = Vec::new();
         self.list
             .handle(bul::Input::Register(request), now, &mut list_out);
@@ -596,7 +620,8 @@ impl Epdg {
         rng: &mut dyn Random,
         out: &mut Vec<Output>,
     ) {
-        if self.list.is_registering(&key) {
+        // A deferred registration's key: the list entry is the earlier binding's.
+        if self.deferred.remove(&key).is_some() || self.list.is_registering(&key) {
             return;
         }
         let mut list_out = Vec::new();
@@ -644,22 +669,44 @@ impl Epdg {
                         let failed = attach::Input::RegistrationFailed(reason);
                         self.step(spi, failed, now, rng, out);
                     }
+                    self.resume_deferred(key, now, rng, out);
                 }
                 bul::Output::Lost { key, reason } => {
                     if let Some(&spi) = self.by_key.get(&key) {
                         self.step(spi, attach::Input::BindingLost(reason), now, rng, out);
                     }
+                    self.resume_deferred(key, now, rng, out);
                 }
                 bul::Output::Refreshed { key, .. } => {
                     out.push(Output::Report(Report::BindingRefreshed { key }))
                 }
                 bul::Output::Deregistered { key, acknowledged } => {
                     out.push(Output::Report(Report::BindingRemoved {
-                        key,
+                        key: key.clone(),
                         acknowledged,
                         bindings: self.list.len(),
-                    }))
+                    }));
+                    self.resume_deferred(key, now, rng, out);
                 }
+            }
+        }
+    }
+
+    /// The list let go of `key`: a registration waiting for that goes ahead, if its UE
+    /// is still there.
+    fn resume_deferred(
+        &mut self,
+        key: MobileNodeKey,
+        now: Instant,
+        rng: &mut dyn Random,
+        out: &mut Vec<Output>,
+    ) {
+        if self.list.is_registering(&key) || self.list.registration(&key).is_some() {
+            return;
+        }
+        if let Some((spi, request)) = self.deferred.remove(&key) {
+            if self.ues.contains_key(&spi) {
+                self.register(spi, request, now, rng, out);
             }
         }
     }
@@ -812,6 +859,7 @@ impl Epdg {
             out.push(Output::SessionDown { ike_spi: spi });
         }
         self.by_session.remove(ue.attach.session_id());
+        self.deferred.retain(|_, (waiting, _)| *waiting != spi);
         let key = ue.attach.key();
         if self.by_key.get(&key) == Some(&spi) {
             self.by_key.remove(&key);
