@@ -38,6 +38,9 @@
 //! ends its AAA session (STR), and `Epdg::remove_ue` drops the UE with its IKE SA,
 //! Session-Id, binding key and deadline. A UE that deletes its IKE SA, stops answering
 //! liveness checks (RFC 7296 section 2.4) or never finishes IKE_AUTH goes the same way.
+//! A registration given up without a usable PBA (the LMA may have heard it) is followed
+//! by one lifetime-0 PBU (`Epdg::release_failed`); one for a key whose earlier binding,
+//! of a UE now gone, is still being removed waits for that (`Epdg::resume_deferred`).
 //! [`Input::Shutdown`] deletes every IKE SA, waits (up to `shutdown_grace`) for the
 //! de-registrations, then says goodbye to the AAA (DPR) and reports [`Report::Stopped`].
 //!

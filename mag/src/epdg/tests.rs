@@ -1043,7 +1043,11 @@ fn a_ue_back_while_its_old_binding_is_being_removed_registers_once_it_is_gone() 
     net.wire.push_back(Wire::FromLma(pba));
     net.settle();
     assert_eq!(net.pbu_lifetimes, [3600, 0, 3600]);
-    assert!(net.ues[second].established.is_some(), "{:?}", net.ues[second].closed);
+    assert!(
+        net.ues[second].established.is_some(),
+        "{:?}",
+        net.ues[second].closed
+    );
     let status = net.epdg.status();
     assert_eq!((status.ike_sas, status.bindings), (1, 1));
     assert_eq!(net.lma.cache().len(), 1);

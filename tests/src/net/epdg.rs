@@ -32,7 +32,6 @@ use std::time::{Instant, SystemTime};
 
 use mag::config::Config;
 use mag::dataplane::SessionInfo;
-pub use mag::epdg::Report as ReportAlias;
 use mag::epdg::{Epdg, EpdgConfig, Input, Output, Report, Status};
 use pmip_common::esp::{UdpEncapsulated, NON_ESP_MARKER};
 use pmip_common::ike::keys::IkeSaKeys;
@@ -270,7 +269,9 @@ impl EpdgNode {
     ) {
         match event {
             StreamEvent::Up { conn, tag, .. } => {
-                if tag.is_some() && self.diameter == Diameter::Connecting(tag.unwrap_or(0)) {
+                let asked =
+                    matches!((tag, self.diameter), (Some(t), Diameter::Connecting(c)) if t == c);
+                if asked {
                     self.diameter = Diameter::Up(conn);
                     self.feed(Input::DiameterConnected, now, rng, out);
                 } else {

@@ -7,10 +7,12 @@
 //!
 //! A node is a core behind the [`Node`] trait: it is handed datagrams, stream events and
 //! timeouts with `now`, and answers with [`NodeOutput`]s. The nodes that exist:
-//! [`ue::UeNode`] (the `ue-emu` core), [`aaa::AaaNode`] (the `aaa-stub` core behind the
-//! Diameter peer state machine, as its binary runs it), [`lma::LmaNode`] (an `lma` core,
-//! visited or home) and [`mag::MagNode`] (the MAG side of the ePDG: the binding update
-//! list alone). The ePDG's own core plugs in as one more node type: see [`epdg`].
+//! [`ue::UeNode`] (the `ue-emu` core), [`epdg::EpdgNode`] (the `mag` core, wired as its
+//! driver wires it), [`aaa::AaaNode`] (the `aaa-stub` core behind the Diameter peer
+//! state machine, as its binary runs it), [`lma::LmaNode`] (an `lma` core, visited or
+//! home) and [`mag::MagNode`] (the MAG side of the ePDG: the binding update list alone,
+//! where only the chain of gateways matters). [`epc::Epc`] builds a whole lab of them,
+//! and [`ladder`] reads the trace back as the messages that crossed.
 //!
 //! The randomness is all seeded: the links draw from the network's generator, and each
 //! node gets its own generator (seeded from the network's seed and its index), so adding
