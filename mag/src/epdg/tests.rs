@@ -601,6 +601,14 @@ impl Net {
         n
     }
 
+    /// UE `n` deletes its IKE SA (INFORMATIONAL with a Delete payload).
+    fn ue_deletes(&mut self, n: usize) {
+        let mut out = Vec::new();
+        let now = self.now;
+        self.ues[n].sa.delete(now, &mut self.rng, &mut out);
+        self.ue_outputs(n, out);
+    }
+
     fn str_sent_for(&self, spi: u64) -> bool {
         let session = self.session_of(spi);
         self.requests
@@ -1023,10 +1031,7 @@ fn a_ue_back_while_its_old_binding_is_being_removed_registers_once_it_is_gone() 
     // The UE leaves; the LMA's answer to the de-registration is held back (as if lost:
     // the ePDG retransmits the lifetime-0 PBU a second later).
     net.hold_pbas = true;
-    let mut out = Vec::new();
-    let now = net.now;
-    net.ues[first].sa.delete(now, &mut net.rng, &mut out);
-    net.ue_outputs(first, out);
+    net.ue_deletes(first);
     net.settle();
     assert_eq!(net.pbu_lifetimes, [3600, 0]);
     assert_eq!(net.epdg.status().bindings, 1, "still being removed");
@@ -1059,19 +1064,13 @@ fn a_ue_back_while_its_old_binding_is_being_removed_and_gone_again_leaves_nothin
     let first = net.attach();
     net.run_for(Duration::from_secs(1));
     net.lma_silent = true;
-    let mut out = Vec::new();
-    let now = net.now;
-    net.ues[first].sa.delete(now, &mut net.rng, &mut out);
-    net.ue_outputs(first, out);
+    net.ue_deletes(first);
     // Back with a new IKE SA, its registration waiting for the removal...
     let second = net.add_ue(APN, K);
     net.settle();
     assert_eq!(net.epdg.status().ike_sas, 1);
     // ... and gone again before it could go ahead.
-    let mut out = Vec::new();
-    let now = net.now;
-    net.ues[second].sa.delete(now, &mut net.rng, &mut out);
-    net.ue_outputs(second, out);
+    net.ue_deletes(second);
     net.settle();
     assert_eq!(net.epdg.status().ike_sas, 0);
     // The removal gives up after its retransmissions; nothing is registered again.

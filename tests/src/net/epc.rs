@@ -135,8 +135,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The `aaa.toml` of an AAA of `realm` at `listen` whose gateway for the APN is
-/// `gateway`, relaying the users of `homes`.
-fn aaa_toml(realm: &str, listen: &str, gateway: Ipv4Addr, homes: &[(&str, &str)]) -> String {
+/// `gateway`, relaying the users of the realms in `homes` to their home AAA.
+pub fn aaa_toml(realm: &str, listen: &str, gateway: &str, homes: &[(&str, &str)]) -> String {
     let homes: String = homes
         .iter()
         .map(|(r, a)| format!("\"{r}\" = \"{a}\"\n"))
@@ -171,7 +171,8 @@ impl Epc {
             locals.add(&imsi(i, false), K, OPC, &[APN], 0);
         }
         let homes = [(HOME_REALM, HOME_AAA)];
-        let aaa_config = aaa_toml(REALM, AAA, GATEWAY, if roaming { &homes[..] } else { &[] });
+        let gateway = GATEWAY.to_string();
+        let aaa_config = aaa_toml(REALM, AAA, &gateway, if roaming { &homes[..] } else { &[] });
         let aaa = AaaNode::configured("aaa", &aaa_config, locals, options.seed ^ 0xaaa)
             .expect("the AAA's aaa.toml");
         let aaa = net.add(aaa);
@@ -204,7 +205,7 @@ impl Epc {
             for i in 0..options.roamers {
                 roamers.add(&imsi(i, true), K, OPC, &[APN], 0);
             }
-            let config = aaa_toml(HOME_REALM, HOME_AAA, HOME_GATEWAY, &[]);
+            let config = aaa_toml(HOME_REALM, HOME_AAA, &HOME_GATEWAY.to_string(), &[]);
             let aaa = AaaNode::configured("home-aaa", &config, roamers, options.seed ^ 0x40e)
                 .expect("the home AAA's aaa.toml");
             let aaa = net.add(aaa);

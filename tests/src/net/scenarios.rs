@@ -15,7 +15,9 @@ use ue_emu::ue::{Attachment, FailureCause, Output as UeOutput};
 
 use super::epc::{self, Epc, Options, APN, HOME_GATEWAY, HOME_POOL, K, POOL};
 use super::ladder::{self, Message, Seen};
-use super::{Fate, TraceKind};
+use super::lma::LmaNode;
+use super::{Fate, NodeId, TraceKind};
+use lma::Addresses;
 
 /// The ladder of one attach in the ePDG's own network, every link merged in send order.
 const LADDER: [&str; 14] = [
@@ -70,6 +72,14 @@ fn refusal(epc: &Epc, i: usize) -> NotifyType {
         },
         other => panic!("ue{i} not refused: {other:?}"),
     }
+}
+
+/// What `gateway` holds for UE `i`'s NAI and the APN.
+fn binding_of(epc: &Epc, gateway: NodeId<LmaNode>, i: usize) -> Addresses {
+    let nai = &epc.ue(i).ue.identity().nai;
+    let cache = epc.net.node(gateway).lma.cache();
+    let id = cache.find(nai, Some(APN)).expect("a binding for the UE");
+    cache.get(id).expect("the entry").addresses()
 }
 
 /// The gate held for every EAP-Success that crossed the links, and every attached UE
@@ -140,12 +150,7 @@ fn the_attach_ladder_runs_in_order_and_the_ue_gets_the_gateways_binding() {
     // PBA said and the ePDG reports.
     let a = attachment(&epc, 0).clone();
     let nai = epc.ue(0).ue.identity().nai.clone();
-    let lma = &epc.net.node(epc.gateway).lma;
-    let id = lma
-        .cache()
-        .find(&nai, Some(APN))
-        .expect("a binding at the gateway");
-    let binding = lma.cache().get(id).expect("the entry").addresses();
+    let binding = binding_of(&epc, epc.gateway, 0);
     assert_eq!(a.ipv4, binding.ipv4_home_address);
     let prefix = binding.home_network_prefix.expect("a prefix");
     assert_eq!(a.ipv6, Some((prefix.network(), 64)));
@@ -548,13 +553,7 @@ fn a_roamer_is_registered_through_the_visited_gateway_at_home_and_gets_a_home_ad
     // with the address the UE got.
     let visited = &epc.net.node(epc.gateway).lma;
     assert_eq!((visited.cache().len(), visited.chain_counts()), (1, (1, 0)));
-    let nai = epc.ue(0).ue.identity().nai.clone();
-    let home_lma = &epc.net.node(home.gateway).lma;
-    let id = home_lma
-        .cache()
-        .find(&nai, Some(APN))
-        .expect("the home binding");
-    let binding = home_lma.cache().get(id).expect("the entry").addresses();
+    let binding = binding_of(&epc, home.gateway, 0);
     assert_eq!(binding.ipv4_home_address, a.ipv4);
     assert_eq!(
         a.ipv6.map(|(p, _)| p),
