@@ -684,6 +684,7 @@ impl Epdg {
                     out.push(Output::Report(Report::BindingRefreshed { key }))
                 }
                 bul::Output::Deregistered { key, acknowledged } => {
+                    self.registering.remove(&key);
                     out.push(Output::Report(Report::BindingRemoved {
                         key: key.clone(),
                         acknowledged,

@@ -459,10 +459,10 @@ impl Epc {
         ladder::read(&self.net, self.epdg().keyring())
     }
 
-    /// The EAP-Successes the ePDG sent (the IKE SA's SPIs and when), and for each
-    /// whether an accepted PBA for the same NAI had reached the ePDG by then, after that
-    /// IKE SA's IKE_AUTH began: the gate of DESIGN.md section 3, read from the wire.
-    /// Returns (EAP-Successes sent, those that broke the gate, described).
+    /// The EAP-Successes the ePDG sent, and for each whether an accepted PBA for the
+    /// same NAI had reached the ePDG by then, after that IKE SA's IKE_AUTH began: the
+    /// gate of DESIGN.md section 3, read from the wire. Returns (how many IKE SAs got
+    /// an EAP-Success, those sent before their PBA, described).
     pub fn gate(&self, seen: &[Seen]) -> (usize, Vec<String>) {
         let epdg = self.epdg.index();
         // The NAI and start of each IKE SA's IKE_AUTH, from its first request.
@@ -484,7 +484,7 @@ impl Epc {
                 }
             }
         }
-        let mut successes = 0;
+        let mut successes = std::collections::HashSet::new();
         let mut broken = Vec::new();
         for s in seen {
             let Message::Ike(ike) = &s.message else {
@@ -500,7 +500,7 @@ impl Epc {
             if s.entry.from != epdg || ike.eap_code() != Some(3) {
                 continue;
             }
-            successes += 1;
+            successes.insert(spis);
             let Some((nai, began)) = auth_began.get(&spis) else {
                 broken.push(format!(
                     "EAP-Success at {:?} on an IKE SA without IDi",
@@ -518,6 +518,6 @@ impl Epc {
                 ));
             }
         }
-        (successes, broken)
+        (successes.len(), broken)
     }
 }

@@ -210,10 +210,14 @@ impl Message {
                     (command::SESSION_TERMINATION, false) => "STA",
                     _ => "Diameter?",
                 };
+                let base = matches!(
+                    *c,
+                    command::CAPABILITIES_EXCHANGE
+                        | command::DEVICE_WATCHDOG
+                        | command::DISCONNECT_PEER
+                );
                 match result {
-                    Some(r) if !request && !matches!(*c, 257 | 280 | 282) => {
-                        format!("{name} {r}")
-                    }
+                    Some(r) if !request && !base => format!("{name} {r}"),
                     _ => name.into(),
                 }
             }

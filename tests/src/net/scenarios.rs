@@ -47,10 +47,13 @@ fn ladder_since(epc: &Epc, seen: &[Seen], from: usize) -> Vec<String> {
 }
 
 fn is_peer_message(m: &Message) -> bool {
+    use pmip_common::diameter::codes::command::{
+        CAPABILITIES_EXCHANGE, DEVICE_WATCHDOG, DISCONNECT_PEER,
+    };
     matches!(
         m,
         Message::Diameter {
-            command: 257 | 280 | 282,
+            command: CAPABILITIES_EXCHANGE | DEVICE_WATCHDOG | DISCONNECT_PEER,
             ..
         }
     )
@@ -82,8 +85,8 @@ fn binding_of(epc: &Epc, gateway: NodeId<LmaNode>, i: usize) -> Addresses {
     cache.get(id).expect("the entry").addresses()
 }
 
-/// The gate held for every EAP-Success that crossed the links, and every attached UE
-/// got one (so the check is not empty).
+/// The gate held for every EAP-Success that crossed the links, and every attached UE's
+/// IKE SA got one (so the check is not empty).
 fn assert_gate(epc: &Epc, seen: &[Seen]) {
     let (successes, broken) = epc.gate(seen);
     assert_eq!(broken, Vec::<String>::new(), "EAP-Success before the PBA");
@@ -92,7 +95,7 @@ fn assert_gate(epc: &Epc, seen: &[Seen]) {
         .count();
     assert!(
         successes >= attached,
-        "{successes} EAP-Successes for {attached} attached UEs"
+        "EAP-Successes on {successes} IKE SAs for {attached} attached UEs"
     );
 }
 
