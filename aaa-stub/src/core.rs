@@ -175,6 +175,12 @@ impl<S: Subscribers> Aaa<S> {
         self.sessions.len()
     }
 
+    /// Sessions relayed to a home AAA (visited role) and relayed requests awaiting their
+    /// answer.
+    pub fn relay_counts(&self) -> (usize, usize) {
+        (self.relayed.len(), self.pending.len())
+    }
+
     /// The next deadline (a relayed request's timeout), if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.pending

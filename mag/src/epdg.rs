@@ -38,6 +38,9 @@
 //! ends its AAA session (STR), and `Epdg::remove_ue` drops the UE with its IKE SA,
 //! Session-Id, binding key and deadline. A UE that deletes its IKE SA, stops answering
 //! liveness checks (RFC 7296 section 2.4) or never finishes IKE_AUTH goes the same way.
+//! A registration given up without a usable PBA (the LMA may have heard it) is followed
+//! by one lifetime-0 PBU (`Epdg::release_failed`); one for a key whose earlier binding,
+//! of a UE now gone, is still being removed waits for that (`Epdg::resume_deferred`).
 //! [`Input::Shutdown`] deletes every IKE SA, waits (up to `shutdown_grace`) for the
 //! de-registrations, then says goodbye to the AAA (DPR) and reports [`Report::Stopped`].
 //!
@@ -59,16 +62,17 @@ use std::time::{Duration, Instant, SystemTime};
 use pmip_common::binding_update_list::{
     self as bul, BindingUpdateList, MobileNodeKey, RegistrationFailure, RegistrationRequest,
 };
+use pmip_common::diameter::codes::command;
 use pmip_common::diameter::swm::{self, SwmMessage};
 use pmip_common::diameter::Message;
 use pmip_common::ike::endpoint::{Endpoint, EndpointOutput, Transmit};
 use pmip_common::ike::sa::{ChildSa, Event};
 use pmip_common::ike::Random;
 use pmip_common::mh::{
-    ChecksumContext, GreKey, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck,
-    ProxyBindingUpdate, IPPROTO_NONE,
+    ChecksumContext, GreKey, Lifetime, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck,
+    ProxyBindingUpdate, Timestamp, IPPROTO_NONE,
 };
-use pmip_common::time::DeadlineQueue;
+use pmip_common::time::{DeadlineQueue, WallClock};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
@@ -162,6 +166,15 @@ pub struct Epdg {
     /// The UE holding each binding key (NAI, APN).
     by_key: HashMap<MobileNodeKey, u64>,
     list: BindingUpdateList,
+    /// The last PBU of each first registration under way, and where it went: what a
+    /// release after a failed registration repeats with lifetime 0.
+    registering: HashMap<MobileNodeKey, (SocketAddr, ProxyBindingUpdate)>,
+    /// Wall-clock time of `now`, for the Timestamp of such a release.
+    clock: WallClock,
+    /// Registrations waiting for the list to let go of their key, whose earlier binding
+    /// (of a UE now gone) is still being registered or removed: the UE by IKE SPI, and
+    /// its request.
+    deferred: HashMap<MobileNodeKey, (u64, RegistrationRequest)>,
     aaa: AaaLink,
     /// The attach procedures' deadlines (DEA, AAA answers), by IKE SPI.
     deadlines: DeadlineQueue<u64>,
@@ -194,6 +207,9 @@ impl Epdg {
             by_session: HashMap::new(),
             by_key: HashMap::new(),
             list: BindingUpdateList::new(config.mag, now, wall_clock),
+            registering: HashMap::new(),
+            clock: WallClock::new(now, wall_clock),
+            deferred: HashMap::new(),
             aaa: AaaLink::new(
                 config.diameter,
                 Box::new(move || diameter_rng.next_u32()),
@@ -286,6 +302,8 @@ impl Epdg {
             && self.by_session.is_empty()
             && self.by_key.is_empty()
             && self.list.is_empty()
+            && self.registering.is_empty()
+            && self.deferred.is_empty()
             && self.ike.poll_timeout().is_none()
             && self.deadlines.is_empty()
             && self.list.poll_timeout().is_none()
@@ -491,7 +509,9 @@ impl Epdg {
         self.on_ike_outputs(ike_out, now, rng, out);
     }
 
-    /// Steps 3 and 4: a DEA or AAA, to the attach of its session.
+    /// Steps 3 and 4: a DEA or AAA, to the attach of its session. An STA needs
+    /// nothing: it answers the STR of a UE that is already gone (its session ended when
+    /// the STR left, RFC 6733 section 8.4), so it is not reported as dropped.
     fn on_swm_answer(
         &mut self,
         answer: &Message,
@@ -499,6 +519,9 @@ impl Epdg {
         rng: &mut dyn Random,
         out: &mut Vec<Output>,
     ) {
+        if answer.header.command_code == command::SESSION_TERMINATION {
+            return;
+        }
         let Some(spi) = answer
             .session_id()
             .and_then(|s| self.by_session.get(s))
@@ -529,8 +552,11 @@ impl Epdg {
     /// Step 5: the binding for the attach of `spi`. The same (NAI, APN) registered by an
     /// older IKE SA (the UE came back without deleting it) is handed over, addresses and
     /// GRE key kept, and the old SA goes with its AAA session; otherwise the list sends
-    /// the PBU. A registration of that key already under way or being removed is not
-    /// disturbed: this one fails.
+    /// the PBU. The key's earlier binding, of a UE that is gone, still being removed (or
+    /// still being registered, to be undone) is not disturbed, as its retransmissions
+    /// would undo a new binding at the LMA: this registration waits until the list lets
+    /// go of the key (`Epdg::resume_deferred`). A registration of that key already under
+    /// way for a live UE fails.
     fn register(
         &mut self,
         spi: u64,
@@ -560,6 +586,15 @@ impl Epdg {
             let registered = attach::Input::Registered(Box::new(registration));
             return self.step(spi, registered, now, rng, out);
         }
+        let held = self.list.is_registering(&key) || self.list.registration(&key).is_some();
+        let holder_alive = self
+            .by_key
+            .get(&key)
+            .is_some_and(|holder| self.ues.contains_key(holder));
+        if held && !holder_alive && !self.deferred.contains_key(&key) {
+            self.deferred.insert(key, (spi, request));
+            return;
+        }
         let mut list_out = Vec::new();
         self.list
             .handle(bul::Input::Register(request), now, &mut list_out);
@@ -586,7 +621,8 @@ impl Epdg {
         rng: &mut dyn Random,
         out: &mut Vec<Output>,
     ) {
-        if self.list.is_registering(&key) {
+        // A deferred registration's key: the list entry is the earlier binding's.
+        if self.deferred.remove(&key).is_some() || self.list.is_registering(&key) {
             return;
         }
         let mut list_out = Vec::new();
@@ -605,46 +641,122 @@ impl Epdg {
     ) {
         for o in list_out {
             match o {
-                bul::Output::Send { to, pbu } => self.send_pbu(to, &pbu, out),
-                bul::Output::Registered { key, registration } => match self.by_key.get(&key) {
-                    Some(&spi) => {
-                        let registered = attach::Input::Registered(Box::new(registration));
-                        self.step(spi, registered, now, rng, out);
+                bul::Output::Send { to, pbu } => {
+                    let key = MobileNodeKey::new(&pbu.mn_id, pbu.apn.as_deref());
+                    if self.list.is_registering(&key) {
+                        self.registering.insert(key, (to, pbu.clone()));
                     }
-                    None => {
-                        // The UE left while the PBU was out: undo the binding.
-                        let mut undo = Vec::new();
-                        self.list
-                            .handle(bul::Input::Deregister(key), now, &mut undo);
-                        self.on_list_outputs(undo, now, rng, out);
+                    self.send_pbu(to, &pbu, out);
+                }
+                bul::Output::Registered { key, registration } => {
+                    self.registering.remove(&key);
+                    match self.by_key.get(&key) {
+                        Some(&spi) => {
+                            let registered = attach::Input::Registered(Box::new(registration));
+                            self.step(spi, registered, now, rng, out);
+                        }
+                        None => {
+                            // The UE left while the PBU was out: undo the binding.
+                            let mut undo = Vec::new();
+                            self.list
+                                .handle(bul::Input::Deregister(key), now, &mut undo);
+                            self.on_list_outputs(undo, now, rng, out);
+                        }
                     }
-                },
+                }
                 bul::Output::Failed { key, reason } => {
+                    self.release_failed(&key, &reason, now, out);
                     if let Some(&spi) = self.by_key.get(&key) {
                         let failed = attach::Input::RegistrationFailed(reason);
                         self.step(spi, failed, now, rng, out);
                     }
+                    self.resume_deferred(key, now, rng, out);
                 }
                 bul::Output::Lost { key, reason } => {
                     if let Some(&spi) = self.by_key.get(&key) {
                         self.step(spi, attach::Input::BindingLost(reason), now, rng, out);
                     }
+                    self.resume_deferred(key, now, rng, out);
                 }
                 bul::Output::Refreshed { key, .. } => {
                     out.push(Output::Report(Report::BindingRefreshed { key }))
                 }
                 bul::Output::Deregistered { key, acknowledged } => {
+                    self.registering.remove(&key);
                     out.push(Output::Report(Report::BindingRemoved {
-                        key,
+                        key: key.clone(),
                         acknowledged,
                         bindings: self.list.len(),
-                    }))
+                    }));
+                    self.resume_deferred(key, now, rng, out);
                 }
             }
         }
     }
 
-    /// A PBU: over IPv4 in UDP with the MH checksum filled (RFC 5844 section 4), over
+    /// The list let go of `key`: a registration waiting for that goes ahead, if its UE
+    /// is still there.
+    fn resume_deferred(
+        &mut self,
+        key: MobileNodeKey,
+        now: Instant,
+        rng: &mut dyn Random,
+        out: &mut Vec<Output>,
+    ) {
+        if self.list.is_registering(&key) || self.list.registration(&key).is_some() {
+            return;
+        }
+        if let Some((spi, request)) = self.deferred.remove(&key) {
+            if self.ues.contains_key(&spi) {
+                self.register(spi, request, now, rng, out);
+            }
+        }
+    }
+
+    /// A first registration failed where the LMA may hold the binding all the same: no
+    /// PBA after every retransmission (the PBUs may have arrived and the answers been
+    /// lost), or an accepting PBA that did not give what was asked. One PBU with
+    /// lifetime 0 (RFC 5213 section 6.9.1.4), not retransmitted, lets such an LMA
+    /// release the binding and its addresses at once rather than at the end of the
+    /// lifetime; the visited gateway does the same toward a silent home gateway. It
+    /// repeats the last PBU of the registration with its sequence number, which the list
+    /// does not hand out again before its counter wraps (so the answer matches no
+    /// exchange), and a fresh Timestamp, by which the LMA orders it (RFC 5213 section
+    /// 5.5).
+    fn release_failed(
+        &mut self,
+        key: &MobileNodeKey,
+        reason: &RegistrationFailure,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some((to, last)) = self.registering.remove(key) else {
+            return;
+        };
+        let maybe_held = match reason {
+            RegistrationFailure::Timeout(_)
+            | RegistrationFailure::Incomplete(_)
+            | RegistrationFailure::Ipv4Refused(_)
+            // Best effort: should the gateway come back with the binding, it goes.
+            | RegistrationFailure::Unreachable { .. } => true,
+            RegistrationFailure::Rejected(_)
+            | RegistrationFailure::Duplicate
+            | RegistrationFailure::Revoked { .. } => false,
+        };
+        if !maybe_held {
+            return;
+        }
+        let release = ProxyBindingUpdate {
+            lifetime: Lifetime(0),
+            timestamp: last
+                .timestamp
+                .map(|_| Timestamp::from_system_time(self.clock.at(now))),
+            ..last
+        };
+        self.send_pbu(to, &release, out);
+    }
+
+    /// A PBU: over IPv4 in UDP with the MH checksum zero (RFC 5844 section 4.2.2.1), over
     /// IPv6 with it zero for the raw socket to fill (RFC 6275 section 6.1.1).
     fn send_pbu(&mut self, to: SocketAddr, pbu: &ProxyBindingUpdate, out: &mut Vec<Output>) {
         let message = MobilityHeaderRepr {
@@ -747,6 +859,7 @@ impl Epdg {
             out.push(Output::SessionDown { ike_spi: spi });
         }
         self.by_session.remove(ue.attach.session_id());
+        self.deferred.retain(|_, (waiting, _)| *waiting != spi);
         let key = ue.attach.key();
         if self.by_key.get(&key) == Some(&spi) {
             self.by_key.remove(&key);

@@ -601,6 +601,14 @@ impl Net {
         n
     }
 
+    /// UE `n` deletes its IKE SA (INFORMATIONAL with a Delete payload).
+    fn ue_deletes(&mut self, n: usize) {
+        let mut out = Vec::new();
+        let now = self.now;
+        self.ues[n].sa.delete(now, &mut self.rng, &mut out);
+        self.ue_outputs(n, out);
+    }
+
     fn str_sent_for(&self, spi: u64) -> bool {
         let session = self.session_of(spi);
         self.requests
@@ -705,6 +713,11 @@ fn the_whole_ladder_ends_attached_with_the_lmas_addresses_in_the_cfg_reply() {
     assert_eq!(net.pbu_lifetimes.last(), Some(&0));
     assert!(matches!(net.ended(spi), Some(Outcome::Detached(_))));
     net.assert_nothing_left();
+    // The STA came after the UE was gone, as it always does: not a dropped answer.
+    assert!(!net
+        .reports
+        .iter()
+        .any(|r| matches!(r, Report::SwmAnswerDropped { .. })));
 }
 
 #[test]
@@ -878,8 +891,43 @@ fn a_silent_lma_is_network_failure_after_the_pbu_retransmissions() {
         net.ues[n].closed,
         Some(CloseReason::NotifyReceived(NotifyType::NetworkFailure))
     );
-    assert_eq!(net.pbu_lifetimes.len(), 4);
+    // Then one lifetime-0 PBU, not retransmitted, in case the LMA heard us.
+    assert_eq!(net.pbu_lifetimes, [3600, 3600, 3600, 3600, 0]);
+    net.run_for(Duration::from_secs(60));
+    assert_eq!(net.pbu_lifetimes.len(), 5);
     assert_rejected_state(&net);
+}
+
+#[test]
+fn a_registration_whose_answers_are_lost_is_released_at_the_lma() {
+    let mut net = Net::new();
+    let free = net.lma.available_ipv4();
+    // The LMA registers the UE, but none of its PBAs comes back.
+    net.hold_pbas = true;
+    let n = net.add_ue(APN, K);
+    net.run_for(Duration::from_secs(16));
+    assert_eq!(
+        net.ues[n].closed,
+        Some(CloseReason::NotifyReceived(NotifyType::NetworkFailure))
+    );
+    assert_eq!(
+        net.held.len(),
+        5,
+        "four answers to the registration, one to the release"
+    );
+    assert_eq!(net.pbu_lifetimes, [3600, 3600, 3600, 3600, 0]);
+    // The release reached the LMA: its binding and addresses are gone now, not at the
+    // end of the lifetime.
+    assert_eq!(net.lma.cache().len(), 0);
+    assert_eq!(net.lma.available_ipv4(), free);
+    net.assert_nothing_left();
+    // Its late answer matches no exchange.
+    net.hold_pbas = false;
+    for pba in std::mem::take(&mut net.held) {
+        net.wire.push_back(Wire::FromLma(pba));
+    }
+    net.settle();
+    net.assert_nothing_left();
 }
 
 #[test]
@@ -973,6 +1021,62 @@ fn a_second_ike_sa_of_the_same_nai_and_apn_takes_the_binding_over() {
     assert_eq!(net.sessions.keys().copied().collect::<Vec<_>>(), vec![new]);
     // One PBU only: the second IKE SA registered nothing anew.
     assert_eq!(net.pbu_lifetimes.len(), 1);
+}
+
+#[test]
+fn a_ue_back_while_its_old_binding_is_being_removed_registers_once_it_is_gone() {
+    let mut net = Net::new();
+    let first = net.attach();
+    net.run_for(Duration::from_secs(1));
+    // The UE leaves; the LMA's answer to the de-registration is held back (as if lost:
+    // the ePDG retransmits the lifetime-0 PBU a second later).
+    net.hold_pbas = true;
+    net.ue_deletes(first);
+    net.settle();
+    assert_eq!(net.pbu_lifetimes, [3600, 0]);
+    assert_eq!(net.epdg.status().bindings, 1, "still being removed");
+    // It comes back at once: EAP runs, and the new registration waits for the removal
+    // rather than failing or racing the lifetime-0 PBUs at the LMA.
+    let second = net.add_ue(APN, K);
+    net.settle();
+    assert_eq!(net.ues[second].closed, None);
+    assert!(net.ues[second].established.is_none());
+    assert_eq!(net.pbu_lifetimes, [3600, 0]);
+    // The removal is acknowledged: the registration goes out, the UE attaches.
+    net.hold_pbas = false;
+    let pba = net.held.remove(0);
+    net.wire.push_back(Wire::FromLma(pba));
+    net.settle();
+    assert_eq!(net.pbu_lifetimes, [3600, 0, 3600]);
+    assert!(
+        net.ues[second].established.is_some(),
+        "{:?}",
+        net.ues[second].closed
+    );
+    let status = net.epdg.status();
+    assert_eq!((status.ike_sas, status.bindings), (1, 1));
+    assert_eq!(net.lma.cache().len(), 1);
+}
+
+#[test]
+fn a_ue_back_while_its_old_binding_is_being_removed_and_gone_again_leaves_nothing() {
+    let mut net = Net::new();
+    let first = net.attach();
+    net.run_for(Duration::from_secs(1));
+    net.lma_silent = true;
+    net.ue_deletes(first);
+    // Back with a new IKE SA, its registration waiting for the removal...
+    let second = net.add_ue(APN, K);
+    net.settle();
+    assert_eq!(net.epdg.status().ike_sas, 1);
+    // ... and gone again before it could go ahead.
+    net.ue_deletes(second);
+    net.settle();
+    assert_eq!(net.epdg.status().ike_sas, 0);
+    // The removal gives up after its retransmissions; nothing is registered again.
+    net.run_for(Duration::from_secs(60));
+    assert_eq!(net.pbu_lifetimes, [3600, 0, 0, 0, 0]);
+    assert!(net.epdg.is_idle(), "{:?}", net.epdg.status());
 }
 
 #[test]

@@ -91,6 +91,11 @@ pub struct AaaNode {
     next_tag: u64,
     /// The core's log lines (session, user, result), with their time.
     pub logs: Vec<(Instant, String)>,
+    /// While set, requests from peers go unanswered (the connection and its watchdog stay
+    /// up): an AAA that hangs.
+    pub silent: bool,
+    /// Requests dropped while silent.
+    pub unanswered: u64,
 }
 
 impl AaaNode {
@@ -108,6 +113,8 @@ impl AaaNode {
             homes: BTreeMap::new(),
             next_tag: 1,
             logs: Vec::new(),
+            silent: false,
+            unanswered: 0,
         }
     }
 
@@ -131,6 +138,12 @@ impl AaaNode {
     /// Diameter sessions open at the core (authenticated or authenticating, not ended).
     pub fn sessions(&self) -> usize {
         self.core.session_count()
+    }
+
+    /// Sessions relayed to a home AAA (visited role) and relayed requests awaiting their
+    /// answer.
+    pub fn relayed(&self) -> (usize, usize) {
+        self.core.relay_counts()
     }
 
     /// Peer connections open now.
@@ -264,6 +277,9 @@ impl AaaNode {
                 peer::Output::Close => {
                     out.push(NodeOutput::Close { conn });
                     self.lost(conn, now, out);
+                }
+                peer::Output::Event(PeerEvent::Request(_)) if self.silent => {
+                    self.unanswered += 1;
                 }
                 peer::Output::Event(PeerEvent::Request(message)) => {
                     let input = Input::Request {

@@ -26,6 +26,9 @@ pub struct LmaNode {
     config: Option<String>,
     /// The state file's lines, as the `lma` binary writes them (when kept).
     pub state_file: Option<String>,
+    /// While set, what it sends is dropped as it leaves: it hears, acts, and is never
+    /// heard (a path that loses only its answers).
+    pub mute: bool,
 }
 
 impl LmaNode {
@@ -108,6 +111,7 @@ impl LmaNode {
     ) {
         for o in lma_out {
             match o {
+                Output::Send { .. } if self.mute => {}
                 Output::Send {
                     to: MagAddress::Udp4 { mag, local },
                     bytes,
@@ -138,6 +142,7 @@ impl LmaNode {
             reports: Vec::new(),
             config: None,
             state_file: None,
+            mute: false,
         }
     }
 }

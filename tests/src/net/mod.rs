@@ -7,17 +7,21 @@
 //!
 //! A node is a core behind the [`Node`] trait: it is handed datagrams, stream events and
 //! timeouts with `now`, and answers with [`NodeOutput`]s. The nodes that exist:
-//! [`ue::UeNode`] (the `ue-emu` core), [`aaa::AaaNode`] (the `aaa-stub` core behind the
-//! Diameter peer state machine, as its binary runs it), [`lma::LmaNode`] (an `lma` core,
-//! visited or home) and [`mag::MagNode`] (the MAG side of the ePDG: the binding update
-//! list alone). The ePDG's own core plugs in as one more node type: see [`epdg`].
+//! [`ue::UeNode`] (the `ue-emu` core), [`epdg::EpdgNode`] (the `mag` core, wired as its
+//! driver wires it), [`aaa::AaaNode`] (the `aaa-stub` core behind the Diameter peer
+//! state machine, as its binary runs it), [`lma::LmaNode`] (an `lma` core, visited or
+//! home) and [`mag::MagNode`] (the MAG side of the ePDG: the binding update list alone,
+//! where only the chain of gateways matters). [`epc::Epc`] builds a whole lab of them,
+//! and [`ladder`] reads the trace back as the messages that crossed.
 //!
 //! The randomness is all seeded: the links draw from the network's generator, and each
 //! node gets its own generator (seeded from the network's seed and its index), so adding
 //! a node or a message does not shift another node's draws.
 
 pub mod aaa;
+pub mod epc;
 pub mod epdg;
+pub mod ladder;
 pub mod lma;
 pub mod mag;
 pub mod ue;
@@ -25,11 +29,13 @@ pub mod ue;
 #[cfg(test)]
 mod heal_tests;
 #[cfg(test)]
+mod scenarios;
+#[cfg(test)]
 mod tests;
 
 use std::any::Any;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -314,6 +320,9 @@ struct Stream {
 struct Slot {
     node: Box<dyn Node>,
     rng: StdRng,
+    /// Its `poll_timeout()` as last asked (after it last ran), filed in
+    /// [`Net::deadlines`].
+    deadline: Option<Instant>,
 }
 
 /// How many times one instant may come round before the network calls it a livelock.
@@ -336,6 +345,13 @@ pub struct Net {
     streams: BTreeMap<ConnId, Stream>,
     next_conn: u64,
     trace: Vec<TraceEntry>,
+    /// What each trace entry carried, by the same index.
+    payloads: Vec<Vec<u8>>,
+    /// Every node's deadline, earliest first: a node's deadline changes only when it
+    /// runs, so it is asked again only then (or, after [`Net::node_mut`], all are).
+    deadlines: BTreeSet<(Instant, usize)>,
+    /// A node was handed out mutably: its deadline may have changed unseen.
+    deadlines_stale: bool,
     steps_at_now: u32,
 }
 
@@ -362,6 +378,9 @@ impl Net {
             streams: BTreeMap::new(),
             next_conn: 1,
             trace: Vec::new(),
+            payloads: Vec::new(),
+            deadlines: BTreeSet::new(),
+            deadlines_stale: false,
             steps_at_now: 0,
         }
     }
@@ -400,7 +419,9 @@ impl Net {
         self.nodes.push(Slot {
             node: Box::new(node),
             rng,
+            deadline: None,
         });
+        self.refresh_deadline(index);
         NodeId {
             index,
             _type: PhantomData,
@@ -416,6 +437,7 @@ impl Net {
     }
 
     pub fn node_mut<T: Node>(&mut self, id: NodeId<T>) -> &mut T {
+        self.deadlines_stale = true;
         self.nodes
             .get_mut(id.index)
             .and_then(|s| (*s.node).as_any_mut().downcast_mut())
@@ -466,15 +488,14 @@ impl Net {
                         self.schedule(self.now, node, Delivery::Refused { tag });
                     }
                 }
-                self.trace.push(TraceEntry {
-                    sent: self.now - self.t0,
-                    from: ends[0].0,
-                    to: Some(ends[1].0),
-                    kind: TraceKind::Cut { conn },
-                    len: 0,
-                    digest: 0,
-                    fate: Fate::Arrives(self.now - self.t0),
-                });
+                let fate = Fate::Arrives(self.now - self.t0);
+                self.record(
+                    ends[0].0,
+                    Some(ends[1].0),
+                    TraceKind::Cut { conn },
+                    &[],
+                    fate,
+                );
             }
         }
     }
@@ -493,6 +514,14 @@ impl Net {
     /// Everything that crossed (or failed to cross) a link so far, in send order.
     pub fn trace(&self) -> &[TraceEntry] {
         &self.trace
+    }
+
+    /// Every trace entry with the octets it carried (a datagram's payload, one stream
+    /// write; nothing for connects, closes and cuts), in send order.
+    pub fn messages(&self) -> impl Iterator<Item = (&TraceEntry, &[u8])> {
+        self.trace
+            .iter()
+            .zip(self.payloads.iter().map(Vec::as_slice))
     }
 
     /// What was sent between `a` and `b`, either way, in send order.
@@ -522,6 +551,7 @@ impl Net {
             .downcast_mut::<T>()
             .expect("a NodeId of this network");
         let result = command(node, now, &mut slot.rng, &mut out);
+        self.refresh_deadline(id.index);
         self.carry_out(id.index, out);
         result
     }
@@ -549,15 +579,16 @@ impl Net {
         }
     }
 
-    fn entry(
-        &self,
+    /// Adds an entry to the trace, its payload beside it.
+    fn record(
+        &mut self,
         from: usize,
         to: Option<usize>,
         kind: TraceKind,
         bytes: &[u8],
         fate: Fate,
-    ) -> TraceEntry {
-        TraceEntry {
+    ) {
+        self.trace.push(TraceEntry {
             sent: self.now - self.t0,
             from,
             to,
@@ -565,7 +596,8 @@ impl Net {
             len: bytes.len(),
             digest: fnv1a(bytes),
             fate,
-        }
+        });
+        self.payloads.push(bytes.to_vec());
     }
 
     fn send_datagram(
@@ -577,13 +609,11 @@ impl Net {
     ) {
         let kind = TraceKind::Datagram { from, to };
         let Some(&target) = self.routes.get(&to.ip()) else {
-            let e = self.entry(from_node, None, kind, &bytes, Fate::Unroutable);
-            self.trace.push(e);
+            self.record(from_node, None, kind, &bytes, Fate::Unroutable);
             return;
         };
         if self.is_partitioned(from_node, target) {
-            let e = self.entry(from_node, Some(target), kind, &bytes, Fate::Partitioned);
-            self.trace.push(e);
+            self.record(from_node, Some(target), kind, &bytes, Fate::Partitioned);
             return;
         }
         let policy = self.policy(from_node, target);
@@ -603,8 +633,7 @@ impl Net {
             let at = self.now + policy.delay + jitter + extra;
             Fate::Arrives(at - self.t0)
         };
-        let e = self.entry(from_node, Some(target), kind, &bytes, fate);
-        self.trace.push(e);
+        self.record(from_node, Some(target), kind, &bytes, fate);
         if let Fate::Arrives(at) = fate {
             self.schedule(self.t0 + at, target, Delivery::Datagram { from, to, bytes });
         }
@@ -618,8 +647,7 @@ impl Net {
             Some(t) if self.is_partitioned(from_node, t) => Fate::Partitioned,
             Some(t) => Fate::Arrives(self.now + self.policy(from_node, t).delay - self.t0),
         };
-        let e = self.entry(from_node, target, kind, &[], fate);
-        self.trace.push(e);
+        self.record(from_node, target, kind, &[], fate);
         let (Some(target), Fate::Arrives(_)) = (target, fate) else {
             // A refusal comes back after a round trip (SYN, RST).
             let delay = target.map_or(self.default_link.delay, |t| self.policy(from_node, t).delay);
@@ -676,29 +704,26 @@ impl Net {
     fn send_stream(&mut self, from_node: usize, conn: ConnId, bytes: Vec<u8>) {
         let kind = TraceKind::Stream { conn };
         let Some((end, s)) = self.end_of(from_node, conn) else {
-            let e = self.entry(from_node, None, kind, &bytes, Fate::Unroutable);
-            self.trace.push(e);
+            self.record(from_node, None, kind, &bytes, Fate::Unroutable);
             return;
         };
         let other = 1 - end;
         let target = s.ends[other].0;
         if s.cut || s.closed {
-            let e = self.entry(from_node, Some(target), kind, &bytes, Fate::Partitioned);
-            self.trace.push(e);
+            self.record(from_node, Some(target), kind, &bytes, Fate::Partitioned);
             return;
         }
         let at = (self.now + self.policy(from_node, target).delay).max(s.last[other]);
         if let Some(s) = self.streams.get_mut(&conn) {
             s.last[other] = at;
         }
-        let e = self.entry(
+        self.record(
             from_node,
             Some(target),
             kind,
             &bytes,
             Fate::Arrives(at - self.t0),
         );
-        self.trace.push(e);
         self.schedule(at, target, Delivery::Data { conn, bytes });
     }
 
@@ -718,14 +743,13 @@ impl Net {
             s.closed = true;
             s.last[other] = at;
         }
-        let e = self.entry(
+        self.record(
             from_node,
             Some(target),
             kind,
             &[],
             Fate::Arrives(at - self.t0),
         );
-        self.trace.push(e);
         self.schedule(at, target, Delivery::Down { conn });
     }
 
@@ -792,17 +816,41 @@ impl Net {
         if let Some(slot) = self.nodes.get_mut(index) {
             slot.node.handle(input, now, &mut slot.rng, &mut out);
         }
+        self.refresh_deadline(index);
         self.carry_out(index, out);
     }
 
+    /// Asks node `index` for its deadline again and files it.
+    fn refresh_deadline(&mut self, index: usize) {
+        let Some(slot) = self.nodes.get_mut(index) else {
+            return;
+        };
+        let deadline = slot.node.poll_timeout();
+        if deadline != slot.deadline {
+            if let Some(old) = slot.deadline {
+                self.deadlines.remove(&(old, index));
+            }
+            if let Some(new) = deadline {
+                self.deadlines.insert((new, index));
+            }
+            slot.deadline = deadline;
+        }
+    }
+
+    /// Asks every node again, after one may have changed unseen.
+    fn refresh_stale_deadlines(&mut self) {
+        if std::mem::take(&mut self.deadlines_stale) {
+            for index in 0..self.nodes.len() {
+                self.refresh_deadline(index);
+            }
+        }
+    }
+
     /// The next moment something happens: an arrival or a node's deadline.
-    pub fn next_event(&self) -> Option<Instant> {
+    pub fn next_event(&mut self) -> Option<Instant> {
+        self.refresh_stale_deadlines();
         let wire = self.wire.peek().map(|f| f.0.at);
-        let timers = self
-            .nodes
-            .iter()
-            .filter_map(|s| s.node.poll_timeout())
-            .min();
+        let timers = self.deadlines.first().map(|(at, _)| *at);
         match (wire, timers) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -832,12 +880,19 @@ impl Net {
                 self.deliver(flight);
             }
         }
-        for index in 0..self.nodes.len() {
-            let due = self.nodes[index]
-                .node
-                .poll_timeout()
-                .is_some_and(|t| t <= self.now);
-            if due {
+        self.refresh_stale_deadlines();
+        let mut due: Vec<usize> = self
+            .deadlines
+            .iter()
+            .take_while(|(at, _)| *at <= self.now)
+            .map(|(_, index)| *index)
+            .collect();
+        due.sort_unstable();
+        for index in due {
+            // Asked again: an earlier timeout may have moved this node's deadline.
+            self.refresh_deadline(index);
+            let still_due = self.nodes[index].deadline.is_some_and(|t| t <= self.now);
+            if still_due {
                 self.handle(index, NodeInput::Timeout);
             }
         }

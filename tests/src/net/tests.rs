@@ -509,19 +509,7 @@ const K: [u8; 16] = [0x46; 16];
 const OPC: [u8; 16] = [0xcd; 16];
 const SUBSCRIBER: &str = "001010000000001";
 
-/// An `aaa.toml` of `realm` listening on `listen`, the APN served by `gateway`, the
-/// users of the realms in `homes` relayed to their home AAA.
-fn aaa_config(realm: &str, listen: &str, gateway: &str, homes: &[(&str, &str)]) -> String {
-    let homes: String = homes
-        .iter()
-        .map(|(r, a)| format!("\"{r}\" = \"{a}\"\n"))
-        .collect();
-    format!(
-        "origin_host = \"aaa.{realm}\"\norigin_realm = \"{realm}\"\nlisten = \"{listen}\"\n\
-         subscribers = \"unused.toml\"\nsqn_state = \"unused-sqn.toml\"\n\
-         [gateways]\ninternet = \"{gateway}\"\n[home_realms]\n{homes}"
-    )
-}
+use super::epc::aaa_toml as aaa_config;
 
 fn home_aaa(listen: &str) -> AaaNode {
     let mut subscribers = MemorySubscribers::default();

@@ -17,6 +17,9 @@ pub struct UeNode {
     pub local: SocketAddr,
     pub ue: Ue,
     pub events: Vec<(Instant, Output)>,
+    /// Attaches that ended (attached or failed), and detaches that ended.
+    pub attach_outcomes: usize,
+    pub detach_outcomes: usize,
 }
 
 impl UeNode {
@@ -26,6 +29,8 @@ impl UeNode {
             local,
             ue,
             events: Vec::new(),
+            attach_outcomes: 0,
+            detach_outcomes: 0,
         }
     }
 
@@ -55,7 +60,14 @@ impl UeNode {
                     to,
                     bytes,
                 }),
-                other => self.events.push((now, other)),
+                other => {
+                    match other {
+                        Output::Attached(_) | Output::Failed(_) => self.attach_outcomes += 1,
+                        Output::Detached { .. } => self.detach_outcomes += 1,
+                        _ => {}
+                    }
+                    self.events.push((now, other))
+                }
             }
         }
     }
