@@ -12,6 +12,7 @@ pub mod esp;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod heartbeat;
+pub mod icmp6;
 pub mod ike;
 pub mod mh;
 pub mod registry;

@@ -121,14 +121,14 @@ fn check_message(
     bytes: &[u8],
     mh_type: MhType,
     options: core::ops::RangeFrom<usize>,
-    what: &'static str,
 ) -> Result<(), MhError> {
     check_header(bytes)?;
     if bytes[field::MH_TYPE] != mh_type.value() {
         return Err(MhError::Malformed("view over another MH Type"));
     }
     if bytes.len() < options.start {
-        return Err(MhError::Truncated(what));
+        // The length matches Header Len (check_header): Header Len is what is short.
+        return Err(MhError::HeaderLenTooShort(mh_type.value()));
     }
     Ok(())
 }
@@ -193,7 +193,7 @@ impl<T: AsRef<[u8]>> MobilityHeader<T> {
 /// struct, its `new_checked` (header, MH Type and fixed part checked once) and the
 /// options iterator; the field accessors follow in an `impl` of their own.
 macro_rules! message_view {
-    ($(#[$meta:meta])* $view:ident, $mh_type:ident, $fields:ident, $what:literal) => {
+    ($(#[$meta:meta])* $view:ident, $mh_type:ident, $fields:ident) => {
         $(#[$meta])*
         #[derive(Debug, Clone)]
         pub struct $view<T: AsRef<[u8]>> {
@@ -204,7 +204,7 @@ macro_rules! message_view {
             /// Checks the Mobility Header, the MH Type and that the message's fixed part
             /// is there, so that no accessor can panic.
             pub fn new_checked(buffer: T) -> Result<Self, MhError> {
-                check_message(buffer.as_ref(), MhType::$mh_type, field::$fields::OPTIONS, $what)?;
+                check_message(buffer.as_ref(), MhType::$mh_type, field::$fields::OPTIONS)?;
                 Ok($view { buffer })
             }
 
@@ -224,7 +224,7 @@ macro_rules! message_view {
 message_view!(
     /// A Binding Update (RFC 6275 section 6.1.7), a Proxy Binding Update when the P flag
     /// is set (RFC 5213 section 8.1).
-    BindingUpdate, BindingUpdate, binding_update, "Binding Update fixed fields"
+    BindingUpdate, BindingUpdate, binding_update
 );
 
 impl<T: AsRef<[u8]>> BindingUpdate<T> {
@@ -242,7 +242,7 @@ impl<T: AsRef<[u8]>> BindingUpdate<T> {
 message_view!(
     /// A Binding Acknowledgement (RFC 6275 section 6.1.8), a Proxy Binding
     /// Acknowledgement when the P flag is set (RFC 5213 section 8.2).
-    BindingAck, BindingAck, binding_ack, "Binding Acknowledgement fixed fields"
+    BindingAck, BindingAck, binding_ack
 );
 
 impl<T: AsRef<[u8]>> BindingAck<T> {
@@ -262,7 +262,7 @@ impl<T: AsRef<[u8]>> BindingAck<T> {
 
 message_view!(
     /// A Binding Error (RFC 6275 section 6.1.9).
-    BindingError, BindingError, binding_error, "Binding Error fixed fields"
+    BindingError, BindingError, binding_error
 );
 
 impl<T: AsRef<[u8]>> BindingError<T> {
@@ -276,7 +276,7 @@ impl<T: AsRef<[u8]>> BindingError<T> {
 
 message_view!(
     /// A Heartbeat message (RFC 5847 section 5.1).
-    Heartbeat, Heartbeat, heartbeat, "Heartbeat fixed fields"
+    Heartbeat, Heartbeat, heartbeat
 );
 
 impl<T: AsRef<[u8]>> Heartbeat<T> {
@@ -295,7 +295,7 @@ impl<T: AsRef<[u8]>> Heartbeat<T> {
 
 message_view!(
     /// A Binding Revocation Indication or Acknowledgement (RFC 5846 sections 5.1, 5.2).
-    BindingRevocation, BindingRevocation, binding_revocation, "Binding Revocation fixed fields"
+    BindingRevocation, BindingRevocation, binding_revocation
 );
 
 impl<T: AsRef<[u8]>> BindingRevocation<T> {
@@ -394,9 +394,22 @@ impl MobilityHeaderRepr {
         Self::parse_view(&view)
     }
 
-    /// Parses a checked view whose checksum the caller has dealt with.
+    /// Parses a checked view whose checksum the caller has dealt with, in the order of
+    /// RFC 6275 section 9.2: a known MH Type, Payload Proto 59, a Header Len at least the
+    /// type's fixed part, then the message itself.
     pub fn parse_view<T: AsRef<[u8]>>(view: &MobilityHeader<T>) -> Result<Self, MhError> {
         let bytes = view.as_bytes();
+        let known = matches!(
+            view.message_type(),
+            MhType::BindingUpdate
+                | MhType::BindingAck
+                | MhType::BindingError
+                | MhType::Heartbeat
+                | MhType::BindingRevocation
+        );
+        if known && view.payload_proto() != IPPROTO_NONE {
+            return Err(MhError::PayloadProto(view.payload_proto()));
+        }
         let message = match view.message_type() {
             MhType::BindingUpdate => MobilityMessage::BindingUpdate(BindingUpdateRepr::parse(
                 &BindingUpdate::new_checked(bytes)?,

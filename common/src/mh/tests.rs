@@ -103,6 +103,31 @@ fn ipv6_checksum_verifies_and_catches_a_flipped_bit() {
     );
 }
 
+/// RFC 6275 section 9.2, in its order: a known MH Type first (else a Binding Error),
+/// then Payload Proto 59, then a Header Len covering the type's fixed part; the last two
+/// name the field an ICMP Parameter Problem points at.
+#[test]
+fn payload_proto_and_header_len_are_checked_in_the_order_of_rfc_6275_section_9_2() {
+    let good = minimal_pbu().to_message().to_bytes(ChecksumContext::Skip);
+    let mut tcp = good.clone();
+    tcp[0] = 6;
+    let err = MobilityHeaderRepr::parse(&tcp, ChecksumContext::Skip).unwrap_err();
+    assert_eq!(err, MhError::PayloadProto(6));
+    assert_eq!(err.parameter_problem_offset(), Some(0));
+    // An unknown type is a Binding Error whatever its Payload Proto.
+    let mut unknown = tcp.clone();
+    unknown[2] = 200;
+    assert_eq!(
+        MobilityHeaderRepr::parse(&unknown, ChecksumContext::Skip),
+        Err(MhError::UnknownMhType(200))
+    );
+    // A BU with Header Len 0 (8 octets) cannot hold its 12-octet fixed part.
+    let short = [IPPROTO_NONE, 0, 5, 0, 0, 0, 0, 0];
+    let err = MobilityHeaderRepr::parse(&short, ChecksumContext::Skip).unwrap_err();
+    assert_eq!(err, MhError::HeaderLenTooShort(5));
+    assert_eq!(err.parameter_problem_offset(), Some(1));
+}
+
 /// RFC 5844 sections 4.1.3.2 and 4.2.2.1: over UDP 5436 the Checksum field "MUST be set
 /// to zero"; sections 4.1.3.1 and 4.2.2: a receiver "MUST" ignore it, whatever it holds.
 #[test]
@@ -747,7 +772,15 @@ proptest! {
         let data = repr.to_bytes(ctx);
         prop_assert_eq!(data.len(), repr.buffer_len());
         prop_assert_eq!(data.len() % 8, 0);
-        prop_assert_eq!(MobilityHeaderRepr::parse(&data, ctx), Ok(repr));
+        // Any Payload Proto is emitted as given; only 59 is accepted (RFC 6275 9.2).
+        if payload_proto == IPPROTO_NONE {
+            prop_assert_eq!(MobilityHeaderRepr::parse(&data, ctx), Ok(repr));
+        } else {
+            prop_assert_eq!(
+                MobilityHeaderRepr::parse(&data, ctx),
+                Err(MhError::PayloadProto(payload_proto))
+            );
+        }
     }
 
     #[test]
@@ -871,11 +904,11 @@ fn message_views_read_fields_at_their_ranges() {
     assert_eq!(view.sequence(), 0xa1b2_c3d4);
 
     // A Binding Error needs 24 octets before its options: a 16-octet message of type 7
-    // is refused by the view, never read past its end.
+    // (Header Len 1) is refused by the view, never read past its end (RFC 6275 9.2).
     let mut short = vec![IPPROTO_NONE, 1, 7, 0, 0, 0];
     short.resize(16, 0);
     assert_eq!(
         BindingError::new_checked(&short[..]).unwrap_err(),
-        MhError::Truncated("Binding Error fixed fields")
+        MhError::HeaderLenTooShort(7)
     );
 }
