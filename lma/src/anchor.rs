@@ -68,11 +68,13 @@ use pmip_common::mh::{
 
 mod chain;
 mod limits;
+mod mag_filter;
 mod mn_id;
 mod revocation;
 mod takeover;
 
 pub use limits::{LimitKind, LimitReport, MagLimits, MagRefusals};
+pub use mag_filter::{MagFilter, UnauthorizedMag};
 pub use mn_id::{nai_problem, MAX_NAI_LEN};
 pub use revocation::{
     RevocationEvent, RevocationReport, RevocationSettings, RevocationStatus, RevocationTrigger,
@@ -84,7 +86,6 @@ pub use chain::{
 };
 
 use crate::binding_cache::{Addresses, BindingCache, BindingId, BindingState};
-use crate::config::{MagFilter, UnauthorizedMag};
 use crate::gre_keys::UplinkKeyAllocator;
 use crate::pools::{Ipv4Pool, PoolError, PrefixPool};
 use crate::transport::MagAddress;
@@ -100,7 +101,7 @@ pub const STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS: BindingAckStatus =
 pub const STATUS_NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE: BindingAckStatus =
     BindingAckStatus::Other(172);
 
-/// The core's settings (checked by [`crate::config::resolve`]).
+/// The core's settings (read and checked by the `config` module's `resolve`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LmaSettings {
     pub ipv4_pool: Option<Ipv4Net>,

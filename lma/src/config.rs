@@ -7,10 +7,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{Ipv4Net, Ipv6Net};
 use pmip_common::mh::Lifetime;
 use pmip_node::config::{Layer, Layers};
 use pmip_node::pick;
@@ -19,56 +18,12 @@ use serde::Deserialize;
 pub use pmip_node::config::ConfigError;
 
 use crate::anchor::{ChainSettings, LmaSettings, MagLimits, RevocationSettings};
+// The core owns these; they are named here too, where the settings are read.
+pub use crate::anchor::{MagFilter, UnauthorizedMag};
 use crate::pools::{Ipv4Pool, PrefixPool};
 
 /// The largest lifetime the 16-bit field (units of 4 s) carries.
 pub const MAX_LIFETIME_SECS: u32 = u16::MAX as u32 * 4;
-
-/// What to do with a PBU from a MAG that is not in `allowed_mags` (RFC 5213 5.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum UnauthorizedMag {
-    /// Answer with status 154, MAG_NOT_AUTHORIZED_FOR_PROXY_REG.
-    #[default]
-    Reject,
-    /// Drop it silently (and count it).
-    Drop,
-}
-
-/// A MAG address or a prefix of MAG addresses: `192.0.2.1` or `192.0.2.0/24`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct MagFilter(pub IpNet);
-
-impl MagFilter {
-    pub fn contains(&self, address: IpAddr) -> bool {
-        // An IPv4-mapped IPv6 source matches an IPv4 entry.
-        let address = match address {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
-            v4 => v4,
-        };
-        self.0.contains(&address)
-    }
-}
-
-impl FromStr for MagFilter {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Ok(net) = s.parse::<IpNet>() {
-            return Ok(MagFilter(net.trunc()));
-        }
-        s.parse::<IpAddr>()
-            .map(|a| MagFilter(IpNet::from(a)))
-            .map_err(|_| format!("`{s}` is neither an IP address nor an address/prefix"))
-    }
-}
-
-impl TryFrom<String> for MagFilter {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
 
 /// One layer of settings: the file, or the flags over it. Every field is optional so
 /// that a flag given overrides the file and a flag not given leaves it alone. The doc

@@ -62,7 +62,7 @@ use super::{
     PbuReport, Rejection, STATUS_NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
 };
 use crate::binding_cache::{Addresses, BindingId, BindingState};
-use crate::config::MagFilter;
+use super::MagFilter;
 use crate::transport::MagAddress;
 
 /// GTPv2 cause 100, "Remote peer not responding" (TS 29.274 table 8.4-1; Wireshark:

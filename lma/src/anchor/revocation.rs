@@ -56,7 +56,7 @@ use pmip_common::mh::{
 use pmip_common::time::DeadlineQueue;
 
 use crate::binding_cache::BindingId;
-use crate::config::MagFilter;
+use super::MagFilter;
 use crate::transport::MagAddress;
 
 use super::{DownReason, Lma, Output};
