@@ -92,6 +92,12 @@ pub struct ConfigLayer {
     #[arg(long, value_name = "BYTES")]
     pub socket_buffer_bytes: Option<usize>,
 
+    /// Rejected PBUs are logged one line for the first of a MAG in an interval, then
+    /// once per interval per MAG as a count by status (`lma::reject_log`): the
+    /// interval, in seconds [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub reject_log_interval_secs: Option<u64>,
+
     /// The SGi data plane; without it the LMA runs signaling only.
     #[arg(skip)]
     pub sgi: Option<SgiConfig>,
@@ -217,6 +223,8 @@ pub struct Settings {
     pub listen_v6: Option<Ipv6Addr>,
     pub restart_counter_file: Option<PathBuf>,
     pub socket_buffer_bytes: usize,
+    /// The interval over which rejected PBUs are summed per MAG in the log.
+    pub reject_log_interval: Duration,
     pub sgi: Option<SgiSettings>,
     /// The visited role (`[chaining]`), checked.
     pub chaining: Option<ChainSettings>,
@@ -346,6 +354,19 @@ pub fn resolve(layers: &Layers<ConfigLayer>) -> Result<Settings, ConfigError> {
             format!("{socket_buffer_bytes} is smaller than 4096"),
         ));
     }
+
+    let (reject_log, reject_log_flag) = value!(reject_log_interval_secs);
+    let reject_log_interval = match reject_log {
+        Some(0) => {
+            return Err(invalid(
+                "reject_log_interval_secs",
+                reject_log_flag,
+                "must be at least 1".into(),
+            ))
+        }
+        Some(secs) => Duration::from_secs(secs),
+        None => crate::reject_log::DEFAULT_INTERVAL,
+    };
 
     let limits = match value!(mag_limits).0 {
         None => MagLimits::default(),
@@ -589,6 +610,7 @@ pub fn resolve(layers: &Layers<ConfigLayer>) -> Result<Settings, ConfigError> {
         listen_v6,
         restart_counter_file: value!(restart_counter_file).0,
         socket_buffer_bytes,
+        reject_log_interval,
         warnings,
     })
 }
