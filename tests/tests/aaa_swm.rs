@@ -47,7 +47,25 @@ fn nai(imsi: &str) -> String {
     format!("0{imsi}@nai.{HOME_REALM}")
 }
 
-/// Starts an aaa-stub in `dir` listening on `addr`.
+/// A `[[peers]]` entry.
+fn peer(origin_host: &str, address: impl std::fmt::Display) -> String {
+    format!("[[peers]]\norigin_host = \"{origin_host}\"\naddress = \"{address}\"\n")
+}
+
+/// The test's ePDG client, `epdg.test`, from `client`.
+fn epdg(client: Ipv4Addr) -> String {
+    peer("epdg.test", client)
+}
+
+/// A visited AAA relaying to a home AAA on loopback: the kernel gives its connection
+/// the source 127.0.0.1.
+fn visited_aaa() -> String {
+    peer(&format!("visited.{VISITED_REALM}"), "127.0.0.1")
+}
+
+/// Starts an aaa-stub in `dir` listening on `addr`; `extra` is appended to its config
+/// (its `[[peers]]` at least: without, nobody is admitted).
+#[allow(clippy::too_many_arguments)]
 fn start_aaa(
     dir: &Path,
     name: &str,
@@ -56,6 +74,7 @@ fn start_aaa(
     gateway: IpAddr,
     home: Option<SocketAddr>,
     sqn: u64,
+    extra: &str,
 ) -> Result<Node> {
     write_file(
         dir,
@@ -74,7 +93,7 @@ fn start_aaa(
         &format!(
             "origin_host = \"{name}.{realm}\"\norigin_realm = \"{realm}\"\nlisten = \"{addr}\"\n\
              subscribers = \"{name}-subscribers.toml\"\nsqn_state = \"{name}-sqn.toml\"\n\
-             relay_timeout_secs = 2\n[gateways]\ninternet = \"{gateway}\"\n{homes}"
+             relay_timeout_secs = 2\n{extra}\n[gateways]\ninternet = \"{gateway}\"\n{homes}"
         ),
     )?;
     let pcap = dir.join(format!("{name}.pcap"));
@@ -553,7 +572,8 @@ fn aaa_home_alone() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let addr = SocketAddr::new(ip(61, 10).into(), 3868);
     let gw: IpAddr = ip(61, 3).into();
-    let aaa = start_aaa(dir.path(), "home", addr, HOME_REALM, gw, None, 0)?;
+    let peers = epdg(ip(61, 1));
+    let aaa = start_aaa(dir.path(), "home", addr, HOME_REALM, gw, None, 0, &peers)?;
     let r = scenario(addr, ip(61, 1), &[gw]);
     if let Err(e) = r {
         bail!("{e:#}\naaa output:\n{}", aaa.output());
@@ -571,7 +591,16 @@ fn aaa_visited_proxies_to_home() -> Result<()> {
     let home_addr = SocketAddr::new(ip(62, 10).into(), 3868);
     let visited_addr = SocketAddr::new(ip(62, 20).into(), 3868);
     let (home_gw, visited_gw): (IpAddr, IpAddr) = (ip(62, 3).into(), ip(62, 23).into());
-    let home = start_aaa(dir.path(), "home", home_addr, HOME_REALM, home_gw, None, 0)?;
+    let home = start_aaa(
+        dir.path(),
+        "home",
+        home_addr,
+        HOME_REALM,
+        home_gw,
+        None,
+        0,
+        &visited_aaa(),
+    )?;
     let visited = start_aaa(
         dir.path(),
         "visited",
@@ -580,6 +609,7 @@ fn aaa_visited_proxies_to_home() -> Result<()> {
         visited_gw,
         Some(home_addr),
         0,
+        &epdg(ip(62, 1)),
     )?;
     // Home first, visited second.
     let r = scenario(visited_addr, ip(62, 1), &[home_gw, visited_gw]);
@@ -620,6 +650,7 @@ fn aaa_visited_with_home_unreachable_answers_3002() -> Result<()> {
         ip(63, 23).into(),
         Some(home_addr),
         0,
+        &epdg(ip(63, 1)),
     )?;
     let mut c = Client::connect(visited_addr, ip(63, 1))?;
     let started = Instant::now();
@@ -651,6 +682,7 @@ fn aaa_visited_with_home_unreachable_answers_3002() -> Result<()> {
         ip(63, 23).into(),
         Some(silent.local_addr()?),
         0,
+        &epdg(ip(63, 1)),
     )?;
     let mut c = Client::connect(SocketAddr::new(ip(63, 21).into(), 3868), ip(63, 1))?;
     let started = Instant::now();
@@ -677,7 +709,8 @@ fn aaa_kill_9_never_reuses_an_sqn() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let addr = SocketAddr::new(ip(64, 10).into(), 3868);
     let gw: IpAddr = ip(64, 3).into();
-    let aaa = start_aaa(dir.path(), "home", addr, HOME_REALM, gw, None, 0)?;
+    let peers = epdg(ip(64, 1));
+    let aaa = start_aaa(dir.path(), "home", addr, HOME_REALM, gw, None, 0, &peers)?;
     let mut c = Client::connect(addr, ip(64, 1))?;
     let first = authenticate(&mut c, "epdg.test;1;a", K, 0, Some(APN), T)?;
     assert_eq!(first.last.result_code(), Some(result::DIAMETER_SUCCESS));
@@ -691,7 +724,7 @@ fn aaa_kill_9_never_reuses_an_sqn() -> Result<()> {
     assert_eq!(a.result_code(), Some(result::DIAMETER_MULTI_ROUND_AUTH));
     aaa.signal(libc::SIGKILL)?;
     drop(aaa);
-    let _aaa = start_aaa(dir.path(), "home", addr, HOME_REALM, gw, None, 0)?;
+    let _aaa = start_aaa(dir.path(), "home", addr, HOME_REALM, gw, None, 0, &peers)?;
     let mut c = Client::connect(addr, ip(64, 1))?;
     // A USIM that has seen the first SQN accepts only greater ones (no AUTS round).
     let next = authenticate(&mut c, "epdg.test;2;a", K, first_sqn, Some(APN), T)?;
@@ -716,6 +749,7 @@ fn aaa_sigterm_sends_dpr_and_exits() -> Result<()> {
         ip(67, 3).into(),
         None,
         0,
+        &epdg(ip(67, 1)),
     )?;
     let mut c = Client::connect(addr, ip(67, 1))?;
     aaa.signal(libc::SIGTERM)?;
