@@ -103,6 +103,11 @@ impl Node {
         })
     }
 
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.process.id()
+    }
+
     /// Everything the node printed so far.
     pub fn output(&self) -> String {
         self.output.0.lock().map(|t| t.clone()).unwrap_or_default()

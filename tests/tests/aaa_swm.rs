@@ -112,23 +112,35 @@ struct Client {
 }
 
 impl Client {
-    fn connect(to: SocketAddr, local: Ipv4Addr) -> Result<Client> {
+    /// A TCP connection from `local`, nothing sent yet.
+    fn tcp(to: SocketAddr, local: Ipv4Addr) -> Result<Client> {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
         socket.bind(&SocketAddr::new(local.into(), 0).into())?;
         socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
         let stream: TcpStream = socket.into();
         stream.set_read_timeout(Some(Duration::from_millis(100)))?;
-        let mut client = Client {
+        Ok(Client {
             stream,
             framer: Framer::new(1 << 20),
             next_id: 100,
-        };
+        })
+    }
+
+    /// Connects from `local` and sends a CER as `origin_host`; the CEA.
+    fn open(to: SocketAddr, local: Ipv4Addr, origin_host: &str) -> Result<(Client, Message)> {
+        let mut client = Client::tcp(to, local)?;
         let cer = CapabilitiesExchangeRequest {
-            capabilities: Capabilities::swm("epdg.test", "test", vec![local.into()], "aaa-test"),
+            capabilities: Capabilities::swm(origin_host, "test", vec![local.into()], "aaa-test"),
         }
         .to_message(1, 1);
         client.send(&cer)?;
         let cea = client.read(Duration::from_secs(5))?;
+        Ok((client, cea))
+    }
+
+    /// Connects from `local` as `epdg.test`: CER, and a CEA with DIAMETER_SUCCESS.
+    fn connect(to: SocketAddr, local: Ipv4Addr) -> Result<Client> {
+        let (client, cea) = Client::open(to, local, "epdg.test")?;
         if cea.result_code() != Some(result::DIAMETER_SUCCESS) {
             bail!("CEA {:?}", cea.result_code());
         }
@@ -441,8 +453,9 @@ fn scenario(to: SocketAddr, client_ip: Ipv4Addr, expected_gateways: &[IpAddr]) -
 /// tshark decodes the pcap cleanly, with the AVPs we meant.
 fn tshark_check(pcap: &Path, gateway: IpAddr) -> Result<()> {
     let run = |args: &[&str]| -> Result<String> {
+        // TLS connections (port 5658) are recorded as their plaintext messages.
         let out = Command::new("tshark")
-            .args(["-n", "-r"])
+            .args(["-n", "-d", "tcp.port==5658,diameter", "-r"])
             .arg(pcap)
             .args(args)
             .output()
@@ -762,6 +775,340 @@ fn aaa_sigterm_sends_dpr_and_exits() -> Result<()> {
         Some(0),
         "{}",
         aaa.output()
+    );
+    Ok(())
+}
+
+/// Whether the connection is closed: the next read finds its end (EOF or a reset).
+fn closed(c: &mut Client) -> bool {
+    match c.read(Duration::from_secs(3)) {
+        Ok(m) => {
+            eprintln!("unexpected message on a refused connection: {m:?}");
+            false
+        }
+        Err(e) => {
+            let text = format!("{e:#}");
+            text.contains("connection closed") || text.contains("reset")
+        }
+    }
+}
+
+#[test]
+fn aaa_refuses_unknown_peers_at_the_cer_with_3010() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let addr = SocketAddr::new(ip(68, 10).into(), 3868);
+    let gw: IpAddr = ip(68, 3).into();
+    let aaa = start_aaa(
+        dir.path(),
+        "home",
+        addr,
+        HOME_REALM,
+        gw,
+        None,
+        0,
+        &epdg(ip(68, 1)),
+    )?;
+    let user = nai(IMSI);
+    // The known Origin-Host from another address, another Origin-Host from the known
+    // address: a CEA with DIAMETER_UNKNOWN_PEER (E bit), then the connection is closed,
+    // so a DER, an AAR or an STR sent anyway gets nothing.
+    for (local, host) in [(ip(68, 2), "epdg.test"), (ip(68, 1), "stranger.test")] {
+        let (mut c, cea) = Client::open(addr, local, host)?;
+        assert_eq!(
+            cea.result_code(),
+            Some(result::DIAMETER_UNKNOWN_PEER),
+            "{host} from {local}: {cea:?}"
+        );
+        assert!(cea.header.flags.error());
+        let _ = c.send(&der("stranger;1", &user, eap_identity(&user), Some(APN)));
+        assert!(closed(&mut c), "{host} from {local}: still open");
+    }
+    // No CER at all: a DER or an STR first is not answered either.
+    for request in [
+        der("stranger;2", &user, eap_identity(&user), Some(APN)),
+        str_request("epdg.test;1;ok"),
+    ] {
+        let mut c = Client::tcp(addr, ip(68, 2))?;
+        c.send(&request)?;
+        assert!(closed(&mut c), "a request before any CER was served");
+    }
+    // The listed peer from its address is served.
+    scenario(addr, ip(68, 1), &[gw]).with_context(|| aaa.output())?;
+    let refused = aaa.output().matches("DIAMETER_UNKNOWN_PEER").count();
+    assert_eq!(refused, 2, "{}", aaa.output());
+    drop(aaa);
+    // tshark decodes the refusals like the rest: two CEAs with Result-Code 3010.
+    let pcap = dir.path().join("home.pcap");
+    tshark_check(&pcap, gw)?;
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .args([
+            "-Y",
+            "diameter.Result-Code == 3010 && diameter.cmd.code == 257",
+        ])
+        .output()?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    Ok(())
+}
+
+/// Runs `aaa-stub --generate-lab-pki DIR --lab-pki-host HOST...`.
+fn lab_pki(dir: &Path, hosts: &[&str]) -> Result<()> {
+    let mut command = Command::new(integration_tests::node_binary("aaa-stub")?);
+    command.arg("--generate-lab-pki").arg(dir);
+    for host in hosts {
+        command.args(["--lab-pki-host", host]);
+    }
+    let out = command.output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// A `[tls]` table with `host`'s certificate and key from `pki`, trusting `ca`.
+fn tls_table(pki: &Path, host: &str, ca: &Path, listen: Option<SocketAddr>) -> String {
+    let listen = listen
+        .map(|a| format!("listen = \"{a}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "[tls]\n{listen}certificate = \"{}\"\nprivate_key = \"{}\"\nca = \"{}\"\n",
+        pki.join(format!("{host}.pem")).display(),
+        pki.join(format!("{host}.key")).display(),
+        ca.display()
+    )
+}
+
+#[test]
+fn aaa_visited_relays_to_home_over_tls() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let home_host = format!("home.{HOME_REALM}");
+    let visited_host = format!("visited.{VISITED_REALM}");
+    let (pki, other_pki) = (d.join("pki"), d.join("other-pki"));
+    lab_pki(&pki, &[&home_host, &visited_host])?;
+    // The same name from another CA.
+    lab_pki(&other_pki, &[&visited_host])?;
+    let ca = pki.join("ca.pem");
+    let home_plain = SocketAddr::new(ip(69, 10).into(), 3868);
+    let home_tls = SocketAddr::new(ip(69, 10).into(), 5658);
+    let (home_gw, visited_gw): (IpAddr, IpAddr) = (ip(69, 3).into(), ip(69, 23).into());
+    // The home AAA admits the visited AAA over TLS only.
+    let home_peers = format!(
+        "{}tls = true\n{}",
+        visited_aaa(),
+        tls_table(&pki, &home_host, &ca, Some(home_tls))
+    );
+    let home = start_aaa(
+        d,
+        "home",
+        home_plain,
+        HOME_REALM,
+        home_gw,
+        None,
+        0,
+        &home_peers,
+    )?;
+    let home_realm = format!(
+        "[home_realms]\n\"{HOME_REALM}\" = {{ address = \"{home_tls}\", tls = true, host = \"{home_host}\" }}\n"
+    );
+    let visited_addr = SocketAddr::new(ip(69, 20).into(), 3868);
+    let visited = start_aaa(
+        d,
+        "visited",
+        visited_addr,
+        VISITED_REALM,
+        visited_gw,
+        None,
+        0,
+        &format!(
+            "{}{home_realm}{}",
+            epdg(ip(69, 1)),
+            tls_table(&pki, &visited_host, &ca, None)
+        ),
+    )?;
+    let r = scenario(visited_addr, ip(69, 1), &[home_gw, visited_gw]);
+    if let Err(e) = r {
+        bail!(
+            "{e:#}\nvisited output:\n{}\nhome output:\n{}",
+            visited.output(),
+            home.output()
+        );
+    }
+    let home_log = home.output();
+    assert!(
+        home_log
+            .lines()
+            .any(|l| l.contains("peer connected") && l.contains("tls=true")),
+        "{home_log}"
+    );
+    assert!(
+        visited.output().contains("home AAA open (CER/CEA)"),
+        "{}",
+        visited.output()
+    );
+
+    // The visited AAA's Origin-Host over plain TCP: refused, it must use TLS.
+    let (mut c, cea) = Client::open(home_plain, Ipv4Addr::LOCALHOST, &visited_host)?;
+    assert_eq!(cea.result_code(), Some(result::DIAMETER_UNKNOWN_PEER));
+    assert!(closed(&mut c));
+
+    // A visited AAA whose certificate comes from another CA: the home refuses the TLS
+    // handshake, the relay fails, the ePDG gets DIAMETER_UNABLE_TO_DELIVER.
+    let stranger_addr = SocketAddr::new(ip(69, 21).into(), 3868);
+    let stranger = start_aaa(
+        d,
+        "stranger",
+        stranger_addr,
+        VISITED_REALM,
+        visited_gw,
+        None,
+        0,
+        &format!(
+            "{}{home_realm}{}",
+            epdg(ip(69, 1)),
+            tls_table(&other_pki, &visited_host, &ca, None)
+        ),
+    )?;
+    let mut c = Client::connect(stranger_addr, ip(69, 1))?;
+    let user = nai(IMSI);
+    let a = c.request(
+        der("epdg.test;9;tls", &user, eap_identity(&user), Some(APN)),
+        T,
+    )?;
+    assert_eq!(
+        a.result_code(),
+        Some(result::DIAMETER_UNABLE_TO_DELIVER),
+        "{}",
+        stranger.output()
+    );
+    let mut home = home;
+    home.wait_for("TLS handshake failed", Duration::from_secs(5))?;
+    drop(stranger);
+    drop(visited);
+    drop(home);
+    // Both captures hold the messages in plaintext: tshark decodes them as before.
+    tshark_check(&d.join("visited.pcap"), visited_gw)?;
+    tshark_check(&d.join("home.pcap"), home_gw)?;
+    python_check(&d.join("home.pcap"))?;
+    Ok(())
+}
+
+#[test]
+fn aaa_caps_connections_and_closes_those_that_send_no_cer() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let addr = SocketAddr::new(ip(70, 10).into(), 3868);
+    let gw: IpAddr = ip(70, 3).into();
+    let mut aaa = start_aaa(
+        dir.path(),
+        "home",
+        addr,
+        HOME_REALM,
+        gw,
+        None,
+        0,
+        &format!(
+            "max_connections = 4\ncer_timeout_secs = 1\n{}",
+            epdg(ip(70, 1))
+        ),
+    )?;
+    let started = Instant::now();
+    let mut idle: Vec<Client> = (0..4)
+        .map(|_| Client::tcp(addr, ip(70, 2)))
+        .collect::<Result<_>>()?;
+    aaa.wait_for("conn=4", Duration::from_secs(5))?;
+    // A fifth is closed at once, long before the CER timeout.
+    let mut fifth = Client::tcp(addr, ip(70, 2))?;
+    assert!(closed(&mut fifth));
+    assert!(started.elapsed() < Duration::from_millis(900));
+    aaa.wait_for("max_connections open", Duration::from_secs(5))?;
+    // The four that sent nothing are closed after cer_timeout_secs.
+    for c in &mut idle {
+        assert!(closed(c));
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    // Their slots are free again: a known peer is served.
+    scenario(addr, ip(70, 1), &[gw]).with_context(|| aaa.output())
+}
+
+/// The resident set of process `pid`, in KiB.
+fn vm_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+#[test]
+fn aaa_memory_comes_back_after_5000_idle_connections() -> Result<()> {
+    const CONNECTIONS: usize = 5000;
+    let dir = tempfile::tempdir()?;
+    let addr = SocketAddr::new(ip(71, 10).into(), 3868);
+    let gw: IpAddr = ip(71, 3).into();
+    let mut aaa = start_aaa(
+        dir.path(),
+        "home",
+        addr,
+        HOME_REALM,
+        gw,
+        None,
+        0,
+        &format!(
+            "max_connections = 6000\ncer_timeout_secs = 120\n{}",
+            peer("epdg.test", "127.0.71.0/24")
+        ),
+    )?;
+    // One attach first, so what the server allocates once is in the baseline; and a
+    // peer that stays connected throughout, as an ePDG does.
+    scenario(addr, ip(71, 1), &[gw]).with_context(|| aaa.output())?;
+    let _staying = Client::connect(addr, ip(71, 1))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let before = vm_rss_kib(aaa.id())?;
+    // Half send nothing, half a CER and then nothing.
+    let mut clients = Vec::with_capacity(CONNECTIONS);
+    for n in 0..CONNECTIONS {
+        let local = ip(71, 2 + (n % 200) as u8);
+        if n % 2 == 0 {
+            clients.push(Client::tcp(addr, local)?);
+        } else {
+            let (c, cea) = Client::open(addr, local, "epdg.test")?;
+            anyhow::ensure!(cea.result_code() == Some(result::DIAMETER_SUCCESS));
+            clients.push(c);
+        }
+    }
+    aaa.wait_for(
+        &format!("conn={}", CONNECTIONS + 2),
+        Duration::from_secs(30),
+    )?;
+    std::thread::sleep(Duration::from_millis(300));
+    let peak = vm_rss_kib(aaa.id())?;
+    drop(clients);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while aaa.output().matches("peer down").count() < CONNECTIONS + 1 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the connections did not all close"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = vm_rss_kib(aaa.id())?;
+    eprintln!(
+        "aaa-stub VmRSS: {before} KiB before, {peak} KiB with {CONNECTIONS} idle connections, \
+         {after} KiB after they closed"
+    );
+    assert!(peak > before, "{before} -> {peak}");
+    assert!(
+        after <= before + 4 * 1024,
+        "VmRSS {before} KiB before, {peak} KiB at the peak, {after} KiB after closing"
     );
     Ok(())
 }
