@@ -56,9 +56,10 @@ struct Cli {
     log_format: LogFormat,
 
     /// Record every Diameter message sent and received into this pcap file (one TCP
-    /// segment per message; Wireshark/tshark decode it as Diameter). Over TLS the
-    /// messages are recorded as plaintext (synthetic TCP), so they decode the same. The
-    /// file is created mode 0600: it holds the MSKs.
+    /// segment per message; Wireshark/tshark decode it as Diameter). Connections over
+    /// TLS are recorded as their plaintext messages on their real ports, so Wireshark
+    /// shows them too (decode port 5658 as Diameter: `tshark -d tcp.port==5658,diameter`).
+    /// The file is created mode 0600: it holds the MSKs.
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
 
