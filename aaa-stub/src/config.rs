@@ -454,4 +454,47 @@ internet = "127.0.0.21"
             assert!(err.contains(field), "{err}");
         }
     }
+
+    #[test]
+    fn peers_tls_and_home_realm_tables() {
+        let text = format!(
+            "max_connections = 8\ncer_timeout_secs = 3\n{VISITED}\
+             \"epc.mnc003.mcc001.3gppnetwork.org\" = {{ address = \"127.0.0.30:5658\", tls = true, host = \"aaa.three\" }}\n\
+             [[peers]]\norigin_host = \"epdg.test\"\naddress = \"127.0.0.0/8\"\n\
+             [tls]\nlisten = \"127.0.0.20:5658\"\ncertificate = \"aaa.pem\"\nprivate_key = \"aaa.key\"\nca = \"ca.pem\"\n"
+        );
+        let config = load(&text).unwrap();
+        assert_eq!((config.max_connections, config.cer_timeout_secs), (8, 3));
+        assert_eq!(config.peers.peers().len(), 1);
+        let three = &config.home_realms["epc.mnc003.mcc001.3gppnetwork.org"];
+        assert!(three.tls && three.host.as_deref() == Some("aaa.three"));
+        let plain = &config.home_realms["epc.mnc001.mcc001.3gppnetwork.org"];
+        assert!(!plain.tls && plain.address == "127.0.0.10:3868".parse().unwrap());
+        let tls = config.tls.as_ref().unwrap();
+        assert!(tls.certificate.is_absolute() && tls.ca.ends_with("ca.pem"));
+        // TLS toward a home AAA needs its name and our [tls].
+        let err = load(&text.replace(", host = \"aaa.three\"", "")).unwrap_err();
+        assert!(err.to_string().contains("needs host"), "{err}");
+        let no_tls = &text[..text.find("[tls]").unwrap()];
+        let err = load(no_tls).unwrap_err();
+        assert!(err.to_string().contains("[tls]"), "{err}");
+        for bad in ["max_connections = 0\n", "cer_timeout_secs = 0\n"] {
+            assert!(load(&format!("{bad}{VISITED}")).is_err(), "{bad}");
+        }
+        // Without [[peers]] the table is empty: nobody is admitted.
+        assert!(load(VISITED).unwrap().peers.is_empty());
+    }
+
+    #[test]
+    fn the_shipped_configs_list_their_peers() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for file in [
+            root.join("aaa.example.toml"),
+            root.join("../lab/aaa-home.toml"),
+            root.join("../lab/aaa-visited.toml"),
+        ] {
+            let config = AaaConfig::load(&file).unwrap();
+            assert!(!config.peers.is_empty(), "{}", file.display());
+        }
+    }
 }
