@@ -6,57 +6,12 @@
 //! a CEA MAY be issued with the Result-Code AVP set to DIAMETER_UNKNOWN_PEER. In both
 //! cases, the transport connection is closed"). No I/O here.
 
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
-use ipnet::IpNet;
+use pmip_common::address_filter::canonical;
 use serde::Deserialize;
 
-/// An address or a prefix of addresses: `192.0.2.1` or `192.0.2.0/24`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct AddressFilter(pub IpNet);
-
-impl AddressFilter {
-    /// Whether `address` is inside (an IPv4-mapped IPv6 address matches its IPv4 form).
-    pub fn contains(&self, address: IpAddr) -> bool {
-        self.0.contains(&canonical(address))
-    }
-}
-
-/// An IPv4-mapped IPv6 address as IPv4, anything else as it is.
-fn canonical(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-impl FromStr for AddressFilter {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Ok(net) = s.parse::<IpNet>() {
-            return Ok(AddressFilter(net.trunc()));
-        }
-        s.parse::<IpAddr>()
-            .map(|a| AddressFilter(IpNet::from(a)))
-            .map_err(|_| format!("`{s}` is neither an IP address nor an address/prefix"))
-    }
-}
-
-impl TryFrom<String> for AddressFilter {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
-
-impl fmt::Display for AddressFilter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+pub use pmip_common::address_filter::AddressFilter;
 
 /// One `[[peers]]` entry: a Diameter peer allowed to connect.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -242,13 +197,5 @@ mod tests {
             certificate_identities: Some(&names),
         };
         assert!(t.admit("epdg.visited.example", spoofed).is_err());
-    }
-
-    #[test]
-    fn addresses_and_prefixes_parse() {
-        assert!("10.0.0.0/24".parse::<AddressFilter>().is_ok());
-        assert!("2001:db8::1".parse::<AddressFilter>().is_ok());
-        let e = "aaa.example".parse::<AddressFilter>().unwrap_err();
-        assert!(e.contains("aaa.example"), "{e}");
     }
 }

@@ -728,7 +728,11 @@ fn home_pool_exhausted_reaches_the_ue_and_leaves_only_the_first_ue() -> Result<(
     anyhow::ensure!(code == Some(0), "{first}\n{}", lab.outputs());
     let (code, second) = lab.attach(ROAMER2, APN, &[])?;
     lab.expect_failure(code, &second, "PdnConnectionRejection")?;
-    // The home's status (130) reached the ePDG through the visited gateway.
+    // The home's status (130) reached the ePDG through the visited gateway (its log line
+    // follows the PBA it sent: wait for it).
+    let _ = lab
+        .visited
+        .wait_for("outcome=\"rejected\"", Duration::from_secs(5));
     let rejected = Lab::pbu_lines(&lab.visited.output(), ROAMER2, "rejected");
     assert!(
         rejected.len() == 1 && rejected[0].contains("status=130"),
