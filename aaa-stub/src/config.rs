@@ -203,6 +203,13 @@ pub mod defaults {
     pub const CER_TIMEOUT_SECS: u64 = 10;
 }
 
+fn at_least_one(value: u64) -> Result<(), String> {
+    match value {
+        0 => Err("must be at least 1".into()),
+        _ => Ok(()),
+    }
+}
+
 impl AaaConfig {
     /// The flags over the file, with defaults, checked.
     pub fn resolve(layers: &Layers<ConfigLayer>) -> Result<Self, ConfigError> {
@@ -248,16 +255,10 @@ impl AaaConfig {
             home_realms,
             peers: PeerTable::new(pick!(layers, peers).or_default()),
             max_connections: pick!(layers, max_connections)
-                .check(|n| match n {
-                    0 => Err("must be at least 1".into()),
-                    _ => Ok(()),
-                })?
+                .check(|n| at_least_one(*n as u64))?
                 .or(defaults::MAX_CONNECTIONS),
             cer_timeout_secs: pick!(layers, cer_timeout_secs)
-                .check(|n| match n {
-                    0 => Err("must be at least 1".into()),
-                    _ => Ok(()),
-                })?
+                .check(|n| at_least_one(*n))?
                 .or(defaults::CER_TIMEOUT_SECS),
             tls,
             relay_timeout_secs: pick!(layers, relay_timeout_secs).or(5),

@@ -779,6 +779,15 @@ fn aaa_sigterm_sends_dpr_and_exits() -> Result<()> {
     Ok(())
 }
 
+/// A home AAA on 127.0.`net`.10:3868 whose gateway is 127.0.`net`.3, `extra` in its
+/// config; its address and gateway.
+fn start_home(dir: &Path, net: u8, extra: &str) -> Result<(Node, SocketAddr, IpAddr)> {
+    let addr = SocketAddr::new(ip(net, 10).into(), 3868);
+    let gw: IpAddr = ip(net, 3).into();
+    let aaa = start_aaa(dir, "home", addr, HOME_REALM, gw, None, 0, extra)?;
+    Ok((aaa, addr, gw))
+}
+
 /// Whether the connection is closed: the next read finds its end (EOF or a reset).
 fn closed(c: &mut Client) -> bool {
     match c.read(Duration::from_secs(3)) {
@@ -796,18 +805,7 @@ fn closed(c: &mut Client) -> bool {
 #[test]
 fn aaa_refuses_unknown_peers_at_the_cer_with_3010() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let addr = SocketAddr::new(ip(68, 10).into(), 3868);
-    let gw: IpAddr = ip(68, 3).into();
-    let aaa = start_aaa(
-        dir.path(),
-        "home",
-        addr,
-        HOME_REALM,
-        gw,
-        None,
-        0,
-        &epdg(ip(68, 1)),
-    )?;
+    let (aaa, addr, gw) = start_home(dir.path(), 68, &epdg(ip(68, 1)))?;
     let user = nai(IMSI);
     // The known Origin-Host from another address, another Origin-Host from the known
     // address: a CEA with DIAMETER_UNKNOWN_PEER (E bit), then the connection is closed,
@@ -914,21 +912,25 @@ fn aaa_visited_relays_to_home_over_tls() -> Result<()> {
     let home_realm = format!(
         "[home_realms]\n\"{HOME_REALM}\" = {{ address = \"{home_tls}\", tls = true, host = \"{home_host}\" }}\n"
     );
+    // A visited AAA relaying to the home over TLS with `pki`'s certificate for its name.
+    let visited_aaa_tls = |name: &str, addr: SocketAddr, pki: &Path| {
+        start_aaa(
+            d,
+            name,
+            addr,
+            VISITED_REALM,
+            visited_gw,
+            None,
+            0,
+            &format!(
+                "{}{home_realm}{}",
+                epdg(ip(69, 1)),
+                tls_table(pki, &visited_host, &ca, None)
+            ),
+        )
+    };
     let visited_addr = SocketAddr::new(ip(69, 20).into(), 3868);
-    let visited = start_aaa(
-        d,
-        "visited",
-        visited_addr,
-        VISITED_REALM,
-        visited_gw,
-        None,
-        0,
-        &format!(
-            "{}{home_realm}{}",
-            epdg(ip(69, 1)),
-            tls_table(&pki, &visited_host, &ca, None)
-        ),
-    )?;
+    let visited = visited_aaa_tls("visited", visited_addr, &pki)?;
     let r = scenario(visited_addr, ip(69, 1), &[home_gw, visited_gw]);
     if let Err(e) = r {
         bail!(
@@ -958,20 +960,7 @@ fn aaa_visited_relays_to_home_over_tls() -> Result<()> {
     // A visited AAA whose certificate comes from another CA: the home refuses the TLS
     // handshake, the relay fails, the ePDG gets DIAMETER_UNABLE_TO_DELIVER.
     let stranger_addr = SocketAddr::new(ip(69, 21).into(), 3868);
-    let stranger = start_aaa(
-        d,
-        "stranger",
-        stranger_addr,
-        VISITED_REALM,
-        visited_gw,
-        None,
-        0,
-        &format!(
-            "{}{home_realm}{}",
-            epdg(ip(69, 1)),
-            tls_table(&other_pki, &visited_host, &ca, None)
-        ),
-    )?;
+    let stranger = visited_aaa_tls("stranger", stranger_addr, &other_pki)?;
     let mut c = Client::connect(stranger_addr, ip(69, 1))?;
     let user = nai(IMSI);
     let a = c.request(
@@ -999,16 +988,9 @@ fn aaa_visited_relays_to_home_over_tls() -> Result<()> {
 #[test]
 fn aaa_caps_connections_and_closes_those_that_send_no_cer() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let addr = SocketAddr::new(ip(70, 10).into(), 3868);
-    let gw: IpAddr = ip(70, 3).into();
-    let mut aaa = start_aaa(
+    let (mut aaa, addr, gw) = start_home(
         dir.path(),
-        "home",
-        addr,
-        HOME_REALM,
-        gw,
-        None,
-        0,
+        70,
         &format!(
             "max_connections = 4\ncer_timeout_secs = 1\n{}",
             epdg(ip(70, 1))
@@ -1051,16 +1033,9 @@ fn vm_rss_kib(pid: u32) -> Result<u64> {
 fn aaa_memory_comes_back_after_5000_idle_connections() -> Result<()> {
     const CONNECTIONS: usize = 5000;
     let dir = tempfile::tempdir()?;
-    let addr = SocketAddr::new(ip(71, 10).into(), 3868);
-    let gw: IpAddr = ip(71, 3).into();
-    let mut aaa = start_aaa(
+    let (mut aaa, addr, gw) = start_home(
         dir.path(),
-        "home",
-        addr,
-        HOME_REALM,
-        gw,
-        None,
-        0,
+        71,
         &format!(
             "max_connections = 6000\ncer_timeout_secs = 120\n{}",
             peer("epdg.test", "127.0.71.0/24")

@@ -47,8 +47,13 @@ fn lma_config(setup: &Setup) -> String {
 }
 
 fn start_lma(dir: &tempfile::TempDir, setup: &Setup) -> Result<Node> {
-    let config = write_file(dir.path(), "lma.toml", &lma_config(setup))?;
-    let mut lma = Node::start("lma", &["--config", config.to_str().context("path")?])?;
+    start_lma_with(dir, &lma_config(setup))
+}
+
+/// Starts the `lma` binary with `config` (the text of its `lma.toml`).
+fn start_lma_with(dir: &tempfile::TempDir, config: &str) -> Result<Node> {
+    let path = write_file(dir.path(), "lma.toml", config)?;
+    let mut lma = Node::start("lma", &["--config", path.to_str().context("path")?])?;
     lma.wait_for("lma listening", Duration::from_secs(20))?;
     Ok(lma)
 }
@@ -706,9 +711,7 @@ fn pool_exhaustion_is_insufficient_resources() -> Result<()> {
     })
     .replace(IPV4_POOL, "10.46.0.0/29")
     .replace(IPV6_POOL, "2001:db8:46::/61");
-    let path = write_file(dir.path(), "lma.toml", &config)?;
-    let mut node = Node::start("lma", &["--config", path.to_str().context("path")?])?;
-    node.wait_for("lma listening", Duration::from_secs(20))?;
+    let _node = start_lma_with(&dir, &config)?;
     let socket = MhSocket::bind("127.0.49.1:0".parse()?)?;
     let mut accepted = Vec::new();
     let mut refused = None;
@@ -885,9 +888,7 @@ fn a_mag_at_its_share_is_refused_while_the_next_mag_is_served() -> Result<()> {
     .replace(IPV4_POOL, "10.47.0.0/29")
     .replace(IPV6_POOL, "2001:db8:47::/61")
         + "[mag_limits]\nshare_percent = 40\nreport_interval_secs = 1\n";
-    let path = write_file(dir.path(), "lma.toml", &config)?;
-    let mut node = Node::start("lma", &["--config", path.to_str().context("path")?])?;
-    node.wait_for("lma listening", Duration::from_secs(20))?;
+    let mut node = start_lma_with(&dir, &config)?;
     let flood = MhSocket::bind("127.0.52.1:0".parse()?)?;
     let mut statuses = Vec::new();
     for n in 0..200u16 {
@@ -939,9 +940,7 @@ fn a_flood_of_rejected_pbus_is_logged_per_mag_and_interval_not_per_pbu() -> Resu
         lma_v6: None,
         allowed_mags: vec!["127.0.53.1".parse()?],
     }) + "reject_log_interval_secs = 2\n";
-    let path = write_file(dir.path(), "lma.toml", &config)?;
-    let mut node = Node::start("lma", &["--config", path.to_str().context("path")?])?;
-    node.wait_for("lma listening", Duration::from_secs(20))?;
+    let node = start_lma_with(&dir, &config)?;
     let known = MhSocket::bind("127.0.53.1:0".parse()?)?;
     let stranger = MhSocket::bind("127.0.53.9:0".parse()?)?;
     let started = std::time::Instant::now();
