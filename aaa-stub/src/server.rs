@@ -236,6 +236,7 @@ impl Server {
             shutdown: shutdown_rx,
             peers: Arc::new(config.peers.clone()),
             cer_timeout: Duration::from_secs(config.cer_timeout_secs),
+            throttles: SharedThrottles::default(),
         };
         let homes = Homes {
             config: config.home_realms.clone(),
@@ -259,7 +260,7 @@ impl Server {
             None => (None, None),
         };
         let mut next_id: ConnId = 0;
-        let mut over_cap = OverCap::default();
+        let throttles = Arc::clone(&link.throttles);
         tokio::pin!(stop);
         loop {
             let (accepted, tls) = tokio::select! {
@@ -277,7 +278,11 @@ impl Server {
             };
             let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
                 // At the cap: closed at once (dropped), said once a second at most.
-                over_cap.refused(remote);
+                throttled(
+                    &throttles,
+                    |t| &mut t.over_cap,
+                    |unsaid| warn!(peer = %remote, unsaid, "max_connections open: connection closed"),
+                );
                 continue;
             };
             next_id += 1;
@@ -309,30 +314,53 @@ async fn accept_on(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream
     }
 }
 
-/// Connections closed at once because `max_connections` were open: counted, and said in
-/// the log at most once a second.
+/// A log line that anyone who can open a TCP connection can cause (a connection over
+/// the cap, a refused CER, a failed TLS handshake): said at most once a second, with
+/// how many were left unsaid since, so that a flood cannot fill the disk.
 #[derive(Debug, Default)]
-struct OverCap {
-    refused: u64,
+struct Throttle {
+    unsaid: u64,
     said: Option<Instant>,
 }
 
-impl OverCap {
-    fn refused(&mut self, remote: SocketAddr) {
-        self.refused += 1;
-        let now = Instant::now();
+impl Throttle {
+    /// `Some(unsaid since the last line)` when the line may be said at `now`.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
         if self
             .said
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
         {
-            warn!(
-                peer = %remote,
-                refused = self.refused,
-                "max_connections open: connection closed"
-            );
-            self.said = Some(now);
-            self.refused = 0;
+            self.unsaid += 1;
+            return None;
         }
+        self.said = Some(now);
+        Some(std::mem::take(&mut self.unsaid))
+    }
+}
+
+/// The throttles of the lines strangers can cause.
+#[derive(Debug, Default)]
+struct Throttles {
+    over_cap: Throttle,
+    refused: Throttle,
+    tls: Throttle,
+}
+
+type SharedThrottles = Arc<Mutex<Throttles>>;
+
+/// Says a line through `pick`'s throttle of `throttles`, if it allows: `say` gets how
+/// many went unsaid since the last.
+fn throttled(
+    throttles: &SharedThrottles,
+    pick: fn(&mut Throttles) -> &mut Throttle,
+    say: impl FnOnce(u64),
+) {
+    let allowed = match throttles.lock() {
+        Ok(mut t) => pick(&mut t).allow(Instant::now()),
+        Err(_) => None,
+    };
+    if let Some(unsaid) = allowed {
+        say(unsaid);
     }
 }
 
@@ -345,6 +373,7 @@ struct Link {
     shutdown: watch::Receiver<bool>,
     peers: Arc<PeerTable>,
     cer_timeout: Duration,
+    throttles: SharedThrottles,
 }
 
 /// What the home links need: each realm's home AAA, the TLS client configuration.
@@ -609,8 +638,16 @@ async fn accepted_connection(
                     let names = tls::client_identities(&stream);
                     connection(stream, (local, remote), Some(names), id, link, deadline).await
                 }
-                Ok(Err(e)) => warn!(peer = %remote, error = %e, "TLS handshake failed"),
-                Err(_) => warn!(peer = %remote, "no TLS handshake in time, closing"),
+                Ok(Err(e)) => throttled(
+                    &link.throttles,
+                    |t| &mut t.tls,
+                    |unsaid| warn!(peer = %remote, error = %e, unsaid, "TLS handshake failed"),
+                ),
+                Err(_) => throttled(
+                    &link.throttles,
+                    |t| &mut t.tls,
+                    |unsaid| warn!(peer = %remote, unsaid, "no TLS handshake in time, closing"),
+                ),
             }
         }
     }
@@ -663,6 +700,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
         pcap,
         mut shutdown,
         peers,
+        throttles,
         ..
     } = link;
     let (answers, mut answers_rx) = unbounded_channel();
@@ -735,7 +773,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                                 certificate_identities: certificate.as_deref(),
                             };
                             if let Some((cea, why)) = refuse_unknown(&m, &peers, connection, &caps) {
-                                warn!(peer = %remote, reason = %why, "CER refused: DIAMETER_UNKNOWN_PEER (3010)");
+                                throttled(&throttles, |t| &mut t.refused, |unsaid| {
+                                    warn!(peer = %remote, reason = %why, unsaid, "CER refused: DIAMETER_UNKNOWN_PEER (3010)")
+                                });
                                 record(&pcap, local, remote, &cea);
                                 let _ = wr.write_all(&cea).await;
                                 break 'run;
@@ -937,7 +977,22 @@ async fn home_session<S: AsyncRead + AsyncWrite + Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use super::{HeapTrim, StatusFile};
+    use super::{HeapTrim, StatusFile, Throttle};
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    #[test]
+    fn a_throttled_line_is_said_once_a_second_with_the_count_of_the_unsaid() {
+        let t0 = Instant::now();
+        let mut throttle = Throttle::default();
+        assert_eq!(throttle.allow(t0), Some(0));
+        let said: Vec<Option<u64>> = (1..=2500u64)
+            .map(|ms| throttle.allow(t0 + Duration::from_millis(ms)))
+            .filter(Option::is_some)
+            .collect();
+        // At 1 s (999 unsaid before it) and 2 s (999 more).
+        assert_eq!(said, vec![Some(999), Some(999)]);
+    }
 
     #[test]
     fn the_heap_is_trimmed_after_many_closes_not_after_each() {

@@ -832,8 +832,12 @@ fn aaa_refuses_unknown_peers_at_the_cer_with_3010() -> Result<()> {
     }
     // The listed peer from its address is served.
     scenario(addr, ip(68, 1), &[gw]).with_context(|| aaa.output())?;
-    let refused = aaa.output().matches("DIAMETER_UNKNOWN_PEER").count();
-    assert_eq!(refused, 2, "{}", aaa.output());
+    // Said in the log (at most once a second: strangers cannot flood it).
+    assert!(
+        aaa.output().contains("CER refused: DIAMETER_UNKNOWN_PEER"),
+        "{}",
+        aaa.output()
+    );
     drop(aaa);
     // tshark decodes the refusals like the rest: two CEAs with Result-Code 3010.
     let pcap = dir.path().join("home.pcap");
