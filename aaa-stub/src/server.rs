@@ -286,7 +286,11 @@ impl Server {
                 continue;
             };
             next_id += 1;
-            info!(peer = %remote, conn = next_id, tls = tls.is_some(), "peer connected");
+            throttled(
+                &throttles,
+                |t| &mut t.connected,
+                |unsaid| info!(peer = %remote, conn = next_id, tls = tls.is_some(), unsaid, "peer connected"),
+            );
             tokio::spawn(accepted_connection(
                 stream,
                 tls,
@@ -314,8 +318,9 @@ async fn accept_on(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream
     }
 }
 
-/// A log line that anyone who can open a TCP connection can cause (a connection over
-/// the cap, a refused CER, a failed TLS handshake): said at most once a second, with
+/// A log line that anyone who can open a TCP connection can cause (a connection
+/// accepted, or over the cap, or closed before its CER; a refused CER; a failed TLS
+/// handshake): said at most once a second, with
 /// how many were left unsaid since, so that a flood cannot fill the disk.
 #[derive(Debug, Default)]
 struct Throttle {
@@ -341,6 +346,8 @@ impl Throttle {
 /// The throttles of the lines strangers can cause.
 #[derive(Debug, Default)]
 struct Throttles {
+    /// A connection accepted, or closed before its CER/CEA.
+    connected: Throttle,
     over_cap: Throttle,
     refused: Throttle,
     tls: Throttle,
@@ -742,7 +749,16 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                     info!(peer = %remote, origin_host = %caps.origin_host, "peer open (CER/CEA)");
                 }
                 peer::Output::Event(PeerEvent::Down(reason)) => {
-                    info!(peer = %remote, ?reason, "peer down");
+                    if peer.peer_capabilities().is_some() {
+                        info!(peer = %remote, ?reason, "peer down");
+                    } else {
+                        // Never opened: anyone can cause this one.
+                        throttled(
+                            &throttles,
+                            |t| &mut t.connected,
+                            |unsaid| info!(peer = %remote, ?reason, unsaid, "peer down before CER/CEA"),
+                        );
+                    }
                     break 'run;
                 }
                 peer::Output::Event(e) => info!(peer = %remote, event = ?e, "peer event"),

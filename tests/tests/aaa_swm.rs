@@ -97,9 +97,21 @@ fn start_aaa(
         ),
     )?;
     let pcap = dir.join(format!("{name}.pcap"));
+    let status = dir.join(format!("{name}-status.json"));
     let config = config.to_str().context("path")?.to_string();
     let pcap = pcap.to_str().context("path")?.to_string();
-    let mut node = Node::start("aaa-stub", &["--config", &config, "--pcap", &pcap])?;
+    let status = status.to_str().context("path")?.to_string();
+    let mut node = Node::start(
+        "aaa-stub",
+        &[
+            "--config",
+            &config,
+            "--pcap",
+            &pcap,
+            "--status-file",
+            &status,
+        ],
+    )?;
     node.wait_for("aaa listening", Duration::from_secs(30))?;
     Ok(node)
 }
@@ -788,6 +800,27 @@ fn start_home(dir: &Path, net: u8, extra: &str) -> Result<(Node, SocketAddr, IpA
     Ok((aaa, addr, gw))
 }
 
+/// Waits until the AAA named `name` in `dir` has `peers` connections open (its
+/// `--status-file`).
+fn wait_peers(dir: &Path, name: &str, peers: u64, timeout: Duration) -> Result<()> {
+    let path = dir.join(format!("{name}-status.json"));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now: Option<u64> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["peers"].as_u64());
+        if now == Some(peers) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{name}: {now:?} peers open, not {peers}, after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Whether the connection is closed: the next read finds its end (EOF or a reset).
 fn closed(c: &mut Client) -> bool {
     match c.read(Duration::from_secs(3)) {
@@ -830,6 +863,24 @@ fn aaa_refuses_unknown_peers_at_the_cer_with_3010() -> Result<()> {
         c.send(&request)?;
         assert!(closed(&mut c), "a request before any CER was served");
     }
+    // A flood of strangers' CERs: each refused, the log says so once a second, with the
+    // count of the unsaid.
+    let started = Instant::now();
+    for n in 0..300 {
+        let (mut c, cea) = Client::open(addr, ip(68, 2), &format!("stranger{n}.test"))?;
+        assert_eq!(cea.result_code(), Some(result::DIAMETER_UNKNOWN_PEER));
+        assert!(closed(&mut c));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let seconds = started.elapsed().as_secs() + 2;
+    let output = aaa.output();
+    for line in ["CER refused", "peer connected", "peer down"] {
+        let said = output.matches(line).count() as u64;
+        assert!(
+            said <= seconds,
+            "{said} lines {line:?} for 300 strangers in {seconds} s:\n{output}"
+        );
+    }
     // The listed peer from its address is served.
     scenario(addr, ip(68, 1), &[gw]).with_context(|| aaa.output())?;
     // Said in the log (at most once a second: strangers cannot flood it).
@@ -839,7 +890,7 @@ fn aaa_refuses_unknown_peers_at_the_cer_with_3010() -> Result<()> {
         aaa.output()
     );
     drop(aaa);
-    // tshark decodes the refusals like the rest: two CEAs with Result-Code 3010.
+    // tshark decodes the refusals like the rest: a CEA with Result-Code 3010 each.
     let pcap = dir.path().join("home.pcap");
     tshark_check(&pcap, gw)?;
     let out = Command::new("tshark")
@@ -850,7 +901,7 @@ fn aaa_refuses_unknown_peers_at_the_cer_with_3010() -> Result<()> {
             "diameter.Result-Code == 3010 && diameter.cmd.code == 257",
         ])
         .output()?;
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 302);
     Ok(())
 }
 
@@ -1004,7 +1055,7 @@ fn aaa_caps_connections_and_closes_those_that_send_no_cer() -> Result<()> {
     let mut idle: Vec<Client> = (0..4)
         .map(|_| Client::tcp(addr, ip(70, 2)))
         .collect::<Result<_>>()?;
-    aaa.wait_for("conn=4", Duration::from_secs(5))?;
+    wait_peers(dir.path(), "home", 4, Duration::from_secs(5))?;
     // A fifth is closed at once, long before the CER timeout.
     let mut fifth = Client::tcp(addr, ip(70, 2))?;
     assert!(closed(&mut fifth));
@@ -1037,7 +1088,7 @@ fn vm_rss_kib(pid: u32) -> Result<u64> {
 fn aaa_memory_comes_back_after_5000_idle_connections() -> Result<()> {
     const CONNECTIONS: usize = 5000;
     let dir = tempfile::tempdir()?;
-    let (mut aaa, addr, gw) = start_home(
+    let (aaa, addr, gw) = start_home(
         dir.path(),
         71,
         &format!(
@@ -1063,21 +1114,17 @@ fn aaa_memory_comes_back_after_5000_idle_connections() -> Result<()> {
             clients.push(c);
         }
     }
-    aaa.wait_for(
-        &format!("conn={}", CONNECTIONS + 2),
+    // The staying peer and the 5 000.
+    wait_peers(
+        dir.path(),
+        "home",
+        CONNECTIONS as u64 + 1,
         Duration::from_secs(30),
     )?;
     std::thread::sleep(Duration::from_millis(300));
     let peak = vm_rss_kib(aaa.id())?;
     drop(clients);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while aaa.output().matches("peer down").count() < CONNECTIONS + 1 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the connections did not all close"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_peers(dir.path(), "home", 1, Duration::from_secs(30))?;
     std::thread::sleep(Duration::from_millis(500));
     let after = vm_rss_kib(aaa.id())?;
     eprintln!(
