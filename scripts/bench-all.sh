@@ -187,6 +187,10 @@ subscribers = "subscribers.toml"
 sqn_state = "sqn.toml"
 [gateways]
 internet = "127.0.160.3"
+# The ePDG (mag's default Origin-Host), connecting from loopback.
+[[peers]]
+origin_host = "epdg.epc.mnc015.mcc234.3gppnetwork.org"
+address = "127.0.0.0/8"
 EOF
 cat >"$S/mag.toml" <<EOF
 ike_listen = "127.0.160.2:500"

@@ -128,6 +128,10 @@ subscribers = "subscribers.toml"
 sqn_state = "sqn.toml"
 [gateways]
 internet = "$LMA_EPDG_V4"
+# The ePDG (mag's default Origin-Host) on its link to the AAA.
+[[peers]]
+origin_host = "epdg.epc.mnc015.mcc234.3gppnetwork.org"
+address = "$EPDG_AAA_V4"
 EOF
 cat >"$work/lma.toml" <<EOF
 listen_v4 = "$LMA_EPDG_V4:5436"

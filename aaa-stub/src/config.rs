@@ -3,6 +3,11 @@
 //! role). The file (`--config aaa.toml`) and the flags over it follow the pattern every
 //! node follows (`pmip_node::config`): [`ConfigLayer`] is both, [`AaaConfig::resolve`]
 //! checks them. Unknown or bad fields are errors that name the field and the file.
+//!
+//! Beyond the policy, the Diameter transport: the peers allowed to connect
+//! ([`crate::peers`]: `[[peers]]`), a cap on connections and the time a connection gets
+//! to send its CER, and TLS (`[tls]`, RFC 6733 section 13) for a second listener and for
+//! the links to home AAAs that ask for it.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -11,6 +16,8 @@ use std::path::{Path, PathBuf};
 use pmip_node::config::{Layer, Layers};
 use pmip_node::pick;
 use serde::Deserialize;
+
+use crate::peers::{KnownPeer, PeerTable};
 
 pub use pmip_node::config::ConfigError;
 
@@ -40,7 +47,21 @@ pub struct ConfigLayer {
     pub gateways: Option<BTreeMap<String, IpAddr>>,
     /// Realm -> home AAA (visited role).
     #[arg(skip)]
-    pub home_realms: Option<BTreeMap<String, SocketAddr>>,
+    pub home_realms: Option<BTreeMap<String, HomeRealm>>,
+    /// The Diameter peers allowed to connect (`[[peers]]`).
+    #[arg(skip)]
+    pub peers: Option<Vec<KnownPeer>>,
+    /// Peer connections open at once, at most; one more is closed as soon as it is
+    /// accepted (default 1024), overriding `max_connections` in the file.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds a new connection gets to finish its TLS handshake and send its CER before
+    /// it is closed (default 10), overriding `cer_timeout_secs` in the file.
+    #[arg(long, value_name = "SECS")]
+    pub cer_timeout_secs: Option<u64>,
+    /// TLS (`[tls]`): the certificate, key and CA, and the TLS listener.
+    #[arg(skip)]
+    pub tls: Option<TlsConfig>,
     /// Seconds to wait for a home AAA before answering DIAMETER_UNABLE_TO_DELIVER,
     /// overriding `relay_timeout_secs` in the file.
     #[arg(long, value_name = "SECS")]
@@ -55,10 +76,75 @@ pub struct ConfigLayer {
 
 impl Layer for ConfigLayer {
     fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        let tls = self
+            .tls
+            .iter_mut()
+            .flat_map(|t| [&mut t.certificate, &mut t.private_key, &mut t.ca]);
         self.subscribers
             .iter_mut()
             .chain(self.sqn_state.iter_mut())
+            .chain(tls)
             .collect()
+    }
+}
+
+/// The `[tls]` table: Diameter over TLS (RFC 6733 section 13, TLS 1.2 or 1.3 with
+/// mutual certificate authentication). Files are PEM or DER; relative paths are
+/// relative to the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Also listen here for TLS connections (TLS from the first byte, RFC 6733 section
+    /// 2.1: port 5658). Without it only the home links use TLS.
+    pub listen: Option<SocketAddr>,
+    /// This AAA's certificate (chain), presented to peers and to home AAAs.
+    pub certificate: PathBuf,
+    /// Its private key (PKCS#8, or SEC1 / PKCS#1 in PEM).
+    pub private_key: PathBuf,
+    /// The CA that peers' and home AAAs' certificates must chain to.
+    pub ca: PathBuf,
+}
+
+impl TlsConfig {
+    /// The files as `pmip_node::tls` takes them.
+    pub fn credentials(&self) -> pmip_node::tls::Credentials {
+        pmip_node::tls::Credentials {
+            certificate: self.certificate.clone(),
+            private_key: self.private_key.clone(),
+            ca: self.ca.clone(),
+        }
+    }
+}
+
+/// A `[home_realms]` value: `"ADDR:PORT"` (plain TCP), or a table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum HomeRealm {
+    Address(SocketAddr),
+    Table(HomeAaa),
+}
+
+/// A home AAA (visited role): where it listens and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeAaa {
+    /// Its Diameter address (3868 plain, 5658 TLS by convention).
+    pub address: SocketAddr,
+    /// Connect with TLS (needs `[tls]` for our certificate and the CA). Default false.
+    #[serde(default)]
+    pub tls: bool,
+    /// Its Origin-Host: with TLS, the name its certificate must carry (required then);
+    /// when given, its CEA must carry it.
+    pub host: Option<String>,
+}
+
+impl From<SocketAddr> for HomeAaa {
+    fn from(address: SocketAddr) -> Self {
+        HomeAaa {
+            address,
+            tls: false,
+            host: None,
+        }
     }
 }
 
@@ -80,7 +166,15 @@ pub struct AaaConfig {
     /// and, in the visited role, the visited gateway picked for roamers.
     pub gateways: BTreeMap<String, IpAddr>,
     /// Visited role: the home AAA of each other realm, by realm name.
-    pub home_realms: BTreeMap<String, SocketAddr>,
+    pub home_realms: BTreeMap<String, HomeAaa>,
+    /// The peers allowed to connect. Empty (no `[[peers]]`): every CER is refused.
+    pub peers: PeerTable,
+    /// Peer connections open at once, at most.
+    pub max_connections: usize,
+    /// Seconds a new connection gets to finish TLS and send its CER.
+    pub cer_timeout_secs: u64,
+    /// TLS: the TLS listener, and the credentials of it and of the TLS home links.
+    pub tls: Option<TlsConfig>,
     /// Seconds to wait for a home AAA before answering DIAMETER_UNABLE_TO_DELIVER.
     pub relay_timeout_secs: u64,
     /// The USIMs' SQN profile (TS 33.102 annex C), for resynchronisation: the length of
@@ -100,9 +194,53 @@ fn not_empty(value: &str) -> Result<(), String> {
     }
 }
 
+/// Defaults of the transport settings.
+pub mod defaults {
+    /// Peer connections open at once: an AAA has a handful of ePDGs and AAAs as peers.
+    pub const MAX_CONNECTIONS: usize = 1024;
+    /// Seconds to finish TLS and send the CER (the peer state machine's Wait-Conn-Ack /
+    /// Wait-CER bound, RFC 6733 section 5.6).
+    pub const CER_TIMEOUT_SECS: u64 = 10;
+}
+
+fn at_least_one(value: u64) -> Result<(), String> {
+    match value {
+        0 => Err("must be at least 1".into()),
+        _ => Ok(()),
+    }
+}
+
 impl AaaConfig {
     /// The flags over the file, with defaults, checked.
     pub fn resolve(layers: &Layers<ConfigLayer>) -> Result<Self, ConfigError> {
+        let tls = pick!(layers, tls).value;
+        let home_realms: BTreeMap<String, HomeAaa> = pick!(layers, home_realms)
+            .or_default()
+            .into_iter()
+            .map(|(realm, home)| {
+                let home = match home {
+                    HomeRealm::Address(a) => HomeAaa::from(a),
+                    HomeRealm::Table(t) => t,
+                };
+                (realm, home)
+            })
+            .collect();
+        for (realm, home) in &home_realms {
+            if home.tls && home.host.is_none() {
+                return Err(layers.invalid(
+                    "home_realms",
+                    false,
+                    format!("{realm}: tls = true needs host, the name its certificate carries"),
+                ));
+            }
+            if home.tls && tls.is_none() {
+                return Err(layers.invalid(
+                    "home_realms",
+                    false,
+                    format!("{realm}: tls = true needs a [tls] table (certificate, key, CA)"),
+                ));
+            }
+        }
         Ok(AaaConfig {
             origin_host: pick!(layers, origin_host)
                 .check(|v| not_empty(v))?
@@ -114,7 +252,15 @@ impl AaaConfig {
             subscribers: pick!(layers, subscribers).required()?,
             sqn_state: pick!(layers, sqn_state).required()?,
             gateways: pick!(layers, gateways).or_default(),
-            home_realms: pick!(layers, home_realms).or_default(),
+            home_realms,
+            peers: PeerTable::new(pick!(layers, peers).or_default()),
+            max_connections: pick!(layers, max_connections)
+                .check(|n| at_least_one(*n as u64))?
+                .or(defaults::MAX_CONNECTIONS),
+            cer_timeout_secs: pick!(layers, cer_timeout_secs)
+                .check(|n| at_least_one(*n))?
+                .or(defaults::CER_TIMEOUT_SECS),
+            tls,
             relay_timeout_secs: pick!(layers, relay_timeout_secs).or(5),
             sqn_ind_bits: pick!(layers, sqn_ind_bits)
                 .check(|bits| match bits {
@@ -156,7 +302,7 @@ impl AaaConfig {
         self.home_realms
             .iter()
             .find(|(name, _)| realm.eq_ignore_ascii_case(name) || realm_ends_with(realm, name))
-            .map(|(name, addr)| (name.as_str(), *addr))
+            .map(|(name, home)| (name.as_str(), home.address))
     }
 
     /// The gateway serving `apn` for a subscriber allowed `allowed` APNs.
@@ -307,6 +453,49 @@ internet = "127.0.0.21"
         ] {
             let err = load(&format!("{bad}{VISITED}")).unwrap_err().to_string();
             assert!(err.contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn peers_tls_and_home_realm_tables() {
+        let text = format!(
+            "max_connections = 8\ncer_timeout_secs = 3\n{VISITED}\
+             \"epc.mnc003.mcc001.3gppnetwork.org\" = {{ address = \"127.0.0.30:5658\", tls = true, host = \"aaa.three\" }}\n\
+             [[peers]]\norigin_host = \"epdg.test\"\naddress = \"127.0.0.0/8\"\n\
+             [tls]\nlisten = \"127.0.0.20:5658\"\ncertificate = \"aaa.pem\"\nprivate_key = \"aaa.key\"\nca = \"ca.pem\"\n"
+        );
+        let config = load(&text).unwrap();
+        assert_eq!((config.max_connections, config.cer_timeout_secs), (8, 3));
+        assert_eq!(config.peers.peers().len(), 1);
+        let three = &config.home_realms["epc.mnc003.mcc001.3gppnetwork.org"];
+        assert!(three.tls && three.host.as_deref() == Some("aaa.three"));
+        let plain = &config.home_realms["epc.mnc001.mcc001.3gppnetwork.org"];
+        assert!(!plain.tls && plain.address == "127.0.0.10:3868".parse().unwrap());
+        let tls = config.tls.as_ref().unwrap();
+        assert!(tls.certificate.is_absolute() && tls.ca.ends_with("ca.pem"));
+        // TLS toward a home AAA needs its name and our [tls].
+        let err = load(&text.replace(", host = \"aaa.three\"", "")).unwrap_err();
+        assert!(err.to_string().contains("needs host"), "{err}");
+        let no_tls = &text[..text.find("[tls]").unwrap()];
+        let err = load(no_tls).unwrap_err();
+        assert!(err.to_string().contains("[tls]"), "{err}");
+        for bad in ["max_connections = 0\n", "cer_timeout_secs = 0\n"] {
+            assert!(load(&format!("{bad}{VISITED}")).is_err(), "{bad}");
+        }
+        // Without [[peers]] the table is empty: nobody is admitted.
+        assert!(load(VISITED).unwrap().peers.is_empty());
+    }
+
+    #[test]
+    fn the_shipped_configs_list_their_peers() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for file in [
+            root.join("aaa.example.toml"),
+            root.join("../lab/aaa-home.toml"),
+            root.join("../lab/aaa-visited.toml"),
+        ] {
+            let config = AaaConfig::load(&file).unwrap();
+            assert!(!config.peers.is_empty(), "{}", file.display());
         }
     }
 }

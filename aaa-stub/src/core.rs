@@ -346,8 +346,8 @@ impl<S: Subscribers> Aaa<S> {
     /// The home AAA a request goes to, if it is for another realm's user.
     fn route(&self, message: &Message) -> Option<(String, SocketAddr)> {
         if let Some(realm) = message.session_id().and_then(|s| self.relayed.get(s)) {
-            let addr = self.config.home_realms.get(realm)?;
-            return Some((realm.clone(), *addr));
+            let home = self.config.home_realms.get(realm)?;
+            return Some((realm.clone(), home.address));
         }
         if message.header.command_code == command::SESSION_TERMINATION {
             return None;
@@ -802,8 +802,12 @@ mod tests {
             gateways: BTreeMap::from([("internet".to_string(), gateway.parse().unwrap())]),
             home_realms: homes
                 .iter()
-                .map(|(r, a)| (r.to_string(), a.parse().unwrap()))
+                .map(|(r, a)| (r.to_string(), a.parse::<SocketAddr>().unwrap().into()))
                 .collect(),
+            peers: Default::default(),
+            max_connections: 16,
+            cer_timeout_secs: 10,
+            tls: None,
             relay_timeout_secs: 2,
             sqn_ind_bits: 0,
             sqn_delta: pmip_common::eap::DEFAULT_SQN_DELTA,

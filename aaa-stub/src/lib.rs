@@ -6,5 +6,6 @@
 pub mod config;
 pub mod core;
 pub mod pcap;
+pub mod peers;
 pub mod server;
 pub mod subscriber;

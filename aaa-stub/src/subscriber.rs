@@ -24,7 +24,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -330,7 +329,8 @@ impl SubscriberStore {
         Ok(())
     }
 
-    /// Writes the state file atomically: temporary file, fsync, rename, fsync the folder.
+    /// Writes the state file atomically (temporary file, fsync, rename, fsync the folder),
+    /// mode 0600 from the temporary file on: the SQNs are what keeps challenges fresh.
     fn persist(&self) -> Result<(), SubscriberError> {
         let path = &self.state_path;
         let write_err = |source| SubscriberError::Write {
@@ -339,23 +339,14 @@ impl SubscriberStore {
         };
         let text = toml::to_string(&self.state)
             .map_err(|e| write_err(std::io::Error::other(e.to_string())))?;
-        let tmp = path.with_extension("tmp");
-        {
-            let mut file = fs::File::create(&tmp).map_err(write_err)?;
-            file.write_all(
+        pmip_node::secret_file::write_atomically(
+            path,
+            &[
                 b"# Last SQN used per IMSI; written by aaa-stub, do not edit while it runs.\n",
-            )
-            .and_then(|_| file.write_all(text.as_bytes()))
-            .and_then(|_| file.sync_all())
-            .map_err(write_err)?;
-        }
-        fs::rename(&tmp, path).map_err(write_err)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(dir) = fs::File::open(dir) {
-                let _ = dir.sync_all();
-            }
-        }
-        Ok(())
+                text.as_bytes(),
+            ],
+        )
+        .map_err(write_err)
     }
 }
 
@@ -467,6 +458,20 @@ apns = ["internet"]
             !dir.path().join("sqn.tmp").exists(),
             "temporary file renamed away"
         );
+    }
+
+    #[test]
+    fn the_sqn_state_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("sqn.toml");
+        // An older file of a wider mode is replaced by a 0600 one.
+        fs::write(&state, "").unwrap();
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o644)).unwrap();
+        let mut s = store(dir.path());
+        s.commit_sqn("001010000000001", 64).unwrap();
+        let mode = fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

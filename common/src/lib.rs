@@ -5,6 +5,7 @@
 //! `poll_timeout()`. None of them opens a socket or reads a clock (DESIGN.md section 2):
 //! the I/O every node shares (sockets, pcap files, the TUN device) is `pmip-node`'s.
 
+pub mod address_filter;
 pub mod binding_update_list;
 pub mod diameter;
 pub mod eap;

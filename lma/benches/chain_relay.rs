@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{BatchSize, Criterion, Throughput};
 use lma::anchor::{ChainInfo, ChainSettings, MagLimits, RevocationSettings};
-use lma::config::{MagFilter, UnauthorizedMag};
+use lma::anchor::{MagFilter, UnauthorizedMag};
 use lma::dataplane::relay::Relay;
 use lma::dataplane::{DataPlane, DataPlaneSettings};
 use lma::{Addresses, BindingInfo, Input, Lma, LmaSettings, MagAddress, Output};

@@ -32,8 +32,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput};
+use lma::anchor::{MagFilter, UnauthorizedMag};
 use lma::anchor::{MagLimits, RevocationSettings};
-use lma::config::{MagFilter, UnauthorizedMag};
 use lma::{Input, Lma, LmaSettings, MagAddress, Output};
 use pmip_common::mh::{
     AccessTechnologyType, BuFlags, GreKey, HandoffIndicator, Lifetime, MobilityHeaderRepr,

@@ -68,6 +68,7 @@ use pmip_common::mh::{
 
 mod chain;
 mod limits;
+mod mag_filter;
 mod mn_id;
 mod restoration;
 mod revocation;
@@ -79,6 +80,7 @@ pub use restoration::{
 };
 
 pub use limits::{LimitKind, LimitReport, MagLimits, MagRefusals};
+pub use mag_filter::{MagFilter, UnauthorizedMag};
 pub use mn_id::{nai_problem, MAX_NAI_LEN};
 pub use revocation::{
     RevocationEvent, RevocationReport, RevocationSettings, RevocationStatus, RevocationTrigger,
@@ -90,7 +92,6 @@ pub use chain::{
 };
 
 use crate::binding_cache::{Addresses, BindingCache, BindingId, BindingState};
-use crate::config::{MagFilter, UnauthorizedMag};
 use crate::gre_keys::UplinkKeyAllocator;
 use crate::pools::{Ipv4Pool, PoolError, PrefixPool};
 use crate::transport::MagAddress;

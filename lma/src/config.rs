@@ -7,10 +7,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{Ipv4Net, Ipv6Net};
 use pmip_common::mh::Lifetime;
 use pmip_node::config::{Layer, Layers};
 use pmip_node::pick;
@@ -19,57 +18,13 @@ use serde::Deserialize;
 pub use pmip_node::config::ConfigError;
 
 use crate::anchor::{ChainSettings, LmaSettings, MagLimits, RevocationSettings};
+// The core owns these; they are named here too, where the settings are read.
+pub use crate::anchor::{MagFilter, UnauthorizedMag};
 use crate::pools::{Ipv4Pool, PrefixPool};
 use pmip_common::heartbeat::HeartbeatSettings;
 
 /// The largest lifetime the 16-bit field (units of 4 s) carries.
 pub const MAX_LIFETIME_SECS: u32 = u16::MAX as u32 * 4;
-
-/// What to do with a PBU from a MAG that is not in `allowed_mags` (RFC 5213 5.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum UnauthorizedMag {
-    /// Answer with status 154, MAG_NOT_AUTHORIZED_FOR_PROXY_REG.
-    #[default]
-    Reject,
-    /// Drop it silently (and count it).
-    Drop,
-}
-
-/// A MAG address or a prefix of MAG addresses: `192.0.2.1` or `192.0.2.0/24`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct MagFilter(pub IpNet);
-
-impl MagFilter {
-    pub fn contains(&self, address: IpAddr) -> bool {
-        // An IPv4-mapped IPv6 source matches an IPv4 entry.
-        let address = match address {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
-            v4 => v4,
-        };
-        self.0.contains(&address)
-    }
-}
-
-impl FromStr for MagFilter {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Ok(net) = s.parse::<IpNet>() {
-            return Ok(MagFilter(net.trunc()));
-        }
-        s.parse::<IpAddr>()
-            .map(|a| MagFilter(IpNet::from(a)))
-            .map_err(|_| format!("`{s}` is neither an IP address nor an address/prefix"))
-    }
-}
-
-impl TryFrom<String> for MagFilter {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
 
 /// One layer of settings: the file, or the flags over it. Every field is optional so
 /// that a flag given overrides the file and a flag not given leaves it alone. The doc
@@ -142,6 +97,12 @@ pub struct ConfigLayer {
     /// /revoke`; see lma/README.md), e.g. 127.0.0.1:9436 [default: none, no interface].
     #[arg(long, value_name = "ADDR:PORT")]
     pub admin_listen: Option<SocketAddr>,
+
+    /// Rejected PBUs are logged one line for the first of a MAG in an interval, then
+    /// once per interval per MAG as a count by status (`lma::reject_log`): the
+    /// interval, in seconds [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub reject_log_interval_secs: Option<u64>,
 
     /// The SGi data plane; without it the LMA runs signaling only.
     #[arg(skip)]
@@ -285,6 +246,8 @@ pub struct Settings {
     pub listen_v6: Option<Ipv6Addr>,
     pub restart_counter_file: Option<PathBuf>,
     pub socket_buffer_bytes: usize,
+    /// The interval over which rejected PBUs are summed per MAG in the log.
+    pub reject_log_interval: Duration,
     pub sgi: Option<SgiSettings>,
     /// The visited role (`[chaining]`), checked.
     pub chaining: Option<ChainSettings>,
@@ -416,6 +379,19 @@ pub fn resolve(layers: &Layers<ConfigLayer>) -> Result<Settings, ConfigError> {
             format!("{socket_buffer_bytes} is smaller than 4096"),
         ));
     }
+
+    let (reject_log, reject_log_flag) = value!(reject_log_interval_secs);
+    let reject_log_interval = match reject_log {
+        Some(0) => {
+            return Err(invalid(
+                "reject_log_interval_secs",
+                reject_log_flag,
+                "must be at least 1".into(),
+            ))
+        }
+        Some(secs) => Duration::from_secs(secs),
+        None => crate::reject_log::DEFAULT_INTERVAL,
+    };
 
     let limits = match value!(mag_limits).0 {
         None => MagLimits::default(),
@@ -687,6 +663,7 @@ pub fn resolve(layers: &Layers<ConfigLayer>) -> Result<Settings, ConfigError> {
         restart_counter_file: value!(restart_counter_file).0,
         admin_listen: value!(admin_listen).0,
         socket_buffer_bytes,
+        reject_log_interval,
         warnings,
     })
 }

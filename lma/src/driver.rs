@@ -4,7 +4,7 @@
 //! second UDP socket on `chaining.local_v4` when it differs), a timer for
 //! `Lma::poll_timeout`, the data path ([`crate::data_path`]: one GRE receive per address
 //! family into the GRE demultiplexer, and the SGi TUN device), the pcap recorder and the
-//! log lines. Receive or sleep, call `handle`, carry out the outputs, until SIGINT or
+//! log lines (rejected PBUs through [`lma::reject_log`], summed per MAG and interval). Receive or sleep, call `handle`, carry out the outputs, until SIGINT or
 //! SIGTERM. Every socket comes from `pmip_node`, received without `unsafe`.
 
 use std::cell::Cell;
@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use lma::anchor::{ChainDownReason, ChainInfo, ChainReport};
 use lma::anchor::{JournalRecord, Restored, RevokeTarget};
 use lma::config::Settings;
+use lma::reject_log::{RejectLog, RejectSummary, Verdict, DEFAULT_MAX_SOURCES};
 use lma::state::StateFile;
 use lma::{DownReason, Input, Lma, MagAddress, Outcome, Output, PbuReport};
 use pmip_node::admin::AdminRequest;
@@ -256,6 +257,24 @@ fn log_report(report: &PbuReport) {
     );
 }
 
+fn log_rejects(summary: &RejectSummary) {
+    tracing::info!(
+        mag = %summary.source,
+        rejected = summary.rejected,
+        statuses = %summary.statuses_text(),
+        interval_secs = summary.interval.as_secs_f64(),
+        "{summary}"
+    );
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => pending().await,
+    }
+}
+
 fn log_chain(report: &ChainReport) {
     tracing::info!(
         mn_id = %report.mn_id,
@@ -375,14 +394,10 @@ pub async fn run(
     let mut gre6_buffer = vec![0u8; PACKET_BUFFER];
     let mut tun_buffer = vec![0u8; PACKET_BUFFER];
     let mut stats_tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut rejects = RejectLog::new(settings.reject_log_interval, DEFAULT_MAX_SOURCES);
+    let mut summaries = Vec::new();
     loop {
-        let deadline = lma.poll_timeout();
-        let sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-                None => pending().await,
-            }
-        };
+        let sleep = sleep_until(lma.poll_timeout());
         let shutdown_done = async {
             match shutdown {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -429,6 +444,10 @@ pub async fn run(
                 MhReceived::Failed(what, error) => tracing::warn!(%error, "{what}"),
             },
             _ = sleep => lma.handle(Input::Timeout, Instant::now(), &mut out),
+            _ = sleep_until(rejects.poll_timeout()) => {
+                rejects.handle_timeout(Instant::now(), &mut summaries);
+                summaries.drain(..).for_each(|s| log_rejects(&s));
+            }
             _ = stats_tick.tick(), if data.is_some() => {
                 if let Some(data) = data.as_mut() {
                     data.log_stats();
@@ -461,6 +480,12 @@ pub async fn run(
                     recorder.record(to, &bytes, false);
                     if let Err(error) = mh.send(to, &bytes).await {
                         tracing::warn!(%error, mag = %to, "send failed");
+                    }
+                }
+                Output::Report(report) if report.outcome == Outcome::Rejected => {
+                    let status = u8::from(report.status);
+                    if rejects.record(report.mag.ip(), status, Instant::now()) == Verdict::LogNow {
+                        log_report(&report);
                     }
                 }
                 Output::Report(report) => log_report(&report),

@@ -21,6 +21,7 @@ pub mod config;
 pub mod dataplane;
 pub mod gre_keys;
 pub mod pools;
+pub mod reject_log;
 pub mod restart;
 pub mod state;
 pub mod transport;

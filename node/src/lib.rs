@@ -10,11 +10,15 @@
 //! * [`tun`]: the TUN device toward a packet data network.
 //! * [`config`]: the TOML file and the flags over it, one pattern for every binary.
 //! * [`logging`]: human or JSON log lines.
+//! * [`secret_file`]: files holding secrets (captures, key logs, SQN state), mode 0600.
+//! * [`tls`]: Diameter over TLS (rustls, mutual authentication) and a lab PKI.
 
 pub mod admin;
 pub mod config;
 pub mod gre;
 pub mod logging;
 pub mod pcap;
+pub mod secret_file;
 pub mod socket;
+pub mod tls;
 pub mod tun;

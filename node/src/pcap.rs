@@ -63,9 +63,10 @@ fn ip_builder(
 }
 
 impl PcapWriter {
-    /// Creates (truncates) the file and writes the pcap global header.
+    /// Creates (truncates) the file, mode 0600 ([`crate::secret_file`]: a capture may
+    /// hold the MSK and EAP keys), and writes the pcap global header.
     pub fn create(path: &Path) -> io::Result<Self> {
-        let mut out = BufWriter::new(File::create(path)?);
+        let mut out = BufWriter::new(crate::secret_file::create(path)?);
         let mut header = [0u8; 24];
         header[0..4].copy_from_slice(&PCAP_MAGIC_MICROS.to_ne_bytes());
         header[4..6].copy_from_slice(&2u16.to_ne_bytes()); // version major

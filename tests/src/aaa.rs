@@ -56,12 +56,13 @@ impl InTestAaa {
                  opc = \"{OPC}\"\napns = [\"{APN}\"]\n"
             ),
         )?;
+        let peers = crate::aaa_peer_epdg_loopback();
         let config = write_file(
             dir.path(),
             "aaa.toml",
             &format!(
                 "origin_host = \"{}\"\norigin_realm = \"{}\"\nlisten = \"{listen}\"\n\
-                 subscribers = \"subscribers.toml\"\nsqn_state = \"sqn.toml\"\n\
+                 subscribers = \"subscribers.toml\"\nsqn_state = \"sqn.toml\"\n{peers}\
                  [gateways]\n{APN} = \"{gateway}\"\n",
                 ORIGIN.0, ORIGIN.1
             ),

@@ -103,6 +103,11 @@ impl Node {
         })
     }
 
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.process.id()
+    }
+
     /// Everything the node printed so far.
     pub fn output(&self) -> String {
         self.output.0.lock().map(|t| t.clone()).unwrap_or_default()
@@ -231,6 +236,21 @@ impl Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// mag's Origin-Host when its config names none: the ePDG the tests' AAAs admit.
+pub const EPDG_ORIGIN_HOST: &str = "epdg.epc.mnc015.mcc234.3gppnetwork.org";
+
+/// One `[[peers]]` entry of an aaa-stub config: `origin_host` may connect from `address`
+/// (an address or a prefix).
+pub fn aaa_peer(origin_host: &str, address: impl std::fmt::Display) -> String {
+    format!("[[peers]]\norigin_host = \"{origin_host}\"\naddress = \"{address}\"\n")
+}
+
+/// The `[[peers]]` entry admitting the ePDG (mag, default Origin-Host) on loopback: a
+/// connection to 127.0.x.y from an unbound socket comes from 127.0.0.1.
+pub fn aaa_peer_epdg_loopback() -> String {
+    aaa_peer(EPDG_ORIGIN_HOST, "127.0.0.1")
 }
 
 /// Writes `contents` to `name` inside `dir` and returns the path.

@@ -70,13 +70,14 @@ fn aaa_stub_serves_the_real_epdg() -> Result<()> {
             "[[subscriber]]\nimsi = \"{IMSI}\"\nk = \"{K}\"\nopc = \"{OPC}\"\napns = [\"internet\", \"nogw\"]\n"
         ),
     )?;
+    let epdg_peer = integration_tests::aaa_peer_epdg_loopback();
     write_file(
         d,
         "aaa.toml",
         &format!(
             "origin_host = \"aaa.epc.mnc001.mcc001.3gppnetwork.org\"\n\
              origin_realm = \"epc.mnc001.mcc001.3gppnetwork.org\"\nlisten = \"{}:3868\"\n\
-             subscribers = \"subscribers.toml\"\nsqn_state = \"sqn.toml\"\n[gateways]\ninternet = \"{}\"\n",
+             subscribers = \"subscribers.toml\"\nsqn_state = \"sqn.toml\"\n{epdg_peer}[gateways]\ninternet = \"{}\"\n",
             ip(4),
             ip(3)
         ),
@@ -172,13 +173,17 @@ fn aaa_stub_visited_proxy_serves_the_real_epdg() -> Result<()> {
     );
     write_file(d, "subscribers.toml", &subscribers)?;
     write_file(d, "none.toml", "")?;
+    let epdg_peer = integration_tests::aaa_peer_epdg_loopback();
+    // The visited AAA relays from 127.0.0.1 (unbound, to a loopback address).
+    let visited_peer =
+        integration_tests::aaa_peer("aaa.epc.mnc002.mcc001.3gppnetwork.org", "127.0.0.1");
     write_file(
         d,
         "home.toml",
         &format!(
             "origin_host = \"aaa.epc.mnc001.mcc001.3gppnetwork.org\"\n\
              origin_realm = \"epc.mnc001.mcc001.3gppnetwork.org\"\nlisten = \"{}:3868\"\n\
-             subscribers = \"subscribers.toml\"\nsqn_state = \"home-sqn.toml\"\n\
+             subscribers = \"subscribers.toml\"\nsqn_state = \"home-sqn.toml\"\n{visited_peer}\
              [gateways]\ninternet = \"{}\"\n",
             ip94(14),
             ip94(99)
@@ -190,7 +195,7 @@ fn aaa_stub_visited_proxy_serves_the_real_epdg() -> Result<()> {
         &format!(
             "origin_host = \"aaa.epc.mnc002.mcc001.3gppnetwork.org\"\n\
              origin_realm = \"epc.mnc002.mcc001.3gppnetwork.org\"\nlisten = \"{}:3868\"\n\
-             subscribers = \"none.toml\"\nsqn_state = \"visited-sqn.toml\"\n\
+             subscribers = \"none.toml\"\nsqn_state = \"visited-sqn.toml\"\n{epdg_peer}\
              [gateways]\ninternet = \"{}\"\n\
              [home_realms]\n\"epc.mnc001.mcc001.3gppnetwork.org\" = \"{}:3868\"\n",
             ip94(4),

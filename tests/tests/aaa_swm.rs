@@ -47,7 +47,25 @@ fn nai(imsi: &str) -> String {
     format!("0{imsi}@nai.{HOME_REALM}")
 }
 
-/// Starts an aaa-stub in `dir` listening on `addr`.
+/// A `[[peers]]` entry.
+fn peer(origin_host: &str, address: impl std::fmt::Display) -> String {
+    format!("[[peers]]\norigin_host = \"{origin_host}\"\naddress = \"{address}\"\n")
+}
+
+/// The test's ePDG client, `epdg.test`, from `client`.
+fn epdg(client: Ipv4Addr) -> String {
+    peer("epdg.test", client)
+}
+
+/// A visited AAA relaying to a home AAA on loopback: the kernel gives its connection
+/// the source 127.0.0.1.
+fn visited_aaa() -> String {
+    peer(&format!("visited.{VISITED_REALM}"), "127.0.0.1")
+}
+
+/// Starts an aaa-stub in `dir` listening on `addr`; `extra` is appended to its config
+/// (its `[[peers]]` at least: without, nobody is admitted).
+#[allow(clippy::too_many_arguments)]
 fn start_aaa(
     dir: &Path,
     name: &str,
@@ -56,6 +74,7 @@ fn start_aaa(
     gateway: IpAddr,
     home: Option<SocketAddr>,
     sqn: u64,
+    extra: &str,
 ) -> Result<Node> {
     write_file(
         dir,
@@ -74,13 +93,25 @@ fn start_aaa(
         &format!(
             "origin_host = \"{name}.{realm}\"\norigin_realm = \"{realm}\"\nlisten = \"{addr}\"\n\
              subscribers = \"{name}-subscribers.toml\"\nsqn_state = \"{name}-sqn.toml\"\n\
-             relay_timeout_secs = 2\n[gateways]\ninternet = \"{gateway}\"\n{homes}"
+             relay_timeout_secs = 2\n{extra}\n[gateways]\ninternet = \"{gateway}\"\n{homes}"
         ),
     )?;
     let pcap = dir.join(format!("{name}.pcap"));
+    let status = dir.join(format!("{name}-status.json"));
     let config = config.to_str().context("path")?.to_string();
     let pcap = pcap.to_str().context("path")?.to_string();
-    let mut node = Node::start("aaa-stub", &["--config", &config, "--pcap", &pcap])?;
+    let status = status.to_str().context("path")?.to_string();
+    let mut node = Node::start(
+        "aaa-stub",
+        &[
+            "--config",
+            &config,
+            "--pcap",
+            &pcap,
+            "--status-file",
+            &status,
+        ],
+    )?;
     node.wait_for("aaa listening", Duration::from_secs(30))?;
     Ok(node)
 }
@@ -93,23 +124,35 @@ struct Client {
 }
 
 impl Client {
-    fn connect(to: SocketAddr, local: Ipv4Addr) -> Result<Client> {
+    /// A TCP connection from `local`, nothing sent yet.
+    fn tcp(to: SocketAddr, local: Ipv4Addr) -> Result<Client> {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
         socket.bind(&SocketAddr::new(local.into(), 0).into())?;
         socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
         let stream: TcpStream = socket.into();
         stream.set_read_timeout(Some(Duration::from_millis(100)))?;
-        let mut client = Client {
+        Ok(Client {
             stream,
             framer: Framer::new(1 << 20),
             next_id: 100,
-        };
+        })
+    }
+
+    /// Connects from `local` and sends a CER as `origin_host`; the CEA.
+    fn open(to: SocketAddr, local: Ipv4Addr, origin_host: &str) -> Result<(Client, Message)> {
+        let mut client = Client::tcp(to, local)?;
         let cer = CapabilitiesExchangeRequest {
-            capabilities: Capabilities::swm("epdg.test", "test", vec![local.into()], "aaa-test"),
+            capabilities: Capabilities::swm(origin_host, "test", vec![local.into()], "aaa-test"),
         }
         .to_message(1, 1);
         client.send(&cer)?;
         let cea = client.read(Duration::from_secs(5))?;
+        Ok((client, cea))
+    }
+
+    /// Connects from `local` as `epdg.test`: CER, and a CEA with DIAMETER_SUCCESS.
+    fn connect(to: SocketAddr, local: Ipv4Addr) -> Result<Client> {
+        let (client, cea) = Client::open(to, local, "epdg.test")?;
         if cea.result_code() != Some(result::DIAMETER_SUCCESS) {
             bail!("CEA {:?}", cea.result_code());
         }
@@ -423,8 +466,9 @@ fn scenario(to: SocketAddr, client_ip: Ipv4Addr, expected_gateways: &[IpAddr]) -
 /// tshark decodes the pcap cleanly, with the AVPs we meant.
 fn tshark_check(pcap: &Path, gateway: IpAddr) -> Result<()> {
     let run = |args: &[&str]| -> Result<String> {
+        // TLS connections (port 5658) are recorded as their plaintext messages.
         let out = Command::new("tshark")
-            .args(["-n", "-r"])
+            .args(["-n", "-d", "tcp.port==5658,diameter", "-r"])
             .arg(pcap)
             .args(args)
             .output()
@@ -554,7 +598,8 @@ fn aaa_home_alone() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let addr = SocketAddr::new(ip(61, 10).into(), 3868);
     let gw: IpAddr = ip(61, 3).into();
-    let aaa = start_aaa(dir.path(), "home", addr, HOME_REALM, gw, None, 0)?;
+    let peers = epdg(ip(61, 1));
+    let aaa = start_aaa(dir.path(), "home", addr, HOME_REALM, gw, None, 0, &peers)?;
     let r = scenario(addr, ip(61, 1), &[gw]);
     if let Err(e) = r {
         bail!("{e:#}\naaa output:\n{}", aaa.output());
@@ -572,7 +617,16 @@ fn aaa_visited_proxies_to_home() -> Result<()> {
     let home_addr = SocketAddr::new(ip(62, 10).into(), 3868);
     let visited_addr = SocketAddr::new(ip(62, 20).into(), 3868);
     let (home_gw, visited_gw): (IpAddr, IpAddr) = (ip(62, 3).into(), ip(62, 23).into());
-    let home = start_aaa(dir.path(), "home", home_addr, HOME_REALM, home_gw, None, 0)?;
+    let home = start_aaa(
+        dir.path(),
+        "home",
+        home_addr,
+        HOME_REALM,
+        home_gw,
+        None,
+        0,
+        &visited_aaa(),
+    )?;
     let visited = start_aaa(
         dir.path(),
         "visited",
@@ -581,6 +635,7 @@ fn aaa_visited_proxies_to_home() -> Result<()> {
         visited_gw,
         Some(home_addr),
         0,
+        &epdg(ip(62, 1)),
     )?;
     // Home first, visited second.
     let r = scenario(visited_addr, ip(62, 1), &[home_gw, visited_gw]);
@@ -621,6 +676,7 @@ fn aaa_visited_with_home_unreachable_answers_3002() -> Result<()> {
         ip(63, 23).into(),
         Some(home_addr),
         0,
+        &epdg(ip(63, 1)),
     )?;
     let mut c = Client::connect(visited_addr, ip(63, 1))?;
     let started = Instant::now();
@@ -652,6 +708,7 @@ fn aaa_visited_with_home_unreachable_answers_3002() -> Result<()> {
         ip(63, 23).into(),
         Some(silent.local_addr()?),
         0,
+        &epdg(ip(63, 1)),
     )?;
     let mut c = Client::connect(SocketAddr::new(ip(63, 21).into(), 3868), ip(63, 1))?;
     let started = Instant::now();
@@ -678,7 +735,8 @@ fn aaa_kill_9_never_reuses_an_sqn() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let addr = SocketAddr::new(ip(64, 10).into(), 3868);
     let gw: IpAddr = ip(64, 3).into();
-    let aaa = start_aaa(dir.path(), "home", addr, HOME_REALM, gw, None, 0)?;
+    let peers = epdg(ip(64, 1));
+    let aaa = start_aaa(dir.path(), "home", addr, HOME_REALM, gw, None, 0, &peers)?;
     let mut c = Client::connect(addr, ip(64, 1))?;
     let first = authenticate(&mut c, "epdg.test;1;a", K, 0, Some(APN), T)?;
     assert_eq!(first.last.result_code(), Some(result::DIAMETER_SUCCESS));
@@ -692,7 +750,7 @@ fn aaa_kill_9_never_reuses_an_sqn() -> Result<()> {
     assert_eq!(a.result_code(), Some(result::DIAMETER_MULTI_ROUND_AUTH));
     aaa.signal(libc::SIGKILL)?;
     drop(aaa);
-    let _aaa = start_aaa(dir.path(), "home", addr, HOME_REALM, gw, None, 0)?;
+    let _aaa = start_aaa(dir.path(), "home", addr, HOME_REALM, gw, None, 0, &peers)?;
     let mut c = Client::connect(addr, ip(64, 1))?;
     // A USIM that has seen the first SQN accepts only greater ones (no AUTS round).
     let next = authenticate(&mut c, "epdg.test;2;a", K, first_sqn, Some(APN), T)?;
@@ -717,6 +775,7 @@ fn aaa_sigterm_sends_dpr_and_exits() -> Result<()> {
         ip(67, 3).into(),
         None,
         0,
+        &epdg(ip(67, 1)),
     )?;
     let mut c = Client::connect(addr, ip(67, 1))?;
     aaa.signal(libc::SIGTERM)?;
@@ -729,6 +788,354 @@ fn aaa_sigterm_sends_dpr_and_exits() -> Result<()> {
         Some(0),
         "{}",
         aaa.output()
+    );
+    Ok(())
+}
+
+/// A home AAA on 127.0.`net`.10:3868 whose gateway is 127.0.`net`.3, `extra` in its
+/// config; its address and gateway.
+fn start_home(dir: &Path, net: u8, extra: &str) -> Result<(Node, SocketAddr, IpAddr)> {
+    let addr = SocketAddr::new(ip(net, 10).into(), 3868);
+    let gw: IpAddr = ip(net, 3).into();
+    let aaa = start_aaa(dir, "home", addr, HOME_REALM, gw, None, 0, extra)?;
+    Ok((aaa, addr, gw))
+}
+
+/// Waits until the AAA named `name` in `dir` has `peers` connections open (its
+/// `--status-file`).
+fn wait_peers(dir: &Path, name: &str, peers: u64, timeout: Duration) -> Result<()> {
+    let path = dir.join(format!("{name}-status.json"));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now: Option<u64> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["peers"].as_u64());
+        if now == Some(peers) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{name}: {now:?} peers open, not {peers}, after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether the connection is closed: the next read finds its end (EOF or a reset).
+fn closed(c: &mut Client) -> bool {
+    match c.read(Duration::from_secs(3)) {
+        Ok(m) => {
+            eprintln!("unexpected message on a refused connection: {m:?}");
+            false
+        }
+        Err(e) => {
+            let text = format!("{e:#}");
+            text.contains("connection closed") || text.contains("reset")
+        }
+    }
+}
+
+#[test]
+fn aaa_refuses_unknown_peers_at_the_cer_with_3010() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (aaa, addr, gw) = start_home(dir.path(), 68, &epdg(ip(68, 1)))?;
+    let user = nai(IMSI);
+    // The known Origin-Host from another address, another Origin-Host from the known
+    // address: a CEA with DIAMETER_UNKNOWN_PEER (E bit), then the connection is closed,
+    // so a DER, an AAR or an STR sent anyway gets nothing.
+    for (local, host) in [(ip(68, 2), "epdg.test"), (ip(68, 1), "stranger.test")] {
+        let (mut c, cea) = Client::open(addr, local, host)?;
+        assert_eq!(
+            cea.result_code(),
+            Some(result::DIAMETER_UNKNOWN_PEER),
+            "{host} from {local}: {cea:?}"
+        );
+        assert!(cea.header.flags.error());
+        let _ = c.send(&der("stranger;1", &user, eap_identity(&user), Some(APN)));
+        assert!(closed(&mut c), "{host} from {local}: still open");
+    }
+    // No CER at all: a DER or an STR first is not answered either.
+    for request in [
+        der("stranger;2", &user, eap_identity(&user), Some(APN)),
+        str_request("epdg.test;1;ok"),
+    ] {
+        let mut c = Client::tcp(addr, ip(68, 2))?;
+        c.send(&request)?;
+        assert!(closed(&mut c), "a request before any CER was served");
+    }
+    // A flood of strangers' CERs: each refused, the log says so once a second, with the
+    // count of the unsaid.
+    let started = Instant::now();
+    for n in 0..300 {
+        let (mut c, cea) = Client::open(addr, ip(68, 2), &format!("stranger{n}.test"))?;
+        assert_eq!(cea.result_code(), Some(result::DIAMETER_UNKNOWN_PEER));
+        assert!(closed(&mut c));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let seconds = started.elapsed().as_secs() + 2;
+    let output = aaa.output();
+    for line in ["CER refused", "peer connected", "peer down"] {
+        let said = output.matches(line).count() as u64;
+        assert!(
+            said <= seconds,
+            "{said} lines {line:?} for 300 strangers in {seconds} s:\n{output}"
+        );
+    }
+    // The listed peer from its address is served.
+    scenario(addr, ip(68, 1), &[gw]).with_context(|| aaa.output())?;
+    // Said in the log (at most once a second: strangers cannot flood it).
+    assert!(
+        aaa.output().contains("CER refused: DIAMETER_UNKNOWN_PEER"),
+        "{}",
+        aaa.output()
+    );
+    drop(aaa);
+    // tshark decodes the refusals like the rest: a CEA with Result-Code 3010 each.
+    let pcap = dir.path().join("home.pcap");
+    tshark_check(&pcap, gw)?;
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .args([
+            "-Y",
+            "diameter.Result-Code == 3010 && diameter.cmd.code == 257",
+        ])
+        .output()?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 302);
+    Ok(())
+}
+
+/// Runs `aaa-stub --generate-lab-pki DIR --lab-pki-host HOST...`.
+fn lab_pki(dir: &Path, hosts: &[&str]) -> Result<()> {
+    let mut command = Command::new(integration_tests::node_binary("aaa-stub")?);
+    command.arg("--generate-lab-pki").arg(dir);
+    for host in hosts {
+        command.args(["--lab-pki-host", host]);
+    }
+    let out = command.output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// A `[tls]` table with `host`'s certificate and key from `pki`, trusting `ca`.
+fn tls_table(pki: &Path, host: &str, ca: &Path, listen: Option<SocketAddr>) -> String {
+    let listen = listen
+        .map(|a| format!("listen = \"{a}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "[tls]\n{listen}certificate = \"{}\"\nprivate_key = \"{}\"\nca = \"{}\"\n",
+        pki.join(format!("{host}.pem")).display(),
+        pki.join(format!("{host}.key")).display(),
+        ca.display()
+    )
+}
+
+#[test]
+fn aaa_visited_relays_to_home_over_tls() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let home_host = format!("home.{HOME_REALM}");
+    let visited_host = format!("visited.{VISITED_REALM}");
+    let (pki, other_pki) = (d.join("pki"), d.join("other-pki"));
+    lab_pki(&pki, &[&home_host, &visited_host])?;
+    // The same name from another CA.
+    lab_pki(&other_pki, &[&visited_host])?;
+    let ca = pki.join("ca.pem");
+    let home_plain = SocketAddr::new(ip(69, 10).into(), 3868);
+    let home_tls = SocketAddr::new(ip(69, 10).into(), 5658);
+    let (home_gw, visited_gw): (IpAddr, IpAddr) = (ip(69, 3).into(), ip(69, 23).into());
+    // The home AAA admits the visited AAA over TLS only.
+    let home_peers = format!(
+        "{}tls = true\n{}",
+        visited_aaa(),
+        tls_table(&pki, &home_host, &ca, Some(home_tls))
+    );
+    let home = start_aaa(
+        d,
+        "home",
+        home_plain,
+        HOME_REALM,
+        home_gw,
+        None,
+        0,
+        &home_peers,
+    )?;
+    let home_realm = format!(
+        "[home_realms]\n\"{HOME_REALM}\" = {{ address = \"{home_tls}\", tls = true, host = \"{home_host}\" }}\n"
+    );
+    // A visited AAA relaying to the home over TLS with `pki`'s certificate for its name.
+    let visited_aaa_tls = |name: &str, addr: SocketAddr, pki: &Path| {
+        start_aaa(
+            d,
+            name,
+            addr,
+            VISITED_REALM,
+            visited_gw,
+            None,
+            0,
+            &format!(
+                "{}{home_realm}{}",
+                epdg(ip(69, 1)),
+                tls_table(pki, &visited_host, &ca, None)
+            ),
+        )
+    };
+    let visited_addr = SocketAddr::new(ip(69, 20).into(), 3868);
+    let visited = visited_aaa_tls("visited", visited_addr, &pki)?;
+    let r = scenario(visited_addr, ip(69, 1), &[home_gw, visited_gw]);
+    if let Err(e) = r {
+        bail!(
+            "{e:#}\nvisited output:\n{}\nhome output:\n{}",
+            visited.output(),
+            home.output()
+        );
+    }
+    let home_log = home.output();
+    assert!(
+        home_log
+            .lines()
+            .any(|l| l.contains("peer connected") && l.contains("tls=true")),
+        "{home_log}"
+    );
+    assert!(
+        visited.output().contains("home AAA open (CER/CEA)"),
+        "{}",
+        visited.output()
+    );
+
+    // The visited AAA's Origin-Host over plain TCP: refused, it must use TLS.
+    let (mut c, cea) = Client::open(home_plain, Ipv4Addr::LOCALHOST, &visited_host)?;
+    assert_eq!(cea.result_code(), Some(result::DIAMETER_UNKNOWN_PEER));
+    assert!(closed(&mut c));
+
+    // A visited AAA whose certificate comes from another CA: the home refuses the TLS
+    // handshake, the relay fails, the ePDG gets DIAMETER_UNABLE_TO_DELIVER.
+    let stranger_addr = SocketAddr::new(ip(69, 21).into(), 3868);
+    let stranger = visited_aaa_tls("stranger", stranger_addr, &other_pki)?;
+    let mut c = Client::connect(stranger_addr, ip(69, 1))?;
+    let user = nai(IMSI);
+    let a = c.request(
+        der("epdg.test;9;tls", &user, eap_identity(&user), Some(APN)),
+        T,
+    )?;
+    assert_eq!(
+        a.result_code(),
+        Some(result::DIAMETER_UNABLE_TO_DELIVER),
+        "{}",
+        stranger.output()
+    );
+    let mut home = home;
+    home.wait_for("TLS handshake failed", Duration::from_secs(5))?;
+    drop(stranger);
+    drop(visited);
+    drop(home);
+    // Both captures hold the messages in plaintext: tshark decodes them as before.
+    tshark_check(&d.join("visited.pcap"), visited_gw)?;
+    tshark_check(&d.join("home.pcap"), home_gw)?;
+    python_check(&d.join("home.pcap"))?;
+    Ok(())
+}
+
+#[test]
+fn aaa_caps_connections_and_closes_those_that_send_no_cer() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (mut aaa, addr, gw) = start_home(
+        dir.path(),
+        70,
+        &format!(
+            "max_connections = 4\ncer_timeout_secs = 1\n{}",
+            epdg(ip(70, 1))
+        ),
+    )?;
+    let started = Instant::now();
+    let mut idle: Vec<Client> = (0..4)
+        .map(|_| Client::tcp(addr, ip(70, 2)))
+        .collect::<Result<_>>()?;
+    wait_peers(dir.path(), "home", 4, Duration::from_secs(5))?;
+    // A fifth is closed at once, long before the CER timeout.
+    let mut fifth = Client::tcp(addr, ip(70, 2))?;
+    assert!(closed(&mut fifth));
+    assert!(started.elapsed() < Duration::from_millis(900));
+    aaa.wait_for("max_connections open", Duration::from_secs(5))?;
+    // The four that sent nothing are closed after cer_timeout_secs.
+    for c in &mut idle {
+        assert!(closed(c));
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    // Their slots are free again: a known peer is served.
+    scenario(addr, ip(70, 1), &[gw]).with_context(|| aaa.output())
+}
+
+/// The resident set of process `pid`, in KiB.
+fn vm_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+#[test]
+fn aaa_memory_comes_back_after_5000_idle_connections() -> Result<()> {
+    const CONNECTIONS: usize = 5000;
+    let dir = tempfile::tempdir()?;
+    let (aaa, addr, gw) = start_home(
+        dir.path(),
+        71,
+        &format!(
+            "max_connections = 6000\ncer_timeout_secs = 120\n{}",
+            peer("epdg.test", "127.0.71.0/24")
+        ),
+    )?;
+    // One attach first, so what the server allocates once is in the baseline; and a
+    // peer that stays connected throughout, as an ePDG does.
+    scenario(addr, ip(71, 1), &[gw]).with_context(|| aaa.output())?;
+    let _staying = Client::connect(addr, ip(71, 1))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let before = vm_rss_kib(aaa.id())?;
+    // Half send nothing, half a CER and then nothing.
+    let mut clients = Vec::with_capacity(CONNECTIONS);
+    for n in 0..CONNECTIONS {
+        let local = ip(71, 2 + (n % 200) as u8);
+        if n % 2 == 0 {
+            clients.push(Client::tcp(addr, local)?);
+        } else {
+            let (c, cea) = Client::open(addr, local, "epdg.test")?;
+            anyhow::ensure!(cea.result_code() == Some(result::DIAMETER_SUCCESS));
+            clients.push(c);
+        }
+    }
+    // The staying peer and the 5 000.
+    wait_peers(
+        dir.path(),
+        "home",
+        CONNECTIONS as u64 + 1,
+        Duration::from_secs(30),
+    )?;
+    std::thread::sleep(Duration::from_millis(300));
+    let peak = vm_rss_kib(aaa.id())?;
+    drop(clients);
+    wait_peers(dir.path(), "home", 1, Duration::from_secs(30))?;
+    std::thread::sleep(Duration::from_millis(500));
+    let after = vm_rss_kib(aaa.id())?;
+    eprintln!(
+        "aaa-stub VmRSS: {before} KiB before, {peak} KiB with {CONNECTIONS} idle connections, \
+         {after} KiB after they closed"
+    );
+    assert!(peak > before, "{before} -> {peak}");
+    assert!(
+        after <= before + 4 * 1024,
+        "VmRSS {before} KiB before, {peak} KiB at the peak, {after} KiB after closing"
     );
     Ok(())
 }

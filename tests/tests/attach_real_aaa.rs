@@ -55,13 +55,14 @@ impl Lab {
                  [[subscriber]]\nimsi = \"{IMSI2}\"\nk = \"{K}\"\nopc = \"{OPC}\"\napns = [\"{APN}\"]\n"
             ),
         )?;
+        let epdg_peer = integration_tests::aaa_peer_epdg_loopback();
         let aaa_config = write_file(
             d,
             "aaa.toml",
             &format!(
                 "origin_host = \"aaa.epc.mnc001.mcc001.3gppnetwork.org\"\n\
                  origin_realm = \"epc.mnc001.mcc001.3gppnetwork.org\"\nlisten = \"{}:3868\"\n\
-                 subscribers = \"subscribers.toml\"\nsqn_state = \"sqn.toml\"\n[gateways]\n{APN} = \"{}\"\n",
+                 subscribers = \"subscribers.toml\"\nsqn_state = \"sqn.toml\"\n{epdg_peer}[gateways]\n{APN} = \"{}\"\n",
                 ip(net, 4),
                 ip(net, 3)
             ),

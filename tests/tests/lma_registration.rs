@@ -47,8 +47,13 @@ fn lma_config(setup: &Setup) -> String {
 }
 
 fn start_lma(dir: &tempfile::TempDir, setup: &Setup) -> Result<Node> {
-    let config = write_file(dir.path(), "lma.toml", &lma_config(setup))?;
-    let mut lma = Node::start("lma", &["--config", config.to_str().context("path")?])?;
+    start_lma_with(dir, &lma_config(setup))
+}
+
+/// Starts the `lma` binary with `config` (the text of its `lma.toml`).
+fn start_lma_with(dir: &tempfile::TempDir, config: &str) -> Result<Node> {
+    let path = write_file(dir.path(), "lma.toml", config)?;
+    let mut lma = Node::start("lma", &["--config", path.to_str().context("path")?])?;
     lma.wait_for("lma listening", Duration::from_secs(20))?;
     Ok(lma)
 }
@@ -727,9 +732,7 @@ fn pool_exhaustion_is_insufficient_resources() -> Result<()> {
     })
     .replace(IPV4_POOL, "10.46.0.0/29")
     .replace(IPV6_POOL, "2001:db8:46::/61");
-    let path = write_file(dir.path(), "lma.toml", &config)?;
-    let mut node = Node::start("lma", &["--config", path.to_str().context("path")?])?;
-    node.wait_for("lma listening", Duration::from_secs(20))?;
+    let _node = start_lma_with(&dir, &config)?;
     let socket = MhSocket::bind("127.0.49.1:0".parse()?)?;
     let mut accepted = Vec::new();
     let mut refused = None;
@@ -938,9 +941,7 @@ fn a_mag_at_its_share_is_refused_while_the_next_mag_is_served() -> Result<()> {
     .replace(IPV4_POOL, "10.47.0.0/29")
     .replace(IPV6_POOL, "2001:db8:47::/61")
         + "[mag_limits]\nshare_percent = 40\nreport_interval_secs = 1\n";
-    let path = write_file(dir.path(), "lma.toml", &config)?;
-    let mut node = Node::start("lma", &["--config", path.to_str().context("path")?])?;
-    node.wait_for("lma listening", Duration::from_secs(20))?;
+    let mut node = start_lma_with(&dir, &config)?;
     let flood = MhSocket::bind("127.0.52.1:0".parse()?)?;
     let mut statuses = Vec::new();
     for n in 0..200u16 {
@@ -978,4 +979,83 @@ fn a_mag_at_its_share_is_refused_while_the_next_mag_is_served() -> Result<()> {
         .count();
     assert_eq!(rejected_lines, 0, "no log line per refused PBU:\n{output}");
     Ok(())
+}
+
+#[test]
+fn a_flood_of_rejected_pbus_is_logged_per_mag_and_interval_not_per_pbu() -> Result<()> {
+    // 1000 rejected PBUs, half from a known MAG (no MN-ID: 160), half from a MAG not in
+    // allowed_mags (154): each MAG's first reject is logged at once, in full; the rest
+    // are counted into one line per MAG and interval.
+    let dir = tempfile::tempdir()?;
+    let lma: SocketAddr = "127.0.53.2:5436".parse()?;
+    let config = lma_config(&Setup {
+        lma_v4: lma,
+        lma_v6: None,
+        allowed_mags: vec!["127.0.53.1".parse()?],
+    }) + "reject_log_interval_secs = 2\n";
+    let node = start_lma_with(&dir, &config)?;
+    let known = MhSocket::bind("127.0.53.1:0".parse()?)?;
+    let stranger = MhSocket::bind("127.0.53.9:0".parse()?)?;
+    let started = std::time::Instant::now();
+    for n in 0..500u16 {
+        let no_mn_id = without(pbu(n, &format!("flood{n}@test")).to_binding_update(), |o| {
+            matches!(o, MobilityOption::MobileNodeIdentifier(_))
+        });
+        assert_eq!(
+            status_of(&known, lma, no_mn_id)?,
+            BindingAckStatus::MissingMnIdentifierOption
+        );
+        assert_eq!(
+            status_of(
+                &stranger,
+                lma,
+                pbu(n, &format!("x{n}@test")).to_binding_update()
+            )?,
+            BindingAckStatus::MagNotAuthorizedForProxyReg
+        );
+    }
+    let intervals = started.elapsed().as_secs() / 2 + 2;
+    // Every reject is in a line: the summaries of the last intervals come within 2 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let summed = |output: &str, from: &str, status: &str| -> (u64, usize) {
+        let mut pbus = 0;
+        let mut individual = 0;
+        for line in output.lines().filter(|l| l.contains(from)) {
+            if line.contains(" PBU ") && line.contains("outcome=\"rejected\"") {
+                individual += 1;
+            } else if let Some((n, rest)) =
+                line.split_once(" PBUs rejected from ")
+                    .and_then(|(head, rest)| {
+                        Some((head.rsplit(' ').next()?.parse::<u64>().ok()?, rest))
+                    })
+            {
+                assert!(rest.contains(status), "{line}");
+                // The summary counts the first reject too.
+                pbus += n - 1;
+            }
+        }
+        (pbus + individual as u64, individual)
+    };
+    loop {
+        let output = node.output();
+        let known_seen = summed(&output, "127.0.53.1", "status 160 x");
+        let stranger_seen = summed(&output, "127.0.53.9", "status 154 x");
+        if known_seen.0 == 500 && stranger_seen.0 == 500 {
+            let lines = output.lines().filter(|l| l.contains("rejected")).count() as u64;
+            assert!(
+                known_seen.1 as u64 <= intervals && stranger_seen.1 as u64 <= intervals,
+                "one line at once per MAG and interval: {known_seen:?} {stranger_seen:?}"
+            );
+            assert!(
+                lines <= 4 * intervals,
+                "{lines} lines for 1000 rejected PBUs in {intervals} intervals:\n{output}"
+            );
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the rejects are not all accounted for ({known_seen:?}, {stranger_seen:?}):\n{output}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -46,6 +46,7 @@ impl Lab {
                  opc = \"{OPC}\"\napns = [\"internet\"]\n"
             ),
         )?;
+        let epdg_peer = integration_tests::aaa_peer_epdg_loopback();
         let aaa_config = write_file(
             d,
             "aaa.toml",
@@ -53,7 +54,7 @@ impl Lab {
                 "origin_host = \"aaa.epc.mnc001.mcc001.3gppnetwork.org\"\n\
                  origin_realm = \"epc.mnc001.mcc001.3gppnetwork.org\"\n\
                  listen = \"127.0.{net}.4:3868\"\n\
-                 subscribers = \"subscribers.toml\"\nsqn_state = \"sqn.toml\"\n\
+                 subscribers = \"subscribers.toml\"\nsqn_state = \"sqn.toml\"\n{epdg_peer}\
                  [gateways]\ninternet = \"127.0.{net}.3\"\n"
             ),
         )?;

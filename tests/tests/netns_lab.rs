@@ -54,13 +54,15 @@ impl Core {
                 "[[subscriber]]\nimsi = \"{IMSI}\"\nk = \"{K}\"\nopc = \"{OPC}\"\napns = [\"{APN}\"]\n"
             ),
         )?;
+        let epdg_peer =
+            integration_tests::aaa_peer(integration_tests::EPDG_ORIGIN_HOST, v("EPDG_AAA_V4")?);
         let aaa_config = write_file(
             d,
             "aaa.toml",
             &format!(
                 "origin_host = \"aaa.epc.mnc001.mcc001.3gppnetwork.org\"\n\
                  origin_realm = \"epc.mnc001.mcc001.3gppnetwork.org\"\nlisten = \"{}:3868\"\n\
-                 subscribers = \"subscribers.toml\"\nsqn_state = \"sqn.toml\"\n[gateways]\n{APN} = \"{}\"\n",
+                 subscribers = \"subscribers.toml\"\nsqn_state = \"sqn.toml\"\n{epdg_peer}[gateways]\n{APN} = \"{}\"\n",
                 v("AAA_EPDG_V4")?,
                 v("LMA_EPDG_V4")?,
             ),

@@ -136,13 +136,17 @@ impl Lab {
                 "[[subscriber]]\nimsi = \"{LOCAL}\"\nk = \"{K}\"\nopc = \"{OPC}\"\napns = [\"{APN}\"]\n"
             ),
         )?;
+        // The visited AAA relays from 127.0.0.1 (unbound, to a loopback address).
+        let visited_peer =
+            integration_tests::aaa_peer(&format!("aaa.{VISITED_REALM}"), "127.0.0.1");
+        let epdg_peer = integration_tests::aaa_peer_epdg_loopback();
         let home_aaa_config = write_file(
             d,
             "home-aaa.toml",
             &format!(
                 "origin_host = \"aaa.{HOME_REALM}\"\norigin_realm = \"{HOME_REALM}\"\n\
                  listen = \"{}:3868\"\nsubscribers = \"home-subscribers.toml\"\n\
-                 sqn_state = \"home-sqn.toml\"\n[gateways]\n{APN} = \"{home_named}\"\n\
+                 sqn_state = \"home-sqn.toml\"\n{visited_peer}[gateways]\n{APN} = \"{home_named}\"\n\
                  ims = \"{home_named}\"\n",
                 ip(net, 14),
             ),
@@ -153,7 +157,7 @@ impl Lab {
             &format!(
                 "origin_host = \"aaa.{VISITED_REALM}\"\norigin_realm = \"{VISITED_REALM}\"\n\
                  listen = \"{}:3868\"\nsubscribers = \"visited-subscribers.toml\"\n\
-                 sqn_state = \"visited-sqn.toml\"\nrelay_timeout_secs = 2\n\
+                 sqn_state = \"visited-sqn.toml\"\nrelay_timeout_secs = 2\n{epdg_peer}\
                  [gateways]\n{APN} = \"{}\"\nims = \"{}\"\n\
                  [home_realms]\n\"{HOME_REALM}\" = \"{}:3868\"\n",
                 ip(net, 4),
@@ -724,7 +728,11 @@ fn home_pool_exhausted_reaches_the_ue_and_leaves_only_the_first_ue() -> Result<(
     anyhow::ensure!(code == Some(0), "{first}\n{}", lab.outputs());
     let (code, second) = lab.attach(ROAMER2, APN, &[])?;
     lab.expect_failure(code, &second, "PdnConnectionRejection")?;
-    // The home's status (130) reached the ePDG through the visited gateway.
+    // The home's status (130) reached the ePDG through the visited gateway (its log line
+    // follows the PBA it sent: wait for it).
+    let _ = lab
+        .visited
+        .wait_for("outcome=\"rejected\"", Duration::from_secs(5));
     let rejected = Lab::pbu_lines(&lab.visited.output(), ROAMER2, "rejected");
     assert!(
         rejected.len() == 1 && rejected[0].contains("status=130"),

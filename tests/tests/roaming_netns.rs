@@ -67,13 +67,17 @@ impl Roaming {
                 "[[subscriber]]\nimsi = \"{LOCAL}\"\nk = \"{K}\"\nopc = \"{OPC}\"\napns = [\"{APN}\"]\n"
             ),
         )?;
+        let visited_peer =
+            integration_tests::aaa_peer(&format!("aaa.{VISITED_REALM}"), v("VAAA_AAA_V4")?);
+        let epdg_peer =
+            integration_tests::aaa_peer(integration_tests::EPDG_ORIGIN_HOST, v("EPDG_VAAA_V4")?);
         let aaa_config = write_file(
             d,
             "home-aaa.toml",
             &format!(
                 "origin_host = \"aaa.{HOME_REALM}\"\norigin_realm = \"{HOME_REALM}\"\n\
                  listen = \"{}:3868\"\nsubscribers = \"home-subscribers.toml\"\n\
-                 sqn_state = \"home-sqn.toml\"\n[gateways]\n{APN} = \"{}\"\n",
+                 sqn_state = \"home-sqn.toml\"\n{visited_peer}[gateways]\n{APN} = \"{}\"\n",
                 v("AAA_VAAA_V4")?,
                 v("LMA_VLMA_V4")?,
             ),
@@ -84,7 +88,7 @@ impl Roaming {
             &format!(
                 "origin_host = \"aaa.{VISITED_REALM}\"\norigin_realm = \"{VISITED_REALM}\"\n\
                  listen = \"{}:3868\"\nsubscribers = \"visited-subscribers.toml\"\n\
-                 sqn_state = \"visited-sqn.toml\"\nrelay_timeout_secs = 2\n\
+                 sqn_state = \"visited-sqn.toml\"\nrelay_timeout_secs = 2\n{epdg_peer}\
                  [gateways]\n{APN} = \"{}\"\n[home_realms]\n\"{HOME_REALM}\" = \"{}:3868\"\n",
                 v("VAAA_EPDG_V4")?,
                 v("VLMA_EPDG_V4")?,

@@ -57,12 +57,12 @@ use pmip_common::mh::{
 };
 
 use super::revocation::RevocationTrigger;
+use super::MagFilter;
 use super::{
     is_any_prefix, no_specific_prefix, reject_ack, Granted, HomeGrant, Lma, Outcome, Output,
     PbuReport, Rejection,
 };
 use crate::binding_cache::{Addresses, BindingId, BindingState};
-use crate::config::MagFilter;
 use crate::transport::MagAddress;
 
 /// GTPv2 cause 100, "Remote peer not responding" (TS 29.274 table 8.4-1; Wireshark:

@@ -29,7 +29,7 @@ use pmip_common::mh::{BindingAckStatus, Ipv4HomeAddressReplyStatus};
 use super::{Lma, Output, Rejection};
 use crate::binding_cache::MagUsage;
 
-/// The `[mag_limits]` settings (checked by [`crate::config::resolve`]).
+/// The `[mag_limits]` settings (read and checked by the `config` module's `resolve`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MagLimits {
     /// Percent (1 to 100) of each pool and of `max_bindings` one MAG may hold.

@@ -55,8 +55,8 @@ use pmip_common::mh::{
 };
 use pmip_common::time::DeadlineQueue;
 
+use super::MagFilter;
 use crate::binding_cache::BindingId;
-use crate::config::MagFilter;
 use crate::transport::MagAddress;
 
 use super::{DownReason, Lma, Output};

@@ -10,7 +10,6 @@ use pmip_common::mh::{
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::MagFilter;
 
 const MAG: &str = "192.0.2.1";
 const OTHER_MAG: &str = "192.0.2.9";

@@ -4,8 +4,11 @@
 //! they are made up, consistently: a three-way handshake (RFC 9293 section 3.5) when a
 //! connection is first recorded, then one PSH|ACK segment per message whose sequence
 //! number advances by the message length in its direction and whose acknowledgement
-//! number is what the other direction has sent, and a FIN|ACK at close. Each direction
-//! starts from initial sequence number 0, so the first data octet of each is number 1.
+//! number is what the other direction has sent, and a FIN|ACK at close. Both directions
+//! of the first connection recorded start from initial sequence number 0 (its first data
+//! octet is number 1); each later connection from another one, spread over the sequence
+//! space, so that a client reusing its port for a new connection (it may, once the
+//! server closed the last one) shows as a new stream, not a retransmission of the last.
 
 use std::collections::HashMap;
 use std::io;
@@ -40,6 +43,14 @@ enum Flags {
 #[derive(Debug, Default)]
 pub struct TcpCapture {
     connections: HashMap<(SocketAddr, SocketAddr), Connection>,
+    /// Connections recorded so far: picks the next initial sequence number.
+    recorded: u32,
+}
+
+/// The initial sequence number of the `n`-th connection recorded: 0 for the first, then
+/// spread by the golden ratio's multiplier (distinct for 2^32 connections).
+fn initial_sequence(n: u32) -> u32 {
+    n.wrapping_mul(0x9e37_79b9)
 }
 
 /// The key of a connection whatever the direction.
@@ -69,9 +80,11 @@ impl TcpCapture {
         if self.connections.contains_key(&k) {
             return Ok(());
         }
+        let isn = initial_sequence(self.recorded);
+        self.recorded = self.recorded.wrapping_add(1);
         let mut c = Connection {
             client,
-            next: [0, 0],
+            next: [isn, isn],
         };
         write(pcap, time, &mut c, client, server, Flags::Syn, &[])?;
         write(pcap, time, &mut c, server, client, Flags::SynAck, &[])?;
@@ -206,6 +219,31 @@ mod tests {
                 (40000, 6, 4, false, true, true, false, b"DER".to_vec()),
                 (3868, 4, 9, false, true, false, true, vec![]),
             ]
+        );
+    }
+
+    #[test]
+    fn a_port_reused_for_a_new_connection_starts_from_another_sequence_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reuse.pcap");
+        let mut pcap = PcapWriter::create(&path).unwrap();
+        let client: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+        let server: SocketAddr = "192.0.2.9:3868".parse().unwrap();
+        let mut tcp = TcpCapture::new();
+        let t = SystemTime::now();
+        for _ in 0..2 {
+            tcp.send(&mut pcap, t, client, server, b"CER").unwrap();
+            tcp.close(&mut pcap, t, server, client).unwrap();
+        }
+        pcap.flush().unwrap();
+        let s = segments(&path);
+        let syns: Vec<u32> = s.iter().filter(|s| s.3 && !s.4).map(|s| s.1).collect();
+        assert_eq!(syns.len(), 2);
+        assert_ne!(syns[0], syns[1]);
+        // The second stream is whole on its own: data at ISN + 1, FIN after it.
+        assert_eq!(
+            (s[8].1, &s[8].7[..]),
+            (syns[1].wrapping_add(1), &b"CER"[..])
         );
     }
 

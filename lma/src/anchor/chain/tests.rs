@@ -15,8 +15,8 @@ use pmip_common::mh::{
 
 use super::*;
 use crate::anchor::{Input, LmaSettings, Outcome};
+use crate::anchor::{MagFilter, UnauthorizedMag};
 use crate::anchor::{MagLimits, RevocationSettings};
-use crate::config::{MagFilter, UnauthorizedMag};
 
 const EPDG: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 /// A second ePDG the mobile node can move to.
