@@ -9,6 +9,9 @@ use std::net::Ipv6Addr;
 use etherparse::icmpv6::{ParameterProblemCode, ParameterProblemHeader};
 use etherparse::{Icmpv6Header, Icmpv6Type, IpNumber, Ipv6Header};
 
+/// ICMPv6's Next Header value (RFC 4443 section 1).
+pub const IPPROTO_ICMPV6: u8 = 58;
+
 /// The IPv6 minimum link MTU (RFC 8200 section 5): an ICMPv6 error never exceeds it.
 pub const IPV6_MIN_MTU: usize = 1280;
 const IPV6_HEADER_LEN: usize = Ipv6Header::LEN;
@@ -74,7 +77,7 @@ pub fn error_packet(
     invoking: &[u8],
 ) -> Vec<u8> {
     let message = error_message(source, destination, error, invoking);
-    let mut packet = ipv6_header(source, destination, IpNumber::IPV6_ICMP, message.len());
+    let mut packet = ipv6_header(source, destination, IpNumber::IPV6_ICMP.0, message.len());
     packet.extend_from_slice(&message);
     packet
 }
@@ -85,14 +88,14 @@ pub fn error_packet(
 pub fn ipv6_header(
     source: Ipv6Addr,
     destination: Ipv6Addr,
-    next_header: IpNumber,
+    next_header: u8,
     payload_len: usize,
 ) -> Vec<u8> {
     let header = Ipv6Header {
         traffic_class: 0,
         flow_label: Default::default(),
         payload_length: u16::try_from(payload_len).unwrap_or(u16::MAX),
-        next_header,
+        next_header: IpNumber(next_header),
         hop_limit: HOP_LIMIT,
         source: source.octets(),
         destination: destination.octets(),
@@ -112,7 +115,7 @@ mod tests {
             "2001:db8::2".parse().unwrap(),
         );
         let mh = [6u8, 1, 5, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
-        let mut invoking = ipv6_header(mag, lma, IpNumber(135), mh.len());
+        let mut invoking = ipv6_header(mag, lma, 135, mh.len());
         invoking.extend_from_slice(&mh);
         let pointer = 40;
         let packet = error_packet(

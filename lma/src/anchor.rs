@@ -63,7 +63,7 @@ use pmip_common::mh::{
     BaFlags, BindingAckRepr, BindingAckStatus, BindingErrorRepr, BindingErrorStatus,
     BindingUpdateRepr, BuFlags, Ipv4HomeAddressReplyStatus, Lifetime, MhError, MobilityHeader,
     MobilityHeaderRepr, MobilityMessage, MobilityOption, ProxyBindingAck, ProxyBindingUpdate,
-    Timestamp, IPPROTO_NONE,
+    Timestamp, IPPROTO_MH, IPPROTO_NONE,
 };
 
 mod chain;
@@ -95,6 +95,7 @@ use crate::binding_cache::{Addresses, BindingCache, BindingId, BindingState};
 use crate::gre_keys::UplinkKeyAllocator;
 use crate::pools::{Ipv4Pool, PoolError, PrefixPool};
 use crate::transport::MagAddress;
+use pmip_common::icmp6::{self, Icmpv6Error};
 use pmip_common::time::{DeadlineQueue, WallClock};
 
 /// The core's settings (checked by [`crate::config::resolve`]).
@@ -191,6 +192,14 @@ pub struct PbuReport {
 pub enum Output {
     /// Send these Mobility Header bytes (checksum filled for the path) to the MAG.
     Send { to: MagAddress, bytes: Vec<u8> },
+    /// Send this ICMPv6 error message (RFC 4443; the IPv6 header is the socket's to add)
+    /// from `from` to `to`: the Parameter Problem RFC 6275 section 9.2 asks for a Mobility
+    /// Header with a wrong Payload Proto or a short Header Len that came over IPv6.
+    Icmpv6 {
+        from: Ipv6Addr,
+        to: Ipv6Addr,
+        message: Vec<u8>,
+    },
     /// A binding was created, or its tunnel (MAG, keys, addresses) changed: install or
     /// replace its routes.
     BindingUp(BindingInfo),
@@ -231,6 +240,12 @@ pub struct Stats {
     pub bad_checksum: u64,
     pub unauthorized_dropped: u64,
     pub unknown_mh_type: u64,
+    /// Messages discarded for a Payload Proto other than 59 or a Header Len shorter than
+    /// their type's fixed part (RFC 6275 section 9.2), and the ICMPv6 Parameter Problems
+    /// sent about them.
+    pub bad_payload_proto: u64,
+    pub header_len_too_short: u64,
+    pub parameter_problems_sent: u64,
     /// Messages an LMA does not act on (acknowledgements, errors, responses).
     pub ignored: u64,
     pub pbus_accepted: u64,
@@ -487,6 +502,41 @@ impl Lma {
         });
     }
 
+    /// RFC 6275 section 9.2: the message is discarded, and an ICMP Parameter Problem, Code
+    /// 0, goes "directly to the Source Address of the packet", its Pointer at the field in
+    /// error. Only over IPv6, where the Mobility Header is the IPv6 payload and a Pointer
+    /// into it means something; over UDP 5436 (RFC 5844) the message is only discarded.
+    /// The invoking packet's IPv6 header is rebuilt from the addresses (a raw socket gives
+    /// the payload alone), so the Pointer counts it: 40 plus the field's offset.
+    fn parameter_problem(
+        &mut self,
+        from: MagAddress,
+        bytes: &[u8],
+        error: &MhError,
+        out: &mut Vec<Output>,
+    ) {
+        let (MagAddress::Ip6 { mag, local, .. }, Some(offset)) =
+            (from, error.parameter_problem_offset())
+        else {
+            return;
+        };
+        let mut invoking = icmp6::ipv6_header(mag, local, IPPROTO_MH, bytes.len());
+        let pointer = u32::try_from(invoking.len() + offset).unwrap_or(u32::MAX);
+        invoking.extend_from_slice(bytes);
+        let message = icmp6::error_message(
+            local,
+            mag,
+            Icmpv6Error::ErroneousHeaderField { pointer },
+            &invoking,
+        );
+        self.stats.parameter_problems_sent += 1;
+        out.push(Output::Icmpv6 {
+            from: local,
+            to: mag,
+            message,
+        });
+    }
+
     fn receive(&mut self, from: MagAddress, bytes: &[u8], now: Instant, out: &mut Vec<Output>) {
         self.stats.received += 1;
         let authorized = self.is_allowed(from.ip());
@@ -525,6 +575,17 @@ impl Lma {
                         options: Vec::new(),
                     };
                     self.send(from, MobilityMessage::BindingError(error), out);
+                }
+                return;
+            }
+            Err(error @ (MhError::PayloadProto(_) | MhError::HeaderLenTooShort(_))) => {
+                if matches!(error, MhError::PayloadProto(_)) {
+                    self.stats.bad_payload_proto += 1;
+                } else {
+                    self.stats.header_len_too_short += 1;
+                }
+                if authorized {
+                    self.parameter_problem(from, bytes, &error, out);
                 }
                 return;
             }

@@ -2,12 +2,13 @@
 //! IPv4 in UDP (RFC 5844), over IPv6 directly (next header 135). Write errors are logged
 //! once and end the recording.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use lma::MagAddress;
+use pmip_common::icmp6::IPPROTO_ICMPV6;
 use pmip_common::mh::{mobility_header_checksum, ChecksumContext};
 use pmip_node::pcap::PcapWriter;
 
@@ -29,6 +30,18 @@ impl Recorder {
     }
 
     /// Records one message between `mag` and us; `inbound` says which way.
+    /// An ICMPv6 message we sent, with the IPv6 header the kernel puts on it.
+    pub fn record_icmp6(&mut self, from: Ipv6Addr, to: Ipv6Addr, message: &[u8]) {
+        let Some(writer) = self.writer.as_mut() else {
+            return;
+        };
+        let mut packet = pmip_common::icmp6::ipv6_header(from, to, IPPROTO_ICMPV6, message.len());
+        packet.extend_from_slice(message);
+        if let Err(error) = writer.write_ip(SystemTime::now(), &packet) {
+            tracing::warn!(%error, "writing the pcap");
+        }
+    }
+
     pub fn record(&mut self, mag: MagAddress, bytes: &[u8], inbound: bool) {
         let Some(writer) = self.writer.as_mut() else {
             return;

@@ -33,6 +33,7 @@
 //!   forbid errors about errors), or one with no ICMP source of its family configured,
 //!   is dropped and counted.
 
+use pmip_common::icmp6::{self, Icmpv6Error};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -498,26 +499,7 @@ fn icmpv4_frag_needed(src: Ipv4Addr, dst: Ipv4Addr, mtu: u16, original: &[u8]) -
 /// ICMPv6 Packet Too Big (RFC 4443 section 3.2), quoting as much of `original` as fits
 /// in the IPv6 minimum MTU.
 fn icmpv6_packet_too_big(src: Ipv6Addr, dst: Ipv6Addr, mtu: u32, original: &[u8]) -> Vec<u8> {
-    let quote = original.len().min(IPV6_MIN_MTU - IPV6_HEADER_LEN - 8);
-    let icmp_len = 8 + quote;
-    let mut p = vec![0u8; IPV6_HEADER_LEN + icmp_len];
-    p[0] = 0x60;
-    p[4..6].copy_from_slice(&(icmp_len as u16).to_be_bytes());
-    p[6] = IPPROTO_ICMPV6;
-    p[7] = 64;
-    p[8..24].copy_from_slice(&src.octets());
-    p[24..40].copy_from_slice(&dst.octets());
-    let icmp = &mut p[IPV6_HEADER_LEN..];
-    icmp[0] = 2;
-    icmp[4..8].copy_from_slice(&mtu.to_be_bytes());
-    icmp[8..].copy_from_slice(&original[..quote]);
-    let mut sum = checksum_add(0, &src.octets());
-    sum = checksum_add(sum, &dst.octets());
-    sum = checksum_add(sum, &(icmp_len as u32).to_be_bytes());
-    sum = checksum_add(sum, &[0, 0, 0, IPPROTO_ICMPV6]);
-    let c = checksum_fold(checksum_add(sum, icmp));
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    p
+    icmp6::error_packet(src, dst, Icmpv6Error::PacketTooBig { mtu }, original)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use lma::config::Settings;
 use lma::reject_log::{RejectLog, RejectSummary, Verdict, DEFAULT_MAX_SOURCES};
 use lma::state::StateFile;
 use lma::{DownReason, Input, Lma, MagAddress, Outcome, Output, PbuReport};
+use pmip_common::icmp6::IPPROTO_ICMPV6;
 use pmip_node::admin::AdminRequest;
 use pmip_node::gre::{GreSockets, ReceiveError};
 use pmip_node::socket::{self, AsyncRawSocket, RawSocket};
@@ -39,6 +40,10 @@ struct MobilitySockets {
     local_v4: Ipv4Addr,
     /// The raw IPv6 socket on `listen_v6` (kernel checksum).
     raw: Option<AsyncRawSocket>,
+    /// A raw ICMPv6 socket on `listen_v6`, for the Parameter Problems of RFC 6275 section
+    /// 9.2 (send only: its receive buffer is the smallest the kernel allows, and it is
+    /// never read, so the ICMPv6 traffic it would see is dropped there).
+    icmp6: Option<AsyncRawSocket>,
     local_v6: Ipv6Addr,
     /// The home-side UDP socket (`chaining.local_v4`) when it is not `listen_v4`'s.
     udp_home: Option<(Ipv4Addr, UdpSocket)>,
@@ -78,6 +83,17 @@ impl MobilitySockets {
                     .context("registering the raw socket with tokio")
             })
             .transpose()?;
+        let icmp6 = settings
+            .listen_v6
+            .map(|a| -> Result<AsyncRawSocket> {
+                let raw = RawSocket::bind(IpAddr::V6(a), IPPROTO_ICMPV6).with_context(|| {
+                    format!("opening a raw ICMPv6 socket on {a} (listen_v6; needs CAP_NET_RAW)")
+                })?;
+                raw.set_receive_buffer(1);
+                raw.into_async()
+                    .context("registering the ICMPv6 socket with tokio")
+            })
+            .transpose()?;
         let local_v4 = match settings.listen_v4 {
             Some(SocketAddr::V4(a)) => *a.ip(),
             _ => Ipv4Addr::UNSPECIFIED,
@@ -101,6 +117,7 @@ impl MobilitySockets {
             udp,
             local_v4,
             raw,
+            icmp6,
             local_v6: settings.listen_v6.unwrap_or(Ipv6Addr::UNSPECIFIED),
             udp_home,
             next: Cell::new(0),
@@ -174,6 +191,14 @@ impl MobilitySockets {
             Poll::Pending
         })
         .await
+    }
+
+    /// Sends an ICMPv6 message (the kernel adds the IPv6 header and the checksum).
+    async fn send_icmp6(&self, to: Ipv6Addr, message: &[u8]) -> std::io::Result<()> {
+        match &self.icmp6 {
+            Some(socket) => socket.send_to(message, IpAddr::V6(to)).await.map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// Sends one message to a MAG (or a home gateway), from the socket of its path.
@@ -480,6 +505,12 @@ pub async fn run(
                     recorder.record(to, &bytes, false);
                     if let Err(error) = mh.send(to, &bytes).await {
                         tracing::warn!(%error, mag = %to, "send failed");
+                    }
+                }
+                Output::Icmpv6 { from, to, message } => {
+                    recorder.record_icmp6(from, to, &message);
+                    if let Err(error) = mh.send_icmp6(to, &message).await {
+                        tracing::warn!(%error, %to, "ICMPv6 send failed");
                     }
                 }
                 Output::Report(report) if report.outcome == Outcome::Rejected => {

@@ -534,6 +534,50 @@ fn bad_inputs(socket: &MhSocket, lma: SocketAddr, lma_node: &mut Node) -> Result
         other => anyhow::bail!("unknown MH type: expected a Binding Error, got {other:?}"),
     }
 
+    // RFC 6275 section 9.2: a Payload Proto other than 59 and a Header Len short of the
+    // type's fixed part are discarded; over IPv6 the MAG gets an ICMPv6 Parameter
+    // Problem, Code 0, pointing at the field (40 octets of IPv6 header counted).
+    let icmp = match socket.local_addr()?.ip() {
+        IpAddr::V6(mag) => {
+            let icmp = pmip_node::socket::RawSocket::bind(IpAddr::V6(mag), 58)?;
+            icmp.set_read_timeout(Some(Duration::from_secs(3)))?;
+            Some(icmp)
+        }
+        IpAddr::V4(_) => None,
+    };
+    let mut tcp = message(good(150, "proto@test")).to_bytes(checksum_for(socket, lma)?);
+    tcp[0] = 6;
+    let short = vec![IPPROTO_NONE, 0, 5, 0, 0, 0, 0, 0];
+    for (bytes, pointer) in [(tcp, 40u32), (short, 41)] {
+        assert!(
+            send_raw(socket, lma, bytes.clone())?.is_none(),
+            "discarded, no Mobility Header answer (pointer {pointer})"
+        );
+        let Some(icmp) = icmp.as_ref() else { continue };
+        let mut buffer = [0u8; 1500];
+        let (len, from) = loop {
+            let (len, from) = icmp
+                .recv_timeout(&mut buffer)?
+                .context("no ICMPv6 Parameter Problem from the LMA")?;
+            // Other ICMPv6 traffic on the link (neighbour discovery) is not ours.
+            if buffer[0] == 4 {
+                break (len, from);
+            }
+        };
+        assert_eq!(from, lma.ip(), "from the LMA");
+        assert_eq!(buffer[1], 0, "Code 0: erroneous header field");
+        assert_eq!(u32::from_be_bytes(buffer[4..8].try_into()?), pointer);
+        assert_eq!(
+            buffer[8 + 6],
+            IPPROTO_MH,
+            "the quoted IPv6 header names the MH"
+        );
+        // Quoted whole, with the checksum the sending kernel filled in (IPV6_CHECKSUM).
+        let mut quoted = buffer[8 + 40..len].to_vec();
+        quoted[4..6].fill(0);
+        assert_eq!(quoted, bytes, "the message quoted whole");
+    }
+
     // Truncated messages: dropped, no answer, LMA alive.
     let full = message(good(140, "trunc@test")).to_bytes(ChecksumContext::Skip);
     assert!(

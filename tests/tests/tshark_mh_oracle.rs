@@ -397,7 +397,10 @@ mod lma_core {
                 require_timestamp: false,
                 require_gre_key: true,
                 unauthorized_mag: UnauthorizedMag::Reject,
-                allowed_mags: vec!["192.0.2.0/24".parse::<MagFilter>().unwrap()],
+                allowed_mags: vec![
+                    "192.0.2.0/24".parse::<MagFilter>().unwrap(),
+                    MAG6.parse::<MagFilter>().unwrap(),
+                ],
                 restart_counter: 1,
                 revocation: RevocationSettings {
                     global_mags: vec!["192.0.2.0/24".parse().unwrap()],
@@ -1593,4 +1596,88 @@ fn tshark_time_format() {
         tshark_time(rfc5213_timestamp(0, 1)),
         "Jan  1, 1970 00:00:00.000015258 UTC"
     );
+}
+
+/// The ICMPv6 Parameter Problem the LMA core sends about a Mobility Header whose Payload
+/// Proto is not 59 (RFC 6275 section 9.2): tshark decodes it as such, checksum good,
+/// Pointer at the Payload Proto field of the quoted packet, nothing malformed.
+#[test]
+fn tshark_decodes_the_lma_parameter_problem() {
+    let (mag6, lma6): (Ipv6Addr, Ipv6Addr) = (MAG6.parse().unwrap(), LMA6.parse().unwrap());
+    let mut core = lma_core::Core::new();
+    let mut bytes = MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: core.pbu(
+            "proto@test",
+            HandoffIndicator::AttachmentOverNewInterface,
+            1,
+            3,
+        ),
+    }
+    .to_bytes(ChecksumContext::Ipv6 {
+        source: mag6,
+        destination: lma6,
+    });
+    bytes[0] = 6;
+    let mut out = Vec::new();
+    core.lma.handle(
+        lma::Input::Mobility {
+            from: lma::MagAddress::Ip6 {
+                mag: mag6,
+                local: lma6,
+                kernel_checksum: true,
+            },
+            bytes: &bytes,
+        },
+        std::time::Instant::now(),
+        &mut out,
+    );
+    let Some((from, to, message)) = out.into_iter().find_map(|o| match o {
+        lma::Output::Icmpv6 { from, to, message } => Some((from, to, message)),
+        _ => None,
+    }) else {
+        panic!("the LMA core sent no ICMPv6 message");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("icmp6.pcap");
+    let mut writer = PcapWriter::create(&path).expect("creating the pcap");
+    let mut packet = pmip_common::icmp6::ipv6_header(
+        from,
+        to,
+        pmip_common::icmp6::IPPROTO_ICMPV6,
+        message.len(),
+    );
+    packet.extend_from_slice(&message);
+    writer
+        .write_ip(UNIX_EPOCH + Duration::from_secs(UNIX_SECS), &packet)
+        .expect("writing the packet");
+    writer.flush().expect("flushing the pcap");
+    let output = Command::new("tshark")
+        .arg("-r")
+        .arg(&path)
+        .args(["-V", "-T", "json"])
+        .output()
+        .expect("running tshark (scripts/setup.sh installs it)");
+    assert!(
+        output.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("tshark JSON parses");
+    let mut fields = Vec::new();
+    integration_tests::tshark_fields::walk(&json, &mut fields);
+    let values = |key| integration_tests::tshark_fields::values(&fields, key);
+    assert_eq!(values("icmpv6.type").first(), Some(&"4"), "{fields:?}");
+    assert_eq!(values("icmpv6.code").first(), Some(&"0"));
+    assert_eq!(values("icmpv6.pointer").first(), Some(&"40"));
+    // tshark always verifies the ICMPv6 checksum: status 1 is "Good".
+    assert_eq!(
+        values("icmpv6.checksum.status").first(),
+        Some(&"1"),
+        "checksum not good"
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!text.contains("_ws.malformed"), "malformed: {text}");
+    assert!(!text.contains("_ws.expert"), "expert info: {text}");
 }

@@ -2342,3 +2342,62 @@ fn after_a_restart_no_packet_of_an_old_session_reaches_the_pdn_as_a_new_ones_tra
     assert_eq!(after.lma.held_back(), 0);
     assert_eq!(after.lma.available_ipv4(), 2);
 }
+
+/// RFC 6275 section 9.2: a Payload Proto other than 59, or a Header Len short of the
+/// type's fixed part, is discarded, never bound; over IPv6 the MAG gets an ICMPv6
+/// Parameter Problem, Code 0, whose Pointer names the field in the invoking packet (its
+/// IPv6 header counted); over UDP 5436 nothing is answered.
+#[test]
+fn a_bad_payload_proto_or_header_len_is_discarded_with_a_parameter_problem_over_ipv6() {
+    use etherparse::{Icmpv6Slice, Icmpv6Type};
+    let ip6 = MagAddress::Ip6 {
+        mag: "fd00::1".parse().unwrap(),
+        local: "fd00::2".parse().unwrap(),
+        kernel_checksum: true,
+    };
+    let mut b = Bench::new();
+    let mut tcp = MobilityHeaderRepr {
+        payload_proto: IPPROTO_NONE,
+        message: MobilityMessage::BindingUpdate(b.pbu(1, "proto@x", 0).to_binding_update()),
+    }
+    .to_bytes(ChecksumContext::Skip);
+    tcp[0] = 6;
+    let short = [IPPROTO_NONE, 0, 5, 0, 0, 0, 0, 0];
+    for (bytes, pointer) in [(&tcp[..], 40), (&short[..], 41)] {
+        // Over UDP: discarded in silence.
+        assert!(b.feed(udp(MAG), bytes, 0).is_empty());
+        // Over IPv6: discarded, with one Parameter Problem back to the MAG.
+        let out = b.feed(ip6, bytes, 0);
+        let [Output::Icmpv6 { from, to, message }] = out.as_slice() else {
+            panic!("expected one ICMPv6 message, got {out:?}");
+        };
+        assert_eq!(
+            (from.to_string(), to.to_string()),
+            ("fd00::2".into(), "fd00::1".into())
+        );
+        let icmp = Icmpv6Slice::from_slice(message).unwrap();
+        let Icmpv6Type::ParameterProblem(problem) = icmp.icmp_type() else {
+            panic!("not a Parameter Problem: {:?}", icmp.icmp_type());
+        };
+        assert_eq!(problem.code as u8, 0);
+        assert_eq!(problem.pointer, pointer);
+        // The quoted packet: a rebuilt IPv6 header (next header 135), then the message.
+        let quoted = icmp.payload();
+        assert_eq!(quoted[6], IPPROTO_MH);
+        assert_eq!(&quoted[40..], bytes);
+        assert_eq!(quoted[pointer as usize], bytes[pointer as usize - 40]);
+    }
+    let stats = b.lma.stats();
+    assert_eq!(stats.bad_payload_proto, 2);
+    assert_eq!(stats.header_len_too_short, 2);
+    assert_eq!(stats.parameter_problems_sent, 2);
+    b.assert_empty();
+    // From a MAG that may not register: discarded, no ICMPv6 to a stranger.
+    let stranger = MagAddress::Ip6 {
+        mag: "2001:db8:bad::1".parse().unwrap(),
+        local: "fd00::2".parse().unwrap(),
+        kernel_checksum: true,
+    };
+    let out = b.feed(stranger, &tcp, 0);
+    assert!(!out.iter().any(|o| matches!(o, Output::Icmpv6 { .. })));
+}
