@@ -1052,6 +1052,48 @@ mod tests {
         assert_eq!(aaa.poll_timeout(), None);
     }
 
+    /// A Proxy-Info whose member overruns the group (RFC 6733 section 6.7.2) is a
+    /// malformed request: DIAMETER_INVALID_AVP_LENGTH (5014) with the group around the
+    /// offending member as the Failed-AVP (section 7.5), not a multi-round answer that
+    /// echoes the broken group back; and no session is left.
+    #[test]
+    fn a_proxy_info_whose_member_overruns_it_is_5014_with_the_failed_avp() {
+        let mut aaa = aaa(config(HOME, "10.0.0.3", &[]), Memory::default());
+        let mut request = der("s;1", identity(&nai()));
+        let host = Avp::identity(avp::PROXY_HOST, "proxy.example");
+        let mut overrun = host.to_vec();
+        // The member's Length says 200 octets; the group ends long before.
+        overrun[5..8].copy_from_slice(&[0, 0, 200]);
+        request.push(Avp::new(avp::PROXY_INFO, overrun));
+        let mut out = Vec::new();
+        aaa.handle(
+            Input::Request {
+                conn: 1,
+                message: request,
+            },
+            Instant::now(),
+            &mut out,
+        );
+        let answer = sent(&out).pop().unwrap();
+        // A permanent failure, not a protocol error: no E bit (section 7.1.5).
+        assert!(!answer.header.flags.error());
+        assert_eq!(
+            answer.result_code(),
+            Some(result::DIAMETER_INVALID_AVP_LENGTH)
+        );
+        let failed = answer
+            .find(avp::FAILED_AVP, None)
+            .unwrap()
+            .as_grouped()
+            .unwrap();
+        assert_eq!(
+            failed[0].code,
+            avp::PROXY_INFO,
+            "the group around the member"
+        );
+        assert_eq!(aaa.session_count(), 0);
+    }
+
     #[test]
     fn a_pseudonym_gets_an_identity_request() {
         let mut aaa = aaa(config(HOME, "10.0.0.3", &[]), Memory::default());

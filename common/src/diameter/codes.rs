@@ -213,6 +213,8 @@ pub mod avp {
     pub const DESTINATION_REALM: u32 = 283;
     /// Proxy-Info, Grouped, M (RFC 6733 section 6.7.2).
     pub const PROXY_INFO: u32 = 284;
+    /// Proxy-State, OctetString, M (RFC 6733 section 6.7.4).
+    pub const PROXY_STATE: u32 = 33;
     /// Destination-Host, DiameterIdentity, M (RFC 6733 section 6.5).
     pub const DESTINATION_HOST: u32 = 293;
     /// Error-Reporting-Host, DiameterIdentity, M bit MUST NOT be set (RFC 6733 section 7.4).

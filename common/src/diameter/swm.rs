@@ -417,11 +417,20 @@ fn read_route_records(r: &mut AvpReader<'_>) -> Result<Vec<String>, Error> {
         .collect::<Result<_, _>>()?)
 }
 
-fn read_proxy_info(r: &mut AvpReader<'_>) -> Vec<Avp> {
-    r.all((avp::PROXY_INFO, None))
+/// The Proxy-Info AVPs, kept as they came to be echoed in the answer (RFC 6733 section
+/// 6.7.2), each checked to be a well-formed Grouped AVP first: a member that overruns its
+/// group is DIAMETER_INVALID_AVP_LENGTH with the group around the offending member as the
+/// Failed-AVP (section 7.5), not something to echo back.
+fn read_proxy_info(r: &mut AvpReader<'_>) -> Result<Vec<Avp>, Error> {
+    let groups: Vec<Avp> = r
+        .all((avp::PROXY_INFO, None))
         .into_iter()
         .cloned()
-        .collect()
+        .collect();
+    for group in &groups {
+        group.as_grouped()?;
+    }
+    Ok(groups)
 }
 
 fn read_mip6_agent_infos(r: &mut AvpReader<'_>) -> Result<Vec<Mip6AgentInfo>, Error> {
@@ -565,7 +574,7 @@ impl DiameterEapRequest {
                 .optional((avp::VISITED_NETWORK_IDENTIFIER, TGPP))?
                 .map(|a| a.data.clone()),
             route_record: read_route_records(&mut r)?,
-            proxy_info: read_proxy_info(&mut r),
+            proxy_info: read_proxy_info(&mut r)?,
             other: r.rest(TOLERATED)?,
         })
     }
@@ -709,7 +718,7 @@ impl DiameterEapAnswer {
             mip6_agent_info: read_mip6_agent_infos(&mut r)?,
             error_message: opt_utf8(r.optional((avp::ERROR_MESSAGE, None))?)?,
             failed_avp: read_failed_avp(&mut r)?,
-            proxy_info: read_proxy_info(&mut r),
+            proxy_info: read_proxy_info(&mut r)?,
             other: r.rest(TOLERATED)?,
         })
     }
@@ -808,7 +817,7 @@ impl AaRequest {
                 .map(|a| a.data.clone()),
             mip6_agent_info: read_mip6_agent_infos(&mut r)?,
             route_record: read_route_records(&mut r)?,
-            proxy_info: read_proxy_info(&mut r),
+            proxy_info: read_proxy_info(&mut r)?,
             other: r.rest(TOLERATED)?,
         })
     }
@@ -927,7 +936,7 @@ impl AaAnswer {
             mip6_agent_info: read_mip6_agent_infos(&mut r)?,
             error_message: opt_utf8(r.optional((avp::ERROR_MESSAGE, None))?)?,
             failed_avp: read_failed_avp(&mut r)?,
-            proxy_info: read_proxy_info(&mut r),
+            proxy_info: read_proxy_info(&mut r)?,
             other: r.rest(TOLERATED)?,
         })
     }
@@ -1013,7 +1022,7 @@ impl SessionTerminationRequest {
                 .into(),
             user_name: opt_utf8(r.optional((avp::USER_NAME, None))?)?,
             route_record: read_route_records(&mut r)?,
-            proxy_info: read_proxy_info(&mut r),
+            proxy_info: read_proxy_info(&mut r)?,
             other: r.rest(TOLERATED)?,
         })
     }
@@ -1074,7 +1083,7 @@ impl SessionTerminationAnswer {
             user_name: opt_utf8(r.optional((avp::USER_NAME, None))?)?,
             error_message: opt_utf8(r.optional((avp::ERROR_MESSAGE, None))?)?,
             failed_avp: read_failed_avp(&mut r)?,
-            proxy_info: read_proxy_info(&mut r),
+            proxy_info: read_proxy_info(&mut r)?,
             other: r.rest(TOLERATED)?,
         })
     }

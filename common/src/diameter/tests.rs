@@ -600,9 +600,23 @@ fn any_apn_configuration() -> impl Strategy<Value = ApnConfiguration> {
         })
 }
 
+/// Proxy-Info ::= < AVP Header: 284 > { Proxy-Host } { Proxy-State } (RFC 6733 section
+/// 6.7.2): well-formed groups with any Proxy-State octets.
 fn proxy_infos() -> impl Strategy<Value = Vec<Avp>> {
     proptest::collection::vec(
-        proptest::collection::vec(any::<u8>(), 0..12).prop_map(|d| Avp::new(avp::PROXY_INFO, d)),
+        (
+            "[a-z]{1,8}\\.example",
+            proptest::collection::vec(any::<u8>(), 0..12),
+        )
+            .prop_map(|(host, state)| {
+                Avp::grouped(
+                    avp::PROXY_INFO,
+                    &[
+                        Avp::identity(avp::PROXY_HOST, &host),
+                        Avp::new(avp::PROXY_STATE, state),
+                    ],
+                )
+            }),
         0..2,
     )
 }
