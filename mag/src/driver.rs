@@ -7,9 +7,10 @@
 //! the Diameter connection to the AAA when the core asks for it (RFC 6733 section 2.1),
 //! the core's timer and the stop signal. Receive into a buffer the loop keeps (the core
 //! gets a slice), hand it to the core, carry out its outputs; after a wake-up, what else
-//! is already waiting on that socket is handled too, up to [`BURST`], before the loop
-//! looks at the others again. Every socket comes from `pmip_node`, received without
-//! `unsafe`.
+//! is already waiting is handled too before the loop sleeps again: one datagram from
+//! each socket in turn, up to [`BURST`] in all, so that no socket waits behind another's
+//! queue (an LMA's PBA behind an attach storm's IKE, each costing a Diffie-Hellman or a
+//! signature). Every socket comes from `pmip_node`, received without `unsafe`.
 //!
 //! The driver also writes what the core reports: the log lines, the `--pcap` recording
 //! (IKE with its non-ESP marker on 4500, the Mobility Header, the Diameter stream as
@@ -43,8 +44,8 @@ use crate::config::Config;
 use crate::dataplane::{Counters, DataPlane};
 use crate::epdg::{self, EpdgConfig, Input, Output, Report};
 
-/// Datagrams (or Diameter reads) handled from one socket after a wake-up before the loop
-/// looks at the others again.
+/// Datagrams (and Diameter reads) handled after a wake-up, from every socket in turn,
+/// before the loop looks at its timer and sleeps again.
 pub const BURST: usize = 64;
 
 /// The largest datagram read (an IP packet without jumbograms).
@@ -105,6 +106,30 @@ enum IkePort {
     Ike,
     /// UDP 4500: IKE after the non-ESP marker, or ESP.
     NatT,
+}
+
+/// Where the loop receives from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Ike,
+    NatT,
+    Mh,
+    Mh6,
+    Gre4,
+    Gre6,
+    Diameter,
+}
+
+impl Source {
+    const ALL: [Source; 7] = [
+        Source::Ike,
+        Source::NatT,
+        Source::Mh,
+        Source::Mh6,
+        Source::Gre4,
+        Source::Gre6,
+        Source::Diameter,
+    ];
 }
 
 impl Sockets {
@@ -506,39 +531,40 @@ impl Epdg {
                 .into_iter()
                 .flatten()
                 .min();
-            let stopped = tokio::select! {
+            let mut stopped = tokio::select! {
                 _ = &mut stop, if !stopping => {
                     stopping = true;
                     shell.feed(&sockets, Input::Shutdown).await
                 }
                 received = sockets.ike500.recv_from(&mut ike_buffer) => {
-                    shell.on_ike_port(&sockets, IkePort::Ike, received, &mut ike_buffer).await
+                    shell.on_udp(&sockets, Source::Ike, received, &ike_buffer).await
                 }
                 received = sockets.ike4500.recv_from(&mut natt_buffer) => {
-                    shell.on_ike_port(&sockets, IkePort::NatT, received, &mut natt_buffer).await
+                    shell.on_udp(&sockets, Source::NatT, received, &natt_buffer).await
                 }
                 received = sockets.mh.recv_from(&mut mh_buffer) => {
-                    shell.on_mh(&sockets, received, &mut mh_buffer).await
+                    shell.on_udp(&sockets, Source::Mh, received, &mh_buffer).await
                 }
                 received = recv_mh6(sockets.mh6.as_ref(), &mut mh6_buffer) => {
-                    shell.on_mh6(&sockets, received, &mut mh6_buffer).await
+                    shell.on_mh6(&sockets, received, &mh6_buffer).await
                 }
-                (index, received) = recv_gre(sockets.gre4.as_ref(), &mut gre4_buffer) => {
+                (_, received) = recv_gre(sockets.gre4.as_ref(), &mut gre4_buffer) => {
                     shell.on_gre(&sockets, received).await;
-                    shell.drain_gre(&sockets, true, index, &mut gre4_buffer).await;
                     false
                 }
-                (index, received) = recv_gre(sockets.gre6.as_ref(), &mut gre6_buffer) => {
+                (_, received) = recv_gre(sockets.gre6.as_ref(), &mut gre6_buffer) => {
                     shell.on_gre(&sockets, received).await;
-                    shell.drain_gre(&sockets, false, index, &mut gre6_buffer).await;
                     false
                 }
                 event = shell.diameter.next(&mut diameter_buffer) => {
-                    shell.on_diameter(&sockets, event, &mut diameter_buffer).await
+                    shell.on_diameter(&sockets, event, &diameter_buffer).await
                 }
                 _ = sleep_until(deadline) => shell.on_timeout(&sockets).await,
                 _ = counter_tick.tick(), if data_plane => false,
             };
+            if !stopped {
+                stopped = shell.sweep(&sockets, &mut ike_buffer).await;
+            }
             if stopped {
                 return Ok(());
             }
@@ -572,32 +598,35 @@ impl Shell {
         false
     }
 
-    /// A datagram received on an IKE port, then what else waits there (up to
-    /// [`BURST`]). True once the core has stopped.
-    async fn on_ike_port(
+    /// A datagram of a UDP socket (IKE on 500 or 4500, or the Mobility Header over
+    /// IPv4). True once the core has stopped.
+    async fn on_udp(
         &mut self,
         sockets: &Sockets,
-        port: IkePort,
-        first: io::Result<(usize, SocketAddr)>,
-        buffer: &mut [u8],
+        source: Source,
+        received: io::Result<(usize, SocketAddr)>,
+        buffer: &[u8],
     ) -> bool {
-        let mut received = first;
-        for _ in 0..BURST {
-            match received {
-                Ok((len, from)) => {
-                    let datagram = &buffer[..len.min(buffer.len())];
-                    if self.on_ike(sockets, port, datagram, from).await {
-                        return true;
-                    }
-                }
-                Err(e) => debug!(port = ?port, "UDP receive: {e}"),
+        let (len, from) = match received {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(socket = ?source, "UDP receive: {e}");
+                return false;
             }
-            received = match sockets.ike(port).try_recv_from(buffer) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                other => other,
-            };
+        };
+        let datagram = &buffer[..len.min(buffer.len())];
+        match source {
+            Source::Ike => self.on_ike(sockets, IkePort::Ike, datagram, from).await,
+            Source::NatT => self.on_ike(sockets, IkePort::NatT, datagram, from).await,
+            _ => {
+                self.capture.udp(sockets.local_mh, from, false, datagram);
+                let input = Input::Mobility {
+                    from,
+                    bytes: datagram,
+                };
+                self.feed(sockets, input).await
+            }
         }
-        false
     }
 
     /// One datagram on an IKE port: IKE to the core; on 4500, ESP to the data plane.
@@ -636,75 +665,38 @@ impl Shell {
         .await
     }
 
-    /// A Mobility Header message in UDP over IPv4, then what else waits.
-    async fn on_mh(
-        &mut self,
-        sockets: &Sockets,
-        first: io::Result<(usize, SocketAddr)>,
-        buffer: &mut [u8],
-    ) -> bool {
-        let mut received = first;
-        for _ in 0..BURST {
-            match received {
-                Ok((len, from)) => {
-                    let bytes = &buffer[..len.min(buffer.len())];
-                    self.capture.udp(sockets.local_mh, from, false, bytes);
-                    if self.feed(sockets, Input::Mobility { from, bytes }).await {
-                        return true;
-                    }
-                }
-                Err(e) => debug!("MH UDP receive: {e}"),
-            }
-            received = match sockets.mh.try_recv_from(buffer) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                other => other,
-            };
-        }
-        false
-    }
-
-    /// A Mobility Header message on the raw IPv6 socket (checksum checked by the
-    /// kernel), then what else waits.
+    /// A Mobility Header message from the raw IPv6 socket (checksum checked by the
+    /// kernel).
     async fn on_mh6(
         &mut self,
         sockets: &Sockets,
-        first: io::Result<(usize, IpAddr)>,
-        buffer: &mut [u8],
+        received: io::Result<(usize, IpAddr)>,
+        buffer: &[u8],
     ) -> bool {
-        let Some(raw) = sockets.mh6.as_ref() else {
-            return false;
-        };
-        let local = sockets.local_mh6();
-        let mut received = first.map(Some);
-        for _ in 0..BURST {
-            match received {
-                Ok(Some((len, from))) => {
-                    let bytes = &buffer[..len.min(buffer.len())];
-                    if let IpAddr::V6(source) = from {
-                        self.capture.mh6(source, local, false, bytes);
-                    }
-                    let from = SocketAddr::new(from, 0);
-                    if self.feed(sockets, Input::Mobility { from, bytes }).await {
-                        return true;
-                    }
-                }
-                Ok(None) => return false,
-                Err(e) => debug!("raw MH receive: {e}"),
+        let (len, from) = match received {
+            Ok(r) => r,
+            Err(e) => {
+                debug!("raw MH receive: {e}");
+                return false;
             }
-            received = raw.try_recv_from(buffer);
+        };
+        let bytes = &buffer[..len.min(buffer.len())];
+        if let IpAddr::V6(source) = from {
+            self.capture.mh6(source, sockets.local_mh6(), false, bytes);
         }
-        false
+        let from = SocketAddr::new(from, 0);
+        self.feed(sockets, Input::Mobility { from, bytes }).await
     }
 
-    /// What the Diameter connection did, then (when open) what else it has to read.
+    /// What the Diameter connection did.
     async fn on_diameter(
         &mut self,
         sockets: &Sockets,
         event: DiameterEvent,
-        buffer: &mut [u8],
+        buffer: &[u8],
     ) -> bool {
         let aaa = self.config.aaa;
-        let mut read = match event {
+        let read = match event {
             DiameterEvent::Connected(Ok(stream)) => {
                 let local = stream.local_addr().ok();
                 self.diameter = Diameter::Open { stream, local };
@@ -720,38 +712,100 @@ impl Shell {
             }
             DiameterEvent::Read(read) => read,
         };
-        for _ in 0..BURST {
-            let Diameter::Open { local, .. } = &self.diameter else {
-                return false;
-            };
-            let local = *local;
-            match read {
-                Ok(0) | Err(_) => {
-                    if let Err(e) = &read {
-                        debug!(aaa = %aaa, "reading from the AAA: {e}");
-                    }
-                    self.capture.diameter_closed(local, false);
-                    self.diameter = Diameter::Idle;
-                    return self.feed(sockets, Input::DiameterClosed).await;
+        let Diameter::Open { local, .. } = &self.diameter else {
+            return false;
+        };
+        let local = *local;
+        match read {
+            Ok(0) | Err(_) => {
+                if let Err(e) = &read {
+                    debug!(aaa = %aaa, "reading from the AAA: {e}");
                 }
-                Ok(len) => {
-                    let bytes = &buffer[..len.min(buffer.len())];
-                    self.capture.diameter(local, false, bytes);
-                    if self.feed(sockets, Input::DiameterBytes(bytes)).await {
-                        return true;
-                    }
-                }
+                self.capture.diameter_closed(local, false);
+                self.diameter = Diameter::Idle;
+                self.feed(sockets, Input::DiameterClosed).await
             }
-            // The core may have closed or replaced the connection.
-            let Diameter::Open { stream, .. } = &self.diameter else {
-                return false;
-            };
-            read = match stream.try_read(buffer) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                other => other,
-            };
+            Ok(len) => {
+                let bytes = &buffer[..len.min(buffer.len())];
+                self.capture.diameter(local, false, bytes);
+                self.feed(sockets, Input::DiameterBytes(bytes)).await
+            }
+        }
+    }
+
+    /// After a wake-up: what is already waiting on any socket, taken one at a time from
+    /// each in turn (a PBA or a DEA must not wait behind a queue of IKE requests), up to
+    /// [`BURST`] in all or until every socket is empty. True once the core has stopped.
+    async fn sweep(&mut self, sockets: &Sockets, buffer: &mut [u8]) -> bool {
+        let mut handled = 0;
+        while handled < BURST {
+            let before = handled;
+            for source in Source::ALL {
+                let Some(stopped) = self.try_one(sockets, source, buffer).await else {
+                    continue;
+                };
+                if stopped {
+                    return true;
+                }
+                handled += 1;
+            }
+            if handled == before {
+                break;
+            }
         }
         false
+    }
+
+    /// Handles one datagram (or read) of `source` if one is waiting: `None` when none
+    /// is, else whether the core has stopped.
+    async fn try_one(
+        &mut self,
+        sockets: &Sockets,
+        source: Source,
+        buffer: &mut [u8],
+    ) -> Option<bool> {
+        let would_block = |e: &io::Error| e.kind() == io::ErrorKind::WouldBlock;
+        match source {
+            Source::Ike | Source::NatT | Source::Mh => {
+                let socket = match source {
+                    Source::Ike => &sockets.ike500,
+                    Source::NatT => &sockets.ike4500,
+                    _ => &sockets.mh,
+                };
+                let received = socket.try_recv_from(buffer);
+                if received.as_ref().is_err_and(would_block) {
+                    return None;
+                }
+                Some(self.on_udp(sockets, source, received, buffer).await)
+            }
+            Source::Mh6 => {
+                let received = sockets.mh6.as_ref()?.try_recv_from(buffer).transpose()?;
+                Some(self.on_mh6(sockets, received, buffer).await)
+            }
+            Source::Gre4 | Source::Gre6 => {
+                let family = match source {
+                    Source::Gre4 => sockets.gre4.as_ref(),
+                    _ => sockets.gre6.as_ref(),
+                };
+                // One address per family: the socket of index 0.
+                let received = family?.try_recv(0, buffer)?;
+                self.on_gre(sockets, received).await;
+                Some(false)
+            }
+            Source::Diameter => {
+                let Diameter::Open { stream, .. } = &self.diameter else {
+                    return None;
+                };
+                let read = stream.try_read(buffer);
+                if read.as_ref().is_err_and(would_block) {
+                    return None;
+                }
+                Some(
+                    self.on_diameter(sockets, DiameterEvent::Read(read), buffer)
+                        .await,
+                )
+            }
+        }
     }
 
     /// Carries out the core's outputs in order, leaving `out` empty. True once the core
@@ -1054,21 +1108,6 @@ impl Shell {
                 }
             }
             Err(reason) => debug!(%from, ?reason, "downlink packet dropped"),
-        }
-    }
-
-    /// Drains the `index`th GRE socket of the IPv4 (`v4`) or IPv6 family: at most
-    /// [`BURST`] packets already waiting.
-    async fn drain_gre(&mut self, sockets: &Sockets, v4: bool, index: usize, buffer: &mut [u8]) {
-        let family = if v4 { &sockets.gre4 } else { &sockets.gre6 };
-        let Some(family) = family.as_ref() else {
-            return;
-        };
-        for _ in 0..BURST {
-            let Some(received) = family.try_recv(index, buffer) else {
-                return;
-            };
-            self.on_gre(sockets, received).await;
         }
     }
 }
