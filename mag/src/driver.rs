@@ -94,9 +94,10 @@ struct Sockets {
     local_mh: SocketAddr,
     /// The raw IPv6 Mobility Header socket at `mh_local_v6` (kernel checksum).
     mh6: Option<AsyncRawSocket>,
-    /// The raw GRE sockets at `mh_local` and `mh_local_v6` (None: data plane off).
-    gre4: Option<GreSockets>,
-    gre6: Option<GreSockets>,
+    /// The raw GRE sockets at `mh_local` and `mh_local_v6`; none when the data plane is
+    /// off (a receive on an empty set pends for ever).
+    gre4: GreSockets,
+    gre6: GreSockets,
 }
 
 /// Which IKE port a datagram came in on.
@@ -158,31 +159,24 @@ impl Sockets {
     /// The GRE socket toward an LMA at `lma`: the one of its family.
     fn gre_toward(&self, lma: IpAddr) -> Option<&pmip_node::gre::GreSocket> {
         let (sockets, local) = match lma {
-            IpAddr::V4(_) => (self.gre4.as_ref(), IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-            IpAddr::V6(_) => (self.gre6.as_ref(), IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+            IpAddr::V4(_) => (&self.gre4, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            IpAddr::V6(_) => (&self.gre6, IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
         };
-        sockets?.get_or_first(local)
+        sockets.get_or_first(local)
     }
 }
 
-/// Receives one packet on the raw IPv6 Mobility Header socket, if there is one.
+/// Receives one packet on the raw IPv6 Mobility Header socket, if there is one; its
+/// sender as a socket address of port 0, like a UDP one.
 async fn recv_mh6(
     socket: Option<&AsyncRawSocket>,
     buffer: &mut [u8],
-) -> io::Result<(usize, IpAddr)> {
+) -> io::Result<(usize, SocketAddr)> {
     match socket {
-        Some(s) => s.recv_from(buffer).await,
-        None => pending().await,
-    }
-}
-
-/// One GRE receive of an address family, if the data plane has its sockets.
-async fn recv_gre<'a>(
-    sockets: Option<&GreSockets>,
-    buffer: &'a mut [u8],
-) -> (usize, Result<(IpAddr, &'a [u8]), ReceiveError>) {
-    match sockets.filter(|s| !s.is_empty()) {
-        Some(sockets) => sockets.recv(buffer).await,
+        Some(s) => {
+            let (len, from) = s.recv_from(buffer).await?;
+            Ok((len, SocketAddr::new(from, 0)))
+        }
         None => pending().await,
     }
 }
@@ -401,10 +395,10 @@ fn signer(config: &Config) -> Result<Arc<dyn Signer>> {
 
 /// The raw GRE sockets of the data plane: IPv4 at `mh_local`, IPv6 at `mh_local_v6`.
 /// Without the privilege the ePDG runs on without a data plane, and says so.
-fn open_gre(config: &Config) -> (Option<GreSockets>, Option<GreSockets>) {
+fn open_gre(config: &Config) -> (GreSockets, GreSockets) {
     if !config.data_plane {
         info!("data plane off (data_plane = false)");
-        return (None, None);
+        return Default::default();
     }
     let gre4 = match GreSockets::bind(&[IpAddr::V4(config.mh_local)]) {
         Ok(s) => s,
@@ -413,19 +407,15 @@ fn open_gre(config: &Config) -> (Option<GreSockets>, Option<GreSockets>) {
                 "DATA PLANE DISABLED: {e:#}; UEs will attach but their traffic is dropped \
                  (run as root or with CAP_NET_RAW, or set data_plane = false)"
             );
-            return (None, None);
+            return Default::default();
         }
     };
-    let gre6 = config
-        .mh_local_v6
-        .and_then(|a| match GreSockets::bind(&[IpAddr::V6(a)]) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                error!("DATA PLANE toward IPv6 LMAs DISABLED: {e:#}");
-                None
-            }
-        });
-    (Some(gre4), gre6)
+    let v6: Vec<IpAddr> = config.mh_local_v6.map(IpAddr::V6).into_iter().collect();
+    let gre6 = GreSockets::bind(&v6).unwrap_or_else(|e| {
+        error!("DATA PLANE toward IPv6 LMAs DISABLED: {e:#}");
+        GreSockets::default()
+    });
+    (gre4, gre6)
 }
 
 impl Epdg {
@@ -483,7 +473,7 @@ impl Epdg {
             rng,
             out: Vec::new(),
             dataplane: DataPlane::new(),
-            data_plane_enabled: sockets.gre4.is_some(),
+            data_plane_enabled: !sockets.gre4.is_empty(),
             diameter: Diameter::Idle,
             capture: Capture {
                 pcap,
@@ -546,13 +536,13 @@ impl Epdg {
                     shell.on_udp(&sockets, Source::Mh, received, &mh_buffer).await
                 }
                 received = recv_mh6(sockets.mh6.as_ref(), &mut mh6_buffer) => {
-                    shell.on_mh6(&sockets, received, &mh6_buffer).await
+                    shell.on_udp(&sockets, Source::Mh6, received, &mh6_buffer).await
                 }
-                (_, received) = recv_gre(sockets.gre4.as_ref(), &mut gre4_buffer) => {
+                (_, received) = sockets.gre4.recv(&mut gre4_buffer) => {
                     shell.on_gre(&sockets, received).await;
                     false
                 }
-                (_, received) = recv_gre(sockets.gre6.as_ref(), &mut gre6_buffer) => {
+                (_, received) = sockets.gre6.recv(&mut gre6_buffer) => {
                     shell.on_gre(&sockets, received).await;
                     false
                 }
@@ -598,8 +588,9 @@ impl Shell {
         false
     }
 
-    /// A datagram of a UDP socket (IKE on 500 or 4500, or the Mobility Header over
-    /// IPv4). True once the core has stopped.
+    /// A datagram of a UDP socket (IKE on 500 or 4500, the Mobility Header over IPv4) or
+    /// a Mobility Header message of the raw IPv6 socket (checksum checked by the kernel;
+    /// `from` has port 0). True once the core has stopped.
     async fn on_udp(
         &mut self,
         sockets: &Sockets,
@@ -610,7 +601,7 @@ impl Shell {
         let (len, from) = match received {
             Ok(r) => r,
             Err(e) => {
-                debug!(socket = ?source, "UDP receive: {e}");
+                debug!(socket = ?source, "receive: {e}");
                 return false;
             }
         };
@@ -619,7 +610,13 @@ impl Shell {
             Source::Ike => self.on_ike(sockets, IkePort::Ike, datagram, from).await,
             Source::NatT => self.on_ike(sockets, IkePort::NatT, datagram, from).await,
             _ => {
-                self.capture.udp(sockets.local_mh, from, false, datagram);
+                match from.ip() {
+                    IpAddr::V6(source) => {
+                        self.capture
+                            .mh6(source, sockets.local_mh6(), false, datagram)
+                    }
+                    IpAddr::V4(_) => self.capture.udp(sockets.local_mh, from, false, datagram),
+                }
                 let input = Input::Mobility {
                     from,
                     bytes: datagram,
@@ -663,29 +660,6 @@ impl Shell {
             },
         )
         .await
-    }
-
-    /// A Mobility Header message from the raw IPv6 socket (checksum checked by the
-    /// kernel).
-    async fn on_mh6(
-        &mut self,
-        sockets: &Sockets,
-        received: io::Result<(usize, IpAddr)>,
-        buffer: &[u8],
-    ) -> bool {
-        let (len, from) = match received {
-            Ok(r) => r,
-            Err(e) => {
-                debug!("raw MH receive: {e}");
-                return false;
-            }
-        };
-        let bytes = &buffer[..len.min(buffer.len())];
-        if let IpAddr::V6(source) = from {
-            self.capture.mh6(source, sockets.local_mh6(), false, bytes);
-        }
-        let from = SocketAddr::new(from, 0);
-        self.feed(sockets, Input::Mobility { from, bytes }).await
     }
 
     /// What the Diameter connection did.
@@ -780,15 +754,16 @@ impl Shell {
             }
             Source::Mh6 => {
                 let received = sockets.mh6.as_ref()?.try_recv_from(buffer).transpose()?;
-                Some(self.on_mh6(sockets, received, buffer).await)
+                let received = received.map(|(len, from)| (len, SocketAddr::new(from, 0)));
+                Some(self.on_udp(sockets, source, received, buffer).await)
             }
             Source::Gre4 | Source::Gre6 => {
                 let family = match source {
-                    Source::Gre4 => sockets.gre4.as_ref(),
-                    _ => sockets.gre6.as_ref(),
+                    Source::Gre4 => &sockets.gre4,
+                    _ => &sockets.gre6,
                 };
                 // One address per family: the socket of index 0.
-                let received = family?.try_recv(0, buffer)?;
+                let received = family.try_recv(0, buffer)?;
                 self.on_gre(sockets, received).await;
                 Some(false)
             }
