@@ -315,6 +315,12 @@ impl Attach {
         self.state == State::Done
     }
 
+    /// Whether this UE has a session at the AAA: a DER was sent and no STR yet (nor was
+    /// the AAA found unreachable, which ends the session without one).
+    pub fn has_aaa_session(&self) -> bool {
+        self.session
+    }
+
     /// Whether the UE is attached.
     pub fn info(&self) -> Option<&AttachInfo> {
         match &self.state {

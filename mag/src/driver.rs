@@ -1,15 +1,27 @@
-//! The tokio driver of the ePDG: it binds UDP 500/4500 for IKE, a UDP socket (and,
-//! with `mh_local_v6`, a raw IPv6 socket) toward the LMAs, the raw GRE sockets of the
-//! data plane, and opens the Diameter connection to the AAA when the core asks. Socket
-//! readers feed one task through a channel; that task hands every datagram and byte to
-//! the sans-IO core ([`crate::epdg::Epdg`]), carries out its outputs, sleeps until its
-//! `poll_timeout()`, and writes the pcap, the keylog, the status file and the log lines
-//! from the core's reports. The ESP <-> GRE data plane ([`DataPlane`]) is driven here,
-//! with the sessions the core installs and removes.
+//! The tokio driver of the ePDG around the sans-IO core ([`crate::epdg::Epdg`]), one task
+//! and one loop, like the LMA's: IKE on UDP 500 and on UDP 4500 (after the non-ESP
+//! marker; ESP-in-UDP on the same port goes to the data plane, RFC 3948 section 2.2), the
+//! Mobility Header toward the LMAs (UDP over IPv4, RFC 5844; with `mh_local_v6` the raw
+//! IPv6 socket for next header 135, whose checksum the kernel fills and checks, RFC 6275
+//! section 6.1.1), the raw GRE sockets of the data plane for both families (RFC 2890),
+//! the Diameter connection to the AAA when the core asks for it (RFC 6733 section 2.1),
+//! the core's timer and the stop signal. Receive into a buffer the loop keeps (the core
+//! gets a slice), hand it to the core, carry out its outputs; after a wake-up, what else
+//! is already waiting is handled too before the loop sleeps again: one datagram from
+//! each socket in turn, up to [`BURST`] in all, so that no socket waits behind another's
+//! queue (an LMA's PBA behind an attach storm's IKE, each costing a Diffie-Hellman or a
+//! signature). Every socket comes from `pmip_node`, received without `unsafe`.
+//!
+//! The driver also writes what the core reports: the log lines, the `--pcap` recording
+//! (IKE with its non-ESP marker on 4500, the Mobility Header, the Diameter stream as
+//! synthetic TCP through [`TcpCapture`]), the keylog and the status file. The ESP <-> GRE
+//! data plane ([`DataPlane`], sans-IO) gets the sessions the core installs and removes.
 
 use std::fs::File;
-use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::future::{pending, Future};
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,13 +30,13 @@ use pmip_common::esp::UdpEncapsulated;
 use pmip_common::ike::auth::Signer;
 use pmip_common::ike::endpoint::Transmit;
 use pmip_common::mh::{mobility_header_checksum, ChecksumContext};
-use pmip_node::pcap::PcapWriter;
+use pmip_node::gre::{GreSockets, ReceiveError};
+use pmip_node::pcap::{PcapWriter, TcpCapture};
+use pmip_node::socket::{self, AsyncRawSocket, RawSocket};
 use rand::rngs::OsRng;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::attach::Outcome;
@@ -32,51 +44,29 @@ use crate::config::Config;
 use crate::dataplane::{Counters, DataPlane};
 use crate::epdg::{self, EpdgConfig, Input, Output, Report};
 
-const TCP_SYN: u8 = 1;
-const TCP_ACK: u8 = 2;
-const TCP_PSH: u8 = 4;
-const TCP_PSH_ACK: u8 = TCP_PSH | TCP_ACK;
+/// Datagrams (and Diameter reads) handled after a wake-up, from every socket in turn,
+/// before the loop looks at its timer and sleeps again.
+pub const BURST: usize = 64;
 
-/// What the socket tasks tell the main loop.
-#[derive(Debug)]
-enum Event {
-    Ike {
-        data: Vec<u8>,
-        from: SocketAddr,
-        natt: bool,
-    },
-    Mh {
-        data: Vec<u8>,
-        from: SocketAddr,
-    },
-    /// A GRE packet (outer IPv4 header removed) from an LMA.
-    Gre {
-        data: Vec<u8>,
-        from: IpAddr,
-    },
-    /// Diameter connection `conn` (the driver's count of connects) is up, failed, has
-    /// bytes, or is closed; events of an older connection are ignored.
-    DiameterUp {
-        conn: u64,
-        writer: OwnedWriteHalf,
-    },
-    DiameterConnectFailed {
-        conn: u64,
-        error: String,
-    },
-    DiameterBytes {
-        conn: u64,
-        bytes: Vec<u8>,
-    },
-    DiameterDown {
-        conn: u64,
-    },
-}
+/// The largest datagram read (an IP packet without jumbograms).
+const PACKET_BUFFER: usize = 65_536;
+
+/// The receive buffer asked of each UDP socket and of the raw Mobility Header socket
+/// (`SO_RCVBUF`, or `SO_RCVBUFFORCE` when privileged): with one task reading every
+/// socket, the kernel's queue holds a burst (an attach storm's IKE, a UE's ESP on 4500)
+/// while the core works. The LMA's default is the same.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// The non-ESP marker before IKE on port 4500 (RFC 3948 section 2.2).
+const NON_ESP_MARKER: [u8; 4] = [0; 4];
 
 /// The status file is rewritten at most this often, and never more often than 20 times
 /// the last rewrite took (at most 5% of the time): a rewrite serialises every UE, so
 /// doing it after every event made an attach storm quadratic.
 const STATUS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The data plane counters are logged at most this often, when they changed.
+const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The status file: the core's summary and the data plane's.
 #[derive(Serialize)]
@@ -93,48 +83,286 @@ struct DataPlaneStatus {
     counters: Counters,
 }
 
-/// The open Diameter connection.
-struct DiameterConnection {
-    writer: OwnedWriteHalf,
-    /// Our end, for the pcap.
-    local: Option<SocketAddr>,
+/// The sockets the loop reads; sending needs only a shared borrow of them.
+struct Sockets {
+    ike500: UdpSocket,
+    ike4500: UdpSocket,
+    local_500: SocketAddr,
+    local_4500: SocketAddr,
+    /// The Mobility Header over IPv4 in UDP (RFC 5844), and its address.
+    mh: UdpSocket,
+    local_mh: SocketAddr,
+    /// The raw IPv6 Mobility Header socket at `mh_local_v6` (kernel checksum).
+    mh6: Option<AsyncRawSocket>,
+    /// The raw GRE sockets at `mh_local` and `mh_local_v6`; none when the data plane is
+    /// off (a receive on an empty set pends for ever).
+    gre4: GreSockets,
+    gre6: GreSockets,
+}
+
+/// Which IKE port a datagram came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IkePort {
+    /// UDP 500.
+    Ike,
+    /// UDP 4500: IKE after the non-ESP marker, or ESP.
+    NatT,
+}
+
+/// Where the loop receives from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Ike,
+    NatT,
+    Mh,
+    Mh6,
+    Gre4,
+    Gre6,
+    Diameter,
+}
+
+impl Source {
+    const ALL: [Source; 7] = [
+        Source::Ike,
+        Source::NatT,
+        Source::Mh,
+        Source::Mh6,
+        Source::Gre4,
+        Source::Gre6,
+        Source::Diameter,
+    ];
+}
+
+impl Sockets {
+    fn ike(&self, port: IkePort) -> &UdpSocket {
+        match port {
+            IkePort::Ike => &self.ike500,
+            IkePort::NatT => &self.ike4500,
+        }
+    }
+
+    fn ike_local(&self, port: IkePort) -> SocketAddr {
+        match port {
+            IkePort::Ike => self.local_500,
+            IkePort::NatT => self.local_4500,
+        }
+    }
+
+    /// The raw MH socket's address (unspecified without one).
+    fn local_mh6(&self) -> Ipv6Addr {
+        match self.mh6.as_ref().map(AsyncRawSocket::local) {
+            Some(IpAddr::V6(a)) => a,
+            _ => Ipv6Addr::UNSPECIFIED,
+        }
+    }
+
+    /// The GRE socket toward an LMA at `lma`: the one of its family.
+    fn gre_toward(&self, lma: IpAddr) -> Option<&pmip_node::gre::GreSocket> {
+        let (sockets, local) = match lma {
+            IpAddr::V4(_) => (&self.gre4, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            IpAddr::V6(_) => (&self.gre6, IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+        };
+        sockets.get_or_first(local)
+    }
+}
+
+/// Receives one packet on the raw IPv6 Mobility Header socket, if there is one; its
+/// sender as a socket address of port 0, like a UDP one.
+async fn recv_mh6(
+    socket: Option<&AsyncRawSocket>,
+    buffer: &mut [u8],
+) -> io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => {
+            let (len, from) = s.recv_from(buffer).await?;
+            Ok((len, SocketAddr::new(from, 0)))
+        }
+        None => pending().await,
+    }
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => pending().await,
+    }
+}
+
+/// The connection to the AAA.
+enum Diameter {
+    /// None, and none asked for.
+    Idle,
+    /// Being opened ([`Output::DiameterConnect`]).
+    Connecting(Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>),
+    /// Open; our end, for the pcap.
+    Open {
+        stream: TcpStream,
+        local: Option<SocketAddr>,
+    },
+}
+
+/// What the connection to the AAA did.
+enum DiameterEvent {
+    Connected(io::Result<TcpStream>),
+    /// Octets read into the buffer (0: the AAA closed the connection).
+    Read(io::Result<usize>),
+}
+
+impl Diameter {
+    /// Waits for the connect to finish or for bytes from the AAA (pends for ever when
+    /// idle). Cancel-safe: the connect and the read survive the loop's other branches.
+    async fn next(&mut self, buffer: &mut [u8]) -> DiameterEvent {
+        match self {
+            Diameter::Idle => pending().await,
+            Diameter::Connecting(connect) => DiameterEvent::Connected(connect.as_mut().await),
+            Diameter::Open { stream, .. } => DiameterEvent::Read(stream.read(buffer).await),
+        }
+    }
+}
+
+/// Opens the TCP connection to the AAA.
+async fn connect(aaa: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(aaa).await?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// The `--pcap` recording: the signaling the ePDG sends and receives.
+struct Capture {
+    pcap: Option<PcapWriter>,
+    /// The Diameter connection's synthetic TCP segments.
+    tcp: TcpCapture,
+    /// The AAA's address: the server end of the Diameter connection.
+    aaa: SocketAddr,
+    /// A copy of an outgoing IPv6 Mobility Header message, checksum filled.
+    scratch: Vec<u8>,
+}
+
+impl Capture {
+    /// One UDP datagram as it is on the wire (IKE on 4500 with its non-ESP marker). Our
+    /// end bound to an unspecified address is shown with the peer's.
+    fn udp(&mut self, ours: SocketAddr, peer: SocketAddr, outbound: bool, datagram: &[u8]) {
+        let Some(pcap) = self.pcap.as_mut() else {
+            return;
+        };
+        let ours = if ours.ip().is_unspecified() {
+            SocketAddr::new(peer.ip(), ours.port())
+        } else {
+            ours
+        };
+        let (source, destination) = if outbound { (ours, peer) } else { (peer, ours) };
+        if let Err(e) = pcap.write_udp(SystemTime::now(), source, destination, datagram) {
+            debug!("pcap: {e}");
+        }
+    }
+
+    /// A Mobility Header message directly in IPv6. One we send gets, in the copy
+    /// recorded, the checksum the kernel puts on the wire (IPV6_CHECKSUM).
+    fn mh6(&mut self, source: Ipv6Addr, destination: Ipv6Addr, outbound: bool, message: &[u8]) {
+        let Some(pcap) = self.pcap.as_mut() else {
+            return;
+        };
+        let mut recorded = message;
+        if outbound {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(message);
+            let context = ChecksumContext::Ipv6 {
+                source,
+                destination,
+            };
+            if let (Some(sum), Some(field)) = (
+                mobility_header_checksum(context, &self.scratch),
+                self.scratch.get_mut(4..6),
+            ) {
+                field.copy_from_slice(&sum.to_be_bytes());
+            }
+            recorded = &self.scratch;
+        }
+        if let Err(e) = pcap.write_ipv6_mh(SystemTime::now(), source, destination, recorded) {
+            debug!("pcap: {e}");
+        }
+    }
+
+    /// The synthetic handshake of a new connection from our `local` end.
+    fn diameter_connected(&mut self, local: Option<SocketAddr>) {
+        if let (Some(pcap), Some(local)) = (self.pcap.as_mut(), local) {
+            if let Err(e) = self.tcp.connect(pcap, SystemTime::now(), local, self.aaa) {
+                debug!("pcap: {e}");
+            }
+        }
+    }
+
+    /// One Diameter message (or the octets of one read) on the connection.
+    fn diameter(&mut self, local: Option<SocketAddr>, outbound: bool, bytes: &[u8]) {
+        if let (Some(pcap), Some(local)) = (self.pcap.as_mut(), local) {
+            let (from, to) = if outbound {
+                (local, self.aaa)
+            } else {
+                (self.aaa, local)
+            };
+            if let Err(e) = self.tcp.send(pcap, SystemTime::now(), from, to, bytes) {
+                debug!("pcap: {e}");
+            }
+        }
+    }
+
+    /// The close of the connection, by us (`outbound`) or by the AAA.
+    fn diameter_closed(&mut self, local: Option<SocketAddr>, outbound: bool) {
+        if let (Some(pcap), Some(local)) = (self.pcap.as_mut(), local) {
+            let (from, to) = if outbound {
+                (local, self.aaa)
+            } else {
+                (self.aaa, local)
+            };
+            if let Err(e) = self.tcp.close(pcap, SystemTime::now(), from, to) {
+                debug!("pcap: {e}");
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(p) = self.pcap.as_mut() {
+            let _ = p.flush();
+        }
+    }
+}
+
+/// The status file's writer: at most one rewrite per [`STATUS_INTERVAL`].
+#[derive(Default)]
+struct StatusWriter {
+    last: Option<String>,
+    /// When the file was last rewritten, how long that took, and when the next rewrite
+    /// is due.
+    written_at: Option<Instant>,
+    cost: Duration,
+    due: Option<Instant>,
+}
+
+/// Everything the loop changes: the core, the data plane, the Diameter connection and
+/// what is written for the user.
+struct Shell {
+    config: Config,
+    core: epdg::Epdg,
+    rng: OsRng,
+    /// The core's outputs, carried out after each input (kept for its allocation).
+    out: Vec<Output>,
+    dataplane: DataPlane,
+    data_plane_enabled: bool,
+    diameter: Diameter,
+    capture: Capture,
+    keylog: Option<File>,
+    status: StatusWriter,
+    /// The counters last logged, and when.
+    logged_counters: (Counters, Instant),
+    /// An IKE datagram for port 4500 with its non-ESP marker.
+    send_buffer: Vec<u8>,
 }
 
 /// The ePDG process: sockets around the sans-IO core.
 pub struct Epdg {
-    config: Config,
-    core: epdg::Epdg,
-    ike500: Arc<UdpSocket>,
-    ike4500: Arc<UdpSocket>,
-    mh: Arc<UdpSocket>,
-    /// The raw Mobility Header socket for IPv6 transport, and our address on it.
-    mh6: Option<(Arc<socket2::Socket>, std::net::Ipv6Addr)>,
-    /// The data plane and its raw IPv4 GRE socket (None: data plane off).
-    dataplane: DataPlane,
-    gre4: Option<Arc<socket2::Socket>>,
-    /// The raw IPv6 GRE socket at `mh_local_v6`, for LMAs named by IPv6 address.
-    gre6: Option<Arc<socket2::Socket>>,
-    /// The counters last logged, and when (at most one log line a second).
-    logged_counters: (Counters, Instant),
-    local_500: SocketAddr,
-    local_4500: SocketAddr,
-    local_mh: SocketAddr,
-    pcap: Option<PcapWriter>,
-    keylog: Option<File>,
-    rng: OsRng,
-    /// The current Diameter connection's number, and the connection once it is up.
-    diameter_conn: u64,
-    diameter: Option<DiameterConnection>,
-    /// The next TCP sequence numbers (ours, the AAA's) of the segments the pcap is given.
-    tcp_seq: (u32, u32),
-    last_status: Option<String>,
-    /// When the status file was last rewritten, how long that took, and when the next
-    /// rewrite is due.
-    status_written_at: Option<Instant>,
-    status_cost: Duration,
-    status_due: Option<Instant>,
-    tx: mpsc::Sender<Event>,
-    rx: Option<mpsc::Receiver<Event>>,
+    sockets: Sockets,
+    shell: Shell,
 }
 
 fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
@@ -165,50 +393,67 @@ fn signer(config: &Config) -> Result<Arc<dyn Signer>> {
     Ok(Arc::new(signer))
 }
 
+/// The raw GRE sockets of the data plane: IPv4 at `mh_local`, IPv6 at `mh_local_v6`.
+/// Without the privilege the ePDG runs on without a data plane, and says so.
+fn open_gre(config: &Config) -> (GreSockets, GreSockets) {
+    if !config.data_plane {
+        info!("data plane off (data_plane = false)");
+        return Default::default();
+    }
+    let gre4 = match GreSockets::bind(&[IpAddr::V4(config.mh_local)]) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(
+                "DATA PLANE DISABLED: {e:#}; UEs will attach but their traffic is dropped \
+                 (run as root or with CAP_NET_RAW, or set data_plane = false)"
+            );
+            return Default::default();
+        }
+    };
+    let v6: Vec<IpAddr> = config.mh_local_v6.map(IpAddr::V6).into_iter().collect();
+    let gre6 = GreSockets::bind(&v6).unwrap_or_else(|e| {
+        error!("DATA PLANE toward IPv6 LMAs DISABLED: {e:#}");
+        GreSockets::default()
+    });
+    (gre4, gre6)
+}
+
 impl Epdg {
-    /// Binds every socket and prepares the core.
+    /// Binds every socket and prepares the core (call inside the runtime).
     pub async fn bind(config: Config) -> Result<Epdg> {
-        let ike500 = UdpSocket::bind(config.ike_listen)
-            .await
+        let buffer = Some(SOCKET_BUFFER_BYTES);
+        let ike500 = socket::udp_async(config.ike_listen, buffer)
             .with_context(|| format!("binding IKE UDP {}", config.ike_listen))?;
-        let ike4500 = UdpSocket::bind(config.natt_listen)
-            .await
+        let ike4500 = socket::udp_async(config.natt_listen, buffer)
             .with_context(|| format!("binding IKE UDP {}", config.natt_listen))?;
-        let mh = UdpSocket::bind(SocketAddr::new(config.mh_local.into(), 0))
-            .await
+        let mh = socket::udp_async(SocketAddr::new(config.mh_local.into(), 0), buffer)
             .with_context(|| format!("binding the MH socket at {}", config.mh_local))?;
-        let mh6 = match config.mh_local_v6 {
-            Some(a) => Some((Arc::new(bind_raw_mh(a)?), a)),
-            None => None,
+        let mh6 = config
+            .mh_local_v6
+            .map(|a| -> Result<AsyncRawSocket> {
+                let raw = RawSocket::mobility_header(a, true).with_context(|| {
+                    format!(
+                        "opening the raw Mobility Header socket on {a} (mh_local_v6; needs \
+                         root or CAP_NET_RAW)"
+                    )
+                })?;
+                raw.set_receive_buffer(SOCKET_BUFFER_BYTES);
+                raw.into_async()
+                    .context("registering the raw Mobility Header socket with tokio")
+            })
+            .transpose()?;
+        let (gre4, gre6) = open_gre(&config);
+        let sockets = Sockets {
+            local_500: ike500.local_addr()?,
+            local_4500: ike4500.local_addr()?,
+            local_mh: mh.local_addr()?,
+            ike500,
+            ike4500,
+            mh,
+            mh6,
+            gre4,
+            gre6,
         };
-        let gre4 = if config.data_plane {
-            match bind_raw_gre(config.mh_local) {
-                Ok(s) => Some(Arc::new(s)),
-                Err(e) => {
-                    error!(
-                        "DATA PLANE DISABLED: {e:#}; UEs will attach but their traffic is dropped \
-                         (run as root or with CAP_NET_RAW, or set data_plane = false)"
-                    );
-                    None
-                }
-            }
-        } else {
-            info!("data plane off (data_plane = false)");
-            None
-        };
-        let gre6 = match (gre4.is_some(), config.mh_local_v6) {
-            (true, Some(address)) => match bind_raw_gre6(address) {
-                Ok(s) => Some(Arc::new(s)),
-                Err(e) => {
-                    error!("DATA PLANE toward IPv6 LMAs DISABLED: {e:#}");
-                    None
-                }
-            },
-            _ => None,
-        };
-        let local_500 = ike500.local_addr()?;
-        let local_4500 = ike4500.local_addr()?;
-        let local_mh = mh.local_addr()?;
         let mut core_config = EpdgConfig::from_config(&config)?;
         core_config.ike.signer = Some(signer(&config)?);
         let mut rng = OsRng;
@@ -223,222 +468,351 @@ impl Epdg {
             Some(p) => Some(File::create(p).with_context(|| format!("creating {}", p.display()))?),
             None => None,
         };
-        let (tx, rx) = mpsc::channel(1024);
-        Ok(Epdg {
+        let shell = Shell {
             core,
-            ike500: Arc::new(ike500),
-            ike4500: Arc::new(ike4500),
-            mh: Arc::new(mh),
-            mh6,
-            dataplane: DataPlane::new(),
-            gre4,
-            gre6,
-            logged_counters: (Default::default(), Instant::now()),
-            local_500,
-            local_4500,
-            local_mh,
-            pcap,
-            keylog,
             rng,
-            diameter_conn: 0,
-            diameter: None,
-            tcp_seq: (1, 1),
-            last_status: None,
-            status_written_at: None,
-            status_cost: Duration::ZERO,
-            status_due: None,
-            tx,
-            rx: Some(rx),
+            out: Vec::new(),
+            dataplane: DataPlane::new(),
+            data_plane_enabled: !sockets.gre4.is_empty(),
+            diameter: Diameter::Idle,
+            capture: Capture {
+                pcap,
+                tcp: TcpCapture::new(),
+                aaa: config.aaa,
+                scratch: Vec::new(),
+            },
+            keylog,
+            status: StatusWriter::default(),
+            logged_counters: (Counters::default(), Instant::now()),
+            send_buffer: Vec::new(),
             config,
-        })
+        };
+        Ok(Epdg { sockets, shell })
     }
 
     /// Runs until `stop` completes, then detaches every UE (the core's shutdown: every
     /// IKE SA deleted, bindings de-registered, STR, DPR) and returns.
-    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+    pub async fn run(self, stop: impl Future<Output = ()>) -> Result<()> {
+        let Epdg { sockets, mut shell } = self;
         tokio::pin!(stop);
-        let mut rx = self.rx.take().context("run called twice")?;
-        spawn_udp_reader(Arc::clone(&self.ike500), self.tx.clone(), |data, from| {
-            Event::Ike {
-                data,
-                from,
-                natt: false,
-            }
-        });
-        spawn_udp_reader(Arc::clone(&self.ike4500), self.tx.clone(), |data, from| {
-            Event::Ike {
-                data,
-                from,
-                natt: true,
-            }
-        });
-        spawn_udp_reader(Arc::clone(&self.mh), self.tx.clone(), |data, from| {
-            Event::Mh { data, from }
-        });
-        if let Some((socket, _)) = &self.mh6 {
-            spawn_raw_reader(Arc::clone(socket), self.tx.clone())?;
-        }
-        if let Some(socket) = &self.gre4 {
-            spawn_gre_reader(Arc::clone(socket), self.tx.clone())?;
-        }
-        if let Some(socket) = &self.gre6 {
-            spawn_gre_reader(Arc::clone(socket), self.tx.clone())?;
-        }
         // The core's first deadline is the connect to the AAA.
-        self.feed(Input::Timeout).await;
+        shell.feed(&sockets, Input::Timeout).await;
         info!(
-            ike = %self.local_500,
-            natt = %self.local_4500,
-            mh = %self.local_mh,
-            aaa = %self.config.aaa,
+            ike = %sockets.local_500,
+            natt = %sockets.local_4500,
+            mh = %sockets.local_mh,
+            aaa = %shell.config.aaa,
             "mag listening"
         );
-        self.write_status();
+        shell.write_status();
+        let mut ike_buffer = vec![0u8; PACKET_BUFFER];
+        let mut natt_buffer = vec![0u8; PACKET_BUFFER];
+        let mut mh_buffer = vec![0u8; PACKET_BUFFER];
+        let mut mh6_buffer = vec![0u8; PACKET_BUFFER];
+        let mut gre4_buffer = vec![0u8; PACKET_BUFFER];
+        let mut gre6_buffer = vec![0u8; PACKET_BUFFER];
+        let mut diameter_buffer = vec![0u8; PACKET_BUFFER];
+        let mut counter_tick = tokio::time::interval(COUNTER_INTERVAL);
+        counter_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let data_plane = shell.data_plane_enabled;
         let mut stopping = false;
         loop {
-            let deadline = [self.core.poll_timeout(), self.status_due]
+            let deadline = [shell.core.poll_timeout(), shell.status.due]
                 .into_iter()
                 .flatten()
                 .min();
-            let sleep = tokio::time::sleep_until(
-                deadline
-                    .map(tokio::time::Instant::from_std)
-                    .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600)),
-            );
-            let stopped = tokio::select! {
-                event = rx.recv() => match event {
-                    Some(event) => self.on_event(event).await,
-                    None => return Ok(()),
-                },
-                _ = sleep => self.on_timeout().await,
+            let mut stopped = tokio::select! {
                 _ = &mut stop, if !stopping => {
                     stopping = true;
-                    self.feed(Input::Shutdown).await
+                    shell.feed(&sockets, Input::Shutdown).await
                 }
+                received = sockets.ike500.recv_from(&mut ike_buffer) => {
+                    shell.on_udp(&sockets, Source::Ike, received, &ike_buffer).await
+                }
+                received = sockets.ike4500.recv_from(&mut natt_buffer) => {
+                    shell.on_udp(&sockets, Source::NatT, received, &natt_buffer).await
+                }
+                received = sockets.mh.recv_from(&mut mh_buffer) => {
+                    shell.on_udp(&sockets, Source::Mh, received, &mh_buffer).await
+                }
+                received = recv_mh6(sockets.mh6.as_ref(), &mut mh6_buffer) => {
+                    shell.on_udp(&sockets, Source::Mh6, received, &mh6_buffer).await
+                }
+                (_, received) = sockets.gre4.recv(&mut gre4_buffer) => {
+                    shell.on_gre(&sockets, received).await;
+                    false
+                }
+                (_, received) = sockets.gre6.recv(&mut gre6_buffer) => {
+                    shell.on_gre(&sockets, received).await;
+                    false
+                }
+                event = shell.diameter.next(&mut diameter_buffer) => {
+                    shell.on_diameter(&sockets, event, &diameter_buffer).await
+                }
+                _ = sleep_until(deadline) => shell.on_timeout(&sockets).await,
+                _ = counter_tick.tick(), if data_plane => false,
             };
+            if !stopped {
+                stopped = shell.sweep(&sockets, &mut ike_buffer).await;
+            }
             if stopped {
                 return Ok(());
             }
-            self.log_counters();
-            if let Some(p) = self.pcap.as_mut() {
-                let _ = p.flush();
-            }
-            self.status_changed();
+            shell.log_counters();
+            shell.capture.flush();
+            shell.status_changed();
         }
     }
+}
 
+impl Shell {
     /// Hands one input to the core and carries out what it asks. True once the core
     /// has stopped.
-    async fn feed(&mut self, input: Input<'_>) -> bool {
-        let mut out = Vec::new();
+    async fn feed(&mut self, sockets: &Sockets, input: Input<'_>) -> bool {
+        let mut out = std::mem::take(&mut self.out);
         self.core
             .handle(input, Instant::now(), &mut self.rng, &mut out);
-        self.carry_out(out).await
+        let stopped = self.carry_out(sockets, &mut out).await;
+        self.out = out;
+        stopped
     }
 
-    async fn on_timeout(&mut self) -> bool {
+    async fn on_timeout(&mut self, sockets: &Sockets) -> bool {
         let now = Instant::now();
-        if self.status_due.is_some_and(|t| t <= now) {
+        if self.status.due.is_some_and(|t| t <= now) {
             self.status_changed();
         }
         if self.core.poll_timeout().is_some_and(|t| t <= now) {
-            return self.feed(Input::Timeout).await;
+            return self.feed(sockets, Input::Timeout).await;
         }
         false
     }
 
-    async fn on_event(&mut self, event: Event) -> bool {
-        match event {
-            Event::Ike { data, from, natt } => self.on_ike(&data, from, natt).await,
-            Event::Mh { data, from } => {
-                self.record_mh(from, &data);
-                self.feed(Input::Mobility { from, bytes: &data }).await
+    /// A datagram of a UDP socket (IKE on 500 or 4500, the Mobility Header over IPv4) or
+    /// a Mobility Header message of the raw IPv6 socket (checksum checked by the kernel;
+    /// `from` has port 0). True once the core has stopped.
+    async fn on_udp(
+        &mut self,
+        sockets: &Sockets,
+        source: Source,
+        received: io::Result<(usize, SocketAddr)>,
+        buffer: &[u8],
+    ) -> bool {
+        let (len, from) = match received {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(socket = ?source, "receive: {e}");
+                return false;
             }
-            Event::Gre { data, from } => {
-                self.on_gre(&data, from).await;
-                false
+        };
+        let datagram = &buffer[..len.min(buffer.len())];
+        match source {
+            Source::Ike => self.on_ike(sockets, IkePort::Ike, datagram, from).await,
+            Source::NatT => self.on_ike(sockets, IkePort::NatT, datagram, from).await,
+            _ => {
+                match from.ip() {
+                    IpAddr::V6(source) => {
+                        self.capture
+                            .mh6(source, sockets.local_mh6(), false, datagram)
+                    }
+                    IpAddr::V4(_) => self.capture.udp(sockets.local_mh, from, false, datagram),
+                }
+                let input = Input::Mobility {
+                    from,
+                    bytes: datagram,
+                };
+                self.feed(sockets, input).await
             }
-            Event::DiameterUp { conn, writer } if conn == self.diameter_conn => {
-                let local = writer.local_addr().ok();
-                self.diameter = Some(DiameterConnection { writer, local });
-                self.record_handshake();
-                info!(aaa = %self.config.aaa, "connected to the AAA");
-                self.feed(Input::DiameterConnected).await
-            }
-            Event::DiameterConnectFailed { conn, error } if conn == self.diameter_conn => {
-                warn!("cannot reach the AAA: {error}; retrying in 2 s");
-                self.feed(Input::DiameterConnectFailed).await
-            }
-            Event::DiameterBytes { conn, bytes } if conn == self.diameter_conn => {
-                self.record_tcp(false, TCP_PSH_ACK, &bytes);
-                self.feed(Input::DiameterBytes(&bytes)).await
-            }
-            Event::DiameterDown { conn } if conn == self.diameter_conn => {
-                self.diameter = None;
-                self.feed(Input::DiameterClosed).await
-            }
-            // An older connection's: it was closed on the core's word.
-            Event::DiameterUp { .. }
-            | Event::DiameterConnectFailed { .. }
-            | Event::DiameterBytes { .. }
-            | Event::DiameterDown { .. } => false,
         }
     }
 
-    async fn on_ike(&mut self, data: &[u8], from: SocketAddr, natt: bool) -> bool {
-        let mut ike = data;
+    /// One datagram on an IKE port: IKE to the core; on 4500, ESP to the data plane.
+    async fn on_ike(
+        &mut self,
+        sockets: &Sockets,
+        port: IkePort,
+        datagram: &[u8],
+        from: SocketAddr,
+    ) -> bool {
+        let natt = port == IkePort::NatT;
+        let mut ike = datagram;
         if natt {
-            // RFC 3948: IKE after a four-octet non-ESP marker; anything else is ESP
-            // (the data plane) or a NAT keepalive.
-            match UdpEncapsulated::classify(data) {
-                Ok(UdpEncapsulated::Ike(_)) => ike = &data[4..],
+            // RFC 3948 section 2.2: IKE after a four-octet non-ESP marker; anything else
+            // is ESP (the data plane) or a NAT keepalive.
+            match UdpEncapsulated::classify(datagram) {
+                Ok(UdpEncapsulated::Ike(_)) => ike = &datagram[NON_ESP_MARKER.len()..],
                 Ok(UdpEncapsulated::Esp(_)) => {
-                    self.on_esp(data, from);
+                    self.on_esp(sockets, datagram, from).await;
                     return false;
                 }
                 Ok(UdpEncapsulated::NatKeepalive) | Err(_) => return false,
             }
         }
-        self.record_ike(from, natt, false, ike);
-        let local = if natt {
-            self.local_4500
-        } else {
-            self.local_500
-        };
-        self.feed(Input::Ike {
-            remote: from,
-            local,
-            natt,
-            bytes: ike,
-        })
+        let local = sockets.ike_local(port);
+        self.capture.udp(local, from, false, datagram);
+        self.feed(
+            sockets,
+            Input::Ike {
+                remote: from,
+                local,
+                natt,
+                bytes: ike,
+            },
+        )
         .await
     }
 
-    /// Carries out the core's outputs in order. True once the core has stopped.
-    async fn carry_out(&mut self, out: Vec<Output>) -> bool {
-        let mut stopped = false;
-        for o in out {
-            match o {
-                Output::Ike(t) => self.send_ike(t).await,
-                Output::Mobility { to, bytes } => self.send_mh(to, &bytes).await,
-                Output::DiameterConnect => self.connect(),
-                Output::Diameter(bytes) => {
-                    self.record_tcp(true, TCP_PSH_ACK, &bytes);
-                    match self.diameter.as_mut() {
-                        Some(c) => {
-                            if let Err(e) = c.writer.write_all(&bytes).await {
-                                warn!("writing to the AAA: {e}");
-                            }
-                        }
-                        None => debug!("no AAA connection: Diameter message not written"),
-                    }
+    /// What the Diameter connection did.
+    async fn on_diameter(
+        &mut self,
+        sockets: &Sockets,
+        event: DiameterEvent,
+        buffer: &[u8],
+    ) -> bool {
+        let aaa = self.config.aaa;
+        let read = match event {
+            DiameterEvent::Connected(Ok(stream)) => {
+                let local = stream.local_addr().ok();
+                self.diameter = Diameter::Open { stream, local };
+                self.capture.diameter_connected(local);
+                info!(aaa = %aaa, "connected to the AAA");
+                return self.feed(sockets, Input::DiameterConnected).await;
+            }
+            DiameterEvent::Connected(Err(e)) => {
+                self.diameter = Diameter::Idle;
+                let error = format!("{aaa}: {e}");
+                warn!("cannot reach the AAA: {error}; retrying in 2 s");
+                return self.feed(sockets, Input::DiameterConnectFailed).await;
+            }
+            DiameterEvent::Read(read) => read,
+        };
+        let Diameter::Open { local, .. } = &self.diameter else {
+            return false;
+        };
+        let local = *local;
+        match read {
+            Ok(0) | Err(_) => {
+                if let Err(e) = &read {
+                    debug!(aaa = %aaa, "reading from the AAA: {e}");
                 }
-                Output::DiameterClose => {
-                    // Whatever the old connection still says is ignored.
-                    self.diameter_conn += 1;
-                    if let Some(mut c) = self.diameter.take() {
-                        let _ = c.writer.shutdown().await;
+                self.capture.diameter_closed(local, false);
+                self.diameter = Diameter::Idle;
+                self.feed(sockets, Input::DiameterClosed).await
+            }
+            Ok(len) => {
+                let bytes = &buffer[..len.min(buffer.len())];
+                self.capture.diameter(local, false, bytes);
+                self.feed(sockets, Input::DiameterBytes(bytes)).await
+            }
+        }
+    }
+
+    /// After a wake-up: what is already waiting on any socket, taken one at a time from
+    /// each in turn (a PBA or a DEA must not wait behind a queue of IKE requests), up to
+    /// [`BURST`] in all or until every socket is empty. True once the core has stopped.
+    async fn sweep(&mut self, sockets: &Sockets, buffer: &mut [u8]) -> bool {
+        let mut handled = 0;
+        while handled < BURST {
+            let before = handled;
+            for source in Source::ALL {
+                let Some(stopped) = self.try_one(sockets, source, buffer).await else {
+                    continue;
+                };
+                if stopped {
+                    return true;
+                }
+                handled += 1;
+            }
+            if handled == before {
+                break;
+            }
+        }
+        false
+    }
+
+    /// Handles one datagram (or read) of `source` if one is waiting: `None` when none
+    /// is, else whether the core has stopped.
+    async fn try_one(
+        &mut self,
+        sockets: &Sockets,
+        source: Source,
+        buffer: &mut [u8],
+    ) -> Option<bool> {
+        let would_block = |e: &io::Error| e.kind() == io::ErrorKind::WouldBlock;
+        match source {
+            Source::Ike | Source::NatT | Source::Mh => {
+                let socket = match source {
+                    Source::Ike => &sockets.ike500,
+                    Source::NatT => &sockets.ike4500,
+                    _ => &sockets.mh,
+                };
+                let received = socket.try_recv_from(buffer);
+                if received.as_ref().is_err_and(would_block) {
+                    return None;
+                }
+                Some(self.on_udp(sockets, source, received, buffer).await)
+            }
+            Source::Mh6 => {
+                let received = sockets.mh6.as_ref()?.try_recv_from(buffer).transpose()?;
+                let received = received.map(|(len, from)| (len, SocketAddr::new(from, 0)));
+                Some(self.on_udp(sockets, source, received, buffer).await)
+            }
+            Source::Gre4 | Source::Gre6 => {
+                let family = match source {
+                    Source::Gre4 => &sockets.gre4,
+                    _ => &sockets.gre6,
+                };
+                // One address per family: the socket of index 0.
+                let received = family.try_recv(0, buffer)?;
+                self.on_gre(sockets, received).await;
+                Some(false)
+            }
+            Source::Diameter => {
+                let Diameter::Open { stream, .. } = &self.diameter else {
+                    return None;
+                };
+                let read = stream.try_read(buffer);
+                if read.as_ref().is_err_and(would_block) {
+                    return None;
+                }
+                Some(
+                    self.on_diameter(sockets, DiameterEvent::Read(read), buffer)
+                        .await,
+                )
+            }
+        }
+    }
+
+    /// Carries out the core's outputs in order, leaving `out` empty. True once the core
+    /// has stopped.
+    async fn carry_out(&mut self, sockets: &Sockets, out: &mut Vec<Output>) -> bool {
+        let mut stopped = false;
+        for o in out.drain(..) {
+            match o {
+                Output::Ike(t) => self.send_ike(sockets, t).await,
+                Output::Mobility { to, bytes } => self.send_mh(sockets, to, &bytes).await,
+                Output::DiameterConnect => {
+                    // A connection still open is dropped: the core starts afresh.
+                    self.diameter = Diameter::Connecting(Box::pin(connect(self.config.aaa)));
+                }
+                Output::Diameter(bytes) => match &mut self.diameter {
+                    Diameter::Open { stream, local } => {
+                        self.capture.diameter(*local, true, &bytes);
+                        if let Err(e) = stream.write_all(&bytes).await {
+                            warn!("writing to the AAA: {e}");
+                        }
                     }
+                    _ => debug!("no AAA connection: Diameter message not written"),
+                },
+                Output::DiameterClose => {
+                    if let Diameter::Open { mut stream, local } =
+                        std::mem::replace(&mut self.diameter, Diameter::Idle)
+                    {
+                        self.capture.diameter_closed(local, true);
+                        let _ = stream.shutdown().await;
+                    }
+                    // Whatever was being opened is dropped too.
+                    self.diameter = Diameter::Idle;
                 }
                 Output::SessionUp {
                     ike_spi,
@@ -556,9 +930,7 @@ impl Epdg {
                 info!(ike_sas, "shutting down: detaching every UE")
             }
             Report::Stopped { bindings } => {
-                if let Some(p) = self.pcap.as_mut() {
-                    let _ = p.flush();
-                }
+                self.capture.flush();
                 self.write_status();
                 info!(bindings, "mag stopped");
                 return true;
@@ -574,16 +946,16 @@ impl Epdg {
             return;
         }
         let now = Instant::now();
-        let interval = STATUS_INTERVAL.max(self.status_cost * 20);
-        match self.status_written_at {
+        let interval = STATUS_INTERVAL.max(self.status.cost * 20);
+        match self.status.written_at {
             Some(at) if now < at + interval => {
-                self.status_due.get_or_insert(at + interval);
+                self.status.due.get_or_insert(at + interval);
             }
             _ => {
-                self.status_due = None;
-                self.status_written_at = Some(now);
+                self.status.due = None;
+                self.status.written_at = Some(now);
                 self.write_status();
-                self.status_cost = now.elapsed();
+                self.status.cost = now.elapsed();
             }
         }
     }
@@ -596,7 +968,7 @@ impl Epdg {
         let status = StatusFile {
             core: self.core.status(),
             data_plane: DataPlaneStatus {
-                enabled: self.gre4.is_some(),
+                enabled: self.data_plane_enabled,
                 sessions: self.dataplane.len(),
                 counters: self.dataplane.counters(),
             },
@@ -605,209 +977,62 @@ impl Epdg {
             Ok(t) => t,
             Err(e) => return warn!("serialising the status: {e}"),
         };
-        if self.last_status.as_deref() == Some(text.as_str()) {
+        if self.status.last.as_deref() == Some(text.as_str()) {
             return;
         }
         let tmp = path.with_extension("tmp");
         let written =
             std::fs::write(&tmp, format!("{text}\n")).and_then(|()| std::fs::rename(&tmp, &path));
         match written {
-            Ok(()) => self.last_status = Some(text),
+            Ok(()) => self.status.last = Some(text),
             Err(e) => warn!(path = %path.display(), "writing the status file: {e}"),
         }
     }
 
-    /// Opens connection number `diameter_conn + 1` to the AAA on a task of its own,
-    /// which then reads it.
-    fn connect(&mut self) {
-        self.diameter_conn += 1;
-        self.diameter = None;
-        let conn = self.diameter_conn;
-        let aaa = self.config.aaa;
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            match TcpStream::connect(aaa).await {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    let (mut reader, writer) = stream.into_split();
-                    if tx.send(Event::DiameterUp { conn, writer }).await.is_err() {
-                        return;
-                    }
-                    let mut buf = vec![0u8; 65536];
-                    loop {
-                        match reader.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                let bytes = buf[..n].to_vec();
-                                if tx.send(Event::DiameterBytes { conn, bytes }).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                    let _ = tx.send(Event::DiameterDown { conn }).await;
-                }
-                Err(e) => {
-                    let error = format!("{aaa}: {e}");
-                    let _ = tx.send(Event::DiameterConnectFailed { conn, error }).await;
-                }
-            }
-        });
-    }
-
-    /// A synthetic three-way handshake, so Wireshark follows the Diameter stream.
-    fn record_handshake(&mut self) {
-        self.tcp_seq = (0, 0);
-        self.record_tcp(true, TCP_SYN, &[]);
-        self.record_tcp(false, TCP_SYN | TCP_ACK, &[]);
-        self.record_tcp(true, TCP_ACK, &[]);
-    }
-
-    /// One TCP segment of the Diameter connection in the pcap.
-    fn record_tcp(&mut self, outbound: bool, flags: u8, payload: &[u8]) {
-        let local = self.diameter.as_ref().and_then(|c| c.local);
-        let (Some(pcap), Some(local)) = (self.pcap.as_mut(), local) else {
-            return;
-        };
-        let remote = self.config.aaa;
-        let (src, dst, seq, ack) = if outbound {
-            (local, remote, self.tcp_seq.0, self.tcp_seq.1)
+    /// An IKE datagram of the core, from the socket of its port (on 4500 after the
+    /// non-ESP marker).
+    async fn send_ike(&mut self, sockets: &Sockets, t: Transmit) {
+        let (port, datagram) = if t.natt {
+            self.send_buffer.clear();
+            self.send_buffer.extend_from_slice(&NON_ESP_MARKER);
+            self.send_buffer.extend_from_slice(&t.bytes);
+            (IkePort::NatT, &self.send_buffer[..])
         } else {
-            (remote, local, self.tcp_seq.1, self.tcp_seq.0)
+            (IkePort::Ike, &t.bytes[..])
         };
-        let builder = match (src.ip(), dst.ip()) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64)
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                etherparse::PacketBuilder::ipv6(s.octets(), d.octets(), 64)
-            }
-            _ => return,
-        };
-        let mut builder = builder.tcp(src.port(), dst.port(), seq, 65535);
-        if flags & TCP_SYN != 0 {
-            builder = builder.syn();
-        }
-        if flags & TCP_ACK != 0 {
-            builder = builder.ack(ack);
-        }
-        if flags & TCP_PSH != 0 {
-            builder = builder.psh();
-        }
-        let mut packet = Vec::with_capacity(builder.size(payload.len()));
-        if builder.write(&mut packet, payload).is_err() {
-            return;
-        }
-        let _ = pcap.write_ip(SystemTime::now(), &packet);
-        // A SYN takes one sequence number.
-        let used = payload.len() as u32 + u32::from(flags & TCP_SYN != 0);
-        if outbound {
-            self.tcp_seq.0 = self.tcp_seq.0.wrapping_add(used);
-        } else {
-            self.tcp_seq.1 = self.tcp_seq.1.wrapping_add(used);
-        }
-    }
-
-    fn record_ike(&mut self, peer: SocketAddr, natt: bool, outbound: bool, data: &[u8]) {
-        let Some(p) = self.pcap.as_mut() else { return };
-        let local = if natt {
-            self.local_4500
-        } else {
-            self.local_500
-        };
-        let local = if local.ip().is_unspecified() {
-            SocketAddr::new(peer.ip(), local.port())
-        } else {
-            local
-        };
-        let mut payload = Vec::with_capacity(data.len() + 4);
-        if natt {
-            payload.extend_from_slice(&[0, 0, 0, 0]);
-        }
-        payload.extend_from_slice(data);
-        let (src, dst) = if outbound {
-            (local, peer)
-        } else {
-            (peer, local)
-        };
-        if let Err(e) = p.write_udp(SystemTime::now(), src, dst, &payload) {
-            debug!("pcap: {e}");
-        }
-    }
-
-    /// An IKE datagram of the core, from the socket of its port.
-    async fn send_ike(&mut self, t: Transmit) {
-        self.record_ike(t.remote, t.natt, true, &t.bytes);
-        let result = if t.natt {
-            let mut d = Vec::with_capacity(t.bytes.len() + 4);
-            d.extend_from_slice(&[0, 0, 0, 0]);
-            d.extend_from_slice(&t.bytes);
-            self.ike4500.send_to(&d, t.remote).await
-        } else {
-            self.ike500.send_to(&t.bytes, t.remote).await
-        };
-        if let Err(e) = result {
+        self.capture
+            .udp(sockets.ike_local(port), t.remote, true, datagram);
+        if let Err(e) = sockets.ike(port).send_to(datagram, t.remote).await {
             warn!(to = %t.remote, "sending IKE: {e}");
         }
     }
 
     /// A Mobility Header message of the core: in UDP over IPv4, or on the raw IPv6
     /// socket (the kernel fills the checksum: IPV6_CHECKSUM).
-    async fn send_mh(&mut self, to: SocketAddr, bytes: &[u8]) {
+    async fn send_mh(&mut self, sockets: &Sockets, to: SocketAddr, bytes: &[u8]) {
         let IpAddr::V6(destination) = to.ip() else {
-            if let Some(p) = self.pcap.as_mut() {
-                let _ = p.write_udp(SystemTime::now(), self.local_mh, to, bytes);
-            }
-            if let Err(e) = self.mh.send_to(bytes, to).await {
+            self.capture.udp(sockets.local_mh, to, true, bytes);
+            if let Err(e) = sockets.mh.send_to(bytes, to).await {
                 warn!(%to, "sending PBU: {e}");
             }
             return;
         };
-        let Some((socket, source)) = self.mh6.as_ref() else {
+        let Some(raw) = sockets.mh6.as_ref() else {
             warn!(%to, "no IPv6 transport to this LMA: set mh_local_v6");
             return;
         };
-        let to = SocketAddr::new(to.ip(), 0);
-        if let Err(e) = socket.send_to(bytes, &socket2::SockAddr::from(to)) {
-            warn!(%to, "sending PBU: {e}");
+        if let Err(e) = raw.send_to(bytes, to.ip()).await {
+            warn!(to = %SocketAddr::new(to.ip(), 0), "sending PBU: {e}");
         }
-        if let Some(p) = self.pcap.as_mut() {
-            // The copy for the pcap gets the checksum the kernel puts on the wire.
-            let mut checked = bytes.to_vec();
-            let context = ChecksumContext::Ipv6 {
-                source: *source,
-                destination,
-            };
-            if let (Some(sum), Some(field)) = (
-                mobility_header_checksum(context, &checked),
-                checked.get_mut(4..6),
-            ) {
-                field.copy_from_slice(&sum.to_be_bytes());
-            }
-            let _ = p.write_ipv6_mh(SystemTime::now(), *source, destination, &checked);
-        }
-    }
-
-    /// A received Mobility Header message in the pcap.
-    fn record_mh(&mut self, from: SocketAddr, data: &[u8]) {
-        let Some(p) = self.pcap.as_mut() else { return };
-        match from.ip() {
-            IpAddr::V4(_) => {
-                let _ = p.write_udp(SystemTime::now(), from, self.local_mh, data);
-            }
-            IpAddr::V6(source) => {
-                if let Some((_, local)) = self.mh6.as_ref() {
-                    let _ = p.write_ipv6_mh(SystemTime::now(), source, *local, data);
-                }
-            }
-        }
+        self.capture
+            .mh6(sockets.local_mh6(), destination, true, bytes);
     }
 
     /// Logs the data plane counters when they changed, at most once a second.
     fn log_counters(&mut self) {
         let c = self.dataplane.counters();
         let (last, at) = self.logged_counters;
-        if c == last || at.elapsed() < Duration::from_secs(1) {
+        if c == last || at.elapsed() < COUNTER_INTERVAL {
             return;
         }
         self.logged_counters = (c, Instant::now());
@@ -826,23 +1051,17 @@ impl Epdg {
     }
 
     /// Uplink: ESP from a UE on port 4500 -> GRE to its LMA.
-    fn on_esp(&mut self, data: &[u8], from: SocketAddr) {
-        if self.gre4.is_none() {
+    async fn on_esp(&mut self, sockets: &Sockets, esp: &[u8], from: SocketAddr) {
+        if !self.data_plane_enabled {
             return;
         }
-        match self.dataplane.uplink(from, data) {
+        match self.dataplane.uplink(from, esp) {
             Ok(p) => {
-                let socket = if p.lma.is_ipv4() {
-                    self.gre4.as_ref()
-                } else {
-                    self.gre6.as_ref()
-                };
-                let Some(socket) = socket else {
+                let Some(socket) = sockets.gre_toward(p.lma) else {
                     debug!(lma = %p.lma, "no GRE socket for this LMA's IP version: dropped");
                     return;
                 };
-                let to = socket2::SockAddr::from(SocketAddr::new(p.lma, 0));
-                if let Err(e) = socket.send_to(p.gre, &to) {
+                if let Err(e) = socket.send_to(p.gre, p.lma).await {
                     debug!(lma = %p.lma, "sending GRE: {e}");
                 }
             }
@@ -851,171 +1070,19 @@ impl Epdg {
     }
 
     /// Downlink: GRE from an LMA -> ESP to the UE.
-    async fn on_gre(&mut self, data: &[u8], from: IpAddr) {
-        match self.dataplane.downlink(from, data, &mut self.rng) {
+    async fn on_gre(&mut self, sockets: &Sockets, received: Result<(IpAddr, &[u8]), ReceiveError>) {
+        let (from, gre) = match received {
+            Ok(r) => r,
+            Err(ReceiveError::OuterHeader(e)) => return debug!("raw GRE packet dropped: {e}"),
+            Err(ReceiveError::Io(e)) => return debug!("raw GRE receive: {e}"),
+        };
+        match self.dataplane.downlink(from, gre, &mut self.rng) {
             Ok(p) => {
-                if let Err(e) = self.ike4500.send_to(p.esp, p.ue).await {
+                if let Err(e) = sockets.ike4500.send_to(p.esp, p.ue).await {
                     debug!(ue = %p.ue, "sending ESP: {e}");
                 }
             }
             Err(reason) => debug!(%from, ?reason, "downlink packet dropped"),
         }
     }
-}
-
-fn spawn_udp_reader(
-    socket: Arc<UdpSocket>,
-    tx: mpsc::Sender<Event>,
-    make: impl Fn(Vec<u8>, SocketAddr) -> Event + Send + 'static,
-) {
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            match socket.recv_from(&mut buf).await {
-                Ok((n, from)) => {
-                    if tx.send(make(buf[..n].to_vec(), from)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    debug!("UDP receive: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
-    });
-}
-
-/// The raw IPv6 socket for the Mobility Header (next header 135) at `address`, with the
-/// kernel computing and checking the checksum at offset 4 (RFC 6275 section 6.1.1).
-fn bind_raw_mh(address: std::net::Ipv6Addr) -> Result<socket2::Socket> {
-    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-    use std::os::fd::AsRawFd;
-    let socket = Socket::new(
-        Domain::IPV6,
-        Type::RAW,
-        Some(Protocol::from(i32::from(pmip_common::mh::IPPROTO_MH))),
-    )
-    .context("opening a raw IPv6 Mobility Header socket (needs root or CAP_NET_RAW)")?;
-    let offset: libc::c_int = 4;
-    // SAFETY: a valid socket fd and an int option of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_RAW,
-            libc::IPV6_CHECKSUM,
-            &offset as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .context("setting IPV6_CHECKSUM on the raw Mobility Header socket");
-    }
-    socket
-        .bind(&SockAddr::from(SocketAddr::new(address.into(), 0)))
-        .with_context(|| format!("binding the raw Mobility Header socket to {address}"))?;
-    Ok(socket)
-}
-
-/// The raw IPv4 socket for GRE (IP protocol 47) at `address`: the kernel adds the outer
-/// IPv4 header on send and delivers it on receive.
-fn bind_raw_gre(address: std::net::Ipv4Addr) -> Result<socket2::Socket> {
-    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(47)))
-        .context("opening a raw IPv4 GRE socket (needs root or CAP_NET_RAW)")?;
-    socket
-        .bind(&SockAddr::from(SocketAddr::new(address.into(), 0)))
-        .with_context(|| format!("binding the raw GRE socket to {address}"))?;
-    Ok(socket)
-}
-
-/// The raw IPv6 socket for GRE (next header 47) at `address`; IPv6 raw sockets carry no
-/// IPv6 header either way.
-fn bind_raw_gre6(address: std::net::Ipv6Addr) -> Result<socket2::Socket> {
-    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-    let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(47)))
-        .context("opening a raw IPv6 GRE socket (needs root or CAP_NET_RAW)")?;
-    socket
-        .bind(&SockAddr::from(SocketAddr::new(address.into(), 0)))
-        .with_context(|| format!("binding the raw IPv6 GRE socket to {address}"))?;
-    Ok(socket)
-}
-
-/// Reads a raw GRE socket on a thread of its own; strips the outer IPv4 header (an
-/// IPv6 raw socket delivers the GRE packet alone).
-fn spawn_gre_reader(socket: Arc<socket2::Socket>, tx: mpsc::Sender<Event>) -> Result<()> {
-    std::thread::Builder::new()
-        .name("gre4-reader".into())
-        .spawn(move || {
-            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 65536];
-            loop {
-                match socket.recv_from(&mut buf) {
-                    Ok((n, source)) => {
-                        // SAFETY: recv_from initialised the first n bytes.
-                        let packet: Vec<u8> = buf[..n]
-                            .iter()
-                            .map(|b| unsafe { b.assume_init() })
-                            .collect();
-                        if let Some(SocketAddr::V6(v6)) = source.as_socket() {
-                            let from = IpAddr::V6(*v6.ip());
-                            if tx.blocking_send(Event::Gre { data: packet, from }).is_err() {
-                                return;
-                            }
-                            continue;
-                        }
-                        let Some(first) = packet.first() else {
-                            continue;
-                        };
-                        let ihl = usize::from(first & 0x0f) * 4;
-                        if first >> 4 != 4 || ihl < 20 || packet.len() < ihl {
-                            continue;
-                        }
-                        let from = IpAddr::from([packet[12], packet[13], packet[14], packet[15]]);
-                        let data = packet[ihl..].to_vec();
-                        if tx.blocking_send(Event::Gre { data, from }).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        debug!("raw GRE receive: {e}");
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                }
-            }
-        })
-        .context("starting the raw GRE reader")?;
-    Ok(())
-}
-
-/// Reads the raw socket on a thread of its own (blocking) and feeds the main loop.
-fn spawn_raw_reader(socket: Arc<socket2::Socket>, tx: mpsc::Sender<Event>) -> Result<()> {
-    std::thread::Builder::new()
-        .name("mh6-reader".into())
-        .spawn(move || {
-            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 65536];
-            loop {
-                match socket.recv_from(&mut buf) {
-                    Ok((n, from)) => {
-                        // SAFETY: recv_from initialised the first n bytes.
-                        let data: Vec<u8> = buf[..n]
-                            .iter()
-                            .map(|b| unsafe { b.assume_init() })
-                            .collect();
-                        let Some(from) = from.as_socket() else {
-                            continue;
-                        };
-                        if tx.blocking_send(Event::Mh { data, from }).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        debug!("raw MH receive: {e}");
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                }
-            }
-        })
-        .context("starting the raw MH reader")?;
-    Ok(())
 }

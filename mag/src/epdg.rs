@@ -181,6 +181,9 @@ pub struct Epdg {
     next_gre_key: u32,
     next_session: u32,
     attached: usize,
+    /// UEs whose attach has a session at the AAA ([`Attach::has_aaa_session`]); a
+    /// half-open IKE SA has a Session-Id in `by_session` but no session yet.
+    aaa_sessions: usize,
     shutdown: Option<Shutdown>,
 }
 
@@ -220,6 +223,7 @@ impl Epdg {
             next_gre_key: u32::from_be_bytes(first_key) & 0x00ff_ffff | 1,
             next_session: 0,
             attached: 0,
+            aaa_sessions: 0,
             shutdown: None,
         }
     }
@@ -287,7 +291,7 @@ impl Epdg {
         attached.sort_unstable_by(|a, b| (&a.nai, &a.apn).cmp(&(&b.nai, &b.apn)));
         Status {
             ike_sas: self.ues.len(),
-            aaa_sessions: self.by_session.len(),
+            aaa_sessions: self.aaa_sessions,
             bindings: self.list.len(),
             diameter_open: self.aaa.is_open(),
             attached,
@@ -426,7 +430,13 @@ impl Epdg {
             return;
         };
         let mut steps = Vec::new();
+        let had_session = ue.attach.has_aaa_session();
         ue.attach.handle(input, now, &mut steps);
+        match (had_session, ue.attach.has_aaa_session()) {
+            (false, true) => self.aaa_sessions += 1,
+            (true, false) => self.aaa_sessions -= 1,
+            _ => {}
+        }
         for o in steps {
             self.carry_out(spi, o, now, rng, out);
         }
@@ -858,6 +868,9 @@ impl Epdg {
             self.attached -= 1;
             out.push(Output::SessionDown { ike_spi: spi });
         }
+        if ue.attach.has_aaa_session() {
+            self.aaa_sessions -= 1;
+        }
         self.by_session.remove(ue.attach.session_id());
         self.deferred.retain(|_, (waiting, _)| *waiting != spi);
         let key = ue.attach.key();
@@ -872,7 +885,7 @@ impl Epdg {
         out.push(Output::Report(Report::UeRemoved {
             spi,
             ike_sas: self.ues.len(),
-            aaa_sessions: self.by_session.len(),
+            aaa_sessions: self.aaa_sessions,
             bindings: self.list.len(),
         }));
     }

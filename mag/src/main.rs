@@ -56,7 +56,9 @@ fn config(cli: Cli) -> Result<Config> {
     Ok(Config::resolve(&layers)?)
 }
 
-#[tokio::main]
+/// One thread, as the LMA: the driver is one task, and a runtime with more workers only
+/// adds wake-ups between them for each datagram.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

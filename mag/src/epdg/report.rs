@@ -91,7 +91,7 @@ pub enum Report {
         spi: u64,
         outcome: Outcome,
     },
-    /// A UE's state is gone; what is left.
+    /// A UE's state is gone; what is left (counted as in [`Status`]).
     UeRemoved {
         spi: u64,
         ike_sas: usize,
@@ -118,7 +118,11 @@ pub enum Report {
 /// The state summary of the status file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Status {
+    /// IKE SAs with their UE, half-open ones included.
     pub ike_sas: usize,
+    /// Sessions that reached the AAA: a DER was sent (RFC 4072 section 3.1) and no STR
+    /// yet (RFC 6733 section 8.4.1). A half-open IKE SA, or one still before its first
+    /// DER, has none.
     pub aaa_sessions: usize,
     pub bindings: usize,
     pub diameter_open: bool,

@@ -970,6 +970,57 @@ fn a_ue_vanishing_mid_attach_leaves_nothing() {
 }
 
 #[test]
+fn a_half_open_ike_sa_is_not_an_aaa_session_until_its_der_is_sent() {
+    let mut config = epdg_config();
+    config.ike.half_open_timeout = Duration::from_secs(30);
+    let mut net = Net::with(config, lma_settings());
+    let counts = |net: &Net| {
+        let s = net.epdg.status();
+        (s.ike_sas, s.aaa_sessions, s.bindings)
+    };
+    let ders = |net: &Net| {
+        net.requests
+            .iter()
+            .filter(|(c, _)| *c == command::DIAMETER_EAP)
+            .count()
+    };
+    // A UE that vanishes after IKE_SA_INIT: an IKE SA, no session at the AAA.
+    let gone = net.add_ue(APN, K);
+    net.ues[gone].vanished = true;
+    net.settle();
+    assert_eq!(counts(&net), (1, 0, 0));
+    assert_eq!(ders(&net), 0, "no DER for a half-open IKE SA");
+    // A second UE, stepped message by message: its session counts from its first DER.
+    let n = net.add_ue(APN, K);
+    while let Some(w) = net.wire.pop_front() {
+        let before = (ders(&net), counts(&net));
+        net.deliver(w);
+        if before.0 == 0 {
+            let expected = if ders(&net) == 0 { 0 } else { 1 };
+            assert_eq!(counts(&net).1, expected, "AAA sessions after {before:?}");
+        }
+    }
+    assert!(net.ues[n].established.is_some());
+    assert_eq!(counts(&net), (2, 1, 1));
+    assert_eq!(net.aaa.session_count(), 1, "the AAA agrees");
+    // The half-open SA times out; what is left is one AAA session.
+    net.run_for(Duration::from_secs(31));
+    let spi = net.spis()[0];
+    assert!(matches!(net.ended(spi), Some(Outcome::Abandoned(_))));
+    assert!(!net.str_sent_for(spi), "no STR for a session never opened");
+    assert!(net.reports.iter().any(|r| matches!(
+        r,
+        Report::UeRemoved {
+            spi: s,
+            ike_sas: 1,
+            aaa_sessions: 1,
+            bindings: 1,
+        } if *s == spi
+    )));
+    assert_eq!(counts(&net), (1, 1, 1));
+}
+
+#[test]
 fn a_ue_vanishing_after_the_eap_success_leaves_no_binding() {
     let mut config = epdg_config();
     config.ike.half_open_timeout = Duration::from_secs(30);
