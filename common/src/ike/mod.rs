@@ -6,10 +6,13 @@
 //! the SPI table of its SAs.
 
 pub mod auth;
+pub mod ca;
+pub mod child;
 pub mod crypto;
 pub mod endpoint;
 pub mod initiator;
 pub mod keys;
+mod rekey;
 pub mod responder;
 pub mod sa;
 pub mod sk;

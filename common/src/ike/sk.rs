@@ -25,6 +25,11 @@ pub enum SkError {
     TooShort,
     #[error("Pad Length exceeds the plaintext")]
     BadPadding,
+    /// The ICV verified but the payloads inside do not parse: an authentic message the
+    /// peer gets an error notify for (RFC 7296 sections 2.5, 2.21), unlike every other
+    /// error here, which may come from anyone.
+    #[error("inner payloads: {0}")]
+    InnerPayloads(WireError),
     #[error(transparent)]
     Crypto(CryptoError),
 }
@@ -171,7 +176,8 @@ impl SkKeys {
             .len()
             .checked_sub(pad_len as usize)
             .ok_or(SkError::BadPadding)?;
-        let payloads = parse_payloads(first_inner, &padded[..inner_len])?;
+        let payloads =
+            parse_payloads(first_inner, &padded[..inner_len]).map_err(SkError::InnerPayloads)?;
         Ok(IkeMessage {
             initiator_spi: header.initiator_spi,
             responder_spi: header.responder_spi,

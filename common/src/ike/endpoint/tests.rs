@@ -40,6 +40,7 @@ fn ue_config(suites: Vec<IkeSuite>) -> InitiatorConfig {
         eap_only: true,
         peer_verifier: None,
         retransmit: RetransmitPolicy::default(),
+        ..InitiatorConfig::default()
     }
 }
 
@@ -294,7 +295,7 @@ impl Lab {
         };
         self.now = self.now.max(t);
         let mut out = Vec::new();
-        self.ue.handle_timeout(self.now, &mut out);
+        self.ue.handle_timeout(self.now, &mut self.rng, &mut out);
         self.route_ue(out);
         let mut out = Vec::new();
         let now = self.now;
