@@ -116,10 +116,34 @@ pub struct SessionInfo {
     pub ue: SocketAddr,
 }
 
-struct Session {
-    info: SessionInfo,
+/// The two ESP SAs of one CHILD_SA.
+struct Pair {
     inbound: InboundSa,
     outbound: OutboundSa,
+}
+
+impl Pair {
+    fn of(child: &ChildSa) -> Result<Self, EspError> {
+        let (inbound, outbound) = child_sa_pair(child, IkeRole::Responder)?;
+        Ok(Pair { inbound, outbound })
+    }
+}
+
+struct Session {
+    info: SessionInfo,
+    /// The CHILD_SA we send on.
+    current: Pair,
+    /// The other CHILD_SA while a rekey is under way (RFC 7296 section 2.8): the new one
+    /// until the UE shows it has it (a packet on it, or the old one's Delete), then the
+    /// old one until its Delete. Both receive.
+    other: Option<Pair>,
+}
+
+impl Session {
+    fn inbound_spis(&self) -> impl Iterator<Item = u32> + '_ {
+        std::iter::once(self.current.inbound.spi())
+            .chain(self.other.iter().map(|p| p.inbound.spi()))
+    }
 }
 
 /// An uplink packet to send: GRE (header and inner packet) to the LMA, as a raw socket
@@ -187,30 +211,69 @@ impl DataPlane {
         child: &ChildSa,
         info: SessionInfo,
     ) -> Result<(), EspError> {
-        let (inbound, outbound) = child_sa_pair(child, IkeRole::Responder)?;
+        let current = Pair::of(child)?;
         self.remove(ike_spi);
         // A key or SPI still held by another session moves to this one.
         if let Some(old) = self.by_downlink_key.get(&info.downlink_key).copied() {
             self.remove(old);
         }
-        self.by_spi.insert(inbound.spi(), ike_spi);
+        self.by_spi.insert(current.inbound.spi(), ike_spi);
         self.by_downlink_key.insert(info.downlink_key, ike_spi);
         self.sessions.insert(
             ike_spi,
             Session {
                 info,
-                inbound,
-                outbound,
+                current,
+                other: None,
             },
         );
         Ok(())
     }
 
+    /// A rekey of the session's CHILD_SA made `child`: it receives at once, and we send
+    /// on it once the UE does (or the old one is retired).
+    pub fn rekey(&mut self, ike_spi: u64, child: &ChildSa) -> Result<(), EspError> {
+        let pair = Pair::of(child)?;
+        let Some(session) = self.sessions.get_mut(&ike_spi) else {
+            return Ok(());
+        };
+        if let Some(dropped) = session.other.replace(pair) {
+            if self.by_spi.get(&dropped.inbound.spi()) == Some(&ike_spi) {
+                self.by_spi.remove(&dropped.inbound.spi());
+            }
+        }
+        self.by_spi.insert(child.inbound_spi, ike_spi);
+        Ok(())
+    }
+
+    /// The CHILD_SA with this inbound SPI is deleted: its SAs go; if it was the one we
+    /// sent on, the other takes over.
+    pub fn retire(&mut self, ike_spi: u64, inbound_spi: u32) {
+        let Some(session) = self.sessions.get_mut(&ike_spi) else {
+            return;
+        };
+        if session.other.as_ref().map(|p| p.inbound.spi()) == Some(inbound_spi) {
+            session.other = None;
+        } else if session.current.inbound.spi() == inbound_spi {
+            match session.other.take() {
+                Some(next) => session.current = next,
+                None => return,
+            }
+        } else {
+            return;
+        }
+        if self.by_spi.get(&inbound_spi) == Some(&ike_spi) {
+            self.by_spi.remove(&inbound_spi);
+        }
+    }
+
     /// Forgets the session of IKE SA `ike_spi`, if any.
     pub fn remove(&mut self, ike_spi: u64) {
         if let Some(s) = self.sessions.remove(&ike_spi) {
-            if self.by_spi.get(&s.inbound.spi()) == Some(&ike_spi) {
-                self.by_spi.remove(&s.inbound.spi());
+            for spi in s.inbound_spis() {
+                if self.by_spi.get(&spi) == Some(&ike_spi) {
+                    self.by_spi.remove(&spi);
+                }
             }
             if self.by_downlink_key.get(&s.info.downlink_key) == Some(&ike_spi) {
                 self.by_downlink_key.remove(&s.info.downlink_key);
@@ -261,15 +324,24 @@ impl DataPlane {
         let session = sessions.get_mut(&ike_spi).ok_or(DropReason::UnknownSpi)?;
         buffer.clear();
         buffer.extend_from_slice(esp);
-        let (d, range) = session
-            .inbound
-            .decapsulate_in_place(buffer)
-            .map_err(|e| match e {
-                EspError::Replay(_) => DropReason::Replay,
-                EspError::BadIcv | EspError::BadPadding => DropReason::Integrity,
-                EspError::Truncated(_) | EspError::InvalidLength(_) => DropReason::MalformedEsp,
-                _ => DropReason::BadInner,
-            })?;
+        let on_other = session.current.inbound.spi() != view.spi();
+        let inbound = match (&mut session.other, on_other) {
+            (Some(other), true) => &mut other.inbound,
+            _ => &mut session.current.inbound,
+        };
+        let (d, range) = inbound.decapsulate_in_place(buffer).map_err(|e| match e {
+            EspError::Replay(_) => DropReason::Replay,
+            EspError::BadIcv | EspError::BadPadding => DropReason::Integrity,
+            EspError::Truncated(_) | EspError::InvalidLength(_) => DropReason::MalformedEsp,
+            _ => DropReason::BadInner,
+        })?;
+        if on_other {
+            // The UE sends on the new CHILD_SA of a rekey: so do we now (RFC 7296 section
+            // 2.8); the old one keeps receiving until its Delete.
+            if let Some(other) = session.other.as_mut() {
+                std::mem::swap(&mut session.current, other);
+            }
+        }
         let inner = &buffer[range.clone()];
         // An IPv4 or IPv6 packet agreeing with the Next Header (a dummy, 59, is dropped).
         if next_header_of(inner).ok() != Some(d.next_header) {
@@ -351,6 +423,7 @@ impl DataPlane {
         }
         buffer.clear();
         session
+            .current
             .outbound
             .encapsulate_ip(d.inner, random, buffer)
             .map_err(|_| DropReason::SealFailed)?;
@@ -392,6 +465,7 @@ fn addresses(packet: &[u8]) -> Option<(IpAddr, IpAddr)> {
 mod tests {
     use super::*;
     use pmip_common::ike::keys::EspDirectionKeys;
+    use pmip_common::ike::sa::Mode;
     use pmip_common::ike::{ChildSaKeys, EspSuite};
 
     struct Counter(u8);
@@ -430,6 +504,7 @@ mod tests {
             keys: keys.clone(),
             tsi: Vec::new(),
             tsr: Vec::new(),
+            mode: Mode::Tunnel,
         };
         let epdg = ChildSa {
             inbound_spi: EPDG_SPI,

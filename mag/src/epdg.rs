@@ -62,7 +62,7 @@ use pmip_common::binding_update_list::{
 use pmip_common::diameter::swm::{self, SwmMessage};
 use pmip_common::diameter::Message;
 use pmip_common::ike::endpoint::{Endpoint, EndpointOutput, Transmit};
-use pmip_common::ike::sa::{ChildSa, Event};
+use pmip_common::ike::sa::{ChildSa, Established, Event};
 use pmip_common::ike::Random;
 use pmip_common::mh::{
     ChecksumContext, GreKey, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck,
@@ -127,6 +127,11 @@ pub enum Output {
         child: Box<ChildSa>,
         session: SessionInfo,
     },
+    /// A rekey replaced the session's CHILD_SA (RFC 7296 section 2.8): add `child`; the
+    /// old one still receives until its `ChildSaRetired`.
+    ChildSaRekeyed { ike_spi: u64, child: Box<ChildSa> },
+    /// The CHILD_SA with this inbound SPI is deleted: stop using it.
+    ChildSaRetired { ike_spi: u64, inbound_spi: u32 },
     /// Remove it.
     SessionDown { ike_spi: u64 },
     /// Something to log.
@@ -292,12 +297,13 @@ impl Epdg {
     }
 
     /// The Wireshark IKEv2 decryption record (`ikev2_decryption_table`) of the IKE SA
-    /// `spi`, for a keylog file.
+    /// `spi` as it is now, for a keylog file; None while it is not authenticated (the
+    /// records come as [`Report::IkeSaKeys`] anyway).
     pub fn keylog_record(&self, spi: u64) -> Option<String> {
-        let sa = self.ike.sa(spi)?;
+        let sa = self.ike.sa(spi).filter(|sa| !sa.is_half_open())?;
         Some(
             sa.keys()
-                .wireshark_decryption_record(sa.initiator_spi(), spi),
+                .wireshark_decryption_record(sa.initiator_spi(), sa.responder_spi()),
         )
     }
 
@@ -347,12 +353,45 @@ impl Epdg {
                         }
                         Event::EapResponse(eap) => attach::Input::EapFromUe(eap),
                         Event::Established(established) => {
+                            let Established { child, keylog, .. } = *established;
+                            out.push(Output::Report(Report::IkeSaKeys {
+                                spi,
+                                record: keylog,
+                            }));
                             if let Some(ue) = self.ues.get_mut(&spi) {
-                                ue.child = Some(Box::new(established.child));
+                                ue.child = Some(Box::new(child));
                             }
                             attach::Input::IkeEstablished
                         }
                         Event::Closed(reason) => attach::Input::IkeClosed(reason),
+                        Event::IkeSaRekeyed { keylog, .. } => {
+                            out.push(Output::Report(Report::IkeSaKeys {
+                                spi,
+                                record: keylog,
+                            }));
+                            continue;
+                        }
+                        Event::ChildSaRekeyed { replaces, child } => {
+                            out.push(Output::Report(Report::ChildSaRekeyed {
+                                spi,
+                                old: replaces,
+                                new: child.inbound_spi,
+                            }));
+                            if self.ues.get(&spi).is_some_and(|u| u.attached) {
+                                out.push(Output::ChildSaRekeyed {
+                                    ike_spi: spi,
+                                    child,
+                                });
+                            }
+                            continue;
+                        }
+                        Event::ChildSaDeleted { inbound_spi, .. } => {
+                            out.push(Output::ChildSaRetired {
+                                ike_spi: spi,
+                                inbound_spi,
+                            });
+                            continue;
+                        }
                         Event::Alive | Event::EapRequest(_) | Event::Discarded(_) => continue,
                     };
                     self.step(spi, input, now, rng, out);
@@ -440,10 +479,8 @@ impl Epdg {
                         apn: ue.attach.apn().to_string(),
                     }));
                 }
-                // Our ESP SPI (RFC 4303 section 2.1: 1 to 255 are reserved).
-                let mut inbound_spi = [0u8; 4];
-                rng.fill(&mut inbound_spi);
-                let inbound_spi = u32::from_be_bytes(inbound_spi) | 0x100;
+                // Our ESP SPI, unique at the node (RFC 4303 section 2.1).
+                let inbound_spi = self.ike.fresh_esp_spi(rng);
                 self.ike.eap_success(
                     spi,
                     eap,

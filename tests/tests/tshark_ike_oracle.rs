@@ -577,6 +577,7 @@ fn tshark_decodes_an_attach_driven_by_the_state_machines() {
         eap_only: true,
         peer_verifier: None,
         retransmit: RetransmitPolicy::default(),
+        ..InitiatorConfig::default()
     };
     let mut endpoint = Endpoint::new(ResponderConfig::default(), &mut rng);
     let mut out = Vec::new();

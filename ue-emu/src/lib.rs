@@ -215,6 +215,7 @@ pub fn profile(
             eap_only: config.eap_only,
             peer_verifier,
             retransmit: RetransmitPolicy::default(),
+            ..InitiatorConfig::default()
         },
         attach_timeout: Duration::from_millis(config.timeout_ms),
         detach,

@@ -182,6 +182,9 @@ struct Net {
     reports: Vec<Report>,
     /// Data-plane sessions installed, by IKE SPI.
     sessions: HashMap<u64, (Box<ChildSa>, SessionInfo)>,
+    /// CHILD_SAs the data plane was told to add by a rekey, and to retire.
+    rekeyed: Vec<(u64, ChildSa)>,
+    retired: Vec<(u64, u32)>,
     /// Lifetimes of the PBUs the ePDG sent, in order.
     pbu_lifetimes: Vec<u32>,
 }
@@ -231,6 +234,8 @@ impl Net {
             pbas_at: Vec::new(),
             reports: Vec::new(),
             sessions: HashMap::new(),
+            rekeyed: Vec::new(),
+            retired: Vec::new(),
             pbu_lifetimes: Vec::new(),
         };
         // The first connect to the AAA is due at once.
@@ -297,6 +302,14 @@ impl Net {
                 Output::SessionDown { ike_spi } => {
                     assert!(self.sessions.remove(&ike_spi).is_some());
                 }
+                Output::ChildSaRekeyed { ike_spi, child } => {
+                    assert!(self.sessions.contains_key(&ike_spi));
+                    self.rekeyed.push((ike_spi, *child));
+                }
+                Output::ChildSaRetired {
+                    ike_spi,
+                    inbound_spi,
+                } => self.retired.push((ike_spi, inbound_spi)),
                 Output::Report(r) => {
                     if let Report::PbuSent { lifetime, .. } = &r {
                         self.pbu_lifetimes.push(lifetime.as_secs());
@@ -352,6 +365,7 @@ impl Net {
             eap_only: true,
             peer_verifier: None,
             retransmit: RetransmitPolicy::default(),
+            ..InitiatorConfig::default()
         };
         let mut out = Vec::new();
         let sa = InitiatorSa::start(config, self.now, &mut self.rng, &mut out).unwrap();
@@ -571,7 +585,7 @@ impl Net {
             let ue = &mut self.ues[n];
             if !ue.vanished && ue.sa.poll_timeout().is_some_and(|t| t <= now) {
                 let mut out = Vec::new();
-                ue.sa.handle_timeout(now, &mut out);
+                ue.sa.handle_timeout(now, &mut self.rng, &mut out);
                 self.ue_outputs(n, out);
             }
         }
