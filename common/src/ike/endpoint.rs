@@ -1127,4 +1127,6 @@ enum InitAnswer {
 }
 
 #[cfg(test)]
+mod nodes;
+#[cfg(test)]
 mod tests;

@@ -251,7 +251,8 @@ impl ResponderSa {
     /// Our SPIs of every IKE SA of this session the peer may still address: the current
     /// one, and one replaced by a rekey until its Delete is done.
     pub(super) fn our_spis(&self) -> impl Iterator<Item = u64> + '_ {
-        std::iter::once(self.core.spi_r).chain(self.live().into_iter().flat_map(Live::other_spis))
+        std::iter::once(self.core.our_spi())
+            .chain(self.live().into_iter().flat_map(Live::other_spis))
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {

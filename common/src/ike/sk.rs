@@ -99,6 +99,19 @@ impl SkKeys {
     pub fn seal(&self, message: &IkeMessage, rng: &mut dyn Random) -> Result<Vec<u8>, SkError> {
         let mut plain = Vec::new();
         let first_inner = emit_payloads(&message.payloads, &mut plain);
+        self.seal_chain(message, first_inner, plain, rng)
+    }
+
+    /// Seals an emitted payload chain starting with a `first_inner` payload under the
+    /// header of `message` (whose own payloads are ignored): a test's way to send what
+    /// [`IkeMessage`] cannot say, such as an unknown payload marked critical.
+    pub fn seal_chain(
+        &self,
+        message: &IkeMessage,
+        first_inner: PayloadType,
+        mut plain: Vec<u8>,
+        rng: &mut dyn Random,
+    ) -> Result<Vec<u8>, SkError> {
         let block = self.encr.block_len();
         let pad_len = (block - (plain.len() + 1) % block) % block;
         plain.resize(plain.len() + pad_len, 0);
