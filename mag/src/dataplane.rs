@@ -684,4 +684,66 @@ mod tests {
             Err(DropReason::UnknownDownlinkKey)
         );
     }
+
+    /// A CHILD_SA rekey (RFC 7296 section 2.8): the new SA receives at once, the ePDG
+    /// sends on it once the UE does, the old one receives until it is retired.
+    #[test]
+    fn a_rekeyed_child_sa_takes_over_when_the_ue_uses_it() {
+        let (mut dp, mut old_in, mut old_out) = lab();
+        let suite = EspSuite::defaults()[0];
+        let (mut ue, mut epdg) = children(suite);
+        for (c, spi) in [(&mut ue, 0x3333_0000), (&mut epdg, 0x4444_0000)] {
+            c.keys.initiator_to_responder.encr[0] ^= 0xff;
+            c.keys.responder_to_initiator.encr[0] ^= 0xff;
+            c.inbound_spi = spi;
+        }
+        ue.outbound_spi = epdg.inbound_spi;
+        epdg.outbound_spi = ue.inbound_spi;
+        let (mut new_in, mut new_out) = child_sa_pair(&ue, IkeRole::Initiator).unwrap();
+        dp.rekey(IKE, &epdg).unwrap();
+        let from: SocketAddr = "127.0.0.5:40000".parse().unwrap();
+        let lma = info().lma;
+        let down = |dp: &mut DataPlane| {
+            let gre = GreRepr::keyed(ProtocolType::Ipv4, DOWN);
+            let inner = ipv4("192.0.2.1", "10.45.0.2");
+            let mut packet = vec![0; gre.header_len()];
+            gre.emit(&mut packet);
+            packet.extend_from_slice(&inner);
+            dp.downlink(lma, &packet, &mut Counter(0))
+                .unwrap()
+                .esp
+                .to_vec()
+        };
+        // Both receive; until the UE sends on the new one we still send on the old one.
+        assert!(dp
+            .uplink(from, &seal(&mut old_out, &ipv4("10.45.0.2", "192.0.2.1")))
+            .is_ok());
+        let mut plain = Vec::new();
+        assert!(old_in.decapsulate_ip(&down(&mut dp), &mut plain).is_ok());
+        assert!(dp
+            .uplink(from, &seal(&mut new_out, &ipv4("10.45.0.2", "192.0.2.1")))
+            .is_ok());
+        assert!(new_in.decapsulate_ip(&down(&mut dp), &mut plain).is_ok());
+        // The old one still receives until the Delete retires it.
+        assert!(dp
+            .uplink(from, &seal(&mut old_out, &ipv4("10.45.0.2", "192.0.2.1")))
+            .is_ok());
+        dp.retire(IKE, EPDG_SPI);
+        assert_eq!(
+            dp.uplink(from, &seal(&mut old_out, &ipv4("10.45.0.2", "192.0.2.1"))),
+            Err(DropReason::UnknownSpi)
+        );
+        assert!(dp
+            .uplink(from, &seal(&mut new_out, &ipv4("10.45.0.2", "192.0.2.1")))
+            .is_ok());
+        // Retiring the old one first (no packet on the new one yet) moves sending too.
+        let (mut dp, mut old_in, _) = lab();
+        dp.rekey(IKE, &epdg).unwrap();
+        let (mut new_in, _) = child_sa_pair(&ue, IkeRole::Initiator).unwrap();
+        dp.retire(IKE, EPDG_SPI);
+        assert!(old_in.decapsulate_ip(&down(&mut dp), &mut plain).is_err());
+        assert!(new_in.decapsulate_ip(&down(&mut dp), &mut plain).is_ok());
+        dp.remove(IKE);
+        assert!(dp.by_spi.is_empty() && dp.is_empty());
+    }
 }

@@ -811,7 +811,7 @@ mod nodes {
     use pmip_common::ike::endpoint::{Endpoint, EndpointOutput, Transmit};
     use pmip_common::ike::initiator::InitiatorConfig;
     use pmip_common::ike::responder::ResponderConfig;
-    use pmip_common::ike::sa::Event;
+    use pmip_common::ike::sa::{CloseReason, Event};
     use pmip_common::ike::wire::{Identification, TrafficSelector};
     use pmip_common::ike::DhGroup;
     use rcgen::{
@@ -929,132 +929,124 @@ mod nodes {
             },
             ..InitiatorConfig::default()
         };
-        let mut mag = Endpoint::new(ResponderConfig::default(), &mut rng);
-        let mut lma = Endpoint::new(lma_config, &mut rng);
-        let mut run = Run {
-            wire: Vec::new(),
-            records: Vec::new(),
+        let mut pair = Pair {
+            mag: Endpoint::new(ResponderConfig::default(), &mut rng),
+            lma: Endpoint::new(lma_config, &mut rng),
+            rng,
+            now,
+            queue: VecDeque::new(),
+            run: Run {
+                wire: Vec::new(),
+                records: Vec::new(),
+            },
+            lma_spi: None,
         };
-        let mut queue: VecDeque<(bool, Transmit)> = VecDeque::new();
-        let mut lma_spi = None;
-        let mut route = |from_mag: bool,
-                         out: Vec<EndpointOutput>,
-                         queue: &mut VecDeque<(bool, Transmit)>,
-                         run: &mut Run,
-                         lma_spi: &mut Option<u64>| {
+        let mut out = Vec::new();
+        let spi = pair
+            .mag
+            .initiate(
+                mag_config,
+                SocketAddr::new(LMA.into(), 500),
+                now,
+                &mut pair.rng,
+                &mut out,
+            )
+            .unwrap();
+        pair.route(true, out);
+        pair.pump();
+        let lma_spi = pair.lma_spi.expect("the LMA's SA");
+        // The MAG rekeys the CHILD_SA, the LMA the IKE SA, each the CHILD_SA on it, then
+        // the MAG deletes the IKE SA.
+        for step in 0..5 {
+            let mut out = Vec::new();
+            let (now, rng) = (pair.now, &mut pair.rng);
+            let done = match step {
+                0 | 2 => {
+                    let inbound = pair.mag.children(spi)[0].inbound_spi;
+                    pair.mag.rekey_child_sa(spi, inbound, now, rng, &mut out)
+                }
+                1 => pair.lma.rekey_ike_sa(lma_spi, now, rng, &mut out),
+                3 => {
+                    let inbound = pair.lma.children(lma_spi)[0].inbound_spi;
+                    pair.lma
+                        .rekey_child_sa(lma_spi, inbound, now, rng, &mut out)
+                }
+                _ => {
+                    pair.mag.delete(spi, now, rng, &mut out);
+                    true
+                }
+            };
+            assert!(done, "step {step}");
+            pair.route(step % 2 == 0, out);
+            pair.pump();
+        }
+        assert!(pair.mag.is_empty() && pair.lma.is_empty());
+        pair.run
+    }
+
+    /// The MAG's and the LMA's endpoints and what is in flight between them.
+    struct Pair {
+        mag: Endpoint,
+        lma: Endpoint,
+        rng: Counter,
+        now: Instant,
+        queue: VecDeque<(bool, Transmit)>,
+        run: Run,
+        lma_spi: Option<u64>,
+    }
+
+    impl Pair {
+        /// What an endpoint (the MAG's when `from_mag`) output: datagrams go on the wire,
+        /// the keylog records are kept.
+        fn route(&mut self, from_mag: bool, out: Vec<EndpointOutput>) {
             for o in out {
                 match o {
                     EndpointOutput::Transmit(t) => {
-                        run.wire.push((from_mag, t.bytes.clone()));
-                        queue.push_back((from_mag, t));
+                        self.run.wire.push((from_mag, t.bytes.clone()));
+                        self.queue.push_back((from_mag, t));
                     }
-                    EndpointOutput::Created { spi } => *lma_spi = Some(spi),
+                    EndpointOutput::Created { spi } => self.lma_spi = Some(spi),
                     EndpointOutput::Event {
                         event: Event::Established(e),
                         ..
-                    } if from_mag => run.records.push(e.keylog),
+                    } if from_mag => self.run.records.push(e.keylog),
                     EndpointOutput::Event {
                         event: Event::IkeSaRekeyed { keylog, .. },
                         ..
-                    } if from_mag => run.records.push(keylog),
+                    } if from_mag => self.run.records.push(keylog),
                     EndpointOutput::Event {
                         event: Event::Closed(r),
                         ..
                     } => assert!(
-                        matches!(
-                            r,
-                            pmip_common::ike::sa::CloseReason::Deleted
-                                | pmip_common::ike::sa::CloseReason::DeletedByPeer
-                        ),
+                        matches!(r, CloseReason::Deleted | CloseReason::DeletedByPeer),
                         "{r:?}"
                     ),
                     _ => {}
                 }
             }
-        };
-        let mut out = Vec::new();
-        let spi = mag
-            .initiate(
-                mag_config,
-                SocketAddr::new(LMA.into(), 500),
-                now,
-                &mut rng,
-                &mut out,
-            )
-            .unwrap();
-        route(true, out, &mut queue, &mut run, &mut lma_spi);
-        let pump = |mag: &mut Endpoint,
-                    lma: &mut Endpoint,
-                    rng: &mut Counter,
-                    queue: &mut VecDeque<(bool, Transmit)>,
-                    run: &mut Run,
-                    lma_spi: &mut Option<u64>,
-                    route: &mut dyn FnMut(
-            bool,
-            Vec<EndpointOutput>,
-            &mut VecDeque<(bool, Transmit)>,
-            &mut Run,
-            &mut Option<u64>,
-        )| {
-            while let Some((from_mag, t)) = queue.pop_front() {
-                let mut out = Vec::new();
-                let node = if from_mag { &mut *lma } else { &mut *mag };
-                node.handle(&t.bytes, t.local, t.remote, t.natt, now, rng, &mut out);
-                route(!from_mag, out, queue, run, lma_spi);
-            }
-        };
-        pump(
-            &mut mag,
-            &mut lma,
-            &mut rng,
-            &mut queue,
-            &mut run,
-            &mut lma_spi,
-            &mut route,
-        );
-        let lma_spi = lma_spi.expect("the LMA's SA");
-        let mut lma_spi_slot = Some(lma_spi);
-        let steps: [&dyn Fn(
-            &mut Endpoint,
-            &mut Endpoint,
-            &mut Counter,
-            &mut Vec<EndpointOutput>,
-        ) -> bool; 5] = [
-            &|mag, _, rng, out| {
-                let inbound = mag.children(spi)[0].inbound_spi;
-                mag.rekey_child_sa(spi, inbound, now, rng, out)
-            },
-            &|_, lma, rng, out| lma.rekey_ike_sa(lma_spi, now, rng, out),
-            &|mag, _, rng, out| {
-                let inbound = mag.children(spi)[0].inbound_spi;
-                mag.rekey_child_sa(spi, inbound, now, rng, out)
-            },
-            &|_, lma, rng, out| {
-                let inbound = lma.children(lma_spi)[0].inbound_spi;
-                lma.rekey_child_sa(lma_spi, inbound, now, rng, out)
-            },
-            &|mag, _, rng, out| {
-                mag.delete(spi, now, rng, out);
-                true
-            },
-        ];
-        for (i, step) in steps.iter().enumerate() {
-            let mut out = Vec::new();
-            assert!(step(&mut mag, &mut lma, &mut rng, &mut out), "step {i}");
-            let from_mag = i % 2 == 0;
-            route(from_mag, out, &mut queue, &mut run, &mut lma_spi_slot);
-            pump(
-                &mut mag,
-                &mut lma,
-                &mut rng,
-                &mut queue,
-                &mut run,
-                &mut lma_spi_slot,
-                &mut route,
-            );
         }
-        assert!(mag.is_empty() && lma.is_empty());
-        run
+
+        /// Delivers until nothing is in flight.
+        fn pump(&mut self) {
+            while let Some((from_mag, t)) = self.queue.pop_front() {
+                let mut out = Vec::new();
+                let node = if from_mag {
+                    &mut self.lma
+                } else {
+                    &mut self.mag
+                };
+                node.handle(
+                    &t.bytes,
+                    t.local,
+                    t.remote,
+                    t.natt,
+                    self.now,
+                    &mut self.rng,
+                    &mut out,
+                );
+                self.route(!from_mag, out);
+            }
+        }
     }
 }
 

@@ -1135,3 +1135,80 @@ fn the_core_config_comes_from_mag_toml_settings_and_names_a_bad_suite() {
     let error = EpdgConfig::from_config(&bad).unwrap_err().to_string();
     assert!(error.starts_with("ike_suites: "), "{error}");
 }
+
+/// The keylog lines (Wireshark's IKEv2 decryption table) the core gave.
+fn keylog(net: &Net) -> Vec<String> {
+    net.reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::IkeSaKeys { record, .. } => Some(record.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A UE's CHILD_SA and IKE SA rekeys (RFC 7296 sections 1.3.2, 1.3.3) reach the data
+/// plane and the keylog; a half-open or refused IKE SA writes no keylog line.
+#[test]
+fn a_ues_rekeys_reach_the_data_plane_and_only_authenticated_sas_the_keylog() {
+    let mut net = Net::new();
+    let refused = net.add_ue(APN, [0x55; 16]);
+    net.settle();
+    assert!(net.ues[refused].closed.is_some());
+    assert!(keylog(&net).is_empty(), "no keylog line for a refused UE");
+
+    let n = net.attach();
+    let spi = net.spis()[1];
+    let keys = net.ues[n].sa.keys().unwrap().clone();
+    let (ue_spi_i, ue_spi_r) = (net.ues[n].sa.initiator_spi(), net.ues[n].sa.responder_spi());
+    assert_eq!(
+        keylog(&net),
+        vec![keys.wireshark_decryption_record(ue_spi_i, ue_spi_r)]
+    );
+
+    // The UE rekeys its CHILD_SA: the data plane gets the new one and, once the old one
+    // is deleted, retires it.
+    let old = net.ues[n].established.as_ref().unwrap().child.clone();
+    let mut out = Vec::new();
+    let now = net.now;
+    assert!(net.ues[n]
+        .sa
+        .rekey_child_sa(old.inbound_spi, now, &mut net.rng, &mut out));
+    net.ue_outputs(n, out);
+    net.run_for(Duration::from_secs(1));
+    let new: Vec<ChildSa> = net.ues[n].sa.children().cloned().collect();
+    assert_eq!(new.len(), 1);
+    assert_eq!(net.rekeyed.len(), 1);
+    let (rekeyed_spi, at_epdg) = &net.rekeyed[0];
+    assert_eq!(*rekeyed_spi, spi);
+    assert_eq!(at_epdg.keys, new[0].keys);
+    assert_eq!(at_epdg.inbound_spi, new[0].outbound_spi);
+    assert_eq!(net.retired, vec![(spi, old.outbound_spi)]);
+    assert!(net.reports.iter().any(|r| matches!(
+        r,
+        Report::ChildSaRekeyed { spi: s, old: o, new: w }
+            if *s == spi && *o == old.outbound_spi && *w == at_epdg.inbound_spi
+    )));
+
+    // The UE rekeys the IKE SA: a keylog line for the new one.
+    let mut out = Vec::new();
+    let now = net.now;
+    assert!(net.ues[n].sa.rekey_ike_sa(now, &mut net.rng, &mut out));
+    net.ue_outputs(n, out);
+    net.run_for(Duration::from_secs(1));
+    let keys = net.ues[n].sa.keys().unwrap().clone();
+    let (i, r) = (net.ues[n].sa.initiator_spi(), net.ues[n].sa.responder_spi());
+    assert_ne!(i, ue_spi_i);
+    assert_eq!(keylog(&net).len(), 2);
+    assert_eq!(keylog(&net)[1], keys.wireshark_decryption_record(i, r));
+    assert_eq!(net.epdg.keylog_record(spi), Some(keylog(&net)[1].clone()));
+
+    // And it still leaves cleanly.
+    let mut out = Vec::new();
+    let now = net.now;
+    net.ues[n].sa.delete(now, &mut net.rng, &mut out);
+    net.ue_outputs(n, out);
+    net.run_for(Duration::from_secs(120));
+    assert!(matches!(net.ended(spi), Some(Outcome::Detached(_))));
+    net.assert_nothing_left();
+}
