@@ -120,12 +120,18 @@ pub struct SessionInfo {
 struct Pair {
     inbound: InboundSa,
     outbound: OutboundSa,
+    /// A rekey was asked for: its outbound sequence number is running out.
+    rekey_asked: bool,
 }
 
 impl Pair {
     fn of(child: &ChildSa) -> Result<Self, EspError> {
         let (inbound, outbound) = child_sa_pair(child, IkeRole::Responder)?;
-        Ok(Pair { inbound, outbound })
+        Ok(Pair {
+            inbound,
+            outbound,
+            rekey_asked: false,
+        })
     }
 }
 
@@ -169,6 +175,9 @@ pub struct DataPlane {
     sessions: HashMap<u64, Session>,
     by_spi: HashMap<u32, u64>,
     by_downlink_key: HashMap<u32, u64>,
+    /// CHILD_SAs (IKE SA, our inbound SPI) whose outbound sequence number passed
+    /// [`pmip_common::esp::REKEY_SEQUENCE_NUMBER`]: to rekey (RFC 4303 section 3.3.3).
+    rekeys_due: Vec<(u64, u32)>,
     counters: Counters,
     /// Uplink: the ESP packet, opened in place; the GRE header is then written over the
     /// end of the ESP header and IV, right before the inner packet.
@@ -281,6 +290,12 @@ impl DataPlane {
         }
     }
 
+    /// The CHILD_SAs to rekey before their sequence numbers run out, as (IKE SA, our
+    /// inbound SPI): each once, for [`crate::epdg::Input::RekeyChildSa`].
+    pub fn take_rekeys_due(&mut self) -> Vec<(u64, u32)> {
+        std::mem::take(&mut self.rekeys_due)
+    }
+
     /// The session's info, for tests and the status file.
     pub fn session(&self, ike_spi: u64) -> Option<&SessionInfo> {
         self.sessions.get(&ike_spi).map(|s| &s.info)
@@ -379,6 +394,7 @@ impl DataPlane {
             &mut self.sessions,
             &self.by_downlink_key,
             &mut self.downlink_buffer,
+            &mut self.rekeys_due,
             lma,
             gre,
             random,
@@ -403,6 +419,7 @@ impl DataPlane {
         sessions: &mut HashMap<u64, Session>,
         by_downlink_key: &HashMap<u32, u64>,
         buffer: &mut Vec<u8>,
+        rekeys_due: &mut Vec<(u64, u32)>,
         lma: IpAddr,
         gre: &[u8],
         random: &mut R,
@@ -422,11 +439,15 @@ impl DataPlane {
             return Err(DropReason::WrongDestination);
         }
         buffer.clear();
-        session
-            .current
+        let current = &mut session.current;
+        current
             .outbound
             .encapsulate_ip(d.inner, random, buffer)
             .map_err(|_| DropReason::SealFailed)?;
+        if current.outbound.needs_rekey() && !current.rekey_asked {
+            current.rekey_asked = true;
+            rekeys_due.push((ike_spi, current.inbound.spi()));
+        }
         Ok(session.info.ue)
     }
 }

@@ -877,6 +877,13 @@ impl Epdg {
             }
             Err(reason) => debug!(%from, ?reason, "downlink packet dropped"),
         }
+        for (ike_spi, inbound_spi) in self.dataplane.take_rekeys_due() {
+            self.feed(Input::RekeyChildSa {
+                ike_spi,
+                inbound_spi,
+            })
+            .await;
+        }
     }
 }
 

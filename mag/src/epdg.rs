@@ -100,6 +100,11 @@ pub enum Input<'a> {
     DiameterBytes(&'a [u8]),
     /// The connection is closed.
     DiameterClosed,
+    /// The data plane's CHILD_SA with our inbound SPI `inbound_spi` of the IKE SA
+    /// `ike_spi` nears the end of its sequence numbers
+    /// ([`crate::dataplane::DataPlane::take_rekeys_due`]): rekey it (RFC 4303 section
+    /// 3.3.3, RFC 7296 section 1.3.3).
+    RekeyChildSa { ike_spi: u64, inbound_spi: u32 },
     /// The deadline of [`Epdg::poll_timeout`] passed.
     Timeout,
     /// Detach every UE and stop (see the module doc).
@@ -258,6 +263,15 @@ impl Epdg {
                 }
             }
             Input::DiameterClosed => self.aaa.closed(now, out),
+            Input::RekeyChildSa {
+                ike_spi,
+                inbound_spi,
+            } => {
+                let mut ike_out = Vec::new();
+                self.ike
+                    .rekey_child_sa(ike_spi, inbound_spi, now, rng, &mut ike_out);
+                self.on_ike_outputs(ike_out, now, rng, out);
+            }
             Input::Timeout => self.on_timeout(now, rng, out),
             Input::Shutdown => self.start_shutdown(now, rng, out),
         }

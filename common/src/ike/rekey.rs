@@ -938,7 +938,13 @@ impl Live {
                         .filter(|g| p.groups().contains(g));
                     match group {
                         Some(g) => {
-                            return self.send_child_rekey(core, req.replaces, Some(g), true, ctx)
+                            return self.send_child_rekey(
+                                core,
+                                req.replaces,
+                                (Some(g), true),
+                                p,
+                                ctx,
+                            )
                         }
                         None => self.child_rekey_failed(req.replaces, false),
                     }
@@ -1281,7 +1287,7 @@ impl Live {
         }
         if let Some(i) = self.child_index(|c| c.want_rekey && c.state == ChildState::Installed) {
             let spi = self.children[i].sa.inbound_spi;
-            return self.send_child_rekey(core, spi, p.lifetimes.child_dh, false, ctx);
+            return self.send_child_rekey(core, spi, (p.lifetimes.child_dh, false), p, ctx);
         }
         if self.want_ike_rekey && !self.child_exchange_under_way(core) {
             let group = core.keys.suite().dh;
@@ -1295,8 +1301,8 @@ impl Live {
         &mut self,
         core: &mut SaCore,
         replaces: u32,
-        group: Option<DhGroup>,
-        retried: bool,
+        (group, retried): (Option<DhGroup>, bool),
+        p: Params<'_>,
         ctx: &mut Ctx<'_>,
     ) {
         let Some(i) = self.child_index(|c| c.sa.inbound_spi == replaces) else {
@@ -1313,10 +1319,21 @@ impl Live {
         old.state = ChildState::Rekeying { peer_made: None };
         let inbound_spi = ctx.spis.esp_spi(ctx.rng);
         let ni = nonce(ctx.rng);
+        let mut proposal = old.sa.suite.proposal_with_dh(1, inbound_spi, group);
+        if let Some(g) = group {
+            // The other groups we would do too, after KEi's (section 1.3): a responder
+            // that takes none of KEi's can name one of these in INVALID_KE_PAYLOAD.
+            let esn = proposal.transforms.len() - 1;
+            for other in p.groups().into_iter().filter(|o| *o != g).rev() {
+                proposal
+                    .transforms
+                    .insert(esn, Transform::new(TransformId::Dh(other.id())));
+            }
+        }
         let mut payloads = vec![
             Payload::Notify(esp_notify(NotifyType::RekeySa, replaces)),
             Payload::Sa(SaPayload {
-                proposals: vec![old.sa.suite.proposal_with_dh(1, inbound_spi, group)],
+                proposals: vec![proposal],
             }),
             Payload::Nonce(ni.clone()),
         ];

@@ -1212,3 +1212,23 @@ fn a_ues_rekeys_reach_the_data_plane_and_only_authenticated_sas_the_keylog() {
     assert!(matches!(net.ended(spi), Some(Outcome::Detached(_))));
     net.assert_nothing_left();
 }
+
+/// When the data plane says a CHILD_SA's sequence numbers are running out, the ePDG
+/// rekeys it itself, and the UE's IKE SA answers (RFC 4303 section 3.3.3).
+#[test]
+fn a_child_sa_near_the_end_of_its_sequence_numbers_is_rekeyed_by_the_epdg() {
+    let mut net = Net::new();
+    let n = net.attach();
+    let spi = net.spis()[0];
+    let inbound = net.sessions[&spi].0.inbound_spi;
+    net.epdg_input(Input::RekeyChildSa {
+        ike_spi: spi,
+        inbound_spi: inbound,
+    });
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.rekeyed.len(), 1);
+    let new: Vec<ChildSa> = net.ues[n].sa.children().cloned().collect();
+    assert_eq!(new.len(), 1);
+    assert_eq!(net.rekeyed[0].1.keys, new[0].keys);
+    assert_eq!(net.retired, vec![(spi, inbound)]);
+}

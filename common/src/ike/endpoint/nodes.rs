@@ -1159,3 +1159,216 @@ fn one_endpoint_initiates_toward_a_gateway_while_it_answers_many_peers() {
         Some(&CloseReason::DeletedByPeer)
     );
 }
+
+#[test]
+fn identities_may_be_addresses_and_e_mail_addresses() {
+    for (mag, lma) in [
+        (
+            Identification::Ipv4Addr(MAG_IP),
+            Identification::Ipv4Addr(LMA_IP),
+        ),
+        (
+            Identification::Ipv6Addr("2001:db8::1".parse().unwrap()),
+            Identification::Rfc822Addr("lma@example.net".into()),
+        ),
+    ] {
+        let mut config = lma_config(psk_peers(mag.clone()));
+        config.identity = lma.clone();
+        let mut net = Net::pair(config);
+        let (m, l) = net.connect(InitiatorConfig {
+            idi: mag.clone(),
+            idr: Some(lma.clone()),
+            ..mag_config(LocalAuth::Psk(psk()))
+        });
+        assert_eq!(net.nodes[LMA].established(l).unwrap().peer_id, mag);
+        assert_eq!(net.nodes[MAG].established(m).unwrap().peer_id, lma);
+    }
+}
+
+#[test]
+fn a_pfs_group_the_peer_does_not_take_is_retried_in_the_one_it_names() {
+    // The MAG asks MODP-2048 for PFS; the LMA does its IKE suite's group only.
+    let mut net = Net::pair(lma_config(psk_peers(mag_id())));
+    let (mag, lma) = net.connect(InitiatorConfig {
+        lifetimes: Lifetimes {
+            child_dh: Some(DhGroup::Modp2048),
+            ..Lifetimes::default()
+        },
+        ..mag_config(LocalAuth::Psk(psk()))
+    });
+    let (old, _) = one_child_each(&net, mag, lma);
+    let logged = net.log.len();
+    assert!(net.act(MAG, |e, now, rng, out| e.rekey_child_sa(
+        mag,
+        old.inbound_spi,
+        now,
+        rng,
+        out
+    )));
+    net.run_for(Duration::from_secs(1));
+    let (new, _) = one_child_each(&net, mag, lma);
+    assert_ne!(new, old);
+    let keys = net.nodes[LMA].endpoint.sa(lma).unwrap().keys().clone();
+    let messages: Vec<IkeMessage> = net.log[logged..]
+        .iter()
+        .filter_map(|(_, _, b, _)| open(&keys, b))
+        .collect();
+    let groups: Vec<Option<DhGroupId>> = messages
+        .iter()
+        .filter(|m| m.exchange_type == ExchangeType::CreateChildSa)
+        .map(|m| {
+            m.find(|p| match p {
+                Payload::Ke(k) => Some(k.dh_group),
+                _ => None,
+            })
+            .or_else(|| m.notifies().find_map(|n| n.accepted_dh_group()))
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        vec![
+            Some(DhGroupId::Modp2048),
+            Some(DhGroupId::Ecp256), // INVALID_KE_PAYLOAD naming it
+            Some(DhGroupId::Ecp256),
+            Some(DhGroupId::Ecp256),
+        ]
+    );
+}
+
+/// Requests an LMA cannot honour get the notify RFC 7296 names for them, and change
+/// nothing: an unknown CHILD_SA (CHILD_SA_NOT_FOUND), no acceptable proposal
+/// (NO_PROPOSAL_CHOSEN), a KE in a group the proposal does not name
+/// (INVALID_KE_PAYLOAD), a further CHILD_SA (NO_ADDITIONAL_SAS), an IKE SA rekey without
+/// KE (INVALID_SYNTAX).
+#[test]
+fn create_child_sa_requests_that_cannot_be_honoured_get_their_notify() {
+    let (mut net, mag, lma) = connected(Lifetimes::default());
+    let (_, child) = one_child_each(&net, mag, lma);
+    let keys = net.nodes[LMA].endpoint.sa(lma).unwrap().keys().clone();
+    let spi_r = net.nodes[LMA].endpoint.sa(lma).unwrap().responder_spi();
+    let suite = child.suite;
+    let nonce = Payload::Nonce(vec![7; 32]);
+    let ts = [
+        Payload::TsI(vec![udp(Some(MAG_IP), None)]),
+        Payload::TsR(vec![udp(Some(LMA_IP), Some(5436))]),
+    ];
+    let rekey = |spi: u32| {
+        Payload::Notify(NotifyPayload {
+            protocol_id: 3,
+            spi: spi.to_be_bytes().to_vec(),
+            notify_type: NotifyType::RekeySa,
+            data: vec![],
+        })
+    };
+    let sa = |s: EspSuite, dh: Option<DhGroup>| {
+        Payload::Sa(SaPayload {
+            proposals: vec![s.proposal_with_dh(1, 0x5555_0001, dh)],
+        })
+    };
+    let cases: Vec<(Vec<Payload>, NotifyType)> = vec![
+        (
+            [
+                vec![rekey(0xdead_beef), sa(suite, None), nonce.clone()],
+                ts.to_vec(),
+            ]
+            .concat(),
+            NotifyType::ChildSaNotFound,
+        ),
+        (
+            [
+                vec![
+                    rekey(child.outbound_spi),
+                    sa("aes256-sha1".parse().unwrap(), None),
+                    nonce.clone(),
+                ],
+                ts.to_vec(),
+            ]
+            .concat(),
+            NotifyType::NoProposalChosen,
+        ),
+        (
+            [
+                vec![
+                    rekey(child.outbound_spi),
+                    sa(suite, Some(DhGroup::Ecp256)),
+                    nonce.clone(),
+                ],
+                ts.to_vec(),
+            ]
+            .concat(),
+            NotifyType::InvalidKePayload,
+        ),
+        (
+            [vec![sa(suite, None), nonce.clone()], ts.to_vec()].concat(),
+            NotifyType::NoAdditionalSas,
+        ),
+        (
+            vec![
+                Payload::Sa(SaPayload {
+                    proposals: vec![{
+                        let mut p = "aes256gcm16-prfsha256-ecp256"
+                            .parse::<IkeSuite>()
+                            .unwrap()
+                            .proposal(1);
+                        p.spi = 0x1234u64.to_be_bytes().to_vec();
+                        p
+                    }],
+                }),
+                nonce.clone(),
+            ],
+            NotifyType::InvalidSyntax,
+        ),
+    ];
+    for (i, (payloads, want)) in cases.into_iter().enumerate() {
+        let m = IkeMessage {
+            initiator_spi: mag,
+            responder_spi: spi_r,
+            exchange_type: ExchangeType::CreateChildSa,
+            flags: Flags {
+                initiator: true,
+                ..Flags::default()
+            },
+            message_id: 2 + i as u32,
+            payloads,
+        };
+        let sealed = keys.initiator_sk().seal(&m, &mut net.rng).unwrap();
+        let mut out = Vec::new();
+        let now = net.now;
+        net.nodes[LMA].endpoint.handle(
+            &sealed,
+            at(MAG_IP),
+            at(LMA_IP),
+            false,
+            now,
+            &mut net.rng,
+            &mut out,
+        );
+        let response = out
+            .iter()
+            .find_map(|o| match o {
+                EndpointOutput::Transmit(t) => Some(t.bytes.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("case {i}: no answer: {out:?}"));
+        let answer = keys.responder_sk().open(&response).unwrap();
+        let got: Vec<NotifyType> = answer.notifies().map(|n| n.notify_type).collect();
+        assert_eq!(got, vec![want], "case {i}");
+        if want == NotifyType::ChildSaNotFound {
+            let n = answer.notifies().next().unwrap();
+            assert_eq!(
+                (n.protocol_id, &n.spi[..]),
+                (3, &0xdead_beefu32.to_be_bytes()[..])
+            );
+        }
+        if want == NotifyType::InvalidKePayload {
+            // The proposal asked ECP-256 but KE was missing: the group named is ECP-256.
+            assert_eq!(
+                answer.notifies().next().unwrap().accepted_dh_group(),
+                Some(DhGroupId::Ecp256)
+            );
+        }
+    }
+    // Nothing changed at the LMA.
+    assert_eq!(net.nodes[LMA].children(lma), vec![child]);
+    assert!(net.nodes[LMA].rekeyed_children().is_empty());
+}
