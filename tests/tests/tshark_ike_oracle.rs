@@ -252,6 +252,26 @@ fn decryption_record(x: &Exchange) -> String {
     )
 }
 
+/// `tshark -V -T json` of a capture with these `-o` preferences: one JSON value a packet.
+fn tshark(pcap: &Path, options: &[String]) -> Vec<Value> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r")
+        .arg(pcap)
+        .args(["-V", "-T", "json", "--no-duplicate-keys"]);
+    for o in options {
+        cmd.arg("-o").arg(o);
+    }
+    let out = cmd
+        .output()
+        .expect("tshark must be installed (scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn colon_hex(b: &[u8]) -> String {
     b.iter()
         .map(|o| format!("{o:02x}"))
@@ -496,27 +516,12 @@ fn tshark_decrypts_and_decodes_our_ike_sa_init_and_ike_auth() {
     pcap.flush().unwrap();
     drop(pcap);
 
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(&path);
-    cmd.args(["-V", "-T", "json", "--no-duplicate-keys"]);
-    cmd.args([
-        "-o",
-        "ip.check_checksum:TRUE",
-        "-o",
-        "udp.check_checksum:TRUE",
-    ]);
-    for x in &exchanges {
-        cmd.arg("-o").arg(decryption_record(x));
-    }
-    let out = cmd
-        .output()
-        .expect("tshark must be installed (scripts/setup.sh)");
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let packets: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut options = vec![
+        "ip.check_checksum:TRUE".to_string(),
+        "udp.check_checksum:TRUE".to_string(),
+    ];
+    options.extend(exchanges.iter().map(decryption_record));
+    let packets = tshark(&path, &options);
     assert_eq!(packets.len(), 4 * exchanges.len());
 
     for (n, packet) in packets.iter().enumerate() {
@@ -747,18 +752,7 @@ fn tshark_decodes_an_attach_driven_by_the_state_machines() {
         sa.keys()
             .wireshark_decryption_record(sa.initiator_spi(), sa.responder_spi())
     );
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(&path)
-        .args(["-V", "-T", "json", "--no-duplicate-keys", "-o", &record])
-        .output()
-        .expect("tshark must be installed (scripts/setup.sh)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let packets: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let packets = tshark(&path, &[record]);
     assert_eq!(packets.len(), wire.len());
     let mut eap_codes = Vec::new();
     for (n, packet) in packets.iter().enumerate() {
@@ -1273,22 +1267,12 @@ fn tshark_decodes_node_authentication_transport_mode_and_rekeys() {
         }
         pcap.flush().unwrap();
         drop(pcap);
-        let mut cmd = Command::new("tshark");
-        cmd.arg("-r")
-            .arg(&path)
-            .args(["-V", "-T", "json", "--no-duplicate-keys"]);
-        for r in &run.records {
-            cmd.arg("-o").arg(format!("uat:ikev2_decryption_table:{r}"));
-        }
-        let out = cmd
-            .output()
-            .expect("tshark must be installed (scripts/setup.sh)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let packets: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let options: Vec<String> = run
+            .records
+            .iter()
+            .map(|r| format!("uat:ikev2_decryption_table:{r}"))
+            .collect();
+        let packets = tshark(&path, &options);
         assert_eq!(packets.len(), messages.len());
         for (n, (packet, m)) in packets.iter().zip(&messages).enumerate() {
             let mut fields = Vec::new();

@@ -23,6 +23,17 @@ pub enum Mode {
     Transport,
 }
 
+impl Mode {
+    /// Transport mode if both sides said so, else tunnel mode.
+    pub fn of(transport: bool) -> Self {
+        if transport {
+            Mode::Transport
+        } else {
+            Mode::Tunnel
+        }
+    }
+}
+
 /// What a responder accepts for a CHILD_SA of a peer that authenticated with a key or a
 /// certificate (a UE's CHILD_SA is the application's to grant).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -703,14 +703,7 @@ impl InitiatorSa {
         ) else {
             return false;
         };
-        let certificates: Vec<CertPayload> = m
-            .payloads
-            .iter()
-            .filter_map(|p| match p {
-                Payload::Cert(c) => Some(c.clone()),
-                _ => None,
-            })
-            .collect();
+        let certificates = m.certificates();
         let octets = self
             .core
             .responder_signed_octets(&self.init_response, &self.ni, idr);
@@ -721,14 +714,7 @@ impl InitiatorSa {
     /// names, then its CHILD_SA. A bad AUTH is told to the responder in an INFORMATIONAL
     /// (section 2.21.2) so that no SA stays on either side.
     fn node_auth_response(&mut self, m: &IkeMessage, ctx: &mut Ctx<'_>) {
-        let certificates: Vec<CertPayload> = m
-            .payloads
-            .iter()
-            .filter_map(|p| match p {
-                Payload::Cert(c) => Some(c.clone()),
-                _ => None,
-            })
-            .collect();
+        let certificates = m.certificates();
         let idr = m.find(|p| match p {
             Payload::IdR(i) => Some(i.clone()),
             _ => None,
@@ -826,11 +812,7 @@ impl InitiatorSa {
             keys,
             tsi: tsi.unwrap_or_default(),
             tsr: tsr.unwrap_or_default(),
-            mode: if transport {
-                Mode::Transport
-            } else {
-                Mode::Tunnel
-            },
+            mode: Mode::of(transport),
         })
     }
 

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use super::child::{choose_child, narrow, Lifetimes, Mode};
 use super::crypto::{DhGroup, DhPrivate, EspSuite, IkeSuite, Random};
-use super::keys::{rekey_skeyseed, ChildSaKeys, IkeSaKeys};
+use super::keys::{ChildSaKeys, IkeSaKeys};
 use super::sa::{
-    delete_ike, nonce, nonzero_spi, notify_of, ChildSa, CloseReason, Discard, Event, Incoming,
-    Output, PeerAuthMethod, Purpose, Receipt, SaCore,
+    delete_ike, deletes_ike, nonce, nonzero_spi, notify_of, ChildSa, CloseReason, Discard, Event,
+    Incoming, Output, PeerAuthMethod, Purpose, Receipt, SaCore,
 };
 use super::wire::*;
 
@@ -383,7 +383,7 @@ impl Live {
             .as_ref()
             .is_some_and(|r| r.core.owns(&header))
         {
-            self.peer_rekey_datagram(core, datagram, via_4500, p, ctx)
+            self.peer_rekey_datagram(core, datagram, via_4500, ctx)
         } else {
             event(ctx.out, Event::Discarded(Discard::WrongSpi));
             false
@@ -542,10 +542,7 @@ impl Live {
     }
 
     fn informational(&mut self, core: &mut SaCore, m: &IkeMessage, first: bool, ctx: &mut Ctx<'_>) {
-        let delete_ike = m
-            .payloads
-            .iter()
-            .any(|p| matches!(p, Payload::Delete(d) if d.protocol_id == ProtocolId::Ike));
+        let delete_ike = deletes_ike(m);
         let auth_failed = first && has_notify(m, NotifyType::AuthenticationFailed);
         let answer: Vec<Payload> = self.peer_deletes_children(m, ctx.out).into_iter().collect();
         core.respond(
@@ -715,11 +712,7 @@ impl Live {
             keys,
             tsi,
             tsr,
-            mode: if transport {
-                Mode::Transport
-            } else {
-                Mode::Tunnel
-            },
+            mode: Mode::of(transport),
         };
         let replaced = &mut self.children[old];
         let replaces = replaced.sa.inbound_spi;
@@ -797,7 +790,7 @@ impl Live {
             .map_err(|_| notify(NotifyType::InvalidSyntax))?;
         let nr = nonce(ctx.rng);
         let spi_r = ctx.spis.ike_spi(ctx.rng);
-        let keys = new_ike_keys(&core.keys, &suite, &g_ir, ni, &nr, spi_i, spi_r)
+        let keys = IkeSaKeys::from_rekey(&core.keys, &suite, &g_ir, (ni, &nr), spi_i, spi_r)
             .map_err(|_| notify(NotifyType::NoProposalChosen))?;
         let mut proposal = suite.proposal(number);
         proposal.spi = spi_r.to_be_bytes().to_vec();
@@ -1006,11 +999,7 @@ impl Live {
             keys,
             tsi,
             tsr,
-            mode: if transport {
-                Mode::Transport
-            } else {
-                Mode::Tunnel
-            },
+            mode: Mode::of(transport),
         })
     }
 
@@ -1213,7 +1202,6 @@ impl Live {
         core: &mut SaCore,
         datagram: &[u8],
         via_4500: bool,
-        p: Params<'_>,
         ctx: &mut Ctx<'_>,
     ) -> bool {
         let Some(r) = self.peer_rekey.as_mut() else {
@@ -1222,10 +1210,7 @@ impl Live {
         let receipt = r.core.receive(datagram, via_4500, ctx.rng, ctx.out);
         let authentic = receipt.authentic();
         if let Receipt::Fresh(Incoming::Request(m)) = receipt {
-            let delete_ike = m
-                .payloads
-                .iter()
-                .any(|p| matches!(p, Payload::Delete(d) if d.protocol_id == ProtocolId::Ike));
+            let delete_ike = deletes_ike(&m);
             if delete_ike {
                 // The peer found its new IKE SA redundant: ours will stand.
                 r.core.respond(
@@ -1247,7 +1232,6 @@ impl Live {
                     .refuse(&m, notify(NotifyType::TemporaryFailure), ctx.rng, ctx.out);
             }
         }
-        let _ = p;
         authentic
     }
 
@@ -1433,21 +1417,6 @@ impl Live {
     }
 }
 
-/// The keys of an IKE SA that a rekey of `old` makes (section 2.18): SKEYSEED with the
-/// old PRF from the old SK_d, the rest as section 2.14 with the new suite and SPIs.
-fn new_ike_keys(
-    old: &IkeSaKeys,
-    suite: &IkeSuite,
-    g_ir: &[u8],
-    ni: &[u8],
-    nr: &[u8],
-    spi_i: u64,
-    spi_r: u64,
-) -> Result<IkeSaKeys, super::crypto::CryptoError> {
-    let seed = rekey_skeyseed(old.suite().prf, &old.sk_d, g_ir, ni, nr);
-    IkeSaKeys::derive(suite, &seed, ni, nr, spi_i, spi_r)
-}
-
 /// The IKE SA a successful answer to our IKE SA rekey makes, with the lower nonce of the
 /// exchange; None if the answer does not fit our request.
 fn new_ike_sa(
@@ -1468,7 +1437,8 @@ fn new_ike_sa(
         return None;
     }
     let g_ir = req.dh.shared_secret(&ke.key_exchange_data).ok()?;
-    let keys = new_ike_keys(&old.keys, &suite, &g_ir, &req.ni, nr, req.spi_i, spi_r).ok()?;
+    let keys =
+        IkeSaKeys::from_rekey(&old.keys, &suite, &g_ir, (&req.ni, nr), req.spi_i, spi_r).ok()?;
     let mut core = SaCore::new(true, (req.spi_i, spi_r), keys, old.policy, (0, 0));
     core.port_4500 = old.port_4500;
     Some((core, lowest(&req.ni, nr)))

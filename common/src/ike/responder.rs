@@ -406,7 +406,6 @@ impl ResponderSa {
         let fail =
             |sa: &mut Self, notify, ctx: &mut Ctx<'_>| sa.fail(id, notify, None, ctx.rng, ctx.out);
         let (mut idi, mut auth, mut sa, mut tsi, mut tsr) = (None, None, None, None, None);
-        let mut certificates = Vec::new();
         for p in &m.payloads {
             match p {
                 Payload::IdI(i) => idi = Some(i),
@@ -414,10 +413,10 @@ impl ResponderSa {
                 Payload::Sa(s) => sa = Some(s),
                 Payload::TsI(t) => tsi = Some(t),
                 Payload::TsR(t) => tsr = Some(t),
-                Payload::Cert(c) => certificates.push(c.clone()),
                 _ => {}
             }
         }
+        let certificates = m.certificates();
         let (Some(idi), Some(auth), Some(sa), Some(tsi), Some(tsr)) = (idi, auth, sa, tsi, tsr)
         else {
             return fail(self, NotifyType::InvalidSyntax, ctx);
@@ -486,11 +485,7 @@ impl ResponderSa {
             keys,
             tsi,
             tsr,
-            mode: if transport {
-                Mode::Transport
-            } else {
-                Mode::Tunnel
-            },
+            mode: Mode::of(transport),
         };
         self.establish(child, idi.clone(), peer_auth, ctx);
     }

@@ -506,10 +506,7 @@ impl SaCore {
         rng: &mut dyn Random,
         out: &mut Vec<Output>,
     ) {
-        let delete_ike = m
-            .payloads
-            .iter()
-            .any(|p| matches!(p, Payload::Delete(d) if d.protocol_id == ProtocolId::Ike));
+        let delete_ike = deletes_ike(m);
         self.respond(ExchangeType::Informational, m.message_id, vec![], rng, out);
         if delete_ike {
             self.close(CloseReason::DeletedByPeer, out);
@@ -646,6 +643,13 @@ impl SaCore {
     ) -> Result<ChildSaKeys, CryptoError> {
         ChildSaKeys::derive(&self.keys, esp, None, ni, nr)
     }
+}
+
+/// Whether a request deletes the IKE SA that carries it (section 1.4.1).
+pub(super) fn deletes_ike(m: &IkeMessage) -> bool {
+    m.payloads
+        .iter()
+        .any(|p| matches!(p, Payload::Delete(d) if d.protocol_id == ProtocolId::Ike))
 }
 
 /// A Delete payload for the IKE SA that carries it (section 3.11).

@@ -397,6 +397,37 @@ fn open(keys: &IkeSaKeys, datagram: &[u8]) -> Option<IkeMessage> {
         .find_map(|k: &SkKeys| k.open(datagram).ok())
 }
 
+/// The LMA refused the MAG's AUTH (RFC 7296 section 2.21.2): both ends closed, no SA on
+/// either.
+fn assert_refused_by_the_lma(net: &Net, mag: u64, lma: u64) {
+    let failed = NotifyType::AuthenticationFailed;
+    assert_eq!(
+        net.nodes[MAG].closed(mag),
+        Some(&CloseReason::NotifyReceived(failed))
+    );
+    assert_eq!(
+        net.nodes[LMA].closed(lma),
+        Some(&CloseReason::NotifySent(failed))
+    );
+    assert!(net.nodes.iter().all(|n| n.endpoint.is_empty()));
+}
+
+/// The MAG refused the LMA's AUTH and told it in an INFORMATIONAL (section 2.21.2): no
+/// SA on either end.
+fn assert_refused_by_the_mag(net: &Net, mag: u64, lma: u64) {
+    assert_eq!(
+        net.nodes[MAG].closed(mag),
+        Some(&CloseReason::PeerNotAuthenticated)
+    );
+    assert_eq!(
+        net.nodes[LMA].closed(lma),
+        Some(&CloseReason::NotifyReceived(
+            NotifyType::AuthenticationFailed
+        ))
+    );
+    assert!(net.nodes.iter().all(|n| n.endpoint.is_empty()));
+}
+
 #[test]
 fn a_mag_and_its_lma_authenticate_with_a_pre_shared_key_for_transport_mode() {
     let mut net = Net::pair(lma_config(psk_peers(mag_id())));
@@ -453,27 +484,13 @@ fn a_wrong_pre_shared_key_is_authentication_failed_and_leaves_no_sa() {
     };
     let mut net = Net::pair(lma_config(peers));
     let (mag, lma) = net.connect(mag_config(LocalAuth::Psk(psk())));
-    assert_eq!(
-        net.nodes[MAG].closed(mag),
-        Some(&CloseReason::NotifyReceived(
-            NotifyType::AuthenticationFailed
-        ))
-    );
-    assert_eq!(
-        net.nodes[LMA].closed(lma),
-        Some(&CloseReason::NotifySent(NotifyType::AuthenticationFailed))
-    );
+    assert_refused_by_the_lma(&net, mag, lma);
     // An identity the LMA has no key for is the same.
     let mut net = Net::pair(lma_config(psk_peers(Identification::Fqdn(
         "x.example.net".into(),
     ))));
-    let (mag2, _) = net.connect(mag_config(LocalAuth::Psk(psk())));
-    assert_eq!(
-        net.nodes[MAG].closed(mag2),
-        Some(&CloseReason::NotifyReceived(
-            NotifyType::AuthenticationFailed
-        ))
-    );
+    let (mag, lma) = net.connect(mag_config(LocalAuth::Psk(psk())));
+    assert_refused_by_the_lma(&net, mag, lma);
     for n in &net.nodes {
         assert!(n.endpoint.is_empty() && n.endpoint.poll_timeout().is_none());
         assert!(n
@@ -491,17 +508,7 @@ fn a_responder_that_is_not_the_peer_we_meant_is_told_and_keeps_no_sa() {
     lma.identity = Identification::Fqdn("impostor.example.net".into());
     let mut net = Net::pair(lma);
     let (mag, lma) = net.connect(mag_config(LocalAuth::Psk(psk())));
-    assert_eq!(
-        net.nodes[MAG].closed(mag),
-        Some(&CloseReason::PeerNotAuthenticated)
-    );
-    assert_eq!(
-        net.nodes[LMA].closed(lma),
-        Some(&CloseReason::NotifyReceived(
-            NotifyType::AuthenticationFailed
-        ))
-    );
-    assert!(net.nodes.iter().all(|n| n.endpoint.is_empty()));
+    assert_refused_by_the_mag(&net, mag, lma);
 }
 
 /// A MAG and an LMA with certificates of `mag_ca` and `lma_ca`, each trusting `trusted`.
@@ -563,31 +570,11 @@ fn a_certificate_from_another_ca_fails_either_way_and_leaves_no_sa() {
     // The MAG's certificate is not from the LMA's CA: refused by the LMA.
     let (mut net, config) = certificate_pair(&theirs, &ours, &ours);
     let (mag, lma) = net.connect(config);
-    assert_eq!(
-        net.nodes[MAG].closed(mag),
-        Some(&CloseReason::NotifyReceived(
-            NotifyType::AuthenticationFailed
-        ))
-    );
-    assert_eq!(
-        net.nodes[LMA].closed(lma),
-        Some(&CloseReason::NotifySent(NotifyType::AuthenticationFailed))
-    );
-    assert!(net.nodes.iter().all(|n| n.endpoint.is_empty()));
+    assert_refused_by_the_lma(&net, mag, lma);
     // The LMA's certificate is not from the MAG's CA: refused by the MAG, told to the LMA.
     let (mut net, config) = certificate_pair(&ours, &theirs, &ours);
     let (mag, lma) = net.connect(config);
-    assert_eq!(
-        net.nodes[MAG].closed(mag),
-        Some(&CloseReason::PeerNotAuthenticated)
-    );
-    assert_eq!(
-        net.nodes[LMA].closed(lma),
-        Some(&CloseReason::NotifyReceived(
-            NotifyType::AuthenticationFailed
-        ))
-    );
-    assert!(net.nodes.iter().all(|n| n.endpoint.is_empty()));
+    assert_refused_by_the_mag(&net, mag, lma);
 }
 
 #[test]

@@ -1167,6 +1167,16 @@ fn an_ike_sa_init_with_initiator_spi_zero_is_dropped() {
     assert_eq!(lab.endpoint.stats().sas_created, 0);
 }
 
+/// The first datagram among an endpoint's outputs.
+fn transmitted(out: &[EndpointOutput]) -> Vec<u8> {
+    out.iter()
+        .find_map(|o| match o {
+            EndpointOutput::Transmit(t) => Some(t.bytes.clone()),
+            _ => None,
+        })
+        .expect("a datagram")
+}
+
 /// An unknown payload type 99 with its Critical bit set, appended to a chain.
 fn critical_unknown(chain: &mut Vec<u8>, last_header_at: Option<usize>) {
     if let Some(at) = last_header_at {
@@ -1234,13 +1244,7 @@ fn an_unknown_critical_payload_gets_unsupported_critical_payload() {
         .seal_chain(&header, PayloadType::IdI, chain.clone(), &mut lab.rng)
         .unwrap();
     let out = lab.deliver(&sealed, false);
-    let response = out
-        .iter()
-        .find_map(|o| match o {
-            EndpointOutput::Transmit(t) => Some(t.bytes.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let response = transmitted(&out);
     expect_notify(&responder.open(&response).unwrap());
     lab.route_epdg(out);
     assert_eq!(
@@ -1269,13 +1273,7 @@ fn an_unknown_critical_payload_gets_unsupported_critical_payload() {
         .seal_chain(&informational, PayloadType::from(99), chain, &mut lab.rng)
         .unwrap();
     let out = lab.deliver(&sealed, false);
-    let response = out
-        .iter()
-        .find_map(|o| match o {
-            EndpointOutput::Transmit(t) => Some(t.bytes.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let response = transmitted(&out);
     expect_notify(&keys.responder_sk().open(&response).unwrap());
     lab.route_epdg(out);
     assert_eq!(Lab::closed(&lab.epdg_events), None);
