@@ -85,8 +85,13 @@ impl Params<'_> {
 }
 
 /// How long to hold back a CREATE_CHILD_SA after TEMPORARY_FAILURE (section 2.25: not
-/// at once, so the peer finishes what it is doing).
-const TEMPORARY_FAILURE_BACKOFF: Duration = Duration::from_secs(2);
+/// at once, so the peer finishes what it is doing): one to three seconds at random, so
+/// two ends that refused each other's crossing requests do not cross again.
+fn backoff_after_temporary_failure(rng: &mut dyn Random) -> Duration {
+    let mut b = [0u8; 2];
+    rng.fill(&mut b);
+    Duration::from_secs(1) + Duration::from_millis(u64::from(u16::from_be_bytes(b)) % 2000)
+}
 
 /// Our CREATE_CHILD_SA rekeying a CHILD_SA, until its response.
 #[derive(Debug)]
@@ -943,7 +948,7 @@ impl Live {
                     }
                 }
                 NotifyType::TemporaryFailure => {
-                    self.hold_until = Some(ctx.now + TEMPORARY_FAILURE_BACKOFF);
+                    self.hold_until = Some(ctx.now + backoff_after_temporary_failure(ctx.rng));
                     self.child_rekey_failed(req.replaces, true);
                 }
                 _ => self.child_rekey_failed(req.replaces, false),
@@ -1067,7 +1072,9 @@ impl Live {
                 None
             }
             Some(NotifyType::TemporaryFailure) => {
-                self.hold_until = Some(ctx.now + TEMPORARY_FAILURE_BACKOFF);
+                // Again once the peer is done with what it was doing (section 2.25).
+                self.hold_until = Some(ctx.now + backoff_after_temporary_failure(ctx.rng));
+                self.want_ike_rekey = true;
                 None
             }
             Some(_) => {

@@ -1359,3 +1359,50 @@ fn create_child_sa_requests_that_cannot_be_honoured_get_their_notify() {
     assert_eq!(net.nodes[LMA].children(lma), vec![child]);
     assert!(net.nodes[LMA].rekeyed_children().is_empty());
 }
+
+/// RFC 7296 section 2.25: a rekey of the IKE SA while a CHILD_SA rekey is under way (and
+/// a CHILD_SA rekey while the IKE SA's is) gets TEMPORARY_FAILURE; the refused sides try
+/// again one to three seconds later, and both rekeys are done.
+#[test]
+fn crossing_child_sa_and_ike_sa_rekeys_are_refused_for_a_while_then_done() {
+    for (child_side, ike_side) in [(MAG, LMA), (LMA, MAG)] {
+        let (mut net, mag, lma) = connected(Lifetimes::default());
+        let (m, l) = one_child_each(&net, mag, lma);
+        let spi = |side| if side == MAG { mag } else { lma };
+        let inbound = if child_side == MAG {
+            m.inbound_spi
+        } else {
+            l.inbound_spi
+        };
+        assert!(net.act(child_side, |e, now, rng, out| e.rekey_child_sa(
+            spi(child_side),
+            inbound,
+            now,
+            rng,
+            out
+        )));
+        assert!(net.act(ike_side, |e, now, rng, out| e.rekey_ike_sa(
+            spi(ike_side),
+            now,
+            rng,
+            out
+        )));
+        net.run_for(Duration::from_millis(100));
+        assert!(net.nodes[MAG].ike_rekeys().is_empty(), "refused at first");
+        assert!(
+            net.nodes[MAG].rekeyed_children().is_empty(),
+            "refused at first"
+        );
+        net.run_for(Duration::from_secs(10));
+        for n in [MAG, LMA] {
+            assert_eq!(net.nodes[n].rekeyed_children().len(), 1, "node {n}");
+            assert_eq!(net.nodes[n].ike_rekeys().len(), 1, "node {n}");
+        }
+        assert_eq!(net.nodes[MAG].ike_rekeys(), net.nodes[LMA].ike_rekeys());
+        one_child_each(&net, mag, lma);
+        assert!(net
+            .nodes
+            .iter()
+            .all(|n| n.count(|e| matches!(e, Event::Closed(_))) == 0));
+    }
+}
