@@ -1,6 +1,9 @@
 //! ESP (RFC 4303) security associations in tunnel mode and ESP-in-UDP (RFC 3948): the
 //! ePDG's and the UE emulator's user-space IPsec data plane, sealing and opening inner
-//! IPv4 and IPv6 packets with the keys of an IKEv2 CHILD_SA.
+//! IPv4 and IPv6 packets with the keys of an IKEv2 CHILD_SA. A transport-mode CHILD_SA
+//! (RFC 4301 section 4.1) seals the upper-layer payload with its own Next Header
+//! ([`OutboundSa::encapsulate`], [`InboundSa::decapsulate`]): 17 for the Mobility Header
+//! over UDP, 135 over IPv6.
 //!
 //! Hand-written because the kernels we run on have no XFRM ESP and no maintained Rust
 //! crate offers sans-IO ESP; the cryptography itself is `ring` (AES-GCM, HMAC) and

@@ -3,7 +3,7 @@
 //! as a UE (EAP, which the application answers with its USIM) or as a node (a MAG toward
 //! its LMA, RFC 5213 section 4: a pre-shared key or a certificate, one round trip, the
 //! CHILD_SA in transport mode if asked), with the shared windows, retransmissions and SK
-//! protection of the SA core ([`super::sa`]); once established the SA is [`Live`]
+//! protection of the SA core ([`super::sa`]); once established the SA is live (`rekey`)
 //! (CREATE_CHILD_SA rekeys both ways, liveness, Delete).
 //!
 //! The UE emulator drives one `InitiatorSa` directly; a node's SAs toward its peers live

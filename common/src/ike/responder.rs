@@ -4,7 +4,7 @@
 //! node (a MAG toward its LMA, RFC 5213 section 4) authenticates with a pre-shared key
 //! or a certificate in one IKE_AUTH round trip that this SA settles by itself, with a
 //! CHILD_SA in tunnel or transport mode narrowed to our [`ChildPolicy`]. Once established
-//! the SA is [`Live`]: CREATE_CHILD_SA rekeys, liveness checks, Delete.
+//! the SA is live (`rekey`): CREATE_CHILD_SA rekeys, liveness checks, Delete.
 //!
 //! A `ResponderSa` is made and owned by the [`Endpoint`](super::endpoint::Endpoint),
 //! which finds it by our SPI and passes the application's calls on; the windows,

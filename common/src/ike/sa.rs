@@ -10,7 +10,7 @@
 //! Message IDs and retransmissions follow sections 2.1 and 2.2: we retransmit our own
 //! outstanding request on timeout, answer a retransmitted request from the cached
 //! response, and drop anything else out of window. Each outstanding request carries its
-//! [`Purpose`], so the response finds what it answers (a CREATE_CHILD_SA's nonce and
+//! `Purpose`, so the response finds what it answers (a CREATE_CHILD_SA's nonce and
 //! Diffie-Hellman key, the CHILD_SAs a Delete names). IKE_SA_INIT is not handled here:
 //! the initiator matches its response itself, and at the responder the
 //! [`Endpoint`](super::endpoint::Endpoint) answers a retransmitted IKE_SA_INIT request.
