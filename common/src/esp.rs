@@ -1,13 +1,19 @@
 //! ESP (RFC 4303) security associations in tunnel mode and ESP-in-UDP (RFC 3948): the
 //! ePDG's and the UE emulator's user-space IPsec data plane, sealing and opening inner
-//! IPv4 and IPv6 packets with the keys of an IKEv2 CHILD_SA.
+//! IPv4 and IPv6 packets with the keys of an IKEv2 CHILD_SA. A transport-mode CHILD_SA
+//! (RFC 4301 section 4.1) seals the upper-layer payload with its own Next Header
+//! ([`OutboundSa::encapsulate`], [`InboundSa::decapsulate`]): 17 for the Mobility Header
+//! over UDP, 135 over IPv6.
 //!
 //! Hand-written because the kernels we run on have no XFRM ESP and no maintained Rust
 //! crate offers sans-IO ESP; the cryptography itself is `ring` (AES-GCM, HMAC) and
 //! RustCrypto's `aes` + `cbc` (AES-CBC). Suites: AES-GCM with a 16-octet ICV (RFC 4106,
-//! 128 and 256 bits) and AES-CBC (RFC 3602, 128 and 256 bits) with HMAC-SHA2-256-128
-//! (RFC 4868) or HMAC-SHA1-96 (RFC 2404), encrypt-then-MAC. No extended sequence numbers
-//! (the IKE code negotiates "No ESN"), so an SA must be rekeyed before 2^32 - 1 packets.
+//! 128 and 256 bits) and AES-CBC (RFC 3602, 128 and 256 bits) or ENCR_NULL (RFC 2410,
+//! integrity only) with HMAC-SHA2-256-128 (RFC 4868) or HMAC-SHA1-96 (RFC 2404),
+//! encrypt-then-MAC. No extended sequence numbers (the IKE code negotiates "No ESN"), so
+//! an SA must be rekeyed before 2^32 - 1 packets (RFC 4303 section 3.3.3): past
+//! [`REKEY_SEQUENCE_NUMBER`] [`OutboundSa::needs_rekey`] says so, and the application asks
+//! IKE for a CREATE_CHILD_SA rekey.
 //!
 //! An SA is unidirectional: an [`OutboundSa`] seals, an [`InboundSa`] opens and keeps the
 //! [`ReplayWindow`]. Both take the raw key octets of one direction of the CHILD_SA KEYMAT
@@ -50,6 +56,10 @@ pub const NAT_KEEPALIVE: [u8; 1] = [0xff];
 
 /// SPI and Sequence Number.
 pub const ESP_HEADER_LEN: usize = 8;
+/// Past this sequence number an outbound SA should be replaced: 2^28 packets before the
+/// counter would cycle (RFC 4303 section 3.3.3 forbids that without ESN), room for a
+/// CREATE_CHILD_SA rekey even at millions of packets a second.
+pub const REKEY_SEQUENCE_NUMBER: u32 = u32::MAX - (1 << 28);
 /// Next Header value of an inner IPv4 packet (tunnel mode).
 pub const NEXT_HEADER_IPV4: u8 = 4;
 /// Next Header value of an inner IPv6 packet (tunnel mode).
@@ -192,8 +202,9 @@ enum Transform {
         key: Box<aead::LessSafeKey>,
         salt: [u8; GCM_SALT_LEN],
     },
+    /// AES-CBC with an HMAC, or ENCR_NULL (RFC 2410, no cipher) with the HMAC alone.
     AesCbc {
-        cipher: CbcCipher,
+        cipher: Option<CbcCipher>,
         integ: Integ,
         integ_key: hmac::Key,
     },
@@ -231,6 +242,15 @@ impl Transform {
                     salt: s,
                 })
             }
+            (None, Some(integ)) if suite.encr.is_null() => {
+                key_len("integrity", integ.key_len(), integrity_key)?;
+                key_len("ENCR_NULL", 0, encryption_key)?;
+                Ok(Transform::AesCbc {
+                    cipher: None,
+                    integ,
+                    integ_key: hmac::Key::new(integ.hmac_algorithm(), integrity_key),
+                })
+            }
             (None, Some(integ)) => {
                 key_len("integrity", integ.key_len(), integrity_key)?;
                 key_len("AES-CBC", suite.encr.cipher_key_len(), encryption_key)?;
@@ -249,7 +269,7 @@ impl Transform {
                 }
                 .map_err(|_| EspError::UnsupportedSuite("AES-CBC key rejected"))?;
                 Ok(Transform::AesCbc {
-                    cipher,
+                    cipher: Some(cipher),
                     integ,
                     integ_key: hmac::Key::new(integ.hmac_algorithm(), integrity_key),
                 })
@@ -266,6 +286,7 @@ impl Transform {
     fn iv_len(&self) -> usize {
         match self {
             Transform::AesGcm { .. } => GCM_IV_LEN,
+            Transform::AesCbc { cipher: None, .. } => 0,
             Transform::AesCbc { .. } => AES_BLOCK_LEN,
         }
     }
@@ -280,7 +301,7 @@ impl Transform {
     /// The ciphertext is a multiple of this (at least 4, RFC 4303 section 2.4).
     fn block_len(&self) -> usize {
         match self {
-            Transform::AesGcm { .. } => 4,
+            Transform::AesGcm { .. } | Transform::AesCbc { cipher: None, .. } => 4,
             Transform::AesCbc { .. } => AES_BLOCK_LEN,
         }
     }
@@ -355,6 +376,12 @@ impl OutboundSa {
         self.sequence_number
     }
 
+    /// Whether the sequence number passed [`REKEY_SEQUENCE_NUMBER`]: time to rekey the
+    /// CHILD_SA before the counter is exhausted.
+    pub fn needs_rekey(&self) -> bool {
+        self.sequence_number >= REKEY_SEQUENCE_NUMBER
+    }
+
     /// The length of the ESP packet that sealing `payload_len` octets produces.
     pub fn encapsulated_len(&self, payload_len: usize) -> usize {
         let t = &self.transform;
@@ -416,11 +443,12 @@ impl OutboundSa {
                 let (iv, text) = out[iv_start..].split_at_mut(iv_len);
                 let text_len = text.len();
                 let encrypted = match cipher {
-                    CbcCipher::Aes128(c) => {
+                    None => Ok(true),
+                    Some(CbcCipher::Aes128(c)) => {
                         cbc::Encryptor::<Aes128>::inner_iv_slice_init((**c).clone(), iv)
                             .map(|e| e.encrypt_padded_mut::<NoPadding>(text, text_len).is_ok())
                     }
-                    CbcCipher::Aes256(c) => {
+                    Some(CbcCipher::Aes256(c)) => {
                         cbc::Encryptor::<Aes256>::inner_iv_slice_init((**c).clone(), iv)
                             .map(|e| e.encrypt_padded_mut::<NoPadding>(text, text_len).is_ok())
                     }
@@ -578,17 +606,19 @@ impl InboundSa {
                     return Err(EspError::BadIcv);
                 }
                 let ciphertext = &mut body[..text_end - text_start];
-                if !ciphertext.len().is_multiple_of(AES_BLOCK_LEN) {
+                let block = self.transform.block_len();
+                if !ciphertext.len().is_multiple_of(block) {
                     return Err(EspError::InvalidLength(
-                        "AES-CBC ciphertext not a multiple of the block",
+                        "ciphertext not a multiple of the block",
                     ));
                 }
                 let decrypted = match cipher {
-                    CbcCipher::Aes128(c) => {
+                    None => Ok(true),
+                    Some(CbcCipher::Aes128(c)) => {
                         cbc::Decryptor::<Aes128>::inner_iv_slice_init((**c).clone(), iv)
                             .map(|d| d.decrypt_padded_mut::<NoPadding>(ciphertext).is_ok())
                     }
-                    CbcCipher::Aes256(c) => {
+                    Some(CbcCipher::Aes256(c)) => {
                         cbc::Decryptor::<Aes256>::inner_iv_slice_init((**c).clone(), iv)
                             .map(|d| d.decrypt_padded_mut::<NoPadding>(ciphertext).is_ok())
                     }

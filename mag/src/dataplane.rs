@@ -116,10 +116,40 @@ pub struct SessionInfo {
     pub ue: SocketAddr,
 }
 
-struct Session {
-    info: SessionInfo,
+/// The two ESP SAs of one CHILD_SA.
+struct Pair {
     inbound: InboundSa,
     outbound: OutboundSa,
+    /// A rekey was asked for: its outbound sequence number is running out.
+    rekey_asked: bool,
+}
+
+impl Pair {
+    fn of(child: &ChildSa) -> Result<Self, EspError> {
+        let (inbound, outbound) = child_sa_pair(child, IkeRole::Responder)?;
+        Ok(Pair {
+            inbound,
+            outbound,
+            rekey_asked: false,
+        })
+    }
+}
+
+struct Session {
+    info: SessionInfo,
+    /// The CHILD_SA we send on.
+    current: Pair,
+    /// The other CHILD_SA while a rekey is under way (RFC 7296 section 2.8): the new one
+    /// until the UE shows it has it (a packet on it, or the old one's Delete), then the
+    /// old one until its Delete. Both receive.
+    other: Option<Pair>,
+}
+
+impl Session {
+    fn inbound_spis(&self) -> impl Iterator<Item = u32> + '_ {
+        std::iter::once(self.current.inbound.spi())
+            .chain(self.other.iter().map(|p| p.inbound.spi()))
+    }
 }
 
 /// An uplink packet to send: GRE (header and inner packet) to the LMA, as a raw socket
@@ -145,6 +175,9 @@ pub struct DataPlane {
     sessions: HashMap<u64, Session>,
     by_spi: HashMap<u32, u64>,
     by_downlink_key: HashMap<u32, u64>,
+    /// CHILD_SAs (IKE SA, our inbound SPI) whose outbound sequence number passed
+    /// [`pmip_common::esp::REKEY_SEQUENCE_NUMBER`]: to rekey (RFC 4303 section 3.3.3).
+    rekeys_due: Vec<(u64, u32)>,
     counters: Counters,
     /// Uplink: the ESP packet, opened in place; the GRE header is then written over the
     /// end of the ESP header and IV, right before the inner packet.
@@ -187,35 +220,80 @@ impl DataPlane {
         child: &ChildSa,
         info: SessionInfo,
     ) -> Result<(), EspError> {
-        let (inbound, outbound) = child_sa_pair(child, IkeRole::Responder)?;
+        let current = Pair::of(child)?;
         self.remove(ike_spi);
         // A key or SPI still held by another session moves to this one.
         if let Some(old) = self.by_downlink_key.get(&info.downlink_key).copied() {
             self.remove(old);
         }
-        self.by_spi.insert(inbound.spi(), ike_spi);
+        self.by_spi.insert(current.inbound.spi(), ike_spi);
         self.by_downlink_key.insert(info.downlink_key, ike_spi);
         self.sessions.insert(
             ike_spi,
             Session {
                 info,
-                inbound,
-                outbound,
+                current,
+                other: None,
             },
         );
         Ok(())
     }
 
+    /// A rekey of the session's CHILD_SA made `child`: it receives at once, and we send
+    /// on it once the UE does (or the old one is retired).
+    pub fn rekey(&mut self, ike_spi: u64, child: &ChildSa) -> Result<(), EspError> {
+        let pair = Pair::of(child)?;
+        let Some(session) = self.sessions.get_mut(&ike_spi) else {
+            return Ok(());
+        };
+        if let Some(dropped) = session.other.replace(pair) {
+            if self.by_spi.get(&dropped.inbound.spi()) == Some(&ike_spi) {
+                self.by_spi.remove(&dropped.inbound.spi());
+            }
+        }
+        self.by_spi.insert(child.inbound_spi, ike_spi);
+        Ok(())
+    }
+
+    /// The CHILD_SA with this inbound SPI is deleted: its SAs go; if it was the one we
+    /// sent on, the other takes over.
+    pub fn retire(&mut self, ike_spi: u64, inbound_spi: u32) {
+        let Some(session) = self.sessions.get_mut(&ike_spi) else {
+            return;
+        };
+        if session.other.as_ref().map(|p| p.inbound.spi()) == Some(inbound_spi) {
+            session.other = None;
+        } else if session.current.inbound.spi() == inbound_spi {
+            match session.other.take() {
+                Some(next) => session.current = next,
+                None => return,
+            }
+        } else {
+            return;
+        }
+        if self.by_spi.get(&inbound_spi) == Some(&ike_spi) {
+            self.by_spi.remove(&inbound_spi);
+        }
+    }
+
     /// Forgets the session of IKE SA `ike_spi`, if any.
     pub fn remove(&mut self, ike_spi: u64) {
         if let Some(s) = self.sessions.remove(&ike_spi) {
-            if self.by_spi.get(&s.inbound.spi()) == Some(&ike_spi) {
-                self.by_spi.remove(&s.inbound.spi());
+            for spi in s.inbound_spis() {
+                if self.by_spi.get(&spi) == Some(&ike_spi) {
+                    self.by_spi.remove(&spi);
+                }
             }
             if self.by_downlink_key.get(&s.info.downlink_key) == Some(&ike_spi) {
                 self.by_downlink_key.remove(&s.info.downlink_key);
             }
         }
+    }
+
+    /// The CHILD_SAs to rekey before their sequence numbers run out, as (IKE SA, our
+    /// inbound SPI): each once, for [`crate::epdg::Input::RekeyChildSa`].
+    pub fn take_rekeys_due(&mut self) -> Vec<(u64, u32)> {
+        std::mem::take(&mut self.rekeys_due)
     }
 
     /// The session's info, for tests and the status file.
@@ -261,15 +339,24 @@ impl DataPlane {
         let session = sessions.get_mut(&ike_spi).ok_or(DropReason::UnknownSpi)?;
         buffer.clear();
         buffer.extend_from_slice(esp);
-        let (d, range) = session
-            .inbound
-            .decapsulate_in_place(buffer)
-            .map_err(|e| match e {
-                EspError::Replay(_) => DropReason::Replay,
-                EspError::BadIcv | EspError::BadPadding => DropReason::Integrity,
-                EspError::Truncated(_) | EspError::InvalidLength(_) => DropReason::MalformedEsp,
-                _ => DropReason::BadInner,
-            })?;
+        let on_other = session.current.inbound.spi() != view.spi();
+        let inbound = match (&mut session.other, on_other) {
+            (Some(other), true) => &mut other.inbound,
+            _ => &mut session.current.inbound,
+        };
+        let (d, range) = inbound.decapsulate_in_place(buffer).map_err(|e| match e {
+            EspError::Replay(_) => DropReason::Replay,
+            EspError::BadIcv | EspError::BadPadding => DropReason::Integrity,
+            EspError::Truncated(_) | EspError::InvalidLength(_) => DropReason::MalformedEsp,
+            _ => DropReason::BadInner,
+        })?;
+        if on_other {
+            // The UE sends on the new CHILD_SA of a rekey: so do we now (RFC 7296 section
+            // 2.8); the old one keeps receiving until its Delete.
+            if let Some(other) = session.other.as_mut() {
+                std::mem::swap(&mut session.current, other);
+            }
+        }
         let inner = &buffer[range.clone()];
         // An IPv4 or IPv6 packet agreeing with the Next Header (a dummy, 59, is dropped).
         if next_header_of(inner).ok() != Some(d.next_header) {
@@ -307,6 +394,7 @@ impl DataPlane {
             &mut self.sessions,
             &self.by_downlink_key,
             &mut self.downlink_buffer,
+            &mut self.rekeys_due,
             lma,
             gre,
             random,
@@ -331,6 +419,7 @@ impl DataPlane {
         sessions: &mut HashMap<u64, Session>,
         by_downlink_key: &HashMap<u32, u64>,
         buffer: &mut Vec<u8>,
+        rekeys_due: &mut Vec<(u64, u32)>,
         lma: IpAddr,
         gre: &[u8],
         random: &mut R,
@@ -350,10 +439,15 @@ impl DataPlane {
             return Err(DropReason::WrongDestination);
         }
         buffer.clear();
-        session
+        let current = &mut session.current;
+        current
             .outbound
             .encapsulate_ip(d.inner, random, buffer)
             .map_err(|_| DropReason::SealFailed)?;
+        if current.outbound.needs_rekey() && !current.rekey_asked {
+            current.rekey_asked = true;
+            rekeys_due.push((ike_spi, current.inbound.spi()));
+        }
         Ok(session.info.ue)
     }
 }
@@ -392,6 +486,7 @@ fn addresses(packet: &[u8]) -> Option<(IpAddr, IpAddr)> {
 mod tests {
     use super::*;
     use pmip_common::ike::keys::EspDirectionKeys;
+    use pmip_common::ike::sa::Mode;
     use pmip_common::ike::{ChildSaKeys, EspSuite};
 
     struct Counter(u8);
@@ -430,6 +525,7 @@ mod tests {
             keys: keys.clone(),
             tsi: Vec::new(),
             tsr: Vec::new(),
+            mode: Mode::Tunnel,
         };
         let epdg = ChildSa {
             inbound_spi: EPDG_SPI,
@@ -608,5 +704,67 @@ mod tests {
             dp.downlink(lma, &gre(DOWN, &to_ue), &mut r),
             Err(DropReason::UnknownDownlinkKey)
         );
+    }
+
+    /// A CHILD_SA rekey (RFC 7296 section 2.8): the new SA receives at once, the ePDG
+    /// sends on it once the UE does, the old one receives until it is retired.
+    #[test]
+    fn a_rekeyed_child_sa_takes_over_when_the_ue_uses_it() {
+        let (mut dp, mut old_in, mut old_out) = lab();
+        let suite = EspSuite::defaults()[0];
+        let (mut ue, mut epdg) = children(suite);
+        for (c, spi) in [(&mut ue, 0x3333_0000), (&mut epdg, 0x4444_0000)] {
+            c.keys.initiator_to_responder.encr[0] ^= 0xff;
+            c.keys.responder_to_initiator.encr[0] ^= 0xff;
+            c.inbound_spi = spi;
+        }
+        ue.outbound_spi = epdg.inbound_spi;
+        epdg.outbound_spi = ue.inbound_spi;
+        let (mut new_in, mut new_out) = child_sa_pair(&ue, IkeRole::Initiator).unwrap();
+        dp.rekey(IKE, &epdg).unwrap();
+        let from: SocketAddr = "127.0.0.5:40000".parse().unwrap();
+        let lma = info().lma;
+        let down = |dp: &mut DataPlane| {
+            let gre = GreRepr::keyed(ProtocolType::Ipv4, DOWN);
+            let inner = ipv4("192.0.2.1", "10.45.0.2");
+            let mut packet = vec![0; gre.header_len()];
+            gre.emit(&mut packet);
+            packet.extend_from_slice(&inner);
+            dp.downlink(lma, &packet, &mut Counter(0))
+                .unwrap()
+                .esp
+                .to_vec()
+        };
+        // Both receive; until the UE sends on the new one we still send on the old one.
+        assert!(dp
+            .uplink(from, &seal(&mut old_out, &ipv4("10.45.0.2", "192.0.2.1")))
+            .is_ok());
+        let mut plain = Vec::new();
+        assert!(old_in.decapsulate_ip(&down(&mut dp), &mut plain).is_ok());
+        assert!(dp
+            .uplink(from, &seal(&mut new_out, &ipv4("10.45.0.2", "192.0.2.1")))
+            .is_ok());
+        assert!(new_in.decapsulate_ip(&down(&mut dp), &mut plain).is_ok());
+        // The old one still receives until the Delete retires it.
+        assert!(dp
+            .uplink(from, &seal(&mut old_out, &ipv4("10.45.0.2", "192.0.2.1")))
+            .is_ok());
+        dp.retire(IKE, EPDG_SPI);
+        assert_eq!(
+            dp.uplink(from, &seal(&mut old_out, &ipv4("10.45.0.2", "192.0.2.1"))),
+            Err(DropReason::UnknownSpi)
+        );
+        assert!(dp
+            .uplink(from, &seal(&mut new_out, &ipv4("10.45.0.2", "192.0.2.1")))
+            .is_ok());
+        // Retiring the old one first (no packet on the new one yet) moves sending too.
+        let (mut dp, mut old_in, _) = lab();
+        dp.rekey(IKE, &epdg).unwrap();
+        let (mut new_in, _) = child_sa_pair(&ue, IkeRole::Initiator).unwrap();
+        dp.retire(IKE, EPDG_SPI);
+        assert!(old_in.decapsulate_ip(&down(&mut dp), &mut plain).is_err());
+        assert!(new_in.decapsulate_ip(&down(&mut dp), &mut plain).is_ok());
+        dp.remove(IKE);
+        assert!(dp.by_spi.is_empty() && dp.is_empty());
     }
 }

@@ -826,6 +826,18 @@ impl Shell {
                         );
                     }
                 }
+                Output::ChildSaRekeyed { ike_spi, child } => {
+                    if let Err(e) = self.dataplane.rekey(ike_spi, &child) {
+                        warn!(
+                            spi = format_args!("{ike_spi:016x}"),
+                            "rekeyed CHILD_SA not installed: {e}"
+                        );
+                    }
+                }
+                Output::ChildSaRetired {
+                    ike_spi,
+                    inbound_spi,
+                } => self.dataplane.retire(ike_spi, inbound_spi),
                 Output::SessionDown { ike_spi } => self.dataplane.remove(ike_spi),
                 Output::Report(report) => stopped |= self.report(report),
             }
@@ -837,14 +849,19 @@ impl Shell {
     fn report(&mut self, report: Report) -> bool {
         let hex = |spi: u64| format!("{spi:016x}");
         match report {
-            Report::IkeSaCreated { spi } => {
-                if let (Some(k), Some(record)) =
-                    (self.keylog.as_mut(), self.core.keylog_record(spi))
-                {
+            Report::IkeSaCreated { spi } => debug!(spi = hex(spi), "IKE SA created"),
+            Report::IkeSaKeys { spi: _, record } => {
+                if let Some(k) = self.keylog.as_mut() {
                     let _ = writeln!(k, "{record}");
                     let _ = k.flush();
                 }
             }
+            Report::ChildSaRekeyed { spi, old, new } => info!(
+                spi = hex(spi),
+                old = format_args!("{old:08x}"),
+                new = format_args!("{new:08x}"),
+                "CHILD_SA rekeyed"
+            ),
             Report::IkeDropped { spi, reason } => {
                 debug!(
                     spi = spi.map(hex).unwrap_or_default(),
@@ -1083,6 +1100,16 @@ impl Shell {
                 }
             }
             Err(reason) => debug!(%from, ?reason, "downlink packet dropped"),
+        }
+        for (ike_spi, inbound_spi) in self.dataplane.take_rekeys_due() {
+            self.feed(
+                sockets,
+                Input::RekeyChildSa {
+                    ike_spi,
+                    inbound_spi,
+                },
+            )
+            .await;
         }
     }
 }

@@ -66,7 +66,7 @@ use pmip_common::diameter::codes::command;
 use pmip_common::diameter::swm::{self, SwmMessage};
 use pmip_common::diameter::Message;
 use pmip_common::ike::endpoint::{Endpoint, EndpointOutput, Transmit};
-use pmip_common::ike::sa::{ChildSa, Event};
+use pmip_common::ike::sa::{ChildSa, Established, Event};
 use pmip_common::ike::Random;
 use pmip_common::mh::{
     ChecksumContext, GreKey, Lifetime, MobilityHeaderRepr, MobilityMessage, ProxyBindingAck,
@@ -104,6 +104,11 @@ pub enum Input<'a> {
     DiameterBytes(&'a [u8]),
     /// The connection is closed.
     DiameterClosed,
+    /// The data plane's CHILD_SA with our inbound SPI `inbound_spi` of the IKE SA
+    /// `ike_spi` nears the end of its sequence numbers
+    /// ([`crate::dataplane::DataPlane::take_rekeys_due`]): rekey it (RFC 4303 section
+    /// 3.3.3, RFC 7296 section 1.3.3).
+    RekeyChildSa { ike_spi: u64, inbound_spi: u32 },
     /// The deadline of [`Epdg::poll_timeout`] passed.
     Timeout,
     /// Detach every UE and stop (see the module doc).
@@ -131,6 +136,11 @@ pub enum Output {
         child: Box<ChildSa>,
         session: SessionInfo,
     },
+    /// A rekey replaced the session's CHILD_SA (RFC 7296 section 2.8): add `child`; the
+    /// old one still receives until its `ChildSaRetired`.
+    ChildSaRekeyed { ike_spi: u64, child: Box<ChildSa> },
+    /// The CHILD_SA with this inbound SPI is deleted: stop using it.
+    ChildSaRetired { ike_spi: u64, inbound_spi: u32 },
     /// Remove it.
     SessionDown { ike_spi: u64 },
     /// Something to log.
@@ -273,6 +283,15 @@ impl Epdg {
                 }
             }
             Input::DiameterClosed => self.aaa.closed(now, out),
+            Input::RekeyChildSa {
+                ike_spi,
+                inbound_spi,
+            } => {
+                let mut ike_out = Vec::new();
+                self.ike
+                    .rekey_child_sa(ike_spi, inbound_spi, now, rng, &mut ike_out);
+                self.on_ike_outputs(ike_out, now, rng, out);
+            }
             Input::Timeout => self.on_timeout(now, rng, out),
             Input::Shutdown => self.start_shutdown(now, rng, out),
         }
@@ -314,12 +333,13 @@ impl Epdg {
     }
 
     /// The Wireshark IKEv2 decryption record (`ikev2_decryption_table`) of the IKE SA
-    /// `spi`, for a keylog file.
+    /// `spi` as it is now, for a keylog file; None while it is not authenticated (the
+    /// records come as [`Report::IkeSaKeys`] anyway).
     pub fn keylog_record(&self, spi: u64) -> Option<String> {
-        let sa = self.ike.sa(spi)?;
+        let sa = self.ike.sa(spi).filter(|sa| !sa.is_half_open())?;
         Some(
             sa.keys()
-                .wireshark_decryption_record(sa.initiator_spi(), spi),
+                .wireshark_decryption_record(sa.initiator_spi(), sa.responder_spi()),
         )
     }
 
@@ -369,12 +389,45 @@ impl Epdg {
                         }
                         Event::EapResponse(eap) => attach::Input::EapFromUe(eap),
                         Event::Established(established) => {
+                            let Established { child, keylog, .. } = *established;
+                            out.push(Output::Report(Report::IkeSaKeys {
+                                spi,
+                                record: keylog,
+                            }));
                             if let Some(ue) = self.ues.get_mut(&spi) {
-                                ue.child = Some(Box::new(established.child));
+                                ue.child = Some(Box::new(child));
                             }
                             attach::Input::IkeEstablished
                         }
                         Event::Closed(reason) => attach::Input::IkeClosed(reason),
+                        Event::IkeSaRekeyed { keylog, .. } => {
+                            out.push(Output::Report(Report::IkeSaKeys {
+                                spi,
+                                record: keylog,
+                            }));
+                            continue;
+                        }
+                        Event::ChildSaRekeyed { replaces, child } => {
+                            out.push(Output::Report(Report::ChildSaRekeyed {
+                                spi,
+                                old: replaces,
+                                new: child.inbound_spi,
+                            }));
+                            if self.ues.get(&spi).is_some_and(|u| u.attached) {
+                                out.push(Output::ChildSaRekeyed {
+                                    ike_spi: spi,
+                                    child,
+                                });
+                            }
+                            continue;
+                        }
+                        Event::ChildSaDeleted { inbound_spi, .. } => {
+                            out.push(Output::ChildSaRetired {
+                                ike_spi: spi,
+                                inbound_spi,
+                            });
+                            continue;
+                        }
                         Event::Alive | Event::EapRequest(_) | Event::Discarded(_) => continue,
                     };
                     self.step(spi, input, now, rng, out);
@@ -468,10 +521,8 @@ impl Epdg {
                         apn: ue.attach.apn().to_string(),
                     }));
                 }
-                // Our ESP SPI (RFC 4303 section 2.1: 1 to 255 are reserved).
-                let mut inbound_spi = [0u8; 4];
-                rng.fill(&mut inbound_spi);
-                let inbound_spi = u32::from_be_bytes(inbound_spi) | 0x100;
+                // Our ESP SPI, unique at the node (RFC 4303 section 2.1).
+                let inbound_spi = self.ike.fresh_esp_spi(rng);
                 self.ike.eap_success(
                     spi,
                     eap,

@@ -821,6 +821,7 @@ fn a_retransmitted_ike_sa_init_gets_the_same_sa() -> Result<()> {
             eap_only: true,
             peer_verifier: None,
             retransmit: RetransmitPolicy::default(),
+            ..InitiatorConfig::default()
         },
         Instant::now(),
         &mut rand::rngs::OsRng,

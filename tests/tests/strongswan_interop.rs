@@ -24,8 +24,11 @@
 //! addresses reaches the PDN host and returns; resynchronisation on the first attach and
 //! none on the second; `swanctl --terminate` removes the LMA binding, the ePDG's state and
 //! the Diameter session; and each proposal of a table (strongSwan's defaults and what
-//! phones offer) attaches. Needs root (namespaces, veths, TUN devices, raw GRE sockets);
-//! without it the test says so and passes without running.
+//! phones offer) attaches. A second lab (its own namespaces and AAA address) lets
+//! strongSwan rekey its IKE SA and CHILD_SA every 20 s during a minute of pings (RFC 7296
+//! section 1.3): every rekey succeeds, at most one ping is lost per rekey, and tshark
+//! decrypts the CREATE_CHILD_SA exchanges with the keylog. Needs root (namespaces, veths,
+//! TUN devices, raw GRE sockets); without it the test says so and passes without running.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -54,7 +57,24 @@ const PDN_V6: &str = "2001:db8:130::1";
 const ATTACHES: usize = 2 + (PROPOSALS.len() - 1) + 2;
 /// Wireshark's expert severity "warning" (`PI_WARN`); "note" and "chat" are below it.
 const PI_WARN: u32 = 0x0060_0000;
-const AAA: Ipv4Addr = Ipv4Addr::new(127, 0, 130, 4);
+/// Where each lab's aaa-stub listens, and the tags of its namespaces.
+struct LabIds {
+    aaa: Ipv4Addr,
+    lma_tag: u8,
+    ue_tag: u8,
+}
+
+const MAIN: LabIds = LabIds {
+    aaa: Ipv4Addr::new(127, 0, 130, 4),
+    lma_tag: 5,
+    ue_tag: 6,
+};
+
+const REKEYING: LabIds = LabIds {
+    aaa: Ipv4Addr::new(127, 0, 130, 5),
+    lma_tag: 3,
+    ue_tag: 4,
+};
 
 fn path(p: &Path) -> Result<&str> {
     p.to_str().context("non-UTF-8 path")
@@ -394,12 +414,17 @@ const PROPOSALS: &[Proposal] = &[
 
 /// Starts `mag` with NAME.toml (NAME.pcap, NAME.keylog) and `extra` settings; waits for
 /// its Diameter peer.
-fn start_mag(d: &Path, name: &str, epdg: Ipv4Addr, mh: Ipv4Addr, extra: &str) -> Result<Node> {
+fn start_mag(
+    d: &Path,
+    name: &str,
+    (epdg, mh, aaa): (Ipv4Addr, Ipv4Addr, Ipv4Addr),
+    extra: &str,
+) -> Result<Node> {
     let config = write_file(
         d,
         &format!("{name}.toml"),
         &format!(
-            "ike_listen = \"{epdg}:500\"\nnatt_listen = \"{epdg}:4500\"\naaa = \"{AAA}:3868\"\n\
+            "ike_listen = \"{epdg}:500\"\nnatt_listen = \"{epdg}:4500\"\naaa = \"{aaa}:3868\"\n\
              mh_local = \"{mh}\"\ndns = [\"10.130.0.1\"]\ndiameter_timeout_ms = 3000\n\
              liveness_interval_secs = 1\n\
              status_file = \"{status}\"\npcap = \"{pcap}\"\nkeylog = \"{keylog}\"\n{extra}",
@@ -425,19 +450,22 @@ struct Lab {
     lma: LmaProcess,
     ue_topology: Topology,
     lma_topology: Topology,
+    aaa_address: Ipv4Addr,
     dir: tempfile::TempDir,
 }
 
 impl Lab {
-    fn start() -> Result<Lab> {
+    fn start(ids: &LabIds) -> Result<Lab> {
         let dir = tempfile::tempdir()?;
         let d = dir.path();
-        // Tag 5: the LMA's namespace (mag side 172.26.x.1); tag 6: the UE's namespace, its
-        // root end (172.25.x.1) is the ePDG's IKE address, the UE is 172.25.x.2.
-        let lma_topology = Topology::new("sswl", 5)?;
-        let ue_topology = Topology::new("sswu", 6)?;
+        // Tag 5 (3): the LMA's namespace (mag side 172.26.x.1); tag 6 (4): the UE's
+        // namespace, its root end (172.25.x.1) is the ePDG's IKE address, the UE is
+        // 172.25.x.2.
+        let lma_topology = Topology::new("sswl", ids.lma_tag)?;
+        let ue_topology = Topology::new("sswu", ids.ue_tag)?;
         let epdg = ue_topology.mag;
-        let tun = format!("sswl{}", std::process::id() % 100_000);
+        let aaa_address = ids.aaa;
+        let tun = format!("sswl{}{}", std::process::id() % 10_000, ids.lma_tag);
         let lma_config = write_file(
             d,
             "lma.toml",
@@ -465,7 +493,7 @@ impl Lab {
             "aaa.toml",
             &format!(
                 "origin_host = \"aaa.epc.mnc001.mcc001.3gppnetwork.org\"\n\
-                 origin_realm = \"epc.mnc001.mcc001.3gppnetwork.org\"\nlisten = \"{AAA}:3868\"\n\
+                 origin_realm = \"epc.mnc001.mcc001.3gppnetwork.org\"\nlisten = \"{aaa_address}:3868\"\n\
                  subscribers = \"subscribers.toml\"\nsqn_state = \"sqn.toml\"\n{epdg_peer}[gateways]\n{APN} = \"{}\"\n",
                 lma_topology.lma
             ),
@@ -494,7 +522,7 @@ impl Lab {
             "mag --generate-lab-pki: {}",
             String::from_utf8_lossy(&generated.stderr)
         );
-        let mag = start_mag(d, "mag", epdg, lma_topology.mag, "")?;
+        let mag = start_mag(d, "mag", (epdg, lma_topology.mag, aaa_address), "")?;
         let charon_dir = d.join("charon");
         std::fs::create_dir(&charon_dir)?;
         let charon = Charon::start(&ue_topology.ns, &charon_dir)?;
@@ -505,6 +533,7 @@ impl Lab {
             lma,
             ue_topology,
             lma_topology,
+            aaa_address,
             dir,
         };
         lab.write_swanctl_conf()?;
@@ -531,6 +560,19 @@ impl Lab {
                 esp = p.esp,
             ));
         }
+        // The rekeying lab: IKE SA and CHILD_SA rekeyed every 18 to 20 s.
+        conns.push_str(&format!(
+            "  rekey {{\n\
+             \x20   version = 2\n    local_addrs = {ue}\n    remote_addrs = {epdg}\n\
+             \x20   vips = 0.0.0.0, ::\n    rekey_time = 20s\n    rand_time = 2s\n\
+             \x20   dpd_delay = 1s\n\
+             \x20   local {{\n      auth = eap-aka\n      id = {NAI}\n    }}\n\
+             \x20   remote {{\n      auth = eap-aka\n      id = {APN}\n    }}\n\
+             \x20   children {{\n      rekey {{\n        remote_ts = 0.0.0.0/0, ::/0\n\
+             \x20       rekey_time = 20s\n        rand_time = 2s\n      }}\n    }}\n  }}\n",
+            ue = self.ue_topology.lma,
+            epdg = self.ue_topology.mag,
+        ));
         // The certificate phase: strongSwan checks the ePDG's signature and certificate
         // against the lab CA. It sends no IDr (remote.id %any): with one, it would demand
         // that very identity back and in the certificate, so it cannot send the APN there
@@ -836,8 +878,11 @@ impl Lab {
         self.mag = start_mag(
             &d,
             "mag-cert",
-            self.ue_topology.mag,
-            self.lma_topology.mag,
+            (
+                self.ue_topology.mag,
+                self.lma_topology.mag,
+                self.aaa_address,
+            ),
             &format!(
                 "certificate = \"{}\"\nprivate_key = \"{}\"\neap_only_auth = false\n\
                  default_apn = \"{APN}\"\n",
@@ -915,7 +960,7 @@ fn strongswan_attaches_resyncs_pings_and_detaches() -> Result<()> {
         eprintln!("skipping strongswan_interop: needs root (network namespaces, TUN, raw GRE)");
         return Ok(());
     }
-    let mut lab = Lab::start()?;
+    let mut lab = Lab::start(&MAIN)?;
     let first = &PROPOSALS[0];
     lab.eventually("aaa status file", |l| l.aaa_sessions() == Some(0))?;
     let sqn_before = lab.aaa_sqn().unwrap_or(0);
@@ -1064,6 +1109,109 @@ fn strongswan_attaches_resyncs_pings_and_detaches() -> Result<()> {
     lab.reboot()?;
     lab.tshark_check("mag", ATTACHES)?;
     lab.certificate_phase()?;
+    drop(lab);
+    Ok(())
+}
+
+/// strongSwan rekeys its IKE SA and its CHILD_SA every 18 to 20 s (CREATE_CHILD_SA, RFC
+/// 7296 sections 1.3.2 and 1.3.3) while the UE pings the PDN once a second for a minute:
+/// the ePDG answers every rekey (no NO_ADDITIONAL_SAS), its data plane follows the new
+/// CHILD_SAs, at most one ping is lost per rekey, the session is one IKE SA and one
+/// binding throughout, and tshark decrypts every message the ePDG sent, the
+/// CREATE_CHILD_SA responses under each IKE SA's keylog record included.
+#[test]
+fn strongswan_rekeys_its_ike_and_child_sas_while_pinging() -> Result<()> {
+    if !is_root() {
+        eprintln!("skipping strongswan_interop: needs root (network namespaces, TUN, raw GRE)");
+        return Ok(());
+    }
+    let mut lab = Lab::start(&REKEYING)?;
+    lab.eventually("aaa status file", |l| l.aaa_sessions() == Some(0))?;
+    let sa = lab.attach("rekey")?;
+    let (v4, _) = vips(&sa)?;
+    let out = lab.charon.exec(&[
+        "ping",
+        "-c",
+        "60",
+        "-i",
+        "1",
+        "-W",
+        "2",
+        "-I",
+        &v4.to_string(),
+        PDN_V4,
+    ])?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let received: usize = text
+        .lines()
+        .find(|l| l.contains("received"))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("ping printed no summary: {text}"))?;
+    let log = lab.charon.log();
+    let ike_rekeys = log.matches("rekeyed between").count();
+    // strongSwan installs a rekey's CHILD_SA inbound first, then outbound (the first
+    // CHILD_SA at once: "CHILD_SA rekey{1} established").
+    let child_rekeys = log.matches("outbound CHILD_SA").count();
+    for failure in [
+        "rekeying failed",
+        "not support",
+        "NO_ADDITIONAL_SAS",
+        "CHILD_SA not found",
+        "peer not responding",
+    ] {
+        ensure!(
+            !log.contains(failure),
+            "charon logged {failure:?}\n{}",
+            lab.outputs()
+        );
+    }
+    ensure!(
+        ike_rekeys >= 2 && child_rekeys >= 2,
+        "in a minute: {ike_rekeys} IKE SA and {child_rekeys} CHILD_SA rekeys\n{}",
+        lab.outputs()
+    );
+    eprintln!(
+        "{received}/60 pings answered; {ike_rekeys} IKE SA and {child_rekeys} CHILD_SA rekeys"
+    );
+    ensure!(
+        received + ike_rekeys + child_rekeys >= 60,
+        "{received}/60 pings answered over {ike_rekeys} IKE SA and {child_rekeys} CHILD_SA \
+         rekeys:\n{text}\n{}",
+        lab.outputs()
+    );
+    let sas = lab.charon.list_sas()?;
+    ensure!(
+        sas.get("rekey")
+            .is_some_and(|sa| sa["state"] == "ESTABLISHED")
+            && lab
+                .status("mag-status.json")
+                .is_some_and(|s| s["ike_sas"] == 1 && s["bindings"] == 1),
+        "after the rekeys: {sas:?}\n{}",
+        lab.outputs()
+    );
+    ensure!(
+        lab.mag.output().matches("CHILD_SA rekeyed").count() == child_rekeys,
+        "the mag logged other CHILD_SA rekeys than charon made\n{}",
+        lab.outputs()
+    );
+    lab.detach("rekey")?;
+    let decoded = lab.tshark_check("mag", 1)?;
+    // The ePDG's CREATE_CHILD_SA responses, decrypted: an SA and a nonce in each.
+    let responses: Vec<&Vec<(String, String)>> = decoded
+        .iter()
+        .filter(|f| values(f, "isakmp.exchangetype") == vec!["36"])
+        .collect();
+    ensure!(
+        responses.len() == ike_rekeys + child_rekeys
+            && responses
+                .iter()
+                .all(|f| !values(f, "isakmp.nonce").is_empty()),
+        "{} CREATE_CHILD_SA responses from the ePDG decrypted, {} rekeys",
+        responses.len(),
+        ike_rekeys + child_rekeys
+    );
     drop(lab);
     Ok(())
 }

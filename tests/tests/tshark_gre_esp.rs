@@ -120,6 +120,7 @@ fn esp_sa_record(
     let encryption = match suite.encr {
         Encr::AesGcm16_128 | Encr::AesGcm16_256 => "AES-GCM with 16 octet ICV [RFC4106]",
         Encr::AesCbc128 | Encr::AesCbc256 => "AES-CBC [RFC3602]",
+        Encr::Null => "NULL",
     };
     let authentication = match suite.integ {
         None => "NULL",
@@ -132,10 +133,14 @@ fn esp_sa_record(
     } else {
         format!("0x{}", hex(integrity_key))
     };
+    let encryption_key = if encryption_key.is_empty() {
+        String::new()
+    } else {
+        format!("0x{}", hex(encryption_key))
+    };
     format!(
-        "uat:esp_sa:\"{}\",\"*\",\"*\",\"{spi:#010x}\",\"{encryption}\",\"0x{}\",\"{authentication}\",\"{integrity}\"",
+        "uat:esp_sa:\"{}\",\"*\",\"*\",\"{spi:#010x}\",\"{encryption}\",\"{encryption_key}\",\"{authentication}\",\"{integrity}\"",
         if ipv6 { "IPv6" } else { "IPv4" },
-        hex(encryption_key)
     )
 }
 
@@ -276,6 +281,8 @@ fn tshark_decodes_our_gre_and_decrypts_our_esp() {
         ("aes256-sha256", false),
         ("aes256gcm16", true),
         ("aes128-sha256", true),
+        // Integrity only, as PMIPv6 signaling may use it (RFC 5213 section 4).
+        ("null-sha256", false),
     ]
     .iter()
     .enumerate()

@@ -21,7 +21,7 @@ use integration_tests::tshark_fields::{values, walk};
 use pmip_common::eap::{Code, EapPacket, EapRepr, TypeData};
 use pmip_common::ike::keys::{nat_detection_hash, shared_key_auth, signed_octets};
 use pmip_common::ike::wire::*;
-use pmip_common::ike::{DhPrivate, Encr, EspSuite, IkeSaKeys, IkeSuite, Random};
+use pmip_common::ike::{DhPrivate, Encr, EspSuite, IkeSaKeys, IkeSuite, Random, SkKeys};
 use pmip_node::pcap::PcapWriter;
 use serde_json::Value;
 
@@ -250,6 +250,26 @@ fn decryption_record(x: &Exchange) -> String {
         "uat:ikev2_decryption_table:{}",
         x.keys.wireshark_decryption_record(x.spi_i, x.spi_r)
     )
+}
+
+/// `tshark -V -T json` of a capture with these `-o` preferences: one JSON value a packet.
+fn tshark(pcap: &Path, options: &[String]) -> Vec<Value> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r")
+        .arg(pcap)
+        .args(["-V", "-T", "json", "--no-duplicate-keys"]);
+    for o in options {
+        cmd.arg("-o").arg(o);
+    }
+    let out = cmd
+        .output()
+        .expect("tshark must be installed (scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn colon_hex(b: &[u8]) -> String {
@@ -496,27 +516,12 @@ fn tshark_decrypts_and_decodes_our_ike_sa_init_and_ike_auth() {
     pcap.flush().unwrap();
     drop(pcap);
 
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(&path);
-    cmd.args(["-V", "-T", "json", "--no-duplicate-keys"]);
-    cmd.args([
-        "-o",
-        "ip.check_checksum:TRUE",
-        "-o",
-        "udp.check_checksum:TRUE",
-    ]);
-    for x in &exchanges {
-        cmd.arg("-o").arg(decryption_record(x));
-    }
-    let out = cmd
-        .output()
-        .expect("tshark must be installed (scripts/setup.sh)");
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let packets: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut options = vec![
+        "ip.check_checksum:TRUE".to_string(),
+        "udp.check_checksum:TRUE".to_string(),
+    ];
+    options.extend(exchanges.iter().map(decryption_record));
+    let packets = tshark(&path, &options);
     assert_eq!(packets.len(), 4 * exchanges.len());
 
     for (n, packet) in packets.iter().enumerate() {
@@ -577,6 +582,7 @@ fn tshark_decodes_an_attach_driven_by_the_state_machines() {
         eap_only: true,
         peer_verifier: None,
         retransmit: RetransmitPolicy::default(),
+        ..InitiatorConfig::default()
     };
     let mut endpoint = Endpoint::new(ResponderConfig::default(), &mut rng);
     let mut out = Vec::new();
@@ -746,18 +752,7 @@ fn tshark_decodes_an_attach_driven_by_the_state_machines() {
         sa.keys()
             .wireshark_decryption_record(sa.initiator_spi(), sa.responder_spi())
     );
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(&path)
-        .args(["-V", "-T", "json", "--no-duplicate-keys", "-o", &record])
-        .output()
-        .expect("tshark must be installed (scripts/setup.sh)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let packets: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let packets = tshark(&path, &[record]);
     assert_eq!(packets.len(), wire.len());
     let mut eap_codes = Vec::new();
     for (n, packet) in packets.iter().enumerate() {
@@ -791,4 +786,562 @@ fn tshark_decodes_an_attach_driven_by_the_state_machines() {
         vec!["1", "2", "3"],
         "EAP Request, Response, Success"
     );
+}
+
+/// Two nodes' endpoints back to back (RFC 5213 section 4: a MAG and its LMA, UDP 500):
+/// IKE_AUTH with a pre-shared key or certificates for a transport-mode CHILD_SA (ENCR_NULL
+/// with HMAC-SHA2-256-128), a CHILD_SA rekey with PFS from the MAG, an IKE SA rekey from
+/// the LMA, CHILD_SA rekeys on the new IKE SA from both, and the Delete.
+mod nodes {
+    use std::collections::VecDeque;
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use pmip_common::ike::auth::EcdsaP256Signer;
+    use pmip_common::ike::auth::{LocalAuth, PeerAuth, PeerVerifier, Psk, Signer};
+    use pmip_common::ike::ca::CaVerifier;
+    use pmip_common::ike::child::{ChildPolicy, Lifetimes};
+    use pmip_common::ike::endpoint::{Endpoint, EndpointOutput, Transmit};
+    use pmip_common::ike::initiator::InitiatorConfig;
+    use pmip_common::ike::responder::ResponderConfig;
+    use pmip_common::ike::sa::{CloseReason, Event};
+    use pmip_common::ike::wire::{Identification, TrafficSelector};
+    use pmip_common::ike::DhGroup;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType,
+        PKCS_ECDSA_P256_SHA256,
+    };
+
+    use super::Counter;
+
+    pub const MAG: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    pub const LMA: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+
+    /// What went over the wire (from the MAG, the datagram) and the keylog records the
+    /// endpoints gave (at Established and at each IKE SA rekey).
+    pub struct Run {
+        pub wire: Vec<(bool, Vec<u8>)>,
+        pub records: Vec<String>,
+    }
+
+    pub fn udp(ip: Ipv4Addr, port: Option<u16>) -> TrafficSelector {
+        let (start_port, end_port) = port.map_or((0, u16::MAX), |p| (p, p));
+        TrafficSelector::AddrRange {
+            ip_protocol: 17,
+            start_port,
+            end_port,
+            start_address: ip.into(),
+            end_address: ip.into(),
+        }
+    }
+
+    /// A CA and signers with certificates for `names`, signed by it.
+    fn pki(names: &[&str]) -> (Vec<u8>, Vec<EcdsaP256Signer>) {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "operator CA");
+        let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let ca_der = ca.self_signed(&ca_key).unwrap().der().to_vec();
+        let issuer = Issuer::new(ca, ca_key);
+        let signers = names
+            .iter()
+            .map(|name| {
+                let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+                p.distinguished_name.push(DnType::CommonName, *name);
+                p.subject_alt_names = vec![SanType::DnsName((*name).try_into().unwrap())];
+                let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+                let cert = p.signed_by(&key, &issuer).unwrap();
+                EcdsaP256Signer::from_pkcs8(&key.serialize_der(), cert.der().to_vec()).unwrap()
+            })
+            .collect();
+        (ca_der, signers)
+    }
+
+    pub fn run(certificates: bool) -> Run {
+        let mut rng = Counter(3);
+        let now = Instant::now();
+        let suite = "aes256gcm16-prfsha256-ecp256".parse().unwrap();
+        let null = "null-sha256".parse().unwrap();
+        let mag_id = Identification::Fqdn("mag.example.net".into());
+        let lma_id = Identification::Fqdn("lma.example.net".into());
+        let psk = Psk::new(*b"mag-lma secret");
+        let (mag_auth, peers, signer, verifier): (_, _, Option<Arc<dyn Signer>>, _) =
+            if certificates {
+                let (ca, mut signers) = pki(&["mag.example.net", "lma.example.net"]);
+                let verifier: Arc<dyn PeerVerifier> = Arc::new(CaVerifier::new(vec![ca]).unwrap());
+                let lma_signer = signers.pop().unwrap();
+                let mag_signer = signers.pop().unwrap();
+                (
+                    LocalAuth::Certificate(Arc::new(mag_signer)),
+                    PeerAuth {
+                        psks: vec![],
+                        verifier: Some(verifier.clone()),
+                    },
+                    Some(Arc::new(lma_signer) as Arc<dyn Signer>),
+                    Some(verifier),
+                )
+            } else {
+                (
+                    LocalAuth::Psk(psk.clone()),
+                    PeerAuth {
+                        psks: vec![(mag_id.clone(), psk)],
+                        verifier: None,
+                    },
+                    None,
+                    None,
+                )
+            };
+        let lma_config = ResponderConfig {
+            suites: vec![suite],
+            esp_suites: vec![null],
+            identity: lma_id.clone(),
+            peers,
+            signer,
+            peer_child: ChildPolicy {
+                transport_mode: true,
+                local_ts: vec![udp(LMA, Some(5436))],
+                remote_ts: vec![],
+            },
+            ..ResponderConfig::default()
+        };
+        let mag_config = InitiatorConfig {
+            suites: vec![suite],
+            esp_suites: vec![null],
+            idi: mag_id,
+            idr: Some(lma_id),
+            tsi: vec![udp(MAG, None)],
+            tsr: vec![udp(LMA, None)],
+            local: SocketAddr::new(MAG.into(), 500),
+            auth: mag_auth,
+            peer_verifier: verifier,
+            transport_mode: true,
+            lifetimes: Lifetimes {
+                child_dh: Some(DhGroup::Ecp256),
+                ..Lifetimes::default()
+            },
+            ..InitiatorConfig::default()
+        };
+        let mut pair = Pair {
+            mag: Endpoint::new(ResponderConfig::default(), &mut rng),
+            lma: Endpoint::new(lma_config, &mut rng),
+            rng,
+            now,
+            queue: VecDeque::new(),
+            run: Run {
+                wire: Vec::new(),
+                records: Vec::new(),
+            },
+            lma_spi: None,
+        };
+        let mut out = Vec::new();
+        let spi = pair
+            .mag
+            .initiate(
+                mag_config,
+                SocketAddr::new(LMA.into(), 500),
+                now,
+                &mut pair.rng,
+                &mut out,
+            )
+            .unwrap();
+        pair.route(true, out);
+        pair.pump();
+        let lma_spi = pair.lma_spi.expect("the LMA's SA");
+        // The MAG rekeys the CHILD_SA, the LMA the IKE SA, each the CHILD_SA on it, then
+        // the MAG deletes the IKE SA.
+        for step in 0..5 {
+            let mut out = Vec::new();
+            let (now, rng) = (pair.now, &mut pair.rng);
+            let done = match step {
+                0 | 2 => {
+                    let inbound = pair.mag.children(spi)[0].inbound_spi;
+                    pair.mag.rekey_child_sa(spi, inbound, now, rng, &mut out)
+                }
+                1 => pair.lma.rekey_ike_sa(lma_spi, now, rng, &mut out),
+                3 => {
+                    let inbound = pair.lma.children(lma_spi)[0].inbound_spi;
+                    pair.lma
+                        .rekey_child_sa(lma_spi, inbound, now, rng, &mut out)
+                }
+                _ => {
+                    pair.mag.delete(spi, now, rng, &mut out);
+                    true
+                }
+            };
+            assert!(done, "step {step}");
+            pair.route(step % 2 == 0, out);
+            pair.pump();
+        }
+        assert!(pair.mag.is_empty() && pair.lma.is_empty());
+        pair.run
+    }
+
+    /// The MAG's and the LMA's endpoints and what is in flight between them.
+    struct Pair {
+        mag: Endpoint,
+        lma: Endpoint,
+        rng: Counter,
+        now: Instant,
+        queue: VecDeque<(bool, Transmit)>,
+        run: Run,
+        lma_spi: Option<u64>,
+    }
+
+    impl Pair {
+        /// What an endpoint (the MAG's when `from_mag`) output: datagrams go on the wire,
+        /// the keylog records are kept.
+        fn route(&mut self, from_mag: bool, out: Vec<EndpointOutput>) {
+            for o in out {
+                match o {
+                    EndpointOutput::Transmit(t) => {
+                        self.run.wire.push((from_mag, t.bytes.clone()));
+                        self.queue.push_back((from_mag, t));
+                    }
+                    EndpointOutput::Created { spi } => self.lma_spi = Some(spi),
+                    EndpointOutput::Event {
+                        event: Event::Established(e),
+                        ..
+                    } if from_mag => self.run.records.push(e.keylog),
+                    EndpointOutput::Event {
+                        event: Event::IkeSaRekeyed { keylog, .. },
+                        ..
+                    } if from_mag => self.run.records.push(keylog),
+                    EndpointOutput::Event {
+                        event: Event::Closed(r),
+                        ..
+                    } => assert!(
+                        matches!(r, CloseReason::Deleted | CloseReason::DeletedByPeer),
+                        "{r:?}"
+                    ),
+                    _ => {}
+                }
+            }
+        }
+
+        /// Delivers until nothing is in flight.
+        fn pump(&mut self) {
+            while let Some((from_mag, t)) = self.queue.pop_front() {
+                let mut out = Vec::new();
+                let node = if from_mag {
+                    &mut self.lma
+                } else {
+                    &mut self.mag
+                };
+                node.handle(
+                    &t.bytes,
+                    t.local,
+                    t.remote,
+                    t.natt,
+                    self.now,
+                    &mut self.rng,
+                    &mut out,
+                );
+                self.route(!from_mag, out);
+            }
+        }
+    }
+}
+
+/// The sender's SK keys of every IKE SA of a node run, from the keylog records the
+/// endpoints gave: (SPIi, SPIr) -> (initiator's keys, responder's keys).
+fn keys_of(records: &[String]) -> Vec<((u64, u64), SkKeys, SkKeys)> {
+    records
+        .iter()
+        .map(|r| {
+            let f: Vec<&str> = r.split(',').collect();
+            let spi = |s: &str| u64::from_str_radix(s, 16).unwrap();
+            let key = |s: &str| {
+                (0..s.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                    .collect::<Vec<u8>>()
+            };
+            assert_eq!(f[4], "\"AES-GCM-256 with 16 octet ICV [RFC5282]\"", "{r}");
+            let sk = |k: &str| SkKeys::new(Encr::AES_GCM_16_256, None, key(k), Vec::new());
+            ((spi(f[0]), spi(f[1])), sk(f[2]), sk(f[3]))
+        })
+        .collect()
+}
+
+/// Checks that what tshark decoded of a node exchange's message is `m`: header, payload
+/// chain, and every field of the payloads a node sends.
+fn check_node_message(n: usize, m: &IkeMessage, fields: &[(String, String)]) {
+    let hex = |b: &[u8]| colon_hex(b);
+    let strings = |v: Vec<String>| v;
+    let got =
+        |key: &str| -> Vec<String> { values(fields, key).iter().map(|s| s.to_string()).collect() };
+    assert_eq!(
+        got("isakmp.ispi"),
+        vec![hex(&m.initiator_spi.to_be_bytes())],
+        "packet {n}"
+    );
+    assert_eq!(
+        got("isakmp.rspi"),
+        vec![hex(&m.responder_spi.to_be_bytes())],
+        "packet {n}"
+    );
+    assert_eq!(
+        got("isakmp.exchangetype"),
+        vec![u8::from(m.exchange_type).to_string()],
+        "packet {n}"
+    );
+    assert_eq!(
+        got("isakmp.messageid"),
+        vec![format!("0x{:08x}", m.message_id)],
+        "packet {n}"
+    );
+    assert_eq!(
+        got("isakmp.flag_r"),
+        vec![u8::from(m.flags.response).to_string()],
+        "packet {n}"
+    );
+    assert_eq!(
+        got("isakmp.flag_i"),
+        vec![u8::from(m.flags.initiator).to_string()],
+        "packet {n}"
+    );
+    let encrypted = m.exchange_type != ExchangeType::IkeSaInit;
+    if encrypted {
+        assert_eq!(
+            values(fields, "isakmp.enc.decrypted").len(),
+            1,
+            "packet {n} not decrypted"
+        );
+    }
+    let chain: Vec<String> = got("isakmp.typepayload")
+        .into_iter()
+        .filter(|t| t.parse::<u8>().is_ok_and(|t| t >= 33))
+        .collect();
+    let mut want: Vec<String> = m
+        .payloads
+        .iter()
+        .map(|p| u8::from(p.payload_type()).to_string())
+        .collect();
+    if encrypted {
+        want.insert(0, "46".into());
+    }
+    assert_eq!(chain, want, "packet {n}: payload chain");
+    let (mut spis, mut protocols, mut encr, mut dh) = (vec![], vec![], vec![], vec![]);
+    let (mut nonces, mut groups, mut kex, mut fqdns) = (vec![], vec![], vec![], vec![]);
+    let (mut methods, mut psk_auth, mut certs, mut certreqs) = (vec![], vec![], vec![], vec![]);
+    let (mut ts_start, mut ts_end, mut ts_ports, mut ts_protocols) =
+        (vec![], vec![], vec![], vec![]);
+    let (mut notifies, mut deleted_protocols, mut deleted_spis) = (vec![], vec![], vec![]);
+    for p in &m.payloads {
+        match p {
+            Payload::Notify(nt) => {
+                notifies.push(u16::from(nt.notify_type).to_string());
+                if !nt.spi.is_empty() {
+                    spis.push(hex(&nt.spi));
+                }
+            }
+            Payload::Sa(sa) => {
+                for prop in &sa.proposals {
+                    protocols.push(u8::from(prop.protocol_id).to_string());
+                    if !prop.spi.is_empty() {
+                        spis.push(hex(&prop.spi));
+                    }
+                    for t in &prop.transforms {
+                        match t.id {
+                            TransformId::Encr(e) => encr.push(u16::from(e).to_string()),
+                            TransformId::Dh(g) => dh.push(u16::from(g).to_string()),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            Payload::Nonce(x) => nonces.push(hex(x)),
+            Payload::Ke(k) => {
+                groups.push(u16::from(k.dh_group).to_string());
+                kex.push(hex(&k.key_exchange_data));
+            }
+            Payload::IdI(Identification::Fqdn(f)) | Payload::IdR(Identification::Fqdn(f)) => {
+                fqdns.push(f.clone())
+            }
+            Payload::Auth(a) => {
+                methods.push(u8::from(a.method).to_string());
+                if a.method == AuthMethod::SharedKeyMessageIntegrityCode {
+                    psk_auth.push(hex(&a.data));
+                }
+            }
+            Payload::Cert(c) => certs.push(u8::from(c.encoding).to_string()),
+            Payload::CertReq(c) => certreqs.push(u8::from(c.encoding).to_string()),
+            Payload::TsI(ts) | Payload::TsR(ts) => {
+                for t in ts {
+                    if let TrafficSelector::AddrRange {
+                        ip_protocol,
+                        start_port,
+                        end_port,
+                        start_address,
+                        end_address,
+                    } = t
+                    {
+                        ts_start.push(start_address.to_string());
+                        ts_end.push(end_address.to_string());
+                        ts_ports.push(format!("{start_port}-{end_port}"));
+                        ts_protocols.push(ip_protocol.to_string());
+                    }
+                }
+            }
+            Payload::Delete(d) => {
+                deleted_protocols.push(u8::from(d.protocol_id).to_string());
+                deleted_spis.extend(d.spis.iter().map(|s| hex(&s.to_be_bytes())));
+            }
+            _ => {}
+        }
+    }
+    let ports: Vec<String> = got("isakmp.ts.start_port")
+        .iter()
+        .zip(got("isakmp.ts.end_port"))
+        .map(|(s, e)| format!("{s}-{e}"))
+        .collect();
+    for (key, want) in [
+        ("isakmp.notify.msgtype", notifies),
+        ("isakmp.spi", spis),
+        ("isakmp.prop.protoid", protocols),
+        ("isakmp.tf.id.encr", encr),
+        ("isakmp.tf.id.dh", dh),
+        ("isakmp.nonce", nonces),
+        ("isakmp.key_exchange.dh_group", groups),
+        ("isakmp.key_exchange.data", kex),
+        ("isakmp.id.data.fqdn", fqdns),
+        ("isakmp.auth.method", methods),
+        ("isakmp.cert.encoding", certs),
+        ("isakmp.certreq.type", certreqs),
+        ("isakmp.ts.start_ipv4", ts_start),
+        ("isakmp.ts.end_ipv4", ts_end),
+        ("isakmp.ts.protoid", ts_protocols),
+        ("isakmp.delete.protoid", deleted_protocols),
+        ("isakmp.delete.spi", deleted_spis),
+    ] {
+        assert_eq!(got(key), strings(want), "packet {n}: {key}");
+    }
+    assert_eq!(ports, ts_ports, "packet {n}: TS ports");
+    if !psk_auth.is_empty() {
+        assert_eq!(got("isakmp.auth.data"), psk_auth, "packet {n}: AUTH data");
+    }
+}
+
+/// Node-to-node IKEv2 as the endpoints run it (a MAG initiating toward its LMA): a
+/// pre-shared key exchange and a certificate exchange, each for a transport-mode CHILD_SA
+/// with ENCR_NULL, then a CHILD_SA rekey (with PFS), an IKE SA rekey, CHILD_SA rekeys on
+/// the new IKE SA from both ends and the Delete, all decrypted by tshark with the keylog
+/// records the endpoints gave (one at Established, one at the IKE SA rekey); nothing
+/// malformed, every field as sent.
+#[test]
+fn tshark_decodes_node_authentication_transport_mode_and_rekeys() {
+    for certificates in [false, true] {
+        let run = nodes::run(certificates);
+        assert_eq!(run.records.len(), 2, "the first IKE SA and the rekeyed one");
+        let keys = keys_of(&run.records);
+        let messages: Vec<IkeMessage> = run
+            .wire
+            .iter()
+            .map(|(_, d)| {
+                let header = HeaderRepr::parse(&IkeHeader::new_checked(&d[..]).unwrap()).unwrap();
+                if header.exchange_type == ExchangeType::IkeSaInit {
+                    return IkeMessage::parse(d).unwrap();
+                }
+                let (_, i, r) = keys
+                    .iter()
+                    .find(|(spis, _, _)| *spis == (header.initiator_spi, header.responder_spi))
+                    .expect("a keylog record for every IKE SA on the wire");
+                let sk = if header.flags.initiator { i } else { r };
+                sk.open(d).unwrap()
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nodes.pcap");
+        let mut pcap = PcapWriter::create(&path).unwrap();
+        let mut t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (mag, lma) = (
+            SocketAddr::new(nodes::MAG.into(), 500),
+            SocketAddr::new(nodes::LMA.into(), 500),
+        );
+        for (from_mag, d) in &run.wire {
+            let (src, dst) = if *from_mag { (mag, lma) } else { (lma, mag) };
+            pcap.write_udp(t, src, dst, d).unwrap();
+            t += Duration::from_millis(5);
+        }
+        pcap.flush().unwrap();
+        drop(pcap);
+        let options: Vec<String> = run
+            .records
+            .iter()
+            .map(|r| format!("uat:ikev2_decryption_table:{r}"))
+            .collect();
+        let packets = tshark(&path, &options);
+        assert_eq!(packets.len(), messages.len());
+        for (n, (packet, m)) in packets.iter().zip(&messages).enumerate() {
+            let mut fields = Vec::new();
+            walk(packet, &mut fields);
+            assert!(
+                !fields
+                    .iter()
+                    .any(|(k, _)| k.starts_with("_ws.malformed") || k.starts_with("_ws.expert")),
+                "packet {n}: malformed or expert info:\n{}",
+                serde_json::to_string_pretty(packet).unwrap_or_default()
+            );
+            check_node_message(n, m, &fields);
+        }
+        // What the run was for: the AUTH method, CERT and CERTREQ, transport mode asked
+        // and granted, two kinds of rekey, the Deletes.
+        let auth = |m: &IkeMessage| {
+            m.find(|p| match p {
+                Payload::Auth(a) => Some(a.method),
+                _ => None,
+            })
+        };
+        let (request, response) = (&messages[2], &messages[3]);
+        let method = if certificates {
+            AuthMethod::EcdsaSha256P256
+        } else {
+            AuthMethod::SharedKeyMessageIntegrityCode
+        };
+        assert_eq!(
+            (auth(request), auth(response)),
+            (Some(method), Some(method))
+        );
+        let has = |m: &IkeMessage, f: fn(&Payload) -> bool| m.payloads.iter().any(f);
+        assert_eq!(
+            has(request, |p| matches!(p, Payload::Cert(_))),
+            certificates
+        );
+        assert_eq!(
+            has(request, |p| matches!(p, Payload::CertReq(_))),
+            certificates
+        );
+        assert_eq!(
+            has(&messages[1], |p| matches!(p, Payload::CertReq(_))),
+            certificates
+        );
+        let transport = |m: &IkeMessage| {
+            m.notifies()
+                .any(|n| n.notify_type == NotifyType::UseTransportMode)
+        };
+        assert!(transport(request) && transport(response));
+        let creates: Vec<&IkeMessage> = messages
+            .iter()
+            .filter(|m| m.exchange_type == ExchangeType::CreateChildSa && !m.flags.response)
+            .collect();
+        let child_rekeys = creates
+            .iter()
+            .filter(|m| m.notifies().any(|n| n.notify_type == NotifyType::RekeySa))
+            .count();
+        let ike_rekeys = creates
+            .iter()
+            .filter(|m| has(m, |p| matches!(p, Payload::Sa(sa) if sa.proposals[0].protocol_id == ProtocolId::Ike && sa.proposals[0].spi.len() == 8)))
+            .count();
+        assert_eq!((child_rekeys, ike_rekeys), (3, 1));
+        let deletes = messages
+            .iter()
+            .filter(|m| !m.flags.response && has(m, |p| matches!(p, Payload::Delete(_))))
+            .count();
+        assert_eq!(
+            deletes, 5,
+            "3 replaced CHILD_SAs, the old IKE SA, the last one"
+        );
+    }
 }

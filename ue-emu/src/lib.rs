@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use pmip_common::eap::Sqn;
 use pmip_common::ike::auth::{PeerVerifier, PinnedEcdsaP256Key};
+use pmip_common::ike::ca::CaVerifier;
 use pmip_common::ike::wire::{
     AuthPayload, CertPayload, ConfigAttribute, Identification, TrafficSelector,
 };
@@ -79,49 +80,6 @@ struct AcceptAnything;
 impl PeerVerifier for AcceptAnything {
     fn verify(&self, _: &[CertPayload], _: &AuthPayload, _: &[u8]) -> bool {
         true
-    }
-}
-
-/// Checks the ePDG's certificate against a CA certificate (DER): the first CERT payload
-/// must be an X.509 certificate signed by the CA's key and valid now, and the AUTH must be
-/// an ECDSA P-256 signature (RFC 7296 method 9) by its key.
-#[derive(Debug)]
-pub struct CaVerifier {
-    ca_der: Vec<u8>,
-}
-
-impl CaVerifier {
-    /// Fails when `ca_der` is not a certificate.
-    pub fn new(ca_der: Vec<u8>) -> Result<Self> {
-        x509_parser::parse_x509_certificate(&ca_der)
-            .map_err(|e| anyhow::anyhow!("the CA file is not a DER certificate: {e}"))?;
-        Ok(CaVerifier { ca_der })
-    }
-}
-
-impl PeerVerifier for CaVerifier {
-    fn verify(
-        &self,
-        certificates: &[CertPayload],
-        auth: &AuthPayload,
-        signed_octets: &[u8],
-    ) -> bool {
-        let Ok((_, ca)) = x509_parser::parse_x509_certificate(&self.ca_der) else {
-            return false;
-        };
-        let Some(leaf) = certificates.first() else {
-            return false;
-        };
-        let Ok((_, leaf)) = x509_parser::parse_x509_certificate(&leaf.data) else {
-            return false;
-        };
-        leaf.verify_signature(Some(ca.public_key())).is_ok()
-            && leaf.validity().is_valid()
-            && PinnedEcdsaP256Key(leaf.public_key().subject_public_key.data.to_vec()).verify(
-                certificates,
-                auth,
-                signed_octets,
-            )
     }
 }
 
@@ -188,9 +146,14 @@ pub fn profile(
             (Some(hex_key), _) => Some(Arc::new(PinnedEcdsaP256Key(
                 hex::decode(hex_key).context("epdg_public_key is not hex")?,
             ))),
-            (None, Some(ca)) => Some(Arc::new(CaVerifier::new(
-                std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
-            )?)),
+            // The ePDG's certificate must chain to the CA and name the identity it gives
+            // in IDr (TS 33.402 section 8.2.2).
+            (None, Some(ca)) => Some(Arc::new(
+                CaVerifier::new(vec![
+                    std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?
+                ])
+                .with_context(|| format!("epdg_ca {}", ca.display()))?,
+            )),
             (None, None) => None,
         }
     };
@@ -215,6 +178,7 @@ pub fn profile(
             eap_only: config.eap_only,
             peer_verifier,
             retransmit: RetransmitPolicy::default(),
+            ..InitiatorConfig::default()
         },
         attach_timeout: Duration::from_millis(config.timeout_ms),
         detach,

@@ -474,12 +474,12 @@ impl Ue {
             State::Idle => return,
             State::Attaching(a) => {
                 if a.sa.poll_timeout().is_some_and(|t| t <= now) {
-                    a.sa.handle_timeout(now, &mut sa_out);
+                    a.sa.handle_timeout(now, rng, &mut sa_out);
                 }
             }
             State::Attached(sa) => {
                 if sa.poll_timeout().is_some_and(|t| t <= now) {
-                    sa.handle_timeout(now, &mut sa_out);
+                    sa.handle_timeout(now, rng, &mut sa_out);
                 }
             }
             State::Detaching {

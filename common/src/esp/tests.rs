@@ -43,9 +43,16 @@ fn ipv6_packet(len: usize) -> Vec<u8> {
     p
 }
 
+/// The default suites and ENCR_NULL with HMAC-SHA2-256-128 (offered only when configured).
+fn all_suites() -> Vec<EspSuite> {
+    let mut suites = EspSuite::defaults();
+    suites.push("null-sha256".parse().unwrap());
+    suites
+}
+
 #[test]
 fn every_suite_round_trips_ipv4_and_ipv6_with_aligned_padding() {
-    for suite in EspSuite::defaults() {
+    for suite in all_suites() {
         let (mut tx, mut rx) = pair(suite, 0x1234_5678);
         let mut rng = Counter(1);
         for len in (20..80).chain([1400, 1500]) {
@@ -226,6 +233,49 @@ fn sequence_number_never_cycles() {
 }
 
 #[test]
+fn encr_null_carries_the_payload_in_clear_under_an_icv() {
+    let suite: EspSuite = "null-sha256".parse().unwrap();
+    let (mut tx, mut rx) = pair(suite, 7);
+    let inner = ipv4_packet(33);
+    let mut out = Vec::new();
+    tx.encapsulate_ip(&inner, &mut Counter(0), &mut out)
+        .unwrap();
+    // SPI, sequence number, the packet itself (no IV), padding to 4 octets, ICV.
+    assert_eq!(
+        &out[ESP_HEADER_LEN..ESP_HEADER_LEN + inner.len()],
+        &inner[..]
+    );
+    assert_eq!(out.len(), ESP_HEADER_LEN + 36 + 16);
+    assert_eq!((out.len() - ESP_HEADER_LEN - 16) % 4, 0);
+    let mut tampered = out.clone();
+    tampered[ESP_HEADER_LEN + 12] ^= 1;
+    let mut plain = Vec::new();
+    assert_eq!(
+        rx.decapsulate_ip(&tampered, &mut plain),
+        Err(EspError::BadIcv)
+    );
+    rx.decapsulate_ip(&out, &mut plain).unwrap();
+    assert_eq!(plain, inner);
+}
+
+#[test]
+fn an_sa_asks_for_a_rekey_long_before_its_sequence_number_is_spent() {
+    let suite = EspSuite {
+        encr: Encr::AES_GCM_16_128,
+        integ: None,
+    };
+    let (mut tx, _) = pair(suite, 1);
+    assert!(!tx.needs_rekey());
+    tx.sequence_number = REKEY_SEQUENCE_NUMBER - 1;
+    assert!(!tx.needs_rekey());
+    let mut out = Vec::new();
+    tx.encapsulate_ip(&ipv4_packet(20), &mut Counter(0), &mut out)
+        .unwrap();
+    assert!(tx.needs_rekey());
+    assert_eq!(u32::MAX - REKEY_SEQUENCE_NUMBER, 1 << 28);
+}
+
+#[test]
 fn padding_is_checked() {
     let p = [9, 9, 1, 2, 3, 3, NEXT_HEADER_IPV4];
     assert_eq!(parse_trailer(&p), Ok((NEXT_HEADER_IPV4, 2)));
@@ -402,6 +452,7 @@ fn a_child_sa_gives_each_end_matching_sas() {
             keys: keys.clone(),
             tsi: Vec::new(),
             tsr: Vec::new(),
+            mode: crate::ike::sa::Mode::Tunnel,
         };
         let epdg = ChildSa {
             inbound_spi: 0x2222,
@@ -442,7 +493,7 @@ fn a_child_sa_gives_each_end_matching_sas() {
 }
 
 fn any_suite() -> impl Strategy<Value = EspSuite> {
-    proptest::sample::select(EspSuite::defaults())
+    proptest::sample::select(all_suites())
 }
 
 proptest! {

@@ -280,6 +280,21 @@ transform_table! {
             wireshark: "AES-CBC-128 [RFC3602]",
             default: true,
         },
+        /// ENCR_NULL (RFC 2410): ESP with integrity and no confidentiality, which is what
+        /// RFC 5213 section 4 asks for PMIPv6 signaling; needs an integrity algorithm, has
+        /// no Key Length attribute, never protects an IKE SA (RFC 8247 section 2.1), and
+        /// is offered only when configured by name.
+        Null => EncrDescription {
+            names: &["null"],
+            id: EncrId::EncrNull,
+            key_bits: 0,
+            salt_len: 0,
+            iv_len: 0,
+            block_len: 4,
+            aead: None,
+            wireshark: "NULL [RFC2410]",
+            default: false,
+        },
     }
 }
 
@@ -481,17 +496,31 @@ impl Encr {
     pub const AES_GCM_16_128: Encr = Encr::AesGcm16_128;
     pub const AES_GCM_16_256: Encr = Encr::AesGcm16_256;
 
-    /// From a transform: a row with its ID and its Key Length attribute.
+    pub const NULL: Encr = Encr::Null;
+
+    /// From a transform: a row with its ID and its Key Length attribute (none for a
+    /// cipher of fixed key length such as ENCR_NULL, RFC 7296 section 3.3.5).
     pub fn from_transform(t: &Transform) -> Option<Self> {
-        let key_bits = t.key_length()?;
+        let key_bits = t.key_length();
         Encr::ALL.iter().copied().find(|e| {
-            TransformId::Encr(e.description().id) == t.id && e.description().key_bits == key_bits
+            let d = e.description();
+            let wanted = (d.key_bits != 0).then_some(d.key_bits);
+            TransformId::Encr(d.id) == t.id && key_bits == wanted
         })
     }
 
     pub fn transform(self) -> Transform {
         let d = self.description();
-        Transform::with_key_length(TransformId::Encr(d.id), d.key_bits)
+        if d.key_bits == 0 {
+            Transform::new(TransformId::Encr(d.id))
+        } else {
+            Transform::with_key_length(TransformId::Encr(d.id), d.key_bits)
+        }
+    }
+
+    /// ENCR_NULL: integrity only.
+    pub fn is_null(self) -> bool {
+        self == Encr::Null
     }
 
     pub fn is_aead(self) -> bool {
@@ -883,9 +912,10 @@ impl IkeSuite {
         out
     }
 
-    /// Whether the combination is one IKE allows: integrity exactly when not AEAD.
+    /// Whether the combination is one IKE allows: integrity exactly when not AEAD, and
+    /// never ENCR_NULL (RFC 8247 section 2.1: an IKE SA is always encrypted).
     pub fn is_valid(&self) -> bool {
-        self.encr.is_aead() == self.integ.is_none()
+        self.encr.is_aead() == self.integ.is_none() && !self.encr.is_null()
     }
 
     fn transforms(&self) -> Vec<Transform> {
@@ -1080,9 +1110,18 @@ impl EspSuite {
 
     /// This suite as an ESP proposal with our 4-octet SPI, without ESN.
     pub fn proposal(&self, number: u8, spi: u32) -> Proposal {
+        self.proposal_with_dh(number, spi, None)
+    }
+
+    /// The proposal of a CREATE_CHILD_SA, with the Diffie-Hellman group of its KE payload
+    /// when there is one (RFC 7296 section 1.3: the offer includes KEi's group).
+    pub fn proposal_with_dh(&self, number: u8, spi: u32, dh: Option<DhGroup>) -> Proposal {
         let mut transforms = vec![self.encr.transform()];
         if let Some(i) = self.integ {
             transforms.push(Transform::new(TransformId::Integ(i.id())));
+        }
+        if let Some(g) = dh {
+            transforms.push(Transform::new(TransformId::Dh(g.id())));
         }
         transforms.push(Transform::new(TransformId::Esn(EsnId::NoEsn)));
         Proposal {
@@ -1101,7 +1140,8 @@ impl EspSuite {
             .collect()
     }
 
-    /// Whether the combination is one ESP allows: integrity exactly when not AEAD.
+    /// Whether the combination is one ESP allows: integrity exactly when not AEAD (so
+    /// ENCR_NULL always has one, RFC 4303 section 3.2).
     pub fn is_valid(&self) -> bool {
         self.encr.is_aead() == self.integ.is_none()
     }
@@ -1140,7 +1180,8 @@ impl EspSuite {
         })
     }
 
-    /// The suite and the responder's SPI from a chosen ESP proposal.
+    /// The suite and the responder's SPI from a chosen ESP proposal (a Diffie-Hellman
+    /// transform in it is the KE exchange's business).
     pub fn from_chosen_proposal(p: &Proposal) -> Result<(u32, Self), CryptoError> {
         let spi = <[u8; 4]>::try_from(p.spi.as_slice())
             .map_err(|_| CryptoError::NoProposalChosen("ESP proposal without a 4-octet SPI"))?;
@@ -1160,6 +1201,8 @@ impl EspSuite {
                     integ = Some(Integ::from_id(id).ok_or(CryptoError::UnsupportedTransform(t.id))?)
                 }
                 TransformId::Esn(EsnId::NoEsn) => {}
+                // The group of a CREATE_CHILD_SA's KE exchange (read with the KE payload).
+                TransformId::Dh(_) => {}
                 _ => return Err(CryptoError::UnsupportedTransform(t.id)),
             }
         }
@@ -1571,6 +1614,10 @@ mod tests {
             // RFC 5282 section 7.1: GCM keys carry a 4-octet salt, 8-octet IV, 16-octet ICV.
             if e.is_aead() {
                 assert_eq!((d.salt_len, d.iv_len, e.icv_len()), (4, 8, 16));
+            } else if e.is_null() {
+                // RFC 2410: no key, no IV, no Key Length attribute; ESP's 4-octet alignment.
+                assert_eq!((d.key_bits, d.iv_len, d.block_len), (0, 0, 4));
+                assert!(e.transform().attributes.is_empty());
             } else {
                 assert_eq!(
                     (d.salt_len, d.iv_len, d.block_len, e.icv_len()),
@@ -1607,6 +1654,46 @@ mod tests {
             )),
             None
         );
+    }
+
+    /// ENCR_NULL with HMAC-SHA2-256-128 is an ESP suite when named, never a default and
+    /// never an IKE suite; its proposal carries no Key Length and reads back the same.
+    #[test]
+    fn encr_null_is_an_esp_suite_only_when_configured() {
+        let null: EspSuite = "null-sha256".parse().unwrap();
+        assert_eq!(null.encr, Encr::NULL);
+        assert_eq!(null.integ, Some(Integ::HmacSha2_256_128));
+        assert_eq!(null.keymat_len_per_direction(), 32);
+        assert!("null".parse::<EspSuite>().is_err(), "NULL needs integrity");
+        assert!("null-sha256-prfsha256-ecp256".parse::<IkeSuite>().is_err());
+        assert!(!EspSuite::defaults().iter().any(|s| s.encr.is_null()));
+        let p = null.proposal(1, 0x1234_5678);
+        let encr = p
+            .transforms
+            .iter()
+            .find(|t| matches!(t.id, TransformId::Encr(_)))
+            .unwrap();
+        assert_eq!(encr.id, TransformId::Encr(EncrId::EncrNull));
+        assert!(encr.attributes.is_empty());
+        assert_eq!(EspSuite::from_chosen_proposal(&p), Ok((0x1234_5678, null)));
+        let offered = SaPayload { proposals: vec![p] };
+        assert_eq!(
+            EspSuite::select(&EspSuite::defaults(), &offered),
+            None,
+            "not offered unless configured"
+        );
+        assert_eq!(
+            EspSuite::select(&[null], &offered),
+            Some((1, 0x1234_5678, null))
+        );
+        let ike = IkeSuite {
+            encr: Encr::NULL,
+            prf: Prf::HmacSha2_256,
+            integ: Some(Integ::HmacSha2_256_128),
+            dh: DhGroup::Ecp256,
+        };
+        assert!(!ike.is_valid());
+        assert!(IkeSuite::from_chosen_proposal(&ike.proposal(1)).is_err());
     }
 
     /// The default lists come from the tables: every default row combined, in table

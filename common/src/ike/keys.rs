@@ -87,6 +87,21 @@ impl IkeSaKeys {
         Self::derive(suite, &seed, ni, nr, spi_i, spi_r)
     }
 
+    /// The keys of the IKE SA a rekey of `old` makes (section 2.18): SKEYSEED with the old
+    /// PRF from the old SK_d, g^ir (new) and the exchange's nonces, the rest as section
+    /// 2.14 with the new suite and SPIs.
+    pub fn from_rekey(
+        old: &IkeSaKeys,
+        suite: &IkeSuite,
+        g_ir: &[u8],
+        (ni, nr): (&[u8], &[u8]),
+        spi_i: u64,
+        spi_r: u64,
+    ) -> Result<Self, CryptoError> {
+        let seed = rekey_skeyseed(old.suite.prf, &old.sk_d, g_ir, ni, nr);
+        Self::derive(suite, &seed, ni, nr, spi_i, spi_r)
+    }
+
     pub fn suite(&self) -> &IkeSuite {
         &self.suite
     }

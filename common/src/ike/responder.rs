@@ -1,7 +1,10 @@
-//! The responder's IKE SA (RFC 7296 sections 1.2 and 2.16, RFC 5998): one UE's IKE SA at
-//! the ePDG from its IKE_SA_INIT response on, through an EAP-only (or certificate plus
-//! EAP) IKE_AUTH whose EAP the application relays to the AAA, to the established SA
-//! with its first CHILD_SA, liveness checks and Delete.
+//! The responder's IKE SA (RFC 7296 sections 1.2, 2.15, 2.16, RFC 5998): one peer's IKE
+//! SA from its IKE_SA_INIT response on. A UE authenticates with EAP (EAP-only, or our
+//! certificate plus EAP) in an IKE_AUTH whose EAP the application relays to the AAA; a
+//! node (a MAG toward its LMA, RFC 5213 section 4) authenticates with a pre-shared key
+//! or a certificate in one IKE_AUTH round trip that this SA settles by itself, with a
+//! CHILD_SA in tunnel or transport mode narrowed to our [`ChildPolicy`]. Once established
+//! the SA is live (`rekey`): CREATE_CHILD_SA rekeys, liveness checks, Delete.
 //!
 //! A `ResponderSa` is made and owned by the [`Endpoint`](super::endpoint::Endpoint),
 //! which finds it by our SPI and passes the application's calls on; the windows,
@@ -10,12 +13,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::auth::Signer;
+use super::auth::{LocalAuth, PeerAuth, Signer};
+use super::child::{narrow, ChildPolicy, Lifetimes, Mode};
 use super::crypto::{EspSuite, IkeSuite, Random};
 use super::keys::{shared_key_auth, verify_shared_key_auth, IkeSaKeys};
+use super::rekey::{Ctx, Live, Params};
 use super::sa::{
-    ChildSa, CloseReason, Discard, Established, Event, Incoming, Output, Receipt, RetransmitPolicy,
-    SaCore,
+    ChildSa, CloseReason, Discard, Established, Event, Incoming, Output, PeerAuthMethod, Receipt,
+    RetransmitPolicy, SaCore,
 };
 use super::wire::*;
 
@@ -45,6 +50,14 @@ pub struct ResponderConfig {
     /// established IKE SA this often; an unanswered one ends the SA with
     /// [`CloseReason::Timeout`]. None: never.
     pub liveness_interval: Option<Duration>,
+    /// The nodes that may authenticate with a pre-shared key or a certificate (a MAG at
+    /// its LMA); empty: only UEs with EAP. A node authenticated with a key gets our AUTH
+    /// with the same key; one with a certificate gets [`ResponderConfig::signer`]'s.
+    pub peers: PeerAuth,
+    /// What such a node's CHILD_SA may be (UEs' are the application's to grant).
+    pub peer_child: ChildPolicy,
+    /// When we rekey (and give up) IKE SAs and CHILD_SAs on our own.
+    pub lifetimes: Lifetimes,
 }
 
 impl Default for ResponderConfig {
@@ -59,6 +72,21 @@ impl Default for ResponderConfig {
             accept_eap_only: true,
             retransmit: RetransmitPolicy::default(),
             liveness_interval: None,
+            peers: PeerAuth::default(),
+            peer_child: ChildPolicy::default(),
+            lifetimes: Lifetimes::default(),
+        }
+    }
+}
+
+impl ResponderConfig {
+    /// What the live SAs read of it.
+    fn params(&self) -> Params<'_> {
+        Params {
+            ike_suites: &self.suites,
+            esp_suites: &self.esp_suites,
+            lifetimes: &self.lifetimes,
+            transport_mode: self.peer_child.transport_mode,
         }
     }
 }
@@ -126,7 +154,7 @@ enum ResponderState {
         acceptance: Acceptance,
         inbound_spi: u32,
     },
-    Established,
+    Established(Box<Live>),
 }
 
 /// One IKE SA at the ePDG, from its IKE_SA_INIT response on.
@@ -200,25 +228,80 @@ impl ResponderSa {
 
     /// Not yet authenticated (counts toward the cookie threshold).
     pub fn is_half_open(&self) -> bool {
-        !matches!(self.state, ResponderState::Established) && !self.core.closed
+        !matches!(self.state, ResponderState::Established(_)) && !self.core.closed
+    }
+
+    fn live(&self) -> Option<&Live> {
+        match &self.state {
+            ResponderState::Established(live) => Some(live),
+            _ => None,
+        }
+    }
+
+    /// The peer's identity and how it proved it, once established.
+    pub fn peer(&self) -> Option<(&Identification, PeerAuthMethod)> {
+        self.live().map(Live::peer)
+    }
+
+    /// The CHILD_SAs in place (none before IKE_AUTH is done).
+    pub fn children(&self) -> impl Iterator<Item = &ChildSa> {
+        self.live().into_iter().flat_map(Live::children)
+    }
+
+    /// Our SPIs of every IKE SA of this session the peer may still address: the current
+    /// one, and one replaced by a rekey until its Delete is done.
+    pub(super) fn our_spis(&self) -> impl Iterator<Item = u64> + '_ {
+        std::iter::once(self.core.our_spi())
+            .chain(self.live().into_iter().flat_map(Live::other_spis))
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let half_open = self.half_open_deadline.filter(|_| self.is_half_open());
-        [self.core.poll_timeout(), half_open]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.core.poll_timeout(),
+            half_open,
+            self.live().and_then(Live::poll_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// Retransmits our outstanding request, or ends the SA when its retransmissions are
-    /// spent or IKE_AUTH did not finish within [`ResponderConfig::half_open_timeout`].
-    pub(super) fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
-        if self.is_half_open() && self.half_open_deadline.is_some_and(|d| now >= d) {
-            self.core.close(CloseReason::Timeout, out);
+    /// Retransmits our outstanding request, rekeys what is due, or ends the SA when its
+    /// retransmissions are spent, its lifetime is over, or IKE_AUTH did not finish within
+    /// [`ResponderConfig::half_open_timeout`].
+    pub(super) fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        if self.is_half_open() && self.half_open_deadline.is_some_and(|d| ctx.now >= d) {
+            self.core.close(CloseReason::Timeout, ctx.out);
             return;
         }
-        self.core.handle_timeout(now, out)
+        match &mut self.state {
+            ResponderState::Established(live) => {
+                live.handle_timeout(&mut self.core, self.config.params(), ctx)
+            }
+            _ => self.core.handle_timeout(ctx.now, ctx.out),
+        }
+    }
+
+    /// Starts a rekey of the CHILD_SA with this inbound SPI. False if there is none.
+    pub(super) fn rekey_child(&mut self, inbound_spi: u32, ctx: &mut Ctx<'_>) -> bool {
+        match &mut self.state {
+            ResponderState::Established(live) => {
+                live.rekey_child(&mut self.core, inbound_spi, self.config.params(), ctx)
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts a rekey of the IKE SA. False before it is established.
+    pub(super) fn rekey_ike(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        match &mut self.state {
+            ResponderState::Established(live) => {
+                live.rekey_ike(&mut self.core, self.config.params(), ctx);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Deletes the IKE SA (say, when the binding behind it is revoked): sends an
@@ -248,36 +331,168 @@ impl ResponderSa {
     /// A datagram for this SA (the endpoint found it by our SPI), received on port 4500
     /// or not. Returns whether it was authentic, which alone lets the peer's address
     /// change (section 2.23).
-    pub(super) fn handle(
-        &mut self,
-        datagram: &[u8],
-        via_4500: bool,
-        rng: &mut dyn Random,
-        out: &mut Vec<Output>,
-    ) -> bool {
-        let receipt = self.core.receive(datagram, via_4500, out);
+    pub(super) fn handle(&mut self, datagram: &[u8], via_4500: bool, ctx: &mut Ctx<'_>) -> bool {
+        if let ResponderState::Established(live) = &mut self.state {
+            let params = self.config.params();
+            return live.handle(&mut self.core, datagram, via_4500, params, ctx);
+        }
+        let receipt = self.core.receive(datagram, via_4500, ctx.rng, ctx.out);
         let authentic = receipt.authentic();
-        let Receipt::Fresh(incoming) = receipt else {
-            return authentic;
+        let incoming = match receipt {
+            Receipt::Fresh(incoming) => incoming,
+            Receipt::Malformed(notify, ExchangeType::IkeAuth) => {
+                // Refused as a whole, and no IKE SA comes of it (section 2.21.2).
+                self.core.close(CloseReason::NotifySent(notify), ctx.out);
+                return authentic;
+            }
+            _ => return authentic,
         };
         match incoming {
             Incoming::Response(m, _) => {
                 if m.exchange_type == ExchangeType::Informational {
-                    out.push(Output::Event(Event::Alive));
+                    ctx.out.push(Output::Event(Event::Alive));
                 }
             }
             Incoming::Request(m) => match m.exchange_type {
-                ExchangeType::Informational => self.core.informational(&m, rng, out),
-                ExchangeType::IkeAuth => self.ike_auth(m, rng, out),
-                // CREATE_CHILD_SA is not offered yet.
-                _ => self.core.refuse(&m, rng, out),
+                ExchangeType::Informational => self.core.informational(&m, ctx.rng, ctx.out),
+                ExchangeType::IkeAuth => self.ike_auth(m, ctx),
+                // Nothing but IKE_AUTH before IKE_AUTH is done (section 1.2).
+                _ => self.core.refuse(
+                    &m,
+                    NotifyPayload::new(NotifyType::InvalidSyntax, vec![]),
+                    ctx.rng,
+                    ctx.out,
+                ),
             },
         }
         authentic
     }
 
-    fn ike_auth(&mut self, m: IkeMessage, rng: &mut dyn Random, out: &mut Vec<Output>) {
+    /// IKE_AUTH is done: the SA goes live with `child` and tells the application.
+    fn establish(
+        &mut self,
+        child: ChildSa,
+        peer_id: Identification,
+        peer_auth: PeerAuthMethod,
+        ctx: &mut Ctx<'_>,
+    ) {
+        // Both AUTH payloads are done: free the IKE_SA_INIT messages they signed (about
+        // 650 octets per attached UE).
+        self.init_request = Vec::new();
+        self.init_response = Vec::new();
+        let live = Live::new(
+            false,
+            child.clone(),
+            (peer_id.clone(), peer_auth),
+            self.config.params(),
+            ctx.now,
+            ctx.rng,
+        );
+        self.state = ResponderState::Established(Box::new(live));
+        ctx.out
+            .push(Output::Event(Event::Established(Box::new(Established {
+                child,
+                cp_reply: None,
+                peer_id,
+                peer_auth,
+                keylog: self.core.keylog(),
+            }))));
+    }
+
+    /// A node's IKE_AUTH (AUTH in the first message): its key or certificate checked,
+    /// ours sent, the CHILD_SA made, all in one round trip (section 1.2).
+    fn node_ike_auth(&mut self, m: &IkeMessage, ctx: &mut Ctx<'_>) {
         let id = m.message_id;
+        let fail =
+            |sa: &mut Self, notify, ctx: &mut Ctx<'_>| sa.fail(id, notify, None, ctx.rng, ctx.out);
+        let (mut idi, mut auth, mut sa, mut tsi, mut tsr) = (None, None, None, None, None);
+        for p in &m.payloads {
+            match p {
+                Payload::IdI(i) => idi = Some(i),
+                Payload::Auth(a) => auth = Some(a),
+                Payload::Sa(s) => sa = Some(s),
+                Payload::TsI(t) => tsi = Some(t),
+                Payload::TsR(t) => tsr = Some(t),
+                _ => {}
+            }
+        }
+        let certificates = m.certificates();
+        let (Some(idi), Some(auth), Some(sa), Some(tsi), Some(tsr)) = (idi, auth, sa, tsi, tsr)
+        else {
+            return fail(self, NotifyType::InvalidSyntax, ctx);
+        };
+        let prf = self.core.keys.suite().prf;
+        let octets = self
+            .core
+            .initiator_signed_octets(&self.init_request, &self.nr, idi);
+        let config = Arc::clone(&self.config);
+        let Some(peer_auth) = config.peers.verify(prf, idi, &certificates, auth, &octets) else {
+            return fail(self, NotifyType::AuthenticationFailed, ctx);
+        };
+        // We answer a key with the same key, a certificate with ours.
+        let local = match (peer_auth, &config.signer) {
+            (PeerAuthMethod::Certificate, Some(signer)) => {
+                Some(LocalAuth::Certificate(Arc::clone(signer)))
+            }
+            _ => config.peers.psk(idi).cloned().map(LocalAuth::Psk),
+        };
+        let idr = config.identity.clone();
+        let our_octets = self
+            .core
+            .responder_signed_octets(&self.init_response, &self.ni, &idr);
+        let Some(Ok((certificate, our_auth))) = local.and_then(|l| l.prove(prf, &our_octets))
+        else {
+            return fail(self, NotifyType::AuthenticationFailed, ctx);
+        };
+        let Some((number, peer_spi, esp)) = EspSuite::select(&config.esp_suites, sa) else {
+            return fail(self, NotifyType::NoProposalChosen, ctx);
+        };
+        let policy = &config.peer_child;
+        let (tsi, tsr) = (
+            narrow(tsi, &policy.remote_ts),
+            narrow(tsr, &policy.local_ts),
+        );
+        if tsi.is_empty() || tsr.is_empty() {
+            return fail(self, NotifyType::TsUnacceptable, ctx);
+        }
+        let transport = policy.transport_mode
+            && m.notifies()
+                .any(|n| n.notify_type == NotifyType::UseTransportMode);
+        let inbound_spi = ctx.spis.esp_spi(ctx.rng);
+        let Ok(keys) = self.core.child_keys(&esp, &self.ni, &self.nr) else {
+            return fail(self, NotifyType::TemporaryFailure, ctx);
+        };
+        let mut payloads = vec![Payload::IdR(idr)];
+        payloads.extend(certificate.map(Payload::Cert));
+        payloads.push(Payload::Auth(our_auth));
+        payloads.push(Payload::Sa(SaPayload {
+            proposals: vec![esp.proposal(number, inbound_spi)],
+        }));
+        payloads.push(Payload::TsI(tsi.clone()));
+        payloads.push(Payload::TsR(tsr.clone()));
+        if transport {
+            payloads.push(Payload::Notify(NotifyPayload::new(
+                NotifyType::UseTransportMode,
+                vec![],
+            )));
+        }
+        self.core
+            .respond(ExchangeType::IkeAuth, id, payloads, ctx.rng, ctx.out);
+        let child = ChildSa {
+            suite: esp,
+            inbound_spi,
+            outbound_spi: peer_spi,
+            keys,
+            tsi,
+            tsr,
+            mode: Mode::of(transport),
+        };
+        self.establish(child, idi.clone(), peer_auth, ctx);
+    }
+
+    fn ike_auth(&mut self, m: IkeMessage, ctx: &mut Ctx<'_>) {
+        let id = m.message_id;
+        let (rng, out) = (&mut *ctx.rng, &mut *ctx.out);
         match std::mem::replace(&mut self.state, ResponderState::AwaitingIkeAuth) {
             ResponderState::AwaitingIkeAuth => {
                 let (mut idi, mut idr, mut cp, mut sa, mut tsi, mut tsr) =
@@ -299,11 +514,15 @@ impl ResponderSa {
                 let (Some(idi), Some(sa), Some(tsi), Some(tsr)) = (idi, sa, tsi, tsr) else {
                     return self.fail(id, NotifyType::InvalidSyntax, None, rng, out);
                 };
+                if has_auth && !self.config.peers.is_empty() {
+                    // A node with a key or a certificate, not a UE with EAP.
+                    return self.node_ike_auth(&m, ctx);
+                }
                 let eap_only = has(NotifyType::EapOnlyAuthentication)
                     && (self.config.accept_eap_only || self.config.signer.is_none());
                 if has_auth || (!eap_only && self.config.signer.is_none()) {
-                    // The UE must authenticate with EAP (no PSK), and we need a
-                    // certificate unless it accepts EAP-only authentication.
+                    // A UE must authenticate with EAP, and we need a certificate unless
+                    // it accepts EAP-only authentication.
                     return self.fail(id, NotifyType::AuthenticationFailed, None, rng, out);
                 }
                 let Some((proposal_number, peer_spi, esp)) =
@@ -397,22 +616,16 @@ impl ResponderSa {
                 ];
                 self.core
                     .respond(ExchangeType::IkeAuth, id, payloads, rng, out);
-                self.state = ResponderState::Established;
-                // Both AUTH payloads are done: free the IKE_SA_INIT messages they signed
-                // (about 650 octets per attached UE).
-                self.init_request = Vec::new();
-                self.init_response = Vec::new();
-                out.push(Output::Event(Event::Established(Box::new(Established {
-                    child: ChildSa {
-                        suite: request.esp,
-                        inbound_spi,
-                        outbound_spi: peer_spi,
-                        keys,
-                        tsi: acceptance.tsi,
-                        tsr: acceptance.tsr,
-                    },
-                    cp_reply: None,
-                }))));
+                let child = ChildSa {
+                    suite: request.esp,
+                    inbound_spi,
+                    outbound_spi: peer_spi,
+                    keys,
+                    tsi: acceptance.tsi,
+                    tsr: acceptance.tsr,
+                    mode: Mode::Tunnel,
+                };
+                self.establish(child, request.idi, PeerAuthMethod::Eap, ctx);
             }
             other => {
                 self.state = other;

@@ -1,21 +1,27 @@
 //! The IKE SA core shared by both roles (RFC 7296 sections 2.1 to 2.4): message IDs and
 //! the window of one request each way, retransmission of our request with exponential
 //! backoff, the answer to a retransmitted request from the cached response, SK protection
-//! (section 3.14), INFORMATIONAL (liveness checks, Delete); and the [`Output`]s and
-//! [`Event`]s of both state machines, [`InitiatorSa`](super::initiator::InitiatorSa) and
+//! (section 3.14), INFORMATIONAL (liveness checks, Delete), the error notify for an
+//! authentic request whose payloads do not parse (sections 2.5, 2.21); and the
+//! [`Output`]s and [`Event`]s of both state machines,
+//! [`InitiatorSa`](super::initiator::InitiatorSa) and
 //! [`ResponderSa`](super::responder::ResponderSa).
 //!
 //! Message IDs and retransmissions follow sections 2.1 and 2.2: we retransmit our own
 //! outstanding request on timeout, answer a retransmitted request from the cached
-//! response, and drop anything else out of window. IKE_SA_INIT is not handled here: the
-//! initiator matches its response itself, and at the responder the
+//! response, and drop anything else out of window. Each outstanding request carries its
+//! `Purpose`, so the response finds what it answers (a CREATE_CHILD_SA's nonce and
+//! Diffie-Hellman key, the CHILD_SAs a Delete names). IKE_SA_INIT is not handled here:
+//! the initiator matches its response itself, and at the responder the
 //! [`Endpoint`](super::endpoint::Endpoint) answers a retransmitted IKE_SA_INIT request.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+pub use super::child::Mode;
 use super::crypto::{CryptoError, EspSuite, Random};
 use super::keys::{nat_detection_hash, signed_octets, ChildSaKeys, IkeSaKeys};
+use super::rekey::{ChildRequest, IkeRekeyRequest};
 use super::responder::AuthRequest;
 use super::sk::{SkError, SkKeys};
 use super::wire::*;
@@ -45,6 +51,20 @@ pub enum Event {
     EapRequest(Vec<u8>),
     /// The IKE SA and its first CHILD_SA are up.
     Established(Box<Established>),
+    /// A CHILD_SA replaced the one whose inbound SPI was `replaces` (a CREATE_CHILD_SA
+    /// with REKEY_SA from either side, RFC 7296 section 1.3.3): install `child` beside
+    /// it; the old one keeps receiving until its [`Event::ChildSaDeleted`] (section 2.8).
+    ChildSaRekeyed { replaces: u32, child: Box<ChildSa> },
+    /// A CHILD_SA is gone (deleted by either side, replaced, or past its hard lifetime):
+    /// retire its ESP SAs.
+    ChildSaDeleted { inbound_spi: u32, outbound_spi: u32 },
+    /// The IKE SA was rekeyed (section 2.18): it now runs under these SPIs, its CHILD_SAs
+    /// moved to it; `keylog` is its record for Wireshark's IKEv2 decryption table.
+    IkeSaRekeyed {
+        spi_i: u64,
+        spi_r: u64,
+        keylog: String,
+    },
     /// The peer's liveness check was answered, or ours was.
     Alive,
     /// The IKE SA is gone (at the responder its [`Endpoint`](super::endpoint::Endpoint)
@@ -55,6 +75,12 @@ pub enum Event {
 }
 
 /// An established CHILD_SA (ESP) and its keys.
+///
+/// `keys` and `tsi`/`tsr` are named after the IKE_SA_INIT that began the session, whoever
+/// started the CREATE_CHILD_SA that made a later CHILD_SA: `initiator_to_responder` always
+/// protects what the node that sent IKE_SA_INIT (the UE, the ePDG toward a gateway) sends,
+/// and `tsi` is always its side, so [`crate::esp::child_sa_pair`] with the node's role
+/// fits every CHILD_SA of the session, rekeyed ones too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildSa {
     pub suite: EspSuite,
@@ -65,6 +91,20 @@ pub struct ChildSa {
     pub keys: ChildSaKeys,
     pub tsi: Vec<TrafficSelector>,
     pub tsr: Vec<TrafficSelector>,
+    /// Tunnel mode, or transport mode when both sides said USE_TRANSPORT_MODE (RFC 7296
+    /// section 1.3.1).
+    pub mode: Mode,
+}
+
+/// How the peer proved its identity in IKE_AUTH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerAuthMethod {
+    /// With EAP (a UE at the ePDG), or the ePDG to a UE with the MSK alone (RFC 5998).
+    Eap,
+    /// A pre-shared key (RFC 7296 section 2.15, AUTH method 2).
+    SharedKey,
+    /// A signature by a certificate's key (AUTH method 9 or 14, RFC 7427).
+    Certificate,
 }
 
 /// The outcome of IKE_AUTH.
@@ -73,6 +113,15 @@ pub struct Established {
     pub child: ChildSa,
     /// The CFG_REPLY the initiator received (None at the responder).
     pub cp_reply: Option<CpPayload>,
+    /// The peer's identity as IKE_AUTH proved it: its IDi at the responder, its IDr at
+    /// the initiator. A gateway checks that a PBU came through the SA of the MAG it
+    /// claims to be with this.
+    pub peer_id: Identification,
+    pub peer_auth: PeerAuthMethod,
+    /// The IKE SA's record for Wireshark's IKEv2 decryption table
+    /// ([`IkeSaKeys::wireshark_decryption_record`]): given only now that the SA is
+    /// authenticated, so a flood of half-open SAs writes nothing.
+    pub keylog: String,
 }
 
 /// Why an IKE SA ended.
@@ -91,6 +140,11 @@ pub enum CloseReason {
     /// (Initiator) The responder did not prove its identity: no AUTH where one was
     /// needed, or one our verifier refused.
     PeerNotAuthenticated,
+    /// (Initiator) We asked for a transport-mode CHILD_SA and the responder answered in
+    /// tunnel mode (RFC 7296 section 1.3.1: the initiator then deletes the SA).
+    TransportModeRefused,
+    /// The IKE SA reached its hard lifetime without a rekey (section 2.8).
+    LifetimeExpired,
 }
 
 /// Why a datagram was dropped.
@@ -121,10 +175,40 @@ impl Default for RetransmitPolicy {
     }
 }
 
+impl RetransmitPolicy {
+    /// From a request's first transmission to giving up on it: how long a peer may keep
+    /// retransmitting one request of its own.
+    pub fn span(&self) -> Duration {
+        (0..=self.max_retransmissions)
+            .map(|n| backoff(self.initial, n))
+            .fold(Duration::ZERO, Duration::saturating_add)
+    }
+}
+
+/// What one of our requests is for, so its response finds its context.
+#[derive(Debug)]
+pub(super) enum Purpose {
+    /// An IKE_AUTH request of the initiator.
+    Auth,
+    /// An empty INFORMATIONAL: a liveness check (section 2.4).
+    Liveness,
+    /// An INFORMATIONAL telling the responder its AUTH failed (section 2.21.2).
+    Notice,
+    /// Delete of this IKE SA (the old one, after a rekey).
+    DeleteIke,
+    /// Delete of the CHILD_SAs with these inbound SPIs of ours (section 1.4.1).
+    DeleteChildren(Vec<u32>),
+    /// CREATE_CHILD_SA rekeying a CHILD_SA (section 1.3.3).
+    CreateChild(Box<ChildRequest>),
+    /// CREATE_CHILD_SA rekeying this IKE SA (section 1.3.2).
+    RekeyIke(Box<IkeRekeyRequest>),
+}
+
 #[derive(Debug)]
 pub(super) struct Outstanding {
     message_id: u32,
     exchange: ExchangeType,
+    purpose: Purpose,
     bytes: Vec<u8>,
     retransmissions: u32,
     deadline: Instant,
@@ -152,8 +236,8 @@ pub(super) struct SaCore {
 /// An authentic, new message from the peer.
 pub(super) enum Incoming {
     Request(IkeMessage),
-    /// The response to our outstanding request of this exchange.
-    Response(IkeMessage, ExchangeType),
+    /// The response to our outstanding request, with what it was for.
+    Response(IkeMessage, Purpose),
 }
 
 /// What became of a datagram given to [`SaCore::receive`].
@@ -162,6 +246,10 @@ pub(super) enum Receipt {
     Fresh(Incoming),
     /// An authentic retransmission of the peer's last request, answered from the cache.
     Repeated,
+    /// An authentic new request whose payloads do not parse, answered with this error
+    /// notify (UNSUPPORTED_CRITICAL_PAYLOAD naming the payload type, or INVALID_SYNTAX;
+    /// sections 2.5 and 2.21.2) of this exchange.
+    Malformed(NotifyType, ExchangeType),
     /// Dropped (a [`Event::Discarded`] says why).
     Dropped,
 }
@@ -267,6 +355,7 @@ impl SaCore {
         &mut self,
         exchange: ExchangeType,
         payloads: Vec<Payload>,
+        purpose: Purpose,
         now: Instant,
         rng: &mut dyn Random,
         out: &mut Vec<Output>,
@@ -279,6 +368,7 @@ impl SaCore {
                 self.outstanding = Some(Outstanding {
                     message_id,
                     exchange,
+                    purpose,
                     bytes: bytes.clone(),
                     retransmissions: 0,
                     deadline: now + self.policy.initial,
@@ -303,6 +393,7 @@ impl SaCore {
         &mut self,
         datagram: &[u8],
         via_4500: bool,
+        rng: &mut dyn Random,
         out: &mut Vec<Output>,
     ) -> Receipt {
         let discard = |d: Discard, out: &mut Vec<Output>| {
@@ -333,15 +424,16 @@ impl SaCore {
             let Some(o) = &self.outstanding else {
                 return discard(Discard::UnexpectedMessageId(id), out);
             };
-            if o.message_id != id {
+            if o.message_id != id || o.exchange != header.exchange_type {
                 return discard(Discard::UnexpectedMessageId(id), out);
             }
-            let exchange = o.exchange;
             return match self.peer_sk().open(datagram) {
                 Ok(m) => {
-                    self.outstanding = None;
+                    let Some(o) = self.outstanding.take() else {
+                        return discard(Discard::UnexpectedMessageId(id), out);
+                    };
                     float(self);
-                    Receipt::Fresh(Incoming::Response(m, exchange))
+                    Receipt::Fresh(Incoming::Response(m, o.purpose))
                 }
                 Err(e) => discard(Discard::Sk(e), out),
             };
@@ -352,6 +444,21 @@ impl SaCore {
         }
         let m = match self.peer_sk().open(datagram) {
             Ok(m) => m,
+            Err(SkError::InnerPayloads(e)) if !retransmission => {
+                // Authentic (the ICV held) but not parseable: the request is refused as a
+                // whole with the notify its error names (sections 2.5, 2.21.2).
+                float(self);
+                self.next_peer_request += 1;
+                let notify = e.notify_type();
+                let data = match e {
+                    WireError::UnsupportedCriticalPayload(t) => vec![t],
+                    _ => Vec::new(),
+                };
+                let answer = vec![Payload::Notify(NotifyPayload::new(notify, data))];
+                self.respond(header.exchange_type, id, answer, rng, out);
+                out.push(Output::Event(Event::Discarded(Discard::Wire(e))));
+                return Receipt::Malformed(notify, header.exchange_type);
+            }
             Err(e) => return discard(Discard::Sk(e), out),
         };
         float(self);
@@ -399,10 +506,7 @@ impl SaCore {
         rng: &mut dyn Random,
         out: &mut Vec<Output>,
     ) {
-        let delete_ike = m
-            .payloads
-            .iter()
-            .any(|p| matches!(p, Payload::Delete(d) if d.protocol_id == ProtocolId::Ike));
+        let delete_ike = deletes_ike(m);
         self.respond(ExchangeType::Informational, m.message_id, vec![], rng, out);
         if delete_ike {
             self.close(CloseReason::DeletedByPeer, out);
@@ -420,42 +524,91 @@ impl SaCore {
         out: &mut Vec<Output>,
     ) {
         if self.outstanding.is_none() && !self.closed {
-            self.request(ExchangeType::Informational, vec![], now, rng, out);
+            self.request(
+                ExchangeType::Informational,
+                vec![],
+                Purpose::Liveness,
+                now,
+                rng,
+                out,
+            );
         }
     }
 
-    /// Refuses a request we do not offer (CREATE_CHILD_SA, say) without changing state.
-    pub(super) fn refuse(&mut self, m: &IkeMessage, rng: &mut dyn Random, out: &mut Vec<Output>) {
+    /// Whether a request of ours is outstanding (the window is full).
+    pub(super) fn busy(&self) -> bool {
+        self.outstanding.is_some()
+    }
+
+    /// What our outstanding request is for.
+    pub(super) fn purpose(&self) -> Option<&Purpose> {
+        self.outstanding.as_ref().map(|o| &o.purpose)
+    }
+
+    /// Answers a request with one error notify (with `data`) and changes nothing else.
+    pub(super) fn refuse(
+        &mut self,
+        m: &IkeMessage,
+        notify: NotifyPayload,
+        rng: &mut dyn Random,
+        out: &mut Vec<Output>,
+    ) {
         self.respond(
             m.exchange_type,
             m.message_id,
-            vec![Payload::Notify(NotifyPayload::new(
-                NotifyType::NoAdditionalSas,
-                vec![],
-            ))],
+            vec![Payload::Notify(notify)],
             rng,
             out,
         );
     }
 
+    /// The record of this IKE SA for Wireshark's IKEv2 decryption table.
+    pub(super) fn keylog(&self) -> String {
+        self.keys
+            .wireshark_decryption_record(self.spi_i, self.spi_r)
+    }
+
+    /// Our SPI of this IKE SA: the one the peer's messages name us by.
+    pub(super) fn our_spi(&self) -> u64 {
+        if self.original_initiator {
+            self.spi_i
+        } else {
+            self.spi_r
+        }
+    }
+
+    /// Whether a header names this IKE SA.
+    pub(super) fn owns(&self, header: &HeaderRepr) -> bool {
+        header.initiator_spi == self.spi_i && header.responder_spi == self.spi_r
+    }
+
     /// Sends an INFORMATIONAL with Delete of the IKE SA and closes at once: the peer's
     /// answer is not awaited (section 1.4.1 lets the deleting side forget the SA).
     pub(super) fn delete(&mut self, now: Instant, rng: &mut dyn Random, out: &mut Vec<Output>) {
+        self.delete_because(CloseReason::Deleted, now, rng, out);
+    }
+
+    /// [`SaCore::delete`], closing with `reason`.
+    pub(super) fn delete_because(
+        &mut self,
+        reason: CloseReason,
+        now: Instant,
+        rng: &mut dyn Random,
+        out: &mut Vec<Output>,
+    ) {
         if self.closed {
             return;
         }
         self.outstanding = None;
         self.request(
             ExchangeType::Informational,
-            vec![Payload::Delete(DeletePayload {
-                protocol_id: ProtocolId::Ike,
-                spis: vec![],
-            })],
+            vec![delete_ike()],
+            Purpose::DeleteIke,
             now,
             rng,
             out,
         );
-        self.close(CloseReason::Deleted, out);
+        self.close(reason, out);
     }
 
     /// What the responder's AUTH covers (section 2.15): its IKE_SA_INIT response, the
@@ -490,6 +643,21 @@ impl SaCore {
     ) -> Result<ChildSaKeys, CryptoError> {
         ChildSaKeys::derive(&self.keys, esp, None, ni, nr)
     }
+}
+
+/// Whether a request deletes the IKE SA that carries it (section 1.4.1).
+pub(super) fn deletes_ike(m: &IkeMessage) -> bool {
+    m.payloads
+        .iter()
+        .any(|p| matches!(p, Payload::Delete(d) if d.protocol_id == ProtocolId::Ike))
+}
+
+/// A Delete payload for the IKE SA that carries it (section 3.11).
+pub(super) fn delete_ike() -> Payload {
+    Payload::Delete(DeletePayload {
+        protocol_id: ProtocolId::Ike,
+        spis: vec![],
+    })
 }
 
 /// The wait before retransmission `n` + 1: doubling from `initial`, at most 1024 times it.

@@ -25,6 +25,11 @@ pub enum SkError {
     TooShort,
     #[error("Pad Length exceeds the plaintext")]
     BadPadding,
+    /// The ICV verified but the payloads inside do not parse: an authentic message the
+    /// peer gets an error notify for (RFC 7296 sections 2.5, 2.21), unlike every other
+    /// error here, which may come from anyone.
+    #[error("inner payloads: {0}")]
+    InnerPayloads(WireError),
     #[error(transparent)]
     Crypto(CryptoError),
 }
@@ -94,6 +99,19 @@ impl SkKeys {
     pub fn seal(&self, message: &IkeMessage, rng: &mut dyn Random) -> Result<Vec<u8>, SkError> {
         let mut plain = Vec::new();
         let first_inner = emit_payloads(&message.payloads, &mut plain);
+        self.seal_chain(message, first_inner, plain, rng)
+    }
+
+    /// Seals an emitted payload chain starting with a `first_inner` payload under the
+    /// header of `message` (whose own payloads are ignored): a test's way to send what
+    /// [`IkeMessage`] cannot say, such as an unknown payload marked critical.
+    pub fn seal_chain(
+        &self,
+        message: &IkeMessage,
+        first_inner: PayloadType,
+        mut plain: Vec<u8>,
+        rng: &mut dyn Random,
+    ) -> Result<Vec<u8>, SkError> {
         let block = self.encr.block_len();
         let pad_len = (block - (plain.len() + 1) % block) % block;
         plain.resize(plain.len() + pad_len, 0);
@@ -171,7 +189,8 @@ impl SkKeys {
             .len()
             .checked_sub(pad_len as usize)
             .ok_or(SkError::BadPadding)?;
-        let payloads = parse_payloads(first_inner, &padded[..inner_len])?;
+        let payloads =
+            parse_payloads(first_inner, &padded[..inner_len]).map_err(SkError::InnerPayloads)?;
         Ok(IkeMessage {
             initiator_spi: header.initiator_spi,
             responder_spi: header.responder_spi,

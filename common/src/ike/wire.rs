@@ -1644,6 +1644,17 @@ impl IkeMessage {
         self.payloads.iter().find_map(f)
     }
 
+    /// The CERT payloads of the message, in order (the peer's certificate first).
+    pub fn certificates(&self) -> Vec<CertPayload> {
+        self.payloads
+            .iter()
+            .filter_map(|p| match p {
+                Payload::Cert(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The notifies of the message.
     pub fn notifies(&self) -> impl Iterator<Item = &NotifyPayload> {
         self.payloads.iter().filter_map(|p| match p {

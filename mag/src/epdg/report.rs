@@ -15,9 +15,22 @@ use crate::attach::{AttachInfo, Outcome};
 /// What happened, for the log.
 #[derive(Debug)]
 pub enum Report {
-    /// A new IKE SA (its keys for a Wireshark keylog: [`Epdg::keylog_record`](super::Epdg::keylog_record)).
+    /// A new IKE SA, not yet authenticated.
     IkeSaCreated {
         spi: u64,
+    },
+    /// The IKE SA `spi` is authenticated, or was rekeyed: `record` is its line for a
+    /// Wireshark keylog (`ikev2_decryption_table`). Half-open SAs get none.
+    IkeSaKeys {
+        spi: u64,
+        record: String,
+    },
+    /// A CHILD_SA of the IKE SA `spi` was rekeyed (RFC 7296 section 1.3.3): the new one
+    /// replaces the one with inbound SPI `old`.
+    ChildSaRekeyed {
+        spi: u64,
+        old: u32,
+        new: u32,
     },
     /// An IKE datagram was dropped without effect.
     IkeDropped {

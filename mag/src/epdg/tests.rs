@@ -182,6 +182,9 @@ struct Net {
     reports: Vec<Report>,
     /// Data-plane sessions installed, by IKE SPI.
     sessions: HashMap<u64, (Box<ChildSa>, SessionInfo)>,
+    /// CHILD_SAs the data plane was told to add by a rekey, and to retire.
+    rekeyed: Vec<(u64, ChildSa)>,
+    retired: Vec<(u64, u32)>,
     /// Lifetimes of the PBUs the ePDG sent, in order.
     pbu_lifetimes: Vec<u32>,
 }
@@ -231,6 +234,8 @@ impl Net {
             pbas_at: Vec::new(),
             reports: Vec::new(),
             sessions: HashMap::new(),
+            rekeyed: Vec::new(),
+            retired: Vec::new(),
             pbu_lifetimes: Vec::new(),
         };
         // The first connect to the AAA is due at once.
@@ -297,6 +302,14 @@ impl Net {
                 Output::SessionDown { ike_spi } => {
                     assert!(self.sessions.remove(&ike_spi).is_some());
                 }
+                Output::ChildSaRekeyed { ike_spi, child } => {
+                    assert!(self.sessions.contains_key(&ike_spi));
+                    self.rekeyed.push((ike_spi, *child));
+                }
+                Output::ChildSaRetired {
+                    ike_spi,
+                    inbound_spi,
+                } => self.retired.push((ike_spi, inbound_spi)),
                 Output::Report(r) => {
                     if let Report::PbuSent { lifetime, .. } = &r {
                         self.pbu_lifetimes.push(lifetime.as_secs());
@@ -352,6 +365,7 @@ impl Net {
             eap_only: true,
             peer_verifier: None,
             retransmit: RetransmitPolicy::default(),
+            ..InitiatorConfig::default()
         };
         let mut out = Vec::new();
         let sa = InitiatorSa::start(config, self.now, &mut self.rng, &mut out).unwrap();
@@ -571,7 +585,7 @@ impl Net {
             let ue = &mut self.ues[n];
             if !ue.vanished && ue.sa.poll_timeout().is_some_and(|t| t <= now) {
                 let mut out = Vec::new();
-                ue.sa.handle_timeout(now, &mut out);
+                ue.sa.handle_timeout(now, &mut self.rng, &mut out);
                 self.ue_outputs(n, out);
             }
         }
@@ -1275,4 +1289,101 @@ fn the_core_config_comes_from_mag_toml_settings_and_names_a_bad_suite() {
     };
     let error = EpdgConfig::from_config(&bad).unwrap_err().to_string();
     assert!(error.starts_with("ike_suites: "), "{error}");
+}
+
+/// The keylog lines (Wireshark's IKEv2 decryption table) the core gave.
+fn keylog(net: &Net) -> Vec<String> {
+    net.reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::IkeSaKeys { record, .. } => Some(record.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A UE's CHILD_SA and IKE SA rekeys (RFC 7296 sections 1.3.2, 1.3.3) reach the data
+/// plane and the keylog; a half-open or refused IKE SA writes no keylog line.
+#[test]
+fn a_ues_rekeys_reach_the_data_plane_and_only_authenticated_sas_the_keylog() {
+    let mut net = Net::new();
+    let refused = net.add_ue(APN, [0x55; 16]);
+    net.settle();
+    assert!(net.ues[refused].closed.is_some());
+    assert!(keylog(&net).is_empty(), "no keylog line for a refused UE");
+
+    let n = net.attach();
+    let spi = net.spis()[1];
+    let keys = net.ues[n].sa.keys().unwrap().clone();
+    let (ue_spi_i, ue_spi_r) = (net.ues[n].sa.initiator_spi(), net.ues[n].sa.responder_spi());
+    assert_eq!(
+        keylog(&net),
+        vec![keys.wireshark_decryption_record(ue_spi_i, ue_spi_r)]
+    );
+
+    // The UE rekeys its CHILD_SA: the data plane gets the new one and, once the old one
+    // is deleted, retires it.
+    let old = net.ues[n].established.as_ref().unwrap().child.clone();
+    let mut out = Vec::new();
+    let now = net.now;
+    assert!(net.ues[n]
+        .sa
+        .rekey_child_sa(old.inbound_spi, now, &mut net.rng, &mut out));
+    net.ue_outputs(n, out);
+    net.run_for(Duration::from_secs(1));
+    let new: Vec<ChildSa> = net.ues[n].sa.children().cloned().collect();
+    assert_eq!(new.len(), 1);
+    assert_eq!(net.rekeyed.len(), 1);
+    let (rekeyed_spi, at_epdg) = &net.rekeyed[0];
+    assert_eq!(*rekeyed_spi, spi);
+    assert_eq!(at_epdg.keys, new[0].keys);
+    assert_eq!(at_epdg.inbound_spi, new[0].outbound_spi);
+    assert_eq!(net.retired, vec![(spi, old.outbound_spi)]);
+    assert!(net.reports.iter().any(|r| matches!(
+        r,
+        Report::ChildSaRekeyed { spi: s, old: o, new: w }
+            if *s == spi && *o == old.outbound_spi && *w == at_epdg.inbound_spi
+    )));
+
+    // The UE rekeys the IKE SA: a keylog line for the new one.
+    let mut out = Vec::new();
+    let now = net.now;
+    assert!(net.ues[n].sa.rekey_ike_sa(now, &mut net.rng, &mut out));
+    net.ue_outputs(n, out);
+    net.run_for(Duration::from_secs(1));
+    let keys = net.ues[n].sa.keys().unwrap().clone();
+    let (i, r) = (net.ues[n].sa.initiator_spi(), net.ues[n].sa.responder_spi());
+    assert_ne!(i, ue_spi_i);
+    assert_eq!(keylog(&net).len(), 2);
+    assert_eq!(keylog(&net)[1], keys.wireshark_decryption_record(i, r));
+    assert_eq!(net.epdg.keylog_record(spi), Some(keylog(&net)[1].clone()));
+
+    // And it still leaves cleanly.
+    let mut out = Vec::new();
+    let now = net.now;
+    net.ues[n].sa.delete(now, &mut net.rng, &mut out);
+    net.ue_outputs(n, out);
+    net.run_for(Duration::from_secs(120));
+    assert!(matches!(net.ended(spi), Some(Outcome::Detached(_))));
+    net.assert_nothing_left();
+}
+
+/// When the data plane says a CHILD_SA's sequence numbers are running out, the ePDG
+/// rekeys it itself, and the UE's IKE SA answers (RFC 4303 section 3.3.3).
+#[test]
+fn a_child_sa_near_the_end_of_its_sequence_numbers_is_rekeyed_by_the_epdg() {
+    let mut net = Net::new();
+    let n = net.attach();
+    let spi = net.spis()[0];
+    let inbound = net.sessions[&spi].0.inbound_spi;
+    net.epdg_input(Input::RekeyChildSa {
+        ike_spi: spi,
+        inbound_spi: inbound,
+    });
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.rekeyed.len(), 1);
+    let new: Vec<ChildSa> = net.ues[n].sa.children().cloned().collect();
+    assert_eq!(new.len(), 1);
+    assert_eq!(net.rekeyed[0].1.keys, new[0].keys);
+    assert_eq!(net.retired, vec![(spi, inbound)]);
 }

@@ -247,6 +247,13 @@ impl EpdgNode {
                     self.session_errors += 1;
                 }
             }
+            // A rekey moves a session to new SPIs; the network carries no ESP, so the
+            // session (addresses, keys) is what matters here.
+            Output::ChildSaRekeyed { ike_spi, .. } | Output::ChildSaRetired { ike_spi, .. } => {
+                if !self.sessions.contains_key(&ike_spi) {
+                    self.session_errors += 1;
+                }
+            }
             Output::Report(report) => {
                 if let Report::IkeSaCreated { spi } = report {
                     if let Some(sa) = self.epdg.ike().sa(spi) {

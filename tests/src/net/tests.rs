@@ -686,6 +686,7 @@ fn a_ue_whose_epdg_is_missing_retransmits_then_gives_up_in_virtual_time() {
             eap_only: true,
             peer_verifier: None,
             retransmit: RetransmitPolicy::default(),
+            ..InitiatorConfig::default()
         },
         attach_timeout: Duration::from_secs(60),
         detach: DetachPolicy {

@@ -60,6 +60,7 @@ fn profile(k: [u8; 16], detach: DetachPolicy) -> Profile {
             eap_only: true,
             peer_verifier: None,
             retransmit: RetransmitPolicy::default(),
+            ..InitiatorConfig::default()
         },
         attach_timeout: Duration::from_secs(20),
         detach,

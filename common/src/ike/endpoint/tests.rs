@@ -40,6 +40,7 @@ fn ue_config(suites: Vec<IkeSuite>) -> InitiatorConfig {
         eap_only: true,
         peer_verifier: None,
         retransmit: RetransmitPolicy::default(),
+        ..InitiatorConfig::default()
     }
 }
 
@@ -294,7 +295,7 @@ impl Lab {
         };
         self.now = self.now.max(t);
         let mut out = Vec::new();
-        self.ue.handle_timeout(self.now, &mut out);
+        self.ue.handle_timeout(self.now, &mut self.rng, &mut out);
         self.route_ue(out);
         let mut out = Vec::new();
         let now = self.now;
@@ -1013,4 +1014,268 @@ fn a_datagram_for_an_unknown_spi_is_dropped() {
             ..
         }]
     ));
+}
+
+/// The CHILD_SAs both sides hold now, which must be the same SA.
+fn one_child(lab: &Lab) -> (ChildSa, ChildSa) {
+    let ue: Vec<ChildSa> = lab.ue.children().cloned().collect();
+    let epdg: Vec<ChildSa> = lab.epdg().children().cloned().collect();
+    assert_eq!((ue.len(), epdg.len()), (1, 1), "{ue:?} {epdg:?}");
+    assert_eq!(ue[0].keys, epdg[0].keys);
+    assert_eq!(ue[0].inbound_spi, epdg[0].outbound_spi);
+    assert_eq!(ue[0].outbound_spi, epdg[0].inbound_spi);
+    assert_eq!((&ue[0].tsi, &ue[0].tsr), (&epdg[0].tsi, &epdg[0].tsr));
+    (ue[0].clone(), epdg[0].clone())
+}
+
+fn rekeyed(events: &[Event]) -> Vec<(u32, u32)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ChildSaRekeyed { replaces, child } => Some((*replaces, child.inbound_spi)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn deleted(events: &[Event]) -> Vec<u32> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ChildSaDeleted { inbound_spi, .. } => Some(*inbound_spi),
+            _ => None,
+        })
+        .collect()
+}
+
+/// RFC 7296 section 1.3: a UE's CREATE_CHILD_SA rekeys are accepted (they used to get
+/// NO_ADDITIONAL_SAS), and the ePDG's own rekeys are answered by the UE's SA.
+#[test]
+fn a_ue_and_the_epdg_rekey_the_child_sa_and_the_ike_sa() {
+    let mut lab = Lab::new(ue_config(IkeSuite::defaults()), ResponderConfig::default());
+    lab.run();
+    assert_both_established(&lab);
+    let (ue, epdg) = one_child(&lab);
+
+    // The UE rekeys its CHILD_SA: the new one replaces the old one on both sides, which
+    // is deleted after.
+    let mut out = Vec::new();
+    assert!(lab
+        .ue
+        .rekey_child_sa(ue.inbound_spi, lab.now, &mut lab.rng, &mut out));
+    lab.route_ue(out);
+    lab.run();
+    let (ue2, epdg2) = one_child(&lab);
+    assert_ne!(ue2.keys, ue.keys);
+    assert_eq!(ue2.tsi, acceptance().tsi, "the selectors stay");
+    assert_eq!(
+        rekeyed(&lab.ue_events),
+        vec![(ue.inbound_spi, ue2.inbound_spi)]
+    );
+    assert_eq!(
+        rekeyed(&lab.epdg_events),
+        vec![(epdg.inbound_spi, epdg2.inbound_spi)]
+    );
+    assert_eq!(deleted(&lab.ue_events), vec![ue.inbound_spi]);
+    assert_eq!(deleted(&lab.epdg_events), vec![epdg.inbound_spi]);
+    let spi = lab.spi.unwrap();
+    assert_eq!(lab.endpoint.esp_owner(epdg2.inbound_spi), Some(spi));
+
+    // The ePDG rekeys it back: keys still named after the UE's IKE_SA_INIT.
+    let mut out = Vec::new();
+    let now = lab.now;
+    assert!(lab
+        .endpoint
+        .rekey_child_sa(spi, epdg2.inbound_spi, now, &mut lab.rng, &mut out));
+    lab.route_epdg(out);
+    lab.run();
+    let (ue3, _) = one_child(&lab);
+    assert_ne!(ue3.keys, ue2.keys);
+    assert_eq!(ue3.tsi, acceptance().tsi);
+    let (ue_in, ue_out) = crate::esp::child_sa_pair(&ue3, crate::esp::IkeRole::Initiator).unwrap();
+    let epdg3 = lab.epdg().children().next().unwrap().clone();
+    let (mut epdg_in, mut epdg_out) =
+        crate::esp::child_sa_pair(&epdg3, crate::esp::IkeRole::Responder).unwrap();
+    let (mut ue_in, mut ue_out) = (ue_in, ue_out);
+    let (mut packet, mut plain) = (Vec::new(), Vec::new());
+    let ip = [
+        0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 45, 0, 7, 8, 8, 8, 8,
+    ];
+    ue_out
+        .encapsulate_ip(&ip, &mut lab.rng, &mut packet)
+        .unwrap();
+    epdg_in.decapsulate_ip(&packet, &mut plain).unwrap();
+    assert_eq!(plain, ip);
+    packet.clear();
+    epdg_out
+        .encapsulate_ip(&ip, &mut lab.rng, &mut packet)
+        .unwrap();
+    ue_in.decapsulate_ip(&packet, &mut plain).unwrap();
+    assert_eq!(plain, ip);
+
+    // The UE rekeys the IKE SA: the endpoint finds the SA under its new SPI, the old
+    // one's goes with its Delete; the CHILD_SA moved; the keylog has the new record.
+    let mut out = Vec::new();
+    assert!(lab.ue.rekey_ike_sa(lab.now, &mut lab.rng, &mut out));
+    lab.route_ue(out);
+    lab.run();
+    let rekeys: Vec<(u64, u64)> = lab
+        .epdg_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IkeSaRekeyed { spi_i, spi_r, .. } => Some((*spi_i, *spi_r)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rekeys,
+        vec![(lab.ue.initiator_spi(), lab.ue.responder_spi())]
+    );
+    assert_eq!(lab.endpoint.handle_of(lab.ue.responder_spi()), Some(spi));
+    assert_eq!(lab.ue.keys(), Some(lab.epdg().keys()));
+    one_child(&lab);
+    // And on the new IKE SA the UE can still leave.
+    let mut out = Vec::new();
+    lab.ue.delete(lab.now, &mut lab.rng, &mut out);
+    lab.route_ue(out);
+    lab.run_epdg_only();
+    assert_eq!(
+        Lab::closed(&lab.epdg_events),
+        Some(&CloseReason::DeletedByPeer)
+    );
+    assert!(lab.endpoint.is_empty());
+    assert!(lab.endpoint.esp.is_empty() && lab.endpoint.by_spi.is_empty());
+}
+
+/// RFC 7296 section 3.1: the initiator's SPI of an IKE_SA_INIT is never zero; such a
+/// request makes no SA and gets no answer.
+#[test]
+fn an_ike_sa_init_with_initiator_spi_zero_is_dropped() {
+    let mut lab = Lab::new(ue_config(IkeSuite::defaults()), ResponderConfig::default());
+    let (mut request, via_4500) = lab.to_epdg.pop_front().unwrap();
+    request[..8].fill(0);
+    let out = lab.deliver(&request, via_4500);
+    assert!(matches!(
+        out.as_slice(),
+        [EndpointOutput::Discarded {
+            spi: None,
+            reason: Discard::Unexpected(_)
+        }]
+    ));
+    assert!(lab.endpoint.is_empty());
+    assert_eq!(lab.endpoint.half_open(), 0);
+    assert_eq!(lab.endpoint.stats().sas_created, 0);
+}
+
+/// The first datagram among an endpoint's outputs.
+fn transmitted(out: &[EndpointOutput]) -> Vec<u8> {
+    out.iter()
+        .find_map(|o| match o {
+            EndpointOutput::Transmit(t) => Some(t.bytes.clone()),
+            _ => None,
+        })
+        .expect("a datagram")
+}
+
+/// An unknown payload type 99 with its Critical bit set, appended to a chain.
+fn critical_unknown(chain: &mut Vec<u8>, last_header_at: Option<usize>) {
+    if let Some(at) = last_header_at {
+        chain[at] = 99; // the previous last payload now points to it
+    }
+    chain.extend_from_slice(&[0, 0x80, 0, 8, 1, 2, 3, 4]);
+}
+
+/// RFC 7296 section 2.5: a request with an unknown payload marked critical is refused
+/// with UNSUPPORTED_CRITICAL_PAYLOAD naming the type; in IKE_SA_INIT or IKE_AUTH no SA
+/// comes of it, later the SA stays.
+#[test]
+fn an_unknown_critical_payload_gets_unsupported_critical_payload() {
+    let expect_notify = |m: &IkeMessage| {
+        assert!(m.flags.response);
+        assert_eq!(
+            m.notifies()
+                .map(|n| (n.notify_type, n.data.clone()))
+                .collect::<Vec<_>>(),
+            vec![(NotifyType::UnsupportedCriticalPayload, vec![99])]
+        );
+    };
+    // IKE_SA_INIT: answered statelessly.
+    let mut lab = Lab::new(ue_config(IkeSuite::defaults()), ResponderConfig::default());
+    let (request, _) = lab.to_epdg.pop_front().unwrap();
+    let m = IkeMessage::parse(&request).unwrap();
+    let mut chain = Vec::new();
+    emit_payloads(&m.payloads, &mut chain);
+    let last = chain.len() - payloads_len(&m.payloads[m.payloads.len() - 1..]);
+    critical_unknown(&mut chain, Some(last));
+    let mut bytes = m.header(PayloadType::Sa, chain.len()).to_bytes().to_vec();
+    bytes.extend_from_slice(&chain);
+    let out = lab.deliver(&bytes, false);
+    let [EndpointOutput::Transmit(t)] = out.as_slice() else {
+        panic!("{out:?}");
+    };
+    expect_notify(&IkeMessage::parse(&t.bytes).unwrap());
+    assert!(lab.endpoint.is_empty());
+
+    // IKE_AUTH: the SA goes.
+    let mut lab = Lab::new(ue_config(IkeSuite::defaults()), ResponderConfig::default());
+    lab.tamper = Box::new(|n, b| (n != 2).then_some(b));
+    lab.run();
+    let spi = lab.spi.unwrap();
+    let header = IkeMessage {
+        initiator_spi: lab.ue.initiator_spi(),
+        responder_spi: spi,
+        exchange_type: ExchangeType::IkeAuth,
+        flags: Flags {
+            initiator: true,
+            ..Flags::default()
+        },
+        message_id: 1,
+        payloads: vec![],
+    };
+    let mut chain = Vec::new();
+    emit_payloads(
+        &[Payload::IdI(Identification::Fqdn("ue".into()))],
+        &mut chain,
+    );
+    critical_unknown(&mut chain, Some(0));
+    let keys = lab.epdg().keys().initiator_sk();
+    let responder = lab.epdg().keys().responder_sk();
+    let sealed = keys
+        .seal_chain(&header, PayloadType::IdI, chain.clone(), &mut lab.rng)
+        .unwrap();
+    let out = lab.deliver(&sealed, false);
+    let response = transmitted(&out);
+    expect_notify(&responder.open(&response).unwrap());
+    lab.route_epdg(out);
+    assert_eq!(
+        Lab::closed(&lab.epdg_events),
+        Some(&CloseReason::NotifySent(
+            NotifyType::UnsupportedCriticalPayload
+        ))
+    );
+    assert!(lab.endpoint.is_empty());
+
+    // After IKE_AUTH: an INFORMATIONAL with it is refused, the SA stays.
+    let mut lab = Lab::new(ue_config(IkeSuite::defaults()), ResponderConfig::default());
+    lab.run();
+    assert_both_established(&lab);
+    let informational = IkeMessage {
+        responder_spi: lab.spi.unwrap(),
+        exchange_type: ExchangeType::Informational,
+        message_id: 4,
+        ..header
+    };
+    let mut chain = Vec::new();
+    critical_unknown(&mut chain, None);
+    let keys = lab.epdg().keys().clone();
+    let sealed = keys
+        .initiator_sk()
+        .seal_chain(&informational, PayloadType::from(99), chain, &mut lab.rng)
+        .unwrap();
+    let out = lab.deliver(&sealed, false);
+    let response = transmitted(&out);
+    expect_notify(&keys.responder_sk().open(&response).unwrap());
+    lab.route_epdg(out);
+    assert_eq!(Lab::closed(&lab.epdg_events), None);
+    assert_eq!(lab.endpoint.len(), 1);
 }
