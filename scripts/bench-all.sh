@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench-all.sh: every benchmark of the performance harness (issue 9), each beside its
+# bench-all.sh: every benchmark of the performance harness (BENCHMARKS.md), each beside its
 # baseline measured in the same run; prints the figures as a Markdown table for
 # BENCHMARKS.md and writes them to target/bench-all/results.json.
 #
@@ -18,8 +18,8 @@
 #    rate open-loop (p99/p50), then 10 000 UEs held attached for the ePDG's VmRSS.
 # 4. The data-plane benchmark (scripts/bench-dataplane.sh), if present.
 #
-# Addresses: loopback 127.0.160.0/24 (issue 9's block). Nodes log at RUST_LOG=warn (their
-# per-event info lines cost; the LMA's cost is measured separately in step 2).
+# Addresses: loopback 127.0.160.0/24 (the benchmarks' block). Nodes log at RUST_LOG=warn
+# (their per-event info lines cost; the LMA's cost is measured separately in step 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

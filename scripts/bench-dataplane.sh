@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench-dataplane.sh: data-plane throughput (issue 5 item 7; results in BENCHMARKS.md).
+# bench-dataplane.sh: data-plane throughput (results in BENCHMARKS.md, "Data plane").
 # Needs root, iproute2 and iperf3 (scripts/setup.sh).
 #
 #   scripts/bench-dataplane.sh     env: BENCH_SECS=5 per iperf3 run, BENCH_ROUNDS=3,

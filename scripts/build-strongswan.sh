@@ -12,8 +12,9 @@ set -euo pipefail
 
 prefix="${STRONGSWAN_PREFIX:-/opt/pmip-strongswan}"
 src_root="${STRONGSWAN_SRC_DIR:-${HOME:-/root}/.cache/pmip-strongswan}"
-# The list plus kdf: without it charon 5.9.8 has no prf+ (KDF_PRF) with this
-# OpenSSL and aborts every IKE SA after IKE_SA_INIT ("key derivation failed").
+# What the interop test needs (the eap-aka-3gpp software USIM, kernel-libipsec, swanctl over
+# vici, the suites phones offer) plus kdf: without it charon 5.9.8 has no prf+ (KDF_PRF)
+# with this OpenSSL and aborts every IKE SA after IKE_SA_INIT ("key derivation failed").
 plugins=(charon swanctl vici ikev2 nonce random openssl pem x509 pubkey pkcs1 pkcs8
   constraints revocation eap-aka eap-aka-3gpp eap-identity kernel-libipsec libipsec
   kernel-netlink socket-default updown sha1 sha2 hmac kdf aes gcm resolve attr)

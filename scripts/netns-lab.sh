@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# netns-lab.sh: the network-namespace topology of DESIGN.md section 7 / issue 5 item 6
-# (needs root and iproute2).
+# netns-lab.sh: the network-namespace topology of the data-plane tests and benchmark
+# (docs/testing.md, "The namespace lab"; needs root and iproute2).
 #
 #   scripts/netns-lab.sh up     TAG [NAME]   create (idempotent: creates only what is missing)
 #   scripts/netns-lab.sh down   TAG [NAME]   kill every process in the namespaces, delete them
@@ -37,7 +37,7 @@
 #   4    sgi         lma    pdn    10.200.(16T+4).1     10.200.(16T+4).2      (the PDN host)
 #   IPv6 likewise: fd00:200:T:S::1 and fd00:200:T:S::2 (added with nodad).
 #
-# Roaming variant (issue 7; NETNS_LAB_ROAMING=1 in the environment of up/env/status):
+# Roaming variant (docs/attach.md; NETNS_LAB_ROAMING=1 in the environment of up/env/status):
 # two more namespaces, "vlma" (the visited gateway, lma with [chaining]) and "vaaa" (the
 # visited AAA, relaying to the home AAA in "aaa"); "lma" and "aaa" are then the home
 # gateway and the home AAA, and the ePDG's gateway and AAA are the visited ones.

@@ -1,4 +1,4 @@
-//! The AAA server's protocol logic, sans-IO (STYLE.md shape 2): SWm requests from the
+//! The AAA server's protocol logic, sans-IO (docs/architecture.md): SWm requests from the
 //! ePDGs' peer connections and answers from home AAA servers go in, with the time;
 //! answers and relayed requests come out. No sockets, no clock.
 //!

@@ -1,4 +1,4 @@
-//! The 3GPP AAA server speaking Diameter SWm (DESIGN.md sections 3 and 4): the sans-IO
+//! The 3GPP AAA server speaking Diameter SWm (TS 29.273; docs/attach.md): the sans-IO
 //! protocol core ([`core`]: EAP-AKA sessions, APN authorization, visited-to-home relay),
 //! the subscriber store with crash-safe SQNs, the configuration, and the pcap recorder
 //! of the binary.

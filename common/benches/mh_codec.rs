@@ -35,7 +35,7 @@ const CONTEXT: ChecksumContext = ChecksumContext::Ipv4Udp;
 const NAI: &str = "0234150999999999@nai.epc.mnc015.mcc234.3gppnetwork.org";
 const APN: &str = "internet.mnc015.mcc234.gprs";
 
-/// The PBU an ePDG sends at attach (DESIGN.md section 3).
+/// The PBU an ePDG sends at attach (RFC 5213 section 6.9.1.1; docs/attach.md, step 5).
 fn pbu() -> ProxyBindingUpdate {
     ProxyBindingUpdate {
         sequence: 4242,

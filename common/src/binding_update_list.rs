@@ -109,7 +109,8 @@ impl Default for MagConfig {
     }
 }
 
-/// What identifies one binding: the mobile node's NAI and the APN (DESIGN.md section 3).
+/// What identifies one binding: the mobile node's NAI and the APN (TS 29.275: one PDN
+/// connection per (UE, APN) is one mobility session).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MobileNodeKey {
     pub mn_id: Arc<str>,

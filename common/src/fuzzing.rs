@@ -1,6 +1,7 @@
 //! The checks every fuzz target runs on one input, shared by the cargo-fuzz targets in
-//! `fuzz/` and the regression replay in `common/tests/fuzz_regressions.rs` (DESIGN.md
-//! section 7: every parser is fuzzed, crashes are kept as regression tests).
+//! `fuzz/` and the regression replay in `common/tests/fuzz_regressions.rs`
+//! (docs/testing.md, "Fuzzing": every parser is fuzzed, crashes are kept as regression
+//! tests).
 //!
 //! Each function feeds the bytes to one parser family and panics when a codec breaks a
 //! promise it makes in its own documentation and tests: parsing never panics, and what

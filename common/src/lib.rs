@@ -2,7 +2,7 @@
 //!
 //! Every module here is pure protocol logic: wire formats (a checked view plus a typed
 //! `Repr`, smoltcp style) and state machines advanced by `handle(input, now)` and asked
-//! `poll_timeout()`. None of them opens a socket or reads a clock (DESIGN.md section 2):
+//! `poll_timeout()`. None of them opens a socket or reads a clock (docs/architecture.md):
 //! the I/O every node shares (sockets, pcap files, the TUN device) is `pmip-node`'s.
 
 pub mod address_filter;

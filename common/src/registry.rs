@@ -1,5 +1,5 @@
 //! Open registries of the standards (IANA and 3GPP code points) as Rust enums, all
-//! declared by one macro, [`registry!`](crate::registry::registry).
+//! declared by one crate-private macro, `registry!`.
 //!
 //! A registry is open: a peer may send a value this code has no name for (a newer RFC, a
 //! vendor's private use). So every registry enum has, beside its named values, an
@@ -27,7 +27,7 @@
 use core::fmt;
 use core::hash::Hash;
 
-/// What every registry enum declared by [`registry!`] implements, so that code (and the
+/// What every registry enum declared by `registry!` implements, so that code (and the
 /// tests) can treat all registries alike.
 pub trait Registry: Copy + Eq + Hash + fmt::Debug + fmt::Display + 'static {
     /// The width of the field the value travels in.

@@ -1,5 +1,5 @@
-//! The visited gateway's costs (issue 7), each beside a baseline measured in the same
-//! run:
+//! The visited gateway's costs (roaming, docs/attach.md), each beside a baseline measured
+//! in the same run:
 //!
 //! * **GRE relay**: `Relay::relay_gre` of one 1400-octet IPv4 packet in keyed GRE
 //!   (decapsulate, key lookup, peer and inner-source checks, re-encapsulate under the

@@ -54,7 +54,7 @@ impl UplinkKeyAllocator {
     }
 
     /// The next key of this run for which `in_use` is false, or `None` if none was found
-    /// within [`MAX_PROBES`] keys. Never 0.
+    /// within `MAX_PROBES` (2^20) keys. Never 0.
     pub fn allocate(&mut self, in_use: impl Fn(GreKey) -> bool) -> Option<GreKey> {
         for _ in 0..MAX_PROBES {
             let key = GreKey(self.epoch | self.next);

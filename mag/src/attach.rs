@@ -1,8 +1,8 @@
-//! One UE's attach at the ePDG (DESIGN.md section 3), sans-IO: the EAP relay between the
-//! IKE SA and the AAA (SWm DER/DEA), the authorization for the APN (AAR/AAA, unless the
-//! DEA already named the gateway), the proxy registration at the LMA, and the gate: the
-//! EAP-Success the AAA sent is held until the LMA accepted the binding, and only then
-//! handed to the IKE SA with the addresses the LMA allocated.
+//! One UE's attach at the ePDG (TS 23.402 section 7.2; docs/attach.md), sans-IO: the EAP
+//! relay between the IKE SA and the AAA (SWm DER/DEA), the authorization for the APN
+//! (AAR/AAA, unless the DEA already named the gateway), the proxy registration at the LMA,
+//! and the gate: the EAP-Success the AAA sent is held until the LMA accepted the binding,
+//! and only then handed to the IKE SA with the addresses the LMA allocated.
 //!
 //! Inputs are IKE events, Diameter answers, registration results and timeouts; outputs are
 //! IKE actions, Diameter requests and registration requests. Every failure ends the
@@ -228,10 +228,10 @@ fn address(info: &Mip6AgentInfo) -> Option<IpAddr> {
         .copied()
 }
 
-/// Where to register, and the home gateway to chain to when roaming. The AAA lists the
-/// home gateway first; a visited AAA proxy appends the visited gateway it picked
-/// (DESIGN.md section 4), so with two gateways the PBU goes to the last one and carries
-/// the first in the 3GPP PDN GW IP address option (TS 29.275).
+/// Where to register, and the home gateway to chain to when roaming. The AAA lists the home
+/// gateway first; a visited AAA proxy appends the visited gateway it picked
+/// (docs/attach.md, "Roaming"), so with two gateways the PBU goes to the last one and
+/// carries the first in the 3GPP PDN GW IP address option (TS 29.275).
 fn gateway(infos: &[Mip6AgentInfo]) -> Option<(IpAddr, Option<IpAddr>)> {
     let mut addresses: Vec<IpAddr> = Vec::new();
     for a in infos.iter().filter_map(address) {

@@ -1,4 +1,4 @@
-//! The ePDG's user-space data plane (DESIGN.md section 3, issue 5 item 3), sans-IO:
+//! The ePDG's user-space data plane (docs/attach.md, step 9), sans-IO:
 //! uplink ESP-in-UDP from a UE -> SA by SPI -> decrypt -> source check -> GRE with the
 //! uplink key toward the LMA holding the binding; downlink GRE from an LMA -> session by
 //! the downlink key -> ESP -> the UE's address and UDP port. The driver owns the sockets

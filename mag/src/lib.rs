@@ -1,4 +1,4 @@
-//! The ePDG acting as PMIPv6 MAG (DESIGN.md section 3): the sans-IO core ([`epdg`]: the
+//! The ePDG acting as PMIPv6 MAG (docs/attach.md): the sans-IO core ([`epdg`]: the
 //! IKEv2 responder endpoint, the SWm client, the binding update list, the per-UE
 //! [`attach`] procedure), the ESP <-> GRE [`dataplane`], the configuration ([`config`])
 //! and the tokio driver ([`driver`]) that wires the core to sockets.

@@ -6,7 +6,7 @@
 //! unknown or malformed field is an error naming the field and the file) and `clap::Args`
 //! (flattened into the binary's command line: the flags, their doc comments the `--help`
 //! text; a field without a flag is `#[arg(skip)]`). [`Layers`] holds the file's layer and
-//! the flags' layer. The binary's `resolve` takes each field with [`pick!`] (the flag when
+//! the flags' layer. The binary's `resolve` takes each field with [`pick!`](crate::pick!) (the flag when
 //! given, else the file), applies its default and checks it; a check that fails names the
 //! field and where its value came from, `--max-lifetime-secs: max_lifetime_secs: ...` or
 //! `/etc/lma.toml: listen_v4: ...`.
@@ -124,7 +124,7 @@ impl<L> Layers<L> {
         &self.flags
     }
 
-    /// The value of one field: the flag's if given, else the file's. Use [`pick!`],
+    /// The value of one field: the flag's if given, else the file's. Use [`pick!`](crate::pick!),
     /// which names the field once.
     pub fn pick<T: Clone>(
         &self,

@@ -1,5 +1,5 @@
 //! What every node binary of the PMIPv6 S2b gateway pair shares: the I/O shell around
-//! the sans-IO protocol cores of `pmip-common` (DESIGN.md section 2).
+//! the sans-IO protocol cores of `pmip-common` (docs/architecture.md, "The I/O layer").
 //!
 //! * [`admin`]: the admin HTTP interface (JSON), served and asked.
 //! * [`socket`]: UDP with a sized receive buffer, the raw IPv6 Mobility Header socket

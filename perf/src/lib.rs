@@ -1,4 +1,4 @@
-//! Load tools of the performance harness (BENCHMARKS.md, issue 9):
+//! Load tools of the performance harness (BENCHMARKS.md, "Performance harness"):
 //!
 //! * `pbu-load` drives Proxy Binding Updates for N distinct bindings at full rate from M
 //!   simulated MAG sessions (one UDP socket each, on its own loopback address) to an LMA's

@@ -19,7 +19,7 @@ use crate::{node_binary, Process};
 /// The nodes (namespaces) of the lab.
 pub const NODES: [&str; 5] = ["ue", "epdg", "lma", "pdn", "aaa"];
 
-/// The roaming variant's extra nodes ([`Lab::up_roaming`], issue 7): the visited gateway
+/// The roaming variant's extra nodes ([`Lab::up_roaming`]): the visited gateway
 /// and the visited AAA.
 pub const ROAMING_NODES: [&str; 2] = ["vlma", "vaaa"];
 

@@ -1,6 +1,6 @@
-//! Issue 4, item 4 against the real `aaa-stub`: the real `aaa-stub`, `lma` and `mag`
-//! binaries on loopback (127.0.<net>.x, nets 111..117: .1 UE, .2 ePDG, .3 LMA, .4 AAA)
-//! and `ue-emu attach --json`.
+//! The attach and its failures against the real `aaa-stub`: the real `aaa-stub`, `lma` and
+//! `mag` binaries on loopback (127.0.<net>.x, nets 111..117: .1 UE, .2 ePDG, .3 LMA, .4
+//! AAA) and `ue-emu attach --json`.
 //!
 //! Success: the UE's addresses are inside the LMA's pools and are the LMA's logged
 //! binding; after the detach the AAA has 0 sessions. Failures (wrong K, unknown APN, LMA

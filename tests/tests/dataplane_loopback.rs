@@ -1,10 +1,11 @@
 //! The ePDG's data plane on loopback: the real `lma`, `mag` and `ue-emu attach --ping`,
-//! with the in-test AAA of attach_loopback.rs. The LMA has no GRE data plane yet, so
+//! with the in-test AAA of attach_loopback.rs. The LMA runs signaling only (no `[sgi]`):
 //! this test plays the LMA's tunnel end itself (root: a raw IPv4 socket for IP protocol
-//! 47 bound to the LMA's address): it captures the uplink GRE the ePDG sends, checks the
+//! 47 bound to the LMA's address), so that it sees the ePDG's GRE as sent: it captures the uplink GRE the ePDG sends, checks the
 //! uplink key and the inner echo requests (source = the UE's assigned address), answers
 //! each with an echo reply in GRE under the downlink key, and checks that ue-emu counts
-//! the replies. The forged-source drop is unit-tested in mag/src/dataplane.rs.
+//! the replies. The forged-source drop is unit-tested in mag/src/dataplane.rs; the path
+//! through the LMA's own data plane is dataplane_e2e.rs.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;

@@ -367,7 +367,7 @@ fn without(mut bu: BindingUpdateRepr, drop: impl Fn(&MobilityOption) -> bool) ->
     bu
 }
 
-/// Every bad-input case of the LMA issue over one transport, each with its exact answer.
+/// Every bad-input case of the LMA's checks over one transport, each with its exact answer.
 fn bad_inputs(socket: &MhSocket, lma: SocketAddr, lma_node: &mut Node) -> Result<()> {
     let good = |seq: u16, mn: &str| pbu(seq, mn).to_binding_update();
 

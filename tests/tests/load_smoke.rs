@@ -1,4 +1,4 @@
-//! Issue 9, item 1 as a functional test (not a timed one): `ue-emu load` against the
+//! The attach storm as a functional test (not a timed one): `ue-emu load` against the
 //! real `aaa-stub` (its subscribers provisioned as one `[[range]]`), `lma` and `mag` on
 //! loopback 127.0.<net>.x, nets 161 and 162, one per test (.1 UEs, .2 ePDG, .3 LMA,
 //! .4 AAA).

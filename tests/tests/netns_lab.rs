@@ -1,4 +1,4 @@
-//! The network-namespace lab (`scripts/netns-lab.sh`, issue 5 item 6) with the real
+//! The network-namespace lab (`scripts/netns-lab.sh`, docs/testing.md) with the real
 //! nodes in their namespaces: `aaa-stub` (aaa), `mag` (epdg), `lma` with its SGi TUN
 //! (lma, forwarding to pdn), `ue-emu` (ue); the PDN host (pdn) is the kernel of the pdn
 //! namespace, and ping / iperf3 run there and in the ue namespace through
@@ -273,7 +273,7 @@ fn iperf3(core: &Core, server: &str, reverse: bool) -> Result<f64> {
         .context("no bits_per_second")
 }
 
-/// Issue 5 item 6: IPv4 and IPv6 echoes from the UE reach the PDN host and return, by
+/// IPv4 and IPv6 echoes from the UE reach the PDN host and return, by
 /// `ue-emu --ping` and by ordinary ping through `ue-emu --tun`; iperf3 TCP runs through
 /// the TUN both ways; the TUN, its routes and the sessions go away at SIGTERM.
 #[test]
@@ -447,7 +447,7 @@ fn send_gre_from(ns: &str, to: Ipv4Addr, key: u32, inner: Vec<u8>) -> Result<()>
     .map_err(|_| anyhow::anyhow!("the GRE sender thread panicked"))?
 }
 
-/// Issue 5 item 3 and 4 on the lab: an inner packet whose source is not the UE's
+/// Forged inner sources on the lab: an inner packet whose source is not the UE's
 /// assigned address is dropped and counted at the ePDG (ESP from the UE) and at the LMA
 /// (GRE with the binding's uplink key, as if from a MAG that did not check).
 #[test]

@@ -1,4 +1,4 @@
-//! Issue 7, roaming (seeds/000 section 2.2): two real `lma` processes (the visited
+//! Roaming (docs/attach.md, "Roaming"; TS 29.275): two real `lma` processes (the visited
 //! gateway with `[chaining]`, the home gateway), the real `mag`, a real `aaa-stub` pair
 //! (visited AAA relaying to the home AAA by realm) and `ue-emu attach --json`.
 //!

@@ -1,4 +1,4 @@
-//! tshark as an independent decoder of our data-plane framing (DESIGN.md section 7):
+//! tshark as an independent decoder of our data-plane framing (docs/testing.md):
 //! GRE with keys (`pmip_common::tunnel`) over IPv4 and IPv6, and ESP-in-UDP
 //! (`pmip_common::esp`) for AES-GCM and AES-CBC+HMAC SAs.
 //!

@@ -1,4 +1,4 @@
-//! tshark as an independent decoder of our Mobility Header codec (DESIGN.md section 7).
+//! tshark as an independent decoder of our Mobility Header codec (docs/testing.md).
 //!
 //! Every message type and every mobility option `pmip_common::mh` can emit is built with
 //! our codec, sent through both transports (IPv6 with next header 135, and IPv4 with the
@@ -62,7 +62,7 @@ fn message(message: MobilityMessage) -> MobilityHeaderRepr {
     }
 }
 
-/// The PBU an ePDG sends (DESIGN.md section 3), with every option a PBU may carry.
+/// The PBU an ePDG sends (docs/attach.md, step 5), with every option a PBU may carry.
 fn pbu() -> MobilityHeaderRepr {
     use MobilityOption as O;
     message(MobilityMessage::BindingUpdate(BindingUpdateRepr {

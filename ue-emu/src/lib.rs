@@ -1,4 +1,4 @@
-//! The UE emulator (DESIGN.md section 6): `ue-emu attach` runs one UE through the S2b
+//! The UE emulator (docs/attach.md): `ue-emu attach` runs one UE through the S2b
 //! attach over one UDP socket and reports the ladder with per-step times; `ue-emu load`
 //! ([`load`]) runs many. Both drive the one sans-IO UE core ([`ue::Ue`]: the IKEv2
 //! initiator, the EAP-AKA peer and its software USIM); this module is the blocking shell

@@ -1,6 +1,6 @@
 //! Numbers the standards assign: command codes, application ids, vendor ids, result codes
-//! (registries, [`registry!`](crate::registry::registry) enums with an `Unknown` arm) and
-//! AVP codes. Each cites where it is defined.
+//! (registries: enums of the crate's `registry!` macro, [`crate::registry`], with an
+//! `Unknown` arm) and AVP codes. Each cites where it is defined.
 //!
 //! The modules `command`, `application`, `vendor` and `result` keep the same numbers as
 //! plain `u32` constants, each written as its registry value, for the code that matches

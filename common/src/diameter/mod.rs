@@ -7,7 +7,7 @@
 //! machine), `diameter-interface` (0.1; same shape, about 1% documented, its grouped
 //! decoder subtracts lengths without checking them) and `sawp-diameter` (parse only, on
 //! nom 5). None gives a panic-free view plus emit, typed SWm AVPs, and a peer that takes
-//! `(input, now)` as the rest of this crate does (DESIGN.md section 2).
+//! `(input, now)` as the rest of this crate does (docs/architecture.md).
 //!
 //! Layout, smoltcp style: [`Packet`] and [`AvpPacket`] are checked views over bytes;
 //! [`Message`] and [`Avp`] are owned representations that parse and emit, and keep every

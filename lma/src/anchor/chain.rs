@@ -1,4 +1,4 @@
-//! Chained registration (seeds/000 section 2.2, DESIGN.md section 4, TS 29.275): the
+//! Chained registration (TS 29.275; docs/attach.md, "Roaming"): the
 //! visited gateway (vSAE GW) is an LMA toward the ePDG and a MAG toward the home gateway
 //! (hSAE GW) that the ePDG's PBU names in the 3GPP PDN GW IP Address option.
 //!

@@ -1,6 +1,6 @@
-//! `pbu-load --lma ADDR --bindings N --sessions M`: Proxy Binding Updates for N distinct
-//! bindings at full rate, from M simulated MAG sessions, to an LMA over UDP 5436 on
-//! loopback; reports PBU->PBA per second. With `--echo` the target is `udp-echo` and the
+//! `pbu-load --target ADDR:PORT --bindings N --sessions M`: Proxy Binding Updates for N
+//! distinct bindings at full rate, from M simulated MAG sessions, to an LMA over UDP 5436
+//! on loopback; reports PBU->PBA per second. With `--echo` the target is `udp-echo` and the
 //! same datagrams are sent (the baseline of the same run).
 //!
 //! Session i is a UDP socket on its own address (`--mag-base` + i), so the LMA sees M

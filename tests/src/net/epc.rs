@@ -1,9 +1,9 @@
-//! A whole S2b lab on the in-memory network (DESIGN.md sections 3 and 4): UEs (the
-//! `ue-emu` core), the ePDG (the `mag` core), its AAA and its gateway, and, for roaming,
-//! a home network behind them (home AAA, home gateway) with the ePDG's AAA relaying and
-//! its gateway chaining. Every node is configured from the text its binary reads. The
-//! UEs of the ePDG's own realm are served by its gateway; roamers are registered through
-//! it at their home gateway, which allocates their addresses.
+//! A whole S2b lab on the in-memory network (docs/attach.md, the attach and roaming): UEs
+//! (the `ue-emu` core), the ePDG (the `mag` core), its AAA and its gateway, and, for
+//! roaming, a home network behind them (home AAA, home gateway) with the ePDG's AAA
+//! relaying and its gateway chaining. Every node is configured from the text its binary
+//! reads. The UEs of the ePDG's own realm are served by its gateway; roamers are registered
+//! through it at their home gateway, which allocates their addresses.
 //!
 //! [`Epc::leftovers`] names whatever state is left on any node (IKE SAs, AAA sessions
 //! and relayed records, bindings and chained bindings, data-plane sessions, pending
@@ -461,7 +461,7 @@ impl Epc {
 
     /// The EAP-Successes the ePDG sent, and for each whether an accepted PBA for the
     /// same NAI had reached the ePDG by then, after that IKE SA's IKE_AUTH began: the
-    /// gate of DESIGN.md section 3, read from the wire. Returns (how many IKE SAs got
+    /// gate of docs/attach.md, read from the wire. Returns (how many IKE SAs got
     /// an EAP-Success, those sent before their PBA, described).
     pub fn gate(&self, seen: &[Seen]) -> (usize, Vec<String>) {
         let epdg = self.epdg.index();

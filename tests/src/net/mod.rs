@@ -1,9 +1,9 @@
-//! The in-memory network (STYLE.md section 3): sans-IO cores wired together in virtual
-//! time, what quinn's tests call a `Pair`, for a whole lab. Datagram links have a delay,
-//! jitter, loss and reordering drawn from one seed; stream links (Diameter's TCP) are
-//! reliable and ordered, can be refused and cut; a virtual clock jumps to the next
-//! arrival or core deadline. Everything that crosses a link is traced, so a run can be
-//! checked message by message and two runs of one seed compared.
+//! The in-memory network (docs/architecture.md, "The in-memory network"): sans-IO cores
+//! wired together in virtual time, what quinn's tests call a `Pair`, for a whole lab.
+//! Datagram links have a delay, jitter, loss and reordering drawn from one seed; stream
+//! links (Diameter's TCP) are reliable and ordered, can be refused and cut; a virtual clock
+//! jumps to the next arrival or core deadline. Everything that crosses a link is traced, so
+//! a run can be checked message by message and two runs of one seed compared.
 //!
 //! A node is a core behind the [`Node`] trait: it is handed datagrams, stream events and
 //! timeouts with `now`, and answers with [`NodeOutput`]s. The nodes that exist:

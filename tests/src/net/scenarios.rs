@@ -1,5 +1,5 @@
 //! Whole procedures on the in-memory network, the ePDG's core among the others: the
-//! attach ladder (DESIGN.md section 3), the EAP-Success gate on every UE of every
+//! attach ladder (docs/attach.md), the EAP-Success gate on every UE of every
 //! scenario, the cleanup of every failure path, roaming through two gateways (section
 //! 4), and a thousand attaches through a lossy network. Everything is checked from what
 //! crossed the links (the [`super::ladder`] reading of the trace) and from the state the
@@ -125,7 +125,7 @@ fn the_attach_ladder_runs_in_order_and_the_ue_gets_the_gateways_binding() {
     let start = epc.net.trace().len();
     attach(&mut epc, 0);
     let seen = epc.read();
-    // Each link on its own, then all of them merged: the ladder of DESIGN.md section 3.
+    // Each link on its own, then all of them merged: the ladder of docs/attach.md.
     let ue = epc.ues[0].index();
     let (epdg, aaa, gateway) = (epc.epdg.index(), epc.aaa.index(), epc.gateway.index());
     let on = |a: usize, b: usize| {

@@ -618,7 +618,7 @@ fn a_visited_aaa_relays_home_and_adds_its_gateway_or_answers_unable_to_deliver()
     );
     net.command(epdg, |c, _, _, out| c.connect(out));
     assert!(net.run_until(Duration::from_secs(5), |n| n.node(epdg).authenticated()));
-    // The home gateway first, the visited one last (DESIGN.md section 4).
+    // The home gateway first, the visited one last (docs/attach.md, "Roaming").
     let gateways: Vec<IpAddr> = net.node(epdg).deas[1]
         .mip6_agent_info
         .iter()
