@@ -10,6 +10,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+echo "== cargo doc (no broken links or markup in the API documentation)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
 echo "== build the node binaries the cross-process tests start"
 cargo build --workspace --bins
 

@@ -303,8 +303,9 @@ pub fn resolve(layers: &Layers<ConfigLayer>) -> Result<Settings, ConfigError> {
                 "listen_v4",
                 v4_flag,
                 format!(
-                    "{addr}: give the LMA's own address, not 0.0.0.0: the Mobility Header \
-                     checksum over IPv4 covers the destination address (RFC 5844)"
+                    "{addr}: give the LMA's own address, not 0.0.0.0: it is the IPv4 LMAA, \
+                     the GRE tunnel endpoint and the source of every PBA (RFC 5844 section \
+                     4.1.3.2)"
                 ),
             ));
         }

@@ -286,8 +286,10 @@ impl Config {
             return Err(certificate.invalid("certificate and private_key go together"));
         }
         if config.mh_local.is_unspecified() {
-            return Err(pick!(layers, mh_local)
-                .invalid("must be a specific address (the MH checksum covers it)"));
+            return Err(pick!(layers, mh_local).invalid(
+                "must be a specific address: it is the IPv4 Proxy-CoA the LMA binds \
+                     to and the GRE tunnel endpoint (RFC 5844 section 3.1)",
+            ));
         }
         let suites = pick!(layers, ike_suites);
         for s in &config.ike_suites {

@@ -465,7 +465,11 @@ impl Epdg {
             None => None,
         };
         let keylog = match &config.keylog {
-            Some(p) => Some(File::create(p).with_context(|| format!("creating {}", p.display()))?),
+            // The keylog holds every IKE SA's keys: mode 0600 whatever the umask.
+            Some(p) => Some(
+                pmip_node::secret_file::create(p)
+                    .with_context(|| format!("creating {}", p.display()))?,
+            ),
             None => None,
         };
         let shell = Shell {

@@ -1,4 +1,4 @@
-//! The ePDG's signaling logic (DESIGN.md section 3, TS 23.402 section 7.2, TS 24.302
+//! The ePDG's signaling logic (docs/attach.md; TS 23.402 section 7.2, TS 24.302
 //! section 7.2), sans-IO: a plain struct advanced by [`Epdg::handle`] and asked
 //! [`Epdg::poll_timeout`]. No socket, no clock, no randomness of its own: the driver
 //! passes every IKE datagram (with both addresses), Mobility Header message and Diameter

@@ -51,7 +51,10 @@ pub fn write_lab_pki(dir: &Path, identity: &str) -> Result<()> {
         ("epdg.key.der", &pki.epdg_key_der),
     ] {
         let path = dir.join(name);
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        // Mode 0600 whatever the umask: the key is a secret, and the certificates are
+        // written the same way so the folder reads as one.
+        pmip_node::secret_file::write_atomically(&path, &[bytes])
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

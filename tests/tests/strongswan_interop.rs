@@ -1,4 +1,4 @@
-//! Issue 6: a real IKEv2 client as the UE. strongSwan's charon (built by
+//! A real IKEv2 client as the UE. strongSwan's charon (built by
 //! scripts/build-strongswan.sh, with the eap-aka-3gpp software USIM and kernel-libipsec)
 //! runs in a network namespace of its own and attaches, driven by swanctl over its vici
 //! socket, to the real `mag` (root namespace), which uses the real `aaa-stub` (SWm, on

@@ -1,5 +1,4 @@
-//! tshark as an independent decoder of our IKEv2 codec and SK payload (DESIGN.md
-//! section 7).
+//! tshark as an independent decoder of our IKEv2 codec and SK payload (docs/testing.md).
 //!
 //! For each suite (AES-GCM-16-256, AES-CBC-256 with HMAC-SHA2-256-128, AES-CBC-128 with
 //! HMAC-SHA1-96) an S2b IKE_SA_INIT (UDP 500) and an encrypted IKE_AUTH request and

@@ -1,4 +1,4 @@
-//! The UE, sans-IO (DESIGN.md sections 2 and 6): the IKEv2 initiator, the EAP-AKA peer
+//! The UE, sans-IO (docs/architecture.md, docs/attach.md): the IKEv2 initiator, the EAP-AKA peer
 //! with its software USIM, and the attach ladder, advanced by [`Ue::handle`] with the
 //! time and asked [`Ue::poll_timeout`]. `ue-emu attach`, `ue-emu load` and the tests'
 //! in-memory network all drive this one core; they own the sockets and the clock.

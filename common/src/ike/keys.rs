@@ -214,7 +214,7 @@ pub fn signed_octets(
     [first_message, peer_nonce, &mac_id].concat()
 }
 
-/// AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>) (section 2.15).
+/// `AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>)` (section 2.15).
 /// With EAP the shared secret is the MSK (section 2.16, RFC 5998); without an MSK it is
 /// SK_pi or SK_pr.
 pub fn shared_key_auth(prf: Prf, shared_secret: &[u8], signed_octets: &[u8]) -> Vec<u8> {
@@ -273,7 +273,7 @@ impl IkeSaKeys {
 }
 
 /// The secret behind COOKIE notifies (section 2.6): a responder under load answers an
-/// IKE_SA_INIT with Cookie = <VersionIDofSecret> | SHA-256(Ni | IPi | SPIi | <secret>)
+/// IKE_SA_INIT with Cookie = `<VersionIDofSecret> | SHA-256(Ni | IPi | SPIi | <secret>)`
 /// and keeps no state until the initiator returns it. The secret is changed from time to
 /// time; the previous one stays valid for a while.
 #[derive(Clone, PartialEq, Eq)]
