@@ -246,9 +246,15 @@ stop_nodes
 MAX_RATE=$(jq .attaches_per_s "$S/max.json")
 HALF=$(awk -v r="$MAX_RATE" 'BEGIN { printf "%.0f", r / 2 }')
 
-echo "== attach storm: half the maximum, $HALF/s open loop, ${STORM_SECS} s" >&2
+# Open loop, single pass: every UE holds its socket (and its session) until the run
+# ends, so the run is cut short rather than let ue-emu run out of file descriptors
+# (EMFILE would count as failed attaches that the ePDG never saw).
+NOFILE=$(ulimit -n)
+HALF_SECS=$(awk -v r="$HALF" -v s="$STORM_SECS" -v n="$NOFILE" \
+  'BEGIN { m = (n - 2000) / r; printf "%d", (m < s ? m : s) }')
+echo "== attach storm: half the maximum, $HALF/s open loop, ${HALF_SECS} s (open files: $NOFILE)" >&2
 start_nodes
-HALF_UES=$(awk -v r="$HALF" -v s="$STORM_SECS" 'BEGIN { printf "%.0f", r * s }')
+HALF_UES=$(awk -v r="$HALF" -v s="$HALF_SECS" 'BEGIN { printf "%.0f", r * s }')
 "$BIN/ue-emu" load -c "$S/ue.toml" --ues "$HALF_UES" --rate "$HALF" --json \
   >"$S/half.json" 2>"$S/half.err" || true
 stop_nodes
